@@ -1,0 +1,104 @@
+"""``cipherome bench``: run the standard protocol benchmarks and print time, traffic and rounds.
+
+Rows have stable keys (op, size, parties, transport, seconds, mb_per_party,
+rounds) so that later operations and transports add rows, not formats.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+import numpy as np
+
+__all__ = ["bench", "run_bench", "TRANSPORTS"]
+
+#: transport name -> function(job_name, params, n_parties) -> list of per-party results
+TRANSPORTS: dict[str, object] = {}
+
+
+def _inproc(job_name: str, params: dict, n: int) -> list[dict]:
+    from cipherome.mpc.jobs import get_job
+    from cipherome.mpc.local import run_local
+
+    fn = get_job(job_name)
+    return run_local(lambda ctx: fn(ctx, params, None), n).results
+
+
+TRANSPORTS["inproc"] = _inproc
+
+
+def _prg_row(size: int) -> dict:
+    from cipherome.mpc.prg import PRG, new_seed
+
+    prg = PRG(new_seed())
+    prg.ring(size)
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        prg.ring(size)
+    dt = (time.perf_counter() - t0) / reps
+    return {"op": "prg", "size": size, "parties": 1, "transport": "local", "seconds": dt,
+            "mb_per_party": 0.0, "rounds": 0, "mb_per_s": 8 * size / dt / 1e6}
+
+
+def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1) -> list[dict]:
+    """Run each op and return one row per op (seconds and bytes are per run)."""
+    from cipherome.protocols.jobs import BENCH_OPS
+
+    rows = []
+    for op in ops:
+        if op == "prg":
+            rows.append(_prg_row(sizes.get("prg", 10**7)))
+            continue
+        if op not in BENCH_OPS:
+            raise click.ClickException(f"unknown operation {op!r}; known: prg, {', '.join(sorted(BENCH_OPS))}")
+        size = sizes.get(op, BENCH_OPS[op][0])
+        results = TRANSPORTS[transport](f"bench.{op}", {"size": size, "reps": reps}, n)
+        rows.append({
+            "op": op,
+            "size": size,
+            "parties": n,
+            "transport": transport,
+            "seconds": max(r["seconds"] for r in results),
+            "mb_per_party": float(np.mean([r["bytes_sent"] for r in results])) / 1e6,
+            "rounds": max(r["rounds"] for r in results),
+        })
+    return rows
+
+
+@click.command("bench")
+@click.option("--parties", "-n", default=3, show_default=True, help="Number of compute parties (plus a dealer).")
+@click.option("--transport", type=click.Choice(["inproc", "grpc"]), default="inproc", show_default=True)
+@click.option("--op", "ops", multiple=True, help="Operation(s) to run (default: all standard ones).")
+@click.option("--size", "size_opts", multiple=True, help="Override a size, e.g. --size mul=100000.")
+@click.option("--reps", default=1, show_default=True, help="Timed repetitions per op (after one warm-up).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
+def bench(parties: int, transport: str, ops: tuple[str, ...], size_opts: tuple[str, ...], reps: int, as_json: bool) -> None:
+    """Run the standard protocol benchmarks; one row per operation."""
+    from cipherome.protocols.jobs import BENCH_OPS
+
+    if parties < 2:
+        raise click.BadParameter("at least 2 compute parties", param_hint="--parties")
+    if transport not in TRANSPORTS:
+        try:
+            import cipherome.mpc.launcher  # noqa: F401  (registers the grpc transport)
+        except ImportError:
+            pass
+    if transport not in TRANSPORTS:
+        raise click.ClickException(f"transport {transport!r} is not available in this build")
+    sizes = {}
+    for s in size_opts:
+        name, _, value = s.partition("=")
+        if not value.isdigit():
+            raise click.BadParameter(f"expected OP=N, got {s!r}", param_hint="--size")
+        sizes[name] = int(value)
+    ops = list(ops) or ["prg", *BENCH_OPS]
+    rows = run_bench(ops, parties, transport, sizes, reps)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'op':<10}{'size':>10}{'parties':>9}{'transport':>11}{'seconds':>10}{'MB/party':>10}{'rounds':>8}")
+    for r in rows:
+        click.echo(f"{r['op']:<10}{r['size']:>10}{r['parties']:>9}{r['transport']:>11}{r['seconds']:>10.4f}"
+                   f"{r['mb_per_party']:>10.2f}{r['rounds']:>8g}")

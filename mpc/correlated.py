@@ -1,0 +1,245 @@
+"""Correlated randomness from the dealer, defined once as recipes that run on both sides.
+
+A recipe describes one correlated object, e.g. a Beaver triple (a, b, c = a*b).
+The dealer and every compute party run the *same* recipe: ``gen.random(shape)``
+is a uniformly shared value, so each party draws its share from the PRG it shares
+with the dealer and the dealer draws all of them (and knows their sum);
+``gen.derived(shape, f)`` is a value the dealer computes, say c = a*b, whose
+shares for all parties but the lead are again PRG draws and whose lead share is
+the *correction* c - sum(other shares), the only thing the dealer sends. So an
+object costs exactly the size of its derived parts in traffic, and parties other
+than the lead receive nothing at all. ``Provider`` is the interface protocols use.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .kernels import ring_matmul
+from .prg import PRG
+
+__all__ = [
+    "RECIPES",
+    "recipe",
+    "PartyGen",
+    "DealerGen",
+    "Provider",
+    "correction_elements",
+    "Bundle",
+]
+
+U64 = np.uint64
+RECIPES: dict[str, Callable] = {}
+
+
+def recipe(name: str):
+    """Register ``fn(gen, **args) -> tuple of arrays`` as the correlated object ``name``."""
+
+    def deco(fn):
+        if name in RECIPES:
+            raise ValueError(f"recipe {name!r} registered twice")
+        RECIPES[name] = fn
+        return fn
+
+    return deco
+
+
+def _shape(shape) -> tuple[int, ...]:
+    return (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+
+
+class _Slot:
+    """A placeholder for a derived share on the lead, filled when the dealer's reply arrives."""
+
+    __slots__ = ("start", "shape")
+
+    def __init__(self, start: int, shape: tuple[int, ...]):
+        self.start, self.shape = start, shape
+
+
+class Bundle:
+    """The shares of one correlated object, as returned by a recipe.
+
+    On the lead, derived parts arrive from the dealer; the request is sent at
+    once and ``bundle[i]`` blocks only when a derived part is first used, so that
+    the dealer's work overlaps the protocol's own (prefetching). Unpacking
+    (``a, b, c = bundle``) resolves every part.
+    """
+
+    __slots__ = ("_items", "_receive", "_corr")
+
+    def __init__(self, items, receive: Callable[[], np.ndarray] | None = None):
+        self._items = items if isinstance(items, tuple) else (items,)
+        self._receive, self._corr = receive, None
+
+    def _resolve(self, item):
+        if not isinstance(item, _Slot):
+            return item
+        if self._corr is None:
+            self._corr = self._receive()
+        n = int(np.prod(item.shape, dtype=np.int64))
+        if item.start + n > self._corr.size:
+            raise ValueError("dealer reply shorter than the correlated object")
+        return self._corr[item.start : item.start + n].reshape(item.shape)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._resolve(self._items[i])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return (self._resolve(it) for it in self._items)
+
+
+class PartyGen:
+    """A compute party's side of a recipe: its own shares, from its PRG with the dealer.
+
+    On the lead party (``lead=True``) derived shares are the dealer's corrections,
+    returned as placeholders that ``Bundle`` fills from the dealer's reply.
+    Recipes must therefore not compute with derived shares on the party side.
+    """
+
+    dealer_side = False
+
+    def __init__(self, prg: PRG, lead: bool):
+        self.prg, self.lead, self.pos = prg, lead, 0
+
+    def random(self, shape) -> np.ndarray:
+        return self.prg.ring(_shape(shape))
+
+    def private(self, shape, bits: bool = False):
+        return None
+
+    def derived(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
+        shape = _shape(shape)
+        if not self.lead:
+            return self.prg.ring(shape)
+        slot = _Slot(self.pos, shape)
+        self.pos += int(np.prod(shape, dtype=np.int64))
+        return slot
+
+
+class DealerGen:
+    """The dealer's side of a recipe: full values, every party's PRG share, corrections."""
+
+    dealer_side = True
+
+    def __init__(self, prgs: list[PRG], lead: int, own: PRG):
+        self.prgs, self.lead, self.own = prgs, lead, own
+        self.out: list[np.ndarray] = []
+
+    def random(self, shape) -> np.ndarray:
+        shape = _shape(shape)
+        total = np.zeros(shape, dtype=U64)
+        for prg in self.prgs:
+            total += prg.ring(shape)
+        return total
+
+    def private(self, shape, bits: bool = False) -> np.ndarray:
+        """Randomness only the dealer knows (it is then shared with ``derived``)."""
+        return self.own.bits(_shape(shape)) if bits else self.own.ring(_shape(shape))
+
+    def derived(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
+        shape = _shape(shape)
+        v = np.asarray(value(), dtype=U64)
+        if v.shape != shape:
+            v = np.broadcast_to(v, shape)
+        corr = v.copy()
+        for i, prg in enumerate(self.prgs):
+            if i != self.lead:
+                corr -= prg.ring(shape)
+        self.out.append(corr.ravel())
+        return v
+
+    def corrections(self) -> np.ndarray:
+        return np.concatenate(self.out) if self.out else np.zeros(0, dtype=U64)
+
+
+def correction_elements(kind: str, **args) -> int:
+    """How many ring elements the dealer sends for one object (its traffic / 8 bytes)."""
+
+    class _Count(PartyGen):
+        def random(self, shape):
+            return np.zeros(_shape(shape), dtype=U64)
+
+    g = _Count(None, lead=True)
+    RECIPES[kind](g, **args)
+    return g.pos
+
+
+# ---------------------------------------------------------------------------
+# The standard catalogue. Further recipes (comparison bits, edaBits, ...) are
+# registered by the protocols that use them, with the same decorator.
+# ---------------------------------------------------------------------------
+
+
+@recipe("triple")
+def _triple(gen, shape):
+    """Beaver triple: uniform a, b and c = a*b (elementwise). Cost: |c|."""
+    a = gen.random(shape)
+    b = gen.random(shape)
+    c = gen.derived(shape, lambda: a * b)
+    return a, b, c
+
+
+@recipe("square")
+def _square(gen, shape):
+    """Square pair: uniform a and c = a*a. Cost: |c|."""
+    a = gen.random(shape)
+    c = gen.derived(shape, lambda: a * a)
+    return a, c
+
+
+@recipe("matrix_triple")
+def _matrix_triple(gen, a_shape, b_shape):
+    """Matrix triple: uniform A (..,p,q), B (..,q,r) and C = A @ B. Cost: |C|."""
+    a = gen.random(a_shape)
+    b = gen.random(b_shape)
+    c_shape = tuple(a_shape[:-1]) + (b_shape[-1],)
+    c = gen.derived(c_shape, lambda: ring_matmul(a, b))
+    return a, b, c
+
+
+@recipe("trunc")
+def _trunc_pair(gen, shape, bits):
+    """Truncation pair: uniform r, its top bit r_msb and (r mod 2^63) >> bits. Cost: 2|r|."""
+    r = gen.random(shape)
+    msb = gen.derived(shape, lambda: r >> U64(63))
+    low = gen.derived(shape, lambda: (r & U64((1 << 63) - 1)) >> U64(bits))
+    return r, msb, low
+
+
+@recipe("bits")
+def _bits(gen, shape):
+    """Uniform random bits b in {0, 1}, additively shared in the ring. Cost: |b|."""
+    b = gen.private(shape, bits=True)
+    return gen.derived(shape, lambda: b)
+
+
+class Provider:
+    """The interface protocols use for correlated randomness; returns this party's shares.
+
+    ``fetch(kind, **args)`` runs recipe ``kind``; the named methods are the
+    standard catalogue. The implementation behind ``fetch`` (here: the dealer over
+    the transport) is invisible to the protocols.
+    """
+
+    def __init__(self, fetch: Callable[..., tuple]):
+        self.fetch = fetch
+
+    def triple(self, shape):
+        return self.fetch("triple", shape=_shape(shape))
+
+    def square(self, shape):
+        return self.fetch("square", shape=_shape(shape))
+
+    def matrix_triple(self, a_shape, b_shape):
+        return self.fetch("matrix_triple", a_shape=_shape(a_shape), b_shape=_shape(b_shape))
+
+    def trunc_pair(self, shape, bits: int):
+        return self.fetch("trunc", shape=_shape(shape), bits=int(bits))
+
+    def random_bits(self, shape):
+        return self.fetch("bits", shape=_shape(shape))

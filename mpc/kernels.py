@@ -1,0 +1,107 @@
+"""Numba kernels for ring arithmetic that numpy cannot do fast: products modulo 2^64.
+
+numpy's integer ``@`` has no BLAS path (about 1.2 s for 1000x1000x1000 here);
+these loops compile to vectorised machine code (about 0.3 s on one core). They
+release the GIL so that parties running as threads of one process use all cores.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["ring_matmul", "beaver_combine", "trunc_combine"]
+
+
+@njit(cache=True, nogil=True)
+def _matmul2d(a, b, out):  # pragma: no cover - compiled
+    n, k = a.shape
+    m = b.shape[1]
+    for i in range(n):
+        for p in range(k):
+            aip = a[i, p]
+            if aip == 0:
+                continue
+            for j in range(m):
+                out[i, j] += aip * b[p, j]
+
+
+@njit(cache=True, nogil=True)
+def _matmul3d(a, b, out):  # pragma: no cover - compiled
+    for t in range(a.shape[0]):
+        _matmul2d(a[t], b[t], out[t])
+
+
+def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix product modulo 2^64 of uint64 arrays.
+
+    a: (p, q) and b: (q, r) -> (p, r); or batched a: (t, p, q), b: (t, q, r) -> (t, p, r).
+    Vectors are promoted as numpy's ``@`` does (a (q,) operand counts as a row/column).
+    """
+    a = np.asarray(a, dtype=np.uint64)
+    b = np.asarray(b, dtype=np.uint64)
+    squeeze_a = a.ndim == 1
+    squeeze_b = b.ndim == 1
+    if squeeze_a:
+        a = a[None, :]
+    if squeeze_b:
+        b = b[:, None]
+    if a.ndim != b.ndim or a.ndim not in (2, 3) or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"ring_matmul: incompatible shapes {a.shape} and {b.shape}")
+    if a.ndim == 3 and a.shape[0] != b.shape[0]:
+        raise ValueError(f"ring_matmul: batch sizes differ {a.shape} and {b.shape}")
+    out = np.zeros(a.shape[:-1] + b.shape[-1:], dtype=np.uint64)
+    if out.size and a.shape[-1]:
+        a = np.ascontiguousarray(a)
+        b = np.ascontiguousarray(b)
+        (_matmul2d if a.ndim == 2 else _matmul3d)(a, b, out)
+    if squeeze_a:
+        out = out[..., 0, :]
+    if squeeze_b:
+        out = out[..., 0]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _beaver_combine(c, a, b, e, f, lead, out):  # pragma: no cover - compiled
+    for i in range(out.size):
+        z = c[i] + e[i] * b[i] + a[i] * f[i]
+        if lead:
+            z += e[i] * f[i]
+        out[i] = z
+
+
+def beaver_combine(c, a, b, e, f, lead: bool) -> np.ndarray:
+    """z = c + e*b + a*f (+ e*f on the lead), elementwise mod 2^64, in one pass."""
+    shape = np.shape(c)
+    args = [np.ascontiguousarray(v, dtype=np.uint64).ravel() for v in (c, a, b, e, f)]
+    out = np.empty(args[0].size, dtype=np.uint64)
+    _beaver_combine(*args, bool(lead), out)
+    return out.reshape(shape)
+
+
+@njit(cache=True, nogil=True)
+def _trunc_combine(c, r_msb, r_low, bits, lead, out):  # pragma: no cover - compiled
+    one = np.uint64(1)
+    low63 = np.uint64((1 << 63) - 1)
+    s63 = np.uint64(63)
+    sw = np.uint64(63 - bits)
+    sb = np.uint64(bits)
+    offset = np.uint64(1) << np.uint64(62 - bits)
+    for i in range(out.size):
+        cm = c[i] >> s63
+        w = (one - np.uint64(2) * cm) * r_msb[i]
+        if lead:
+            w += cm
+        z = (w << sw) - r_low[i]
+        if lead:
+            z += ((c[i] & low63) >> sb) - offset
+        out[i] = z
+
+
+def trunc_combine(c, r_msb, r_low, bits: int, lead: bool) -> np.ndarray:
+    """The local step of ``protocols.truncate`` (see its docstring), in one pass."""
+    shape = np.shape(c)
+    args = [np.ascontiguousarray(v, dtype=np.uint64).ravel() for v in (c, r_msb, r_low)]
+    out = np.empty(args[0].size, dtype=np.uint64)
+    _trunc_combine(*args, int(bits), bool(lead), out)
+    return out.reshape(shape)

@@ -1,0 +1,44 @@
+"""Allocator tuning for large short-lived numpy arrays (glibc only, applied once at import).
+
+Protocols allocate many temporaries of tens of MB; glibc hands such blocks back
+to the kernel on every free and faults them in again on the next allocation,
+which measured here costs about as much as the arithmetic itself. Keeping freed
+memory in the process (and using one arena for all party threads) removes that.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["tune_malloc"]
+
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+_done = False
+
+
+def tune_malloc() -> bool:
+    """Apply the tuning once; returns whether it was applied. Off with CIPHEROME_NO_MALLOC_TUNING=1."""
+    global _done
+    if _done or not sys.platform.startswith("linux") or os.environ.get("CIPHEROME_NO_MALLOC_TUNING"):
+        return _done
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = all(
+        mallopt(param, value) == 1
+        for param, value in (
+            (_M_MMAP_THRESHOLD, 1 << 30),  # large arrays from the heap, not fresh mmaps
+            (_M_TRIM_THRESHOLD, (1 << 31) - 1),  # keep freed memory for reuse
+            (_M_TOP_PAD, 1 << 28),
+            (_M_ARENA_MAX, 2),
+        )
+    )
+    _done = ok
+    return ok

@@ -1,0 +1,307 @@
+"""The party runtime: one party's view of a job (who the peers are, seeds, inputs, openings).
+
+Compute parties run the same job code in lock-step (SPMD); the dealer runs
+``serve_dealer`` and answers the lead party's requests for correlated randomness.
+A private input enters MPC without traffic: for every other compute party p the
+owner and p expand p's share from the seed they share, and the owner keeps
+``x - sum(others)``. Every opening goes through ``open_ring`` with a label, which
+the disclosure ledger records (masked openings apart from disclosures).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider
+from .ledger import DISCLOSED, MASKED, Ledger
+from .prg import PRG, new_seed
+from .ring import DEFAULT_FRAC, decode, encode, to_ring
+from .shares import Shared
+from .transport import PeerError, Transport
+
+__all__ = ["Context"]
+
+log = logging.getLogger("cipherome.runtime")
+U64 = np.uint64
+_STOP = "__stop__"
+
+
+def _flatten(shares: list[np.ndarray]) -> np.ndarray:
+    """One new flat uint64 array holding all shares (the message of one opening)."""
+    sizes = [int(np.size(s)) for s in shares]
+    flat = np.empty(sum(sizes), dtype=U64)
+    pos = 0
+    for s, n in zip(shares, sizes):
+        flat[pos : pos + n] = np.asarray(s, dtype=U64).ravel()
+        pos += n
+    return flat
+
+
+class Context:
+    """A party's runtime for one job.
+
+    me: this party's name; parties: the compute parties in a fixed agreed order
+    (the first is the *lead*: it adds public constants and talks to the dealer);
+    dealer: the dealer's name; transport: this party's ``Transport``.
+    """
+
+    def __init__(
+        self,
+        me: str,
+        parties: list[str],
+        dealer: str,
+        transport: Transport,
+        *,
+        frac: int = DEFAULT_FRAC,
+        timeout: float | None = None,
+    ):
+        if len(parties) < 2:
+            raise ValueError("MPC needs at least two compute parties")
+        if me not in parties and me != dealer:
+            raise ValueError(f"party {me!r} is neither a compute party nor the dealer")
+        self.me, self.parties, self.dealer = me, list(parties), dealer
+        self.transport, self.frac, self.timeout = transport, int(frac), timeout
+        self.lead = self.parties[0]
+        self.ledger = Ledger()
+        self.rounds = 0
+        self.dealer_requests = 0
+        self._seq = 0
+        self._dealer_seq = 0
+        self._prg: dict[str, PRG] = {}
+        self.provider = Provider(self._fetch)
+        self._stages: list[dict] = []
+        self._stage: dict | None = None
+
+    # -- identity ------------------------------------------------------------
+    @property
+    def is_dealer(self) -> bool:
+        return self.me == self.dealer
+
+    @property
+    def is_lead(self) -> bool:
+        return self.me == self.lead
+
+    @property
+    def index(self) -> int:
+        return self.parties.index(self.me)
+
+    @property
+    def n(self) -> int:
+        return len(self.parties)
+
+    @property
+    def others(self) -> list[str]:
+        return [p for p in self.parties if p != self.me]
+
+    # -- setup -----------------------------------------------------------------
+    def setup(self) -> "Context":
+        """Agree a fresh pairwise seed with every other party (including the dealer).
+
+        Of each pair, the party earlier in the order ``parties + [dealer]`` draws
+        the seed and sends it (the transport is authenticated and encrypted).
+        """
+        order = self.parties + [self.dealer]
+        mine = order.index(self.me)
+        for other in order[mine + 1 :]:
+            seed = new_seed()
+            self._prg[other] = PRG(seed)
+            self.transport.send(other, "setup/seed", np.frombuffer(seed, dtype=np.uint8))
+        for other in order[:mine]:
+            seed = self.transport.recv(other, "setup/seed", self.timeout)
+            if seed.dtype != np.uint8 or seed.size != 16:
+                raise PeerError(other, "setup", "malformed seed message")
+            self._prg[other] = PRG(seed.tobytes())
+        self.rounds += 1
+        return self
+
+    # -- inputs ------------------------------------------------------------------
+    def input(self, owner: str, value=None, *, shape=None, frac: int | None = None) -> Shared:
+        """Secret-share ``value`` held by ``owner``; the others pass ``value=None``.
+
+        If every party passes ``shape`` and ``frac`` there is no traffic at all;
+        otherwise the owner first announces (frac, shape), which are public.
+        Float inputs are encoded with ``ctx.frac`` bits, integer inputs exactly.
+        """
+        if self.is_dealer:
+            raise RuntimeError("the dealer never holds inputs")
+        if owner == self.me:
+            arr = np.asarray(value)
+            f = (self.frac if arr.dtype.kind == "f" else 0) if frac is None else int(frac)
+            enc = encode(arr, f) if (f or arr.dtype.kind == "f") else to_ring(arr)
+            if shape is None or frac is None:
+                meta = np.array([f, *arr.shape], dtype=np.int64)
+                for p in self.others:
+                    self.transport.send(p, self._tag("meta"), meta)
+                self._seq += 1
+                self.rounds += 1
+            share = enc.copy()
+            for p in self.others:
+                share -= self._prg[p].ring(arr.shape)
+            return Shared(self, share, f)
+        if shape is None or frac is None:
+            meta = self.transport.recv(owner, self._tag("meta"), self.timeout)
+            self._seq += 1
+            self.rounds += 1
+            frac, shape = int(meta[0]), tuple(int(s) for s in meta[1:])
+        return Shared(self, self._prg[owner].ring(tuple(shape)), int(frac))
+
+    def inputs_sum(self, value, *, shape, frac: int) -> Shared:
+        """Every party inputs an array of the same public shape; returns the shared sum.
+
+        This is how horizontally partitioned sites pool their local aggregates:
+        all inputs are free and summing shares is free, so the cost is zero traffic.
+        """
+        total = None
+        for owner in self.parties:
+            x = self.input(owner, value if owner == self.me else None, shape=shape, frac=frac)
+            total = x if total is None else total + x
+        return total
+
+    # -- openings ----------------------------------------------------------------
+    def _tag(self, what: str) -> str:
+        return f"{self._seq}/{what}"
+
+    def open_ring(self, shares: list[np.ndarray], label: str, *, to=None, masked: bool = True):
+        """Open ring values (sum of all parties' shares) to ``to`` (one name, a list, or all).
+
+        One round: every party sends its concatenated shares to each recipient.
+        Returns the list of opened uint64 arrays on recipients, ``None`` elsewhere.
+        ``masked=True`` declares the values uniformly random to their recipients
+        (e.g. x - a in a Beaver product); otherwise the opening is a disclosure.
+        """
+        recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
+        flat = _flatten(shares)
+        self.ledger.record(label, MASKED if masked else DISCLOSED, recipients, flat.size)
+        tag = self._tag(label)
+        self._seq += 1
+        self.rounds += 1
+        for r in recipients:
+            if r != self.me:
+                self.transport.send(r, tag, flat)
+        if self.me not in recipients:
+            return None
+        total = None
+        for p in self.others:
+            got = self.transport.recv(p, tag, self.timeout)
+            if got.dtype != U64 or got.shape != flat.shape:
+                raise PeerError(p, label, f"malformed message: expected {flat.size} ring elements")
+            if total is None:
+                total = flat + got
+            else:
+                total += got
+        out, pos = [], 0
+        for s in shares:
+            n = np.size(s)
+            out.append(total[pos : pos + n].reshape(np.shape(s)))
+            pos += n
+        return out
+
+    def open(self, x: Shared, label: str, *, to=None):
+        """Disclose the secret ``x`` to ``to`` (default: all compute parties).
+
+        Returns decoded values (int64 if ``x.frac == 0`` else float64) on
+        recipients and ``None`` elsewhere; the ledger records the disclosure.
+        """
+        got = self.open_ring([x.data], label, to=to, masked=False)
+        return None if got is None else decode(got[0], x.frac)
+
+    # -- correlated randomness -------------------------------------------------------
+    def _fetch(self, kind: str, **args) -> Bundle:
+        """Run recipe ``kind`` for this party; the lead asks the dealer for the corrections.
+
+        The request leaves at once and the reply is awaited only when a derived
+        share is first used (see ``Bundle``), so dealer work overlaps protocol work.
+        """
+        self.dealer_requests += 1
+        seq = self._dealer_seq
+        self._dealer_seq += 1
+        gen = PartyGen(self._prg[self.dealer], lead=self.is_lead)
+        items = RECIPES[kind](gen, **args)
+        if not self.is_lead:
+            return Bundle(items)
+        req = json.dumps({"kind": kind, "args": args}).encode()
+        self.transport.send(self.dealer, f"dealer/{seq}", np.frombuffer(req, dtype=np.uint8))
+
+        def receive() -> np.ndarray:
+            got = self.transport.recv(self.dealer, f"dealer/{seq}", self.timeout)
+            if got.dtype != U64 or got.size != gen.pos:
+                raise PeerError(self.dealer, f"correlated randomness ({kind})", "malformed reply")
+            return got
+
+        return Bundle(items, receive)
+
+    def serve_dealer(self) -> None:
+        """The dealer's loop: answer the lead's requests in order until it says stop."""
+        if not self.is_dealer:
+            raise RuntimeError("serve_dealer runs on the dealer only")
+        from .jobs import load_plugins
+
+        load_plugins()  # protocols register their recipes on import
+        own = PRG(new_seed())
+        prgs = [self._prg[p] for p in self.parties]
+        seq = 0
+        while True:
+            raw = self.transport.recv(self.lead, f"dealer/{seq}", self.timeout)
+            try:
+                req = json.loads(raw.tobytes().decode())
+                kind, args = req["kind"], req["args"]
+            except (ValueError, KeyError, UnicodeDecodeError) as exc:
+                raise PeerError(self.lead, "dealer request", f"malformed request ({exc})") from None
+            if kind == _STOP:
+                return
+            if kind not in RECIPES:
+                raise PeerError(self.lead, "dealer request", f"unknown correlated object {kind!r}")
+            gen = DealerGen(prgs, 0, own)
+            RECIPES[kind](gen, **args)
+            self.transport.send(self.lead, f"dealer/{seq}", gen.corrections())
+            seq += 1
+            self.dealer_requests += 1
+
+    def finish(self) -> None:
+        """End the job for the dealer (the lead tells it to stop)."""
+        if self.is_lead:
+            req = json.dumps({"kind": _STOP, "args": {}}).encode()
+            self.transport.send(self.dealer, f"dealer/{self._dealer_seq}", np.frombuffer(req, dtype=np.uint8))
+
+    # -- reporting -------------------------------------------------------------------
+    def stage(self, name: str) -> "_Stage":
+        """Context manager that records time, bytes and rounds of a named stage."""
+        return _Stage(self, name)
+
+    def report(self) -> dict:
+        """Traffic, rounds, stages and the disclosure ledger of this party (no secrets)."""
+        return {
+            "party": self.me,
+            "role": "dealer" if self.is_dealer else ("lead" if self.is_lead else "party"),
+            **self.transport.stats.as_dict(),
+            "rounds": self.rounds,
+            "dealer_requests": self.dealer_requests,
+            "stages": list(self._stages),
+            "ledger": self.ledger.as_list(),
+        }
+
+
+class _Stage:
+    def __init__(self, ctx: Context, name: str):
+        self.ctx, self.name = ctx, name
+
+    def __enter__(self):
+        st = self.ctx.transport.stats
+        self.t0, self.b0, self.r0 = time.perf_counter(), st.bytes_sent, self.ctx.rounds
+        log.info("stage %s started", self.name)
+        return self
+
+    def __exit__(self, *exc):
+        st = self.ctx.transport.stats
+        rec = {
+            "stage": self.name,
+            "seconds": time.perf_counter() - self.t0,
+            "bytes_sent": st.bytes_sent - self.b0,
+            "rounds": self.ctx.rounds - self.r0,
+        }
+        self.ctx._stages.append(rec)
+        log.info("stage %s done in %.3f s, %d bytes sent, %d rounds", self.name, rec["seconds"], rec["bytes_sent"], rec["rounds"])
+        return False
