@@ -28,18 +28,23 @@ def truncate(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
       3. w = c_msb XOR r_msb = c_msb + (1 - 2 c_msb) r_msb is the carry of
          x' + (r mod 2^63) past 2^63, linear in [r_msb]; then
          x' = (c mod 2^63) + w 2^63 - (r mod 2^63), hence
-         x' >> d = ((c mod 2^63) >> d) + w 2^(63-d) - ((r mod 2^63) >> d) - e, e in {0, 1}.
+         x' >> d = ((c mod 2^63) >> d) + w 2^(63-d) - ((r mod 2^63) >> d) - e, where
+         e = 1 iff the low d bits of c are below those of r; the parties compute
+         the sum without e (they cannot know it).
       4. subtract 2^(62-d).
-    Error: the result is floor(x / 2^d) - e with e in {0, 1}: at most one unit in the
-    last place (2^-frac), never larger, for every |x| < 2^62.
+    Error: the result is floor(x / 2^d) + e with e in {0, 1}: at most one unit in the
+    last place (2^-frac), never larger, for every |x| < 2^62; e is 1 with
+    probability about (x mod 2^d) / 2^d, so the result is also unbiased rounding.
     Cost: 1 round; each party sends (n-1) * 8 bytes per element; the dealer sends
     the lead 16 bytes per element.
-    ``frac`` is the scale of the result (default: x.frac - bits).
+    ``frac`` is the scale of the result (default: x.frac - bits, which must then be >= 0).
     """
     if bits == 0:
         return x
     if not 0 < bits < 62:
         raise ValueError("truncation by 1..61 bits")
+    if frac is None and x.frac < bits:
+        raise ValueError(f"truncating a value with {x.frac} fractional bits by {bits}: pass frac=")
     ctx = x.ctx
     pair = ctx.provider.trunc_pair(x.shape, bits)
     r = pair[0]

@@ -1,0 +1,1 @@
+"""Benchmarks run with: python -m pytest bench/ --benchmark-only -p no:cacheprovider -o addopts=''"""

@@ -1,0 +1,178 @@
+"""Arithmetic protocols on shares against numpy, with 2, 3 and 5 compute parties.
+
+Fixed-point results may differ from the exact product by the encoding of the
+inputs (half an ulp each, scaled by the other operand) and by at most one ulp
+of truncation; integer results are exact.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cipherome import protocols as P
+from cipherome.mpc.shares import concat, stack
+from tests.mpc_helpers import run_shared
+
+FRAC = 20
+ULP = 2.0**-FRAC
+PARTIES = st.sampled_from([2, 3, 5])
+# products of fixed-point values must stay below 2^(62 - 2*FRAC) = 2^22 in magnitude
+BOUND = 2.0**10
+vals = st.floats(-BOUND, BOUND, allow_nan=False, allow_infinity=False)
+shapes = hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=6)
+
+
+def _tol(x, y):
+    """Error bound of a fixed-point product: input encodings and one truncation ulp."""
+    return (np.abs(x) + np.abs(y) + 2) * ULP
+
+
+@given(PARTIES, shapes.flatmap(lambda s: st.tuples(hnp.arrays(np.float64, s, elements=vals), hnp.arrays(np.float64, s, elements=vals))))
+def test_mul_fixed_point(n, xy):
+    x, y = xy
+    got, _ = run_shared(lambda ctx, a, b: P.mul(a, b), [x, y], n)
+    assert got.shape == x.shape
+    assert np.all(np.abs(got - x * y) <= _tol(x, y))
+
+
+@given(PARTIES, hnp.arrays(np.int64, shapes, elements=st.integers(-(2**31), 2**31)))
+def test_mul_integers_exact(n, x):
+    y = x[::-1].copy() if x.ndim == 1 else x.copy()
+    got, _ = run_shared(lambda ctx, a, b: P.mul(a, b), [x, y], n)
+    np.testing.assert_array_equal(got, x * y)
+
+
+@given(PARTIES, hnp.arrays(np.float64, shapes, elements=vals))
+def test_square(n, x):
+    got, _ = run_shared(lambda ctx, a: P.square(a), [x], n)
+    assert np.all(np.abs(got - x * x) <= _tol(x, x))
+
+
+@given(PARTIES, st.integers(0, 5), st.integers(0, 5), st.integers(0, 5), st.integers(0, 10**6))
+def test_matmul(n, p, q, r, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-30, 30, (p, q))
+    y = rng.uniform(-30, 30, (q, r))
+    got, _ = run_shared(lambda ctx, a, b: P.matmul(a, b), [x, y], n)
+    assert got.shape == (p, r)
+    bound = (np.abs(x) @ np.ones((q, r)) + np.ones((p, q)) @ np.abs(y) + 2) * ULP
+    assert np.all(np.abs(got - x @ y) <= bound)
+
+
+def test_matmul_batched_and_vectors():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-5, 5, (4, 3, 2))
+    y = rng.uniform(-5, 5, (4, 2, 5))
+    got, _ = run_shared(lambda ctx, a, b: P.matmul(a, b), [x, y], 3)
+    np.testing.assert_allclose(got, x @ y, atol=1e-4)
+    m = rng.uniform(-5, 5, (3, 4))
+    v = rng.uniform(-5, 5, 4)
+    got, _ = run_shared(lambda ctx, a, b: P.matmul(a, b), [m, v], 2)
+    np.testing.assert_allclose(got, m @ v, atol=1e-4)
+
+
+@given(PARTIES, st.integers(0, 8), st.integers(0, 10**6))
+def test_dot_truncates_once(n, k, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-100, 100, (3, k))
+    y = rng.uniform(-100, 100, (3, k))
+    got, _ = run_shared(lambda ctx, a, b: P.dot(a, b), [x, y], n)
+    bound = ((np.abs(x) + np.abs(y)).sum(axis=1) + 2) * ULP
+    assert np.all(np.abs(got - (x * y).sum(axis=1)) <= bound)
+
+
+@given(PARTIES, hnp.arrays(np.float64, shapes, elements=vals), st.floats(-100, 100))
+def test_mul_public_real(n, x, c):
+    got, _ = run_shared(lambda ctx, a: P.mul_public(a, c), [x], n)
+    assert np.all(np.abs(got - x * c) <= (np.abs(x) + abs(c) + 2) * ULP)
+
+
+@given(PARTIES, st.integers(1, 40), st.integers(0, 10**6))
+def test_truncate_error_at_most_one_ulp_over_full_range(n, bits, seed):
+    rng = np.random.default_rng(seed)
+    # ring integers anywhere in the valid range |x| < 2^62, including the extremes
+    x = rng.integers(-(2**62) + 1, 2**62 - 1, 64, dtype=np.int64)
+    x[:4] = [-(2**62) + 1, 2**62 - 1, 0, -1]
+    got, _ = run_shared(lambda ctx, a: P.truncate(a, bits, frac=0), [x], n, fracs=[0])
+    exact = x >> bits  # floor division by 2^bits
+    diff = got - exact
+    assert np.all((diff == 0) | (diff == 1)), diff
+
+
+def test_local_ops_and_public_constants():
+    x = np.array([[1.5, -2.0], [0.25, 3.0]])
+    y = np.array([[0.5, 0.5], [-1.0, 2.0]])
+
+    def fn(ctx, a, b):
+        s = (a + b) - 1.25 + 3 * a - (-b) + a.sum(axis=0).reshape(1, 2) + np.array([[1.0, 2.0]])
+        t = concat([s, stack([a[0], b[1]])], axis=0)
+        return t.T
+
+    got, _ = run_shared(fn, [x, y], 3)
+    s = (x + y) - 1.25 + 3 * x + y + x.sum(axis=0).reshape(1, 2) + np.array([[1.0, 2.0]])
+    want = np.concatenate([s, np.stack([x[0], y[1]])]).T
+    np.testing.assert_allclose(got, want, atol=4 * ULP)
+
+
+def test_integer_and_fixed_mix_aligns_scales():
+    x = np.array([3, -7, 0])
+    y = np.array([0.5, 0.25, -1.5])
+    got, _ = run_shared(lambda ctx, a, b: P.mul(a, b) + a, [x, y], 2)
+    np.testing.assert_allclose(got, x * y + x, atol=ULP)
+
+
+def test_secret_times_secret_needs_protocol():
+    def fn(ctx, a, b):
+        with pytest.raises(TypeError):
+            a * b
+        with pytest.raises(TypeError):
+            a * 0.5
+        return a
+
+    run_shared(fn, [np.ones(2), np.ones(2)], 2)
+
+
+def test_open_to_one_party_and_ledger():
+    from cipherome.mpc.local import run_local
+
+    def job(ctx):
+        x = ctx.input("p1", np.array([4.0, 5.0]) if ctx.me == "p1" else None, shape=(2,), frac=ctx.frac)
+        got = ctx.open(x, "x to p2", to="p2")
+        return None if got is None else got.tolist()
+
+    run = run_local(job, 3)
+    assert run.results == [None, None, [4.0, 5.0]]
+    for name, rep in run.reports.items():
+        if name == "dealer":
+            continue
+        disclosed = [e for e in rep["ledger"] if e["kind"] == "disclosed"]
+        assert disclosed == [{"label": "x to p2", "kind": "disclosed", "recipients": ["p2"], "elements": 2, "openings": 1}]
+
+
+def test_input_with_announced_shape():
+    from cipherome.mpc.local import run_local
+
+    def job(ctx):
+        x = ctx.input("p0", np.arange(6).reshape(2, 3) if ctx.is_lead else None)
+        assert x.shape == (2, 3) and x.frac == 0
+        return ctx.open(x, "x").tolist()
+
+    assert run_local(job, 3).results[2] == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_failing_party_aborts_everyone_quickly():
+    import time
+
+    from cipherome.mpc.local import run_local
+
+    def job(ctx):
+        x = ctx.input("p0", np.ones(3) if ctx.is_lead else None, shape=(3,), frac=ctx.frac)
+        if ctx.me == "p1":
+            raise RuntimeError("site p1 crashed")
+        return P.mul(x, x)
+
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="site p1 crashed"):
+        run_local(job, 3, timeout=30)
+    assert time.monotonic() - t0 < 10

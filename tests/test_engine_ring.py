@@ -1,0 +1,95 @@
+"""Ring, fixed-point encoding, PRG and the numba matmul kernel against numpy."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cipherome.mpc.kernels import beaver_combine, ring_matmul
+from cipherome.mpc.prg import PRG, derive_seed
+from cipherome.mpc.ring import decode, encode, ring_scalar, signed, to_ring
+
+FRAC = 20
+LIMIT = 2.0 ** (62 - FRAC)
+
+reals = st.floats(min_value=-LIMIT * 0.999, max_value=LIMIT * 0.999, allow_nan=False)
+
+
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5), elements=reals))
+def test_encode_decode_roundtrip(x):
+    got = decode(encode(x, FRAC), FRAC)
+    assert got.shape == x.shape
+    assert np.all(np.abs(got - x) <= 2.0 ** -(FRAC + 1) + 1e-12 * np.abs(x))
+
+
+def test_encode_rejects_out_of_range():
+    with pytest.raises(OverflowError):
+        encode(np.array([LIMIT * 1.01]), FRAC)
+    with pytest.raises(OverflowError):
+        encode(np.array([-LIMIT * 1.01]), FRAC)
+
+
+@given(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=6)))
+def test_integers_are_exact_and_wrap(x):
+    u = to_ring(x)
+    assert u.dtype == np.uint64
+    np.testing.assert_array_equal(signed(u), x)
+    np.testing.assert_array_equal(decode(u, 0), x)
+    # ring arithmetic is numpy uint64 arithmetic: (x + y) - y == x always, even on overflow
+    y = to_ring(np.full(x.shape, 2**62 + 12345))
+    np.testing.assert_array_equal(signed((u + y) - y), x)
+
+
+def test_ring_scalar_negative_and_large():
+    assert ring_scalar(-1) == np.uint64(2**64 - 1)
+    assert ring_scalar(2**64 + 5) == np.uint64(5)
+
+
+def test_prg_is_deterministic_and_seed_separated():
+    a, b, c = PRG(b"s" * 16), PRG(b"s" * 16), PRG(derive_seed(b"s" * 16, "other"))
+    x, y, z = a.ring((3, 4)), b.ring((3, 4)), c.ring((3, 4))
+    np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(x, z)
+    # successive draws continue the stream
+    np.testing.assert_array_equal(a.ring(5), b.ring(5))
+    assert a.ring(0).shape == (0,)
+
+
+def test_prg_bits_are_balanced():
+    bits = PRG(b"k" * 16).bits(200_000)
+    assert set(np.unique(bits)) == {0, 1}
+    assert abs(bits.mean() - 0.5) < 0.01
+    words = PRG(b"k" * 16).ring(100_000)
+    top = (words >> np.uint64(63)).astype(float)
+    assert abs(top.mean() - 0.5) < 0.01
+
+
+@given(
+    st.integers(0, 6), st.integers(0, 6), st.integers(0, 6), st.integers(0, 3),
+)
+def test_ring_matmul_matches_numpy(p, q, r, batch):
+    rng = np.random.default_rng(p * 100 + q * 10 + r)
+    if batch:
+        a = rng.integers(0, 2**64, (batch, p, q), dtype=np.uint64)
+        b = rng.integers(0, 2**64, (batch, q, r), dtype=np.uint64)
+    else:
+        a = rng.integers(0, 2**64, (p, q), dtype=np.uint64)
+        b = rng.integers(0, 2**64, (q, r), dtype=np.uint64)
+    np.testing.assert_array_equal(ring_matmul(a, b), a @ b)
+
+
+def test_ring_matmul_vectors_and_errors():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 2**64, (4, 3), dtype=np.uint64)
+    v = rng.integers(0, 2**64, 3, dtype=np.uint64)
+    np.testing.assert_array_equal(ring_matmul(a, v), a @ v)
+    np.testing.assert_array_equal(ring_matmul(v, a.T), v @ a.T)
+    with pytest.raises(ValueError):
+        ring_matmul(a, a)
+
+
+def test_beaver_combine_matches_formula():
+    rng = np.random.default_rng(2)
+    c, a, b, e, f = (rng.integers(0, 2**64, (2, 3), dtype=np.uint64) for _ in range(5))
+    np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, False), c + e * b + a * f)
+    np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, True), c + e * b + a * f + e * f)
