@@ -19,6 +19,8 @@ __all__ = [
     "design_matrix",
     "missing_indicator",
     "glm_linear",
+    "VariantSums",
+    "iter_variant_sums",
     "t_test_pvalues",
     "plink2_a1_is_alt",
 ]
@@ -128,6 +130,75 @@ def _collinearity_errcode(a: np.ndarray) -> np.ndarray:
     return err
 
 
+@dataclass
+class VariantSums:
+    """Per-variant sums over S_j (samples with a call), for a block of J variants.
+
+    n_obs (J,) int64; zz (J, q, q); zy (J, q); yy (J,); gz (J, q); gg (J,); gy (J,)
+    -- all float64.  Each is a sum over individuals, so each site computes its part
+    locally and the secure version adds the parts up.
+    """
+
+    n_obs: np.ndarray
+    zz: np.ndarray
+    zy: np.ndarray
+    yy: np.ndarray
+    gz: np.ndarray
+    gg: np.ndarray
+    gy: np.ndarray
+
+
+def iter_variant_sums(
+    g: np.ndarray, z: np.ndarray, y: np.ndarray, missing: str = "drop", chunk: int = 4096
+):
+    """Yield ``(first_variant_index, VariantSums)`` over blocks of ``chunk`` variants.
+
+    ``g`` ``(m, n)`` int8 (-1 missing), ``z`` ``(n, q)`` design, ``y`` ``(n,)`` float64,
+    all over the same (complete) samples.  ``missing="drop"``: sums over S_j, each the
+    full-sample sum minus a sparse sum over the missing calls; ``missing="mean"``:
+    missing calls replaced by the variant's mean and S_j = all samples.
+    """
+    if missing not in ("drop", "mean"):
+        raise ValueError(f"missing must be 'drop' or 'mean', not {missing!r}")
+    m, n = g.shape
+    q = z.shape[1]
+    zz = (z[:, :, None] * z[:, None, :]).reshape(n, q * q)
+    zz_full = zz.sum(axis=0)
+    zy_full = z.T @ y
+    yy_full = float(y @ y)
+    zy_rows = z * y[:, None]
+    for a in range(0, m, chunk):
+        gb = g[a : a + chunk]
+        J = gb.shape[0]
+        miss = gb < 0
+        gf = gb.astype(np.float64)
+        if missing == "drop":
+            gf[miss] = 0.0
+            ms = sp.csr_matrix(miss.astype(np.float64))
+            zz_s = zz_full[None, :] - np.asarray(ms @ zz)
+            zy_s = zy_full[None, :] - np.asarray(ms @ zy_rows)
+            yy_s = yy_full - np.asarray(ms @ (y * y)).ravel()
+            n_s = n - miss.sum(axis=1)
+        else:
+            cnt = (~miss).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mu = np.where(miss, 0.0, gf).sum(axis=1) / cnt
+            gf = np.where(miss, mu[:, None], gf)
+            zz_s = np.broadcast_to(zz_full, (J, q * q))
+            zy_s = np.broadcast_to(zy_full, (J, q))
+            yy_s = np.full(J, yy_full)
+            n_s = np.full(J, n)
+        yield a, VariantSums(
+            n_obs=np.asarray(n_s, dtype=np.int64),
+            zz=np.asarray(zz_s).reshape(J, q, q),
+            zy=np.asarray(zy_s),
+            yy=np.asarray(yy_s, dtype=np.float64),
+            gz=gf @ z,
+            gg=np.einsum("ji,ji->j", gf, gf),
+            gy=gf @ y,
+        )
+
+
 def glm_linear(
     genotypes: np.ndarray,
     y: np.ndarray,
@@ -169,39 +240,12 @@ def glm_linear(
     n_obs = np.zeros(m, dtype=np.int64)
     errcode = np.full(m, ".", dtype=object)
 
-    zz = (z[:, :, None] * z[:, None, :]).reshape(n, q * q)
-    zz_full = zz.sum(axis=0)
-    zy_full = z.T @ yk
-    yy_full = yk @ yk
-    zy_rows = z * yk[:, None]
-    for a in range(0, m, chunk):
-        gb = g[a : a + chunk]
-        J = gb.shape[0]
-        miss = gb < 0
-        gf = gb.astype(np.float64)
-        if missing == "drop":
-            gf[miss] = 0.0
-            ms = sp.csr_matrix(miss.astype(np.float64))
-            zz_s = zz_full[None, :] - np.asarray(ms @ zz)
-            zy_s = zy_full[None, :] - np.asarray(ms @ zy_rows)
-            yy_s = yy_full - np.asarray(ms @ (yk * yk)).ravel()
-            n_s = n - miss.sum(axis=1)
-        elif missing == "mean":
-            cnt = (~miss).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mu = np.where(miss, 0.0, gf).sum(axis=1) / cnt
-            gf = np.where(miss, mu[:, None], gf)
-            zz_s = np.broadcast_to(zz_full, (J, q * q))
-            zy_s = np.broadcast_to(zy_full, (J, q))
-            yy_s = np.full(J, yy_full)
-            n_s = np.full(J, n)
-        else:
-            raise ValueError(f"missing must be 'drop' or 'mean', not {missing!r}")
-        gz = gf @ z  # (J, q) -- zero on dropped samples
-        gg = np.einsum("ji,ji->j", gf, gf)
-        gy = gf @ yk
+    for a, sums in iter_variant_sums(g, z, yk, missing=missing, chunk=chunk):
+        J = sums.n_obs.size
+        zz_s, zy_s, yy_s, n_s = sums.zz, sums.zy, sums.yy, sums.n_obs
+        gz, gg, gy = sums.gz, sums.gg, sums.gy
         A = np.empty((J, q + 1, q + 1))
-        A[:, :q, :q] = zz_s.reshape(J, q, q)
+        A[:, :q, :q] = zz_s
         A[:, :q, q] = gz
         A[:, q, :q] = gz
         A[:, q, q] = gg

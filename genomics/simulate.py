@@ -57,7 +57,7 @@ class SimConfig:
     n_samples: int = 1500
     n_variants: int = 3000
     n_populations: int = 2
-    fst: float = 0.08
+    fst: float = 0.05
     n_sites: int = 3
     site_fractions: tuple[float, ...] | None = None
     site_population_mix: tuple[tuple[float, ...], ...] | None = None
@@ -74,7 +74,7 @@ class SimConfig:
     hwe_error_fraction: float = 0.005
     n_causal: int = 5
     causal_h2: float = 0.02
-    population_shift: float = 0.6
+    population_shift: float = 0.25
     case_fraction: float = 0.3
     n_extra_covariates: int = 2
     pheno_missing_rate: float = 0.0
