@@ -103,6 +103,8 @@ class PartyGen:
 
     dealer_side = False
 
+    state = None  # only the dealer keeps state between requests
+
     def __init__(self, prg: PRG, lead: bool):
         self.prg, self.lead, self.pos = prg, lead, 0
 
@@ -122,12 +124,18 @@ class PartyGen:
 
 
 class DealerGen:
-    """The dealer's side of a recipe: full values, every party's PRG share, corrections."""
+    """The dealer's side of a recipe: full values, every party's PRG share, corrections.
+
+    ``state`` persists across the requests of one job, for objects that later
+    objects refer to (a mask reused by many products); parties keep their own
+    shares of such objects themselves.
+    """
 
     dealer_side = True
 
-    def __init__(self, prgs: list[PRG], lead: int, own: PRG):
+    def __init__(self, prgs: list[PRG], lead: int, own: PRG, state: dict | None = None):
         self.prgs, self.lead, self.own = prgs, lead, own
+        self.state = {} if state is None else state
         self.out: list[np.ndarray] = []
 
     def random(self, shape) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The disclosure ledger: every opening of a shared value, by label, size and recipients.
 
-Openings of masked values (uniformly random to their recipients) are kept apart
-from disclosures (values that reveal something about the data), so that a site's
+Openings of masked values (uniformly random to their recipients) and public study
+metadata are kept apart from disclosures (values that reveal something about the
+data), so that a site's
 data officer can audit exactly what left the MPC, and tests can check the
 disclosures against the documented list.
 """
@@ -10,10 +11,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-__all__ = ["Ledger", "LedgerEntry", "DISCLOSED", "MASKED"]
+__all__ = ["Ledger", "LedgerEntry", "DISCLOSED", "MASKED", "PUBLIC"]
 
-DISCLOSED = "disclosed"
-MASKED = "masked"
+DISCLOSED = "disclosed"  # reveals something about the data (results, QC bits)
+MASKED = "masked"  # uniformly random to its recipients (x - a in Beaver products)
+PUBLIC = "public"  # study metadata a site shares in the clear (sample count, variant keys)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider
-from .ledger import DISCLOSED, MASKED, Ledger
+from .ledger import DISCLOSED, MASKED, PUBLIC, Ledger
 from .prg import PRG, new_seed
 from .ring import DEFAULT_FRAC, decode, encode, to_ring
 from .shares import Shared
@@ -199,6 +199,22 @@ class Context:
             pos += n
         return out
 
+    def allgather(self, value: np.ndarray, label: str) -> list[np.ndarray]:
+        """Exchange a *public* array with every compute party; returns all, in party order.
+
+        For study metadata that is not secret within the study (sample counts,
+        hashed variant keys). The ledger records it as kind ``public``.
+        """
+        value = np.ascontiguousarray(value)
+        value.flags.writeable = False
+        self.ledger.record(label, PUBLIC, self.parties, value.size)
+        tag = self._tag(label)
+        self._seq += 1
+        self.rounds += 1
+        for p in self.others:
+            self.transport.send(p, tag, value)
+        return [value if p == self.me else self.transport.recv(p, tag, self.timeout) for p in self.parties]
+
     def open(self, x: Shared, label: str, *, to=None):
         """Disclose the secret ``x`` to ``to`` (default: all compute parties).
 
@@ -242,6 +258,7 @@ class Context:
         load_plugins()  # protocols register their recipes on import
         own = PRG(new_seed())
         prgs = [self._prg[p] for p in self.parties]
+        state: dict = {}
         seq = 0
         while True:
             raw = self.transport.recv(self.lead, f"dealer/{seq}", self.timeout)
@@ -254,7 +271,7 @@ class Context:
                 return
             if kind not in RECIPES:
                 raise PeerError(self.lead, "dealer request", f"unknown correlated object {kind!r}")
-            gen = DealerGen(prgs, 0, own)
+            gen = DealerGen(prgs, 0, own, state)
             RECIPES[kind](gen, **args)
             self.transport.send(self.lead, f"dealer/{seq}", gen.corrections())
             seq += 1

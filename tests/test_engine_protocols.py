@@ -176,3 +176,28 @@ def test_failing_party_aborts_everyone_quickly():
     with pytest.raises(RuntimeError, match="site p1 crashed"):
         run_local(job, 3, timeout=30)
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_fixed_operand_products_match_numpy_and_cost_less(n):
+    from cipherome.protocols.reuse import fix
+
+    rng = np.random.default_rng(5)
+    d = rng.uniform(-1, 1, (50, 8, 8))
+    v = rng.uniform(-1, 1, (50, 8, 1))
+    w = rng.uniform(-1, 1, (50, 1, 8))
+
+    def fn(ctx, dd, vv, ww):
+        fixed = fix(dd)
+        before = ctx.transport.stats.bytes_sent
+        a = fixed.left_mul(vv)  # D @ V per batch
+        b = fixed.left_mul(a)  # reuse: D @ (D @ V)
+        c = fixed.right_mul(ww)  # W @ D
+        per_product = (ctx.transport.stats.bytes_sent - before) / 3
+        assert per_product <= 8 * (n - 1) * 800  # |Y| + |result| elements, not |D| = 3200
+        from cipherome.mpc.shares import concat
+        return concat([a.reshape(-1), b.reshape(-1), c.reshape(-1)])
+
+    got, _ = run_shared(fn, [d, v, w], n)
+    want = np.concatenate([(d @ v).ravel(), (d @ d @ v).ravel(), (w @ d).ravel()])
+    np.testing.assert_allclose(got, want, atol=1e-4)
