@@ -1,0 +1,104 @@
+"""Shared simulated studies for the reference-twin tests, built once per test session and cached.
+
+Import the builders (``gwas_data()``, ``pca_data()``) from test modules; each returns the
+study, the files written for it and derived covariates, in a temporary directory removed
+at interpreter exit.  (Not a conftest.py: that file belongs to another part of the suite.)
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cipherome.genomics.reference_pca import pca_exact, thin_by_count
+from cipherome.genomics.reference_qc import qc_filter
+from cipherome.genomics.simulate import SimConfig, Study, demo_config, simulate_study, write_study
+from cipherome.genomics.writebed import write_covar
+
+__all__ = ["SimData", "scratch_dir", "gwas_config", "gwas_data", "pca_config", "pca_data", "N_PCS"]
+
+#: PCs added to the 4 simulated covariates -> 12 covariates in the GWAS tests.
+N_PCS = 8
+
+
+@functools.lru_cache(maxsize=None)
+def scratch_dir() -> Path:
+    """One temporary directory for the session's simulated files (removed at exit)."""
+    d = Path(tempfile.mkdtemp(prefix="cipherome-sim-"))
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+@dataclass
+class SimData:
+    """A simulated study with its files.
+
+    bfile        PLINK prefix of the pooled data (str, for --bfile)
+    pheno, covar pooled phenotype / 4-covariate files
+    covar12      covariate file with the 4 covariates + N_PCS PCs
+    covariates12 (n, 12) float64 matching ``covar12`` (NaN where missing)
+    qc           QCResult of --geno 0.05 --hwe 1e-6 --maf 0.01
+    thinned      (M,) int64 variant indices used for the PCs
+    """
+
+    study: Study
+    dir: Path
+    bfile: str
+    pheno: Path
+    covar: Path
+    covar12: Path | None = None
+    covariates12: np.ndarray | None = None
+    qc: object = None
+    thinned: np.ndarray | None = None
+
+
+def gwas_config() -> SimConfig:
+    """3 sites, 2 populations mixed unevenly, 2,000 samples x 3,000 variants, 1% missing calls,
+    1% missing phenotypes, 0.2% missing covariate values."""
+    return demo_config().replace(
+        n_samples=2000, n_variants=3000, pheno_missing_rate=0.01, covar_missing_rate=0.002, seed=7
+    )
+
+
+def pca_config() -> SimConfig:
+    """3 populations over 3 sites (two axes of structure), 1,500 samples x 4,000 variants."""
+    return demo_config().replace(n_samples=1500, n_variants=4000, n_populations=3, seed=11)
+
+
+def _build(cfg: SimConfig, name: str, with_pcs: bool) -> SimData:
+    study = simulate_study(cfg)
+    d = scratch_dir() / name
+    paths = write_study(study, d, prefix="pooled", sites=False, vcf=False)["pooled"]
+    data = SimData(
+        study=study,
+        dir=d,
+        bfile=str(paths["bed"])[: -len(".bed")],
+        pheno=paths["pheno"],
+        covar=paths["covar"],
+    )
+    data.qc = qc_filter(study.genotypes, geno=0.05, hwe=1e-6, maf=0.01)
+    data.thinned = thin_by_count(1500, data.qc.variant_keep)
+    if with_pcs:
+        pcs = pca_exact(study.genotypes[data.thinned], N_PCS).eigenvectors
+        data.covariates12 = np.column_stack([study.covariates, pcs])
+        names = list(study.covariate_names) + [f"PC{i + 1}" for i in range(N_PCS)]
+        data.covar12 = d / "pooled.pcs.covar"
+        write_covar(data.covar12, study.fid, study.iid, data.covariates12, names)
+    return data
+
+
+@functools.lru_cache(maxsize=None)
+def gwas_data() -> SimData:
+    """The GWAS test study (:func:`gwas_config`) with 12 covariates (4 + 8 PCs)."""
+    return _build(gwas_config(), "gwas", with_pcs=True)
+
+
+@functools.lru_cache(maxsize=None)
+def pca_data() -> SimData:
+    """The PCA test study (:func:`pca_config`)."""
+    return _build(pca_config(), "pca", with_pcs=False)
