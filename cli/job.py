@@ -1,0 +1,143 @@
+"""``cipherome job``: submit a job to every party of a study, follow it, fetch results, cancel it.
+
+The submitter signs in with its own key and certificate, which the study must
+list under ``[[submitter]]``; results are written as JSON (numpy arrays
+encoded as in ``cipherome.mpc.results``), one entry per party.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+__all__ = ["job"]
+
+
+def _client(study_path: str, key: str, cert: str):
+    from cipherome.mpc.client import StudyClient
+    from cipherome.mpc.study import ConfigError, load_study
+    from cipherome.mpc.tls import TLSError, load_identity
+
+    try:
+        return StudyClient(load_study(study_path), load_identity("submitter", key, cert))
+    except (ConfigError, TLSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _common(f):
+    f = click.option("--cert", required=True, type=click.Path(dir_okay=False), help="Your certificate.")(f)
+    f = click.option("--key", required=True, type=click.Path(dir_okay=False), help="Your private key.")(f)
+    f = click.option("--study", "study_path", required=True, type=click.Path(dir_okay=False), help="Study file.")(f)
+    return f
+
+
+def _write_json(path: str, doc) -> None:
+    from cipherome.mpc.results import to_jsonable
+
+    out = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=out.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(to_jsonable(doc), f, indent=1)
+    os.replace(tmp, out)
+
+
+@click.group("job")
+def job() -> None:
+    """Submit and manage jobs on a study's party daemons."""
+
+
+@job.command("submit")
+@_common
+@click.argument("name")
+@click.option("--params", default="{}", show_default=True, help="Job parameters as a JSON object.")
+@click.option("--job-id", default=None, help="Job id (default: a random one).")
+@click.option("--round-timeout", default=0.0, help="Seconds per round (default: the study's).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the result.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write results and reports (JSON) here.")
+def submit(study_path, key, cert, name, params, job_id, round_timeout, wait, out) -> None:
+    """Submit job NAME (e.g. bench.mul) to every party of the study."""
+    from cipherome.mpc.client import ClientError
+
+    try:
+        p = json.loads(params)
+        if not isinstance(p, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a JSON object ({exc})", param_hint="--params") from None
+    client = _client(study_path, key, cert)
+    try:
+        jid = client.submit(name, p, job_id=job_id, round_timeout=round_timeout)
+        click.echo(f"job {jid} submitted to {', '.join(client.daemons)}", err=True)
+        if not wait:
+            click.echo(jid)
+            return
+        infos = client.wait(jid)
+        failed = {k: v for k, v in infos.items() if v["state"] != "done"}
+        for party_name, info in infos.items():
+            took = info["finished"] - info["started"]
+            click.echo(f"  {party_name:<12} {info['state']:<9} {took:8.2f} s  sent {info['bytes_sent']/1e6:9.2f} MB  "
+                       f"rounds {info['rounds']}" + (f"  error: {info['error']}" if info["error"] else ""), err=True)
+        if out:
+            _write_json(out, client.fetch(jid))
+            click.echo(f"results written to {out}", err=True)
+        if failed:
+            raise click.ClickException(f"job {jid} failed at {', '.join(failed)}")
+        click.echo(jid)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        client.close()
+
+
+@job.command("status")
+@_common
+@click.argument("job_id")
+def status_cmd(study_path, key, cert, job_id) -> None:
+    """Print the state of JOB_ID at every party."""
+    from cipherome.mpc.client import ClientError
+
+    client = _client(study_path, key, cert)
+    try:
+        for party_name, d in client.daemons.items():
+            try:
+                info = d.status(job_id)[0]
+                click.echo(f"{party_name:<12} {info['state']:<9} sent {info['bytes_sent']/1e6:9.2f} MB"
+                           + (f"  error: {info['error']}" if info["error"] else ""))
+            except ClientError as exc:
+                click.echo(f"{party_name:<12} ?         {exc}")
+    finally:
+        client.close()
+
+
+@job.command("fetch")
+@_common
+@click.argument("job_id")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON file for results and reports.")
+def fetch_cmd(study_path, key, cert, job_id, out) -> None:
+    """Fetch every party's result and report of JOB_ID."""
+    from cipherome.mpc.client import ClientError
+
+    client = _client(study_path, key, cert)
+    try:
+        _write_json(out, client.fetch(job_id))
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        client.close()
+    click.echo(f"results written to {out}", err=True)
+
+
+@job.command("cancel")
+@_common
+@click.argument("job_id")
+def cancel_cmd(study_path, key, cert, job_id) -> None:
+    """Cancel JOB_ID at every party."""
+    client = _client(study_path, key, cert)
+    try:
+        for party_name, r in client.cancel(job_id).items():
+            click.echo(f"{party_name:<12} {r.get('state', '')} {r.get('error', '')}")
+    finally:
+        client.close()
