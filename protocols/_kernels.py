@@ -1,0 +1,79 @@
+"""Numba kernels for the bit-sliced boolean shares of the non-linear protocols.
+
+Boolean (XOR) shares are kept *bit-sliced*: row j of a (bits, W) uint64 array
+holds bit j of many elements, element e in lane e % L of word e // L, lane i
+occupying bit i*s of the word (s = bit_length(n) for n parties, so that the sum
+of the n parties' 0/1 lane bits never carries into the next lane; see
+``protocols.bits``). These kernels move between one uint64 per element and that
+layout; they release the GIL so that parties running as threads overlap.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["slice_bits", "unslice_bits", "lane_mask"]
+
+
+def lane_mask(s: int) -> np.uint64:
+    """The word with bit i*s set for every lane i (the lane LSBs)."""
+    m = 0
+    for i in range(64 // s):
+        m |= 1 << (i * s)
+    return np.uint64(m)
+
+
+@njit(cache=True, nogil=True)
+def _slice(vals, lo, nbits, s, out):  # pragma: no cover - compiled
+    lanes = 64 // s
+    n = vals.size
+    nw = out.shape[1]
+    one = np.uint64(1)
+    acc = np.zeros(nbits, dtype=np.uint64)
+    for w in range(nw):
+        e0 = w * lanes
+        e1 = min(e0 + lanes, n)
+        acc[:] = 0
+        sh = np.uint64(0)
+        for e in range(e0, e1):
+            v = vals[e] >> np.uint64(lo)
+            for j in range(nbits):
+                acc[j] |= ((v >> np.uint64(j)) & one) << sh
+            sh += np.uint64(s)
+        for j in range(nbits):
+            out[j, w] = acc[j]
+
+
+def slice_bits(vals: np.ndarray, nbits: int, s: int, *, lo: int = 0, rows: int | None = None) -> np.ndarray:
+    """Bits lo .. lo+nbits-1 of each uint64 of ``vals`` (flat, N values) as bit-sliced rows.
+
+    Returns a (rows, W) uint64 array, W = ceil(N / (64 // s)); rows beyond
+    ``nbits`` (default rows = nbits) are zero.
+    """
+    vals = np.ascontiguousarray(vals, dtype=np.uint64).ravel()
+    lanes = 64 // s
+    nw = -(-vals.size // lanes)
+    out = np.zeros((nbits if rows is None else rows, nw), dtype=np.uint64)
+    if nbits and nw:
+        _slice(vals, int(lo), int(nbits), int(s), out[:nbits])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _unslice(rows, n, s, out):  # pragma: no cover - compiled
+    lanes = 64 // s
+    one = np.uint64(1)
+    for j in range(rows.shape[0]):
+        for e in range(n):
+            out[j, e] = (rows[j, e // lanes] >> np.uint64((e % lanes) * s)) & one
+
+
+def unslice_bits(rows: np.ndarray, n: int, s: int) -> np.ndarray:
+    """Inverse of the slicing: (R, W) rows -> (R, n) uint64 array of 0/1 (lane LSBs only)."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint64)
+    if rows.ndim == 1:
+        rows = rows[None, :]
+    out = np.empty((rows.shape[0], n), dtype=np.uint64)
+    if n:
+        _unslice(rows, int(n), int(s), out)
+    return out

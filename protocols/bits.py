@@ -1,0 +1,477 @@
+"""Dealer-made random bits (edaBits, daBits) and bit-sliced boolean circuits on XOR shares.
+
+A comparison of a shared ring value is a small boolean circuit on the bits of a
+dealer mask r: the parties open c = x + r and evaluate the carry (or equality)
+chain of the public c against the XOR-shared bits of r, with Beaver AND triples,
+in a logarithmic number of rounds; a daBit (a random bit shared both ways)
+turns the resulting bit back into an arithmetic share. All bits are *bit-sliced*:
+one uint64 row per bit position holds that bit for 32 elements, so one AND on a
+row is 32 ANDs and a round over 10^5 elements costs a few kilobytes per row.
+
+Lane layout. An opening sums the parties' shares modulo 2^64 (``Context.open_ring``),
+not XORs them; so lanes sit ``s = bit_length(n)`` bits apart (lane i at bit i*s)
+and every share keeps zeros between lanes: the sum of n lane bits (at most
+n < 2^s) never carries into the next lane, and its lowest bit is their XOR. With
+2 or 3 parties a word carries 32 lanes, with 4-7 parties 21. (An XOR opening in
+the engine would double the lanes and halve the boolean traffic.)
+
+Correlated randomness (recipes run identically by the dealer and the parties):
+  * ``edabits``: r uniform in Z_2^64 additively shared, the bits of
+    (r mod 2^width) bit-sliced and XOR-shared, the ANDs of adjacent bit pairs
+    (so that the first level of every carry/equality tree is local), and
+    optionally daBits: random bits d XOR-shared *and* additively shared, the
+    arithmetic part optionally XORed with one bit of r (``fold``).
+  * ``and_layers``: for each layer of a circuit, masks a for each operand row
+    and the ANDs a_i & a_j for each gate; one AND costs one opened lane bit
+    per distinct operand and one bit of dealer traffic per gate.
+
+Security: every opened value is masked by a fresh uniform dealer value (c = x + r,
+o = b ^ d, e = u ^ a), so openings are uniform to every party (semi-honest,
+dealer not colluding).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from cipherome.mpc.correlated import recipe
+from cipherome.mpc.shares import Shared
+
+from ._kernels import lane_mask, slice_bits, unslice_bits
+
+__all__ = [
+    "Lanes",
+    "lanes",
+    "open_bits",
+    "xor_random",
+    "xor_derived",
+    "prefix_schedule",
+    "prefix_circuit",
+    "circuit_plan",
+    "run_circuits",
+    "b2a_rows",
+    "bit_decompose",
+    "low_mask",
+]
+
+U64 = np.uint64
+ALL = U64(0xFFFFFFFFFFFFFFFF)
+
+
+def low_mask(bits: int) -> U64:
+    """2^bits - 1 as a uint64 (bits in 0..64)."""
+    return ALL if bits >= 64 else U64((1 << bits) - 1)
+
+
+class Lanes:
+    """Lane geometry for n parties: spacing s, lanes per word, lane mask, words for N elements."""
+
+    __slots__ = ("s", "per_word", "mask")
+
+    def __init__(self, n_parties: int):
+        self.s = int(n_parties).bit_length()
+        self.per_word = 64 // self.s
+        self.mask = lane_mask(self.s)
+
+    def words(self, n: int) -> int:
+        return -(-int(n) // self.per_word)
+
+    def slice(self, vals, nbits: int, *, lo: int = 0, rows: int | None = None) -> np.ndarray:
+        return slice_bits(vals, nbits, self.s, lo=lo, rows=rows)
+
+    def unslice(self, rows, n: int) -> np.ndarray:
+        return unslice_bits(rows, n, self.s)
+
+
+@functools.lru_cache(maxsize=None)
+def lanes(n_parties: int) -> Lanes:
+    return Lanes(n_parties)
+
+
+# ---------------------------------------------------------------------------
+# XOR-shared correlated randomness on top of the engine's additive recipes
+# ---------------------------------------------------------------------------
+# The engine's generators share values additively. For XOR shares the dealer
+# must XOR the parties' PRG draws instead of summing them: these two helpers
+# do that with the dealer generator's PRGs (``gen.prgs``, ``gen.lead``,
+# ``gen.out``), and use ``gen.xor_random`` / ``gen.xor_derived`` instead if the
+# engine provides them. On the parties' side they are the engine's own
+# ``random`` / ``derived`` (one PRG draw; the lead's derived part is the
+# dealer's correction), restricted to the lane bits.
+
+
+def xor_random(gen, shape, mask: U64) -> np.ndarray:
+    """Uniform lane bits, XOR-shared: party p holds its draw & mask; the dealer gets their XOR."""
+    own = getattr(gen, "xor_random", None)
+    if own is not None:
+        return own(shape, mask)
+    if gen.dealer_side:
+        acc = None
+        for prg in gen.prgs:
+            d = prg.ring(shape)
+            acc = d if acc is None else acc ^ d
+        return acc & mask
+    return gen.random(shape) & mask
+
+
+def xor_derived(gen, shape, value, mask: U64) -> np.ndarray:
+    """A dealer-computed lane-bit value, XOR-shared: non-leads draw, the lead gets the correction."""
+    own = getattr(gen, "xor_derived", None)
+    if own is not None:
+        return own(shape, value, mask)
+    if gen.dealer_side:
+        shape = tuple(shape)
+        v = np.asarray(value(), dtype=U64) & mask
+        corr = v.copy()
+        for i, prg in enumerate(gen.prgs):
+            if i != gen.lead:
+                corr ^= prg.ring(shape) & mask
+        gen.out.append(corr.ravel())
+        return v
+    got = gen.derived(shape, None)
+    return got & mask if isinstance(got, np.ndarray) else got  # the lead's slot is filled later
+
+
+@recipe("edabits")
+def _edabits(gen, n, s, width, rows, pairs=True, nda=0, fold=-1):
+    """edaBits: r uniform (additive), bits 0..width-1 of r bit-sliced in ``rows`` XOR-shared rows,
+    ANDs of bit pairs (2i+1, 2i), and ``nda`` daBits (XOR rows, additive (nda, n) part,
+    the first one XORed with bit ``fold`` of r if fold >= 0).
+
+    Cost (dealer -> lead): rows + rows/2 + nda lane rows of words, plus nda * n ring elements.
+    """
+    mask = lane_mask(s)
+    w = -(-n // (64 // s))
+    r = gen.random((n,))
+    R = xor_derived(gen, (rows, w), lambda: slice_bits(r & low_mask(width), width, s, rows=rows), mask)
+    out = [r, R]
+    if pairs:
+        out.append(xor_derived(gen, (rows // 2, w), lambda: R[1::2] & R[0::2], mask))
+    if nda:
+        D = xor_random(gen, (nda, w), mask)
+
+        def arith():
+            a = unslice_bits(D, n, s)
+            if fold >= 0:
+                a[0] ^= (r >> U64(fold)) & U64(1)
+            return a
+
+        out += [D, gen.derived((nda, n), arith)]
+    return tuple(out)
+
+
+@recipe("dabits")
+def _dabits(gen, n, s, rows):
+    """daBits: random bits d as XOR-shared lane rows (rows, W) and as additive shares (rows, n)."""
+    mask = lane_mask(s)
+    w = -(-n // (64 // s))
+    D = xor_random(gen, (rows, w), mask)
+    return D, gen.derived((rows, n), lambda: unslice_bits(D, n, s))
+
+
+@recipe("and_layers")
+def _and_layers(gen, w, s, plan):
+    """AND material for a circuit: per layer (U, I, J), masks A (U, w) and C = A[I] & A[J].
+
+    Cost (dealer -> lead): one lane row of w words per gate.
+    """
+    mask = lane_mask(s)
+    out = []
+    for u, gi, gj in plan:
+        A = xor_random(gen, (u, w), mask)
+        gi, gj = np.asarray(gi, dtype=np.intp), np.asarray(gj, dtype=np.intp)
+        out.append(A)
+        out.append(xor_derived(gen, (len(gi), w), lambda: A[gi] & A[gj], mask))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# openings and AND layers
+# ---------------------------------------------------------------------------
+
+
+def open_bits(ctx, arrays: list[np.ndarray], label: str, extra: list[np.ndarray] | None = None):
+    """Open XOR-shared lane rows (and optionally ring arrays ``extra`` in the same round).
+
+    Returns the opened rows (lane bits) followed by the opened ring arrays.
+    """
+    lz = lanes(ctx.n)
+    got = ctx.open_ring(list(arrays) + list(extra or []), label)
+    k = len(arrays)
+    return [g & lz.mask for g in got[:k]] + got[k:]
+
+
+def _drive(gens: list, and_fn) -> list:
+    """Run boolean circuits (generators) in lock-step, one AND layer per step for all of them.
+
+    A circuit yields (operands (U, W), I, J) and receives the rows operands[I] & operands[J].
+    """
+    results = [None] * len(gens)
+    active = {}
+    for k, g in enumerate(gens):
+        try:
+            active[k] = next(g)
+        except StopIteration as stop:
+            results[k] = stop.value
+    layer = 0
+    while active:
+        keys = list(active)
+        ops, ii, jj, counts, off = [], [], [], [], 0
+        for k in keys:
+            o, i, j = active[k]
+            ops.append(o)
+            ii.append(np.asarray(i, dtype=np.intp) + off)
+            jj.append(np.asarray(j, dtype=np.intp) + off)
+            counts.append(len(i))
+            off += o.shape[0]
+        z = and_fn(layer, np.concatenate(ops), np.concatenate(ii), np.concatenate(jj))
+        nxt, pos = {}, 0
+        for k, c in zip(keys, counts):
+            try:
+                nxt[k] = gens[k].send(z[pos : pos + c])
+            except StopIteration as stop:
+                results[k] = stop.value
+            pos += c
+        active = nxt
+        layer += 1
+    return results
+
+
+_PLANS: dict = {}
+
+
+def circuit_plan(key, make) -> list:
+    """The layer plan [(U, I, J), ...] of the circuits ``make()`` returns, from a dry run on width-1 rows.
+
+    ``make`` must build the same circuits as the real run with inputs of width 1;
+    the plan depends only on sizes, so it is cached under ``key``.
+    """
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is None:
+        plan = []
+
+        def rec(layer, ops, i, j):
+            plan.append((int(ops.shape[0]), [int(v) for v in i], [int(v) for v in j]))
+            return np.zeros((len(i),) + ops.shape[1:], dtype=U64)
+
+        _drive(make(), rec)
+        if key is not None:
+            _PLANS[key] = plan
+    return plan
+
+
+def fetch_and(ctx, w: int, plan: list):
+    """Request the AND material of a plan from the dealer (returns at once; used lazily)."""
+    if not plan:
+        return None
+    return ctx.provider.fetch("and_layers", w=int(w), s=lanes(ctx.n).s, plan=plan)
+
+
+def run_circuits(ctx, gens: list, material, label: str) -> list:
+    """Evaluate circuits with the dealer's AND material: one opening round per layer.
+
+    Layer step (Beaver for AND on XOR shares): open e = u ^ a for every operand
+    row u (mask a fresh per row), then x & y = c ^ (e_x & a_y) ^ (a_x & e_y)
+    (^ e_x & e_y on the lead), c = a_x & a_y from the dealer.
+    """
+    mask = lanes(ctx.n).mask
+    lead = ctx.is_lead
+
+    def step(layer, ops, ii, jj):
+        a = material[2 * layer]
+        (e,) = open_bits(ctx, [ops ^ a], label)
+        ei, ej = e[ii], e[jj]
+        z = (ei & a[jj]) ^ (a[ii] & ej)
+        z ^= material[2 * layer + 1]
+        if lead:
+            z ^= ei & ej
+        return z & mask
+
+    return _drive(gens, step)
+
+
+# ---------------------------------------------------------------------------
+# prefix circuits (pruned Sklansky)
+# ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def prefix_schedule(q: int, b0: int, outputs: tuple, carry: bool) -> tuple:
+    """Pruned Sklansky schedule over positions 0..q-1, starting from blocks of size b0.
+
+    At the level with half-block b, every position j in the upper half of its
+    block of size 2b combines with t, the top of the lower half. Only the updates
+    needed for ``outputs`` are kept. Returns ((b, ((j, t, needG, needP), ...)), ...).
+    For ``carry`` the state is (G, P); otherwise a single value (OR/AND).
+    """
+    levels = []
+    b = b0
+    while b < q:
+        levels.append(b)
+        b *= 2
+    need_g, need_p = set(outputs), set()
+    sched = []
+    for b in reversed(levels):
+        ups, ng, np_ = [], set(), set()
+        for j in range(q):
+            if j % (2 * b) >= b:
+                t = j - j % (2 * b) + b - 1
+                g, p = j in need_g, j in need_p
+                if g:
+                    ng |= {j, t}
+                    if carry:
+                        np_.add(j)
+                if p:
+                    np_ |= {j, t}
+                if g or p:
+                    ups.append((j, t, g, p))
+            else:
+                if j in need_g:
+                    ng.add(j)
+                if j in need_p:
+                    np_.add(j)
+        sched.append((b, tuple(ups)))
+        need_g, need_p = ng, np_
+    sched.reverse()
+    return tuple(s for s in sched if s[1])
+
+
+def prefix_circuit(state, sched, kind: str):
+    """Generator: run a prefix schedule on bit-sliced XOR-shared rows, one AND layer per level.
+
+    kind "carry": state = (G, P) arrays (q, W); combine (hi, lo) -> (G_hi ^ P_hi & G_lo, P_hi & P_lo)
+    (generate and propagate are exclusive, so XOR is OR). kind "or": v_hi | v_lo =
+    v_hi ^ v_lo ^ (v_hi & v_lo). kind "and": v_hi & v_lo. Returns the final state.
+    """
+    if kind == "carry":
+        G, P = state
+        G, P = G.copy(), P.copy()
+    else:
+        V = state.copy()
+    for _b, ups in sched:
+        keys: dict = {}
+        rows = []
+        gi, gj, targets = [], [], []
+
+        def op(name, pos):
+            key = (name, pos)
+            if key not in keys:
+                keys[key] = len(rows)
+                rows.append(key)
+            return keys[key]
+
+        for j, t, g, p in ups:
+            if kind == "carry":
+                if g:
+                    gi.append(op("P", j)); gj.append(op("G", t)); targets.append(("G", j))
+                if p:
+                    gi.append(op("P", j)); gj.append(op("P", t)); targets.append(("P", j))
+            else:
+                gi.append(op("V", j)); gj.append(op("V", t)); targets.append(("V", t, j))
+        src = {"G": G, "P": P} if kind == "carry" else {"V": V}
+        ops = np.stack([src[name][pos] for name, pos in rows])
+        z = yield ops, gi, gj
+        for k, tg in enumerate(targets):
+            if tg[0] == "G":
+                G[tg[1]] ^= z[k]
+            elif tg[0] == "P":
+                P[tg[1]] = z[k]
+            elif kind == "or":
+                V[tg[2]] ^= V[tg[1]] ^ z[k]
+            else:
+                V[tg[2]] = z[k]
+    return (G, P) if kind == "carry" else V
+
+
+def pair_level(cbar: np.ndarray, R: np.ndarray, M: np.ndarray, lead: bool, mask: U64, kind: str):
+    """The first (local) level of a borrow or equality chain of public c against XOR-shared r.
+
+    cbar: public rows of NOT c (lane bits), R: XOR-shared rows of r, M: shares of
+    R[2i+1] & R[2i] (dealer). For kind "carry" (borrow of c - r): per bit
+    g = ~c & r, p = ~c ^ r; the pair (hi, lo) gives
+      G = ~c_h r_h ^ ~c_l (r_h r_l) ^ ~c_l ~c_h r_l,
+      P = r_h r_l ^ ~c_l r_h ^ ~c_h r_l ^ ~c_h ~c_l (public term on the lead).
+    For kind "and" (equality: e = ~c ^ r): e_h e_l = r_h r_l ^ ~c_l r_h ^ ~c_h r_l ^ ~c_h ~c_l.
+    Odd positions get the pair group, even positions keep the single bit.
+    """
+    q = R.shape[0]
+    lo, hi = slice(0, q - 1 if q % 2 else q, 2), slice(1, q, 2)
+    ch, cl, rh, rl = cbar[hi], cbar[lo], R[hi], R[lo]
+    npair = ch.shape[0]
+    Mp = M[:npair]
+    pp = Mp ^ (cl & rh) ^ (ch & rl)
+    if lead:
+        pp ^= ch & cl
+    if kind == "carry":
+        G = cbar & R
+        P = R.copy()
+        if lead:
+            P ^= cbar
+        G[hi] = (ch & rh) ^ (cl & Mp) ^ (cl & ch & rl)
+        P[hi] = pp
+        return G, P
+    V = R.copy()
+    if lead:
+        V ^= cbar
+    V[hi] = pp
+    return V
+
+
+# ---------------------------------------------------------------------------
+# boolean -> arithmetic, bit decomposition
+# ---------------------------------------------------------------------------
+
+
+def b2a_rows(ctx, rows: np.ndarray, D: np.ndarray, Dar: np.ndarray, n: int, label: str, flip=None):
+    """Arithmetic shares (frac 0) of XOR-shared bit rows, with daBits (D XOR rows, Dar arithmetic).
+
+    Open o = b ^ d (one round); then b = o ^ d = o + (1 - 2 o) d, the lead adding o.
+    ``flip`` (public 0/1 array (rows, n)) is XORed into the result for free.
+    Returns a (rows, n) uint64 array of shares.
+    """
+    (o,) = open_bits(ctx, [rows ^ D], label)
+    t = lanes(ctx.n).unslice(o, n)
+    if flip is not None:
+        t ^= flip
+    out = (U64(1) - U64(2) * t) * Dar
+    if ctx.is_lead:
+        out += t
+    return out
+
+
+def bit_decompose(x: Shared, bits: int = 64) -> Shared:
+    """The bits of x mod 2^bits as arithmetic 0/1 shares: shape x.shape + (bits,), frac 0, LSB first.
+
+    For x in [-2^(bits-1), 2^bits) this is the two's complement (or plain) binary form.
+    Steps: dealer edaBit r (bits sliced, pair ANDs) and daBits; open c = x + r
+    (1 round); the borrows b_i = [c mod 2^i < r mod 2^i] of c - r for all i by a
+    pruned Sklansky prefix circuit, first level local, then ceil(log2(bits-1)) - 1
+    AND rounds; x_i = c_i ^ r_i ^ b_i; B2A with daBits (1 round).
+    Rounds: ceil(log2(bits - 1)) + 2 (bits = 64: 8). Traffic per element and peer:
+    8 bytes + about 3 bits * bits * log2(bits) / 32 lanes of AND openings + bits lane bits.
+    """
+    ctx = x.ctx
+    lz = lanes(ctx.n)
+    flat = x.data.ravel()
+    n = flat.size
+    w = lz.words(n)
+    q = max(bits - 1, 1)
+    rows = q + (q % 2)
+    sched = prefix_schedule(q, 2, tuple(range(q)), True)
+    eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=bits, rows=max(rows, bits + bits % 2), pairs=True, nda=bits)
+    key = ("bitdec", bits)
+    plan = circuit_plan(key, lambda: [prefix_circuit((np.zeros((q, 1), U64), np.zeros((q, 1), U64)), sched, "carry")])
+    mat = fetch_and(ctx, w, plan)
+    (c,) = ctx.open_ring([flat + eda[0]], "bitdec")
+    crows = lz.slice(c, bits, rows=max(rows, bits + bits % 2))
+    R = eda[1]
+    cbar = ~crows & lz.mask
+    G, P = pair_level(cbar[:q], R[:q], eda[2], ctx.is_lead, lz.mask, "carry")
+    (G, P), = run_circuits(ctx, [prefix_circuit((G, P), sched, "carry")], mat, "bitdec.and")
+    xb = R[:bits].copy()  # x_i = c_i ^ r_i ^ borrow_i (borrow_0 = 0)
+    if ctx.is_lead:
+        xb ^= crows[:bits]
+    xb[1:bits] ^= G[: bits - 1]
+    ar = b2a_rows(ctx, xb, eda[3], eda[4], n, "bitdec.b2a")
+    return Shared(ctx, ar.T.reshape(x.shape + (bits,)), 0)
