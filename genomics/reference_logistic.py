@@ -145,7 +145,16 @@ def glm_logistic(
     m, n = g.shape
     q = z.shape[1]
     null = fit_null_logistic(y, z)
-    zz = (z[:, :, None] * z[:, None, :]).reshape(n, q * q)
+    iu = np.triu_indices(q)
+    zz = z[:, iu[0]] * z[:, iu[1]]  # (n, q(q+1)/2): Z'WZ is symmetric, build half of it
+
+    def zwz(w: np.ndarray) -> np.ndarray:
+        half = w @ zz
+        out = np.empty((w.shape[0], q, q))
+        out[:, iu[0], iu[1]] = half
+        out[:, iu[1], iu[0]] = half
+        return out
+
     res = {k: np.full(m, np.nan) for k in ("beta", "odds_ratio", "se", "z_stat", "p", "neglog10_p")}
     n_obs = np.zeros(m, dtype=np.int64)
     conv = np.zeros(m, dtype=bool)
@@ -174,7 +183,7 @@ def glm_logistic(
             resid = (y[None, :] - mu) * mask[idx]
             k = idx.size
             info = np.empty((k, q + 1, q + 1))
-            info[:, :q, :q] = (w @ zz).reshape(k, q, q)
+            info[:, :q, :q] = zwz(w)
             wg = w * gf[idx]
             zwg = wg @ z
             info[:, :q, q] = zwg
@@ -206,7 +215,7 @@ def glm_logistic(
         w = mu * (1 - mu) * mask[fin]
         k = fin.size
         info = np.empty((k, q + 1, q + 1))
-        info[:, :q, :q] = (w @ zz).reshape(k, q, q)
+        info[:, :q, :q] = zwz(w)
         wg = w * gf[fin]
         zwg = wg @ z
         info[:, :q, q] = zwg

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from cipherome.genomics.reference_qc import alt_freq
 
@@ -119,13 +120,16 @@ def pca_exact(genotypes: np.ndarray, k: int = 10, missing: str = "pairwise", fre
     """Top-``k`` eigenpairs of :func:`relationship_matrix`, the twin of ``plink2 --pca k``.
 
     ``genotypes`` ``(M, n)`` int8 of the selected (thinned, QC-passing) variants.
-    Eigenpairs are sorted by eigenvalue, descending (``numpy.linalg.eigh`` returns them
-    ascending -- taking its first columns is the secure-gwas pitfall), and signs follow
+    Eigenpairs are sorted by eigenvalue, descending (LAPACK returns them ascending --
+    taking its first columns is the secure-gwas pitfall), and signs follow
     :func:`orient_signs`.  ``missing="meanimpute"`` is ``--pca k meanimpute``.
     """
     K = relationship_matrix(genotypes, missing, freq)
-    vals, vecs = np.linalg.eigh(K)
-    order = np.argsort(vals)[::-1][:k]
+    n = K.shape[0]
+    k = min(k, n)
+    # only the top k eigenpairs (LAPACK syevr), returned ascending like numpy's eigh
+    vals, vecs = scipy.linalg.eigh(K, subset_by_index=[n - k, n - 1])
+    order = np.argsort(vals)[::-1]
     return PCAResult(eigenvectors=orient_signs(vecs[:, order]), eigenvalues=vals[order])
 
 
