@@ -1,0 +1,94 @@
+"""When the site-local numba kernels run multithreaded: only where numba's threading layer allows it.
+
+numba's "workqueue" threading layer aborts the whole process when two Python threads
+launch ``parallel=True`` kernels at the same time (simulated sites run as threads of
+one process in tests), while the OpenMP and TBB layers allow concurrent launches.
+
+Choice made here: every genomics kernel is compiled twice from one Python function,
+once ``parallel=True`` and once single-threaded with ``nogil=True``. :func:`pick`
+returns the parallel build when the active layer is "omp" or "tbb" (thread-safe),
+or when the caller is the main thread (launches are then serialised by a module lock
+so that two of our kernels never overlap); any other thread gets the single-threaded
+nogil build, which still runs concurrently with other sites because it releases the
+GIL.  Other packages in this process that launch parallel kernels under "workqueue"
+should follow the same main-thread-only rule.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+import types
+
+import numba
+
+__all__ = ["threading_layer", "pick", "parallel_section", "twin_kernel"]
+
+_LOCK = threading.RLock()
+_THREADSAFE_LAYERS = frozenset({"omp", "tbb"})
+
+
+def threading_layer() -> str:
+    """Name of numba's threading layer ("omp", "tbb", "workqueue"), or "unknown".
+
+    Initialises the layer (without running a kernel) if no parallel kernel ran yet.
+    """
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        pass
+    try:  # the private initialiser numba runs before its first parallel launch
+        from numba.np.ufunc.parallel import _launch_threads
+
+        _launch_threads()
+        return numba.threading_layer()
+    except Exception:  # pragma: no cover - depends on the numba build
+        return "unknown"
+
+
+def _parallel_allowed() -> bool:
+    if threading_layer() in _THREADSAFE_LAYERS:
+        return True
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def parallel_section() -> Iterator[bool]:
+    """Context yielding True if parallel kernels may run now (holding the lock if needed)."""
+    if threading_layer() in _THREADSAFE_LAYERS:
+        yield True
+    elif threading.current_thread() is threading.main_thread():
+        with _LOCK:
+            yield True
+    else:
+        yield False
+
+
+def pick(parallel_fn: Callable, serial_fn: Callable) -> Callable:
+    """Wrap the two builds of one kernel so that each call runs the safe one (see module doc)."""
+
+    def run(*args):
+        with parallel_section() as ok:
+            return (parallel_fn if ok else serial_fn)(*args)
+
+    run.__name__ = getattr(serial_fn, "__name__", "kernel")
+    run.__doc__ = getattr(serial_fn, "__doc__", None)
+    return run
+
+
+def twin_kernel(fn: Callable) -> Callable:
+    """Compile ``fn`` twice (parallel, and single-threaded nogil), both cached; return :func:`pick` of them.
+
+    The single-threaded build is compiled from a copy of ``fn`` with its own qualified
+    name, because numba's on-disk cache keys entries by function name and signature,
+    not by compile flags: sharing one name would let one build load the other's code.
+    """
+    serial_py = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__
+    )
+    serial_py.__qualname__ = fn.__qualname__ + "_serial"
+    serial_py.__doc__ = fn.__doc__
+    parallel = numba.njit(cache=True, nogil=True, parallel=True)(fn)
+    serial = numba.njit(cache=True, nogil=True)(serial_py)
+    return pick(parallel, serial)
