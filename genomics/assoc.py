@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.mpc.shares import Shared, stack
+
+from .localstats import CovariateSums, VariantSums, unpack_upper
 from cipherome.protocols import arith
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.spdinv import spd_inverse
 
-__all__ = ["SharedSums", "ProjectedMoments", "neumann_terms", "project_off_covariates"]
+__all__ = ["SharedSums", "ProjectedMoments", "neumann_terms", "project_off_covariates", "pool_sums"]
 
 
 @dataclass
@@ -42,6 +44,25 @@ class SharedSums:
     dxx: Shared
     dxy: Shared
     dyy: Shared
+
+
+def pool_sums(ctx, cov: CovariateSums, vs: VariantSums, n_total: int) -> SharedSums:
+    """Secret-share a site's sums (``genomics.localstats``) divided by N and add them over sites.
+
+    Every compute party calls this with its own sums of the same block (same V, k);
+    inputs cost no traffic and the pooled sums are free (module docstring).
+    """
+    V, k = vs.xtg.shape
+    n = float(n_total)
+
+    def pool(v, shape):
+        return ctx.inputs_sum(np.asarray(v, dtype=np.float64) / n, shape=shape, frac=ctx.frac)
+
+    return SharedSums(
+        a=pool(cov.xtx, (k, k)), b=pool(cov.xty, (k,)), c=pool(cov.yty, ()),
+        u=pool(vs.xtg, (V, k)), gg=pool(vs.sum_gg, (V,)), gy=pool(vs.sum_gy, (V,)),
+        dxx=pool(unpack_upper(vs.miss_xx, k), (V, k, k)), dxy=pool(vs.miss_xy, (V, k)), dyy=pool(vs.miss_yy, (V,)),
+    )
 
 
 @dataclass

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cipherome.genomics.assoc import SharedSums, neumann_terms, project_off_covariates
-from cipherome.genomics.site_sums import study_sums, variant_sums
+from cipherome.genomics.assoc import neumann_terms, pool_sums, project_off_covariates
+from cipherome.genomics.localstats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
 FRAC = 24
@@ -42,17 +42,11 @@ def test_projection_matches_least_squares_with_sample_drop(n_parties):
     rng = np.random.default_rng(42)
     sites = _site_data(rng, n_sites=n_parties, n=(120, 90, 150)[:n_parties])
     N = sum(s[2].size for s in sites)
-    V, k = sites[0][0].shape[0], sites[0][1].shape[1]
 
     def job(ctx):
         g, x, y = sites[ctx.index]
-        st, vs = study_sums(x, y, N), variant_sums(g, x, y, N)
-        pool = lambda v, shape: ctx.inputs_sum(v, shape=shape, frac=ctx.frac)
-        s = SharedSums(
-            a=pool(st["a"], (k, k)), b=pool(st["b"], (k,)), c=pool(st["c"], ()),
-            u=pool(vs["u"], (V, k)), gg=pool(vs["gg"], (V,)), gy=pool(vs["gy"], (V,)),
-            dxx=pool(vs["dxx"], (V, k, k)), dxy=pool(vs["dxy"], (V, k)), dyy=pool(vs["dyy"], (V,)),
-        )
+        design = SiteDesign(x, y)
+        s = pool_sums(ctx, design.sums, variant_sums(g, design), N)
         pm = project_off_covariates(s, neumann_terms(0.1))
         return [ctx.open(v, "test") for v in (pm.gmg, pm.gmy, pm.ymy)]
 
@@ -70,16 +64,11 @@ def test_without_missing_calls_no_neumann_terms_needed():
     rng = np.random.default_rng(1)
     sites = _site_data(rng, n_sites=2, n=(80, 70), miss=0.0)
     N = sum(s[2].size for s in sites)
-    V, k = sites[0][0].shape[0], sites[0][1].shape[1]
 
     def job(ctx):
         g, x, y = sites[ctx.index]
-        st, vs = study_sums(x, y, N), variant_sums(g, x, y, N)
-        pool = lambda v, shape: ctx.inputs_sum(v, shape=shape, frac=ctx.frac)
-        s = SharedSums(pool(st["a"], (k, k)), pool(st["b"], (k,)), pool(st["c"], ()), pool(vs["u"], (V, k)),
-                       pool(vs["gg"], (V,)), pool(vs["gy"], (V,)), pool(vs["dxx"], (V, k, k)),
-                       pool(vs["dxy"], (V, k)), pool(vs["dyy"], (V,)))
-        pm = project_off_covariates(s, 0)
+        design = SiteDesign(x, y)
+        pm = project_off_covariates(pool_sums(ctx, design.sums, variant_sums(g, design), N), 0)
         return ctx.open(pm.gmy, "t")
 
     got = run_local(job, 2, frac=FRAC).results[0]

@@ -1,0 +1,167 @@
+"""Writers for secure-GWAS results in PLINK 2's formats, the run report, and the plots.
+
+Every file is written to a temporary name and renamed into place, so that an
+interrupted or failed run never leaves a half-written result behind. Numbers are
+printed as PLINK 2 prints them (6 significant digits, ``NA`` with an ERRCODE).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .reference_gc import lambda_gc
+from .writebed import atomic_path
+
+__all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "fmt_g"]
+
+
+def fmt_g(v: float) -> str:
+    """A number as PLINK 2 prints it: 6 significant digits, NA for NaN."""
+    if v is None or not np.isfinite(v):
+        return "NA"
+    return f"{v:.6g}"
+
+
+@dataclass
+class AssocTable:
+    """One row per tested variant; arrays of shape (V,).
+
+    chrom, pos, vid, ref, alt, a1: variant columns (a1 = tested allele);
+    obs_ct int64; stat columns by name (e.g. BETA, SE, T_STAT, P) float64 with NaN
+    where not computed; errcode str ('.' when fine).
+    """
+
+    chrom: np.ndarray
+    pos: np.ndarray
+    vid: np.ndarray
+    ref: np.ndarray
+    alt: np.ndarray
+    a1: np.ndarray
+    obs_ct: np.ndarray
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    errcode: np.ndarray | None = None
+    extra_before_test: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
+def write_glm(path: str | Path, table: AssocTable, test: str = "ADD") -> Path:
+    """Write a ``.glm.linear`` / ``.glm.logistic`` file with PLINK 2's header and column order."""
+    cols = ["#CHROM", "POS", "ID", "REF", "ALT", "A1", *table.extra_before_test, "TEST", "OBS_CT", *table.stats, "ERRCODE"]
+    err = table.errcode if table.errcode is not None else np.full(len(table), ".", dtype=object)
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write("\t".join(cols) + "\n")
+        for i in range(len(table)):
+            row = [str(table.chrom[i]), str(int(table.pos[i])), str(table.vid[i]), str(table.ref[i]),
+                   str(table.alt[i]), str(table.a1[i])]
+            row += [str(v[i]) for v in table.extra_before_test.values()]
+            row += [test, str(int(table.obs_ct[i]))]
+            row += [fmt_g(v[i]) for v in table.stats.values()]
+            row.append(str(err[i]))
+            fh.write("\t".join(row) + "\n")
+    return path
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write ``obj`` as indented JSON (numpy scalars and arrays converted)."""
+
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, default=default)
+        fh.write("\n")
+    return path
+
+
+def _chrom_order(chrom: np.ndarray) -> tuple[np.ndarray, list]:
+    def key(c):
+        s = str(c)
+        return (0, int(s)) if s.isdigit() else (1, s)
+
+    names = sorted(set(map(str, chrom)), key=key)
+    return np.array([names.index(str(c)) for c in chrom]), names
+
+
+def manhattan_plot(path: str | Path, chrom, pos, p, title: str = "", highlight=None) -> Path:
+    """PNG Manhattan plot: -log10 p by chromosome and position, genome-wide line at 5e-8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chrom, pos, p = np.asarray(chrom), np.asarray(pos, dtype=float), np.asarray(p, dtype=float)
+    ok = np.isfinite(p) & (p > 0)
+    idx, names = _chrom_order(chrom)
+    x = np.zeros(len(pos))
+    ticks, offset = [], 0.0
+    for c in range(len(names)):
+        sel = idx == c
+        if not sel.any():
+            continue
+        x[sel] = pos[sel] + offset
+        ticks.append((offset + pos[sel].max() / 2, names[c]))
+        offset += pos[sel].max() * 1.02
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    colors = np.where(idx % 2 == 0, "#1f4e79", "#6fa8dc")
+    ax.scatter(x[ok], -np.log10(p[ok]), c=colors[ok], s=6, linewidths=0)
+    if highlight is not None and len(highlight):
+        h = np.zeros(len(p), bool)
+        h[np.asarray(highlight)] = True
+        h &= ok
+        ax.scatter(x[h], -np.log10(p[h]), facecolors="none", edgecolors="#c00000", s=40, label="planted")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.axhline(-np.log10(5e-8), color="#c00000", lw=0.8, ls="--")
+    ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=8)
+    ax.set_xlabel("chromosome")
+    ax.set_ylabel("-log10(p)")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
+    """PNG QQ plot of -log10 p against the uniform expectation, lambda_GC in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    lam = lambda_gc(p=np.asarray(p, float))
+    series = [(p, f"lambda_GC = {lam:.3f}", "#1f4e79")]
+    if p_before is not None:
+        series.insert(0, (p_before, f"before PC adjustment: lambda_GC = {lambda_gc(p=np.asarray(p_before, float)):.3f}", "#aaaaaa"))
+    top = 1.0
+    for pv, label, color in series:
+        pv = np.sort(np.asarray(pv, float)[np.isfinite(pv)])
+        pv = pv[pv > 0]
+        exp = -np.log10((np.arange(1, pv.size + 1) - 0.5) / pv.size)
+        obs = -np.log10(pv)
+        ax.scatter(exp, obs, s=6, c=color, label=label, linewidths=0)
+        top = max(top, exp.max(initial=1), obs.max(initial=1))
+    ax.plot([0, top], [0, top], color="#c00000", lw=0.8)
+    ax.set_xlabel("expected -log10(p)")
+    ax.set_ylabel("observed -log10(p)")
+    ax.set_title(f"{title}  lambda_GC = {lam:.3f}".strip())
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

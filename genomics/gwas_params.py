@@ -1,0 +1,65 @@
+"""The public parameters of a secure GWAS job, in PLINK 2's vocabulary.
+
+They travel as JSON to every party's daemon and are identical at every party;
+site-specific inputs (file paths) never appear here, only in each site's config.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+__all__ = ["GwasParams"]
+
+
+@dataclass
+class GwasParams:
+    """Flags of ``cipherome gwas`` (PLINK 2 names; None disables a filter).
+
+    pheno_name: phenotype column; covar_names: covariate columns (None: all);
+    mind/geno/maf/hwe: QC thresholds (``--mind`` is applied locally per site);
+    glm: 'auto' (linear for quantitative, logistic for binary traits), 'linear',
+    'logistic' or 'trend'; ci: confidence level for L95/U95 columns (e.g. 0.95);
+    pca: number of principal components to compute and add as covariates (0: none);
+    block: variants per association block (memory bound); frac: fixed-point bits.
+    """
+
+    pheno_name: str | None = None
+    covar_names: list[str] | None = None
+    mind: float | None = None
+    geno: float | None = None
+    maf: float | None = None
+    hwe: float | None = None
+    hwe_midp: bool = False
+    glm: str = "auto"
+    ci: float | None = None
+    pca: int = 0
+    pca_variants: int = 2000
+    logistic_top: int = 100
+    case_control_01: bool = False
+    block: int = 4096
+    frac: int = 24
+    missing_bound: float = 0.1
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GwasParams":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown GWAS parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def validate(self) -> "GwasParams":
+        for name in ("mind", "geno", "maf", "hwe"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 1:
+                raise ValueError(f"--{name} must be between 0 and 1 (got {v})")
+        if self.glm not in ("auto", "linear", "logistic", "trend"):
+            raise ValueError(f"--glm must be linear, logistic or trend (got {self.glm!r})")
+        if self.ci is not None and not 0 < self.ci < 1:
+            raise ValueError(f"--ci must be between 0 and 1 (got {self.ci})")
+        if self.block < 1:
+            raise ValueError("block must be positive")
+        return self

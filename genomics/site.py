@@ -1,0 +1,71 @@
+"""What one site brings to a study: its samples, phenotype, covariates and genotype access.
+
+Workload jobs see a site only through ``SiteData``, so the same job runs on
+in-memory arrays (tests, the demo's simulator) and on the site's files (PLINK
+.bed or VCF/BCF, phenotype and covariate files) named in its daemon's config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .blocks import VariantTable
+
+__all__ = ["SiteData", "binary_trait"]
+
+
+def binary_trait(y: np.ndarray) -> bool:
+    """Whether phenotype values (NaN missing, cases already coded 1 and controls 0) are binary."""
+    v = np.asarray(y, float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and bool(np.all((v == 0) | (v == 1)))
+
+
+@dataclass
+class SiteData:
+    """One site's data; arrays over its n samples in genotype-file order.
+
+    iid (n,) str; y (n,) float64 with NaN for missing (binary traits: 1 case, 0
+    control); covariates (n, c) float64 with NaN for missing; covar_names (c,);
+    variants: the site's variant table (m rows);
+    read(local_indices (V,) int64, sample_mask (n,) bool) -> (V, n_sel) int8 ALT dosages.
+    ``policy``: the site's disclosure policy table (e.g. min_cell_size).
+    """
+
+    iid: np.ndarray
+    y: np.ndarray
+    covariates: np.ndarray
+    covar_names: list[str]
+    variants: VariantTable
+    read: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    policy: dict = field(default_factory=dict)
+    name: str = "site"
+
+    @property
+    def n(self) -> int:
+        return len(self.iid)
+
+    @classmethod
+    def from_arrays(cls, iid, y, covariates, covar_names, variants: VariantTable, genotypes: np.ndarray,
+                    policy: dict | None = None, name: str = "site") -> "SiteData":
+        """In-memory site: ``genotypes`` (m, n) int8 ALT dosage, -1 missing."""
+        g = np.asarray(genotypes, dtype=np.int8)
+
+        def read(idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            return g[np.asarray(idx)][:, np.asarray(mask, bool)]
+
+        return cls(np.asarray(iid, dtype=object), np.asarray(y, float), np.asarray(covariates, float).reshape(len(iid), -1),
+                   list(covar_names), variants, read, policy or {}, name)
+
+    def select_covariates(self, names: list[str] | None) -> tuple[np.ndarray, list[str]]:
+        """Covariate columns by name (None: all), in the order given."""
+        if names is None:
+            return self.covariates, list(self.covar_names)
+        missing = [c for c in names if c not in self.covar_names]
+        if missing:
+            raise ValueError(f"site {self.name}: covariate(s) {', '.join(missing)} not in its covariate file "
+                             f"(it has: {', '.join(self.covar_names) or 'none'})")
+        idx = [self.covar_names.index(c) for c in names]
+        return self.covariates[:, idx], list(names)
