@@ -7,8 +7,8 @@ site learns which variants (positions and alleles) the other sites genotyped, th
 not any genotype or count; the run report lists it. Keys are the only variant data
 that leave a site in the clear.
 
-Normalisation covers naming only: the ``chr`` prefix is dropped, ``M``/``MT``/``chrM``
-become ``MT``, PLINK's numeric codes 23/24/25/26 become ``X``/``Y``/``XY``/``MT``,
+Normalisation covers naming only: the ``chr`` prefix is dropped from chromosome codes,
+``M``/``MT``/``chrM`` become ``MT``, PLINK's numeric codes 23/24/25/26 become ``X``/``Y``/``XY``/``MT``,
 alleles are upper-cased. Indels are not left-aligned or trimmed: run
 ``bcftools norm -f ref.fa`` before if the sites' callers differ.
 """
@@ -28,10 +28,13 @@ _COMPLEMENT = {"A": "T", "T": "A", "C": "G", "G": "C"}
 
 
 def normalize_chrom(chrom: str) -> str:
-    """``chr1``/``CHR1``/``1`` -> ``1``; ``chrX``/``23`` -> ``X``; ``chrM``/``M``/``26`` -> ``MT``."""
-    c = str(chrom).strip()
-    if c[:3].lower() == "chr":
-        c = c[3:]
+    """``chr1``/``CHR1``/``1`` -> ``1``; ``chrX``/``23`` -> ``X``; ``chrM``/``M``/``26`` -> ``MT``.
+
+    As in PLINK 2's output, only chromosome codes are rewritten; other contig names
+    (``chrUn_gl000220``, ``HLA-A``) are kept as they are.
+    """
+    orig = str(chrom).strip()
+    c = orig[3:] if orig[:3].lower() == "chr" else orig
     u = c.upper()
     if u in _CODES:
         return _CODES[u]
@@ -39,7 +42,7 @@ def normalize_chrom(chrom: str) -> str:
         return u
     if c.isdigit():
         return str(int(c))
-    return c
+    return orig
 
 
 def normalize_chroms(chroms: Sequence[str] | np.ndarray) -> np.ndarray:
