@@ -118,6 +118,8 @@ class Daemon:
         load_plugins()
         import importlib
 
+        from . import netbench  # noqa: F401  (registers bench.exchange and bench.rtt)
+
         for mod in self.config.plugins:
             importlib.import_module(mod)
         self.server = grpc.server(futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="rpc"),

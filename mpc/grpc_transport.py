@@ -62,6 +62,8 @@ ALLOWED_DTYPES = frozenset(
 )
 EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
+_PAD_KEY = bytes([(14 << 3) | 2])  # field 14: padding so that ``data`` is aligned
+_ALIGN = 16
 
 
 def channel_options(target_name: str) -> list[tuple[str, object]]:
@@ -125,12 +127,19 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def encode_chunk(header: pb.Chunk, payload=b"") -> bytes:
-    """Serialised ``Chunk``: the header fields, then field 15 (``data``) = ``payload``, in one copy."""
-    head = header.SerializeToString()
+    """Serialised ``Chunk``: the header fields, then field 15 (``data``) = ``payload``, in one copy.
+
+    A padding field (14) is added so that the payload starts at a multiple of
+    ``_ALIGN`` bytes into the message: the receiver can then use it in place
+    (CPython's bytes buffers are 16-byte aligned) instead of copying it.
+    """
     n = len(payload)
     if not n:
-        return head
-    return b"".join((head, _DATA_KEY, _varint(n), payload))
+        return header.SerializeToString()
+    head = header.SerializeToString()
+    lead = len(head) + 1 + len(_varint(n))
+    pad = (-(lead + 2)) % _ALIGN  # field 14: key (1 byte) + length (1 byte, pad < 128) + pad bytes
+    return b"".join((head, _PAD_KEY, bytes((pad,)), bytes(pad), _DATA_KEY, _varint(n), payload))
 
 
 @dataclass
@@ -222,6 +231,10 @@ class Assembler:
                 raise MalformedMessage(f"invalid chunk count {hdr.total}")
             if not hdr.tag:
                 raise MalformedMessage("empty tag")
+            if hdr.total == 1 and len(data) == hdr.nbytes and hdr.nbytes:
+                arr = np.frombuffer(data, dtype=dtype).reshape(shape)  # read-only view of the received bytes
+                if arr.ctypes.data % max(dtype.alignment, 8) == 0:
+                    return hdr.tag, arr
             self._tag, self._dtype, self._shape, self._total = hdr.tag, dtype, shape, hdr.total
             self._nbytes, self._next, self._pos = hdr.nbytes, 0, 0
             self._buf = np.empty(hdr.nbytes, dtype=np.uint8)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15proto/cipherome.proto\x12\x0c\x63ipherome.v1\"\x87\x02\n\x05\x43hunk\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.cipherome.v1.Chunk.Kind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\r\n\x05study\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\x03\x12\x0e\n\x06nbytes\x18\x08 \x01(\x04\x12\r\n\x05index\x18\t \x01(\r\x12\r\n\x05total\x18\n \x01(\r\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x0f \x01(\x0c\"0\n\x04Kind\x12\x08\n\x04\x44\x41TA\x10\x00\x12\t\n\x05HELLO\x10\x01\x12\x08\n\x04\x44ONE\x10\x02\x12\t\n\x05\x41\x42ORT\x10\x03\"\x82\x01\n\rExchangeReply\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .cipherome.v1.ExchangeReply.Kind\x12\x10\n\x08messages\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\" \n\x04Kind\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\"\x0f\n\rHealthRequest\"\x91\x01\n\x0bHealthReply\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\x0f\n\x07studies\x18\x05 \x03(\t\x12\x0f\n\x07running\x18\x06 \x01(\r\x12\x10\n\x08\x66inished\x18\x07 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\r\"\x8b\x01\n\rSubmitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\r\n\x05study\x18\x04 \x01(\t\x12\x14\n\x0cstudy_digest\x18\x05 \x01(\t\x12\x15\n\rround_timeout\x18\x06 \x01(\x01\x12\x0c\n\x04\x66rac\x18\x07 \x01(\x05\"/\n\x0bSubmitReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xd8\x01\n\x07JobInfo\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\r\n\x05study\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\tsubmitted\x18\x06 \x01(\x01\x12\x0f\n\x07started\x18\x07 \x01(\x01\x12\x10\n\x08\x66inished\x18\x08 \x01(\x01\x12\x12\n\nbytes_sent\x18\t \x01(\x04\x12\x16\n\x0e\x62ytes_received\x18\n \x01(\x04\x12\x0e\n\x06rounds\x18\x0b \x01(\x04\x12\x11\n\tsubmitter\x18\x0c \x01(\t\"-\n\rStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x01\"2\n\x0bStatusReply\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.cipherome.v1.JobInfo\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x0b\x43\x61ncelReply\x12\x11\n\tcancelled\x18\x01 \x01(\x08\x12\r\n\x05state\x18\x02 \x01(\t\"\x1e\n\x0c\x46\x65tchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\nFetchChunk\x12#\n\x04info\x18\x01 \x01(\x0b\x32\x15.cipherome.v1.JobInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32H\n\x04Peer\x12@\n\x08\x45xchange\x12\x13.cipherome.v1.Chunk\x1a\x1b.cipherome.v1.ExchangeReply(\x01\x30\x01\x32\xd2\x02\n\x07\x43ontrol\x12@\n\x06Health\x12\x1b.cipherome.v1.HealthRequest\x1a\x19.cipherome.v1.HealthReply\x12@\n\x06Submit\x12\x1b.cipherome.v1.SubmitRequest\x1a\x19.cipherome.v1.SubmitReply\x12@\n\x06Status\x12\x1b.cipherome.v1.StatusRequest\x1a\x19.cipherome.v1.StatusReply\x12@\n\x06\x43\x61ncel\x12\x1b.cipherome.v1.CancelRequest\x1a\x19.cipherome.v1.CancelReply\x12?\n\x05\x46\x65tch\x12\x1a.cipherome.v1.FetchRequest\x1a\x18.cipherome.v1.FetchChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15proto/cipherome.proto\x12\x0c\x63ipherome.v1\"\x94\x02\n\x05\x43hunk\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.cipherome.v1.Chunk.Kind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\r\n\x05study\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\x03\x12\x0e\n\x06nbytes\x18\x08 \x01(\x04\x12\r\n\x05index\x18\t \x01(\r\x12\r\n\x05total\x18\n \x01(\r\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x0b\n\x03pad\x18\x0e \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x0f \x01(\x0c\"0\n\x04Kind\x12\x08\n\x04\x44\x41TA\x10\x00\x12\t\n\x05HELLO\x10\x01\x12\x08\n\x04\x44ONE\x10\x02\x12\t\n\x05\x41\x42ORT\x10\x03\"\x82\x01\n\rExchangeReply\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .cipherome.v1.ExchangeReply.Kind\x12\x10\n\x08messages\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\" \n\x04Kind\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x00\x12\n\n\x06\x43LOSED\x10\x01\"\x0f\n\rHealthRequest\"\x91\x01\n\x0bHealthReply\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\x0f\n\x07studies\x18\x05 \x03(\t\x12\x0f\n\x07running\x18\x06 \x01(\r\x12\x10\n\x08\x66inished\x18\x07 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\r\"\x8b\x01\n\rSubmitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\r\n\x05study\x18\x04 \x01(\t\x12\x14\n\x0cstudy_digest\x18\x05 \x01(\t\x12\x15\n\rround_timeout\x18\x06 \x01(\x01\x12\x0c\n\x04\x66rac\x18\x07 \x01(\x05\"/\n\x0bSubmitReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xd8\x01\n\x07JobInfo\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\r\n\x05study\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\tsubmitted\x18\x06 \x01(\x01\x12\x0f\n\x07started\x18\x07 \x01(\x01\x12\x10\n\x08\x66inished\x18\x08 \x01(\x01\x12\x12\n\nbytes_sent\x18\t \x01(\x04\x12\x16\n\x0e\x62ytes_received\x18\n \x01(\x04\x12\x0e\n\x06rounds\x18\x0b \x01(\x04\x12\x11\n\tsubmitter\x18\x0c \x01(\t\"-\n\rStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x01\"2\n\x0bStatusReply\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.cipherome.v1.JobInfo\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x0b\x43\x61ncelReply\x12\x11\n\tcancelled\x18\x01 \x01(\x08\x12\r\n\x05state\x18\x02 \x01(\t\"\x1e\n\x0c\x46\x65tchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\nFetchChunk\x12#\n\x04info\x18\x01 \x01(\x0b\x32\x15.cipherome.v1.JobInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32H\n\x04Peer\x12@\n\x08\x45xchange\x12\x13.cipherome.v1.Chunk\x1a\x1b.cipherome.v1.ExchangeReply(\x01\x30\x01\x32\xd2\x02\n\x07\x43ontrol\x12@\n\x06Health\x12\x1b.cipherome.v1.HealthRequest\x1a\x19.cipherome.v1.HealthReply\x12@\n\x06Submit\x12\x1b.cipherome.v1.SubmitRequest\x1a\x19.cipherome.v1.SubmitReply\x12@\n\x06Status\x12\x1b.cipherome.v1.StatusRequest\x1a\x19.cipherome.v1.StatusReply\x12@\n\x06\x43\x61ncel\x12\x1b.cipherome.v1.CancelRequest\x1a\x19.cipherome.v1.CancelReply\x12?\n\x05\x46\x65tch\x12\x1a.cipherome.v1.FetchRequest\x1a\x18.cipherome.v1.FetchChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,37 +32,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.cipherome_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHUNK']._serialized_start=40
-  _globals['_CHUNK']._serialized_end=303
-  _globals['_CHUNK_KIND']._serialized_start=255
-  _globals['_CHUNK_KIND']._serialized_end=303
-  _globals['_EXCHANGEREPLY']._serialized_start=306
-  _globals['_EXCHANGEREPLY']._serialized_end=436
-  _globals['_EXCHANGEREPLY_KIND']._serialized_start=404
-  _globals['_EXCHANGEREPLY_KIND']._serialized_end=436
-  _globals['_HEALTHREQUEST']._serialized_start=438
-  _globals['_HEALTHREQUEST']._serialized_end=453
-  _globals['_HEALTHREPLY']._serialized_start=456
-  _globals['_HEALTHREPLY']._serialized_end=601
-  _globals['_SUBMITREQUEST']._serialized_start=604
-  _globals['_SUBMITREQUEST']._serialized_end=743
-  _globals['_SUBMITREPLY']._serialized_start=745
-  _globals['_SUBMITREPLY']._serialized_end=792
-  _globals['_JOBINFO']._serialized_start=795
-  _globals['_JOBINFO']._serialized_end=1011
-  _globals['_STATUSREQUEST']._serialized_start=1013
-  _globals['_STATUSREQUEST']._serialized_end=1058
-  _globals['_STATUSREPLY']._serialized_start=1060
-  _globals['_STATUSREPLY']._serialized_end=1110
-  _globals['_CANCELREQUEST']._serialized_start=1112
-  _globals['_CANCELREQUEST']._serialized_end=1159
-  _globals['_CANCELREPLY']._serialized_start=1161
-  _globals['_CANCELREPLY']._serialized_end=1208
-  _globals['_FETCHREQUEST']._serialized_start=1210
-  _globals['_FETCHREQUEST']._serialized_end=1240
-  _globals['_FETCHCHUNK']._serialized_start=1242
-  _globals['_FETCHCHUNK']._serialized_end=1305
-  _globals['_PEER']._serialized_start=1307
-  _globals['_PEER']._serialized_end=1379
-  _globals['_CONTROL']._serialized_start=1382
-  _globals['_CONTROL']._serialized_end=1720
+  _globals['_CHUNK']._serialized_end=316
+  _globals['_CHUNK_KIND']._serialized_start=268
+  _globals['_CHUNK_KIND']._serialized_end=316
+  _globals['_EXCHANGEREPLY']._serialized_start=319
+  _globals['_EXCHANGEREPLY']._serialized_end=449
+  _globals['_EXCHANGEREPLY_KIND']._serialized_start=417
+  _globals['_EXCHANGEREPLY_KIND']._serialized_end=449
+  _globals['_HEALTHREQUEST']._serialized_start=451
+  _globals['_HEALTHREQUEST']._serialized_end=466
+  _globals['_HEALTHREPLY']._serialized_start=469
+  _globals['_HEALTHREPLY']._serialized_end=614
+  _globals['_SUBMITREQUEST']._serialized_start=617
+  _globals['_SUBMITREQUEST']._serialized_end=756
+  _globals['_SUBMITREPLY']._serialized_start=758
+  _globals['_SUBMITREPLY']._serialized_end=805
+  _globals['_JOBINFO']._serialized_start=808
+  _globals['_JOBINFO']._serialized_end=1024
+  _globals['_STATUSREQUEST']._serialized_start=1026
+  _globals['_STATUSREQUEST']._serialized_end=1071
+  _globals['_STATUSREPLY']._serialized_start=1073
+  _globals['_STATUSREPLY']._serialized_end=1123
+  _globals['_CANCELREQUEST']._serialized_start=1125
+  _globals['_CANCELREQUEST']._serialized_end=1172
+  _globals['_CANCELREPLY']._serialized_start=1174
+  _globals['_CANCELREPLY']._serialized_end=1221
+  _globals['_FETCHREQUEST']._serialized_start=1223
+  _globals['_FETCHREQUEST']._serialized_end=1253
+  _globals['_FETCHCHUNK']._serialized_start=1255
+  _globals['_FETCHCHUNK']._serialized_end=1318
+  _globals['_PEER']._serialized_start=1320
+  _globals['_PEER']._serialized_end=1392
+  _globals['_CONTROL']._serialized_start=1395
+  _globals['_CONTROL']._serialized_end=1733
 # @@protoc_insertion_point(module_scope)
