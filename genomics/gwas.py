@@ -152,6 +152,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd[0], params.ci, qc.a1_is_alt[passed])
     result = {
         "glm": glm,
+        "pheno": site.pheno_name,
         "trait": "binary" if is_binary else "quantitative",
         "n_qc": n_qc,
         "n_assoc": n_assoc,

@@ -165,3 +165,52 @@ def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def result_table(result: dict) -> tuple[AssocTable, str]:
+    """The lead's GWAS result as an ``AssocTable`` and the file suffix ('glm.linear' or 'trend')."""
+    v = result["variants"]
+    tested = np.asarray(result["tested"], dtype=np.int64)
+    a1_alt = np.asarray(result["a1_is_alt"], dtype=bool)
+    ref, alt = np.asarray(v["ref"], dtype=object)[tested], np.asarray(v["alt"], dtype=object)[tested]
+    assoc = result["assoc"]
+    table = AssocTable(
+        chrom=np.asarray(v["chrom"], dtype=object)[tested], pos=np.asarray(v["pos"])[tested],
+        vid=np.asarray(v["id"], dtype=object)[tested], ref=ref, alt=alt, a1=np.where(a1_alt, alt, ref),
+        obs_ct=np.asarray(assoc["obs_ct"]), stats={k: np.asarray(c, float) for k, c in assoc["columns"].items()},
+        errcode=np.asarray(assoc["errcode"], dtype=object),
+    )
+    return table, ("glm.linear" if result["glm"] == "linear" else "trend")
+
+
+def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: dict,
+                       highlight_ids=None, extra: dict | None = None) -> dict[str, Path]:
+    """Write the association table, QC summary, plots and run report of a secure GWAS.
+
+    Files: PREFIX.PHENO.glm.linear (or .trend), PREFIX.qc.json, PREFIX.manhattan.png,
+    PREFIX.qq.png, PREFIX.run.json (per-party stages with time, bytes and rounds,
+    and every party's disclosure ledger). Returns name -> path.
+    """
+    prefix = str(prefix)
+    table, suffix = result_table(result)
+    paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test="ADD" if suffix == "glm.linear" else "TREND")}
+    qc = dict(result["qc"], n_samples_qc=result["n_qc"], n_samples_assoc=result["n_assoc"],
+              n_common_variants=result["n_variants"])
+    paths["qc"] = write_json(f"{prefix}.qc.json", qc)
+    p = table.stats["P"]
+    highlight = None
+    if highlight_ids is not None:
+        want = set(map(str, highlight_ids))
+        highlight = np.flatnonzero([str(i) in want for i in table.vid])
+    title = f"secure GWAS: {pheno} ({result['glm']}, N = {result['n_assoc']})"
+    paths["manhattan"] = manhattan_plot(f"{prefix}.manhattan.png", table.chrom, table.pos, p, title, highlight)
+    paths["qq"] = qq_plot(f"{prefix}.qq.png", p, title=pheno)
+    run = {
+        "test": result["glm"], "trait": result["trait"], "covariates": result["covariates"],
+        "lambda_gc": lambda_gc(p=p), "seconds": result.get("seconds"),
+        "parties": {name: {k: rep.get(k) for k in ("role", "bytes_sent", "bytes_received", "rounds", "stages", "ledger")}
+                    for name, rep in reports.items()},
+        **(extra or {}),
+    }
+    paths["run"] = write_json(f"{prefix}.run.json", run)
+    return paths

@@ -83,7 +83,7 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResu
         scale = 1.0 / float(max(n_samples, 1)) ** 2
         f_num = _fixed_from_int(dnum, scale, ctx.frac)
         f_den = _fixed_from_int(pden, scale, ctx.frac) + mono  # P = 0 -> denominator 1, F = 0
-        f = division.div(f_num, f_den)
+        f = division.div(f_num, f_den, hi=2, x_hi=2)  # |D/N^2| <= 1, P/N^2 in [2/N, 2)
         n_frac = _fixed_from_int(called, 1.0 / n_samples, ctx.frac)
         stat = arith.mul(n_frac, arith.square(f))  # chi2 / N
         checks.append(Shared.public(ctx, np.full(V, t_star / n_samples), ctx.frac) - stat)  # < 0 -> fail

@@ -38,16 +38,16 @@ def finish(ctx, pm: ProjectedMoments, n_obs: Shared, k: int, glm: str, n_total: 
     live = Shared.public(ctx, (~const).astype(np.int64), 0)
     out = {"obs_ct": obs_ct, "const": const}
     if glm == "linear":
-        b = arith.mul(pm.gmy, division.reciprocal(gmg))
+        b = division.div(pm.gmy, gmg, hi=3, x_hi=3)  # g'Mg in [0.5/N, 4], |g'My| < 8
         rss = pm.ymy - arith.mul(b, pm.gmy)
         df = np.maximum(obs_ct - k - 1, 1)
-        inv = roots.invsqrt(arith.mul(gmg, rss) + const_bit)
+        inv = roots.invsqrt(arith.mul(gmg, rss) + const_bit, hi=5)  # g'Mg RSS < 16
         t = arith.mul_public(arith.mul(pm.gmy, inv), np.sqrt(df))
         both = arith.mul(concat([b, t]), concat([live, live]))
         opened = ctx.open(both, "gwas.beta_t_stat")
         out["beta"], out["t_stat"] = opened[:V], opened[V:]
     elif glm == "trend":
-        inv = roots.invsqrt(arith.mul(gmg, pm.ymy) + const_bit)
+        inv = roots.invsqrt(arith.mul(gmg, pm.ymy) + const_bit, hi=5)
         r = arith.mul(pm.gmy, inv)
         chisq = arith.mul(arith.square(r), n_obs)
         out["chisq"] = ctx.open(arith.mul(chisq, live), "gwas.chisq")

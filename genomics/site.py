@@ -42,6 +42,7 @@ class SiteData:
     read: Callable[[np.ndarray, np.ndarray], np.ndarray]
     policy: dict = field(default_factory=dict)
     name: str = "site"
+    pheno_name: str = "PHENO1"
 
     @property
     def n(self) -> int:
@@ -49,7 +50,7 @@ class SiteData:
 
     @classmethod
     def from_arrays(cls, iid, y, covariates, covar_names, variants: VariantTable, genotypes: np.ndarray,
-                    policy: dict | None = None, name: str = "site") -> "SiteData":
+                    policy: dict | None = None, name: str = "site", pheno_name: str = "PHENO1") -> "SiteData":
         """In-memory site: ``genotypes`` (m, n) int8 ALT dosage, -1 missing."""
         g = np.asarray(genotypes, dtype=np.int8)
 
@@ -57,7 +58,7 @@ class SiteData:
             return g[np.asarray(idx)][:, np.asarray(mask, bool)]
 
         return cls(np.asarray(iid, dtype=object), np.asarray(y, float), np.asarray(covariates, float).reshape(len(iid), -1),
-                   list(covar_names), variants, read, policy or {}, name)
+                   list(covar_names), variants, read, policy or {}, name, pheno_name)
 
     def select_covariates(self, names: list[str] | None) -> tuple[np.ndarray, list[str]]:
         """Covariate columns by name (None: all), in the order given."""

@@ -1,0 +1,8 @@
+"""Registers the genomics workloads (GWAS, variant filtering) as named jobs for party daemons.
+
+``cipherome.mpc.jobs`` imports this module on first lookup, so a daemon can run
+``gwas`` without ``mpc`` importing ``genomics``.
+"""
+from . import gwas  # noqa: F401  (registers "gwas")
+
+__all__: list[str] = []
