@@ -6,6 +6,8 @@ at interpreter exit.  (Not a conftest.py: that file belongs to another part of t
 """
 from __future__ import annotations
 
+import sys as _sys
+
 import atexit
 import functools
 import shutil
@@ -19,6 +21,11 @@ from cipherome.genomics.reference_pca import pca_exact, thin_by_count
 from cipherome.genomics.reference_qc import qc_filter
 from cipherome.genomics.simulate import SimConfig, Study, demo_config, simulate_study, write_study
 from cipherome.genomics.writebed import write_covar
+
+# One module object whether imported as ``conftest_sim`` (tests/ on sys.path) or as
+# ``tests.conftest_sim`` (repository root on sys.path), so caches and classes are shared.
+_sys.modules.setdefault("conftest_sim", _sys.modules[__name__])
+_sys.modules.setdefault("tests.conftest_sim", _sys.modules[__name__])
 
 __all__ = ["SimData", "scratch_dir", "gwas_config", "gwas_data", "pca_config", "pca_data", "N_PCS"]
 
@@ -40,8 +47,9 @@ class SimData:
 
     bfile        PLINK prefix of the pooled data (str, for --bfile)
     pheno, covar pooled phenotype / 4-covariate files
-    covar12      covariate file with the 4 covariates + N_PCS PCs
+    covar12      covariate file with the 4 covariates + N_PCS PCs (PCs scaled to unit variance)
     covariates12 (n, 12) float64 matching ``covar12`` (NaN where missing)
+    pcs_raw      (n, N_PCS) float64 unit-norm eigenvectors (PLINK's .eigenvec scale)
     qc           QCResult of --geno 0.05 --hwe 1e-6 --maf 0.01
     thinned      (M,) int64 variant indices used for the PCs
     """
@@ -53,6 +61,7 @@ class SimData:
     covar: Path
     covar12: Path | None = None
     covariates12: np.ndarray | None = None
+    pcs_raw: np.ndarray | None = None
     qc: object = None
     thinned: np.ndarray | None = None
 
@@ -84,7 +93,11 @@ def _build(cfg: SimConfig, name: str, with_pcs: bool) -> SimData:
     data.qc = qc_filter(study.genotypes, geno=0.05, hwe=1e-6, maf=0.01)
     data.thinned = thin_by_count(1500, data.qc.variant_keep)
     if with_pcs:
-        pcs = pca_exact(study.genotypes[data.thinned], N_PCS).eigenvectors
+        # unit-norm eigenvectors (PLINK's .eigenvec scale, ~0.02) times sqrt(n): unit
+        # variance, so plink2 --glm accepts them beside age without
+        # --covar-variance-standardize (it refuses the raw scale: see test_reference_linear)
+        pcs = pca_exact(study.genotypes[data.thinned], N_PCS).eigenvectors * np.sqrt(study.n_samples)
+        data.pcs_raw = pcs / np.sqrt(study.n_samples)
         data.covariates12 = np.column_stack([study.covariates, pcs])
         names = list(study.covariate_names) + [f"PC{i + 1}" for i in range(N_PCS)]
         data.covar12 = d / "pooled.pcs.covar"

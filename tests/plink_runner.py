@@ -5,12 +5,19 @@ helpers return; a failing PLINK run raises :class:`PlinkError` carrying PLINK's 
 """
 from __future__ import annotations
 
+import sys as _sys
+
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+# One module object whether imported as ``plink_runner`` (tests/ on sys.path) or as
+# ``tests.plink_runner`` (repository root on sys.path), so caches and classes are shared.
+_sys.modules.setdefault("plink_runner", _sys.modules[__name__])
+_sys.modules.setdefault("tests.plink_runner", _sys.modules[__name__])
 
 __all__ = [
     "PLINK2",

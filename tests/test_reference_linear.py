@@ -6,6 +6,7 @@ import pytest
 
 from cipherome.genomics import reference_linear as lin
 from cipherome.genomics.simulate import QUANT_PHENO
+from cipherome.genomics.writebed import write_covar
 
 from conftest_sim import gwas_data
 from plink_runner import PLINK2, PlinkError, have_plink, read_glm, run_plink
@@ -62,9 +63,16 @@ def test_mean_imputation_differs_from_plink2(plink_linear):
 def test_plink2_refuses_unscaled_covariates_and_twin_is_scale_invariant(plink_linear, twin_linear):
     """plink2 a3.5 does not standardize covariates itself: age (~50) beside PCs (~0.02) stops --glm."""
     d, _ = plink_linear
+    s = d.study
+    raw = d.dir / "linear" / "raw_pcs.covar"  # PCs at PLINK's .eigenvec scale (unit norm)
+    names = list(s.covariate_names) + [f"PC{i + 1}" for i in range(d.pcs_raw.shape[1])]
+    write_covar(raw, s.fid, s.iid, np.column_stack([s.covariates, d.pcs_raw]), names)
     with pytest.raises(PlinkError, match="scales vary too widely"):
         run_plink(["--bfile", d.bfile, "--pheno", d.pheno, "--pheno-name", QUANT_PHENO,
-                   "--covar", d.covar12, "--glm", "hide-covar"], d.dir / "linear", out="unscaled")
+                   "--covar", raw, "--glm", "hide-covar"], d.dir / "linear", out="unscaled")
+    # the same covariates at unit scale are accepted without standardization
+    run_plink(["--bfile", d.bfile, "--pheno", d.pheno, "--pheno-name", QUANT_PHENO,
+               "--covar", d.covar12, "--glm", "hide-covar"], d.dir / "linear", out="scaled")
     c = d.covariates12.copy()
     c[:, 0] = 1900 + c[:, 0] * 1000.0  # a wildly scaled covariate
     c[:, 4:] *= 1e-3
