@@ -1,9 +1,8 @@
 """Plaintext twins of every GWAS statistic, each proven equal to PLINK on simulated data; the secure versions are tested against these.
 
-This module only gathers the public functions of the ``reference_*`` modules (one
-concept each: QC, linear, trend, logistic, PCA, genomic control); see
-``docs/statistics.md`` for the formulas, the PLINK commands they match and the
-measured agreement.
+This module gathers the public functions of the ``reference_*`` modules (QC, linear,
+trend, logistic, PCA, genomic control); docs/statistics.md gives their formulas, the
+PLINK commands they match and the measured agreement.
 """
 from __future__ import annotations
 

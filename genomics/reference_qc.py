@@ -4,20 +4,6 @@ Every statistic is a function of integer counts (missing calls, genotype counts)
 secure version can aggregate the same counts over sites and compare them with the same
 integer-exact thresholds; :func:`qc_filter` reproduces the pass sets of ``plink2 --mind
 --geno --hwe --maf`` exactly (tested in ``tests/test_reference_qc.py``).
-
-PLINK 2 (v2.00a3.5) behaviour reproduced here, measured on simulated data:
-
-* order: --mind first (sample call rate over *all* variants), then --geno, --hwe and
-  --maf, each on the samples that survived --mind.  The three variant filters do not
-  interact (each depends only on its own variant), so their order changes only the
-  per-filter counts in the log, which :func:`qc_filter` reports in the same order;
-* ties are kept: a variant is removed by --geno iff F_MISS > t, by --maf iff the
-  nonmajor (minor) allele frequency < t, by --hwe iff p < t; a sample by --mind iff its
-  F_MISS > t.  Thresholds are compared as exact rationals (counts, not rounded floats);
-* --hwe uses the exact test (Wigginton et al. 2005) on all founders -- *not* controls
-  only, unlike PLINK 1.9 -- and the plain p-value unless the ``midp`` modifier is given;
-* --maf uses the nonmajor allele frequency among non-missing calls, whatever allele is
-  coded (the pitfall of a MAF cut on the coded allele is avoided).
 """
 from __future__ import annotations
 
@@ -236,6 +222,19 @@ def qc_filter(
     ``hwe_samples``: optional ``(n,)`` bool restricting the HWE test to a subset
     (e.g. controls, as PLINK 1.9 does for case/control data; PLINK 2 uses all).
     A ``None`` threshold skips that filter.
+
+    PLINK 2 (v2.00a3.5) behaviour reproduced here, measured on simulated data:
+
+    * order: --mind first (sample call rate over *all* variants), then --geno, --hwe
+      and --maf, each on the samples that survived --mind.  The three variant filters
+      do not interact, so their order only changes the per-filter counts in the log,
+      which ``removed`` reports in the same order;
+    * ties are kept: a variant is removed by --geno iff F_MISS > t, by --maf iff the
+      nonmajor allele frequency < t, by --hwe iff p < t; a sample by --mind iff its
+      F_MISS > t.  Thresholds are compared as exact rationals (:func:`exceeds`);
+    * --hwe uses the exact test on all founders -- *not* controls only, unlike PLINK
+      1.9 -- and the plain p-value unless the ``midp`` modifier is given;
+    * --maf uses the nonmajor allele among non-missing calls, whatever allele is coded.
     """
     g = np.asarray(genotypes)
     m, n = g.shape

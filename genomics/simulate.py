@@ -1,15 +1,8 @@
 """Deterministic simulation of a multi-site genetic study with population structure, planted causal variants and missing data.
 
-Genotypes follow the Balding-Nichols model (population allele frequencies drawn around
-an ancestral frequency with a chosen Fst), individuals are spread over sites with uneven
-population mixing, and the phenotypes carry both planted genetic effects and a
-population mean shift (confounding), so every GWAS pitfall has something to bite on.
-
-Conventions (shared with :mod:`cipherome.genomics.writebed` and the reference twins):
-genotypes are ``int8`` of shape ``(n_variants, n_samples)`` holding the ALT allele count
-0/1/2, with -1 for a missing call; ALT is the ``A1`` allele of the written ``.bim``.
-Binary phenotypes are float64 0 (control) / 1 (case) / NaN (missing) in memory and
-PLINK's 1/2/NA in files.  Same config (seed included) -> bit-identical study.
+Genotypes follow the Balding-Nichols model with uneven population mixing across sites,
+and the phenotypes carry planted genetic effects, covariate effects and a population mean
+shift (confounding), so every GWAS pitfall has something to bite on.
 """
 from __future__ import annotations
 
@@ -20,6 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from cipherome.genomics import writebed
+
+# Conventions (shared with writebed and the reference twins): genotypes are int8 of
+# shape (n_variants, n_samples) holding the ALT allele count 0/1/2, -1 for a missing
+# call; ALT is the A1 allele of the written .bim.  Binary phenotypes are float64
+# 0 (control) / 1 (case) / NaN in memory and PLINK's 1/2/NA in files.  The same config
+# (seed included) gives a bit-identical study.
 
 __all__ = [
     "SimConfig",

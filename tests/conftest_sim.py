@@ -1,8 +1,7 @@
 """Shared simulated studies for the reference-twin tests, built once per test session and cached.
 
-Import the builders (``gwas_data()``, ``pca_data()``) from test modules; each returns the
-study, the files written for it and derived covariates, in a temporary directory removed
-at interpreter exit.  (Not a conftest.py: that file belongs to another part of the suite.)
+Test modules import the builders (``gwas_data()``, ``pca_data()``), which return the study
+with its files and derived covariates in a temporary directory removed at exit.
 """
 from __future__ import annotations
 
