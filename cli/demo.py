@@ -53,12 +53,16 @@ def demo(outdir: str, sites: int, inproc: bool) -> None:
         result, reports = run.results[0], run.reports
         how = "threads (in-process)"
     else:
+        from cipherome.mpc.client import ClientError
         from cipherome.mpc.launcher import LocalCluster
 
         click.echo("starting daemons (mutual TLS on 127.0.0.1) ...")
-        with LocalCluster(sites, workdir=out / "cluster", data=data, log_level="WARNING") as cluster:
-            click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s; running the GWAS")
-            res = cluster.run("gwas", params.to_dict())
+        try:
+            with LocalCluster(sites, workdir=out / "cluster", data=data, log_level="WARNING") as cluster:
+                click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s; running the GWAS")
+                res = cluster.run("gwas", params.to_dict())
+        except (ClientError, RuntimeError) as exc:
+            raise click.ClickException(f"the secure GWAS failed, nothing written: {exc}") from None
         result, reports = res.results[0], res.reports
         how = "gRPC daemons with mutual TLS"
     truth = set(map(str, np.asarray(study.variant_id)[study.causal_index]))

@@ -74,7 +74,7 @@ class ProjectedMoments:
     ymy: Shared
 
 
-def neumann_terms(max_missing_fraction: float, safety: float = 3.0, tol: float = 1e-8) -> int:
+def neumann_terms(max_missing_fraction: float, safety: float = 3.0, tol: float = 1e-7) -> int:
     """Terms T of sum_t (D_j A^-1)^t so that the series remainder is below ``tol``.
 
     The eigenvalues of D_j A^-1 lie in [0, 1): the largest is the share of the
