@@ -81,6 +81,9 @@ def serve(config_path: str) -> None:
     while not done.wait(1.0):
         pass
     daemon.stop()
+    logging.shutdown()
+    # skip interpreter finalisation: gRPC's global shutdown can take seconds when peers stop together
+    os._exit(0)
 
 
 @party.command("status")

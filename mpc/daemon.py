@@ -150,7 +150,7 @@ class Daemon:
                  ", ".join(sorted(self.studies)) or "none")
         return self.port
 
-    def stop(self, grace: float = 2.0) -> None:
+    def stop(self, grace: float = 0.5) -> None:
         with self._cond:
             running = [j for j in self.jobs.values() if j.state == "running"]
         for j in running:
@@ -359,8 +359,10 @@ class Daemon:
             payload = results_codec.to_jsonable(result)  # fail here, not at fetch, if not serialisable
             tr.close()
         except JobAborted as exc:
-            state = "cancelled" if job.cancel_reason else "failed"
-            error = f"cancelled: {job.cancel_reason}" if job.cancel_reason else f"aborted: {exc}"
+            if job.cancel_reason:
+                state, error = "cancelled", f"cancelled: {job.cancel_reason}"
+            else:
+                state, error = ("cancelled" if tr.cancelled else "failed"), f"aborted: {exc}"
             tr.abort(error)
         except PeerError as exc:
             state, error = "failed", str(exc)

@@ -397,6 +397,7 @@ class GrpcTransport(Transport):
         self._out: dict[str, _Outgoing] = {}
         self._failure: tuple[str, str] | None = None  # (peer, reason)
         self._aborted: str | None = None
+        self.cancelled = False  # the abort was a cancel (here or at a peer)
         self._finished = False
         self._waiting: tuple[str, str] | None = None
 
@@ -425,6 +426,8 @@ class GrpcTransport(Transport):
             self._cond.notify_all()
         for out in self._out.values():
             out.put(f"{self.me}: {reason}")
+            if not out.accepted.is_set():  # the peer never took the stream: nothing to flush
+                out.cancel()
         self._drain(2.0)
 
     def _drain(self, wait: float) -> None:
@@ -491,6 +494,7 @@ class GrpcTransport(Transport):
             if self._finished or self._aborted is not None:
                 return
             self._aborted = f"party '{peer}' aborted the job ({reason})"
+            self.cancelled = "cancelled:" in reason
             self._cond.notify_all()
 
     def peer_malformed(self, peer: str, reason: str) -> None:

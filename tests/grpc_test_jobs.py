@@ -1,0 +1,61 @@
+"""Jobs that the daemon end-to-end tests load into real daemons (site config ``plugins``).
+
+``test.check_mul`` checks a secure product against numpy inside the job;
+``test.slow`` keeps a job in its rounds long enough to kill or cancel it;
+``test.site`` returns what a job sees of its site; ``test.fail`` fails at one party.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from cipherome.mpc.jobs import job
+from cipherome.protocols import arith
+
+__all__ = ["check_mul", "slow", "site_info", "fail"]
+
+
+def _operands(seed: int, shape):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-4, 4, shape), rng.uniform(-4, 4, shape)
+
+
+@job("test.check_mul")
+def check_mul(ctx, params, site=None):
+    """x (owned by parties[0]) times y (owned by parties[-1]), elementwise and as matrices, opened to all."""
+    n, seed = int(params.get("n", 20)), int(params.get("seed", 1))
+    xv, yv = _operands(seed, (n, n))
+    a, b = ctx.parties[0], ctx.parties[-1]
+    x = ctx.input(a, xv if ctx.me == a else None, shape=(n, n), frac=ctx.frac)
+    y = ctx.input(b, yv if ctx.me == b else None, shape=(n, n), frac=ctx.frac)
+    prod = ctx.open(arith.mul(x, y), "test.mul")
+    mat = ctx.open(arith.matmul(x, y), "test.matmul")
+    err = max(float(np.max(np.abs(prod - xv * yv))), float(np.max(np.abs(mat - xv @ yv))))
+    return {"ok": err < 1e-3, "max_err": err, "product": mat, "seed": seed}
+
+
+@job("test.slow")
+def slow(ctx, params, site=None):
+    """``rounds`` openings of a small vector with ``sleep`` seconds between them."""
+    x = ctx.input(ctx.parties[0], np.arange(4.0) if ctx.me == ctx.parties[0] else None, shape=(4,), frac=ctx.frac)
+    for i in range(int(params.get("rounds", 10))):
+        ctx.open(x, f"slow.{i}")
+        time.sleep(float(params.get("sleep", 0.1)))
+    return {"rounds": ctx.rounds}
+
+
+@job("test.site")
+def site_info(ctx, params, site=None):
+    return {"party": ctx.me, "name": site.name, "data": site.data, "policy": site.policy}
+
+
+@job("test.fail")
+def fail(ctx, params, site=None):
+    ctx.open(ctx.input(ctx.parties[0], np.ones(3) if ctx.me == ctx.parties[0] else None, shape=(3,),
+                       frac=ctx.frac), "before")
+    if ctx.me == params.get("party", ctx.parties[1]):
+        raise ValueError("deliberate failure for the test")
+    ctx.open(ctx.input(ctx.parties[0], np.ones(3) if ctx.me == ctx.parties[0] else None, shape=(3,),
+                       frac=ctx.frac), "after")
+    return {}
