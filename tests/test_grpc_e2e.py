@@ -83,3 +83,34 @@ def test_large_message_is_chunked(cluster):
     run = cluster.run("bench.exchange", {"size": 24 << 20})
     assert run.results[0]["ok"] is True
     assert run.reports["p0"]["bytes_sent"] >= 24 << 20
+
+
+def test_cli_job_and_party_status(cluster, tmp_path):
+    if cluster.n != 3:
+        pytest.skip("once is enough")
+    import json
+
+    from click.testing import CliRunner
+
+    from cipherome.cli.main import cli
+
+    runner = CliRunner()
+    auth = ["--study", str(cluster.study_path), "--key", str(cluster.dir / "keys/submitter.key"),
+            "--cert", str(cluster.dir / "keys/submitter.crt")]
+    out = tmp_path / "res.json"
+    res = runner.invoke(cli, ["job", "submit", *auth, "bench.open", "--params", '{"size": 100}', "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    job_id = res.output.strip().splitlines()[-1]
+    doc = json.loads(out.read_text())
+    assert set(doc) == set(cluster.names) and doc["p0"]["result"]["ok"] is True
+    assert doc["p0"]["report"]["ledger"]
+    res = runner.invoke(cli, ["job", "status", *auth, job_id])
+    assert res.exit_code == 0 and res.output.count("done") == 4, res.output
+    res = runner.invoke(cli, ["party", "status", "--config", str(cluster.configs["p1"])])
+    assert res.exit_code == 0, res.output
+    assert "party p1 (site)" in res.output and job_id in res.output
+    res = runner.invoke(cli, ["party", "status", "--config", str(cluster.configs["p1"]), "--json"])
+    assert json.loads(res.output)["health"]["studies"] == ["local"]
+    # a refusal is one clear line, no traceback
+    res = runner.invoke(cli, ["job", "submit", *auth, "bench.nope"])
+    assert res.exit_code != 0 and "unknown job 'bench.nope'" in res.output and "Traceback" not in res.output
