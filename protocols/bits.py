@@ -50,6 +50,8 @@ __all__ = [
     "prefix_circuit",
     "circuit_plan",
     "run_circuits",
+    "BitJob",
+    "run_bitjobs",
     "b2a_rows",
     "bit_decompose",
     "low_mask",
@@ -416,6 +418,57 @@ def pair_level(cbar: np.ndarray, R: np.ndarray, M: np.ndarray, lead: bool, mask:
         V ^= cbar
     V[hi] = pp
     return V
+
+
+# ---------------------------------------------------------------------------
+# bit jobs: masked opening -> boolean circuit -> B2A, several in the same rounds
+# ---------------------------------------------------------------------------
+
+
+class BitJob:
+    """One protocol of the shape "open c = x + r, boolean circuit on c and r's bits, B2A".
+
+    Subclasses set ``key`` (the plan cache key, from sizes only), ``n`` (elements)
+    and implement ``fetch`` (dealer requests; must set ``self.D``, the daBit XOR
+    rows), ``opening`` (the masked ring array), ``circuit(c, dummy)`` (a generator
+    returning the XOR-shared result rows) and ``finish(o, c)`` (arithmetic result
+    from the opened o = rows ^ d, unsliced to (rows, n)). ``run_bitjobs`` runs any
+    number of jobs on equally long vectors in lock-step: one opening round, the
+    AND layers of all circuits merged, one B2A round.
+    """
+
+    key: tuple = ()
+    n: int = 0
+    D = None
+
+    def fetch(self, ctx):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def opening(self) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def circuit(self, c, dummy: bool = False):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def finish(self, o: np.ndarray, c):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def run_bitjobs(ctx, jobs: list, label: str) -> list:
+    """Run ``BitJob``s in lock-step (rounds: 1 + the deepest circuit + 1). Returns their results."""
+    lz = lanes(ctx.n)
+    ns = {j.n for j in jobs}
+    if len(ns) != 1:
+        raise ValueError("run_bitjobs: all jobs need vectors of the same length")
+    w = lz.words(ns.pop())
+    for j in jobs:
+        j.fetch(ctx)
+    plan = circuit_plan(("jobs",) + tuple(j.key for j in jobs), lambda: [j.circuit(None, True) for j in jobs])
+    mat = fetch_and(ctx, w, plan)
+    cs = ctx.open_ring([j.opening() for j in jobs], label)
+    rows = run_circuits(ctx, [j.circuit(c) for j, c in zip(jobs, cs)], mat, label + ".and")
+    os_ = open_bits(ctx, [r ^ j.D for r, j in zip(rows, jobs)], label + ".b2a")
+    return [j.finish(lz.unslice(o, j.n), c) for j, o, c in zip(jobs, os_, cs)]
 
 
 # ---------------------------------------------------------------------------

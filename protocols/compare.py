@@ -21,17 +21,7 @@ import numpy as np
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul
-from .bits import (
-    b2a_rows,
-    circuit_plan,
-    fetch_and,
-    lanes,
-    low_mask,
-    pair_level,
-    prefix_circuit,
-    prefix_schedule,
-    run_circuits,
-)
+from .bits import BitJob, lanes, pair_level, prefix_circuit, prefix_schedule, run_bitjobs
 
 __all__ = [
     "ltz",
@@ -49,6 +39,8 @@ __all__ = [
     "max",
     "threshold",
     "abs",
+    "LtzJob",
+    "EqzJob",
     "RING_BITS",
 ]
 
@@ -64,28 +56,84 @@ def _check_bits(bits: int) -> int:
     return bits
 
 
-def _ltz_plan(q: int):
-    sched = prefix_schedule(q, 2, (q - 1,), True)
+class LtzJob(BitJob):
+    """[x < 0] for a flat vector, as a ``BitJob`` (see ``ltz`` for the protocol)."""
 
-    def make():
-        z = np.zeros((q, 1), U64)
-        return [prefix_circuit((z, z), sched, "carry")]
+    def __init__(self, data: np.ndarray, bits: int):
+        self.x = data.ravel()
+        self.n = self.x.size
+        self.bits = bits
+        self.q = bits - 1
+        self.rows = self.q + self.q % 2
+        self.key = ("ltz", bits)
+        self.sched = prefix_schedule(self.q, 2, (self.q - 1,), True)
 
-    return sched, circuit_plan(("ltz", q), make)
+    def fetch(self, ctx):
+        self.ctx, self.lz = ctx, lanes(ctx.n)
+        self.eda = ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
+                                      pairs=True, nda=1, fold=self.bits - 1)
+        self.D = self.eda[3]
+
+    def opening(self):
+        m = self.x + self.eda[0]
+        if self.ctx.is_lead:
+            m += U64(1 << (self.bits - 1))
+        return m
+
+    def circuit(self, c, dummy=False):
+        q = self.q
+        if dummy:
+            G = P = np.zeros((q, 1), U64)
+        else:
+            cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
+            G, P = pair_level(cbar, self.eda[1][:q], self.eda[2], self.ctx.is_lead, self.lz.mask, "carry")
+        G, P = yield from prefix_circuit((G, P), self.sched, "carry")
+        return G[q - 1 : q]
+
+    def finish(self, o, c):
+        t = o[0] ^ ((c >> U64(self.bits - 1)) & U64(1)) ^ U64(1)
+        out = (U64(1) - U64(2) * t) * self.eda[4][0]
+        if self.ctx.is_lead:
+            out += t
+        return out
 
 
-def _eqz_plan(q: int):
-    sched = prefix_schedule(q, 2, (q - 1,), False)
+class EqzJob(BitJob):
+    """[x == 0] for a flat vector, as a ``BitJob`` (see ``eqz``)."""
 
-    def make():
-        return [prefix_circuit(np.zeros((q, 1), U64), sched, "and")]
+    def __init__(self, data: np.ndarray, bits: int):
+        self.x = data.ravel()
+        self.n = self.x.size
+        self.q = bits
+        self.rows = bits + bits % 2
+        self.key = ("eqz", bits)
+        self.sched = prefix_schedule(bits, 2, (bits - 1,), False)
 
-    return sched, circuit_plan(("eqz", q), make)
+    def fetch(self, ctx):
+        self.ctx, self.lz = ctx, lanes(ctx.n)
+        self.eda = ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
+                                      pairs=True, nda=1, fold=-1)
+        self.D = self.eda[3]
 
+    def opening(self):
+        return self.x + self.eda[0]
 
-def _public_offset(x: Shared, value) -> Shared:
-    """x - value for a public value (at x's scale)."""
-    return x - value
+    def circuit(self, c, dummy=False):
+        q = self.q
+        if dummy:
+            V = np.zeros((q, 1), U64)
+        else:
+            cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
+            V = pair_level(cbar, self.eda[1][:q], self.eda[2], self.ctx.is_lead, self.lz.mask, "and")
+        V = yield from prefix_circuit(V, self.sched, "and")
+        return V[q - 1 : q]
+
+    def finish(self, o, c):
+        t = o[0]
+        out = (U64(1) - U64(2) * t) * self.eda[4][0]
+        if self.ctx.is_lead:
+            out += t
+        return out
 
 
 def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
@@ -103,30 +151,13 @@ def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
       3. B2A: open o = B ^ d (1 round); [x < 0] = t ^ (d ^ r_(k-1)) with the public
          t = 1 ^ c_(k-1) ^ o, i.e. t + (1 - 2t) [d ^ r_(k-1)].
     Rounds: ceil(log2(k-1)) + 1 (k = 64: 7). Traffic per element to each other party:
-    8 bytes (c) + about 3 bits per AND gate / 32 lanes (k = 64: 89 opened lane bits,
-    i.e. ~11 bytes); dealer to lead: 8 bytes + about (1.5 m + 60) lane bits.
+    8 bytes (c) + 89 opened lane bits for k = 64 (32 lanes a word: ~22 bytes), i.e.
+    each party sends about 30 (n-1) bytes per element. Dealer to lead: 8 bytes plus
+    about 150 lane bits per element (k = 64).
     """
     bits = _check_bits(bits)
-    ctx = x.ctx
-    lz = lanes(ctx.n)
-    flat = x.data.ravel()
-    n = flat.size
-    w = lz.words(n)
-    q = bits - 1
-    rows = q + (q % 2)
-    sched, plan = _ltz_plan(q)
-    eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=q, rows=rows, pairs=True, nda=1, fold=bits - 1)
-    mat = fetch_and(ctx, w, plan)
-    masked = flat + eda[0]
-    if ctx.is_lead:
-        masked = masked + U64(1 << (bits - 1))
-    (c,) = ctx.open_ring([masked], "ltz")
-    cbar = ~lz.slice(c, q, rows=rows)[:q] & lz.mask
-    G, P = pair_level(cbar, eda[1][:q], eda[2], ctx.is_lead, lz.mask, "carry")
-    ((G, P),) = run_circuits(ctx, [prefix_circuit((G, P), sched, "carry")], mat, "ltz.and")
-    top = ((c >> U64(bits - 1)) & U64(1)) ^ U64(1)
-    out = b2a_rows(ctx, G[q - 1 : q], eda[3], eda[4], n, "ltz.b2a", flip=top[None, :])
-    return Shared(ctx, out.reshape(x.shape), 0)
+    (out,) = run_bitjobs(x.ctx, [LtzJob(x.data, bits)], "ltz")
+    return Shared(x.ctx, out.reshape(x.shape), 0)
 
 
 def eqz(x: Shared, bits: int = RING_BITS) -> Shared:
@@ -141,22 +172,8 @@ def eqz(x: Shared, bits: int = RING_BITS) -> Shared:
     gates' operands (k = 64: 62 lane bits, ~2 bytes).
     """
     bits = _check_bits(bits)
-    ctx = x.ctx
-    lz = lanes(ctx.n)
-    flat = x.data.ravel()
-    n = flat.size
-    w = lz.words(n)
-    q = bits
-    rows = q + (q % 2)
-    sched, plan = _eqz_plan(q)
-    eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=q, rows=rows, pairs=True, nda=1, fold=-1)
-    mat = fetch_and(ctx, w, plan)
-    (c,) = ctx.open_ring([flat + eda[0]], "eqz")
-    cbar = ~lz.slice(c, q, rows=rows)[:q] & lz.mask
-    V = pair_level(cbar, eda[1][:q], eda[2], ctx.is_lead, lz.mask, "and")
-    (V,) = run_circuits(ctx, [prefix_circuit(V, sched, "and")], mat, "eqz.and")
-    out = b2a_rows(ctx, V[q - 1 : q], eda[3], eda[4], n, "eqz.b2a")
-    return Shared(ctx, out.reshape(x.shape), 0)
+    (out,) = run_bitjobs(x.ctx, [EqzJob(x.data, bits)], "eqz")
+    return Shared(x.ctx, out.reshape(x.shape), 0)
 
 
 def _diff(x, y) -> Shared:
@@ -200,14 +217,13 @@ def threshold(x: Shared, t, bits: int = RING_BITS) -> Shared:
 
 
 def sign(x: Shared, bits: int = RING_BITS) -> Shared:
-    """sign(x) in {-1, 0, 1} (frac 0): [x > 0] - [x < 0], both from one ltz over (x, -x).
+    """sign(x) in {-1, 0, 1} (frac 0): [-x < 0] - [x < 0], two ltz circuits in the same rounds.
 
     Rounds as ``ltz``; twice its traffic. Requires x in (-2^(bits-1), 2^(bits-1)).
     """
-    s = ltz(concat([x, -x]), bits)
-    n = x.size
-    flat = s.data
-    return Shared(x.ctx, (flat[n:] - flat[:n]).reshape(x.shape), 0)
+    bits = _check_bits(bits)
+    neg, pos = run_bitjobs(x.ctx, [LtzJob(x.data, bits), LtzJob((-x).data, bits)], "sign")
+    return Shared(x.ctx, (pos - neg).reshape(x.shape), 0)
 
 
 def select(c: Shared, x, y) -> Shared:

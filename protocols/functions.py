@@ -1,0 +1,369 @@
+"""Smooth functions of secret-shared fixed-point values: sigmoid, exp, log, piecewise polynomials.
+
+A secret x is split into its segment index m = floor((x - lo) / 2^w) and the
+offset phi in [0, 1) inside the segment, exactly, by one masked opening and a
+short borrow circuit (``split``); the segment comes as an arithmetic one-hot, so
+that a table of per-segment polynomial coefficients is selected locally. The
+polynomial in phi is then evaluated with all powers of phi computed at once.
+exp uses the split of x log2(e) and a secret power of two; log uses the
+normalisation of ``protocols.normalize`` and a piecewise polynomial for ln z.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.polynomial import chebyshev as _cheb
+from numpy.polynomial import polynomial as _poly
+
+from cipherome.mpc.correlated import recipe
+from cipherome.mpc.ring import encode
+from cipherome.mpc.shares import Shared, concat
+
+from .arith import mul, mul_public
+from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs, xor_derived, xor_random
+from .compare import LtzJob
+from ._kernels import lane_mask, slice_bits, unslice_bits
+from .normalize import WORK_FRAC, mul_exact, normalize, scale_pow2
+from .trunc import truncate
+
+__all__ = [
+    "OneHot",
+    "split",
+    "piecewise_poly",
+    "fit_segments",
+    "sigmoid",
+    "exp",
+    "log",
+    "SIGMOID_RANGE",
+]
+
+U64 = np.uint64
+#: sigmoid is a piecewise polynomial on [-16, 16) and saturates outside (error there < 1.2e-7)
+SIGMOID_RANGE = (-16.0, 16.0)
+
+
+class OneHot:
+    """Arithmetic shares (S, n) of a one-hot vector; ``table(g)`` = sum_k O_k g_k (local)."""
+
+    __slots__ = ("ctx", "O")
+
+    def __init__(self, ctx, O: np.ndarray):
+        self.ctx, self.O = ctx, O
+
+    def table(self, g) -> np.ndarray:
+        g = np.asarray([int(v) % (1 << 64) for v in g], dtype=U64)
+        return (self.O * g[:, None]).sum(axis=0, dtype=U64)
+
+
+@recipe("lut_split")
+def _lut_split(gen, n, s, p, beta):
+    """r uniform; bits 0..p-1 of r XOR-shared (+ pair ANDs); a daBit d (XOR row and additive);
+    r mod 2^p (additive); the one-hot O of rho = (r >> p) mod 2^beta and d * O (additive, 2^beta x n each).
+
+    Cost (dealer -> lead): about 1.5 p + 1 lane rows + (2 + 2^(beta+1)) n ring elements.
+    """
+    mask = lane_mask(s)
+    w = -(-n // (64 // s))
+    rows = p + p % 2
+    size = 1 << beta
+    r = gen.random((n,))
+    R = xor_derived(gen, (rows, w), lambda: slice_bits(r & low_mask(p), p, s, rows=rows), mask)
+    M = xor_derived(gen, (rows // 2, w), lambda: R[1::2] & R[0::2], mask)
+    D = xor_random(gen, (1, w), mask)
+    cache = {}
+
+    def dbit():
+        if "d" not in cache:
+            cache["d"] = unslice_bits(D, n, s)[0]
+        return cache["d"]
+
+    def onehot():
+        if "o" not in cache:
+            rho = (r >> U64(p)) & U64(size - 1)
+            cache["o"] = (np.arange(size, dtype=U64)[:, None] == rho[None, :]).astype(U64)
+        return cache["o"]
+
+    Dar = gen.derived((n,), dbit)
+    rlo = gen.derived((n,), lambda: r & low_mask(p))
+    O = gen.derived((size, n), onehot)
+    DO = gen.derived((size, n), lambda: onehot() * dbit()[None, :])
+    return r, R, M, D, Dar, rlo, O, DO
+
+
+class SplitJob(BitJob):
+    """Segment one-hot and in-segment offset of T = X + offset >= 0, X the ring integer of x.
+
+    With c = T + r opened: T mod 2^p = (c mod 2^p) - (r mod 2^p) + 2^p b, b = [c mod 2^p < r mod 2^p]
+    (a borrow circuit), and m = floor(T / 2^p) = (c >> p) - rho - b mod 2^beta. The dealer's
+    one-hot O of rho, read at (c >> p) - k, is the one-hot of m + b; with the daBit
+    opening o = b ^ d, [b] = o + (1 - 2o) [d] and [b V] = o V + (1 - 2o) [d V] are
+    local, so onehot(m)_k = V_k + [b V_(k+1)] - [b V_k]. Valid for 0 <= T < 2^(p+beta).
+    """
+
+    def __init__(self, data: np.ndarray, p: int, beta: int, offset: int):
+        self.x = data.ravel()
+        self.n = self.x.size
+        self.p, self.beta, self.offset = int(p), int(beta), int(offset)
+        self.rows = self.p + self.p % 2
+        self.key = ("split", self.p, self.beta)
+        self.sched = prefix_schedule(self.p, 2, (self.p - 1,), True)
+
+    def fetch(self, ctx):
+        self.ctx, self.lz = ctx, lanes(ctx.n)
+        self.b = ctx.provider.fetch("lut_split", n=self.n, s=self.lz.s, p=self.p, beta=self.beta)
+        self.D = self.b[3]
+
+    def opening(self):
+        m = self.x + self.b[0]
+        if self.ctx.is_lead:
+            m += U64(self.offset % (1 << 64))
+        return m
+
+    def circuit(self, c, dummy=False):
+        q = self.p
+        if dummy:
+            G = P = np.zeros((q, 1), U64)
+        else:
+            cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
+            G, P = pair_level(cbar, self.b[1][:q], self.b[2], self.ctx.is_lead, self.lz.mask, "carry")
+        G, P = yield from prefix_circuit((G, P), self.sched, "carry")
+        return G[q - 1 : q]
+
+    def finish(self, o, c):
+        lead = self.ctx.is_lead
+        o = o[0]
+        n, size, p = self.n, 1 << self.beta, self.p
+        sgn = U64(1) - U64(2) * o
+        bsh = sgn * self.b[4]
+        if lead:
+            bsh += o
+        phi = (bsh << U64(p)) - self.b[5]
+        if lead:
+            phi += c & low_mask(p)
+        chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
+        idx = (chi[None, :] - np.arange(size)[:, None]) % size
+        cols = np.arange(n)[None, :]
+        V = self.b[6][idx, cols]
+        DV = self.b[7][idx, cols]
+        bV = sgn[None, :] * DV + o[None, :] * V  # every party: o [V] + (1 - 2o) [d V]
+        onehot = V + np.roll(bV, -1, axis=0) - bV
+        return onehot, phi
+
+
+def split(x: Shared, lo: float, seg_log2: int, beta: int):
+    """(OneHot of m, phi) with m = floor((x - lo) / 2^w) in [0, 2^beta), phi = frac. part at frac f + w.
+
+    Valid for lo <= x < lo + 2^(beta + w). Rounds: 1 + ceil(log2 p) - 1 + 1 (p = f + w).
+    """
+    ctx = x.ctx
+    p = x.frac + int(seg_log2)
+    if p < 1:
+        raise ValueError("split: segments finer than the fixed-point resolution")
+    off = -int(round(lo * 2**x.frac))
+    ((O, phi),) = run_bitjobs(ctx, [SplitJob(x.data, p, beta, off)], "split")
+    return OneHot(ctx, O), Shared(ctx, phi.reshape(x.shape), p)
+
+
+def _powers(phi: Shared, d: int) -> list[Shared]:
+    """phi^1..phi^d at phi's scale: ceil(log2 d) batched product rounds (each + truncation)."""
+    n = phi.size
+    pw = {1: phi.ravel()}
+    have = 1
+    while have < d:
+        ks = list(range(have + 1, min(2 * have, d) + 1))
+        prod = mul(concat([pw[have]] * len(ks)), concat([pw[k - have] for k in ks]))
+        for i, k in enumerate(ks):
+            pw[k] = prod[i * n : (i + 1) * n]
+        have = ks[-1]
+    return [pw[k] for k in range(1, d + 1)]
+
+
+def _to_frac(v: Shared, frac: int) -> Shared:
+    if v.frac <= frac:
+        return v.with_frac(frac)
+    return truncate(v, v.frac - frac)
+
+
+def fit_segments(f, lo: float, seg_log2: int, count: int, degree: int) -> np.ndarray:
+    """Chebyshev-node least-squares fits of f on each segment [lo + k 2^w, lo + (k+1) 2^w), as
+    polynomials in phi in [0, 1): returns coefficients (count, degree + 1), lowest first."""
+    width = 2.0**seg_log2
+    t = np.cos(np.pi * (np.arange(4 * degree + 8) + 0.5) / (4 * degree + 8))
+    phi = (t + 1) / 2
+    out = np.zeros((count, degree + 1))
+    for k in range(count):
+        a = lo + k * width
+        c = _cheb.chebfit(t, f(a + width * phi), degree)
+        pt = _cheb.cheb2poly(c)  # polynomial in t = 2 phi - 1
+        acc = np.zeros(degree + 1)
+        tp = np.array([1.0])
+        for ck in pt:
+            acc[: len(tp)] += ck * tp
+            tp = _poly.polymul(tp, [-1.0, 2.0])
+        out[k] = acc
+    return out
+
+
+def _eval_selected(onehot: OneHot, coefs: np.ndarray, phi: Shared, frac: int, F: int) -> Shared:
+    """sum_k coef_k[m] phi^k with coefficients selected by the one-hot (local), at scale ``frac``.
+
+    Coefficients are encoded with F bits; the d products coef_k phi^k are one batched
+    exact Beaver round, their sum one truncation (2F -> frac).
+    """
+    ctx = phi.ctx
+    n = phi.size
+    d = coefs.shape[1] - 1
+    enc = np.rint(coefs * 2.0**F).astype(np.int64)
+    if np.any(np.abs(coefs).max() * 2.0 ** (2 * F) >= 2.0**61 / (d + 1)):
+        raise ValueError("piecewise polynomial coefficients too large for the working scale")
+    c = [onehot.table(enc[:, k]) for k in range(d + 1)]
+    phi = _to_frac(phi, F)
+    pw = _powers(phi, d) if d else []
+    acc = Shared(ctx, c[0] << U64(F), 2 * F)
+    if d:
+        prods = mul_exact(concat([Shared(ctx, ck, F) for ck in c[1:]]), concat(pw))
+        acc = acc + Shared(ctx, prods.data.reshape(d, n).sum(axis=0, dtype=U64), 2 * F)
+    return truncate(acc, 2 * F - frac) if 2 * F > frac else acc
+
+
+def piecewise_poly(x: Shared, lo: float, seg_log2: int, coefs: np.ndarray, *, below: float | None = None,
+                   above: float | None = None, frac: int | None = None, bits: int = 64,
+                   F: int = WORK_FRAC) -> Shared:
+    """A piecewise polynomial of x: on segment k = [lo + k 2^w, lo + (k+1) 2^w) (k < 2^beta),
+    sum_j coefs[k, j] phi^j with phi = (x - segment start) / 2^w in [0, 1).
+
+    Below lo the result is ``below`` and at or above hi = lo + 2^(beta+w) it is ``above``
+    (both public; None means the input is promised in range and no comparison is made).
+    Steps: ``split`` (segment one-hot and phi) and, in the same rounds, ltz(x - hi) and
+    ltz(x - lo) (``bits``: range of those differences); powers of phi (ceil(log2 d) product
+    rounds); the selected coefficients times the powers (1 round) and one truncation;
+    then result * [lo <= x < hi] + above [x >= hi] + below [x < lo] (1 round).
+    Rounds: 7 + 2 ceil(log2 d) + 2 + 1 (sigmoid: 16). Error: the fit's error plus about
+    (d + 2) units of 2^-F and one unit of 2^-frac.
+    """
+    ctx = x.ctx
+    fo = x.frac if frac is None else int(frac)
+    coefs = np.asarray(coefs, dtype=np.float64)
+    S = coefs.shape[0]
+    beta = int(S - 1).bit_length()
+    if 1 << beta != S:
+        raise ValueError("piecewise_poly: the number of segments must be a power of two")
+    p = x.frac + int(seg_log2)
+    hi = lo + S * 2.0**seg_log2
+    off = -int(round(lo * 2**x.frac))
+    jobs = [SplitJob(x.data, p, beta, off)]
+    clamp = below is not None or above is not None
+    if clamp:
+        jobs += [LtzJob((x - hi).data, bits), LtzJob((x - lo).data, bits)]
+    res = run_bitjobs(ctx, jobs, "piecewise")
+    O, phi = res[0]
+    onehot = OneHot(ctx, O)
+    val = _eval_selected(onehot, coefs, Shared(ctx, phi, p), fo, F)
+    if not clamp:
+        return Shared(ctx, val.data.reshape(x.shape), fo)
+    lt_hi, lt_lo = res[1], res[2]
+    inside = Shared(ctx, lt_hi - lt_lo, 0)
+    out = mul(val, inside)
+    extra = np.zeros(x.size, dtype=U64)
+    if above is not None:
+        ge_hi = (U64(0) - lt_hi) + (U64(1) if ctx.is_lead else U64(0))
+        extra += ge_hi * encode(above, fo)
+    if below is not None:
+        extra += lt_lo * encode(below, fo)
+    out = Shared(ctx, out.data + extra, fo)
+    return out.reshape(x.shape)
+
+
+_SIG_COEFS = None
+
+
+def sigmoid(x: Shared, *, frac: int | None = None, bits: int = 64) -> Shared:
+    """The logistic function 1 / (1 + e^-x), elementwise, for any x.
+
+    Degree-6 polynomials on the 32 unit segments of [-16, 16) (``piecewise_poly``),
+    0 below -16 and 1 from 16 on. Error: absolute <= 1e-7 on [-16, 16) from the fit
+    and the arithmetic (measured ~5e-8 at 28 working bits), plus half a unit of
+    2^-frac for the output rounding; outside, < 1.2e-7 (the saturation).
+    Rounds: 16. Traffic per element and peer: about 0.2 kB; dealer to lead about 0.5 kB.
+    """
+    global _SIG_COEFS
+    if _SIG_COEFS is None:
+        _SIG_COEFS = fit_segments(lambda t: 1.0 / (1.0 + np.exp(-t)), -16.0, 0, 32, 6)
+    return piecewise_poly(x, -16.0, 0, _SIG_COEFS, below=0.0, above=1.0, frac=frac, bits=bits)
+
+
+_EXP2_COEFS = None
+
+
+def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = None, bits: int = 64) -> Shared:
+    """e^x elementwise: exact range reduction x log2(e) = m + phi, 2^phi by a degree-6 polynomial,
+    times the secret power of two 2^m. Below ``lo`` the result is 0, from ``hi`` on it is e^hi.
+
+    Steps: t = x log2 e (1 truncation); ``split`` of t into the one-hot of m and phi, with
+    ltz(x - hi), ltz(x - lo) in the same rounds (7); powers of phi (6) and the public
+    polynomial (1); 2^phi 2^m by ``scale_pow2`` (2-4); the range fix (1).
+    Error: relative ~2e-8 (polynomial, 28 working bits) plus one unit of 2^-frac and the
+    rounding of x log2 e (relative |x| 2^-f ln 2 of the result: inherent to x's scale).
+    Requires e^hi 2^frac < 2^60 and |x| < 2^11 (larger |x| saturate correctly only if f <= 20).
+    """
+    global _EXP2_COEFS
+    ctx = x.ctx
+    f = x.frac
+    fo = f if frac is None else int(frac)
+    F = WORK_FRAC
+    if _EXP2_COEFS is None:
+        _EXP2_COEFS = fit_segments(lambda t: 2.0**t, 0.0, 0, 1, 6)[0]
+    l2e = 1.0 / math.log(2.0)
+    t = mul_public(x, l2e, frac=30)  # log2(e) to 2^-31: |x| < 2^11 keeps the product in range
+    t_lo = math.floor(lo * l2e)
+    span = math.ceil(hi * l2e) - t_lo
+    beta = max(1, int(span - 1).bit_length())
+    off = -t_lo << f
+    jobs = [SplitJob(t.data, f, beta, off), LtzJob((x - hi).data, bits), LtzJob((x - lo).data, bits)]
+    (O, phi), lt_hi, lt_lo = run_bitjobs(ctx, jobs, "exp")
+    phi = _to_frac(Shared(ctx, phi, f), F)
+    pw = _powers(phi, len(_EXP2_COEFS) - 1)
+    acc = Shared(ctx, np.zeros(phi.size, U64), 2 * F) + float(_EXP2_COEFS[0])
+    for k, pk in enumerate(pw, start=1):
+        acc = acc + Shared(ctx, pk.data * encode(_EXP2_COEFS[k], F), 2 * F)
+    p2 = truncate(acc, F)  # 2^phi in [1, 2) at F bits
+    onehot = OneHot(ctx, O)
+    e = [min(k, span - 1) + t_lo + fo - F for k in range(1 << beta)]  # segments >= span never occur
+    out_bits = int(math.ceil(hi * l2e)) + fo + 2
+    val = scale_pow2(p2, onehot, e, a_bits=F + 2, out_bits=out_bits, frac=fo)
+    inside = Shared(ctx, lt_hi - lt_lo, 0)
+    out = mul(val, inside)
+    ge_hi = (U64(0) - lt_hi) + (U64(1) if ctx.is_lead else U64(0))
+    out = Shared(ctx, out.data + ge_hi * encode(math.exp(hi), fo), fo)
+    return out.reshape(x.shape)
+
+
+_LN_COEFS = None
+
+
+def log(x: Shared, *, hi: int = 24, frac: int | None = None) -> Shared:
+    """Natural logarithm for 2^-f <= x < 2^hi (f = x.frac).
+
+    Steps: normalise x = z 4^(j*+1) 2^-f, z in [1/4, 1) (``normalize``, 15 rounds);
+    ln z by degree-5 polynomials on the twelve 1/16-segments of [1/4, 1) (``split`` of z:
+    6 rounds; powers: 6; products and truncation: 2); plus (2 j* + 2 - f) ln 2 from
+    the thermometer (local). Error: absolute ~5e-8 plus half a unit of 2^-frac.
+    Rounds: 29.
+    """
+    global _LN_COEFS
+    ctx = x.ctx
+    f = x.frac
+    fo = f if frac is None else int(frac)
+    F = WORK_FRAC
+    if _LN_COEFS is None:
+        c = np.zeros((16, 6))
+        c[3:] = fit_segments(np.log, 0.1875, -4, 13, 5)  # z may fall one unit below 1/4 after truncation
+        _LN_COEFS = c
+    nz = normalize(x, f + int(hi), F)
+    z = nz.z
+    ((O, phi),) = run_bitjobs(ctx, [SplitJob(z.data, F - 4, 4, 0)], "log")
+    val = _eval_selected(OneHot(ctx, O), _LN_COEFS, Shared(ctx, phi, F - 4), fo, F)
+    g = [int(round((2 * j + 2 - f) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
+    out = Shared(ctx, val.data + nz.table(g), fo)
+    return out.reshape(x.shape)
