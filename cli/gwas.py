@@ -52,6 +52,27 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
                    f"{table.stats[stat][i]:>10.4g}{p[i]:>12.3e}{mark}")
 
 
+def _follow(client, job_id: str, t0: float) -> None:
+    """Progress while the lead runs the job: elapsed, MB sent, rounds (a live line on a terminal)."""
+    lead = client.daemons[client.study.sites[0]]
+    tty = sys.stderr.isatty()
+    last = 0.0
+    while True:
+        info = lead.status(job_id, wait=1.0)[0]
+        now = time.perf_counter() - t0
+        line = (f"{info['state']:<9} {now:7.1f} s  {info['bytes_sent'] / 1e6:9.1f} MB sent  "
+                f"{info['rounds']:6d} rounds (lead)")
+        if tty:
+            click.echo("\r" + line, nl=False, err=True)
+        elif now - last >= 10:
+            click.echo(line, err=True)
+            last = now
+        if info["state"] != "running":
+            if tty:
+                click.echo("", err=True)
+            return
+
+
 @click.command("gwas")
 @click.option("--study", "study_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Study file.")
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
@@ -84,6 +105,7 @@ def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf
     try:
         job_id = client.submit("gwas", params.to_dict())
         click.echo(f"gwas job {job_id} running at {', '.join(client.daemons)}", err=True)
+        _follow(client, job_id, t0)
         infos = client.wait(job_id)
         failed = {p: i for p, i in infos.items() if i["state"] != "done"}
         if failed:

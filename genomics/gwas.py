@@ -82,13 +82,19 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     # 2. public metadata ----------------------------------------------------------------
     with ctx.stage("metadata"):
         binary = binary_trait(y[complete])
-        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names)], dtype=np.int64)
+        min_cell = int(site.policy.get("min_cell_size", 0))
+        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
         if len({int(m[3]) for m in metas}) != 1:
             raise ValueError("sites disagree on the number of covariates")
         n_qc = int(sum(int(m[0]) for m in metas))
         n_assoc = int(sum(int(m[1]) for m in metas))
         is_binary = all(int(m[2]) for m in metas)
+        # the strictest site's policy applies to every released statistic
+        params.min_cell_size = max(int(m[4]) for m in metas)
+        if n_assoc < max(params.min_cell_size, 1):
+            raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
+                             f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
         hashes, orient = variant_hashes(site.variants)
         all_h = ctx.allgather(hashes, "gwas.variant_keys")
         all_o = ctx.allgather(orient.astype(np.uint8), "gwas.variant_orientation")

@@ -19,7 +19,9 @@ class GwasParams:
     glm: 'auto' (linear for quantitative, logistic for binary traits), 'linear',
     'logistic' or 'trend'; ci: confidence level for L95/U95 columns (e.g. 0.95);
     pca: number of principal components to compute and add as covariates (0: none);
-    block: variants per association block (memory bound); frac: fixed-point bits.
+    block: variants per association block (memory bound); frac: fixed-point bits;
+    min_cell_size: set from the sites' policies (the largest): a variant is released
+    only if its minor allele count and its OBS_CT are at least this.
     """
 
     pheno_name: str | None = None
@@ -38,6 +40,7 @@ class GwasParams:
     block: int = 4096
     frac: int = 24
     missing_bound: float = 0.1
+    min_cell_size: int = 0
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -12,7 +12,9 @@ for all variants and filters, and only the pass/fail bit per variant is opened
   coefficient). PLINK 2 uses the exact test (Wigginton 2005) on all samples:
   the two agree except for variants whose p-values straddle the threshold,
   chiefly rare variants with a minor homozygote (docs/statistics.md);
-* A1 (the tested allele) is ALT iff 2 alt <= 2n, PLINK 2's non-major allele rule.
+* A1 (the tested allele) is ALT iff 2 alt <= 2n, PLINK 2's non-major allele rule;
+* disclosure control (the sites' ``min_cell_size`` policy): a variant whose minor
+  allele count or number of called samples is below it is never released.
 """
 from __future__ import annotations
 
@@ -72,6 +74,11 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResu
         T, D = rational(params.maf)
         checks += [alt * D - n_alleles * T, (n_alleles - alt) * D - n_alleles * T, n_alleles - 1]
         names += ["maf_alt", "maf_ref", "maf_none"]
+    mcs = int(getattr(params, "min_cell_size", 0) or 0)
+    if mcs > 0:
+        # disclosure control: minor allele count >= mcs and called samples >= mcs
+        checks += [alt - mcs, (n_alleles - alt) - mcs, called - mcs]
+        names += ["mcs_alt", "mcs_ref", "mcs_obs"]
     fails = {}
     if params.hwe is not None:
         # F = D/P with D = 4 AA aa - Aa^2, P = (2AA + Aa)(2aa + Aa), both over N^2 (O(1) fixed point)
@@ -101,6 +108,9 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResu
         fails["maf"] = one - arith.mul(ab, one - row["maf_none"])
     if "hwe" in row:
         fails["hwe"] = row["hwe"]
+    if "mcs_alt" in row:
+        ab = arith.mul(one - row["mcs_alt"], one - row["mcs_ref"])
+        fails["min_cell_size"] = one - arith.mul(ab, one - row["mcs_obs"])
     fail_list = list(fails.values())
     keep = one
     for f_ in fail_list:

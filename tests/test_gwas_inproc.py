@@ -106,3 +106,23 @@ def test_trend_test_matches_plink19_model(tmp_path):
     ok = np.isfinite(ours) & np.isfinite(theirs) & (theirs > 0)
     assert ok.sum() > 0.9 * len(common)
     assert np.corrcoef(-np.log10(ours[ok]), -np.log10(theirs[ok]))[0, 1] >= 0.9999
+
+
+def test_min_cell_size_policy_withholds_rare_variants():
+    """The strictest site's min_cell_size applies: no variant with minor allele count below it is released."""
+    from cipherome.genomics.reference_qc import genotype_counts
+
+    data = gwas_data()
+    study = data.study
+    sites = sites_from_study(study, data.covariates12, _names(study), "quant")
+    sites[1].policy["min_cell_size"] = 60  # one site is stricter than the others
+    params = GwasParams(pheno_name="quant_trait", geno=0.05, block=2048)
+    run = run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), 3, frac=params.frac)
+    res = run.results[0]
+    c = genotype_counts(study.genotypes)
+    alt = c[:, 1] + 2 * c[:, 2]
+    n_alleles = 2 * c[:, :3].sum(1)
+    mac = np.minimum(alt, n_alleles - alt)
+    tested = np.asarray(res["tested"])
+    assert np.all(mac[tested] >= 60)
+    assert res["qc"]["failed"]["min_cell_size"] == int(np.sum(mac < 60))
