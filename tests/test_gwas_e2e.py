@@ -66,3 +66,30 @@ def test_bad_input_fails_cleanly_and_daemons_keep_serving(study_cluster):
     # the next job runs fine on the same daemons
     res = cluster.run("gwas", GwasParams(pheno_name="disease", glm="trend", maf=0.05, block=1024).to_dict())
     assert res.results[0]["glm"] == "trend"
+
+
+def test_gwas_command_writes_plink_files(study_cluster, tmp_path):
+    """`cipherome gwas` as a submitter would run it: files appear only after success."""
+    from click.testing import CliRunner
+
+    from cipherome.cli.main import cli
+    from tests.plink_runner import read_table
+
+    study, files, cluster, d = study_cluster
+    keys = cluster.dir / "keys"
+    prefix = tmp_path / "res"
+    args = ["gwas", "--study", str(cluster.study_path), "--key", str(keys / "submitter.key"),
+            "--cert", str(keys / "submitter.crt"), "--out", str(prefix), "--pheno-name", "quant_trait",
+            "--covar-name", "age,sex", "--maf", "0.02", "--ci", "0.95"]
+    got = CliRunner().invoke(cli, args)
+    assert got.exit_code == 0, got.output
+    table = read_table(f"{prefix}.quant_trait.glm.linear")
+    assert list(table)[:8] == ["CHROM", "POS", "ID", "REF", "ALT", "A1", "TEST", "OBS_CT"]
+    assert {"BETA", "SE", "L95", "U95", "T_STAT", "P", "ERRCODE"} <= set(table)
+    for suffix in (".qc.json", ".manhattan.png", ".qq.png", ".run.json"):
+        assert (tmp_path / f"res{suffix}").stat().st_size > 0
+    # a failing job leaves nothing behind
+    bad = tmp_path / "bad"
+    got = CliRunner().invoke(cli, args[:8] + [str(bad), "--pheno-name", "nope"])
+    assert got.exit_code != 0 and "nothing written" in got.output
+    assert not list(tmp_path.glob("bad*"))
