@@ -93,13 +93,28 @@ def _chrom_order(chrom: np.ndarray) -> tuple[np.ndarray, list]:
     return np.array([names.index(str(c)) for c in chrom]), names
 
 
-def manhattan_plot(path: str | Path, chrom, pos, p, title: str = "", highlight=None) -> Path:
-    """PNG Manhattan plot: -log10 p by chromosome and position, genome-wide line at 5e-8."""
+def _pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """Write a figure atomically as PNG and release it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    _pyplot().close(fig)
+    return path
+
+
+def manhattan_plot(path: str | Path, chrom, pos, p, title: str = "", highlight=None) -> Path:
+    """PNG Manhattan plot: -log10 p by chromosome and position, genome-wide line at 5e-8."""
+    plt = _pyplot()
     chrom, pos, p = np.asarray(chrom), np.asarray(pos, dtype=float), np.asarray(p, dtype=float)
     ok = np.isfinite(p) & (p > 0)
     idx, names = _chrom_order(chrom)
@@ -127,20 +142,12 @@ def manhattan_plot(path: str | Path, chrom, pos, p, title: str = "", highlight=N
     ax.set_ylabel("-log10(p)")
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
     """PNG QQ plot of -log10 p against the uniform expectation, lambda_GC in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     lam = lambda_gc(p=np.asarray(p, float))
     series = [(p, f"lambda_GC = {lam:.3f}", "#1f4e79")]
@@ -158,13 +165,9 @@ def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
     ax.set_xlabel("expected -log10(p)")
     ax.set_ylabel("observed -log10(p)")
     ax.set_title(f"{title}  lambda_GC = {lam:.3f}".strip())
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def result_table(result: dict) -> tuple[AssocTable, str]:
