@@ -13,19 +13,10 @@ import numpy as np
 
 __all__ = ["bench", "run_bench", "TRANSPORTS"]
 
-#: transport name -> function(job_name, params, n_parties) -> list of per-party results
-TRANSPORTS: dict[str, object] = {}
-
-
-def _inproc(job_name: str, params: dict, n: int) -> list[dict]:
-    from cipherome.mpc.jobs import get_job
-    from cipherome.mpc.local import run_local
-
-    fn = get_job(job_name)
-    return run_local(lambda ctx: fn(ctx, params, None), n).results
-
-
-TRANSPORTS["inproc"] = _inproc
+#: transport name -> function(job_name, params, n_parties) -> list of per-party results; the registry
+#: lives in the engine (``cipherome.mpc.launcher.BENCH_TRANSPORTS``: "inproc" and "grpc", the latter
+#: on local daemons started once per process)
+from cipherome.mpc.launcher import BENCH_TRANSPORTS as TRANSPORTS  # noqa: E402
 
 
 def _prg_row(size: int) -> dict:
@@ -44,6 +35,7 @@ def _prg_row(size: int) -> dict:
 
 def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1) -> list[dict]:
     """Run each op and return one row per op (seconds and bytes are per run)."""
+    from cipherome.mpc.netbench import NET_OPS
     from cipherome.protocols.jobs import BENCH_OPS
 
     rows = []
@@ -51,10 +43,17 @@ def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], rep
         if op == "prg":
             rows.append(_prg_row(sizes.get("prg", 10**7)))
             continue
-        if op not in BENCH_OPS:
-            raise click.ClickException(f"unknown operation {op!r}; known: prg, {', '.join(sorted(BENCH_OPS))}")
-        size = sizes.get(op, BENCH_OPS[op][0])
+        if op not in BENCH_OPS and op not in NET_OPS:
+            raise click.ClickException(f"unknown operation {op!r}; known: prg, "
+                                       f"{', '.join(sorted([*BENCH_OPS, *NET_OPS]))}")
+        size = sizes.get(op, BENCH_OPS[op][0] if op in BENCH_OPS else NET_OPS[op])
         results = TRANSPORTS[transport](f"bench.{op}", {"size": size, "reps": reps}, n)
+        if op in NET_OPS:  # a two-party transport measurement: the lead's figures
+            r = results[0]
+            rows.append({"op": op, "size": size, "parties": n, "transport": transport, "seconds": r["seconds"],
+                         "mb_per_party": r["bytes_sent"] / 1e6, "rounds": r["rounds"],
+                         **({"mb_per_s": r["mb_per_s"]} if "mb_per_s" in r else {})})
+            continue
         rows.append({
             "op": op,
             "size": size,
@@ -81,11 +80,6 @@ def bench(parties: int, transport: str, ops: tuple[str, ...], size_opts: tuple[s
     if parties < 2:
         raise click.BadParameter("at least 2 compute parties", param_hint="--parties")
     if transport not in TRANSPORTS:
-        try:
-            import cipherome.mpc.launcher  # noqa: F401  (registers the grpc transport)
-        except ImportError:
-            pass
-    if transport not in TRANSPORTS:
         raise click.ClickException(f"transport {transport!r} is not available in this build")
     sizes = {}
     for s in size_opts:
@@ -93,12 +87,13 @@ def bench(parties: int, transport: str, ops: tuple[str, ...], size_opts: tuple[s
         if not value.isdigit():
             raise click.BadParameter(f"expected OP=N, got {s!r}", param_hint="--size")
         sizes[name] = int(value)
-    ops = list(ops) or ["prg", *BENCH_OPS]
+    ops = list(ops) or ["prg", *BENCH_OPS, *(["exchange", "rtt"] if transport == "grpc" else [])]
     rows = run_bench(ops, parties, transport, sizes, reps)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'op':<10}{'size':>10}{'parties':>9}{'transport':>11}{'seconds':>10}{'MB/party':>10}{'rounds':>8}")
+    click.echo(f"{'op':<10}{'size':>10}{'parties':>9}{'transport':>11}{'seconds':>10}{'MB/party':>10}{'rounds':>8}"
+               f"{'MB/s':>9}")
     for r in rows:
         click.echo(f"{r['op']:<10}{r['size']:>10}{r['parties']:>9}{r['transport']:>11}{r['seconds']:>10.4f}"
-                   f"{r['mb_per_party']:>10.2f}{r['rounds']:>8g}")
+                   f"{r['mb_per_party']:>10.2f}{r['rounds']:>8g}" + (f"{r['mb_per_s']:>9.0f}" if "mb_per_s" in r else ""))

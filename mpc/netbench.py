@@ -13,7 +13,10 @@ import numpy as np
 
 from .jobs import job
 
-__all__ = ["exchange", "rtt"]
+__all__ = ["exchange", "rtt", "NET_OPS"]
+
+#: transport benchmark op -> default size (bytes for "exchange", round trips for "rtt")
+NET_OPS = {"exchange": 256 << 20, "rtt": 200}
 
 
 @job("bench.exchange")
@@ -52,8 +55,8 @@ def exchange(ctx, params, site=None) -> dict:
 
 @job("bench.rtt")
 def rtt(ctx, params, site=None) -> dict:
-    """``reps`` ping-pongs of one 8-byte message between parties[0] and parties[1]; seconds per round trip."""
-    reps = int(params.get("reps", 200))
+    """``size`` ping-pongs of one 8-byte message between parties[0] and parties[1]; seconds per round trip."""
+    reps = max(1, int(params.get("size", 200)))
     a, b = ctx.parties[0], ctx.parties[1]
     st = ctx.transport.stats
     b0 = st.bytes_sent

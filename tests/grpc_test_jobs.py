@@ -13,7 +13,7 @@ import numpy as np
 from cipherome.mpc.jobs import job
 from cipherome.protocols import arith
 
-__all__ = ["check_mul", "slow", "site_info", "fail"]
+__all__ = ["check_mul", "slow", "site_info", "fail", "once"]
 
 
 def _operands(seed: int, shape):
@@ -59,3 +59,17 @@ def fail(ctx, params, site=None):
     ctx.open(ctx.input(ctx.parties[0], np.ones(3) if ctx.me == ctx.parties[0] else None, shape=(3,),
                        frac=ctx.frac), "after")
     return {}
+
+
+@job("test.once")
+def once(ctx, params, site=None):
+    """One run of a protocol benchmark op (``bench.<op>`` without its warm-up): time, bytes and rounds."""
+    from cipherome.protocols.jobs import BENCH_OPS
+
+    op, size = params["op"], int(params["size"])
+    run = BENCH_OPS[op][1](ctx, size)
+    st = ctx.transport.stats
+    b0, r0, t0 = st.bytes_sent, ctx.rounds, time.perf_counter()
+    ok = run()
+    return {"seconds": time.perf_counter() - t0, "bytes_sent": st.bytes_sent - b0, "rounds": ctx.rounds - r0,
+            "ok": None if ok is None else bool(ok)}
