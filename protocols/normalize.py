@@ -75,7 +75,7 @@ def _norm_circuit(G, P, crows, R, lead, K, J, carry_sched, or_sched):
     return V[[K - 1 - 2 * j for j in range(1, J + 1)]]
 
 
-def normalize(x: Shared, bits: int, frac: int = WORK_FRAC) -> Normalized:
+def normalize(x: Shared, bits: int, frac: int = WORK_FRAC, method: str = "auto") -> Normalized:
     """z = X / 4^(j*+1) in [1/4, 1) at ``frac`` bits and the thermometer of j*, for X = x's ring integer.
 
     Valid for 1 <= X < 2^bits (x in [2^-f, 2^(bits-f)) for x.frac = f), bits in 4..61.
@@ -88,13 +88,44 @@ def normalize(x: Shared, bits: int, frac: int = WORK_FRAC) -> Normalized:
       5. z = X * 4^(J - j*) / 2^(2J+2): one product with the secret power of four
          (an exact integer Beaver product, 1 round) and one truncation (1 round).
     Rounds: about 2 log2 K + 4 (K = 44: 15).
+    ``method="compare"`` replaces steps 1-4 by J comparisons X - 4^j < 0 in one batched
+    ``ltz`` (7 rounds; about J times ltz's traffic): fewer rounds, more traffic, so
+    ``"auto"`` uses it for small inputs (n J <= 4096) and the bit decomposition otherwise.
     """
     ctx = x.ctx
-    lz = lanes(ctx.n)
     K = int(bits)
     if not 4 <= K <= 61:
         raise ValueError("normalize: bits must be in 4..61")
     J = (K + 1) // 2 - 1
+    flat = x.data.ravel()
+    n = flat.size
+    if method == "compare" or (method == "auto" and n * J <= 4096):
+        H = _thermometer_compare(x, K, J)
+    else:
+        H = _thermometer_bits(x, K, J)
+    return _finish(x, H, J, K, frac)
+
+
+def _thermometer_compare(x: Shared, K: int, J: int) -> np.ndarray:
+    """[X >= 4^j], j = 1..J, by one batched ltz of X - 4^j (K + 2 bits)."""
+    from .compare import ltz
+
+    ctx = x.ctx
+    flat = x.data.ravel()
+    n = flat.size
+    th = np.array([4**j for j in range(1, J + 1)], dtype=np.uint64)
+    d = flat[None, :] - (th[:, None] if ctx.is_lead else np.zeros((J, 1), np.uint64))
+    lt = ltz(Shared(ctx, d, 0), min(64, K + 2)).data
+    out = U64(0) - lt
+    if ctx.is_lead:
+        out += U64(1)
+    return out
+
+
+def _thermometer_bits(x: Shared, K: int, J: int) -> np.ndarray:
+    """[X >= 4^j], j = 1..J, from the bit decomposition and a suffix OR (steps 1-4 above)."""
+    ctx = x.ctx
+    lz = lanes(ctx.n)
     flat = x.data.ravel()
     n = flat.size
     w = lz.words(n)
@@ -119,7 +150,12 @@ def normalize(x: Shared, bits: int, frac: int = WORK_FRAC) -> Normalized:
     R = eda[1]
     G, P = pair_level(cbar[:q], R[:q], eda[2], ctx.is_lead, lz.mask, "carry")
     (Hb,) = run_circuits(ctx, [circuit(G, P, crows, R, ctx.is_lead)], mat, "normalize.and")
-    H = b2a_rows(ctx, Hb, eda[3], eda[4], n, "normalize.b2a")
+    return b2a_rows(ctx, Hb, eda[3], eda[4], n, "normalize.b2a")
+
+
+def _finish(x: Shared, H: np.ndarray, J: int, K: int, frac: int) -> Normalized:
+    ctx = x.ctx
+    flat = x.data.ravel()
     v = onehot_table(ctx, H, [4 ** (J - j) for j in range(J + 1)])
     xv = mul_exact(Shared(ctx, flat, 0), Shared(ctx, v, 0))
     k2 = 2 * J + 2
