@@ -114,3 +114,24 @@ def test_cli_job_and_party_status(cluster, tmp_path):
     # a refusal is one clear line, no traceback
     res = runner.invoke(cli, ["job", "submit", *auth, "bench.nope"])
     assert res.exit_code != 0 and "unknown job 'bench.nope'" in res.output and "Traceback" not in res.output
+
+
+def _peak_rss(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@pytest.mark.slow
+def test_one_gigabyte_exchange_memory(cluster):
+    """1 GB crosses in chunks; neither daemon's peak memory grows by much more than the array itself."""
+    if cluster.n != 2:
+        pytest.skip("once is enough")
+    cluster.run("bench.open", {"size": 10})
+    before = {p: _peak_rss(cluster.procs[p].pid) for p in ("p0", "p1")}
+    run = cluster.run("bench.exchange", {"size": 1 << 30})
+    assert run.results[0]["ok"] is True
+    for p in ("p0", "p1"):
+        grown = _peak_rss(cluster.procs[p].pid) - before[p]
+        assert grown < (1 << 30) * 1.25, (p, grown)
