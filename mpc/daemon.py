@@ -115,13 +115,7 @@ class Daemon:
 
     def start(self) -> int:
         """Load job plugins, bind the listen address with mutual TLS, start serving; returns the port."""
-        load_plugins()
-        import importlib
-
-        from . import netbench  # noqa: F401  (registers bench.exchange and bench.rtt)
-
-        for mod in self.config.plugins:
-            importlib.import_module(mod)
+        self._load_jobs()
         self.server = grpc.server(futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="rpc"),
                                   options=server_options())
         peer = grpc.method_handlers_generic_handler("cipherome.v1.Peer", {
@@ -149,6 +143,37 @@ class Daemon:
         log.info("party %s listening on %s (port %d); approved studies: %s", self.me, self.config.listen, self.port,
                  ", ".join(sorted(self.studies)) or "none")
         return self.port
+
+    def _load_jobs(self) -> None:
+        """Import the workload modules; a broken built-in one costs its jobs, not the daemon.
+
+        Modules named in the site config's ``plugins`` must import (an error is fatal,
+        as for any other config error).
+        """
+        import importlib
+
+        from . import netbench  # noqa: F401  (registers bench.exchange and bench.rtt)
+        from .jobs import PLUGIN_MODULES
+
+        for mod in PLUGIN_MODULES:
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as exc:
+                if exc.name != mod:
+                    log.error("job module %s failed to import (%s); its jobs are unavailable", mod, exc)
+            except Exception as exc:  # noqa: BLE001
+                log.error("job module %s failed to import (%s: %s); its jobs are unavailable", mod,
+                          type(exc).__name__, exc)
+        try:
+            load_plugins()
+        except Exception:  # noqa: BLE001 - already reported above
+            pass
+        for mod in self.config.plugins:
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:  # noqa: BLE001
+                raise ImportError(f"plugin module {mod!r} (site config 'plugins') failed to import: "
+                                  f"{type(exc).__name__}: {exc}") from None
 
     def stop(self, grace: float = 0.5) -> None:
         with self._cond:
