@@ -25,7 +25,7 @@ import numpy as np
 from cipherome.mpc.jobs import job
 
 from . import gwas_qc, gwas_stats
-from .assoc import neumann_terms, pool_sums, project_off_covariates
+from .assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from .localstats import SiteDesign, genotype_counts, variant_sums
 from .gwas_params import GwasParams
 from .site import SiteData, binary_trait
@@ -53,6 +53,47 @@ def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np
 
     t = Fraction(str(mind))
     return ~(missing * t.denominator > t.numerator * m)
+
+
+#: PLINK 2's --glm multicollinearity limits (its --max-corr and --vif defaults)
+MAX_CORR, MAX_VIF = 0.999, 50.0
+
+
+def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int):
+    """Open the pooled moments and return (y standardised, [1, covariates standardised], A^-1, sd(y)).
+
+    Opened (``gwas.covariate_moments``): mean and variance of the phenotype, means and
+    second moments of the covariates (their pooled covariance / correlation matrix);
+    phenotype-covariate cross moments stay secret. The affine transform they define
+    is public, leaves every association statistic unchanged and keeps the fixed-point
+    values O(1); A = X'X/N of the standardised design is then public too.
+    """
+    c = cov.shape[1]
+    local = np.concatenate([[y.sum(), (y * y).sum()], cov.sum(0), (cov.T @ cov).ravel()]) / max(n_total, 1)
+    mom = ctx.open(ctx.inputs_sum(local, shape=local.shape, frac=ctx.frac), "gwas.covariate_moments")
+    my, vy = mom[0], mom[1] - mom[0] ** 2
+    mx = mom[2 : 2 + c]
+    covx = mom[2 + c :].reshape(c, c) - np.outer(mx, mx)
+    var = np.concatenate([[vy], np.diag(covx)])
+    bad = [(["phenotype"] + names)[i] for i in np.flatnonzero(var <= 1e-12 * np.maximum(1.0, np.abs(np.concatenate([[my], mx]))))]
+    if bad:
+        raise ValueError(f"constant over the study's samples: {', '.join(bad)}; remove it from the covariates")
+    sd_y, sx = float(np.sqrt(vy)), np.sqrt(np.diag(covx))
+    corr = covx / np.outer(sx, sx)
+    if c > 1:
+        off = np.abs(corr - np.eye(c))
+        i, j = np.unravel_index(np.argmax(off), off.shape)
+        if off[i, j] > MAX_CORR:
+            raise ValueError(f"covariates {names[i]} and {names[j]} are collinear (|corr| = {off[i, j]:.4f} > "
+                             f"{MAX_CORR}); remove one of them")
+        vif = np.diag(np.linalg.inv(corr))
+        if vif.max() > MAX_VIF:
+            raise ValueError(f"covariate {names[int(np.argmax(vif))]} has VIF {vif.max():.1f} > {MAX_VIF}; "
+                             "the covariates are nearly collinear")
+    a = np.eye(c + 1)
+    a[1:, 1:] = corr
+    xs = np.column_stack([np.ones(len(y)), (cov - mx) / sx])
+    return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
 
 
 def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -117,20 +158,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
 
     # 4. public standardisation -------------------------------------------------------------
     with ctx.stage("standardise"):
-        cols = np.column_stack([y[complete], cov[complete]])
-        local = np.concatenate([cols.sum(0), (cols * cols).sum(0)]) / max(n_assoc, 1)
-        pooled = ctx.inputs_sum(local, shape=local.shape, frac=ctx.frac)
-        mom = ctx.open(pooled, "gwas.covariate_moments")
-        c = cols.shape[1]
-        mean = mom[:c]
-        var = mom[c:] - mean**2
-        bad = [(["phenotype"] + cov_names)[i] for i in np.flatnonzero(var <= 1e-12)]
-        if bad:
-            raise ValueError(f"constant phenotype/covariate over the study: {', '.join(bad)}")
-        sd = np.sqrt(var)
-        z = (cols - mean) / sd
-        ys = z[:, 0]
-        xs = np.column_stack([np.ones(len(ys)), z[:, 1:]])
+        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc)
         k = xs.shape[1]
 
     # 5. association ------------------------------------------------------------------------------
@@ -146,7 +174,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             V = len(sel)
             vs = variant_sums(_read_oriented(site, sv, passed[sel], complete), design)
             n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
-            pm = project_off_covariates(pool_sums(ctx, design.sums, vs, n_assoc), terms)
+            pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
             res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
             obs_ct[sel] = res["obs_ct"]
             const[sel] = res["const"]
@@ -155,7 +183,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                     out[name][sel] = res[name]
             _progress(ctx, "association", start + V, len(passed), t0)
 
-    table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd[0], params.ci, qc.a1_is_alt[passed])
+    table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
     result = {
         "glm": glm,
         "pheno": site.pheno_name,

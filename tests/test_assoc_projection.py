@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cipherome.genomics.assoc import neumann_terms, pool_sums, project_off_covariates
+from cipherome.genomics.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from cipherome.genomics.localstats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
@@ -20,6 +20,13 @@ def _site_data(rng, n_sites=3, n=(120, 90, 150), V=40, k_cov=3, miss=0.03):
         y = cov @ rng.normal(size=k_cov) + 0.2 * np.where(g[0] >= 0, g[0], 0) + rng.normal(size=n[s])
         sites.append((g, x, y))
     return sites
+
+
+def _public_ainv(sites, rounding=2.0**-24):
+    """A^-1 of the pooled X'X/N, from values rounded as an opening would round them."""
+    x = np.concatenate([s[1] for s in sites])
+    a = np.round(x.T @ x / len(x) / rounding) * rounding
+    return np.linalg.inv(a)
 
 
 def _direct(sites):
@@ -42,12 +49,13 @@ def test_projection_matches_least_squares_with_sample_drop(n_parties):
     rng = np.random.default_rng(42)
     sites = _site_data(rng, n_sites=n_parties, n=(120, 90, 150)[:n_parties])
     N = sum(s[2].size for s in sites)
+    ainv = _public_ainv(sites)
 
     def job(ctx):
         g, x, y = sites[ctx.index]
         design = SiteDesign(x, y)
-        s = pool_sums(ctx, design.sums, variant_sums(g, design), N)
-        pm = project_off_covariates(s, neumann_terms(0.1))
+        terms = site_terms(design.sums, variant_sums(g, design), ainv, N)
+        pm = project_off_covariates(pool_terms(ctx, terms), neumann_terms(0.1))
         return [ctx.open(v, "test") for v in (pm.gmg, pm.gmy, pm.ymy)]
 
     run = run_local(job, n_parties, frac=FRAC)
@@ -64,11 +72,12 @@ def test_without_missing_calls_no_neumann_terms_needed():
     rng = np.random.default_rng(1)
     sites = _site_data(rng, n_sites=2, n=(80, 70), miss=0.0)
     N = sum(s[2].size for s in sites)
+    ainv = _public_ainv(sites)
 
     def job(ctx):
         g, x, y = sites[ctx.index]
         design = SiteDesign(x, y)
-        pm = project_off_covariates(pool_sums(ctx, design.sums, variant_sums(g, design), N), 0)
+        pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, variant_sums(g, design), ainv, N)), 0)
         return ctx.open(pm.gmy, "t")
 
     got = run_local(job, 2, frac=FRAC).results[0]
