@@ -50,9 +50,12 @@ def describe_rpc_error(party: str, address: str, exc: grpc.RpcError) -> str:
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else "") or ""
     if code == grpc.StatusCode.UNAVAILABLE:
-        hint = ("the TLS handshake failed: check that your certificate is in a study the party approved and that "
-                "the study lists the party's current certificate") if "handshake" in details.lower() or \
-            "ssl" in details.lower() else "is the daemon running and the address right?"
+        low = details.lower()
+        if "socket closed" in low or "handshake" in low or "ssl" in low or "certificate" in low:
+            hint = ("the TLS connection was refused: is your certificate listed in a study that party approved, and "
+                    "does the study list that party's current certificate?")
+        else:
+            hint = "is the daemon running and the address right?"
         return f"party {party!r} at {address} is unreachable ({details.strip()}); {hint}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"party {party!r} at {address} did not answer in time"
