@@ -354,7 +354,8 @@ class Daemon:
         reason = req.reason or "cancelled by the submitter"
         job.cancel_reason = reason
         log.info("job %s: cancel requested (%s)", job.id, reason)
-        job.transport.abort(f"cancelled: {reason}")
+        # abort() flushes ABORT to the peers (up to 2 s): not on this RPC's thread
+        threading.Thread(target=job.transport.abort, args=(f"cancelled: {reason}",), daemon=True).start()
         return pb.CancelReply(cancelled=True, state="cancelling")
 
     def _fetch(self, req: pb.FetchRequest, context):
