@@ -4,5 +4,6 @@
 ``gwas`` without ``mpc`` importing ``genomics``.
 """
 from . import gwas  # noqa: F401  (registers "gwas")
+from . import filtering  # noqa: F401
 
 __all__: list[str] = []
