@@ -1,0 +1,231 @@
+"""Products of a site-owned private matrix with secret-shared operands, the matrix masked once.
+
+A site knows its matrix M in the clear; it sends E = M - A once to one helper party,
+for a mask A that only the site and the dealer know (drawn from their common PRG
+stream), and every later product op(M) @ Y with a shared Y then costs one masked
+message of |Y| elements to the site and |op(M) Y| from the dealer: O(n + m), not O(n m).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from numba import njit
+
+from cipherome.mpc.correlated import recipe
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ledger import MASKED
+from cipherome.mpc.shares import Shared
+from cipherome.mpc.transport import PeerError
+
+__all__ = ["OwnedMatrix", "mask_owned", "owned_products", "route", "helper_of", "ring_matmul_tn"]
+
+U64 = np.uint64
+_keys = itertools.count()
+
+
+@njit(cache=True, nogil=True)
+def _matmul_tn(a, b, out):  # pragma: no cover - compiled
+    """out += a.T @ b modulo 2^64, reading a row by row (no transposed copy)."""
+    r, c = a.shape
+    L = b.shape[1]
+    for i in range(r):
+        for j in range(c):
+            aij = a[i, j]
+            if aij == 0:
+                continue
+            for k in range(L):
+                out[j, k] += aij * b[i, k]
+
+
+def ring_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a.T @ b modulo 2^64 for uint64 a (r, c) and b (r, L), without copying a.T."""
+    a = np.ascontiguousarray(a, dtype=U64)
+    b = np.ascontiguousarray(b, dtype=U64)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"ring_matmul_tn: incompatible shapes {a.shape} and {b.shape}")
+    out = np.zeros((a.shape[1], b.shape[1]), dtype=U64)
+    if out.size and a.shape[0]:
+        _matmul_tn(a, b, out)
+    return out
+
+
+def _op_matmul(m: np.ndarray, y: np.ndarray, transpose: bool) -> np.ndarray:
+    return ring_matmul_tn(m, y) if transpose else ring_matmul(m, y)
+
+
+def _out_shape(m_shape, y_shape, transpose: bool) -> tuple[int, int]:
+    return (int(m_shape[1 if transpose else 0]), int(y_shape[1]))
+
+
+def helper_of(parties: list[str], owner: str) -> str:
+    """The party that holds the masked copy of ``owner``'s matrix: the next one in party order."""
+    i = parties.index(owner)
+    return parties[(i + 1) % len(parties)]
+
+
+@recipe("owned_mask")
+def _owned_mask(gen, key, shape, owner, mine=False):
+    """Mask A of a site-owned matrix: the owner's own PRG stream with the dealer. Cost: 0.
+
+    Only the owner (``mine``) and the dealer draw it; the dealer keeps A under ``key``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if gen.dealer_side:
+        gen.state[key] = gen.prgs[int(owner)].ring(shape)
+        return ()
+    return (gen.prg.ring(shape),) if mine else ()
+
+
+@recipe("owned_product")
+def _owned_product(gen, key, m_shape, y_shape, transpose, helper, mine=False):
+    """For op(M) @ Y: B (known to the helper and the dealer), a zero-sharing Z of Y's shape,
+    and C = op(A) @ B shared. Cost: |Y| + |op(M) Y| elements from the dealer."""
+    y_shape = tuple(int(s) for s in y_shape)
+    out_shape = _out_shape(m_shape, y_shape, transpose)
+    if gen.dealer_side:
+        b = gen.prgs[int(helper)].ring(y_shape)
+        a = gen.state[key]
+        z = gen.derived(y_shape, lambda: np.zeros(y_shape, dtype=U64))
+        c = gen.derived(out_shape, lambda: _op_matmul(a, b, transpose))
+        return b, z, c
+    b = gen.prg.ring(y_shape) if mine else None
+    z = gen.derived(y_shape, None)
+    c = gen.derived(out_shape, None)
+    return b, z, c
+
+
+@recipe("owned_free")
+def _owned_free(gen, key):
+    """Forget a stored mask (the dealer frees its memory). Cost: 0."""
+    if gen.dealer_side:
+        gen.state.pop(key, None)
+    return ()
+
+
+def route(ctx, label: str, outgoing: dict, incoming: dict) -> dict:
+    """One round of point-to-point masked messages: ``outgoing`` {party: uint64 array},
+    ``incoming`` {party: expected shape}; returns {party: received array}.
+
+    Every compute party calls it with its own view of the same exchange (the pattern of
+    who sends what to whom is public). The ledger records each message as a masked
+    opening to its recipient; the messages are uniformly random to their recipients.
+    """
+    tag = ctx._tag(label)
+    ctx._seq += 1
+    ctx.rounds += 1
+    for to, arr in outgoing.items():
+        a = np.ascontiguousarray(arr, dtype=U64)
+        ctx.ledger.record(label, MASKED, [to], a.size)
+        ctx.transport.send(to, tag, a)
+    got = {}
+    for frm, shape in incoming.items():
+        x = ctx.transport.recv(frm, tag, ctx.timeout)
+        if x.dtype != U64 or x.size != int(np.prod(shape, dtype=np.int64)):
+            raise PeerError(frm, label, f"malformed message: expected {int(np.prod(shape))} ring elements")
+        got[frm] = x.reshape(shape)
+    return got
+
+
+class OwnedMatrix:
+    """One site's integer (or ring) matrix M, masked once; every compute party holds this object.
+
+    owner: the site that knows M; helper: the party holding E = M - A; ``m`` (owner
+    only), ``e`` (helper only) uint64; ``shape`` public. Build with :func:`mask_owned`.
+    """
+
+    def __init__(self, ctx, owner: str, shape, key: str):
+        self.ctx, self.owner, self.shape, self.key = ctx, owner, tuple(int(s) for s in shape), key
+        self.helper = helper_of(ctx.parties, owner)
+        self.m = None
+        self.e = None
+
+    @property
+    def is_owner(self) -> bool:
+        return self.ctx.me == self.owner
+
+    @property
+    def is_helper(self) -> bool:
+        return self.ctx.me == self.helper
+
+    def free(self) -> None:
+        """Drop the local copies and the dealer's mask."""
+        self.ctx.provider.fetch("owned_free", key=self.key)
+        self.m = self.e = None
+
+
+def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.mask") -> dict:
+    """Mask every site's matrix in one round; returns {site: OwnedMatrix}.
+
+    ``shapes``: {site: (rows, cols)} (public, every party passes the same); ``mine``: this
+    party's own matrix (integers, any dtype; None if it owns none). Each owner sends
+    E = M - A (|M| ring elements, uniformly random) to its helper only.
+    Cost: 1 round; each site sends |M_s| * 8 bytes once; nothing from the dealer.
+    """
+    mats, outgoing = {}, {}
+    for site, shape in shapes.items():
+        om = OwnedMatrix(ctx, site, shape, f"owned/{next(_keys)}")
+        mine_flag = ctx.me == site
+        got = ctx.provider.fetch("owned_mask", key=om.key, shape=list(om.shape),
+                                 owner=ctx.parties.index(site), mine=mine_flag)
+        if mine_flag:
+            m = np.asarray(mine)
+            if m.shape != om.shape:
+                raise ValueError(f"owned matrix of {site} has shape {m.shape}, announced {om.shape}")
+            om.m = np.ascontiguousarray(m.astype(np.int64).view(U64) if m.dtype != U64 else m)
+            outgoing[om.helper] = om.m - got[0]
+        mats[site] = om
+    incoming = {om.owner: om.shape for om in mats.values() if om.is_helper}
+    got = route(ctx, label, outgoing, incoming)
+    for om in mats.values():
+        if om.is_helper:
+            om.e = got[om.owner]
+    return mats
+
+
+def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -> list[Shared]:
+    """[op(M_s) @ Y_s] for a list of (OwnedMatrix, Shared Y_s), op = transpose or identity; one round.
+
+    Steps, for each pair (owner o, helper h; dealer gives B to h, a zero-sharing Z, C = op(A) B):
+      1. every party p != o sends o its share of Y + Z, minus B at h (uniform to o: B is);
+         o adds its own share: F = Y - B;
+      2. o: op(M) F + C_o;  h: op(E) B + C_h;  others: C_p. The sum is
+         op(M)(Y - B) + op(M - A) B + op(A) B = op(M) Y.
+    M holds integers (scale 0), so the result has Y's scale and needs no truncation.
+    Traffic per pair: each non-owner sends |Y| ring elements to the owner; the dealer
+    sends the lead |Y| + |op(M) Y|. Local work: one r x c x L ring product at o, h and the dealer.
+    """
+    if not pairs:
+        return []
+    ctx = pairs[0][0].ctx
+    bundles = []
+    for om, y in pairs:
+        if y.ndim != 2 or y.shape[0] != om.shape[0 if transpose else 1]:
+            raise ValueError(f"owned product: matrix {om.shape} (transpose={transpose}) and operand {y.shape}")
+        bundles.append(ctx.provider.fetch("owned_product", key=om.key, m_shape=list(om.shape),
+                                          y_shape=list(y.shape), transpose=bool(transpose),
+                                          helper=ctx.parties.index(om.helper), mine=om.is_helper))
+    if len({om.owner for om, _ in pairs}) != len(pairs):
+        raise ValueError("owned_products: at most one matrix per owner in one call")
+    outgoing, incoming = {}, {}
+    for (om, y), bd in zip(pairs, bundles):
+        if om.is_owner:
+            incoming = {p: y.shape for p in ctx.others}
+        else:
+            msg = y.data + bd[1]
+            if om.is_helper:
+                msg -= bd[0]
+            outgoing[om.owner] = msg
+    got = route(ctx, label, outgoing, incoming)
+    out = []
+    for (om, y), bd in zip(pairs, bundles):
+        c = bd[2].copy()
+        if om.is_owner:
+            f = y.data + bd[1]
+            for p in ctx.others:
+                f = f + got[p]
+            c += _op_matmul(om.m, f, transpose)
+        elif om.is_helper:
+            c += _op_matmul(om.e, bd[0], transpose)
+        out.append(Shared(ctx, c, y.frac))
+    return out
