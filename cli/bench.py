@@ -88,7 +88,10 @@ def bench(parties: int, transport: str, ops: tuple[str, ...], size_opts: tuple[s
             raise click.BadParameter(f"expected OP=N, got {s!r}", param_hint="--size")
         sizes[name] = int(value)
     ops = list(ops) or ["prg", *BENCH_OPS, *(["exchange", "rtt"] if transport == "grpc" else [])]
-    rows = run_bench(ops, parties, transport, sizes, reps)
+    try:
+        rows = run_bench(ops, parties, transport, sizes, reps)
+    except RuntimeError as exc:  # daemons that did not start, a refused or failed job
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
