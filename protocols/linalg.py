@@ -18,6 +18,7 @@ from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat, stack
 
 from .arith import dot, matmul, mul, mul_public
+from .compare import ltz
 from .normalize import _thermometer_compare, mul_exact, onehot_table
 from .roots import invsqrt
 from .trunc import truncate
@@ -179,11 +180,12 @@ def power_iteration(c: Shared, *, squarings: int = 6, hi: int = 12, frac: int = 
     Steps: P_0 = C normalised to trace in [1/4, 1) by a secret power of four
     (``_trace_normalise``); P <- P^2, normalised the same way, ``squarings`` times (each
     one k x k product and 9 rounds of normalisation), so that P ~ v v^T up to
-    (lambda_2/lambda_1)^(2^squarings); u = P w for a fixed public random w (local
-    products, 1 truncation); v = u / |u| (``invsqrt``); lambda = v^T C v.
+    (lambda_2/lambda_1)^(2^squarings); r = P w for a fixed public random w (local),
+    u = P sign(r) (one ltz, one product: robust even when w is nearly orthogonal to v);
+    v = u / |u| (``invsqrt``); lambda = v^T C v.
     trace(C) must be in [2^-f, 2^hi) with hi <= 62 - f - frac (f = 20: 14).
     Returns (v at the working scale ``frac``, v at C's scale, lambda at scale ``frac``).
-    Rounds: 11 squarings + about 38.
+    Rounds: 11 squarings + about 46.
     """
     if hi > 62 - c.frac - frac:
         raise ValueError(f"power_iteration: trace(C) < 2^{hi} is too large for scale {c.frac}; rescale C")
@@ -194,12 +196,15 @@ def power_iteration(c: Shared, *, squarings: int = 6, hi: int = 12, frac: int = 
         p = matmul(p, p)
         p = _trace_normalise(p, frac, 2)
     w = np.random.default_rng(seed).standard_normal(k)
-    u = Shared(ctx, (p.data * encode(w, frac)[None, :]).sum(axis=1, dtype=U64), 2 * frac)
-    u = truncate(u, frac)  # P w at the working scale: keeps precision when |v^T w| is small
-    s = invsqrt(dot(u, u).reshape(1), hi=2 + int(math.ceil(math.log2(k))))
+    r = Shared(ctx, (p.data * encode(w, frac)[None, :]).sum(axis=1, dtype=U64), 2 * frac)
+    # r = P w ~ v (v^T w) may be weak if w is nearly orthogonal to v; its signs are still
+    # those of +-v, so u = P sign(r) ~ v sum_j |v_j| (>= 1 in size) is a strong start.
+    sgn = 1 - ltz(r) * 2
+    u = Shared(ctx, mul_exact(p, sgn[None, :].broadcast_to(p.shape)).data.sum(axis=1, dtype=U64), frac)
+    s = invsqrt(dot(u[None, :], u[None, :]), hi=2 + int(math.ceil(math.log2(k))))
     v = mul(u, s)  # unit vector, working scale
     vf = truncate(v, frac - c.frac) if frac > c.frac else v  # at C's scale
-    lam = dot(vf, matmul(c, v)).reshape(1)  # products at scale f + frac: |lambda| < 2^(62-f-frac)
+    lam = dot(vf[None, :], matmul(c, v)[None, :])  # products at scale f + frac: |lambda| < 2^(62-f-frac)
     return v, vf, lam
 
 
