@@ -135,3 +135,42 @@ def test_one_gigabyte_exchange_memory(cluster):
     for p in ("p0", "p1"):
         grown = _peak_rss(cluster.procs[p].pid) - before[p]
         assert grown < (1 << 30) * 1.25, (p, grown)
+
+
+def test_no_orphans_when_the_parent_dies(tmp_path):
+    """Daemons started by a launcher exit by themselves when the launching process is killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "launch.py"
+    script.write_text(
+        "import sys, time\n"
+        "from cipherome.mpc.launcher import LocalCluster\n"
+        "c = LocalCluster(2, log_level='WARNING').start()\n"
+        "print(' '.join(str(p.pid) for p in c.procs.values()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(x) for x in parent.stdout.readline().split()]
+        assert len(pids) == 3
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().split(")")[1].split()[0] != "Z":
+                        alive.append(pid)
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+    assert not alive, f"daemons still running after their parent died: {alive}"
