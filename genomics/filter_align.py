@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.mpc.shares import Shared, concat
-from cipherome.protocols.arith import matmul
 from cipherome.protocols.compare import eqz
 
 from .filter_keys import FP_BITS
@@ -85,24 +84,54 @@ def match_tables(ctx, pairs: list[tuple[OwnerTable, OwnerTable]]) -> list[Shared
     return out
 
 
+def _matmuls(ctx, pairs: list[tuple[Shared, Shared]]) -> list[Shared]:
+    """Batched ring matrix products X_k @ Y_k (integers, no truncation) of any shapes, in one round.
+
+    Beaver with dealer matrix triples (A, B, C = A B): open X - A and Y - B of all
+    products together, then Z = C + (X - A) B + A (Y - B) (+ (X - A)(Y - B) on the lead).
+    """
+    if not pairs:
+        return []
+    triples = [ctx.provider.matrix_triple(x.shape, y.shape) for x, y in pairs]
+    masked = []
+    for (x, y), t in zip(pairs, triples):
+        masked += [x.data - t[0], y.data - t[1]]
+    opened = ctx.open_ring(masked, "matmul")
+    out = []
+    for k, t in enumerate(triples):
+        e, f = opened[2 * k], opened[2 * k + 1]
+        a, b = t[0], t[1]
+        z = np.matmul(a, f) + t[2]
+        z += np.matmul(e, b + f) if ctx.is_lead else np.matmul(e, b)
+        out.append(Shared(ctx, z, 0))
+    return out
+
+
 def aligned_sums(items: list[tuple[Shared, Shared | None]]) -> list[Shared]:
     """For each (E (T, La, Lb), F (T, Lb, C) or None): sum over matching lanes, (T, La, C) or (T, La).
 
     F None: E.sum(-1) (membership tables, local). Otherwise E @ F as batched ring
-    matrix products of all items with equal shapes in one Beaver round (integer
-    values, no truncation); traffic per party and peer: 8 (T La Lb + T Lb C) bytes.
+    matrix products; items that share the same F (the same object) are stacked
+    along La so that F is masked once; all products in one Beaver round (integer
+    values, no truncation). Traffic per party and peer: 8 (T La Lb + T Lb C)
+    bytes per distinct F, La summed over the items sharing it.
     """
     out: list[Shared | None] = [None] * len(items)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[int, list[int]] = {}
     for k, (e, f) in enumerate(items):
         if f is None:
             out[k] = e.sum(axis=2)
         else:
-            groups.setdefault((e.shape, f.shape), []).append(k)
-    for (es, fs), ks in groups.items():
-        big_e = concat([items[k][0] for k in ks], axis=0)
-        big_f = concat([items[k][1] for k in ks], axis=0)
-        z = matmul(big_e, big_f)
-        for j, k in enumerate(ks):
-            out[k] = z[j * es[0]:(j + 1) * es[0]]
+            groups.setdefault(id(f), []).append(k)
+    if not groups:
+        return out
+    ctx = items[next(iter(groups.values()))[0]][0].ctx
+    keys = list(groups.values())
+    prods = _matmuls(ctx, [(concat([items[k][0] for k in ks], axis=1), items[ks[0]][1]) for ks in keys])
+    for ks, z in zip(keys, prods):
+        pos = 0
+        for k in ks:
+            la = items[k][0].shape[1]
+            out[k] = z[:, pos:pos + la]
+            pos += la
     return out

@@ -172,21 +172,22 @@ def range_bits(magnitude: int) -> int:
     return min(64, max(3, int(magnitude).bit_length() + 2))
 
 
-def all_nonneg(v: Shared, bits: int) -> Shared:
-    """q = AND_c [v[..., c] >= 0] as 0/1 shares of shape v.shape[:-1].
+def all_nonneg(v: Shared, bits: int, kill: int) -> Shared:
+    """q = AND_c [v[..., c] >= 0] as 0/1 shares of shape v.shape[:-1], without a multiplication.
 
-    One batched ``ltz`` on every form (ceil(log2(bits - 1)) + 1 rounds, ~8 + 2 bytes
-    per form and peer); then for C = 2 one multiplication round (16 bytes per
-    element and peer), for C >= 3 one small comparison of sum - C (3 bits).
+    Math: b_c = [v_c >= 0] for c >= 1 (one batched ltz), then
+    q = [v_0 - kill * sum_{c >= 1} (1 - b_c) >= 0] (a second ltz), which is the AND
+    because kill exceeds the largest v_0 of a qualifying element. Rounds: one ltz
+    (ceil(log2(bits - 1)) + 1) per step, one step if C = 1. Traffic: one comparison
+    per form and element (8 bytes of masked value plus ~bits * 1.5 / 32 AND-layer
+    words per peer), i.e. no Beaver product for the conjunction.
     """
     c = v.shape[-1]
-    ge = 1 - compare.ltz(v, bits)
     if c == 1:
-        return ge[..., 0]
-    if c == 2:
-        return mul(ge[..., 0], ge[..., 1])
-    total = ge.sum(axis=-1)
-    return 1 - compare.ltz(total - c, range_bits(c + 1))
+        return 1 - compare.ltz(v[..., 0], bits)
+    rest = 1 - compare.ltz(v[..., 1:], bits)
+    v0 = v[..., 0] - ((c - 1) - rest.sum(axis=-1)) * kill
+    return 1 - compare.ltz(v0, range_bits((1 << (bits - 2)) + kill * (c - 1)))
 
 
 def _penalty_column(pen: Shared, kill: int, forms: int) -> Shared:
@@ -196,7 +197,7 @@ def _penalty_column(pen: Shared, kill: int, forms: int) -> Shared:
 
 
 def cohort_anchor_bits(ctx, tables: list[OwnerTable], contrib: list[Shared], own: list[Shared],
-                       rule: LinearRule) -> list[Shared]:
+                       last_ok: Shared, rule: LinearRule) -> list[Shared]:
     """Per site i a (T, L) 0/1 share: lane (s, l) of site i holds a qualifying variant that no earlier site holds.
 
     Math, for site i's lane a with forms o_a (own counts and constants; -kill in
@@ -205,35 +206,47 @@ def cohort_anchor_bits(ctx, tables: list[OwnerTable], contrib: list[Shared], own
       r_a = AND_c [V_a,c >= 0].
     Only later sites are added: if an earlier site holds the variant, its own
     anchor already sums every later site and this one is killed (counted once).
-    Rounds: 7 (fingerprint equality) + 1 (E f products) + ltz + (1 if C = 2).
-    Traffic per slot and party: n(n-1)/2 * L^2 equality tests (~10 bytes per peer each),
-    8 (L^2 + L C) bytes per pair and peer for the products, n L C comparisons.
+    The last site's anchors get no contribution, so that site decides
+    ok_a = AND_c [o_a,c >= 0] in plaintext (``last_ok``) and only
+    r_a = [ok_a - 1 - sum_{j < last} (E_j,last^T 1)_a >= 0] is compared (a few bits).
+    Rounds: 7 (fingerprint equality) + 1 (E f products) + 2 ltz (1 if C = 1).
+    Traffic per slot and party: n(n-1)/2 * L^2 equality tests (~23 bytes per peer each),
+    8 (j L^2 + L C) bytes per later site j and peer for the products (f_j masked once),
+    (n - 1) L C wide comparisons (~15 bytes per peer each) and L narrow ones.
     """
     n = len(tables)
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     E = dict(zip(pairs, match_tables(ctx, [(tables[i], tables[j]) for i, j in pairs])))
     sums = dict(zip(pairs, aligned_sums([(E[p], contrib[p[1]]) for p in pairs])))
     C = rule.forms
+
+    def penalty(i):
+        pen = None
+        for j in range(i):
+            p = E[(j, i)].sum(axis=1)
+            pen = p if pen is None else pen + p
+        return pen
+
     vs = []
-    for i in range(n):
+    for i in range(n - 1):
         v = own[i]
         for j in range(i + 1, n):
             v = v + sums[(i, j)]
-        pens = [E[(j, i)].sum(axis=1) for j in range(i)]
-        if pens:
-            pen = pens[0]
-            for p in pens[1:]:
-                pen = pen + p
-            v = v - _penalty_column(pen, rule.kill, C)
+        if i:
+            v = v - _penalty_column(penalty(i), rule.kill, C)
         vs.append(v.reshape(-1, C))
     L = max(t.L for t in tables)
     bits = range_bits(rule.kill * (n * L + 2) + rule.bound)
-    q = all_nonneg(concat(vs), bits)
+    q = all_nonneg(concat(vs), bits, rule.kill)
+    last = tables[-1]
+    q_last = 1 - compare.ltz((last_ok - 1 - penalty(n - 1)).ravel(), range_bits(n * L + 2))
+    q = concat([q, q_last])
     out, pos = [], 0
     for t in tables:
         size = t.T * t.L
         out.append(q[pos:pos + size].reshape(t.T, t.L))
         pos += size
+    del last
     return out
 
 
@@ -323,7 +336,7 @@ def comphet_anchor_bits(ctx, trios: list[tuple], carriers: list[tuple], own: lis
 def rule_on_counts(counts: Shared, pclass: np.ndarray, rule: LinearRule) -> Shared:
     """Exact rule on study-wide counts of public keys: counts (K, 8) shared, pclass (K,) public -> (K,) 0/1.
 
-    Forms are local (public coefficients); then ``all_nonneg``: ltz rounds (+1 if C = 2).
+    Forms are local (public coefficients); then ``all_nonneg``: one or two ltz.
     """
     cols = []
     const = rule.constants(pclass)
@@ -334,7 +347,7 @@ def rule_on_counts(counts: Shared, pclass: np.ndarray, rule: LinearRule) -> Shar
             if w:
                 f = f + counts[:, j] * w
         cols.append(f + const[:, c])
-    return all_nonneg(stack(cols, axis=1), range_bits(rule.kill + rule.bound))
+    return all_nonneg(stack(cols, axis=1), range_bits(rule.kill + rule.bound), rule.kill)
 
 
 def denovo_on_classes(het: Shared, fpres: Shared, mpres: Shared) -> Shared:

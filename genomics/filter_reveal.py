@@ -64,6 +64,28 @@ def _owner_texts(ctx, group: AnchorGroup, slots: np.ndarray) -> list[list[str] |
     return out
 
 
+def _open_packed(ctx, counts: list[Shared], most: int, label: str) -> list[np.ndarray]:
+    """Open small counts in [0, most], several per ring element: fields of w = bit_length(most) bits,
+    sum_k c_k 2^(w k) is a local linear map and carries nothing between fields. Same disclosure, 64/w less traffic."""
+    w = max(1, int(most).bit_length())
+    per = 64 // w
+    packed, sizes = [], []
+    weights = np.array([1 << (w * k) for k in range(per)], dtype=np.uint64)
+    for c in counts:
+        n = c.size
+        pad = -n % per
+        d = np.concatenate([c.data.ravel(), np.zeros(pad, np.uint64)]).reshape(-1, per)
+        packed.append((d * weights).sum(axis=1, dtype=np.uint64))
+        sizes.append(n)
+    got = ctx.open_ring(packed, label, masked=False)
+    mask = np.uint64((1 << w) - 1)
+    out = []
+    for g, n in zip(got, sizes):
+        fields = (g[:, None] >> (np.arange(per, dtype=np.uint64) * np.uint64(w))[None, :]) & mask
+        out.append(fields.ravel()[:n].astype(np.int64))
+    return out
+
+
 def reveal_candidates(ctx, groups: list[AnchorGroup]) -> list[list[str]]:
     """Per group, the texts of its candidates (each once), opened as described in the module docstring.
 
@@ -79,9 +101,9 @@ def reveal_candidates(ctx, groups: list[AnchorGroup]) -> list[list[str]]:
             s = r.sum(axis=1)
             c = s if c is None else c + s
         counts.append(c)
-    opened = ctx.open_ring([c.data for c in counts], "filter.candidate_slots", masked=False)
-    slots = [np.flatnonzero(o.view(np.int64) > 0) for o in opened]
-    mult = [o.view(np.int64)[s] for o, s in zip(opened, slots)]
+    opened = _open_packed(ctx, counts, sum(t.L for t in groups[0].tables), "filter.candidate_slots")
+    slots = [np.flatnonzero(o > 0) for o in opened]
+    mult = [o[s] for o, s in zip(opened, slots)]
     if not any(s.size for s in slots):
         return [[] for _ in groups]
     L = groups[0].tables[0].L

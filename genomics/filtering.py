@@ -168,8 +168,10 @@ def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, 
     ctab[occ] = contrib[mine.rows[occ]]
     otab[occ] = own[mine.rows[occ]]
     csh = [ctx.input(s, ctab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties]
-    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties]
-    r = fm.cohort_anchor_bits(ctx, tables, csh, osh, rule)
+    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties[:-1]]
+    last = ctx.parties[-1]
+    ok = np.all(otab >= 0, axis=2).astype(np.int64) if last == ctx.me else None
+    r = fm.cohort_anchor_bits(ctx, tables, csh, osh, ctx.input(last, ok, shape=(T, L), frac=0), rule)
     texts_fn = [(lambda row: _text(sv, row)) if s == ctx.me else None for s in ctx.parties]
     with ctx.stage("reveal"):
         (texts,) = reveal_candidates(ctx, [AnchorGroup(tables, r, texts_fn)])

@@ -1,0 +1,101 @@
+"""Synthetic filtering workloads for the benchmarks, registered as ``filter.bench.*`` jobs that daemons load as a plugin.
+
+Each job builds its site's data from public parameters (a seed and sizes), so the
+benchmark needs no files, runs the same code as ``filter`` jobs (the secure stages
+of ``cipherome.genomics.filtering`` and ``filter_models``), and returns this
+party's seconds, bytes sent and rounds for the timed part.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from cipherome.genomics import filter_models as fm
+from cipherome.genomics.filter_local import Pedigree, SiteVariants
+from cipherome.genomics.filter_params import FilterParams
+from cipherome.genomics.filtering import run_filter
+from cipherome.mpc.jobs import job
+
+__all__ = ["synthetic_site", "measure"]
+
+
+def synthetic_site(seed: int, site: int, n_sites: int, variants: int, individuals: int,
+                   trio: bool = False) -> SiteVariants:
+    """A site with ``individuals`` people (half affected) and ``variants`` rare variants (1% carriers).
+
+    With ``trio``: one affected child at site 0, its father at site 1 and mother at
+    site 2 (mod n_sites), each carrying ``variants`` variants, 5% shared with a parent.
+    """
+    rng = np.random.default_rng([seed, site])
+    rows, dos = [], []
+    if trio:
+        roles = {0: ("C", "F", "M", 1, 1), 1: ("F", "0", "0", 1, 0), 2: ("M", "0", "0", 2, 0)}
+        iid, fa, mo, sex, aff = roles[site % 3] if site < 3 else (f"X{site}", "0", "0", 1, 0)
+        ped = Pedigree.from_rows([["T1", iid, fa, mo, sex, aff]])
+        shared = np.random.default_rng([seed, 99]).integers(0, 10**8, variants // 20)
+        pos = np.unique(np.concatenate([rng.integers(0, 10**8, variants - shared.size), shared]))
+        for p in pos:
+            rows.append((f"1:{p + 1}:A:G", "1", int(p) + 1, "A", "G", ("G1",), "missense_variant",
+                         np.array([1], np.int8)))
+        return SiteVariants.from_rows(ped, rows)
+    ped = Pedigree.from_rows([[f"S{site}F{j}", f"S{site}I{j}", "0", "0", 1 + j % 2, 1 if j % 2 else 0]
+                              for j in range(individuals)])
+    pos = np.unique(np.random.default_rng([seed, 7]).integers(0, 10**8, 4 * variants))
+    mine = rng.choice(pos, size=min(variants, pos.size), replace=False)
+    for p in np.sort(mine):
+        g = (rng.random(individuals) < 0.01).astype(np.int8)
+        if not g.any():
+            g[rng.integers(individuals)] = 1
+        rows.append((f"1:{p + 1}:A:G", "1", int(p) + 1, "A", "G", ("G1",), "missense_variant", g))
+    return SiteVariants.from_rows(ped, rows)
+
+
+def measure(ctx, fn) -> dict:
+    st = ctx.transport.stats
+    b0, r0, t0 = st.bytes_sent, ctx.rounds, time.perf_counter()
+    out = fn()
+    return {"seconds": time.perf_counter() - t0, "bytes_sent": st.bytes_sent - b0, "rounds": ctx.rounds - r0,
+            "result": out}
+
+
+@job("filter.bench.model")
+def bench_model(ctx, params: dict, site=None) -> dict:
+    """A whole ``filter`` job (all stages) on synthetic sites; params: model, variants, individuals, trio, seed,
+    and the filter parameters under ``filter``."""
+    sv = synthetic_site(int(params.get("seed", 1)), ctx.index, ctx.n, int(params["variants"]),
+                        int(params.get("individuals", 100)), bool(params.get("trio", False)))
+    p = FilterParams.from_dict(dict(params["filter"]))
+    got = measure(ctx, lambda: run_filter(ctx, p, sv, {}))
+    res = got.pop("result")
+    got.update(candidates=len(res.get("rows", res.get("genes", []))), stages=ctx.report()["stages"])
+    return got
+
+
+@job("filter.bench.genes")
+def bench_genes(ctx, params: dict, site=None) -> dict:
+    """Gene-level operators on per-site count vectors: op = max (gene_max) or intersect (gene_all).
+
+    params: genes G, patients (the study's affected individuals, split over the
+    sites), bits (count width: counts are drawn below 2^bits, as Jagadeesh's
+    2-bit demo), seed. Timed: the secure operator and the opening of its answer.
+    """
+    G, n = int(params["genes"]), int(params.get("patients", 3))
+    rng = np.random.default_rng([int(params.get("seed", 1)), ctx.index])
+    share = n // ctx.n + (1 if ctx.index < n % ctx.n else 0)
+    if params["op"] == "max":
+        cap = min(share, (1 << int(params.get("bits", 16))) - 1)
+        local = rng.integers(0, cap + 1, G) if params.get("bits") else rng.binomial(share, 0.02, G)
+        n_max = min(n, (1 << int(params["bits"])) - 1) if params.get("bits") else n
+    else:
+        local = (rng.random(G) < 0.5).astype(np.int64) * share
+        n_max = n
+
+    def run():
+        x = ctx.inputs_sum(local.astype(np.int64), shape=(G,), frac=0)
+        if params["op"] == "max":
+            q, m = fm.gene_max(ctx, x, n_max)
+            return int(q.sum())
+        return int(fm.gene_all(ctx, x, n).sum())
+
+    return measure(ctx, run)
