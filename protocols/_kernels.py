@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["slice_bits", "unslice_bits", "lane_mask"]
+__all__ = ["slice_bits", "unslice_bits", "lane_mask", "lut_onehot"]
 
 
 def lane_mask(s: int) -> np.uint64:
@@ -76,4 +76,35 @@ def unslice_bits(rows: np.ndarray, n: int, s: int) -> np.ndarray:
     out = np.empty((rows.shape[0], n), dtype=np.uint64)
     if n:
         _unslice(rows, int(n), int(s), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _lut_onehot(O, DO, chi, o, out):  # pragma: no cover - compiled
+    n, size = O.shape
+    m = size - 1
+    one = np.uint64(1)
+    two = np.uint64(2)
+    for e in range(n):
+        c = chi[e]
+        oe = o[e]
+        sg = one - two * oe
+        for k in range(size):
+            i0 = (c - k) & m
+            i1 = (c - k - 1) & m
+            v0 = O[e, i0]
+            v1 = O[e, i1]
+            b0 = oe * v0 + sg * DO[e, i0]
+            b1 = oe * v1 + sg * DO[e, i1]
+            out[e, k] = v0 + b1 - b0
+
+
+def lut_onehot(O: np.ndarray, DO: np.ndarray, chi: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """Shares of onehot(m)_k = V_k + [b V_(k+1)] - [b V_k] with V_k = O[(chi - k) mod S] and
+    [b V] = o V + (1 - 2o) [d V] (``functions.SplitJob``); O, DO: (n, S) shares, chi, o public (n,)."""
+    O = np.ascontiguousarray(O, dtype=np.uint64)
+    DO = np.ascontiguousarray(DO, dtype=np.uint64)
+    out = np.empty_like(O)
+    if O.size:
+        _lut_onehot(O, DO, np.ascontiguousarray(chi, dtype=np.int64), np.ascontiguousarray(o, dtype=np.uint64), out)
     return out

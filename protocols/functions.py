@@ -23,7 +23,9 @@ from cipherome.mpc.shares import Shared, concat
 from .arith import mul, mul_public
 from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs, xor_derived, xor_random
 from .compare import LtzJob
-from ._kernels import lane_mask, slice_bits, unslice_bits
+from cipherome.mpc.kernels import ring_matmul
+
+from ._kernels import lane_mask, lut_onehot, slice_bits, unslice_bits
 from .normalize import WORK_FRAC, mul_exact, normalize, scale_pow2
 from .trunc import truncate
 
@@ -44,22 +46,26 @@ SIGMOID_RANGE = (-16.0, 16.0)
 
 
 class OneHot:
-    """Arithmetic shares (S, n) of a one-hot vector; ``table(g)`` = sum_k O_k g_k (local)."""
+    """Arithmetic shares (n, S) of n one-hot vectors; ``table(g)`` = sum_k O_k g_k (local)."""
 
     __slots__ = ("ctx", "O")
 
     def __init__(self, ctx, O: np.ndarray):
         self.ctx, self.O = ctx, O
 
+    def tables(self, G) -> np.ndarray:
+        """Shares (n, m) of G[m_e, :] for a public integer table G (S, m)."""
+        G = np.asarray([[int(v) % (1 << 64) for v in row] for row in np.asarray(G, dtype=object)], dtype=U64)
+        return ring_matmul(self.O, G)
+
     def table(self, g) -> np.ndarray:
-        g = np.asarray([int(v) % (1 << 64) for v in g], dtype=U64)
-        return (self.O * g[:, None]).sum(axis=0, dtype=U64)
+        return self.tables(np.asarray(g, dtype=object)[:, None])[:, 0]
 
 
 @recipe("lut_split")
 def _lut_split(gen, n, s, p, beta):
     """r uniform; bits 0..p-1 of r XOR-shared (+ pair ANDs); a daBit d (XOR row and additive);
-    r mod 2^p (additive); the one-hot O of rho = (r >> p) mod 2^beta and d * O (additive, 2^beta x n each).
+    r mod 2^p (additive); the one-hot O of rho = (r >> p) mod 2^beta and d * O (additive, n x 2^beta each).
 
     Cost (dealer -> lead): about 1.5 p + 1 lane rows + (2 + 2^(beta+1)) n ring elements.
     """
@@ -81,13 +87,13 @@ def _lut_split(gen, n, s, p, beta):
     def onehot():
         if "o" not in cache:
             rho = (r >> U64(p)) & U64(size - 1)
-            cache["o"] = (np.arange(size, dtype=U64)[:, None] == rho[None, :]).astype(U64)
+            cache["o"] = (rho[:, None] == np.arange(size, dtype=U64)[None, :]).astype(U64)
         return cache["o"]
 
     Dar = gen.derived((n,), dbit)
     rlo = gen.derived((n,), lambda: r & low_mask(p))
-    O = gen.derived((size, n), onehot)
-    DO = gen.derived((size, n), lambda: onehot() * dbit()[None, :])
+    O = gen.derived((n, size), onehot)
+    DO = gen.derived((n, size), lambda: onehot() * dbit()[:, None])
     return r, R, M, D, Dar, rlo, O, DO
 
 
@@ -142,12 +148,8 @@ class SplitJob(BitJob):
         if lead:
             phi += c & low_mask(p)
         chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
-        idx = (chi[None, :] - np.arange(size)[:, None]) % size
-        cols = np.arange(n)[None, :]
-        V = self.b[6][idx, cols]
-        DV = self.b[7][idx, cols]
-        bV = sgn[None, :] * DV + o[None, :] * V  # every party: o [V] + (1 - 2o) [d V]
-        onehot = V + np.roll(bV, -1, axis=0) - bV
+        # V_k = O[(chi - k) mod S]; every party: [b V] = o [V] + (1 - 2o) [d V]
+        onehot = lut_onehot(self.b[6], self.b[7], chi, o)
         return onehot, phi
 
 
@@ -217,7 +219,8 @@ def _eval_selected(onehot: OneHot, coefs: np.ndarray, phi: Shared, frac: int, F:
     enc = np.rint(coefs * 2.0**F).astype(np.int64)
     if np.any(np.abs(coefs).max() * 2.0 ** (2 * F) >= 2.0**61 / (d + 1)):
         raise ValueError("piecewise polynomial coefficients too large for the working scale")
-    c = [onehot.table(enc[:, k]) for k in range(d + 1)]
+    cs = onehot.tables(enc.astype(object))  # (n, d + 1)
+    c = [np.ascontiguousarray(cs[:, k]) for k in range(d + 1)]
     phi = _to_frac(phi, F)
     pw = _powers(phi, d) if d else []
     acc = Shared(ctx, c[0] << U64(F), 2 * F)

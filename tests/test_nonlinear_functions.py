@@ -69,7 +69,7 @@ def test_split_and_piecewise_poly():
 
     def fn(ctx, a):
         oh, phi = FN.split(a, -8.0, 0, 4)
-        return Shared(ctx, np.vstack([oh.O, phi.data[None, :]]), 0)
+        return Shared(ctx, np.vstack([oh.O.T, phi.data[None, :]]), 0)
 
     got, _ = run_shared(fn, [x], 3)
     seg, phi = got[:16], got[16] / 2.0**20
