@@ -48,17 +48,18 @@ def gram(a: Shared, scale: float | None = None) -> Shared:
     return g if s == 1.0 else mul_public(g, s)
 
 
-def chol_inverse(g: Shared, *, hi: int = 12):
+def chol_inverse(g: Shared, *, hi: int = 12, iters: int = 2):
     """Upper-triangular T and R = T^-1 with T^T G T = I, for a symmetric positive definite G (k x k).
 
     Modified Gram-Schmidt in the metric <u, v> = u^T G v, started from the unit
     vectors (V = I, W = G V kept alongside): for each column j,
       d_l = v_j . w_l for l >= j (one batched inner-product round + truncation),
-      y = 1/sqrt(d_j) (``invsqrt``, 26 rounds for one value),
+      y = 1/sqrt(d_j) (``invsqrt`` with ``iters`` Goldschmidt steps; the default 2 gives
+      relative error 2e-4, which ``qr``'s second pass corrects; 3 gives 1e-7; 22 rounds),
       r_jl = y d_l, q_j = y v_j, G q_j = y w_j (one batched product),
       v_l -= r_jl q_j, w_l -= r_jl G q_j for l > j (one batched product).
     T = [q_1 .. q_k], R = [r_jl]. Pivots d_j must lie in [2^-f, 2^hi).
-    Rounds: k (2 + 26 + 2 + 2) = 32 k; traffic O(k^3) ring elements.
+    Rounds: k (2 + 22 + 2 + 2) = 28 k; traffic O(k^3) ring elements.
     """
     ctx = g.ctx
     k = g.shape[0]
@@ -70,7 +71,7 @@ def chol_inverse(g: Shared, *, hi: int = 12):
         vj = V[:, j]
         m = k - j
         d = dot(vj.broadcast_to((m, k)), W[:, j:].T, axis=-1)  # <v_j, v_l>_G, l >= j
-        y = invsqrt(d[0:1], hi=hi)
+        y = invsqrt(d[0:1], hi=hi, iters=iters)
         both = mul(concat([d, vj, W[:, j]]), y)
         r, qj, gqj = both[:m], both[m : m + k], both[m + k :]
         R.data[j, j:] = r.data
@@ -128,7 +129,7 @@ def qr(a: Shared, *, scale: float | None = None, hi: int = 12, iters: int = 5, f
       5. Q = Q1 (I + X) (one product); R = triu(Q^T A) (one product, R at A's scale).
     Q's entries are about n^-1/2, so Q gets ``frac`` = f + ceil(log2(n)/2) fractional bits
     (at most 30) by default, to keep f significant bits per entry.
-    Rounds: 32 k + about 25. Traffic per party: about 7 n k ring elements to each
+    Rounds: 28 k + about 25. Traffic per party: about 7 n k ring elements to each
     other party. Requires |(A^T A)_ij| s < 2^hi, numerical rank k (pivots above 2^-f)
     and kappa(A)^2 2^-f < 0.1, i.e. kappa(A) <= 300 for f = 20 (pass 1 then leaves
     |E| < 0.1 and the 5 correction iterations bring Q^T Q to I within ~1e-7; measured
