@@ -399,7 +399,6 @@ class GrpcTransport(Transport):
         self._aborted: str | None = None
         self.cancelled = False  # the abort was a cancel (here or at a peer)
         self._finished = False
-        self._waiting: tuple[str, str] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "GrpcTransport":
