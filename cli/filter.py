@@ -1,0 +1,119 @@
+"""``cipherome filter``: find candidate disease variants or genes shared across a study's sites without pooling genomes.
+
+Each site's daemon reads its own VCF/BCF, PED and optional annotation from its
+config ([data] vcf, ped, annotation), pre-filters them on the public criteria
+given here, and the sites run the chosen model in MPC; only the qualifying
+variants (PREFIX.filter.tsv, PREFIX.filter.vcf) or genes (PREFIX.genes.tsv) are
+released, with counts where every site's minimum cell size allows, plus a run
+report with the disclosure ledger (PREFIX.run.json). Files are written only
+after the job succeeded everywhere.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["filter_cmd", "filter_params_from_cli"]
+
+_MODELS = ("carrier", "dominant", "recessive", "xlinked", "denovo", "comphet", "max-gene", "top-genes",
+           "gene-intersect", "gene-diff")
+
+
+def _read_genes(path: str) -> list[str]:
+    genes = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        f = line.split()
+        if not f or f[0].startswith("#"):
+            continue
+        genes.append(f[0])
+    if not genes:
+        raise click.BadParameter(f"{path}: no gene symbols (one per line)", param_hint="--genes")
+    if len(set(genes)) != len(genes):
+        dup = next(g for g in genes if genes.count(g) > 1)
+        raise click.BadParameter(f"{path}: gene {dup!r} listed twice", param_hint="--genes")
+    return genes
+
+
+def filter_params_from_cli(model, min_affected, max_unaffected, max_cohort_af, top, pass_only, min_gq, min_dp,
+                           max_pop_af, af_field, consequences, genes, table_size, lanes, max_variants, gene_buckets):
+    """Validated ``FilterParams`` from command-line values (click errors on bad combinations)."""
+    from cipherome.genomics.filter_params import FilterParams
+
+    cons = [c.strip() for part in consequences for c in part.split(",") if c.strip()] or None
+    d = {"model": model, "min_affected": min_affected, "max_unaffected": max_unaffected,
+         "max_cohort_af": max_cohort_af, "top": top, "pass_only": pass_only, "min_gq": min_gq, "min_dp": min_dp,
+         "max_pop_af": max_pop_af, "af_field": af_field, "consequences": cons,
+         "genes": _read_genes(genes) if genes else None, "table_size": table_size, "lanes": lanes,
+         "max_variants": max_variants, "gene_buckets": gene_buckets}
+    try:
+        return FilterParams.from_dict({k: v for k, v in d.items() if v is not None})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.command("filter")
+@click.option("--study", "study_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Study file.")
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
+@click.option("--cert", required=True, type=click.Path(exists=True, dir_okay=False), help="Your certificate.")
+@click.option("--model", required=True, type=click.Choice(_MODELS), help="Inheritance model or gene-level operation.")
+@click.option("--out", "prefix", required=True, help="Output prefix.")
+@click.option("--min-affected", type=int, default=None,
+              help="Affected individuals that must carry (default 1 for carrier, all affected otherwise).")
+@click.option("--max-unaffected", type=int, default=0, show_default=True,
+              help="Unaffected carriers allowed (carrier model).")
+@click.option("--max-cohort-af", default=None, help="Largest study-wide ALT frequency, e.g. 0.01.")
+@click.option("--top", type=int, default=10, show_default=True, help="Genes wanted by top-genes.")
+@click.option("--pass-only/--keep-filtered", default=True, show_default=True,
+              help="Treat calls of records that fail FILTER as missing.")
+@click.option("--min-gq", type=int, default=None, help="Calls with GQ below this are missing.")
+@click.option("--min-dp", type=int, default=None, help="Calls with DP below this are missing.")
+@click.option("--max-pop-af", type=float, default=None, help="Drop variants with population AF above this.")
+@click.option("--af-field", default=None, help="INFO key or CSQ/ANN sub-field with the population AF.")
+@click.option("--consequence", "consequences", multiple=True,
+              help="Keep only these SO terms / impacts (HIGH, MODERATE, ...); comma-separated or repeated.")
+@click.option("--genes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Public gene list, one symbol per line (gene-level models and comphet).")
+@click.option("--table-size", type=int, default=None, help="Slots of the hashed variant table.")
+@click.option("--lanes", type=int, default=None, help="Lanes per slot (variants of one site in one slot).")
+@click.option("--max-variants", type=int, default=20000, show_default=True,
+              help="Public bound on one site's variants after pre-filtering; sizes the table when not given.")
+@click.option("--gene-buckets", type=int, default=1, show_default=True, help="Slots per gene (comphet).")
+def filter_cmd(study_path, key, cert, model, prefix, min_affected, max_unaffected, max_cohort_af, top, pass_only,
+               min_gq, min_dp, max_pop_af, af_field, consequences, genes, table_size, lanes, max_variants,
+               gene_buckets):
+    """Secure variant filtering over the study's sites; writes PREFIX.filter.tsv/.vcf or PREFIX.genes.tsv."""
+    from cipherome.genomics.filter_output import write_filter_outputs
+    from cipherome.mpc.client import ClientError, JobFailed, StudyClient
+    from cipherome.mpc.study import ConfigError, load_study
+    from cipherome.mpc.tls import TLSError, load_identity
+
+    params = filter_params_from_cli(model, min_affected, max_unaffected, max_cohort_af, top, pass_only, min_gq,
+                                    min_dp, max_pop_af, af_field, consequences, genes, table_size, lanes,
+                                    max_variants, gene_buckets)
+    try:
+        client = StudyClient(load_study(study_path), load_identity("submitter", key, cert))
+    except (ConfigError, TLSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    t0 = time.perf_counter()
+    try:
+        job_id = client.submit("filter", params.to_dict())
+        click.echo(f"filter job {job_id} ({model}) running at {', '.join(client.daemons)}", err=True)
+        infos = client.wait(job_id)
+        failed = {p: i for p, i in infos.items() if i["state"] != "done"}
+        if failed:
+            raise JobFailed(job_id, {p: i["error"] or i["state"] for p, i in failed.items()}, infos)
+        got = client.fetch(job_id)
+    except (ClientError, JobFailed) as exc:
+        raise click.ClickException(f"secure filtering failed, nothing written: {exc}") from None
+    finally:
+        client.close()
+    lead = client.study.sites[0]
+    result = got[lead]["result"]
+    reports = {p: g["report"] for p, g in got.items()}
+    paths = write_filter_outputs(prefix, result, reports)
+    n = len(result.get("rows", result.get("genes", [])))
+    what = "genes" if "genes" in result else "variants"
+    click.echo(f"{n} {what} released in {time.perf_counter() - t0:.1f} s; wrote "
+               + ", ".join(str(p) for p in paths.values()), err=True)

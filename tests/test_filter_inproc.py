@@ -1,0 +1,150 @@
+"""Secure filtering (in-process parties) against the plaintext twin on pooled data, for every model.
+
+Studies have trios split across sites, multi-allelic indels, missing calls and
+haploid X calls; tables range from a realistic size down to one or two slots,
+where every slot collides. The secure rows and genes must equal the twin's.
+"""
+import numpy as np
+import pytest
+
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.filter_params import FilterParams
+from cipherome.genomics.filter_reference import reference_filter
+from cipherome.genomics.filtering import run_filter
+from cipherome.mpc.local import run_local
+from tests.filter_sim import GENES, simulate, site_variants
+
+
+def _run(svs, params: dict, policies=None):
+    p = FilterParams.from_dict(dict(params))
+    pol = policies or [{}] * len(svs)
+    return run_local(lambda ctx, i: run_filter(ctx, p, svs[i], pol[i]), len(svs), args=lambda i: {"i": i})
+
+
+def _check(svs, params: dict, mc: int = 0):
+    run = _run(svs, params, [{"min_cell_size": mc}] * len(svs))
+    got = run.results[0]
+    assert all(r == got for r in run.results[1:]) or all(
+        (r.get("rows"), r.get("genes")) == (got.get("rows"), got.get("genes")) for r in run.results)
+    want = reference_filter(svs, params, mc)
+    key = "rows" if "rows" in want else "genes"
+    assert got[key] == want[key]
+    return got[key], run
+
+
+@pytest.fixture(scope="module")
+def study():
+    st = simulate(11, n_positions=70)
+    return [site_variants(st, s) for s in range(3)]
+
+
+COHORT = [
+    {"model": "carrier"},
+    {"model": "carrier", "min_affected": 2, "max_cohort_af": "0.1"},
+    {"model": "carrier", "max_unaffected": 1, "min_affected": 2},
+    {"model": "dominant"},
+    {"model": "recessive"},
+    {"model": "recessive", "min_affected": 1},
+    {"model": "xlinked"},
+    {"model": "xlinked", "min_affected": 2},
+]
+
+
+@pytest.mark.parametrize("params", COHORT, ids=lambda p: "-".join(f"{v}" for v in p.values()))
+def test_cohort_models_equal_twin(study, params):
+    rows, _ = _check(study, {**params, "table_size": 64, "lanes": 8}, mc=0)
+    if params == {"model": "dominant"}:  # the planted dominant variant (GENE4) is found
+        assert [r["gene"] for r in rows] == ["GENE4"]
+
+
+def test_planted_candidates_are_found(study):
+    rec, _ = _check(study, {"model": "recessive", "table_size": 64, "lanes": 8})
+    assert "GENE5" in [r["gene"] for r in rec]
+    xl, _ = _check(study, {"model": "xlinked", "table_size": 64, "lanes": 8})
+    assert "GENE6" in [r["gene"] for r in xl]
+    dn, _ = _check(study, {"model": "denovo", "table_size": 64, "lanes": 8})
+    assert any(r["family"] == "FA" and r["ref"] == "ACT" and r["alt"] == "A" for r in dn)  # split trio, multi-allelic
+    ch, _ = _check(study, {"model": "comphet", "genes": GENES, "lanes": 10})
+    fams = {(r["family"], r["gene"], r["inheritance"]) for r in ch}
+    assert {("FA", "GENE1", "paternal"), ("FA", "GENE1", "maternal"), ("FB", "GENE2", "paternal"),
+            ("FB", "GENE2", "maternal")} <= fams
+    assert not any(g == "GENE3" and f == "FC" for f, g, _ in fams)  # only one side planted
+
+
+@pytest.mark.parametrize("T,L", [(1, 80), (2, 48), (7, 24)])
+@pytest.mark.parametrize("model", ["carrier", "dominant", "denovo", "xlinked"])
+def test_tiny_tables_force_collisions_and_still_agree(study, model, T, L):
+    keys = [k for sv in study for k in sv.keys]
+    assert len(set(keys)) > T  # every slot is shared by several variants
+    params = {"model": model, "table_size": T, "lanes": L}
+    if model == "carrier":
+        params["max_cohort_af"] = "0.2"
+    _check(study, params)
+
+
+@pytest.mark.parametrize("buckets,L", [(1, 10), (2, 8)])
+def test_comphet_gene_tables(study, buckets, L):
+    _check(study, {"model": "comphet", "genes": GENES, "gene_buckets": buckets, "lanes": L})
+
+
+@pytest.mark.parametrize("model", ["max-gene", "top-genes", "gene-intersect", "gene-diff"])
+def test_gene_level_models(study, model):
+    genes, _ = _check(study, {"model": model, "genes": GENES, "top": 3}, mc=2)
+    assert genes or model == "gene-intersect"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_studies_all_models(seed):
+    st = simulate(seed, n_positions=40, missing=0.08)
+    svs = [site_variants(st, s) for s in range(3)]
+    for params in ({"model": "carrier", "max_cohort_af": "0.3", "table_size": 16, "lanes": 16},
+                   {"model": "recessive", "min_affected": 1, "table_size": 16, "lanes": 16},
+                   {"model": "denovo", "table_size": 16, "lanes": 16},
+                   {"model": "comphet", "genes": GENES, "lanes": 12},
+                   {"model": "top-genes", "genes": GENES, "top": 4}):
+        _check(svs, params, mc=3 if seed == 2 else 0)
+
+
+def test_min_cell_size_suppresses_small_counts(study):
+    rows, run = _check(study, {"model": "carrier", "min_affected": 1, "max_unaffected": 2, "table_size": 64,
+                               "lanes": 8}, mc=3)
+    assert any(r["AFF_CARRIERS"] is None for r in rows)  # 1 or 2 carriers: withheld
+    assert all(r["AFF_CARRIERS"] is None or r["AFF_CARRIERS"] >= 3 for r in rows)
+    assert all(r["UNAFF_CARRIERS"] in (None, 0) or r["UNAFF_CARRIERS"] >= 3 for r in rows)
+    assert run.results[0]["min_cell_size"] == 3
+
+
+def test_two_sites_and_four_sites():
+    for n in (2, 4):
+        st = simulate(5, n_sites=n, n_positions=40)
+        svs = [site_variants(st, s) for s in range(n)]
+        _check(svs, {"model": "carrier", "table_size": 8, "lanes": 20})
+        _check(svs, {"model": "denovo", "table_size": 8, "lanes": 20})
+
+
+def test_disclosures_are_the_documented_ones(study):
+    _, run = _check(study, {"model": "carrier", "table_size": 64, "lanes": 8})
+    documented = {"filter.candidate_slots", "filter.candidate_text_bytes", "filter.candidate_texts",
+                  "filter.confirm", "filter.counts"}
+    for name, rep in run.reports.items():
+        disclosed = {e["label"] for e in rep["ledger"] if e["kind"] == "disclosed"}
+        public = {e["label"] for e in rep["ledger"] if e["kind"] == "public"}
+        if name != "dealer":
+            assert disclosed <= documented and "filter.candidate_slots" in disclosed
+            assert public == {"filter.study_metadata", "filter.job_key_contribution"}
+        else:
+            assert not disclosed and not public
+
+
+def test_overflow_is_a_clear_error(study):
+    with pytest.raises(InputError, match=r"variants fall into one slot .* \(1 slots\); rerun .* --lanes"):
+        _run(study, {"model": "carrier", "table_size": 1, "lanes": 4})
+
+
+def test_bad_parameters_are_rejected():
+    with pytest.raises(ValueError, match="unknown model"):
+        FilterParams.from_dict({"model": "nope"})
+    with pytest.raises(ValueError, match="needs the public gene list"):
+        FilterParams.from_dict({"model": "comphet"})
+    with pytest.raises(ValueError, match="unknown filter parameter"):
+        FilterParams.from_dict({"model": "carrier", "tablesize": 3})
