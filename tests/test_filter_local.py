@@ -162,3 +162,13 @@ def test_hash_table_layout_overflow_and_sizing():
     assert np.array_equal(gs // 3, np.arange(50) % 10)
     T, L = suggest_table(10000)
     assert overflow_probability(10000, T, L) <= 1e-6
+
+
+def test_site_config_without_ped_is_a_clear_error(tmp_path):
+    from cipherome.genomics.filter_params import FilterParams
+    from cipherome.genomics.filtering import load_site_variants
+    from cipherome.mpc.study import Site
+
+    site = Site("hospital-a", data={"vcf": "x.vcf.gz"}, config_dir=tmp_path)
+    with pytest.raises(InputError, match="site hospital-a: .* no \\[data\\] entry 'ped'"):
+        load_site_variants(site, FilterParams.from_dict({"model": "carrier"}))
