@@ -20,7 +20,7 @@ from cipherome.mpc.shares import Shared, concat, stack
 from .arith import dot, matmul, mul, mul_public
 from .compare import ltz
 from .normalize import _thermometer_compare, mul_exact, onehot_table
-from .roots import invsqrt
+from .roots import invsqrt, invsqrt_table
 from .trunc import truncate
 
 __all__ = ["gram", "qr", "eigh_top", "power_iteration", "chol_inverse"]
@@ -48,18 +48,20 @@ def gram(a: Shared, scale: float | None = None) -> Shared:
     return g if s == 1.0 else mul_public(g, s)
 
 
-def chol_inverse(g: Shared, *, hi: int = 12, iters: int = 2):
+def chol_inverse(g: Shared, *, hi: int = 12, iters: int = 0):
     """Upper-triangular T and R = T^-1 with T^T G T = I, for a symmetric positive definite G (k x k).
 
     Modified Gram-Schmidt in the metric <u, v> = u^T G v, started from the unit
     vectors (V = I, W = G V kept alongside): for each column j,
       d_l = v_j . w_l for l >= j (one batched inner-product round + truncation),
-      y = 1/sqrt(d_j) (``invsqrt`` with ``iters`` Goldschmidt steps; the default 2 gives
-      relative error 2e-4, which ``qr``'s second pass corrects; 3 gives 1e-7; 22 rounds),
+      y = 1/sqrt(d_j): by default (iters = 0) ``invsqrt_table``, relative error 0.3% in
+      7 rounds, which ``qr``'s second pass corrects; iters = 1..3 uses ``invsqrt`` with
+      that many Goldschmidt steps (2: 2e-4, 3: 1e-7; 18-26 rounds),
       r_jl = y d_l, q_j = y v_j, G q_j = y w_j (one batched product),
       v_l -= r_jl q_j, w_l -= r_jl G q_j for l > j (one batched product).
     T = [q_1 .. q_k], R = [r_jl]. Pivots d_j must lie in [2^-f, 2^hi).
-    Rounds: k (2 + 22 + 2 + 2) = 28 k; traffic O(k^3) ring elements.
+    Rounds: k (2 + 7 + 2 + 2) = 13 k (default); traffic O(k^3) ring elements plus
+    (f + hi) 64 comparisons of one value per pivot.
     """
     ctx = g.ctx
     k = g.shape[0]
@@ -71,7 +73,7 @@ def chol_inverse(g: Shared, *, hi: int = 12, iters: int = 2):
         vj = V[:, j]
         m = k - j
         d = dot(vj.broadcast_to((m, k)), W[:, j:].T, axis=-1)  # <v_j, v_l>_G, l >= j
-        y = invsqrt(d[0:1], hi=hi, iters=iters)
+        y = invsqrt(d[0:1], hi=hi, iters=iters) if iters else invsqrt_table(d[0:1], hi=hi)
         both = mul(concat([d, vj, W[:, j]]), y)
         r, qj, gqj = both[:m], both[m : m + k], both[m + k :]
         R.data[j, j:] = r.data
@@ -118,7 +120,7 @@ def _tri_correction(e: Shared, iters: int = 3) -> Shared:
     return x
 
 
-def qr(a: Shared, *, scale: float | None = None, hi: int = 12, iters: int = 5, frac: int | None = None):
+def qr(a: Shared, *, scale: float | None = None, hi: int = 12, iters: int = 9, frac: int | None = None):
     """Thin QR of a tall shared matrix A (n x k): Q (n x k) with Q^T Q = I and R (k x k) upper triangular.
 
     Cholesky-QR2, in steps:
@@ -129,11 +131,12 @@ def qr(a: Shared, *, scale: float | None = None, hi: int = 12, iters: int = 5, f
       5. Q = Q1 (I + X) (one product); R = triu(Q^T A) (one product, R at A's scale).
     Q's entries are about n^-1/2, so Q gets ``frac`` = f + ceil(log2(n)/2) fractional bits
     (at most 30) by default, to keep f significant bits per entry.
-    Rounds: 28 k + about 25. Traffic per party: about 7 n k ring elements to each
+    Rounds: 13 k + about 37 (k = 20: 297). Traffic per party: about 7 n k ring elements to each
     other party. Requires |(A^T A)_ij| s < 2^hi, numerical rank k (pivots above 2^-f)
-    and kappa(A)^2 2^-f < 0.1, i.e. kappa(A) <= 300 for f = 20 (pass 1 then leaves
-    |E| < 0.1 and the 5 correction iterations bring Q^T Q to I within ~1e-7; measured
-    |Q^T Q - I| = 3e-8 at kappa = 300, 4e-8 at kappa = 100; kappa = 1000 fails).
+    and kappa(A)^2 2^-f < 0.1, i.e. kappa(A) <= 300 for f = 20: pass 1, with 0.3%
+    pivots, leaves a small E (|E| ~ 0.1-0.2 for correlated columns) and the 9 correction
+    iterations (3 rounds each, error ~|E|^9) bring Q^T Q to I; measured |Q^T Q - I| = 3e-8
+    at kappa = 100 and 300 (n = 2000) and for 10000 x 20; kappa = 1000 fails.
     """
     ctx = a.ctx
     n, k = a.shape

@@ -14,7 +14,7 @@ from .arith import mul, mul_public
 from .normalize import WORK_FRAC, mul_exact, normalize, scale_pow2
 from .trunc import truncate
 
-__all__ = ["sqrt", "invsqrt", "sqrt_invsqrt", "INVSQRT_INIT"]
+__all__ = ["sqrt", "invsqrt", "sqrt_invsqrt", "invsqrt_table", "INVSQRT_INIT"]
 
 #: minimax linear start for 1/sqrt(z) on [1/4, 1]: relative error <= 0.086
 INVSQRT_INIT = (2.13277254, -1.21872717)
@@ -138,3 +138,49 @@ def invsqrt(x: Shared, *, hi: int = 24, frac: int | None = None, iters: int = _I
     Rounds (f = 20, hi = 24): 32, as ``sqrt``. Traffic per element and peer: ~0.3 kB.
     """
     return sqrt_invsqrt(x, hi=hi, frac=frac, which=("invsqrt",), iters=iters)[0]
+
+
+def invsqrt_table(x: Shared, *, hi: int = 12, per_octave: int = 64, frac: int | None = None) -> Shared:
+    """A rough 1/sqrt(x) in one comparison round-trip, for a few values (e.g. pivots).
+
+    Steps: one batched ltz of X - t_i against the thresholds t_i = ceil(2^(i/per_octave))
+    (as ring integers, duplicates removed) gives the thermometer [X >= t_i]; the result
+    is a public table of 1/sqrt at the geometric middle of each bucket, selected
+    locally by the thermometer (no multiplication, no truncation).
+    Valid for 2^-f <= x < 2^hi. Error: relative <= 2^(1/(4 per_octave)) - 1
+    (per_octave = 64: 0.27%) for X >= per_octave (below, the buckets are single
+    integers and the table is exact up to the output rounding), plus half a unit of
+    2^-frac. Rounds: 7. Traffic: (f + hi) per_octave comparisons per value, so use it
+    for small inputs only.
+    """
+    import math
+
+    import numpy as np
+
+    from cipherome.mpc.ring import encode
+
+    from .compare import ltz
+
+    ctx = x.ctx
+    f = x.frac
+    fo = f if frac is None else int(frac)
+    K = f + int(hi)
+    th = np.unique(np.ceil(2.0 ** (np.arange(1, K * per_octave + 1) / per_octave)).astype(np.int64))
+    th = th[(th > 1) & (th < 2**K)]
+    lo = np.concatenate([[1], th])
+    hi_ = np.concatenate([th, [2**K]])
+    # bucket b holds the integers lo[b] .. hi_[b] - 1; its representative value is their geometric middle
+    mid = np.sqrt(lo.astype(np.float64) * np.maximum(hi_ - 1, lo).astype(np.float64))
+    vals = encode(2.0 ** (f / 2) / np.sqrt(mid), fo).view(np.int64)
+    flat = x.data.ravel()
+    d = flat[None, :] - (th.astype(np.uint64)[:, None] if ctx.is_lead else np.zeros((th.size, 1), np.uint64))
+    lt = ltz(Shared(ctx, d, 0), min(64, K + 2)).data  # (T, n): [X < t_i]
+    ge = np.uint64(0) - lt
+    if ctx.is_lead:
+        ge += np.uint64(1)
+    steps = np.diff(vals).astype(np.int64).view(np.uint64)
+    out = (ge * steps[:, None]).sum(axis=0, dtype=np.uint64)
+    if ctx.is_lead:
+        out += np.uint64(vals[0])
+    del math
+    return Shared(ctx, out.reshape(x.shape), fo)

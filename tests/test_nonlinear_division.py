@@ -131,3 +131,13 @@ def test_pow2_plan_never_overflows():
 def test_div_range_error():
     with pytest.raises(ValueError):
         pow2_plan([40 - 2 * j for j in range(30)], 62, 62)
+
+
+@given(PARTIES, _loguniform(-20, 11.99))
+def test_invsqrt_table_rough(n, x):
+    """The one-round-trip table 1/sqrt (used for QR pivots): relative error <= 0.3% plus rounding."""
+    x = np.concatenate([x[:5], [2.0**-20, 1.0, 4095.0]])
+    got, run = run_shared(lambda ctx, a: RT.invsqrt_table(a, hi=12), [x], n)
+    want = 1 / np.sqrt(_enc(x, 20))
+    assert np.all(np.abs(got - want) <= 0.003 * want + 2.0**-20)
+    assert run.rounds() == 1 + 7 + 1
