@@ -202,3 +202,14 @@ def test_fixed_operand_products_match_numpy_and_cost_less(n):
     got, _ = run_shared(fn, [d, v, w], n)
     want = np.concatenate([(d @ v).ravel(), (d @ d @ v).ravel(), (w @ d).ravel()])
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_spd_inverse_newton_schulz(n):
+    from cipherome.protocols.spdinv import spd_inverse
+
+    rng = np.random.default_rng(n)
+    m = rng.normal(size=(3, 6, 6))
+    a = m @ m.transpose(0, 2, 1) / 6 + np.eye(6)  # batched SPD, cond < 100
+    got, _ = run_shared(lambda ctx, x: spd_inverse(x, lam_max_bound=30.0, cond_bound=100), [a], n, frac=24)
+    np.testing.assert_allclose(got, np.linalg.inv(a), atol=1e-5)
