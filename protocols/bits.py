@@ -53,6 +53,7 @@ __all__ = [
     "BitJob",
     "run_bitjobs",
     "b2a_rows",
+    "dabits",
     "bit_decompose",
     "low_mask",
 ]
@@ -491,6 +492,18 @@ def b2a_rows(ctx, rows: np.ndarray, D: np.ndarray, Dar: np.ndarray, n: int, labe
     if ctx.is_lead:
         out += t
     return out
+
+
+def dabits(ctx, n: int, rows: int = 1):
+    """``rows`` x n uniform random bits from the dealer, shared both ways.
+
+    Returns (XOR-shared bit-sliced rows (rows, W), additive shares (rows, n) in Z_2^64):
+    the same bits, so that a boolean result b is converted by opening b ^ d (``b2a_rows``).
+    Cost: no party traffic; the dealer sends the lead rows (W + n) ring elements.
+    """
+    lz = lanes(ctx.n)
+    b = ctx.provider.fetch("dabits", n=int(n), s=lz.s, rows=int(rows))
+    return b[0], b[1]
 
 
 def bit_decompose(x: Shared, bits: int = 64) -> Shared:

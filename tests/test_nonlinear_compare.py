@@ -150,3 +150,17 @@ def test_empty_and_nd_shapes(fn):
     x = np.array([[1.0, -2.0], [0.0, 3.0]])
     got, _ = run_shared(lambda ctx, a: fn(a), [x], 2)
     assert got.shape == (2, 2)
+
+
+def test_dabits_agree():
+    """daBits: the XOR-shared rows and the additive shares hold the same uniform bits."""
+    def job(ctx):
+        d_xor, d_add = B.dabits(ctx, 1000, rows=2)
+        (o,) = B.open_bits(ctx, [d_xor], "test.dabits_xor")
+        (a,) = ctx.open_ring([d_add], "test.dabits_add")
+        return B.lanes(ctx.n).unslice(o, 1000), a
+
+    for n in (2, 3, 5):
+        (x, a), *_ = run_local(job, n).results
+        np.testing.assert_array_equal(x, a)
+        assert set(np.unique(a)) <= {0, 1} and 0.4 < a.mean() < 0.6
