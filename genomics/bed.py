@@ -7,8 +7,10 @@ writes as ALT (column 6, A2, is REF), so blocks report ``ref = A2`` and ``alt = 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -177,29 +179,53 @@ class BedReader:
     def __iter__(self) -> Iterator[GenotypeBlock]:
         return self.blocks()
 
-    def blocks(self) -> Iterator[GenotypeBlock]:
-        """Yield :class:`GenotypeBlock` s of up to ``block_size`` variants, in file order."""
+    def blocks(self, prefetch: bool = True) -> Iterator[GenotypeBlock]:
+        """Yield :class:`GenotypeBlock` s of up to ``block_size`` variants, in file order.
+
+        With ``prefetch`` a helper thread reads the next block (file read and .bim
+        parsing) while the caller works on the current one; at most two blocks are in
+        memory at a time.
+        """
         bim = self.paths["bim"]
         w = self._width
-        done = 0
-        with open(self.paths["bed"], "rb") as bed, open(bim, encoding="utf-8", errors="replace") as bfh:
-            bed.seek(3)
-            while done < self.n_variants:
-                m = min(self.block_size, self.n_variants - done)
-                lines = [bfh.readline() for _ in range(m)]
-                if not lines[-1]:
-                    raise InputError(f"{bim}: file changed while reading (fewer lines than counted)")
-                variants = _parse_bim_lines(bim, lines, done + 1)
-                raw = np.empty((m, w), dtype=np.uint8)
-                got = bed.readinto(memoryview(raw).cast("B"))
-                if got != raw.size:
-                    raise InputError(f"{self.paths['bed']}: file changed while reading (short read)")
-                if self._index is None:
-                    yield GenotypeBlock(variants, done, packed=raw, n_samples=self._n_file)
-                else:
-                    yield GenotypeBlock(variants, done,
-                                        dosage=unpack_dosage(raw, self._n_file, self._index))
-                done += m
+        bed = open(self.paths["bed"], "rb")
+        bfh = open(bim, encoding="utf-8", errors="replace")
+        bed.seek(3)
+
+        def read(start: int) -> GenotypeBlock:
+            m = min(self.block_size, self.n_variants - start)
+            lines = [bfh.readline() for _ in range(m)]
+            if not lines[-1]:
+                raise InputError(f"{bim}: file changed while reading (fewer lines than counted)")
+            variants = _parse_bim_lines(bim, lines, start + 1)
+            raw = np.empty((m, w), dtype=np.uint8)
+            got = bed.readinto(memoryview(raw).cast("B"))
+            if got != raw.size:
+                raise InputError(f"{self.paths['bed']}: file changed while reading (short read)")
+            if self._index is None:
+                return GenotypeBlock(variants, start, packed=raw, n_samples=self._n_file)
+            return GenotypeBlock(variants, start, dosage=unpack_dosage(raw, self._n_file, self._index))
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bed-prefetch") if prefetch else None
+        pending = None
+        try:
+            starts = range(0, self.n_variants, self.block_size)
+            for start in starts:
+                block = pending.result() if pending is not None else read(start)
+                pending = None
+                nxt = start + self.block_size
+                if pool is not None and nxt < self.n_variants:
+                    pending = pool.submit(read, nxt)
+                yield block
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(Exception):
+                    pending.result()
+            if pool is not None:
+                pool.shutdown(wait=True)
+            bed.close()
+            bfh.close()
 
 
 def iter_bed(prefix: str | os.PathLike[str], samples: Sequence[str] | np.ndarray | None = None,

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from cipherome.genomics.blocks import GenotypeBlock
-from cipherome.genomics.lut import count_codes, missing_row_sums, weighted_code_sums
-from cipherome.genomics.packed import pack_dosage
+from cipherome.genomics.lut import count_codes, missing_row_sums, pad_rows, weighted_code_sums
+from cipherome.genomics.packed import pack_dosage, packed_width
 
 __all__ = [
     "HOM_REF", "HET", "HOM_ALT", "MISSING",
@@ -180,6 +180,10 @@ class SiteDesign:
             [self.X[:, iu] * self.X[:, ju], self.X * self.y[:, None], (self.y * self.y)[:, None]], axis=1)
         Xm, ym = self.X[mk], self.y[mk]
         self.sums = CovariateSums(int(mk.sum()), Xm.T @ Xm, Xm.T @ ym, float(ym @ ym))
+        # kernel layouts (zero-padded rows and columns), made once instead of per block
+        w = packed_width(n)
+        self._weights_padded = pad_rows(self._weights, w)
+        self._miss_rows_padded = pad_rows(self._miss_rows, w)
 
 
 def covariate_sums(X: np.ndarray, y: np.ndarray, sample_mask: np.ndarray | None = None) -> CovariateSums:
@@ -205,12 +209,12 @@ def variant_sums(G: np.ndarray | GenotypeBlock, design: SiteDesign,
     het = counts[:, HET].astype(np.float64)
     alt = counts[:, HOM_ALT].astype(np.float64)
     k = design.k
-    s = weighted_code_sums(packed, design._weights)
+    s = weighted_code_sums(packed, design._weights_padded)[:, :design._weights.shape[1]]
     sum_g = het + 2.0 * alt
     xtg = np.empty((packed.shape[0], k))
     xtg[:, ~design._ones] = s[:, :-1]
     xtg[:, design._ones] = sum_g[:, None]
-    miss, miss_n = missing_row_sums(packed, design.mask, design._miss_rows)
+    miss, miss_n = missing_row_sums(packed, design.mask, design._miss_rows_padded)
     nk = k * (k + 1) // 2
     return VariantSums(
         n_obs=design.sums.n - counts[:, MISSING],
