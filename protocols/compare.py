@@ -46,7 +46,6 @@ __all__ = [
 
 U64 = np.uint64
 RING_BITS = 64
-_builtin_min, _builtin_max, _builtin_abs = min, max, abs
 
 
 def _check_bits(bits: int) -> int:

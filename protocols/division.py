@@ -8,8 +8,6 @@ same bit decomposition.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public

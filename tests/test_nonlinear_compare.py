@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cipherome import protocols as P
 from cipherome.mpc.local import run_local
 from cipherome.mpc.shares import Shared
 from cipherome.protocols import bits as B
