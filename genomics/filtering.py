@@ -11,8 +11,10 @@ PED and annotation. Stages, with what each opens (the ledger lists the labels):
 3. secure filter: hashed tables, fingerprint alignment and the model's rule
    (``filter_align``, ``filter_models``); only masked values are opened;
 4. reveal (``filter_reveal``): the number of candidates per slot
-   (``filter.candidate_slots``), their text lengths and texts
-   (``filter.candidate_text_bytes``, ``filter.candidate_texts``);
+   (``filter.candidate_slots``), their keyed fingerprints
+   (``filter.candidate_fingerprints``), their text lengths and texts
+   (``filter.candidate_text_bytes``, ``filter.candidate_texts``), all functions
+   of the released candidates and the job key;
 5. confirm: the rule re-evaluated exactly on the revealed keys
    (``filter.confirm``), so a fingerprint collision can never report a false
    candidate; counts of confirmed candidates where the strictest site's

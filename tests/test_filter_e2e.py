@@ -67,7 +67,8 @@ def test_daemons_equal_twin(study, params):
         assert any(r["family"] == "FA" for r in got["rows"])  # the trio split over three sites
     for name, rep in run.reports.items():
         disclosed = {e["label"] for e in rep["ledger"] if e["kind"] == "disclosed"}
-        assert disclosed <= {"filter.candidate_slots", "filter.candidate_text_bytes", "filter.candidate_texts",
+        assert disclosed <= {"filter.candidate_slots", "filter.candidate_fingerprints", "filter.candidate_text_bytes",
+                             "filter.candidate_texts",
                              "filter.confirm", "filter.counts", "filter.max_genes", "filter.top_genes",
                              "filter.intersect_genes", "filter.diff_genes"}
         if name == "dealer":
