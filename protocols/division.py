@@ -11,8 +11,10 @@ from __future__ import annotations
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public
+from .beaver_multi import MultiProduct
 from .compare import ltz
 from .normalize import WORK_FRAC, mul_exact, normalize, scale_pow2
+from .trunc import truncate
 
 __all__ = ["reciprocal", "div", "RECIP_INIT"]
 
@@ -33,20 +35,25 @@ def _apply_sign(y: Shared, s: Shared) -> Shared:
 def _inverse_normalized(z: Shared, iters: int) -> Shared:
     """w ~ 1/z for z in [1/4, 1) at z's scale: linear start, then Goldschmidt.
 
-    e_0 = 1 - z w_0; w_(k+1) = w_k (1 + e_k), e_(k+1) = e_k^2 (one batched product
-    round + truncation per step). Relative error e_0^(2^iters) plus about one unit
-    of the working scale per step.
+    e_0 = 1 - z w_0; w_(k+1) = w_k + w_k e_k, e_(k+1) = e_k^2 (one round opening w and e
+    once each (``MultiProduct``), one truncation round). Relative error e_0^(2^iters)
+    plus about one unit of the working scale per step.
     """
     a, b = RECIP_INIT
-    w = mul_public(z, b, frac=z.frac) + a
+    F = z.frac
+    w = mul_public(z, b, frac=F) + a
     e = 1 - mul(z, w)
     n = z.size
     for k in range(iters):
-        if k == iters - 1:
-            w = mul(w, e + 1)
+        last = k == iters - 1
+        # w and e opened once each: w (1 + e) = w + w e and e^2 from the same masks
+        mp = MultiProduct(z.ctx, z.shape, 2, [(0, 1)] if last else [(0, 1), (1, 1)])
+        mp.open({0: w, 1: e})
+        if last:
+            w = w + truncate(mp.product(0, 1), F)
         else:
-            both = mul(concat([w, e]), concat([e + 1, e]))
-            w, e = both[:n], both[n:]
+            both = truncate(concat([mp.product(0, 1), mp.product(1, 1)]), F)
+            w, e = w + both[:n], both[n:]
     return w
 
 

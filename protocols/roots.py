@@ -11,6 +11,7 @@ from __future__ import annotations
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public
+from .beaver_multi import MultiProduct
 from .normalize import WORK_FRAC, mul_exact, normalize, scale_pow2
 from .trunc import truncate
 
@@ -26,7 +27,8 @@ def _goldschmidt(z: Shared, iters: int):
 
     y_0 = a + b z (1 truncation round), g_0 = z y_0 (2 rounds); per step:
     u = (3 - g y) / 2 (one product truncated by F + 1: 2 rounds), then g <- g u,
-    y <- y u (one batched product: 2 rounds). g y -> 1 quadratically:
+    y <- y u (2 rounds); g, y and u are opened once each (``MultiProduct``), so a
+    step opens 3 values and truncates 3 per element. g y -> 1 quadratically:
     1 - g_(k+1) y_(k+1) = (3/4)(1 - g_k y_k)^2 (1 + ...).
     """
     ctx = z.ctx
@@ -36,9 +38,13 @@ def _goldschmidt(z: Shared, iters: int):
     g = mul(z, y)
     n = z.size
     for _ in range(iters):
-        gy = truncate(mul_exact(g, y), F + 1, frac=F)  # g y / 2
+        # g, y and u are each opened once (masks a_g, a_y, a_u; the dealer gives their products)
+        mp = MultiProduct(ctx, z.shape, 3, [(0, 1), (0, 2), (1, 2)])
+        mp.open({0: g, 1: y})
+        gy = truncate(mp.product(0, 1), F + 1, frac=F)  # g y / 2
         u = 1.5 - gy
-        both = mul(concat([g, y]), concat([u, u]))
+        mp.open({2: u})
+        both = truncate(concat([mp.product(0, 2), mp.product(1, 2)]), F)
         g, y = both[:n], both[n:]
     return g, y
 

@@ -6,7 +6,7 @@ eigh_top: for spectra with gaps lambda_(i+1)/lambda_i <= 0.7 the top eigenvector
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cipherome.mpc.local import run_local
@@ -45,6 +45,7 @@ def _check_qr(a, q, r):
 @given(PARTIES, st.integers(0, 10**6), st.integers(1, 8), st.integers(0, 400))
 def test_qr_small(n_parties, seed, k, extra):
     a = _matrix(seed, k + 20 + extra, k)
+    assume(np.linalg.cond(a) <= 300)  # the stated range at f = 20 (kappa^2 2^-20 < 0.1)
     q, r = _run_qr(a, n_parties)
     _check_qr(a, q, r)
 
