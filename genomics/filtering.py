@@ -221,6 +221,17 @@ def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int) 
 
 
 # ----------------------------------------------------------------------------- family models
+def _calls(sv: SiteVariants, idx: dict, keys: list[str], col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dosage (0 where absent), chromosome class and presence of individual ``col`` at public keys."""
+    at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
+    ok = at >= 0
+    g = np.zeros(at.size, np.int64)
+    pc = np.zeros(at.size, np.int8)
+    g[ok] = sv.dosage[at[ok], col]
+    pc[ok] = sv.pclass[at[ok]]
+    return g, pc, ok
+
+
 def _member_values(ctx, trios: list[Trio], who: str, fn, K: list[int]) -> Shared:
     """Concatenated over trios: each (K_t,) int vector input by the site of member ``who`` (fn(trio, k) at it)."""
     parts = []
@@ -249,7 +260,7 @@ def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
                     rows = np.flatnonzero(sel)
                 tab = _owner_table(ctx, ctx.parties[si], f"{who} of family {t.fid}", T, L, key,
                                    sv.keys[rows] if mine else None, mine)
-                if mine:
+                if mine and rows.size:
                     tab.rows = np.where(tab.rows >= 0, rows[np.maximum(tab.rows, 0)], -1)
                 row.append(tab)
             tabs.append(tuple(row))
@@ -276,12 +287,9 @@ def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
 
             def cls(kind):
                 def f(t, col):
-                    keys = [k for k, _ in cands[trios.index(t)]]
-                    at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
-                    g = np.where(at >= 0, sv.dosage[np.maximum(at, 0), col], 0)
+                    g, pc, ok = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
                     if kind == "het":
-                        pc = sv.pclass[np.maximum(at, 0)]
-                        return (member_het(g, t.child_sex, pc) & (at >= 0)).astype(np.int64)
+                        return (member_het(g, t.child_sex, pc) & ok).astype(np.int64)
                     return (g != 0).astype(np.int64)
                 return f
 
@@ -336,8 +344,9 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
                 if who != "child":
                     v = None
                     if mine:
-                        v = np.where(tab.rows >= 0, (sv.dosage[np.maximum(tab.rows, 0), col] >= 1), 0)
-                        v = v.astype(np.int64).reshape(T, L, 1)
+                        v = np.zeros((T, L, 1), np.int64)
+                        occ = tab.rows >= 0
+                        v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
                     car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
             tabs.append(tuple(row))
             cars.append(tuple(car))
@@ -365,9 +374,7 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
 
             def cls(kind):
                 def f(t, col):
-                    keys = [k for k, _ in cands[trios.index(t)]]
-                    at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
-                    g = np.where(at >= 0, sv.dosage[np.maximum(at, 0), col], 0)
+                    g, _, _ = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
                     return {"het": g == 1, "car": g >= 1, "pres": g != 0}[kind].astype(np.int64)
                 return f
 
@@ -421,6 +428,8 @@ def _gene_level(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, trios
     out = []
     with ctx.stage("secure_filter"):
         if p.model == "gene-diff":
+            if not trios:
+                return {"genes": []}
             K = [G] * len(trios)
             sets = {}
 

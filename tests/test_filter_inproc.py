@@ -149,3 +149,22 @@ def test_bad_parameters_are_rejected():
         FilterParams.from_dict({"model": "comphet"})
     with pytest.raises(ValueError, match="unknown filter parameter"):
         FilterParams.from_dict({"model": "carrier", "tablesize": 3})
+
+
+@pytest.mark.parametrize("model", ["carrier", "denovo", "comphet", "gene-diff", "max-gene", "gene-intersect"])
+def test_site_without_variants_and_study_without_trios(study, model):
+    from cipherome.genomics.filter_local import Pedigree, SiteVariants
+
+    params = {"model": model, "genes": GENES, "table_size": 16, "lanes": 16, "lanes_": None}
+    params = {k: v for k, v in params.items() if v is not None and k != "lanes_"}
+    if model in ("carrier", "denovo"):
+        params.pop("genes")
+    if model in ("comphet", "gene-diff", "max-gene", "gene-intersect"):
+        params.pop("table_size")
+        params["lanes"] = 12
+    _check([study[0], study[1], SiteVariants.from_rows(study[2].ped, [])], params)
+    lone = [SiteVariants.from_rows(Pedigree.from_rows([["Z", f"Z{i}", "0", "0", 1, 1]]),
+                                   [("1:5:A:G", "1", 5, "A", "G", ("GENE1",), "x", np.array([1], np.int8))])
+            for i in range(3)]
+    rows, _ = _check(lone, params)
+    assert rows or model in ("denovo", "comphet", "gene-diff")
