@@ -8,12 +8,17 @@ what each opens (the disclosure ledger lists the same labels):
 2. metadata (public within the study): sample counts, trait type, hashed variant keys;
 3. variant QC over the pooled counts: one pass/fail bit per variant (``qc.pass``)
    and the tested allele A1 (``gwas.a1_is_alt``: is ALT the non-major allele);
+3b. with ``--pca K``, secure PCA (``genomics.pca``): L x L Gram matrices (``pca.gram``)
+   and each site's own samples' PC scores, to that site only (``pca.scores``), which
+   join the covariates;
 4. standardisation: pooled means and variances of the phenotype and covariates
    (``gwas.covariate_moments``), used as a public affine transform, which leaves
    every association statistic unchanged and keeps fixed-point values O(1);
 5. association per block of QC-passing variants: OBS_CT, the effect and its test
    statistic per variant (``gwas.obs_ct``, ``gwas.beta``, ``gwas.t_stat`` or
-   ``gwas.chisq``) and the ERRCODE bit for constant genotypes (``gwas.const``).
+   ``gwas.chisq``) and the ERRCODE bit for constant genotypes (``gwas.const``);
+   for ``--glm logistic`` the labels of ``genomics.logistic`` (null-model sums, score
+   statistic of every variant, Wald fits of the top hits).
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from . import gwas_qc, gwas_stats
 from .assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from .localstats import SiteDesign, genotype_counts, variant_sums
 from .gwas_params import GwasParams
+from .logistic import logistic_association
+from .pca import secure_pca
 from .site import SiteData, binary_trait
 from .study_variants import intersect_variants, variant_hashes
 from .variants import flip_dosage
@@ -105,6 +112,7 @@ def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray) -> np.
 
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
     st = ctx.transport.stats
+    ctx.progress = f"{stage}: {done}/{total} variants"
     log.info("%s: %d/%d variants, %.1f s, %.1f MB sent", stage, done, total, time.perf_counter() - t0, st.bytes_sent / 1e6)
 
 
@@ -152,9 +160,23 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
         passed = np.flatnonzero(qc.passed)
 
+    # 3b. secure PCA (--pca K): each site learns its own samples' scores, added as covariates --------
+    pca = None
+    if params.pca:
+        with ctx.stage("pca"):
+            pca = secure_pca(ctx, site, sv, passed, keep, params)
+            taken = set(cov_names)
+            names = [f"PC{i + 1}" if f"PC{i + 1}" not in taken else f"SECURE_PC{i + 1}" for i in range(params.pca)]
+            # unit variance (PLINK's unit-norm eigenvectors times sqrt(N)) keeps the moments O(1)
+            cov = np.column_stack([cov, pca.site_scores() * np.sqrt(n_qc)])
+            cov_names = list(cov_names) + names
+            complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
+
     glm = params.glm
     if glm == "auto":
         glm = "trend" if is_binary else "linear"
+    if glm == "logistic" and not is_binary:
+        raise ValueError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
 
     # 4. public standardisation -------------------------------------------------------------
     with ctx.stage("standardise"):
@@ -163,27 +185,35 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
 
     # 5. association ------------------------------------------------------------------------------
     with ctx.stage("association"):
-        design = SiteDesign(xs, ys)
-        terms = neumann_terms(params.geno if params.geno is not None else params.missing_bound)
-        out = {name: np.full(len(passed), np.nan) for name in ("beta", "t_stat", "chisq")}
-        obs_ct = np.zeros(len(passed), dtype=np.int64)
-        const = np.zeros(len(passed), dtype=bool)
-        t0 = time.perf_counter()
-        for start in range(0, len(passed), params.block):
-            sel = np.arange(start, min(start + params.block, len(passed)))
-            V = len(sel)
-            vs = variant_sums(_read_oriented(site, sv, passed[sel], complete), design)
-            n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
-            pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
-            res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
-            obs_ct[sel] = res["obs_ct"]
-            const[sel] = res["const"]
-            for name in out:
-                if name in res:
-                    out[name][sel] = res[name]
-            _progress(ctx, "association", start + V, len(passed), t0)
+        if glm == "logistic":
+            lres = logistic_association(ctx, xs, y[complete],
+                                        lambda sel: _read_oriented(site, sv, passed[sel], complete),
+                                        len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed])
+            table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
+                     "test": lres["test"]}
+        else:
+            design = SiteDesign(xs, ys)
+            terms = neumann_terms(params.geno if params.geno is not None else params.missing_bound)
+            out = {name: np.full(len(passed), np.nan) for name in ("beta", "t_stat", "chisq")}
+            obs_ct = np.zeros(len(passed), dtype=np.int64)
+            const = np.zeros(len(passed), dtype=bool)
+            t0 = time.perf_counter()
+            for start in range(0, len(passed), params.block):
+                sel = np.arange(start, min(start + params.block, len(passed)))
+                V = len(sel)
+                vs = variant_sums(_read_oriented(site, sv, passed[sel], complete), design)
+                n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
+                pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
+                res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
+                obs_ct[sel] = res["obs_ct"]
+                const[sel] = res["const"]
+                for name in out:
+                    if name in res:
+                        out[name][sel] = res[name]
+                _progress(ctx, "association", start + V, len(passed), t0)
 
-    table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
+            table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
+
     result = {
         "glm": glm,
         "pheno": site.pheno_name,
@@ -199,6 +229,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "assoc": table,
         "seconds": time.perf_counter() - t_start,
     }
+    if pca is not None:  # public: eigenvalues (PREFIX.eigenval) and the PCA variant subset
+        result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:]}
     if ctx.is_lead:
         v = site.variants
         li = sv.lead_index

@@ -257,7 +257,8 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     # Gaussian start --------------------------------------------------------------------------------
     q = Shared(ctx, ctx.provider.fetch("pca_gauss", shape=[n, L], frac=f, scale=1.0 / math.sqrt(n))[0], f)
 
-    lam_hat, target = float(n), _GRAM_FIRST  # lambda_1 <= trace(K) ~ n
+    # ||K Q_0|| for the Gaussian start: <= lambda_1 sqrt(2 L / n) + bulk <= sqrt(2 L n) + bulk (lambda_1 <= n)
+    lam_hat, target = min(float(n), math.sqrt(2.0 * L * n) + 10.0), _GRAM_FIRST
     gamma = vecs = None
     t_bits = 0
     for it in range(pp.passes):
@@ -281,8 +282,8 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
             gram = ctx.open(arith.matmul(p_all.T, p_all), "pca.gram")
             if _plausible_gram(gram):
                 break
-            log.info("pca: Gram out of range at pass %d, rescaling", it)
-            p_all = truncate(p_all, 8)
+            log.warning("pca: Gram out of range at pass %d (max diagonal %.3g), rescaling", it, np.diag(gram).max())
+            p_all = truncate(p_all, 8, frac=p_all.frac)
             t_bits += 8
         gram = (gram + gram.T) / 2.0
         gamma, vecs = np.linalg.eigh(gram)
@@ -291,7 +292,10 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         h = vecs / np.sqrt(gamma)[None, :]
         q = Shared(ctx, _ring_public_matmul(p_all.data, encode(h, f)), 2 * f)
         q = truncate(q, f)
-        lam_hat = 2.0 * math.sqrt(gamma[0]) * 2.0**t_bits / M  # ~ ||K Q||: the next pass's scale
+        est = math.sqrt(gamma[0]) * 2.0**t_bits / M  # ||K Q_prev|| <= lambda_1: the next pass's scale
+        # from the Gaussian start, |u_1' Q| ~ sqrt(L / n) (chi-square_L tail: 3x is safe); afterwards
+        # ||K Q|| ~ lambda_1; an underestimate shows as an out-of-range Gram and is recomputed smaller
+        lam_hat = min(float(n), 3.0 * est * math.sqrt(n / L)) if it == 0 else 2.0 * est
         target = _GRAM_TARGET
     for om in mats.values():
         om.free()

@@ -128,3 +128,20 @@ def test_policy_refusal_and_distance_thinning():
     pp = PCAParams(k=2, bp_space=20000)
     got = select_pca_variants(sites[0], sv, passed, pp)
     np.testing.assert_array_equal(got, rp.thin_by_distance(s.chrom, s.pos, 20000, d.qc.variant_keep))
+
+
+def test_out_of_range_gram_is_recomputed_smaller(monkeypatch):
+    """An underestimated scale makes the Gram product overflow; it is detected and recomputed."""
+    import cipherome.genomics.pca as pca_mod
+
+    monkeypatch.setattr(pca_mod, "_GRAM_TARGET", 2.0**20)  # aim far above the 62-bit range
+    d = pca_data()
+    s, sites, sv, passed = _setup(d)
+    pp = PCAParams(k=2, n_variants=600, passes=3)
+    run = run_local(lambda ctx: secure_pca(ctx, sites[ctx.index], sv, passed, np.ones(sites[ctx.index].n, bool), pp),
+                    3, frac=24, timeout=600)
+    u = _pooled(s, run.results)
+    ex = rp.pca_exact(s.genotypes[run.results[0].variants], 2, missing="meanimpute")
+    assert np.all(abs_corr(u, ex.eigenvectors) >= 0.999)
+    gram = [e for e in run.reports["p0"]["ledger"] if e["label"] == "pca.gram"][0]
+    assert gram["openings"] > pp.passes  # some passes were recomputed
