@@ -155,13 +155,11 @@ def test_bad_parameters_are_rejected():
 def test_site_without_variants_and_study_without_trios(study, model):
     from cipherome.genomics.filter_local import Pedigree, SiteVariants
 
-    params = {"model": model, "genes": GENES, "table_size": 16, "lanes": 16, "lanes_": None}
-    params = {k: v for k, v in params.items() if v is not None and k != "lanes_"}
+    params = {"model": model}
     if model in ("carrier", "denovo"):
-        params.pop("genes")
-    if model in ("comphet", "gene-diff", "max-gene", "gene-intersect"):
-        params.pop("table_size")
-        params["lanes"] = 12
+        params.update(table_size=16, lanes=16)
+    else:
+        params.update(genes=GENES, lanes=12)
     _check([study[0], study[1], SiteVariants.from_rows(study[2].ped, [])], params)
     lone = [SiteVariants.from_rows(Pedigree.from_rows([["Z", f"Z{i}", "0", "0", 1, 1]]),
                                    [("1:5:A:G", "1", 5, "A", "G", ("GENE1",), "x", np.array([1], np.int8))])
