@@ -39,6 +39,8 @@ __all__ = [
     "max",
     "threshold",
     "abs",
+    "argmax",
+    "argmin",
     "LtzJob",
     "EqzJob",
     "RING_BITS",
@@ -265,6 +267,44 @@ def _reduce(x: Shared, axis: int, pick_min: bool, bits: int) -> Shared:
         best = minimum(a, b, bits) if pick_min else maximum(a, b, bits)
         cur = concat([best, cur[2 * k :]]) if cur.shape[0] % 2 else best
     return cur[0]
+
+
+def _arg_reduce(x: Shared, axis: int, pick_min: bool, bits: int):
+    """Tournament carrying the index: each level one batched comparison and one select of (value, index)."""
+    ctx = x.ctx
+    d = np.moveaxis(x.data, axis, 0)
+    m = d.shape[0]
+    idx = np.broadcast_to(np.arange(m, dtype=np.int64).reshape((m,) + (1,) * (d.ndim - 1)), d.shape)
+    val = Shared(ctx, d, x.frac)
+    ind = Shared.public(ctx, idx, 0)
+    while val.shape[0] > 1:
+        k = val.shape[0] // 2
+        # adjacent pairs (2j, 2j+1): winners stay in index order, so ties go to the lower index
+        a, b = val[0 : 2 * k : 2], val[1 : 2 * k : 2]
+        ia, ib = ind[0 : 2 * k : 2], ind[1 : 2 * k : 2]
+        c = lt(a, b, bits) if not pick_min else lt(b, a, bits)  # 1: take b
+        both = mul(concat([c, c]), concat([b - a, Shared(ctx, (ib - ia).data, x.frac)]))
+        win_v = a + Shared(ctx, both.data[:k], x.frac)
+        win_i = ia + Shared(ctx, both.data[k:], 0)
+        if val.shape[0] % 2:
+            val, ind = concat([win_v, val[2 * k :]]), concat([win_i, ind[2 * k :]])
+        else:
+            val, ind = win_v, win_i
+    return val[0], ind[0]
+
+
+def argmax(x: Shared, axis: int = 0, bits: int = RING_BITS):
+    """(max, index of the max) along ``axis``; ties go to the lower index. Index: integer share (frac 0).
+
+    Tournament: ceil(log2 len) levels, each one batched ``lt`` and one product round that
+    selects value and index together. Rounds: ceil(log2 len) (ltz rounds + 1).
+    """
+    return _arg_reduce(x, axis, False, bits)
+
+
+def argmin(x: Shared, axis: int = 0, bits: int = RING_BITS):
+    """(min, index of the min) along ``axis``; ties go to the lower index. See ``argmax``."""
+    return _arg_reduce(x, axis, True, bits)
 
 
 def min(x: Shared, axis: int = 0, bits: int = RING_BITS) -> Shared:  # noqa: A001

@@ -163,3 +163,21 @@ def test_dabits_agree():
         (x, a), *_ = run_local(job, n).results
         np.testing.assert_array_equal(x, a)
         assert set(np.unique(a)) <= {0, 1} and 0.4 < a.mean() < 0.6
+
+
+@given(PARTIES, hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=9),
+                           elements=st.integers(-4, 4)), st.integers(0, 1))
+def test_argmax_argmin_ties_lowest_index(n, x, axis):
+    axis = min(axis, x.ndim - 1)
+    xf = x.astype(np.float64)
+
+    def fn(ctx, a):
+        v, i = C.argmax(a, axis=axis, bits=40)
+        v2, i2 = C.argmin(a, axis=axis, bits=40)
+        return Shared(ctx, np.stack([v.data, i.data << np.uint64(20), v2.data, i2.data << np.uint64(20)]), 20)
+
+    got, _ = run_shared(fn, [xf], n)
+    np.testing.assert_array_equal(got[0], xf.max(axis=axis))
+    np.testing.assert_array_equal(got[1], xf.argmax(axis=axis))
+    np.testing.assert_array_equal(got[2], xf.min(axis=axis))
+    np.testing.assert_array_equal(got[3], xf.argmin(axis=axis))
