@@ -53,15 +53,16 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 
 
 def _follow(client, job_id: str, t0: float) -> None:
-    """Progress while the lead runs the job: elapsed, MB sent, rounds (a live line on a terminal)."""
+    """Progress while the lead runs the job: stage and variants done, elapsed, MB sent, rounds
+    (a live line on a terminal, a log line every 10 s otherwise)."""
     lead = client.daemons[client.study.sites[0]]
     tty = sys.stderr.isatty()
     last = 0.0
     while True:
         info = lead.status(job_id, wait=1.0)[0]
         now = time.perf_counter() - t0
-        line = (f"{info['state']:<9} {now:7.1f} s  {info['bytes_sent'] / 1e6:9.1f} MB sent  "
-                f"{info['rounds']:6d} rounds (lead)")
+        line = (f"{info['state']:<9} {now:7.1f} s  {info.get('progress', ''):<34} "
+                f"{info['bytes_sent'] / 1e6:9.1f} MB sent  {info['rounds']:6d} rounds (lead)")
         if tty:
             click.echo("\r" + line, nl=False, err=True)
         elif now - last >= 10:

@@ -67,7 +67,7 @@ def _info_dict(info: pb.JobInfo) -> dict:
         "job_id": info.job_id, "job": info.job, "study": info.study, "state": info.state, "error": info.error,
         "submitted": info.submitted, "started": info.started, "finished": info.finished,
         "bytes_sent": info.bytes_sent, "bytes_received": info.bytes_received, "rounds": info.rounds,
-        "submitter": info.submitter,
+        "submitter": info.submitter, "progress": info.progress,
     }
 
 

@@ -78,6 +78,7 @@ class JobRecord:
     report: dict | None = None
     payload: bytes | None = None  # encoded {"result", "report", "error"}
     cancel_reason: str | None = None
+    ctx: object | None = None  # the running job's Context (for its progress line)
 
     def info(self) -> pb.JobInfo:
         st = self.transport.stats
@@ -85,7 +86,8 @@ class JobRecord:
             job_id=self.id, job=self.name, study=self.study.id, state=self.state, error=self.error,
             submitted=self.submitted, started=self.started, finished=self.finished,
             bytes_sent=st.bytes_sent, bytes_received=st.bytes_received,
-            rounds=int((self.report or {}).get("rounds", 0)), submitter=self.submitter,
+            rounds=int((self.report or {}).get("rounds", getattr(self.ctx, "rounds", 0))), submitter=self.submitter,
+            progress=str(getattr(self.ctx, "progress", "") or ""),
         )
 
 
@@ -375,6 +377,7 @@ class Daemon:
         result, error, state, payload, ctx = None, "", "done", None, None
         try:
             ctx = Context(self.me, study.sites, study.dealer, tr, frac=job.frac, timeout=job.round_timeout)
+            job.ctx = ctx
             tr.start()
             ctx.setup()
             if ctx.is_dealer:

@@ -74,6 +74,8 @@ class Context:
         self.provider = Provider(self._fetch)
         self._stages: list[dict] = []
         self._stage: dict | None = None
+        #: one line on what the job is doing (stage, items done), shown by job status; never data
+        self.progress = ""
 
     # -- identity ------------------------------------------------------------
     @property
@@ -308,6 +310,7 @@ class _Stage:
     def __enter__(self):
         st = self.ctx.transport.stats
         self.t0, self.b0, self.r0 = time.perf_counter(), st.bytes_sent, self.ctx.rounds
+        self.ctx.progress = self.name
         log.info("stage %s started", self.name)
         return self
 
