@@ -66,6 +66,7 @@ def _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, ha
     from cipherome.genomics.pheno import align_to_samples, read_pheno
     from cipherome.genomics.ploidy import plink_counts, ploidy_class
     from cipherome.genomics.progress import Progress
+    from cipherome.genomics.variants import normalize_chroms
     from cipherome.genomics.vcf import VcfReader
 
     if (bfile is None) == (vcf is None):
@@ -118,18 +119,19 @@ def _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, ha
             h.write(GCOUNT_HEADER)
         for block in reader.blocks():
             counts = group_genotype_counts(block, groups, n_groups)
-            classes = ploidy_class(block.variants.chrom)
             v = block.variants
+            chrom = normalize_chroms(v.chrom)
+            classes = ploidy_class(chrom)
             if status is not None:
                 controls, cases = counts[:, 0:2], counts[:, 2:4]
                 pc = plink_counts(controls + cases, classes)
-                fh[3].write(gcount_rows(v, plink_counts(cases, classes)))
-                fh[4].write(gcount_rows(v, plink_counts(controls, classes)))
+                fh[3].write(gcount_rows(v, plink_counts(cases, classes), chrom))
+                fh[4].write(gcount_rows(v, plink_counts(controls, classes), chrom))
             else:
                 pc = plink_counts(counts, classes)
-            fh[0].write(afreq_rows(v, pc))
-            fh[1].write(vmiss_rows(v, pc))
-            fh[2].write(gcount_rows(v, pc))
+            fh[0].write(afreq_rows(v, pc, chrom))
+            fh[1].write(vmiss_rows(v, pc, chrom))
+            fh[2].write(gcount_rows(v, pc, chrom))
             done += len(block)
             progress.update(done)
     progress.finish()

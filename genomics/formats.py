@@ -30,7 +30,7 @@ GCOUNT_HEADER = ("#CHROM\tID\tREF\tALT\tHOM_REF_CT\tHET_REF_ALT_CTS\tTWO_ALT_GEN
 
 def format_g(x: np.ndarray) -> list[str]:
     """Six significant digits as C's ``%g`` (plink2's number format); NaN -> ``nan``."""
-    return ["nan" if v != v else "%g" % v for v in np.asarray(x, dtype=np.float64).tolist()]
+    return ["%g" % v for v in np.asarray(x, dtype=np.float64).tolist()]
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -38,38 +38,35 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, np.asarray(num, dtype=np.float64) / np.maximum(den, 1), np.nan)
 
 
-def _join(cols: Sequence[list[str]]) -> str:
-    return "\n".join(map("\t".join, zip(*cols))) + "\n"
+def _rows(fmt: str, *cols) -> str:
+    """Rows from one %-format per row (Python's ``%g`` prints NaN as ``nan``, as plink2 does)."""
+    lists = [c.tolist() if isinstance(c, np.ndarray) else list(c) for c in cols]
+    return "".join([fmt % r for r in zip(*lists)])
 
 
-def _str(a: np.ndarray) -> list[str]:
-    return list(map(str, np.asarray(a).tolist()))
+def _chrom(v: VariantTable, chrom: np.ndarray | None) -> np.ndarray:
+    return normalize_chroms(v.chrom) if chrom is None else chrom
 
 
-def afreq_rows(v: VariantTable, pc: PlinkCounts) -> str:
-    """``.afreq`` rows (no header): #CHROM ID REF ALT ALT_FREQS OBS_CT."""
-    if not len(v):
-        return ""
+def afreq_rows(v: VariantTable, pc: PlinkCounts, chrom: np.ndarray | None = None) -> str:
+    """``.afreq`` rows (no header): #CHROM ID REF ALT ALT_FREQS OBS_CT.
+
+    chrom: the normalised chromosome names if already computed (default: from ``v``).
+    """
     freq = _ratio(pc.alt_ct, pc.allele_obs)
-    return _join([list(normalize_chroms(v.chrom)), list(v.id), list(v.ref), list(v.alt),
-                  format_g(freq), _str(pc.allele_obs)])
+    return _rows("%s\t%s\t%s\t%s\t%g\t%d\n", _chrom(v, chrom), v.id, v.ref, v.alt, freq, pc.allele_obs)
 
 
-def vmiss_rows(v: VariantTable, pc: PlinkCounts) -> str:
+def vmiss_rows(v: VariantTable, pc: PlinkCounts, chrom: np.ndarray | None = None) -> str:
     """``.vmiss`` rows (no header): #CHROM ID MISSING_CT OBS_CT F_MISS."""
-    if not len(v):
-        return ""
-    return _join([list(normalize_chroms(v.chrom)), list(v.id), _str(pc.miss_ct), _str(pc.sample_obs),
-                  format_g(_ratio(pc.miss_ct, pc.sample_obs))])
+    return _rows("%s\t%s\t%d\t%d\t%g\n", _chrom(v, chrom), v.id, pc.miss_ct, pc.sample_obs,
+                 _ratio(pc.miss_ct, pc.sample_obs))
 
 
-def gcount_rows(v: VariantTable, pc: PlinkCounts) -> str:
+def gcount_rows(v: VariantTable, pc: PlinkCounts, chrom: np.ndarray | None = None) -> str:
     """``.gcount`` rows (no header): #CHROM ID REF ALT HOM_REF_CT HET_REF_ALT_CTS TWO_ALT_GENO_CTS HAP_REF_CT HAP_ALT_CTS MISSING_CT."""
-    if not len(v):
-        return ""
-    return _join([list(normalize_chroms(v.chrom)), list(v.id), list(v.ref), list(v.alt),
-                  _str(pc.hom_ref), _str(pc.het), _str(pc.two_alt), _str(pc.hap_ref), _str(pc.hap_alt),
-                  _str(pc.missing)])
+    return _rows("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", _chrom(v, chrom), v.id, v.ref, v.alt,
+                 pc.hom_ref, pc.het, pc.two_alt, pc.hap_ref, pc.hap_alt, pc.missing)
 
 
 @contextlib.contextmanager

@@ -22,8 +22,11 @@ _CLASS = {"X": CHR_X, "Y": CHR_Y, "MT": CHR_MT}
 
 def ploidy_class(chrom: np.ndarray) -> np.ndarray:
     """``(m,)`` int8 class per variant (AUTOSOMAL, CHR_X, CHR_Y, CHR_MT) from chromosome names."""
-    norm = normalize_chroms(chrom)
-    return np.array([_CLASS.get(c, AUTOSOMAL) for c in norm], dtype=np.int8)
+    names = chrom.tolist() if isinstance(chrom, np.ndarray) else list(chrom)
+    distinct = sorted(set(names))
+    codes = np.array([_CLASS.get(c, AUTOSOMAL) for c in normalize_chroms(distinct)], dtype=np.int8)
+    lookup = dict(zip(distinct, codes.tolist()))
+    return np.fromiter((lookup[c] for c in names), dtype=np.int8, count=len(names))
 
 
 class PlinkCounts(NamedTuple):
@@ -57,9 +60,12 @@ def plink_counts(counts: np.ndarray, classes: np.ndarray) -> PlinkCounts:
     cls = np.asarray(classes)
     male, other = c[:, 0, :], c[:, 1, :]
     both = male + other
-    hap_grp = np.where((cls == CHR_X)[:, None], male, np.where((cls == CHR_Y)[:, None], male,
-                       np.where((cls == CHR_MT)[:, None], both, 0)))
-    dip_grp = np.where((cls == AUTOSOMAL)[:, None], both, np.where((cls == CHR_X)[:, None], other, 0))
+    auto = (cls == AUTOSOMAL)[:, None]
+    x = (cls == CHR_X)[:, None]
+    xy = x | (cls == CHR_Y)[:, None]
+    mt = (cls == CHR_MT)[:, None]
+    hap_grp = male * xy + both * mt
+    dip_grp = both * auto + other * x
     hom_ref, het, two_alt, dmiss = dip_grp[:, 0], dip_grp[:, 1], dip_grp[:, 2], dip_grp[:, 3]
     hap_ref, hap_het, hap_alt, hmiss = hap_grp[:, 0], hap_grp[:, 1], hap_grp[:, 2], hap_grp[:, 3]
     alt_ct = 2.0 * two_alt + het + hap_alt + 0.5 * hap_het

@@ -46,14 +46,11 @@ def normalize_chrom(chrom: str) -> str:
 
 
 def normalize_chroms(chroms: Sequence[str] | np.ndarray) -> np.ndarray:
-    """Vectorised :func:`normalize_chrom` (``(m,)`` -> ``(m,)`` object array), cached per name."""
-    cache: dict[str, str] = {}
-    out = np.empty(len(chroms), dtype=object)
-    for i, c in enumerate(chroms):
-        r = cache.get(c)
-        if r is None:
-            r = cache[c] = normalize_chrom(c)
-        out[i] = r
+    """Vectorised :func:`normalize_chrom` (``(m,)`` -> ``(m,)`` object array), once per distinct name."""
+    names = chroms.tolist() if isinstance(chroms, np.ndarray) else list(chroms)
+    table = {c: normalize_chrom(c) for c in set(names)}
+    out = np.empty(len(names), dtype=object)
+    out[:] = [table[c] for c in names]
     return out
 
 

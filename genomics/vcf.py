@@ -232,11 +232,16 @@ class VcfStats:
 def _open(path: Path):
     import pysam
 
+    # htslib looks for an index on open and prints "Could not retrieve index file" when
+    # there is none; an index is only needed for regions, so keep it quiet while opening.
+    old = pysam.set_verbosity(0)
     try:
         return pysam.VariantFile(str(path), "r")
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: cannot open as VCF/BCF ({e}); check that it is a VCF, bgzipped VCF"
                          " or BCF file with a complete header") from None
+    finally:
+        pysam.set_verbosity(old)
 
 
 class VcfReader:
