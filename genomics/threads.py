@@ -12,10 +12,15 @@ so that two of our kernels never overlap); any other thread gets the single-thre
 nogil build, which still runs concurrently with other sites because it releases the
 GIL.  Other packages in this process that launch parallel kernels under "workqueue"
 should follow the same main-thread-only rule.
+
+A process forked from one that already ran a parallel kernel (``multiprocessing`` with
+the "fork" start method) only gets the single-threaded builds: GNU OpenMP, numba's
+"omp" layer on Linux, is not fork-safe and aborts such a child.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 
@@ -27,6 +32,15 @@ __all__ = ["threading_layer", "pick", "parallel_section", "twin_kernel"]
 
 _LOCK = threading.RLock()
 _THREADSAFE_LAYERS = frozenset({"omp", "tbb"})
+_FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def threading_layer() -> str:
@@ -47,16 +61,12 @@ def threading_layer() -> str:
         return "unknown"
 
 
-def _parallel_allowed() -> bool:
-    if threading_layer() in _THREADSAFE_LAYERS:
-        return True
-    return threading.current_thread() is threading.main_thread()
-
-
 @contextlib.contextmanager
 def parallel_section() -> Iterator[bool]:
     """Context yielding True if parallel kernels may run now (holding the lock if needed)."""
-    if threading_layer() in _THREADSAFE_LAYERS:
+    if _FORKED:
+        yield False
+    elif threading_layer() in _THREADSAFE_LAYERS:
         yield True
     elif threading.current_thread() is threading.main_thread():
         with _LOCK:

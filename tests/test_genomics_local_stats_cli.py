@@ -119,3 +119,26 @@ def test_bfile_with_sex_chromosomes_from_numpy(tmp_path):
     assert af == ["MT\tm\tA\tC\t0.5\t3", "X\tx\tA\tC\t0.5\t6", "Y\ty\tA\tC\t0.75\t2"]
     vm = (tmp_path / "o.vmiss").read_text().splitlines()[1:]
     assert vm == ["MT\tm\t1\t4\t0.25", "X\tx\t0\t4\t0", "Y\ty\t0\t2\t0"]
+
+
+@needs_plink2
+def test_number_format_matches_plink2_on_rare_and_missing(tmp_path):
+    """%g edge cases (1e-05-style exponents, rounding to 6 digits, all-missing 'nan') as plink2 prints them."""
+    rng = np.random.default_rng(5)
+    n, m = 6001, 300
+    g = np.zeros((m, n), dtype=np.int8)
+    for j in range(m):
+        k = int(rng.integers(0, 40))
+        g[j, rng.choice(n, size=k, replace=False)] = rng.integers(1, 3, size=k)
+        g[j, rng.random(n) < rng.uniform(0, 0.2)] = -1
+    g[7] = -1  # all missing: ALT_FREQS nan
+    chrom = rng.choice(["1", "5", "22"], size=m)
+    order = np.lexsort((np.arange(m), chrom.astype(int)))
+    g, chrom = g[order], chrom[order]
+    write_bfile(tmp_path / "r", g, chrom, np.arange(m) + 1, [f"v{j}" for j in range(m)], ["A"] * m, ["T"] * m,
+                [f"s{i}" for i in range(n)], sex=rng.integers(0, 3, size=n))
+    r = _run("--bfile", str(tmp_path / "r"), "--out", str(tmp_path / "mine"))
+    assert r.exit_code == 0, r.output
+    plink2(tmp_path, "--bfile", "r", "--freq", "--geno-counts", "--missing", "--out", "ref")
+    _same(tmp_path / "mine", tmp_path / "ref")
+    assert "e-05" in (tmp_path / "mine.afreq").read_text()

@@ -183,3 +183,16 @@ def test_workqueue_layer_threads_subprocess(tmp_path):
     env = dict(__import__("os").environ, NUMBA_THREADING_LAYER="workqueue")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_forked_child_uses_serial_kernels():
+    """After a parallel kernel ran, a fork()ed child (GNU OpenMP is not fork-safe) still computes."""
+    import multiprocessing as mp
+
+    g, X, y, mask = _data(4)
+    expected = genotype_counts(g, mask)  # the parent has now launched parallel kernels
+    with mp.get_context("fork").Pool(2) as pool:
+        got = pool.starmap(genotype_counts, [(g, mask), (g, mask)])
+    for c in got:
+        assert (c == expected).all()
