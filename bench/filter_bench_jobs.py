@@ -21,7 +21,7 @@ __all__ = ["synthetic_site", "measure"]
 
 
 def synthetic_site(seed: int, site: int, n_sites: int, variants: int, individuals: int,
-                   trio: bool = False) -> SiteVariants:
+                   trio: bool = False, genes: int = 1) -> SiteVariants:
     """A site with ``individuals`` people (half affected) and ``variants`` rare variants (1% carriers).
 
     With ``trio``: one affected child at site 0, its father at site 1 and mother at
@@ -36,7 +36,7 @@ def synthetic_site(seed: int, site: int, n_sites: int, variants: int, individual
         shared = np.random.default_rng([seed, 99]).integers(0, 10**8, variants // 20)
         pos = np.unique(np.concatenate([rng.integers(0, 10**8, variants - shared.size), shared]))
         for p in pos:
-            rows.append((f"1:{p + 1}:A:G", "1", int(p) + 1, "A", "G", ("G1",), "missense_variant",
+            rows.append((f"1:{p + 1}:A:G", "1", int(p) + 1, "A", "G", (f"G{p % genes}",), "missense_variant",
                          np.array([1], np.int8)))
         return SiteVariants.from_rows(ped, rows)
     ped = Pedigree.from_rows([[f"S{site}F{j}", f"S{site}I{j}", "0", "0", 1 + j % 2, 1 if j % 2 else 0]
@@ -47,7 +47,7 @@ def synthetic_site(seed: int, site: int, n_sites: int, variants: int, individual
         g = (rng.random(individuals) < 0.01).astype(np.int8)
         if not g.any():
             g[rng.integers(individuals)] = 1
-        rows.append((f"1:{p + 1}:A:G", "1", int(p) + 1, "A", "G", ("G1",), "missense_variant", g))
+        rows.append((f"1:{p + 1}:A:G", "1", int(p) + 1, "A", "G", (f"G{p % genes}",), "missense_variant", g))
     return SiteVariants.from_rows(ped, rows)
 
 
@@ -61,11 +61,16 @@ def measure(ctx, fn) -> dict:
 
 @job("filter.bench.model")
 def bench_model(ctx, params: dict, site=None) -> dict:
-    """A whole ``filter`` job (all stages) on synthetic sites; params: model, variants, individuals, trio, seed,
-    and the filter parameters under ``filter``."""
+    """A whole ``filter`` job (all stages) on synthetic sites; params: variants, individuals, trio, seed, n_genes
+    (a public gene list G0.. of that length is added to the filter parameters) and ``filter`` (the job's
+    parameters)."""
+    n_genes = int(params.get("n_genes", 1))
     sv = synthetic_site(int(params.get("seed", 1)), ctx.index, ctx.n, int(params["variants"]),
-                        int(params.get("individuals", 100)), bool(params.get("trio", False)))
-    p = FilterParams.from_dict(dict(params["filter"]))
+                        int(params.get("individuals", 100)), bool(params.get("trio", False)), n_genes)
+    fp = dict(params["filter"])
+    if "n_genes" in params:
+        fp["genes"] = [f"G{i}" for i in range(n_genes)]
+    p = FilterParams.from_dict(fp)
     got = measure(ctx, lambda: run_filter(ctx, p, sv, {}))
     res = got.pop("result")
     got.update(candidates=len(res.get("rows", res.get("genes", []))), stages=ctx.report()["stages"])
