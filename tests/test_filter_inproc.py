@@ -166,3 +166,18 @@ def test_site_without_variants_and_study_without_trios(study, model):
             for i in range(3)]
     rows, _ = _check(lone, params)
     assert rows or model in ("denovo", "comphet", "gene-diff")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [41, 42])
+def test_larger_studies_default_geometry(seed):
+    st = simulate(seed, n_positions=400, missing=0.03, carrier_p=0.05)
+    svs = [site_variants(st, s) for s in range(3)]
+    for params in ({"model": "carrier", "max_cohort_af": "0.05", "max_variants": 400},
+                   {"model": "carrier", "min_affected": 2, "max_unaffected": 1, "max_variants": 400},
+                   {"model": "recessive", "min_affected": 1, "max_variants": 400},
+                   {"model": "xlinked", "min_affected": 1, "max_variants": 400},
+                   {"model": "denovo", "max_variants": 400},
+                   {"model": "comphet", "genes": GENES, "lanes": 40},
+                   {"model": "top-genes", "genes": GENES, "top": 5}):
+        _check(svs, params, mc=3)
