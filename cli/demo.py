@@ -2,9 +2,10 @@
 
 It simulates a study with population structure and planted causal variants
 (deterministic, a few MB), writes each site's PLINK files, makes keys and a
-study, starts one daemon per party on 127.0.0.1 with mutual TLS, runs the
-secure GWAS through them and prints the top hits beside the planted truth; the
-result files and plots go to ``--out``.
+study, starts one daemon per party on 127.0.0.1 with mutual TLS, and runs the
+secure GWAS through them: a quantitative trait without and with secure PCA
+(lambda_GC before and after), and a binary trait by logistic regression with the
+PCs. It prints the top hits beside the planted truth and writes results and plots.
 """
 from __future__ import annotations
 
@@ -16,17 +17,29 @@ import click
 __all__ = ["demo"]
 
 
+def _runs(pcs: int):
+    from cipherome.genomics.gwas_params import GwasParams
+
+    qc = dict(geno=0.05, maf=0.01, hwe=1e-6)
+    return [
+        ("quant_trait", "demo.nopca", GwasParams(pheno_name="quant_trait", **qc)),
+        ("quant_trait", "demo", GwasParams(pheno_name="quant_trait", pca=pcs, **qc)),
+        ("disease", "demo", GwasParams(pheno_name="disease", pca=pcs, **qc)),
+    ]
+
+
 @click.command("demo")
 @click.option("--out", "outdir", default="cipherome-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the results, plots and the simulated site files.")
 @click.option("--sites", default=3, show_default=True, help="Number of sites (compute parties).")
+@click.option("--pcs", default=2, show_default=True, help="Principal components computed securely and adjusted for.")
 @click.option("--inproc", is_flag=True, help="Run the parties as threads instead of TLS daemons.")
-def demo(outdir: str, sites: int, inproc: bool) -> None:
+def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
     """Run a secure GWAS on built-in example data and print the hits beside the planted truth."""
     import numpy as np
 
     from cipherome.genomics.gwas_output import result_table, write_gwas_outputs
-    from cipherome.genomics.gwas_params import GwasParams
+    from cipherome.genomics.reference_gc import lambda_gc
     from cipherome.genomics.simulate import demo_config, simulate_study, write_study
 
     from .gwas import print_top_hits
@@ -41,16 +54,18 @@ def demo(outdir: str, sites: int, inproc: bool) -> None:
     data = [{"bfile": str(files[f"site{s + 1}"]["bed"].with_suffix("").resolve()),
              "pheno": str(files[f"site{s + 1}"]["pheno"].resolve()),
              "covar": str(files[f"site{s + 1}"]["covar"].resolve())} for s in range(sites)]
-    params = GwasParams(pheno_name="quant_trait", geno=0.05, maf=0.01, hwe=1e-6)
+    runs = _runs(pcs)
+    results = []
     if inproc:
         from cipherome.genomics.gwas import run_gwas
         from cipherome.genomics.site_files import site_from_config
         from cipherome.mpc.local import run_local
         from cipherome.mpc.study import Site
 
-        site_objs = [site_from_config(Site(f"p{s}", data[s], {}), params) for s in range(sites)]
-        run = run_local(lambda ctx: run_gwas(ctx, params, site_objs[ctx.index]), sites, frac=params.frac)
-        result, reports = run.results[0], run.reports
+        for _, _, params in runs:
+            site_objs = [site_from_config(Site(f"p{s}", data[s], {}), params) for s in range(sites)]
+            run = run_local(lambda ctx: run_gwas(ctx, params, site_objs[ctx.index]), sites, frac=params.frac)
+            results.append((run.results[0], run.reports))
         how = "threads (in-process)"
     else:
         from cipherome.mpc.client import ClientError
@@ -59,18 +74,34 @@ def demo(outdir: str, sites: int, inproc: bool) -> None:
         click.echo("starting daemons (mutual TLS on 127.0.0.1) ...")
         try:
             with LocalCluster(sites, workdir=out / "cluster", data=data, log_level="WARNING") as cluster:
-                click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s; running the GWAS")
-                res = cluster.run("gwas", params.to_dict())
+                click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s")
+                for pheno, _, params in runs:
+                    t1 = time.perf_counter()
+                    res = cluster.run("gwas", params.to_dict())
+                    click.echo(f"  secure GWAS of {pheno} ({'PCA ' + str(params.pca) + ', ' if params.pca else ''}"
+                               f"{res.results[0]['glm']}): {time.perf_counter() - t1:.1f} s")
+                    results.append((res.results[0], res.reports))
         except (ClientError, RuntimeError) as exc:
             raise click.ClickException(f"the secure GWAS failed, nothing written: {exc}") from None
-        result, reports = res.results[0], res.reports
         how = "gRPC daemons with mutual TLS"
+
     truth = set(map(str, np.asarray(study.variant_id)[study.causal_index]))
-    paths = write_gwas_outputs(out / "demo", result.get("pheno", "quant_trait"), result, reports, highlight_ids=truth)
-    table, _ = result_table(result)
-    click.echo(f"\nsecure GWAS ({how}): {len(table)} variants passed QC of {result['n_variants']}; "
-               f"top hits (* = planted causal variant):")
+    p_nopca = result_table(results[0][0])[0].stats["P"]
+    written = []
+    for (pheno, prefix, _), (result, reports) in zip(runs, results):
+        before = p_nopca if (pheno == "quant_trait" and prefix == "demo") else None
+        paths = write_gwas_outputs(out / prefix, pheno, result, reports, highlight_ids=truth, p_before=before)
+        written += [str(p) for p in paths.values()]
+    lam0 = lambda_gc(p=p_nopca)
+    table, _ = result_table(results[1][0])
+    click.echo(f"\nsecure GWAS ({how}): {len(table)} variants passed QC of {results[1][0]['n_variants']}")
+    click.echo(f"quant_trait lambda_GC: {lam0:.3f} without PCs, {lambda_gc(p=table.stats['P']):.3f} with "
+               f"{pcs} secure PCs; top hits with PCs (* = planted causal variant):")
     print_top_hits(table, 10, truth)
-    sent = {p: r["bytes_sent"] / 1e6 for p, r in reports.items()}
-    click.echo(f"\nMB sent per party: " + ", ".join(f"{p} {v:.1f}" for p, v in sent.items()))
-    click.echo(f"total {time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))
+    btable, _ = result_table(results[2][0])
+    click.echo(f"\ndisease (logistic, {pcs} PCs), lambda_GC {lambda_gc(p=btable.stats['P']):.3f}; top hits:")
+    print_top_hits(btable, 5, truth)
+    sent = {p: r["bytes_sent"] / 1e6 for p, r in results[1][1].items()}
+    click.echo("\nMB sent per party (quant_trait with PCA): " + ", ".join(f"{p} {v:.1f}" for p, v in sent.items()))
+    click.echo(f"total {time.perf_counter() - t0:.1f} s; wrote {len(written)} files to {out}/ "
+               "(demo.PHENO.glm.*, .manhattan.png, .qq.png, .run.json; demo.nopca.* without PCs)")

@@ -44,7 +44,7 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 
     p = table.stats["P"]
     order = np.argsort(np.where(np.isfinite(p), p, np.inf))[:n]
-    stat = "BETA" if "BETA" in table.stats else "CHISQ"
+    stat = next(c for c in ("BETA", "OR", "CHISQ") if c in table.stats)
     click.echo(f"{'#CHROM':<7}{'POS':>11}  {'ID':<14}{'A1':<4}{stat:>10}{'P':>12}" + ("  planted" if truth else ""))
     for i in order:
         mark = ("  *" if str(table.vid[i]) in truth else "") if truth else ""

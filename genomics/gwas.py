@@ -173,8 +173,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
 
     glm = params.glm
-    if glm == "auto":
-        glm = "trend" if is_binary else "linear"
+    if glm == "auto":  # as PLINK 2: logistic regression for case/control traits
+        glm = "logistic" if is_binary else "linear"
     if glm == "logistic" and not is_binary:
         raise ValueError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
 

@@ -15,7 +15,8 @@ import numpy as np
 from .reference_gc import lambda_gc
 from .writebed import atomic_path
 
-__all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "fmt_g"]
+__all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "fmt_g", "result_table",
+           "write_gwas_outputs", "SUFFIX"]
 
 
 def fmt_g(v: float) -> str:
@@ -49,8 +50,12 @@ class AssocTable:
         return len(self.pos)
 
 
-def write_glm(path: str | Path, table: AssocTable, test: str = "ADD") -> Path:
-    """Write a ``.glm.linear`` / ``.glm.logistic`` file with PLINK 2's header and column order."""
+def write_glm(path: str | Path, table: AssocTable, test="ADD") -> Path:
+    """Write a ``.glm.linear`` / ``.glm.logistic`` file with PLINK 2's header and column order.
+
+    ``test``: the TEST column, one string for every row or an array (V,) of them.
+    """
+    tests = np.broadcast_to(np.asarray(test, dtype=object), (len(table),))
     cols = ["#CHROM", "POS", "ID", "REF", "ALT", "A1", *table.extra_before_test, "TEST", "OBS_CT", *table.stats, "ERRCODE"]
     err = table.errcode if table.errcode is not None else np.full(len(table), ".", dtype=object)
     path = Path(path)
@@ -60,7 +65,7 @@ def write_glm(path: str | Path, table: AssocTable, test: str = "ADD") -> Path:
             row = [str(table.chrom[i]), str(int(table.pos[i])), str(table.vid[i]), str(table.ref[i]),
                    str(table.alt[i]), str(table.a1[i])]
             row += [str(v[i]) for v in table.extra_before_test.values()]
-            row += [test, str(int(table.obs_ct[i]))]
+            row += [str(tests[i]), str(int(table.obs_ct[i]))]
             row += [fmt_g(v[i]) for v in table.stats.values()]
             row.append(str(err[i]))
             fh.write("\t".join(row) + "\n")
@@ -170,8 +175,14 @@ def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
     return _save_png(fig, path)
 
 
+#: output file suffix of each association test (PLINK 2's names; trend: PLINK 1.9's TREND row)
+SUFFIX = {"linear": "glm.linear", "logistic": "glm.logistic", "trend": "trend"}
+#: TEST column of each association test when the result does not give one per row
+TEST_NAME = {"linear": "ADD", "logistic": "ADD", "trend": "TREND"}
+
+
 def result_table(result: dict) -> tuple[AssocTable, str]:
-    """The lead's GWAS result as an ``AssocTable`` and the file suffix ('glm.linear' or 'trend')."""
+    """The lead's GWAS result as an ``AssocTable`` and the file suffix (``SUFFIX``)."""
     v = result["variants"]
     tested = np.asarray(result["tested"], dtype=np.int64)
     a1_alt = np.asarray(result["a1_is_alt"], dtype=bool)
@@ -183,31 +194,34 @@ def result_table(result: dict) -> tuple[AssocTable, str]:
         obs_ct=np.asarray(assoc["obs_ct"]), stats={k: np.asarray(c, float) for k, c in assoc["columns"].items()},
         errcode=np.asarray(assoc["errcode"], dtype=object),
     )
-    return table, ("glm.linear" if result["glm"] == "linear" else "trend")
+    return table, SUFFIX[result["glm"]]
 
 
 def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: dict,
-                       highlight_ids=None, extra: dict | None = None) -> dict[str, Path]:
+                       highlight_ids=None, extra: dict | None = None, p_before=None) -> dict[str, Path]:
     """Write the association table, QC summary, plots and run report of a secure GWAS.
 
-    Files: PREFIX.PHENO.glm.linear (or .trend), PREFIX.qc.json, PREFIX.manhattan.png,
-    PREFIX.qq.png, PREFIX.run.json (per-party stages with time, bytes and rounds,
-    and every party's disclosure ledger). Returns name -> path.
+    Files: PREFIX.PHENO.glm.linear (or .glm.logistic, .trend), PREFIX.PHENO.qc.json,
+    PREFIX.PHENO.manhattan.png, PREFIX.PHENO.qq.png, PREFIX.PHENO.run.json (per-party stages with time, bytes and rounds,
+    and every party's disclosure ledger). ``p_before``: p-values of the same test
+    without PC adjustment, drawn in grey on the QQ plot. Returns name -> path.
     """
     prefix = str(prefix)
     table, suffix = result_table(result)
-    paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test="ADD" if suffix == "glm.linear" else "TREND")}
+    test = result["assoc"].get("test", TEST_NAME[result["glm"]])
+    paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test=test)}
     qc = dict(result["qc"], n_samples_qc=result["n_qc"], n_samples_assoc=result["n_assoc"],
               n_common_variants=result["n_variants"])
-    paths["qc"] = write_json(f"{prefix}.qc.json", qc)
+    base = f"{prefix}.{pheno}"
+    paths["qc"] = write_json(f"{base}.qc.json", qc)
     p = table.stats["P"]
     highlight = None
     if highlight_ids is not None:
         want = set(map(str, highlight_ids))
         highlight = np.flatnonzero([str(i) in want for i in table.vid])
     title = f"secure GWAS: {pheno} ({result['glm']}, N = {result['n_assoc']})"
-    paths["manhattan"] = manhattan_plot(f"{prefix}.manhattan.png", table.chrom, table.pos, p, title, highlight)
-    paths["qq"] = qq_plot(f"{prefix}.qq.png", p, title=pheno)
+    paths["manhattan"] = manhattan_plot(f"{base}.manhattan.png", table.chrom, table.pos, p, title, highlight)
+    paths["qq"] = qq_plot(f"{base}.qq.png", p, title=pheno, p_before=p_before)
     run = {
         "test": result["glm"], "trait": result["trait"], "covariates": result["covariates"],
         "lambda_gc": lambda_gc(p=p), "seconds": result.get("seconds"),
@@ -215,5 +229,5 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
                     for name, rep in reports.items()},
         **(extra or {}),
     }
-    paths["run"] = write_json(f"{prefix}.run.json", run)
+    paths["run"] = write_json(f"{base}.run.json", run)
     return paths

@@ -16,7 +16,7 @@ class GwasParams:
 
     pheno_name: phenotype column; covar_names: covariate columns (None: all);
     mind/geno/maf/hwe: QC thresholds (``--mind`` is applied locally per site);
-    glm: 'auto' (linear for quantitative, logistic for binary traits), 'linear',
+    glm: 'auto' (linear for quantitative, logistic for binary traits, as PLINK 2), 'linear',
     'logistic' or 'trend'; ci: confidence level for L95/U95 columns (e.g. 0.95);
     pca: number of principal components to compute and add as covariates (0: none);
     block: variants per association block (memory bound); frac: fixed-point bits;

@@ -87,7 +87,7 @@ def test_gwas_command_writes_plink_files(study_cluster, tmp_path):
     assert list(table)[:8] == ["CHROM", "POS", "ID", "REF", "ALT", "A1", "TEST", "OBS_CT"]
     assert {"BETA", "SE", "L95", "U95", "T_STAT", "P", "ERRCODE"} <= set(table)
     for suffix in (".qc.json", ".manhattan.png", ".qq.png", ".run.json"):
-        assert (tmp_path / f"res{suffix}").stat().st_size > 0
+        assert (tmp_path / f"res.quant_trait{suffix}").stat().st_size > 0
     # a failing job leaves nothing behind
     bad = tmp_path / "bad"
     got = CliRunner().invoke(cli, args[:8] + [str(bad), "--pheno-name", "nope"])
