@@ -188,7 +188,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
                                         lambda sel: _read_oriented(site, sv, passed[sel], complete),
-                                        len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed])
+                                        len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
+                                        xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
                      "test": lres["test"]}
         else:

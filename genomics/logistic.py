@@ -16,11 +16,15 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
 from cipherome.protocols.compare import ltz
+from cipherome.protocols.division import reciprocal
+from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
-from cipherome.protocols.spdinv import spd_inverse
+from cipherome.protocols.trunc import truncate
 
 from .assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from .localstats import CovariateSums, VariantSums, packed_upper
@@ -41,6 +45,8 @@ DISCLOSURES = {
     "logistic.score": ("disclosed", "signed score statistic U/sqrt(V) / (2 sqrt N) per variant (Z_STAT, P)", "all sites"),
     "logistic.wald_step": ("disclosed", "per Newton step, the (k+1) coefficients' change for each top hit", "all sites"),
     "logistic.wald_var": ("disclosed", "sampling variance of ln OR for each top hit (LOG(OR)_SE)", "all sites"),
+    "logistic.covariate_gram": ("disclosed", "X'X / N of the design (only if the caller has not opened it, "
+                                "as the GWAS does with gwas.covariate_moments)", "all sites"),
 }
 
 #: samples' sums are entered with this many fractional bits where they are only opened
@@ -52,16 +58,16 @@ class LogisticParams:
     """top: Wald fits for this many smallest score p-values; tol: a Wald fit has converged
     when max |step| < tol (Newton converges quadratically, so the coefficients are then
     exact up to the fixed-point noise, about 1e-6); tol_null: the same for the null model
-    (plaintext solve of opened sums); max_iter_null / max_iter_wald; ns_steps:
-    Newton-Schulz steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
+    (plaintext solve of opened sums); max_iter_null / max_iter_wald; inner_steps:
+    preconditioned Richardson steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
     fraction a variant may have (``--geno``), which sets the Neumann terms."""
 
     top: int = 100
     tol_null: float = 1e-9
     tol: float = 1e-4
     max_iter_null: int = 30
-    max_iter_wald: int = 20
-    ns_steps: int = 5
+    max_iter_wald: int = 16
+    inner_steps: int = 12
     block: int = 4096
     missing_bound: float = 0.1
 
@@ -201,10 +207,10 @@ def score_tests(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, read_block: 
 
 
 def _wald_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarray, n_total: int):
-    """(Unweighted Gram, weighted information, score) of [x, g] over each variant's called samples, / N.
+    """Weighted information and score of [x, g] over each variant's called samples, / N.
 
-    g (T, n_s) int8; beta (T, k + 1). Returns (T, q, q), (T, q, q), (T, q) with q = k + 1;
-    weights and score are scaled by 4 (so that 4 w <= 1 and info <= Gram).
+    g (T, n_s) int8; beta (T, k + 1). Returns info (T, q, q) = 4 [x,g]'W[x,g] / N and
+    score (T, q) = 4 [x,g]'(y - mu) / N, q = k + 1 (weights scaled by 4 so that 4 w <= 1).
     """
     T, n = g.shape
     k = x.shape[1]
@@ -212,55 +218,73 @@ def _wald_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarra
     called = (g >= 0).astype(np.float64)
     gf = np.where(g >= 0, g, 0).astype(np.float64)
     iu, ju = packed_upper(k)
-    xx = x[:, iu] * x[:, ju]
-
-    def gram(wt: np.ndarray) -> np.ndarray:
-        out = np.empty((T, q, q))
-        half = wt @ xx
-        out[:, iu, ju] = half
-        out[:, ju, iu] = half
-        wg = wt * gf
-        xg = wg @ x
-        out[:, :k, k] = xg
-        out[:, k, :k] = xg
-        out[:, k, k] = (wg * gf).sum(axis=1)
-        return out
-
     eta = beta[:, :k] @ x.T + beta[:, k:] * gf
     mu = _sigmoid(eta)
     w4 = 4.0 * mu * (1.0 - mu) * called
+    info = np.empty((T, q, q))
+    half = w4 @ (x[:, iu] * x[:, ju])
+    info[:, iu, ju] = half
+    info[:, ju, iu] = half
+    wg = w4 * gf
+    xg = wg @ x
+    info[:, :k, k] = xg
+    info[:, k, :k] = xg
+    info[:, k, k] = (wg * gf).sum(axis=1)
     res = 4.0 * (y[None, :] - mu) * called
     score = np.concatenate([res @ x, (res * gf).sum(axis=1)[:, None]], axis=1)
-    return gram(called) / n_total, gram(w4) / n_total, score / n_total
+    return info / n_total, score / n_total
 
 
-def _newton_schulz(a: Shared, x: Shared, steps: int) -> Shared:
-    """X <- X (2I - A X), batched; from X_0 with spectral radius of I - A X_0 below 1 (4 rounds a step)."""
-    q = a.shape[-1]
-    two = np.broadcast_to(2.0 * np.eye(q), a.shape)
-    for _ in range(steps):
-        ax = arith.matmul(a, x)
-        x = arith.matmul(x, (-ax) + two)
-    return x
+def _schur_preconditioner(ctx, cu: Shared, du: Shared, ainv: np.ndarray) -> Shared:
+    """M^-1 (T, q, q) for M_j = [[A, c_j], [c_j', d_j]], A = X'X / N public, c_j = X_S'g / N, d_j = g'g / N.
+
+    Block inverse with the Schur complement v = d - c'A^-1 c: with a = A^-1 c,
+    M^-1 = [[A^-1 + a a'/v, -a/v], [-a'/v, 1/v]]. Steps: a (public product, 1 truncation
+    round), v (1 product round), 1/v (``reciprocal``, about 30 rounds), a/v and a a'/v
+    (2 product rounds). Traffic O(T k^2) ring elements.
+    """
+    f = ctx.frac
+    T, k = cu.shape
+    a = truncate(Shared(ctx, ring_matmul(cu.data, encode(ainv, f)), 2 * f), f)
+    v = du - arith.dot(cu, a)
+    r = reciprocal(v, hi=3)  # v <= mean(g^2) <= 4; v >= 2^-f for a genotype that is not constant
+    ar = arith.mul(a, r.reshape(T, 1))
+    outer = arith.mul(a.reshape(T, k, 1).broadcast_to((T, k, k)), ar.reshape(T, 1, k).broadcast_to((T, k, k)))
+    top = outer + np.broadcast_to(ainv, (T, k, k))
+    m = np.zeros((T, k + 1, k + 1), dtype=np.uint64)
+    m[:, :k, :k] = top.data
+    m[:, :k, k] = (-ar).data
+    m[:, k, :k] = (-ar).data
+    m[:, k, k] = r.data
+    return Shared(ctx, m, f)
 
 
 def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray, n_total: int,
-              params: LogisticParams | None = None) -> dict:
+              params: LogisticParams | None = None, xtx: np.ndarray | None = None) -> dict:
     """Logistic Wald fits (twin: ``reference_logistic.glm_logistic``) of T variants at once.
 
     g (T, n_s) int8 dosages of the variants at this site's samples (-1 missing); each
     variant is fitted on its called samples S_j with the design [x, g_j] (q = k + 1).
-    Steps: sites add the unweighted Gram G_j = [x, g]'[x, g] / N over S_j; G_j^-1 by
-    Newton-Schulz from I / (k + 5) (``spd_inverse``, about 72 rounds, once). Newton
-    iterations from (null beta, 0): sites add I_j = 4 [x,g]'W[x,g] / N and s_j = 4 [x,g]'(y - mu)
-    / N at the public beta_j (free); since 4 w <= 1, I_j <= G_j, so Newton-Schulz started
-    from theta G_j^-1 (theta = min(1.9, 1 / (4 mean w))) converges whatever beta_j is
-    (``ns_steps`` steps, 4 rounds each); the step I_j^-1 s_j is opened
-    (``logistic.wald_step``, T q values, 1 round) and beta_j updated in plaintext.
-    At convergence 3 more Newton-Schulz steps and the opening of [I_j^-1]_gg
-    (``logistic.wald_var``): SE = sqrt(4 [I_j^-1]_gg / N), Z = beta_g / SE.
-    Rounds: about 72 + iterations (4 ns_steps + 3) + 13. Traffic: O(T q^2) per round.
-    Variants whose coefficients leave |beta| < 30 or do not converge (separation; PLINK
+    xtx: the public X'X / N of the design over all samples (the GWAS opens it with the
+    covariate moments; if None it is opened here as ``logistic.covariate_gram``).
+
+    Steps. Preconditioner, once: sites add c_j = X_S'g / N and d_j = g'g / N over S_j;
+    P_j = theta M_j^-1 (:func:`_schur_preconditioner`, about 35 rounds) with
+    theta = min(1.9, 1 / (4 mean w)). Since 4 w <= 1 and S_j is a subset of all samples,
+    every information matrix below satisfies I_j <= M_j, so the eigenvalues of P_j I_j
+    lie in (0, theta] and B = I - P_j I_j has spectral radius below 1 whatever beta_j is.
+    Newton iterations from (null beta, 0): sites add I_j = 4 [x,g]'W[x,g] / N and
+    s_j = 4 [x,g]'(y - mu) / N at the public beta_j (free); B = I - P I (fixed-operand
+    product, 2 rounds, masked once: 1 round), c = P [s, sigma e_g] (2 rounds), then
+    ``inner_steps`` Richardson steps X <- B X + c (2 rounds each, O(T q) traffic): X
+    tends to I^-1 [s, sigma e_g] (the second column warm-started from the previous
+    iteration). The step (first column) is opened (``logistic.wald_step``, T q values)
+    and beta_j updated in plaintext; when max |step| < tol, the genotype entry of the
+    second column, sigma [I^-1]_gg, is opened (``logistic.wald_var``, T values):
+    SE = sqrt(4 [I^-1]_gg / N), Z = beta_g / SE, P = 2 Phi(-|Z|).
+    Rounds: about 40 + iterations (2 inner_steps + 6). Traffic per iteration: about
+    3 T q^2 ring elements to each other party (0.6 MB for T = 100, q = 16, 3 parties).
+    Variants whose coefficients leave |beta| < 20 or do not converge (separation; PLINK
     falls back to Firth there) get NaN and converged = False.
     """
     pp = params or LogisticParams()
@@ -277,44 +301,63 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     out["iterations"] = np.zeros(T, dtype=np.int64)
     if T == 0:
         return out
-    gram_l, _, _ = _wald_site_sums(g, x, y, beta, n_total)
-    gram = ctx.inputs_sum(gram_l, shape=(T, q, q), frac=f)
-    ginv = spd_inverse(gram, lam_max_bound=float(k + 5), cond_bound=2e4)
-    theta = float(min(1.9, 1.0 / max(null.info[0, 0], 1e-3)))  # info[0,0] = 4 mean(w)
-    x0 = arith.mul_public(ginv, theta)
+    if xtx is None:
+        xtx = ctx.open(ctx.inputs_sum((x.T @ x) / n_total, shape=(k, k), frac=_OPEN_FRAC), "logistic.covariate_gram")
+    ainv = np.linalg.inv((np.asarray(xtx, dtype=np.float64) + np.asarray(xtx).T) / 2.0)
+    called = (g >= 0).astype(np.float64)
+    gf = np.where(g >= 0, g, 0).astype(np.float64)
+    loc = np.concatenate([(gf @ x) / n_total, (gf * gf).sum(axis=1, keepdims=True) / n_total], axis=1)
+    cd = ctx.inputs_sum(loc, shape=(T, q), frac=f)
+    theta = float(min(1.9, 1.0 / max(null.info[0, 0], 1e-3)))  # null.info[0, 0] = 4 mean(w)
+    pre = _schur_preconditioner(ctx, cd[:, :k], cd[:, k], ainv)
+    fx = f - 4  # P has entries up to 1/v: keep 4 more bits of head-room in its products
+    pre = truncate(Shared(ctx, pre.data * encode(theta, 8), f + 8), 8 + 4, frac=fx)  # theta needs few bits
+    fixed_p = fix(pre, "logistic.wald_precond_mask")
+    sigma = 1.0 / max(1.0, n_total / 256.0)  # keeps sigma I^-1 e_g (up to about N / (4 w)) in range
+    eg = np.zeros((T, q, 1))
+    eg[:, k, 0] = sigma
+    xvar = Shared.zeros(ctx, (T, q, 1), f)
+    # unweighted sums, for variants whose fit failed (a harmless, well-conditioned system)
+    gram_l = np.zeros((T, q, q))
+    iu, ju = packed_upper(k)
+    gram_l[:, iu, ju] = called @ (x[:, iu] * x[:, ju]) / n_total
+    gram_l[:, ju, iu] = gram_l[:, iu, ju]
+    gram_l[:, :k, k] = gram_l[:, k, :k] = (gf @ x) / n_total
+    gram_l[:, k, k] = (gf * gf).sum(axis=1) / n_total
     active = np.ones(T, dtype=bool)
     done = np.zeros(T, dtype=bool)
-    xinv = None
+    eye = np.broadcast_to(np.eye(q), (T, q, q))
     for it in range(1, pp.max_iter_wald + 1):
-        _, info_l, score_l = _wald_site_sums(g, x, y, beta, n_total)
-        # frozen (failed) variants contribute a harmless system: info = Gram, score = 0
+        info_l, score_l = _wald_site_sums(g, x, y, beta, n_total)
         info_l[~active] = gram_l[~active]
         score_l[~active] = 0.0
         info = ctx.inputs_sum(info_l, shape=(T, q, q), frac=f)
-        score = ctx.inputs_sum(score_l, shape=(T, q), frac=f)
-        xinv = _newton_schulz(info, x0, pp.ns_steps)
-        step = arith.matmul(xinv, score.reshape(T, q, 1)).reshape(T, q)
-        st = ctx.open(step, "logistic.wald_step")
+        score = ctx.inputs_sum(score_l[:, :, None], shape=(T, q, 1), frac=f)
+        b = fix(eye - fixed_p.left_mul(info, "logistic.wald_product"), "logistic.wald_iter_mask")
+        rhs = concat([score, Shared.public(ctx, eg, f)], axis=2)  # (T, q, 2)
+        c = fixed_p.left_mul(rhs, "logistic.wald_product")
+        sol = concat([Shared.zeros(ctx, (T, q, 1), f), xvar], axis=2)
+        for _ in range(pp.inner_steps):
+            sol = b.left_mul(sol, "logistic.wald_product") + c
+        st = ctx.open(sol[:, :, 0], "logistic.wald_step")
+        xvar = sol[:, :, 1:]
         upd = active & ~done
         beta[upd] += st[upd]
         out["iterations"][upd] += 1
-        bad = upd & (~np.all(np.isfinite(beta), axis=1) | (np.abs(beta) > 30).any(axis=1))
+        bad = upd & (~np.all(np.isfinite(beta), axis=1) | (np.abs(beta) > 20).any(axis=1))
         active &= ~bad
         done |= active & (np.abs(st).max(axis=1) < pp.tol)
         if np.all(done | ~active):
+            for _ in range(pp.inner_steps // 2):  # polish the variance column at the final beta
+                xvar = b.left_mul(xvar, "logistic.wald_product") + c[:, :, 1:]
             break
-    # information at the final beta, refined, and its genotype diagonal
-    _, info_l, _ = _wald_site_sums(g, x, y, beta, n_total)
-    info_l[~active] = gram_l[~active]
-    info = ctx.inputs_sum(info_l, shape=(T, q, q), frac=f)
-    xinv = _newton_schulz(info, xinv, 3)
-    var = ctx.open(xinv[:, k, k], "logistic.wald_var") * 4.0 / n_total
+    var = ctx.open(xvar[:, k, 0], "logistic.wald_var") / sigma * 4.0 / n_total
     ok = done & active & (var > 0)
-    b = beta[:, k]
+    bg = beta[:, k]
     se = np.sqrt(np.where(ok, var, np.nan))
-    zs = b / se
+    zs = bg / se
     logp = np.log(2.0) + stats.norm.logsf(np.abs(zs))
-    out["beta"] = np.where(ok, b, np.nan)
+    out["beta"] = np.where(ok, bg, np.nan)
     out["se"] = np.where(ok, se, np.nan)
     out["z"] = np.where(ok, zs, np.nan)
     out["p"] = np.where(ok, np.exp(logp), np.nan)
@@ -324,14 +367,16 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
 
 
 def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable[[np.ndarray], np.ndarray],
-                         n_tested: int, n_total: int, params=None, a1_is_alt: np.ndarray | None = None) -> dict:
+                         n_tested: int, n_total: int, params=None, a1_is_alt: np.ndarray | None = None,
+                         xtx: np.ndarray | None = None) -> dict:
     """The logistic association stage of the GWAS (``--glm`` for case/control traits).
 
     x (n_s, k): this site's design rows [1, standardised covariates (and PCs)] for its
     complete samples; y (n_s,) 0/1; read_block(sel) -> (len(sel), n_s) int8 dosages of
     tested variants ``sel`` (positions 0..n_tested-1) at those samples, study-oriented;
     n_total: the study's complete samples; params: ``LogisticParams`` or ``GwasParams``;
-    a1_is_alt (n_tested,) bool: the tested allele (PLINK's A1) is ALT (else signs flip).
+    a1_is_alt (n_tested,) bool: the tested allele (PLINK's A1) is ALT (else signs flip);
+    xtx: the public X'X / N of the design, if the caller has opened it (see :func:`wald_fits`).
     Returns {"columns": {OR, LOG(OR)_SE, Z_STAT, P}, "errcode", "obs_ct", "test", "wald",
     "null_beta", "score_p"}: rows of the top ``params.top`` score p-values carry the Wald fit
     (test "ADD"); the others carry the score test (test "SCORE": Z_STAT = U / sqrt(V), P;
@@ -346,7 +391,7 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
     cand = np.flatnonzero(ok)
     top = cand[np.lexsort((cand, -np.abs(sc["z"][cand])))][: pp.top]
     top = np.sort(top)
-    wd = wald_fits(ctx, null, x, y, read_block(top), n_total, pp)
+    wd = wald_fits(ctx, null, x, y, read_block(top), n_total, pp, xtx=xtx)
     sign = np.ones(n_tested) if a1_is_alt is None else np.where(np.asarray(a1_is_alt, bool), 1.0, -1.0)
     lnor = np.full(n_tested, np.nan)
     se = np.full(n_tested, np.nan)
