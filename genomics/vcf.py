@@ -30,7 +30,7 @@ import numpy as np
 from numba import prange
 
 from cipherome.genomics.bed import default_block_size
-from cipherome.genomics.blocks import GenotypeBlock, SampleTable, VariantTable
+from cipherome.genomics.blocks import GenotypeBlock, SampleTable, VariantTable, concat_variants
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.threads import twin_kernel
 
@@ -39,6 +39,9 @@ __all__ = ["VcfReader", "VcfStats", "iter_vcf", "MULTIALLELIC_MODES", "HALF_CALL
 log = logging.getLogger(__name__)
 
 MULTIALLELIC_MODES = ("split", "skip")
+# Record text parsed at a time (bytes): bounds the text, allele-code and dosage buffers
+# next to a block, whose own size is set by block_size.
+_TEXT_BUDGET = 16 << 20
 HALF_CALL_MODES = ("error", "missing", "haploid", "reference")
 
 # Per-sample allele codes written by the parser (int16).
@@ -313,8 +316,9 @@ class VcfReader:
                                      " selection needs an index beside the file (.tbi or .csi: run"
                                      " `bcftools index` or `tabix -p vcf`) and a contig named as in"
                                      " the header") from None
-            batch: list = []
-            rows = 0
+            batch: list = []  # records whose text is not parsed yet
+            parts: list = []  # parsed (variants, dosage) pieces of the current block
+            rows = text_size = 0
             done = 0
             last = None
             while True:
@@ -332,15 +336,24 @@ class VcfReader:
                         st.multiallelic_skipped += 1
                         continue
                     st.multiallelic_split += 1
-                batch.append((st.records, rec.chrom, rec.pos, rec.id or ".", rec.ref, alts, str(rec)))
+                text = str(rec)
+                batch.append((st.records, rec.chrom, rec.pos, rec.id or ".", rec.ref, alts, text))
+                text_size += len(text)
                 rows += len(alts)
+                if text_size >= _TEXT_BUDGET:  # parse now: record text is ~4 bytes per call
+                    parts.append(self._parse(batch))
+                    batch, text_size = [], 0
                 if rows >= self.block_size:
-                    block = self._block(batch, done)
+                    if batch:
+                        parts.append(self._parse(batch))
+                    block = _assemble(parts, done)
                     done += len(block)
                     yield block
-                    batch, rows = [], 0
+                    batch, parts, rows, text_size = [], [], 0, 0
             if batch:
-                block = self._block(batch, done)
+                parts.append(self._parse(batch))
+            if parts:
+                block = _assemble(parts, done)
                 done += len(block)
                 yield block
             st.rows = done
@@ -364,7 +377,7 @@ class VcfReader:
         if st.polyploid_calls:
             log.warning("%s: %d calls of ploidy > 2 set to missing", self.path, st.polyploid_calls)
 
-    def _block(self, batch: list, start: int) -> GenotypeBlock:
+    def _parse(self, batch: list) -> tuple[VariantTable, np.ndarray]:
         n = len(self.samples)
         m = len(batch)
         text = "".join(b[6] for b in batch).encode("utf-8", "surrogateescape")
@@ -420,8 +433,7 @@ class VcfReader:
         if dosage.size:
             mode = HALF_CALL_MODES.index(self.half_call)
             _dosage(a1, a2, rec_of_row, alt_of_row, mode, dosage)
-        variants = VariantTable.from_columns(chrom, pos, ids, ref, alt)
-        return GenotypeBlock(variants, start, dosage=dosage)
+        return VariantTable.from_columns(chrom, pos, ids, ref, alt), dosage
 
     def _line_hint(self, recno: int) -> str:
         """", line L" for a plain or bgzipped text VCF read from its start, else ""."""
@@ -480,6 +492,15 @@ class VcfReader:
         except OSError:
             return None
         return "the file ends inside this record (truncated?)"
+
+
+def _assemble(parts: list, start: int) -> GenotypeBlock:
+    if len(parts) == 1:
+        variants, dosage = parts[0]
+    else:
+        variants = concat_variants([p[0] for p in parts])
+        dosage = np.concatenate([p[1] for p in parts])
+    return GenotypeBlock(variants, start, dosage=dosage)
 
 
 def _diagnose_line(line: str, n_cols: int | None) -> str | None:

@@ -235,3 +235,13 @@ def test_bad_magic_and_bad_lines(tmp_path):
     bim.write_text("".join(lines))
     with pytest.raises(InputError, match=r"s.bim, line 5: position 'fifty'"):
         list(BedReader(prefix, block_size=2).blocks())
+
+
+def test_vcf_parses_text_in_pieces(vcf_set, monkeypatch):
+    """A block assembled from several parsed pieces (tiny text budget) equals one parse."""
+    import cipherome.genomics.vcf as vcfmod
+
+    whole, _ = _all(VcfReader(vcf_set["dir"] / "g.bcf", block_size=40))
+    monkeypatch.setattr(vcfmod, "_TEXT_BUDGET", 1)
+    pieces, blocks = _all(VcfReader(vcf_set["dir"] / "g.bcf", block_size=40))
+    assert (pieces == whole).all() and all(len(b) >= 40 for b in blocks[:-1])
