@@ -1,9 +1,9 @@
 """Products of a site-owned private matrix with secret-shared operands, the matrix masked once.
 
-A site knows its matrix M in the clear; it sends E = M - A once to one helper party,
-for a mask A that only the site and the dealer know (drawn from their common PRG
-stream), and every later product op(M) @ Y with a shared Y then costs one masked
-message of |Y| elements to the site and |op(M) Y| from the dealer: O(n + m), not O(n m).
+A site knows its matrix M in the clear; it sends E = M - A once to the other compute
+parties, for a mask A that only the site and the dealer know (drawn from their common
+PRG stream), and every later product op(M) @ Y with a shared Y then costs one masked
+message of |Y| elements from each other party to the site: O(n + m), not O(n m).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cipherome.mpc.ledger import MASKED
 from cipherome.mpc.shares import Shared
 from cipherome.mpc.transport import PeerError
 
-__all__ = ["OwnedMatrix", "mask_owned", "owned_products", "route", "helper_of", "ring_matmul_tn"]
+__all__ = ["OwnedMatrix", "mask_owned", "owned_products", "route", "ring_matmul_tn"]
 
 U64 = np.uint64
 _keys = itertools.count()
@@ -58,12 +58,6 @@ def _out_shape(m_shape, y_shape, transpose: bool) -> tuple[int, int]:
     return (int(m_shape[1 if transpose else 0]), int(y_shape[1]))
 
 
-def helper_of(parties: list[str], owner: str) -> str:
-    """The party that holds the masked copy of ``owner``'s matrix: the next one in party order."""
-    i = parties.index(owner)
-    return parties[(i + 1) % len(parties)]
-
-
 @recipe("owned_mask")
 def _owned_mask(gen, key, shape, owner, mine=False):
     """Mask A of a site-owned matrix: the owner's own PRG stream with the dealer. Cost: 0.
@@ -78,21 +72,22 @@ def _owned_mask(gen, key, shape, owner, mine=False):
 
 
 @recipe("owned_product")
-def _owned_product(gen, key, m_shape, y_shape, transpose, helper, mine=False):
-    """For op(M) @ Y: B (known to the helper and the dealer), a zero-sharing Z of Y's shape,
-    and C = op(A) @ B shared. Cost: |Y| + |op(M) Y| elements from the dealer."""
+def _owned_product(gen, key, m_shape, y_shape, transpose, owner, mine=False):
+    """For op(M) @ Y: B = sum of the non-owners' draws b_p (each knows its own, the dealer all)
+    and C = op(A) @ B shared. Cost: |op(M) Y| elements from the dealer."""
     y_shape = tuple(int(s) for s in y_shape)
     out_shape = _out_shape(m_shape, y_shape, transpose)
     if gen.dealer_side:
-        b = gen.prgs[int(helper)].ring(y_shape)
+        b = np.zeros(y_shape, dtype=U64)
+        for i, prg in enumerate(gen.prgs):
+            if i != int(owner):
+                b += prg.ring(y_shape)
         a = gen.state[key]
-        z = gen.derived(y_shape, lambda: np.zeros(y_shape, dtype=U64))
         c = gen.derived(out_shape, lambda: _op_matmul(a, b, transpose))
-        return b, z, c
-    b = gen.prg.ring(y_shape) if mine else None
-    z = gen.derived(y_shape, None)
+        return b, c
+    b = None if mine else gen.prg.ring(y_shape)
     c = gen.derived(out_shape, None)
-    return b, z, c
+    return b, c
 
 
 @recipe("owned_free")
@@ -130,23 +125,18 @@ def route(ctx, label: str, outgoing: dict, incoming: dict) -> dict:
 class OwnedMatrix:
     """One site's integer (or ring) matrix M, masked once; every compute party holds this object.
 
-    owner: the site that knows M; helper: the party holding E = M - A; ``m`` (owner
-    only), ``e`` (helper only) uint64; ``shape`` public. Build with :func:`mask_owned`.
+    owner: the site that knows M; ``m`` (owner only) and ``e`` = M - A (every other
+    party) uint64; ``shape`` public. Build with :func:`mask_owned`.
     """
 
     def __init__(self, ctx, owner: str, shape, key: str):
         self.ctx, self.owner, self.shape, self.key = ctx, owner, tuple(int(s) for s in shape), key
-        self.helper = helper_of(ctx.parties, owner)
         self.m = None
         self.e = None
 
     @property
     def is_owner(self) -> bool:
         return self.ctx.me == self.owner
-
-    @property
-    def is_helper(self) -> bool:
-        return self.ctx.me == self.helper
 
     def free(self) -> None:
         """Drop the local copies and the dealer's mask."""
@@ -159,8 +149,9 @@ def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.m
 
     ``shapes``: {site: (rows, cols)} (public, every party passes the same); ``mine``: this
     party's own matrix (integers, any dtype; None if it owns none). Each owner sends
-    E = M - A (|M| ring elements, uniformly random) to its helper only.
-    Cost: 1 round; each site sends |M_s| * 8 bytes once; nothing from the dealer.
+    E = M - A (|M| ring elements, uniformly random: A is known to it and the dealer
+    only) to every other compute party.
+    Cost: 1 round; each site sends (n-1) |M_s| * 8 bytes once; nothing from the dealer.
     """
     mats, outgoing = {}, {}
     for site, shape in shapes.items():
@@ -173,12 +164,13 @@ def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.m
             if m.shape != om.shape:
                 raise ValueError(f"owned matrix of {site} has shape {m.shape}, announced {om.shape}")
             om.m = np.ascontiguousarray(m.astype(np.int64).view(U64) if m.dtype != U64 else m)
-            outgoing[om.helper] = om.m - got[0]
+            e = om.m - got[0]
+            outgoing = {p: e for p in ctx.others}
         mats[site] = om
-    incoming = {om.owner: om.shape for om in mats.values() if om.is_helper}
+    incoming = {om.owner: om.shape for om in mats.values() if not om.is_owner}
     got = route(ctx, label, outgoing, incoming)
     for om in mats.values():
-        if om.is_helper:
+        if not om.is_owner:
             om.e = got[om.owner]
     return mats
 
@@ -186,14 +178,15 @@ def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.m
 def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -> list[Shared]:
     """[op(M_s) @ Y_s] for a list of (OwnedMatrix, Shared Y_s), op = transpose or identity; one round.
 
-    Steps, for each pair (owner o, helper h; dealer gives B to h, a zero-sharing Z, C = op(A) B):
-      1. every party p != o sends o its share of Y + Z, minus B at h (uniform to o: B is);
-         o adds its own share: F = Y - B;
-      2. o: op(M) F + C_o;  h: op(E) B + C_h;  others: C_p. The sum is
+    Steps, for each pair (owner o; every other party p draws b_p with the dealer, B = sum b_p,
+    and the dealer shares C = op(A) B):
+      1. every p != o sends o its share y_p - b_p (uniform to o, and to any coalition
+         missing one such p); o adds its own share: F = Y - B;
+      2. o: op(M) F + C_o;  p != o: op(E) b_p + C_p. The sum is
          op(M)(Y - B) + op(M - A) B + op(A) B = op(M) Y.
     M holds integers (scale 0), so the result has Y's scale and needs no truncation.
     Traffic per pair: each non-owner sends |Y| ring elements to the owner; the dealer
-    sends the lead |Y| + |op(M) Y|. Local work: one r x c x L ring product at o, h and the dealer.
+    sends the lead |op(M) Y|. Local work: one r x c x L ring product at every party and the dealer.
     """
     if not pairs:
         return []
@@ -204,7 +197,7 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
             raise ValueError(f"owned product: matrix {om.shape} (transpose={transpose}) and operand {y.shape}")
         bundles.append(ctx.provider.fetch("owned_product", key=om.key, m_shape=list(om.shape),
                                           y_shape=list(y.shape), transpose=bool(transpose),
-                                          helper=ctx.parties.index(om.helper), mine=om.is_helper))
+                                          owner=ctx.parties.index(om.owner), mine=om.is_owner))
     if len({om.owner for om, _ in pairs}) != len(pairs):
         raise ValueError("owned_products: at most one matrix per owner in one call")
     outgoing, incoming = {}, {}
@@ -212,20 +205,17 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
         if om.is_owner:
             incoming = {p: y.shape for p in ctx.others}
         else:
-            msg = y.data + bd[1]
-            if om.is_helper:
-                msg -= bd[0]
-            outgoing[om.owner] = msg
+            outgoing[om.owner] = y.data - bd[0]
     got = route(ctx, label, outgoing, incoming)
     out = []
     for (om, y), bd in zip(pairs, bundles):
-        c = bd[2].copy()
+        c = bd[1].copy()
         if om.is_owner:
-            f = y.data + bd[1]
+            f = np.array(y.data, dtype=U64)
             for p in ctx.others:
-                f = f + got[p]
+                f += got[p]
             c += _op_matmul(om.m, f, transpose)
-        elif om.is_helper:
+        else:
             c += _op_matmul(om.e, bd[0], transpose)
         out.append(Shared(ctx, c, y.frac))
     return out

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.mpc.correlated import recipe
-from cipherome.mpc.ring import encode
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ring import decode, encode
 from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
 from cipherome.protocols.compare import ltz
@@ -24,12 +25,12 @@ from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.trunc import truncate
 
-from .owned import mask_owned, owned_products
+from .owned import mask_owned, owned_products, ring_matmul_tn
 from .reference_pca import thin_by_count, thin_by_distance
 from .variants import flip_dosage
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants",
-           "standardisation_weights", "DISCLOSURES", "POLICY_KEY"]
+           "standardisation_weights", "open_gram", "DISCLOSURES", "POLICY_KEY"]
 
 log = logging.getLogger("cipherome.pca")
 
@@ -134,6 +135,33 @@ def _pca_gauss(gen, shape, frac, scale):
     return gen.derived(shape, value)
 
 
+@recipe("pca_gram")
+def _pca_gram(gen, shape):
+    """Gram pair: uniform A (n, L) and C = A'A (L, L). Cost: L^2."""
+    shape = tuple(int(s) for s in shape)
+    a = gen.random(shape)
+    c = gen.derived((shape[1], shape[1]), lambda: ring_matmul_tn(a, a))
+    return a, c
+
+
+def open_gram(ctx, p: Shared, label: str = "pca.gram") -> np.ndarray:
+    """P'P (L x L) of a shared P (n x L), opened to all compute parties; returns float64.
+
+    Steps: dealer gives A (uniform, n x L) and C = A'A; open E = P - A (masked, n L
+    elements, 1 round); P'P = E'E + E'A + A'E + C (the lead adds E'E), opened at the
+    doubled scale without truncation (1 round, L^2 values). Needs |P'P| < 2^(63 - 2f).
+    """
+    pair = ctx.provider.fetch("pca_gram", shape=list(p.shape))
+    a = pair[0]
+    (e,) = ctx.open_ring([p.data - a], "pca.gram_mask")
+    ea = ring_matmul_tn(e, a)
+    g = ea + ea.T + pair[1]
+    if ctx.is_lead:
+        g += ring_matmul_tn(e, e)
+    (got,) = ctx.open_ring([g], label, masked=False)
+    return decode(got, 2 * p.frac)
+
+
 def _weight_frac(min_maf: float) -> int:
     """Fractional bits for 1/q so that every weight x = 2 (c^2, cs, s^2) / q stays below 2^61."""
     t = max(float(min_maf), 1e-4)
@@ -201,19 +229,20 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     2. sites add their per-variant ALT counts and call counts (free);
        :func:`standardisation_weights` (~45 rounds, O(M) traffic);
     3. each site masks [G; Miss] (2M x n_s, dosages with missing as 0 and the missing
-       indicator) once to its helper (``owned.mask_owned``): 1 round, 16 M n_s bytes
-       sent by the site; the weights X are masked once (``reuse.fix``, 4M elements);
+       indicator) once to the other parties (``owned.mask_owned``): 1 round, 16 M n_s
+       bytes to each; the weights X are masked once (``reuse.fix``, 4M elements);
     4. P passes, from Q_0 = a secret Gaussian n x L (dealer) / sqrt(n); pass t:
        R = sum_s [G_s; Miss_s] Q_s   (owned products, 1 round; |Q_s| to site s)
        W = X [R_1; R_2 - 1 1'Q] / 2^t  (fixed-operand product + truncation, 2 rounds, 4 M L)
        P = Z'Z Q / 2^t = [G; Miss]' W - 1 1'W_2  (owned products, 1 round; 2 M L to each site)
-       G = P'P (matmul, 2 rounds, 2 n L) opened as ``pca.gram`` (L x L, 1 round);
+       G = P'P opened as ``pca.gram`` (L x L; :func:`open_gram`: 2 rounds, n L masked);
        eigh(G) = V Gamma V' in plaintext, Q = P V Gamma^-1/2 (public product, 1 round).
        t is chosen from the previous Gram so that G stays in fixed-point range.
     5. eigenvalues = sqrt(Gamma_K) 2^t / M; scores = first K columns of the last Q,
        rows of site s opened to site s only (``pca.scores``, S rounds).
-    Rounds: about 50 + 8 P + S. Traffic per party and pass: about (12 M + 7 n) L ring
-    elements (8 bytes each) with 3 parties; once: 16 M n_s bytes (mask) + O(M).
+    Rounds: about 50 + 7 P + S. Traffic per party and pass, 3 parties: about
+    (12 M + 5 n) L ring elements of 8 bytes; once: 16 M n_s bytes to each other party
+    (its mask) + O(M).
     Openings: ``pca.gram`` depends on the data only through the eigenvalues of K,
     because Q_0 is a secret Gaussian and every opened matrix is a function of
     U'Q_0 (U the eigenvectors of K), which is again Gaussian whatever U is.
@@ -279,7 +308,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         w2sum = w[:, 1, :].sum(axis=0).reshape(1, L)
         p_all = concat([pi - w2sum.broadcast_to(pi.shape) for pi in ps], axis=0)  # (n, L) = Z'Z Q / 2^t
         while True:
-            gram = ctx.open(arith.matmul(p_all.T, p_all), "pca.gram")
+            gram = open_gram(ctx, p_all, "pca.gram")
             if _plausible_gram(gram):
                 break
             log.warning("pca: Gram out of range at pass %d (max diagonal %.3g), rescaling", it, np.diag(gram).max())
@@ -290,7 +319,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         o = np.argsort(gamma)[::-1]
         gamma, vecs = np.maximum(gamma[o], 1e-300), vecs[:, o]
         h = vecs / np.sqrt(gamma)[None, :]
-        q = Shared(ctx, _ring_public_matmul(p_all.data, encode(h, f)), 2 * f)
+        q = Shared(ctx, ring_matmul(p_all.data, encode(h, f)), 2 * f)
         q = truncate(q, f)
         est = math.sqrt(gamma[0]) * 2.0**t_bits / M  # ||K Q_prev|| <= lambda_1: the next pass's scale
         # from the Gaussian start, |u_1' Q| ~ sqrt(L / n) (chi-square_L tail: 3x is safe); afterwards
@@ -308,9 +337,3 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
             scores = got
     return PCAResult(scores_own=np.asarray(scores, dtype=np.float64), eigenvalues=eig, variants=idx,
                      sample_mask=mask)
-
-
-def _ring_public_matmul(x: np.ndarray, pub: np.ndarray) -> np.ndarray:
-    from cipherome.mpc.kernels import ring_matmul
-
-    return ring_matmul(x, pub)

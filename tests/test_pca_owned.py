@@ -1,5 +1,5 @@
-"""Site-owned matrices masked once (``genomics.owned``): exact products in both orientations, the
-messages each party sees, and the dealer's state; the PCA's standardisation weights."""
+"""Site-owned matrices masked once (``genomics.owned``): exact products in both orientations and the
+messages each party sends; the PCA's standardisation weights and its Gram opening."""
 import numpy as np
 import pytest
 
@@ -39,19 +39,19 @@ def test_owned_products_exact_both_orientations(n):
     for i in range(n):
         np.testing.assert_allclose(got[i], mats[i].T @ ys, atol=1e-4)
         np.testing.assert_allclose(got[n + i], mats[i] @ qs[i], atol=1e-4)
-    # the mask goes to the helper only; every product message to the owner only, masked
+    # each mask goes once to every other party; every product message to its owner only, masked
     for i, p in enumerate([f"p{j}" for j in range(n)]):
         led = {(e["label"], tuple(e["recipients"])): e for e in run.reports[p]["ledger"]}
-        helper = f"p{(i + 1) % n}"
-        assert led[("test.mask", (helper,))]["kind"] == "masked"
-        assert led[("test.mask", (helper,))]["elements"] == rows * cols[i]
         for q in range(n):
             if q != i:
+                assert led[("test.mask", (f"p{q}",))]["kind"] == "masked"
+                assert led[("test.mask", (f"p{q}",))]["elements"] == rows * cols[i]
                 assert led[("test.t", (f"p{q}",))]["elements"] == rows * L
                 assert led[("test.n", (f"p{q}",))]["elements"] == cols[q] * L
+        assert not [e for e in run.reports[p]["ledger"] if e["kind"] == "disclosed" and e["label"] != "test.out"]
     # products cost O(|Y|): nothing of the size of the matrices after the mask
     sent = run.reports["p0"]["bytes_sent"]
-    assert sent < 8 * (rows * cols[0] + 4 * n * (rows + sum(cols)) * L + 200)
+    assert sent < 8 * ((n - 1) * rows * cols[0] + 4 * n * (rows + sum(cols)) * L + 200)
 
 
 def test_standardisation_weights_match_plaintext_and_drop_rare():
@@ -81,3 +81,21 @@ def test_standardisation_weights_match_plaintext_and_drop_rare():
     np.testing.assert_allclose(x[2:, 0, 1], a * c, rtol=1e-6)
     np.testing.assert_allclose(x[2:, 1, 1], c * c, rtol=1e-6)
     np.testing.assert_array_equal(x[:2], 0.0)
+
+
+def test_open_gram_equals_plaintext_gram():
+    from cipherome.genomics.pca import open_gram
+
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=(50, 6)) * 3
+
+    def job(ctx):
+        sh = ctx.input(ctx.parties[1], p if ctx.index == 1 else None, shape=p.shape, frac=ctx.frac)
+        return open_gram(ctx, sh, "test.gram")
+
+    run = run_local(job, 3, frac=24)
+    for r in run.results:
+        np.testing.assert_allclose(r, p.T @ p, atol=1e-5)
+    led = {e["label"]: e for e in run.reports["p0"]["ledger"]}
+    assert led["test.gram"]["kind"] == "disclosed" and led["test.gram"]["elements"] == 36
+    assert led["pca.gram_mask"]["kind"] == "masked" and led["pca.gram_mask"]["elements"] == 300
