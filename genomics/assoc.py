@@ -90,7 +90,7 @@ def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
     return PooledTerms(z=pool(t.z), v0=pool(t.v0), m=m, gg=pool(t.gg), gy=pool(t.gy), yy=pool(t.yy))
 
 
-def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = 1e-7) -> int:
+def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = 1e-6) -> int:
     """Terms T of sum_t (D_j A^-1)^t so that the series remainder is below ``tol``.
 
     The eigenvalues of D_j A^-1 lie in [0, 1): the largest is the share of the
