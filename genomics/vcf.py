@@ -94,11 +94,39 @@ def _parse_gt_kernel(buf, starts, n_alleles, n, a1, a2, err, err_sample, n_hap, 
             if buf[q] == 58:
                 key += 1
             q += 1
+        fmt_len = q - p
         p = q + 1
         hap = 0
         half = 0
         poly = 0
         na = n_alleles[r]
+        # Fast path: FORMAT is just GT and every call is "a/b" or "a|b" with single-digit or
+        # '.' alleles (what plink2 and most callers write for biallelic sites).
+        if gt_idx == 0 and fmt_len == 2 and end - p == 4 * n - 1 and na <= 10:
+            ok = True
+            for s in range(n):
+                b = p + 4 * s
+                c1 = buf[b + 1]
+                if (c1 != 47 and c1 != 124) or (s < n - 1 and buf[b + 3] != 9):
+                    ok = False
+                    break
+                c0 = np.int64(buf[b])
+                c2 = np.int64(buf[b + 2])
+                x = c0 - 48 if 48 <= c0 < 48 + na else (-1 if c0 == 46 else -99)
+                y = c2 - 48 if 48 <= c2 < 48 + na else (-1 if c2 == 46 else -99)
+                if x == -99 or y == -99:
+                    ok = False
+                    break
+                if (x < 0) != (y < 0):
+                    half += 1
+                a1[r, s] = x
+                a2[r, s] = y
+            if ok:
+                n_hap[r] = 0
+                n_half[r] = half
+                n_poly[r] = 0
+                continue
+            half = 0  # the general parser below redoes this line
         for s in range(n):
             if p > end:
                 err[r] = _E_FEW_SAMPLES

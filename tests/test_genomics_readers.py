@@ -142,8 +142,9 @@ def test_malformed_vcf_names_file_and_record(tmp_path, line, problem):
     assert any(s in msg for s in problem.split("|")), msg
 
 
-def test_vcf_half_calls(tmp_path):
-    p = _vcf_text(tmp_path, "1\t7\t.\tA\tC\t.\t.\t.\tGT\t./1\t0|1\t1\n")
+@pytest.mark.parametrize("third", ["1", "1/1"])  # haploid call: general parser; all diploid: fast path
+def test_vcf_half_calls(tmp_path, third):
+    p = _vcf_text(tmp_path, f"1\t7\t.\tA\tC\t.\t.\t.\tGT\t./1\t0|1\t{third}\n")
     with pytest.raises(InputError, match="half-call"):
         list(VcfReader(p).blocks())
     expect = {"missing": -1, "haploid": 2, "reference": 1}
@@ -245,3 +246,36 @@ def test_vcf_parses_text_in_pieces(vcf_set, monkeypatch):
     monkeypatch.setattr(vcfmod, "_TEXT_BUDGET", 1)
     pieces, blocks = _all(VcfReader(vcf_set["dir"] / "g.bcf", block_size=40))
     assert (pieces == whole).all() and all(len(b) >= 40 for b in blocks[:-1])
+
+
+def test_vcf_fast_and_general_gt_paths_agree(tmp_path):
+    """GT-only records (fast path) and GT:DP records (general parser) give the same dosages."""
+    rng = np.random.default_rng(8)
+    n = 23
+    head = ("##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="g">\n'
+            '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="d">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(f"s{i}" for i in range(n)) + "\n")
+    lines_gt, lines_dp = [], []
+    for j in range(40):
+        n_alt = 2 if j % 9 == 0 else 1
+        calls = []
+        for _ in range(n):
+            a, b = (str(x) if rng.random() > 0.05 else "." for x in rng.integers(0, n_alt + 1, size=2))
+            if (a == ".") != (b == "."):
+                a = b = "."
+            calls.append(a + ("|" if rng.random() < 0.3 else "/") + b)
+        alts = ",".join("CGT"[:n_alt])
+        fixed = f"1\t{100 + j}\t.\tA\t{alts}\t.\t.\t."
+        lines_gt.append(fixed + "\tGT\t" + "\t".join(calls) + "\n")
+        lines_dp.append(fixed + "\tGT:DP\t" + "\t".join(c + ":7" for c in calls) + "\n")
+    (tmp_path / "gt.vcf").write_text(head + "".join(lines_gt))
+    (tmp_path / "dp.vcf").write_text(head + "".join(lines_dp))
+    fast, _ = _all(VcfReader(tmp_path / "gt.vcf"))
+    general, _ = _all(VcfReader(tmp_path / "dp.vcf"))
+    assert fast.shape == (45, n) and (fast == general).all() and (fast == -1).any()
+    bad = lines_gt[3].split("\t")
+    bad[12] = "0/4"
+    (tmp_path / "bad.vcf").write_text(head + "".join(lines_gt[:3]) + "\t".join(bad) + "".join(lines_gt[4:]))
+    with pytest.raises(InputError, match="record 4 .*allele index"):
+        _all(VcfReader(tmp_path / "bad.vcf"))
