@@ -85,33 +85,14 @@ def filter_cmd(study_path, key, cert, model, prefix, min_affected, max_unaffecte
                gene_buckets):
     """Secure variant filtering over the study's sites; writes PREFIX.filter.tsv/.vcf or PREFIX.genes.tsv."""
     from cipherome.genomics.filter_output import write_filter_outputs
-    from cipherome.mpc.client import ClientError, JobFailed, StudyClient
-    from cipherome.mpc.study import ConfigError, load_study
-    from cipherome.mpc.tls import TLSError, load_identity
+
+    from .submit import run_workload
 
     params = filter_params_from_cli(model, min_affected, max_unaffected, max_cohort_af, top, pass_only, min_gq,
                                     min_dp, max_pop_af, af_field, consequences, genes, table_size, lanes,
                                     max_variants, gene_buckets)
-    try:
-        client = StudyClient(load_study(study_path), load_identity("submitter", key, cert))
-    except (ConfigError, TLSError) as exc:
-        raise click.ClickException(str(exc)) from None
     t0 = time.perf_counter()
-    try:
-        job_id = client.submit("filter", params.to_dict())
-        click.echo(f"filter job {job_id} ({model}) running at {', '.join(client.daemons)}", err=True)
-        infos = client.wait(job_id)
-        failed = {p: i for p, i in infos.items() if i["state"] != "done"}
-        if failed:
-            raise JobFailed(job_id, {p: i["error"] or i["state"] for p, i in failed.items()}, infos)
-        got = client.fetch(job_id)
-    except (ClientError, JobFailed) as exc:
-        raise click.ClickException(f"secure filtering failed, nothing written: {exc}") from None
-    finally:
-        client.close()
-    lead = client.study.sites[0]
-    result = got[lead]["result"]
-    reports = {p: g["report"] for p, g in got.items()}
+    result, reports = run_workload(study_path, key, cert, "filter", params.to_dict(), "secure filtering")
     paths = write_filter_outputs(prefix, result, reports)
     n = len(result.get("rows", result.get("genes", [])))
     what = "genes" if "genes" in result else "variants"

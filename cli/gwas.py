@@ -8,7 +8,6 @@ succeeded everywhere, each file atomically.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import click
@@ -52,28 +51,6 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
                    f"{table.stats[stat][i]:>10.4g}{p[i]:>12.3e}{mark}")
 
 
-def _follow(client, job_id: str, t0: float) -> None:
-    """Progress while the lead runs the job: stage and variants done, elapsed, MB sent, rounds
-    (a live line on a terminal, a log line every 10 s otherwise)."""
-    lead = client.daemons[client.study.sites[0]]
-    tty = sys.stderr.isatty()
-    last = 0.0
-    while True:
-        info = lead.status(job_id, wait=1.0)[0]
-        now = time.perf_counter() - t0
-        line = (f"{info['state']:<9} {now:7.1f} s  {info.get('progress', ''):<34} "
-                f"{info['bytes_sent'] / 1e6:9.1f} MB sent  {info['rounds']:6d} rounds (lead)")
-        if tty:
-            click.echo("\r" + line, nl=False, err=True)
-        elif now - last >= 10:
-            click.echo(line, err=True)
-            last = now
-        if info["state"] != "running":
-            if tty:
-                click.echo("", err=True)
-            return
-
-
 @click.command("gwas")
 @click.option("--study", "study_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Study file.")
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
@@ -91,38 +68,17 @@ def _follow(client, job_id: str, t0: float) -> None:
 @click.option("--block", type=int, default=4096, show_default=True, help="Variants per association block.")
 @click.option("--threads", type=int, default=None, help="Accepted for PLINK compatibility (daemons use their own).")
 def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, threads):
-    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (or .trend), plots and PREFIX.run.json."""
+    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json."""
     from cipherome.genomics.gwas_output import result_table, write_gwas_outputs
-    from cipherome.mpc.client import ClientError, JobFailed, StudyClient
-    from cipherome.mpc.study import ConfigError, load_study
-    from cipherome.mpc.tls import TLSError, load_identity
+
+    from .submit import run_workload
 
     params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block)
-    try:
-        client = StudyClient(load_study(study_path), load_identity("submitter", key, cert))
-    except (ConfigError, TLSError) as exc:
-        raise click.ClickException(str(exc)) from None
     t0 = time.perf_counter()
-    try:
-        job_id = client.submit("gwas", params.to_dict())
-        click.echo(f"gwas job {job_id} running at {', '.join(client.daemons)}", err=True)
-        _follow(client, job_id, t0)
-        infos = client.wait(job_id)
-        failed = {p: i for p, i in infos.items() if i["state"] != "done"}
-        if failed:
-            raise JobFailed(job_id, {p: i["error"] or i["state"] for p, i in failed.items()}, infos)
-        got = client.fetch(job_id)
-    except (ClientError, JobFailed) as exc:
-        raise click.ClickException(f"secure GWAS failed, nothing written: {exc}") from None
-    finally:
-        client.close()
-    lead = client.study.sites[0]
-    result = got[lead]["result"]
-    reports = {p: g["report"] for p, g in got.items()}
+    result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"
     paths = write_gwas_outputs(prefix, pheno, result, reports)
     table, _ = result_table(result)
     print_top_hits(table)
     click.echo(f"{len(table)} variants tested in {time.perf_counter() - t0:.1f} s; wrote "
                + ", ".join(str(p) for p in paths.values()), err=True)
-    sys.stdout.flush()

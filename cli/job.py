@@ -17,14 +17,9 @@ __all__ = ["job"]
 
 
 def _client(study_path: str, key: str, cert: str):
-    from cipherome.mpc.client import StudyClient
-    from cipherome.mpc.study import ConfigError, load_study
-    from cipherome.mpc.tls import TLSError, load_identity
+    from .submit import study_client
 
-    try:
-        return StudyClient(load_study(study_path), load_identity("submitter", key, cert))
-    except (ConfigError, TLSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    return study_client(study_path, key, cert)
 
 
 def _common(f):
