@@ -81,7 +81,8 @@ def test_daemon_logistic_matches_plink2(cluster_study):
 def test_daemon_pca_adjusted_gwas_matches_plink2(cluster_study):
     study, files, cluster, d = cluster_study
     K = 2
-    params = GwasParams(pheno_name="quant_trait", geno=0.05, maf=0.01, hwe=1e-6, pca=K, pca_variants=1500)
+    params = GwasParams(pheno_name="quant_trait", geno=0.05, maf=0.01, hwe=1e-6, pca=K, pca_variants=1500,
+                        extra={"pca_missing": "mean"})  # plink2 --pca approx exactly
     res = cluster.run("gwas", params.to_dict(), timeout=900)
     r = res.results[0]
     pooled = files["pooled"]

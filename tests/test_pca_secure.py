@@ -38,7 +38,7 @@ def _pooled(study, results):
 def secure_run():
     d = pca_data()
     s, sites, sv, passed = _setup(d)
-    pp = PCAParams(k=K, n_variants=1500)
+    pp = PCAParams(k=K, n_variants=1500, missing="mean")  # exactly plink2 --pca approx
     run = run_local(lambda ctx: secure_pca(ctx, sites[ctx.index], sv, passed, np.ones(sites[ctx.index].n, bool), pp),
                     3, frac=24, timeout=600)
     return d, run
@@ -137,7 +137,7 @@ def test_out_of_range_gram_is_recomputed_smaller(monkeypatch):
     monkeypatch.setattr(pca_mod, "_GRAM_TARGET", 2.0**20)  # aim far above the 62-bit range
     d = pca_data()
     s, sites, sv, passed = _setup(d)
-    pp = PCAParams(k=2, n_variants=600, passes=3)
+    pp = PCAParams(k=2, n_variants=600, passes=3, missing="mean")
     run = run_local(lambda ctx: secure_pca(ctx, sites[ctx.index], sv, passed, np.ones(sites[ctx.index].n, bool), pp),
                     3, frac=24, timeout=600)
     u = _pooled(s, run.results)
@@ -145,3 +145,44 @@ def test_out_of_range_gram_is_recomputed_smaller(monkeypatch):
     assert np.all(abs_corr(u, ex.eigenvectors) >= 0.999)
     gram = [e for e in run.reports["p0"]["ledger"] if e["label"] == "pca.gram"][0]
     assert gram["openings"] > pp.passes  # some passes were recomputed
+
+
+def _site_mean_twin(study, thinned, k):
+    """Plaintext twin of missing="site-mean": each site's missing calls at its own mean dosage (to 1/8),
+    standardised with the pooled frequencies, exact top-k eigenpairs."""
+    import scipy.linalg
+
+    from cipherome.genomics.reference_qc import alt_freq
+
+    g = study.genotypes[thinned]
+    p = alt_freq(g)
+    h = g.astype(float)
+    for s in range(study.config.n_sites):
+        idx = study.site_samples(s)
+        gs = g[:, idx]
+        fill = np.rint(8 * np.where(gs >= 0, gs, 0).sum(1) / np.maximum((gs >= 0).sum(1), 1)) / 8
+        h[:, idx] = np.where(gs >= 0, gs, fill[:, None])
+    x = ((h - 2 * p[:, None]) / np.sqrt(2 * p * (1 - p))[:, None]).T
+    kmat = x @ x.T / x.shape[1]
+    n = kmat.shape[0]
+    vals, vecs = scipy.linalg.eigh(kmat, subset_by_index=[n - k, n - 1])
+    o = np.argsort(vals)[::-1]
+    return vals[o], vecs[:, o]
+
+
+def test_site_mean_mode_matches_its_twin_and_plink2(plink_pcs):
+    d = pca_data()
+    s, sites, sv, passed = _setup(d)
+    pp = PCAParams(k=K, n_variants=1500, missing="site-mean")
+    run = run_local(lambda ctx: secure_pca(ctx, sites[ctx.index], sv, passed, np.ones(sites[ctx.index].n, bool), pp),
+                    3, frac=24, timeout=600)
+    u = _pooled(s, run.results)
+    vals, vecs = _site_mean_twin(s, d.thinned, K)
+    assert np.all(abs_corr(u[:, :2], vecs[:, :2]) >= 1 - 1e-6)
+    np.testing.assert_allclose(run.results[0].eigenvalues[:2], vals[:2], rtol=1e-4)
+    vec, val = plink_pcs["default"]
+    assert np.all(abs_corr(u[:, :2], vec[:, :2]) >= 0.99)
+    assert np.all(np.abs(run.results[0].eigenvalues[:2] / val[:2] - 1) < 0.05)
+    # one masked matrix (M x n_s) per site instead of two
+    led = {(e["label"], tuple(e["recipients"])): e for e in run.reports["p0"]["ledger"]}
+    assert led[("pca.genotype_mask", ("p1",))]["elements"] == 1500 * s.site_samples(0).size
