@@ -190,6 +190,9 @@ def test_bed_blocks(tmp_path, block_size):
     prefix, g = _small_bfile(tmp_path)
     got, blocks = _all(BedReader(prefix, block_size=block_size))
     assert (got == g).all()
+    pre = list(BedReader(prefix, block_size=block_size).blocks(prefetch=True))
+    assert (np.concatenate([b.dosage for b in pre]) == g).all()
+    assert [b.start for b in pre] == [b.start for b in blocks]
     assert all(b.packed.shape == (len(b), 2) for b in blocks)
     v = read_bim(prefix.with_suffix(".bim"))
     assert list(v.alt) == ["G"] * 9 and list(v.ref) == ["A"] * 9 and v.pos[3] == 40
