@@ -1,6 +1,11 @@
 """The secure GWAS with ``--pca K`` (in-process, 3 sites) against plink2 --pca + --glm with those PCs as
 covariates, on the GWAS study (2 populations mixed unevenly over 3 sites, population-confounded traits,
-1% missing calls, missing phenotypes and covariates): lambda_GC after adjustment within 0.02 of PLINK 2's."""
+1% missing calls, missing phenotypes and covariates): lambda_GC after adjustment within 0.02 of PLINK 2's.
+
+K = 1, the study's one axis of structure: PCs beyond the structure are noise directions that differ
+between any two PCA runs (plink2 --pca vs --pca approx, or another thinned subset), and they move
+lambda_GC by up to 0.03 in plink2 itself on this study (docs/pca_logistic.md), so comparing them
+would measure noise, not the secure computation."""
 import numpy as np
 import pytest
 
@@ -17,7 +22,7 @@ from tests.plink_runner import PLINK2, have_plink, read_eigenval, read_eigenvec,
 pytestmark = [pytest.mark.skipif(not have_plink(PLINK2), reason="plink2 not installed"),
               pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 
-K = 2
+K = 1
 QC = dict(geno=0.05, maf=0.01, hwe=1e-6)
 _EIGENVAL: dict = {}
 
@@ -70,7 +75,7 @@ def test_pca_stage_in_the_pipeline(secure_quant, plink_pcs):
     _, val = plink_pcs[0], read_eigenval_of(plink_pcs)
     res = secure_quant.results
     eig = np.asarray(res[0]["pca"]["eigenvalues"])
-    assert eig[0] > 5 * eig[1]  # one axis of structure (2 populations)
+    assert eig[0] > 10  # one strong axis of structure (2 populations; the noise eigenvalues are ~4)
     assert abs(eig[0] / val[0] - 1) < 0.05  # mean imputation vs plink2's pairwise default: ~2%
     assert res[0]["covariates"][-K:] == [f"PC{i + 1}" for i in range(K)]
     stages = [st["stage"] for st in secure_quant.reports["p0"]["stages"]]
