@@ -202,7 +202,8 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
     """Write the association table, QC summary, plots and run report of a secure GWAS.
 
     Files: PREFIX.PHENO.glm.linear (or .glm.logistic, .trend), PREFIX.PHENO.qc.json,
-    PREFIX.PHENO.manhattan.png, PREFIX.PHENO.qq.png, PREFIX.PHENO.run.json (per-party stages with time, bytes and rounds,
+    PREFIX.PHENO.manhattan.png, PREFIX.PHENO.qq.png, PREFIX.PHENO.run.json, and with
+    --pca PREFIX.eigenval (per-party stages with time, bytes and rounds,
     and every party's disclosure ledger). ``p_before``: p-values of the same test
     without PC adjustment, drawn in grey on the QQ plot. Returns name -> path.
     """
@@ -230,4 +231,9 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
         **(extra or {}),
     }
     paths["run"] = write_json(f"{base}.run.json", run)
+    if result.get("pca") is not None:  # plink2 --pca's .eigenval: one eigenvalue per line
+        path = Path(f"{prefix}.eigenval")
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
+            fh.write("".join(f"{fmt_g(v)}\n" for v in np.asarray(result["pca"]["eigenvalues"], float)))
+        paths["eigenval"] = path
     return paths
