@@ -20,6 +20,14 @@ if os.environ.get("CIPHEROME_BENCH_LARGE"):
 PARAMS = GwasParams(pheno_name="quant_trait", geno=0.05, maf=0.01, hwe=1e-6)
 
 
+def _peak_rss_gb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a daemon process, in GB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
 @pytest.mark.parametrize("n,m", SIZES, ids=[f"{n}x{m}" for n, m in SIZES])
 def test_secure_gwas(benchmark, tmp_path, n, m):
     study, d, data, names = gwas_study(n, m)
@@ -28,6 +36,7 @@ def test_secure_gwas(benchmark, tmp_path, n, m):
         # one warm-up job: fresh daemons compile their numba kernels on the first job
         benchmark.pedantic(lambda: runs.append(cluster.run("gwas", PARAMS.to_dict(), timeout=3600)),
                            rounds=1, iterations=1, warmup_rounds=1)
+        benchmark.extra_info["peak_rss_gb"] = {name: _peak_rss_gb(p.pid) for name, p in cluster.procs.items()}
     res = runs[-1]
     lead = res.reports["p0"]
     benchmark.extra_info["tested"] = len(res.results[0]["tested"])

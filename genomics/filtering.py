@@ -124,6 +124,15 @@ def _parse_text(t: str) -> tuple[str, list[str], str]:
     return key, [g for g in genes.split(",") if g], cons
 
 
+def _distinct_candidates(texts: list) -> list:
+    """Revealed candidate texts -> sorted (key, (gene, consequence)) pairs, first text per key."""
+    seen: dict = {}
+    for x in texts:
+        k, g, c = _parse_text(x)
+        seen.setdefault(k, (g, c))
+    return sorted(seen.items())
+
+
 def sort_rows(rows: list[dict]) -> list[dict]:
     """Output rows in genome order (then model, family, gene)."""
     return sorted(rows, key=lambda r: (chrom_order(r["chrom"]), r["pos"], r["ref"], r["alt"], r.get("family", ""),
@@ -272,13 +281,7 @@ def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
         r = fm.denovo_anchor_bits(ctx, tabs, own)
     with ctx.stage("reveal"):
         texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr], [tf]) for tr, rr, tf in zip(tabs, r, texts_fn)])
-    cands = []
-    for t, lst in zip(trios, texts):
-        seen = {}
-        for x in lst:
-            k, g, c = _parse_text(x)
-            seen.setdefault(k, (g, c))
-        cands.append(sorted(seen.items()))
+    cands = [_distinct_candidates(lst) for lst in texts]
     rows = []
     if any(cands):
         with ctx.stage("confirm"):
@@ -359,13 +362,7 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
     with ctx.stage("reveal"):
         texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr[0]], [tf])
                                         for tr, rr, tf in zip(tabs, res, texts_fn)])
-    cands = []
-    for lst in texts:
-        seen = {}
-        for x in lst:
-            k, g, c = _parse_text(x)
-            seen.setdefault(k, (g, c))
-        cands.append(sorted(seen.items()))
+    cands = [_distinct_candidates(lst) for lst in texts]
     rows = []
     if any(cands):
         with ctx.stage("confirm"):

@@ -17,3 +17,17 @@ def sites_from_study(study, covariates: np.ndarray, names: list[str], trait: str
         sites.append(SiteData.from_arrays(study.iid[idx], y, covariates[idx], names, vt,
                                           study.genotypes[:, idx], name=f"site{s + 1}"))
     return sites
+
+
+def site_data_tables(files: dict, n_sites: int, vcf_site: int | None = 1) -> list[dict]:
+    """Each site's [data] table for files written by ``write_study``; site ``vcf_site`` brings a VCF."""
+    data = []
+    for s in range(n_sites):
+        f = files[f"site{s + 1}"]
+        site = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
+        if s == vcf_site:
+            site["vcf"] = str(f["vcf"])
+        else:
+            site["bfile"] = str(f["bed"].with_suffix(""))
+        data.append(site)
+    return data

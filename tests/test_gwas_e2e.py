@@ -11,6 +11,7 @@ from cipherome.genomics.gwas_params import GwasParams
 from cipherome.genomics.simulate import demo_config, simulate_study, write_study
 from cipherome.mpc.client import JobFailed
 from cipherome.mpc.launcher import LocalCluster
+from tests.gwas_sites import site_data_tables
 from tests.plink_runner import read_glm, run_plink
 
 
@@ -20,16 +21,7 @@ def study_cluster(tmp_path_factory):
     cfg = demo_config().replace(n_samples=900, n_variants=1200, seed=5, pheno_missing_rate=0.01)
     study = simulate_study(cfg)
     files = write_study(study, d / "data", prefix="s", pooled=True, sites=True, vcf=True)
-    data = []
-    for s in range(cfg.n_sites):
-        f = files[f"site{s + 1}"]
-        site = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
-        # site 2 brings a bgzipped VCF instead of a .bed: both readers in one study
-        if s == 1:
-            site["vcf"] = str(f["vcf"])
-        else:
-            site["bfile"] = str(f["bed"].with_suffix(""))
-        data.append(site)
+    data = site_data_tables(files, cfg.n_sites)  # site 2 brings a bgzipped VCF: both readers in one study
     with LocalCluster(cfg.n_sites, workdir=d / "cluster", data=data, log_level="WARNING") as cluster:
         yield study, files, cluster, d
 

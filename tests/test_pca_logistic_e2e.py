@@ -14,6 +14,7 @@ from cipherome.genomics.reference_gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO, demo_config, simulate_study, write_study
 from cipherome.genomics.writebed import write_covar
 from cipherome.mpc.launcher import LocalCluster
+from tests.gwas_sites import site_data_tables
 from tests.plink_runner import PLINK2, have_plink, read_eigenval, read_eigenvec, read_glm, run_plink
 
 pytestmark = [pytest.mark.skipif(not have_plink(PLINK2), reason="plink2 not installed"),
@@ -29,15 +30,7 @@ def cluster_study(tmp_path_factory):
                                 covar_missing_rate=0.002)
     study = simulate_study(cfg)
     files = write_study(study, d / "data", prefix="s", pooled=True, sites=True, vcf=True)
-    data = []
-    for s in range(cfg.n_sites):
-        f = files[f"site{s + 1}"]
-        site = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
-        if s == 1:
-            site["vcf"] = str(f["vcf"])
-        else:
-            site["bfile"] = str(f["bed"].with_suffix(""))
-        data.append(site)
+    data = site_data_tables(files, cfg.n_sites)
     policy = [{"pca_own_scores": True} for _ in range(cfg.n_sites)]
     with LocalCluster(cfg.n_sites, workdir=d / "cluster", data=data, policy=policy, log_level="WARNING") as cluster:
         yield study, files, cluster, d
