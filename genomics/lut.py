@@ -6,7 +6,8 @@ precomputed (from two 16-entry nibble tables), and a variant adds the rows its b
 select. Genotype counts and the search for missing calls work on 64-bit words of 32
 samples with popcount and trailing-zero instructions, as PLINK 2 does.
 
-Speed notes (AMD EPYC, 2 cores, 10,000 samples x 100,000 variants, wall time): numba
+Speed notes (AMD EPYC VM, 2 cores; random 4096 x 10,000 blocks, wall time scaled to
+100,000 variants; the machine was shared, so these are best-of-several): numba
 compiles the row additions to scalar code (about 6 ns per 12-column lookup), so the
 inner loop is an LLVM intrinsic that keeps each 4-column group of accumulators in an
 AVX register (about 3 ns, bounded by L2 reads of the tables): 0.26 s for X'g and g'y
