@@ -10,10 +10,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from numba import njit
 
 from cipherome.mpc.correlated import recipe
-from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.kernels import ring_matmul, ring_matmul_tn
 from cipherome.mpc.ledger import MASKED
 from cipherome.mpc.shares import Shared
 from cipherome.mpc.transport import PeerError
@@ -22,32 +21,6 @@ __all__ = ["OwnedMatrix", "mask_owned", "owned_products", "route", "ring_matmul_
 
 U64 = np.uint64
 _keys = itertools.count()
-
-
-@njit(cache=True, nogil=True)
-def _matmul_tn(a, b, out):  # pragma: no cover - compiled
-    """out += a.T @ b modulo 2^64, reading a row by row (no transposed copy)."""
-    r, c = a.shape
-    L = b.shape[1]
-    for i in range(r):
-        for j in range(c):
-            aij = a[i, j]
-            if aij == 0:
-                continue
-            for k in range(L):
-                out[j, k] += aij * b[i, k]
-
-
-def ring_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a.T @ b modulo 2^64 for uint64 a (r, c) and b (r, L), without copying a.T."""
-    a = np.ascontiguousarray(a, dtype=U64)
-    b = np.ascontiguousarray(b, dtype=U64)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"ring_matmul_tn: incompatible shapes {a.shape} and {b.shape}")
-    out = np.zeros((a.shape[1], b.shape[1]), dtype=U64)
-    if out.size and a.shape[0]:
-        _matmul_tn(a, b, out)
-    return out
 
 
 def _op_matmul(m: np.ndarray, y: np.ndarray, transpose: bool) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ring_matmul", "beaver_combine", "trunc_combine"]
+__all__ = ["ring_matmul", "ring_matmul_tn", "beaver_combine", "trunc_combine"]
 
 
 @njit(cache=True, nogil=True)
@@ -58,6 +58,32 @@ def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out = out[..., 0, :]
     if squeeze_b:
         out = out[..., 0]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _matmul_tn(a, b, out):  # pragma: no cover - compiled
+    """out += a.T @ b modulo 2^64, reading a row by row (no transposed copy)."""
+    r, c = a.shape
+    L = b.shape[1]
+    for i in range(r):
+        for j in range(c):
+            aij = a[i, j]
+            if aij == 0:
+                continue
+            for k in range(L):
+                out[j, k] += aij * b[i, k]
+
+
+def ring_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a.T @ b modulo 2^64 for uint64 a (r, c) and b (r, L), without copying a.T."""
+    a = np.ascontiguousarray(a, dtype=np.uint64)
+    b = np.ascontiguousarray(b, dtype=np.uint64)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"ring_matmul_tn: incompatible shapes {a.shape} and {b.shape}")
+    out = np.zeros((a.shape[1], b.shape[1]), dtype=np.uint64)
+    if out.size and a.shape[0]:
+        _matmul_tn(a, b, out)
     return out
 
 
