@@ -94,6 +94,14 @@ def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, n_sam
     return Shared.public(ctx, np.full(V, t_star / (2 * n_samples)), ctx.frac) - stat
 
 
+def _any_of(*bits: Shared) -> Shared:
+    """OR of shared 0/1 integer bits: 1 - prod(1 - b), one product round per extra bit."""
+    none = 1 - bits[0]
+    for b in bits[1:]:
+        none = arith.mul(none, 1 - b)
+    return 1 - none
+
+
 def _half(x: Shared) -> Shared:
     """x / 2 exactly representable: doubles the scale instead of truncating."""
     return Shared(x.ctx, x.data, x.frac + 1)
@@ -132,23 +140,15 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResu
     if params.hwe is not None:
         hwe_check = _hwe_g_check(ctx, aa, het, bb, called, n_samples, params.hwe)
         row["hwe"] = compare.ltz(hwe_check, HWE_CHECK_BITS)
-    one = Shared.public(ctx, np.ones(V, dtype=np.int64), 0)
-    fail_list = []
     if "geno" in row:
         fails["geno"] = row["geno"]
     if "maf_alt" in row:
-        # OR of three bits: 1 - (1-a)(1-b)(1-c)
-        ab = arith.mul(one - row["maf_alt"], one - row["maf_ref"])
-        fails["maf"] = one - arith.mul(ab, one - row["maf_none"])
+        fails["maf"] = _any_of(row["maf_alt"], row["maf_ref"], row["maf_none"])
     if "hwe" in row:
         fails["hwe"] = row["hwe"]
     if "mcs_alt" in row:
-        ab = arith.mul(one - row["mcs_alt"], one - row["mcs_ref"])
-        fails["min_cell_size"] = one - arith.mul(ab, one - row["mcs_obs"])
-    fail_list = list(fails.values())
-    keep = one
-    for f_ in fail_list:
-        keep = arith.mul(keep, one - f_)
+        fails["min_cell_size"] = _any_of(row["mcs_alt"], row["mcs_ref"], row["mcs_obs"])
+    keep = 1 - _any_of(*fails.values()) if fails else Shared.public(ctx, np.ones(V, dtype=np.int64), 0)
     passed = ctx.open(keep, "qc.pass").astype(bool)
     a1_is_alt = np.zeros(V, dtype=bool)  # opened only for the variants that are tested
     a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt").astype(bool)

@@ -213,3 +213,17 @@ def test_spd_inverse_newton_schulz(n):
     a = m @ m.transpose(0, 2, 1) / 6 + np.eye(6)  # batched SPD, cond < 100
     got, _ = run_shared(lambda ctx, x: spd_inverse(x, lam_max_bound=30.0, cond_bound=100), [a], n, frac=24)
     np.testing.assert_allclose(got, np.linalg.inv(a), atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_dealer_random_bits_are_shared_bits(n):
+    from cipherome.mpc.local import run_local
+    from cipherome.mpc.shares import Shared
+
+    def job(ctx):
+        b = Shared(ctx, ctx.provider.random_bits(4000), 0)
+        return ctx.open(b, "bits")
+
+    got = run_local(job, n).results[0]
+    assert set(np.unique(got)) == {0, 1}
+    assert abs(got.mean() - 0.5) < 0.05
