@@ -65,7 +65,9 @@ class LocalCluster:
         self.dealer = "dealer"
         self.names = self.sites + [self.dealer]
         self._tmp = workdir is None
-        self.dir = Path(tempfile.mkdtemp(prefix="cipherome-cluster-")) if workdir is None else Path(workdir)
+        # resolved once: every path handed to a daemon is absolute, whatever the daemon's cwd
+        self.dir = (Path(tempfile.mkdtemp(prefix="cipherome-cluster-")) if workdir is None
+                    else Path(workdir).expanduser().resolve())
         self.study_id, self.workloads, self.round_timeout = study_id, list(workloads), round_timeout
         self.data, self.policy = data, policy
         self.plugins, self.pythonpath = list(plugins or []), list(pythonpath or [])
