@@ -2,7 +2,7 @@
 
 Each job builds its site's data from public parameters (a seed and sizes), so the
 benchmark needs no files, runs the same code as ``filter`` jobs (the secure stages
-of ``cipherome.genomics.filtering`` and ``filter_models``), and returns this
+of ``cipherome.genomics.filtering.job`` and ``filtering.models``), and returns this
 party's seconds, bytes sent and rounds for the timed part.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from cipherome.genomics import filter_models as fm
-from cipherome.genomics.filter_local import Pedigree, SiteVariants
-from cipherome.genomics.filter_params import FilterParams
-from cipherome.genomics.filtering import run_filter
+from cipherome.genomics.filtering import models as fm
+from cipherome.genomics.filtering.local import Pedigree, SiteVariants
+from cipherome.genomics.filtering.params import FilterParams
+from cipherome.genomics.filtering.job import run_filter
 from cipherome.mpc.jobs import job
 
 __all__ = ["synthetic_site", "measure"]

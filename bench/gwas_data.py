@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cipherome.genomics.simulate import demo_config, simulate_study, write_study
-from cipherome.genomics.writebed import write_covar
+from cipherome.genomics.io.writers import write_covar
 
 CACHE = Path(__file__).parent / ".data"
 N_EXTRA = 8  # 4 simulated covariates + 8 more -> 12

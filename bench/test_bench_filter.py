@@ -73,7 +73,7 @@ def test_cohort_filter_1e6_slots(benchmark, cluster):
 
 @pytest.mark.benchmark(group="filter cohort 10^4 variants per site")
 def test_cohort_filter_10k_variants_per_site(benchmark, cluster):
-    from cipherome.genomics.filter_keys import suggest_table
+    from cipherome.genomics.filtering.keys import suggest_table
 
     t, lanes = suggest_table(10_000)
     params = {"variants": 10_000, "individuals": 300,

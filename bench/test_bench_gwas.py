@@ -10,7 +10,7 @@ import os
 import pytest
 
 from bench.gwas_data import gwas_study
-from cipherome.genomics.gwas_params import GwasParams
+from cipherome.genomics.gwas.params import GwasParams
 from cipherome.mpc.launcher import LocalCluster
 from tests.plink_runner import run_plink
 

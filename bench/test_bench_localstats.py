@@ -49,7 +49,7 @@ def data_dir() -> Path:
 
 
 def _generate_bed(prefix: Path) -> None:
-    from cipherome.genomics.packed import pack_dosage
+    from cipherome.genomics.io.packed import pack_dosage
 
     rng = np.random.default_rng(SEED)
     tmp = prefix.with_name(prefix.name + ".partial")
@@ -103,7 +103,7 @@ def ensure_data() -> dict[str, Path]:
 
 def site_statistics(reader, covar: Path, regression: bool = True) -> int:
     """The block loop a site runs: genotype counts split by status, plus the regression sums."""
-    from cipherome.genomics.localstats import SiteDesign, case_control_counts, variant_sums
+    from cipherome.genomics.local.stats import SiteDesign, case_control_counts, variant_sums
 
     z = np.load(covar)
     mask, case = z["mask"], z["case"]
@@ -123,8 +123,8 @@ def _child(kind: str, files: dict, block_size: int | None = None) -> dict:
         "import sys, time, json, resource\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from test_bench_localstats import site_statistics\n"
-        "from cipherome.genomics.bed import BedReader\n"
-        "from cipherome.genomics.vcf import VcfReader\n"
+        "from cipherome.genomics.io.bed import BedReader\n"
+        "from cipherome.genomics.io.vcf import VcfReader\n"
         "from cipherome.genomics import localstats, lut\n"
         f"kind = {kind!r}\n"
         "t = time.perf_counter(); m = 0\n"
@@ -150,7 +150,7 @@ def _report(benchmark, **info):
 
 
 def test_bed_all_local_stats(benchmark, files):
-    from cipherome.genomics.bed import BedReader
+    from cipherome.genomics.io.bed import BedReader
 
     site_statistics(BedReader(files["bfile"], block_size=64), files["covar"])  # JIT / cache warm-up
     m = benchmark.pedantic(lambda: site_statistics(BedReader(files["bfile"]), files["covar"]),
@@ -160,7 +160,7 @@ def test_bed_all_local_stats(benchmark, files):
 
 
 def test_bed_counts_only(benchmark, files):
-    from cipherome.genomics.bed import BedReader
+    from cipherome.genomics.io.bed import BedReader
 
     site_statistics(BedReader(files["bfile"], block_size=64), files["covar"], regression=False)
     m = benchmark.pedantic(
@@ -171,7 +171,7 @@ def test_bed_counts_only(benchmark, files):
 
 @pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
 def test_bcf_all_local_stats(benchmark, files):
-    from cipherome.genomics.vcf import VcfReader
+    from cipherome.genomics.io.vcf import VcfReader
 
     site_statistics(VcfReader(files["bcf"], block_size=64), files["covar"])
     m = benchmark.pedantic(lambda: site_statistics(VcfReader(files["bcf"]), files["covar"]),

@@ -18,7 +18,7 @@ __all__ = ["demo"]
 
 
 def _runs(pcs: int):
-    from cipherome.genomics.gwas_params import GwasParams
+    from cipherome.genomics.gwas.params import GwasParams
 
     qc = dict(geno=0.05, maf=0.01, hwe=1e-6)
     return [
@@ -38,8 +38,8 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
     """Run a secure GWAS on built-in example data and print the hits beside the planted truth."""
     import numpy as np
 
-    from cipherome.genomics.gwas_output import result_table, write_gwas_outputs
-    from cipherome.genomics.reference_gc import lambda_gc
+    from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
+    from cipherome.genomics.reference.gc import lambda_gc
     from cipherome.genomics.simulate import demo_config, simulate_study, write_study
 
     from .gwas import print_top_hits
@@ -57,8 +57,8 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
     runs = _runs(pcs)
     results = []
     if inproc:
-        from cipherome.genomics.gwas import run_gwas
-        from cipherome.genomics.site_files import site_from_config
+        from cipherome.genomics.gwas.job import run_gwas
+        from cipherome.genomics.io.site_files import site_from_config
         from cipherome.mpc.local import run_local
         from cipherome.mpc.study import Site
 

@@ -39,7 +39,7 @@ def _read_genes(path: str) -> list[str]:
 def filter_params_from_cli(model, min_affected, max_unaffected, max_cohort_af, top, pass_only, min_gq, min_dp,
                            max_pop_af, af_field, consequences, genes, table_size, lanes, max_variants, gene_buckets):
     """Validated ``FilterParams`` from command-line values (click errors on bad combinations)."""
-    from cipherome.genomics.filter_params import FilterParams
+    from cipherome.genomics.filtering.params import FilterParams
 
     cons = [c.strip() for part in consequences for c in part.split(",") if c.strip()] or None
     d = {"model": model, "min_affected": min_affected, "max_unaffected": max_unaffected,
@@ -84,7 +84,7 @@ def filter_cmd(study_path, key, cert, model, prefix, min_affected, max_unaffecte
                min_gq, min_dp, max_pop_af, af_field, consequences, genes, table_size, lanes, max_variants,
                gene_buckets):
     """Secure variant filtering over the study's sites; writes PREFIX.filter.tsv/.vcf or PREFIX.genes.tsv."""
-    from cipherome.genomics.filter_output import write_filter_outputs
+    from cipherome.genomics.filtering.output import write_filter_outputs
 
     from .submit import run_workload
 

@@ -16,7 +16,7 @@ __all__ = ["gwas", "gwas_params_from_cli", "print_top_hits"]
 
 
 def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block):
-    from cipherome.genomics.gwas_params import GwasParams
+    from cipherome.genomics.gwas.params import GwasParams
 
     covs = [c for part in covar_names for c in part.split(",") if c] or None
     glm_mode = "auto"
@@ -69,7 +69,7 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 @click.option("--threads", type=int, default=None, help="Accepted for PLINK compatibility (daemons use their own).")
 def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json."""
-    from cipherome.genomics.gwas_output import result_table, write_gwas_outputs
+    from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
 
     from .submit import run_workload
 

@@ -58,16 +58,16 @@ def local_stats(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, reg
 
 def _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
          multiallelic, block_size, out):
-    from cipherome.genomics.bed import BedReader
+    from cipherome.genomics.io.bed import BedReader
     from cipherome.genomics.errors import InputError
-    from cipherome.genomics.formats import (AFREQ_HEADER, GCOUNT_HEADER, VMISS_HEADER, afreq_rows,
+    from cipherome.genomics.io.formats import (AFREQ_HEADER, GCOUNT_HEADER, VMISS_HEADER, afreq_rows,
                                             atomic_outputs, gcount_rows, vmiss_rows)
-    from cipherome.genomics.localstats import group_genotype_counts
-    from cipherome.genomics.pheno import align_to_samples, read_pheno
-    from cipherome.genomics.ploidy import plink_counts, ploidy_class
+    from cipherome.genomics.local.stats import group_genotype_counts
+    from cipherome.genomics.io.pheno import align_to_samples, read_pheno
+    from cipherome.genomics.io.ploidy import plink_counts, ploidy_class
     from cipherome.genomics.progress import Progress
-    from cipherome.genomics.variants import normalize_chroms
-    from cipherome.genomics.vcf import VcfReader
+    from cipherome.genomics.io.variants import normalize_chroms
+    from cipherome.genomics.io.vcf import VcfReader
 
     if (bfile is None) == (vcf is None):
         raise InputError("give exactly one of --bfile PREFIX and --vcf FILE")

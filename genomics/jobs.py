@@ -3,7 +3,7 @@
 ``cipherome.mpc.jobs`` imports this module on first lookup, so a daemon can run
 ``gwas`` without ``mpc`` importing ``genomics``.
 """
-from . import gwas  # noqa: F401  (registers "gwas")
-from . import filtering  # noqa: F401
+from cipherome.genomics.gwas import job as gwas  # noqa: F401  (registers "gwas")
+from cipherome.genomics.filtering import job as filtering  # noqa: F401
 
 __all__: list[str] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics import writebed
+from cipherome.genomics.io import writers as writebed
 
 # Conventions (shared with writebed and the reference twins): genotypes are int8 of
 # shape (n_variants, n_samples) holding the ALT allele count 0/1/2, -1 for a missing

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from .blocks import VariantTable
+from cipherome.genomics.io.blocks import VariantTable
 
 __all__ = ["SiteData", "binary_trait"]
 

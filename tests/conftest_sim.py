@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.reference_pca import pca_exact, thin_by_count
-from cipherome.genomics.reference_qc import qc_filter
+from cipherome.genomics.reference.pca import pca_exact, thin_by_count
+from cipherome.genomics.reference.qc import qc_filter
 from cipherome.genomics.simulate import SimConfig, Study, demo_config, simulate_study, write_study
-from cipherome.genomics.writebed import write_covar
+from cipherome.genomics.io.writers import write_covar
 
 # One module object whether imported as ``conftest_sim`` (tests/ on sys.path) or as
 # ``tests.conftest_sim`` (repository root on sys.path), so caches and classes are shared.

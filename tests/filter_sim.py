@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.filter_local import Pedigree, SiteVariants, variant_key
+from cipherome.genomics.filtering.local import Pedigree, SiteVariants, variant_key
 
 GENES = [f"GENE{i}" for i in range(1, 13)]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cipherome.genomics.packed import pack_dosage
+from cipherome.genomics.io.packed import pack_dosage
 
 PLINK2 = shutil.which("plink2")
 needs_plink2 = pytest.mark.skipif(PLINK2 is None, reason="plink2 (Debian package plink2) not installed")

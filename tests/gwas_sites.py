@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cipherome.genomics.blocks import VariantTable
+from cipherome.genomics.io.blocks import VariantTable
 from cipherome.genomics.site import SiteData
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cipherome.genomics.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
-from cipherome.genomics.localstats import SiteDesign, variant_sums
+from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
+from cipherome.genomics.local.stats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
 FRAC = 24

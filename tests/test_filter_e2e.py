@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from cipherome.genomics.filter_local import PreFilter, read_site
-from cipherome.genomics.filter_reference import reference_filter
+from cipherome.genomics.filtering.local import PreFilter, read_site
+from cipherome.genomics.reference.filtering import reference_filter
 from cipherome.mpc.client import JobFailed
 from cipherome.mpc.launcher import LocalCluster
 from tests.filter_sim import GENES, simulate, write_site_files

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.filter_params import FilterParams
-from cipherome.genomics.filter_reference import reference_filter
-from cipherome.genomics.filtering import run_filter
+from cipherome.genomics.filtering.params import FilterParams
+from cipherome.genomics.reference.filtering import reference_filter
+from cipherome.genomics.filtering.job import run_filter
 from cipherome.mpc.local import run_local
 from tests.filter_sim import GENES, simulate, site_variants
 
@@ -153,7 +153,7 @@ def test_bad_parameters_are_rejected():
 
 @pytest.mark.parametrize("model", ["carrier", "denovo", "comphet", "gene-diff", "max-gene", "gene-intersect"])
 def test_site_without_variants_and_study_without_trios(study, model):
-    from cipherome.genomics.filter_local import Pedigree, SiteVariants
+    from cipherome.genomics.filtering.local import Pedigree, SiteVariants
 
     params = {"model": model}
     if model in ("carrier", "denovo"):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.filter_features import cohort_counts, member_het
-from cipherome.genomics.filter_keys import hash_keys, lane_table, overflow_probability, suggest_table
-from cipherome.genomics.filter_local import PreFilter, read_annotation_tsv, read_ped, read_site, variant_key
-from cipherome.genomics.ploidy import CHR_X
+from cipherome.genomics.filtering.features import cohort_counts, member_het
+from cipherome.genomics.filtering.keys import hash_keys, lane_table, overflow_probability, suggest_table
+from cipherome.genomics.filtering.local import PreFilter, read_annotation_tsv, read_ped, read_site, variant_key
+from cipherome.genomics.io.ploidy import CHR_X
 from tests.filter_sim import simulate, site_variants, write_site_files
 
 HEADER = """##fileformat=VCFv4.2
@@ -165,8 +165,8 @@ def test_hash_table_layout_overflow_and_sizing():
 
 
 def test_site_config_without_ped_is_a_clear_error(tmp_path):
-    from cipherome.genomics.filter_params import FilterParams
-    from cipherome.genomics.filtering import load_site_variants
+    from cipherome.genomics.filtering.params import FilterParams
+    from cipherome.genomics.filtering.job import load_site_variants
     from cipherome.mpc.study import Site
 
     site = Site("hospital-a", data={"vcf": "x.vcf.gz"}, config_dir=tmp_path)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cipherome.genomics import filtering
-from cipherome.genomics.filter_local import SiteVariants
-from cipherome.genomics.filter_params import FilterParams
-from cipherome.genomics.filter_reveal import encode_text
-from cipherome.genomics.filtering import run_filter
+from cipherome.genomics.filtering import job as filtering
+from cipherome.genomics.filtering.local import SiteVariants
+from cipherome.genomics.filtering.params import FilterParams
+from cipherome.genomics.filtering.reveal import encode_text
+from cipherome.genomics.filtering.job import run_filter
 from cipherome.mpc import inproc
 from cipherome.mpc.local import run_local
 from cipherome.mpc.runtime import Context

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cipherome.genomics.blocks import GenotypeBlock, VariantTable
-from cipherome.genomics.localstats import (
+from cipherome.genomics.io.blocks import GenotypeBlock, VariantTable
+from cipherome.genomics.local.stats import (
     HET, HOM_ALT, HOM_REF, MISSING, SiteDesign, case_control_counts, concat_variant_sums,
     covariate_sums, genotype_counts, group_genotype_counts, packed_upper, unpack_upper, variant_sums)
-from cipherome.genomics.lut import weighted_code_sums
-from cipherome.genomics.packed import pack_dosage
+from cipherome.genomics.local.lut import weighted_code_sums
+from cipherome.genomics.io.packed import pack_dosage
 
 
 def _data(seed, m=37, n=203, k=6, missing=0.05):
@@ -164,8 +164,8 @@ def test_workqueue_layer_threads_subprocess(tmp_path):
 
     code = (
         "import threading, numpy as np, numba\n"
-        "from cipherome.genomics.localstats import SiteDesign, variant_sums, genotype_counts\n"
-        "from cipherome.genomics.threads import threading_layer\n"
+        "from cipherome.genomics.local.stats import SiteDesign, variant_sums, genotype_counts\n"
+        "from cipherome.genomics.local.threads import threading_layer\n"
         "rng = np.random.default_rng(0)\n"
         "g = rng.integers(-1, 3, size=(3000, 800)).astype(np.int8)\n"
         "X = np.column_stack([np.ones(800), rng.normal(size=(800, 3))]); y = rng.normal(size=800)\n"

@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from cipherome.genomics.blocks import SampleTable
+from cipherome.genomics.io.blocks import SampleTable
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.pheno import align_to_samples, match_samples, read_covar, read_pheno
+from cipherome.genomics.io.pheno import align_to_samples, match_samples, read_covar, read_pheno
 
 GENO = SampleTable.from_columns(["a", "b", "c", "d"], ["f1", "f1", "f2", "f3"], [1, 2, 0, 1])
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from genomics_files import expected_dosage, make_vcf, needs_plink2, plink2, write_bfile, write_sex_file
 
-from cipherome.genomics.bed import BedReader, read_bim, read_fam
+from cipherome.genomics.io.bed import BedReader, read_bim, read_fam
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.packed import pack_dosage, swap_alleles, unpack_dosage
-from cipherome.genomics.vcf import VcfReader
+from cipherome.genomics.io.packed import pack_dosage, swap_alleles, unpack_dosage
+from cipherome.genomics.io.vcf import VcfReader
 
 
 def _all(reader):
@@ -243,7 +243,7 @@ def test_bad_magic_and_bad_lines(tmp_path):
 
 def test_vcf_parses_text_in_pieces(vcf_set, monkeypatch):
     """A block assembled from several parsed pieces (tiny text budget) equals one parse."""
-    import cipherome.genomics.vcf as vcfmod
+    import cipherome.genomics.io.vcf as vcfmod
 
     whole, _ = _all(VcfReader(vcf_set["dir"] / "g.bcf", block_size=40))
     monkeypatch.setattr(vcfmod, "_TEXT_BUDGET", 1)

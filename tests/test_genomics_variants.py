@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cipherome.genomics.packed import pack_dosage, swap_alleles, unpack_dosage
-from cipherome.genomics.variants import (flip_dosage, intersect_keys, match_variants, normalize_chrom,
+from cipherome.genomics.io.packed import pack_dosage, swap_alleles, unpack_dosage
+from cipherome.genomics.io.variants import (flip_dosage, intersect_keys, match_variants, normalize_chrom,
                                          sort_keys, strand_ambiguous, variant_keys)
 
 

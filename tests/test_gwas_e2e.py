@@ -7,7 +7,7 @@ input must fail the job with a clear error while the daemons keep serving.
 import numpy as np
 import pytest
 
-from cipherome.genomics.gwas_params import GwasParams
+from cipherome.genomics.gwas.params import GwasParams
 from cipherome.genomics.simulate import demo_config, simulate_study, write_study
 from cipherome.mpc.client import JobFailed
 from cipherome.mpc.launcher import LocalCluster

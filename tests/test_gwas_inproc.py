@@ -8,8 +8,8 @@ issue's: identical QC pass set, r of -log10 p >= 0.9999, max |d -log10 p| <= 0.0
 import numpy as np
 import pytest
 
-from cipherome.genomics.gwas import run_gwas
-from cipherome.genomics.gwas_params import GwasParams
+from cipherome.genomics.gwas.job import run_gwas
+from cipherome.genomics.gwas.params import GwasParams
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import N_PCS, gwas_data
 from tests.gwas_sites import sites_from_study
@@ -44,7 +44,7 @@ def plink_linear(tmp_path_factory):
 def test_qc_pass_set_matches_plink2(linear_run, plink_linear):
     data, run = linear_run
     res = run.results[0]
-    from cipherome.genomics.reference_qc import genotype_counts, hwe_exact, hwe_lrt
+    from cipherome.genomics.reference.qc import genotype_counts, hwe_exact, hwe_lrt
 
     ids = np.asarray(data.study.variant_id)
     ours = set(ids[res["qc_pass"]])
@@ -110,7 +110,7 @@ def test_trend_test_matches_plink19_model(tmp_path):
 
 def test_min_cell_size_policy_withholds_rare_variants():
     """The strictest site's min_cell_size applies: no variant with minor allele count below it is released."""
-    from cipherome.genomics.reference_qc import genotype_counts
+    from cipherome.genomics.reference.qc import genotype_counts
 
     data = gwas_data()
     study = data.study

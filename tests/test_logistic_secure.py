@@ -4,9 +4,9 @@ missing phenotypes and covariates, 12 covariates (4 + 8 PCs), binary trait."""
 import numpy as np
 import pytest
 
-from cipherome.genomics import reference_logistic as lg
-from cipherome.genomics.logistic import DISCLOSURES, LogisticParams, logistic_association
-from cipherome.genomics.reference_linear import complete_samples, design_matrix, plink2_a1_is_alt
+from cipherome.genomics.reference import logistic as lg
+from cipherome.genomics.gwas.logistic import DISCLOSURES, LogisticParams, logistic_association
+from cipherome.genomics.reference.linear import complete_samples, design_matrix, plink2_a1_is_alt
 from cipherome.genomics.simulate import BINARY_PHENO
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import gwas_data
@@ -138,7 +138,7 @@ def test_ledger_holds_only_documented_disclosures(secure_run):
 def test_wald_rare_variants_match_twin():
     """Rare variants (minor allele count 1-15, no MAF filter): the preconditioned Newton steps still
     converge to the textbook fit where it converges; where neither converges (separation), NaN."""
-    from cipherome.genomics.logistic import fit_null, wald_fits
+    from cipherome.genomics.gwas.logistic import fit_null, wald_fits
 
     d = gwas_data()
     s = d.study

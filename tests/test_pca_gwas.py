@@ -9,11 +9,11 @@ would measure noise, not the secure computation."""
 import numpy as np
 import pytest
 
-from cipherome.genomics.gwas import run_gwas
-from cipherome.genomics.gwas_params import GwasParams
-from cipherome.genomics.reference_gc import lambda_gc
+from cipherome.genomics.gwas.job import run_gwas
+from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.reference.gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO
-from cipherome.genomics.writebed import write_covar
+from cipherome.genomics.io.writers import write_covar
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import gwas_data
 from tests.gwas_sites import sites_from_study

@@ -9,10 +9,10 @@ with plink2's own PC).
 import numpy as np
 import pytest
 
-from cipherome.genomics.gwas_params import GwasParams
-from cipherome.genomics.reference_gc import lambda_gc
+from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.reference.gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO, demo_config, simulate_study, write_study
-from cipherome.genomics.writebed import write_covar
+from cipherome.genomics.io.writers import write_covar
 from cipherome.mpc.launcher import LocalCluster
 from tests.gwas_sites import site_data_tables
 from tests.plink_runner import PLINK2, have_plink, read_eigenval, read_eigenvec, read_glm, run_plink

@@ -3,8 +3,8 @@ messages each party sends; the PCA's standardisation weights and its Gram openin
 import numpy as np
 import pytest
 
-from cipherome.genomics.owned import mask_owned, owned_products, ring_matmul_tn
-from cipherome.genomics.pca import standardisation_weights
+from cipherome.protocols.owned import mask_owned, owned_products, ring_matmul_tn
+from cipherome.genomics.gwas.pca import standardisation_weights
 from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.local import run_local
 
@@ -84,7 +84,7 @@ def test_standardisation_weights_match_plaintext_and_drop_rare():
 
 
 def test_open_gram_equals_plaintext_gram():
-    from cipherome.genomics.pca import open_gram
+    from cipherome.genomics.gwas.pca import open_gram
 
     rng = np.random.default_rng(5)
     p = rng.normal(size=(50, 6)) * 3

@@ -4,9 +4,9 @@ QC --geno 0.05 --maf 0.01 --hwe 1e-6, 1,500 variants thinned by count."""
 import numpy as np
 import pytest
 
-from cipherome.genomics import reference_pca as rp
-from cipherome.genomics.pca import DISCLOSURES, PCAParams, PCAPolicyError, secure_pca, select_pca_variants
-from cipherome.genomics.study_variants import StudyVariants
+from cipherome.genomics.reference import pca as rp
+from cipherome.genomics.gwas.pca import DISCLOSURES, PCAParams, PCAPolicyError, secure_pca, select_pca_variants
+from cipherome.genomics.gwas.variants import StudyVariants
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import pca_data
 from tests.gwas_sites import sites_from_study
@@ -132,7 +132,7 @@ def test_policy_refusal_and_distance_thinning():
 
 def test_out_of_range_gram_is_recomputed_smaller(monkeypatch):
     """An underestimated scale makes the Gram product overflow; it is detected and recomputed."""
-    import cipherome.genomics.pca as pca_mod
+    import cipherome.genomics.gwas.pca as pca_mod
 
     monkeypatch.setattr(pca_mod, "_GRAM_TARGET", 2.0**20)  # aim far above the 62-bit range
     d = pca_data()
@@ -152,7 +152,7 @@ def _site_mean_twin(study, thinned, k):
     standardised with the pooled frequencies, exact top-k eigenpairs."""
     import scipy.linalg
 
-    from cipherome.genomics.reference_qc import alt_freq
+    from cipherome.genomics.reference.qc import alt_freq
 
     g = study.genotypes[thinned]
     p = alt_freq(g)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cipherome.genomics import reference_linear as lin
+from cipherome.genomics.reference import linear as lin
 from cipherome.genomics.simulate import QUANT_PHENO
-from cipherome.genomics.writebed import write_covar
+from cipherome.genomics.io.writers import write_covar
 
 from conftest_sim import gwas_data
 from plink_runner import PLINK2, PlinkError, have_plink, read_glm, run_plink

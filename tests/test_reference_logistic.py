@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cipherome.genomics import reference_logistic as lg
-from cipherome.genomics.reference_linear import complete_samples, design_matrix, plink2_a1_is_alt
+from cipherome.genomics.reference import logistic as lg
+from cipherome.genomics.reference.linear import complete_samples, design_matrix, plink2_a1_is_alt
 from cipherome.genomics.simulate import BINARY_PHENO
 
 from conftest_sim import gwas_data

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from cipherome.genomics import reference_pca as pca
-from cipherome.genomics.reference_qc import qc_filter
+from cipherome.genomics.reference import pca
+from cipherome.genomics.reference.qc import qc_filter
 from cipherome.genomics.simulate import simulate_study, write_study
 
 from conftest_sim import pca_config, pca_data, scratch_dir

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cipherome.genomics import reference_qc as qc
-from cipherome.genomics.writebed import write_bed
+from cipherome.genomics.reference import qc
+from cipherome.genomics.io.writers import write_bed
 
 from conftest_sim import gwas_data, scratch_dir
 from plink_runner import (

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from cipherome.genomics import reference_linear as lin
-from cipherome.genomics import reference_trend as tr
-from cipherome.genomics.reference_gc import lambda_gc
+from cipherome.genomics.reference import linear as lin
+from cipherome.genomics.reference import trend as tr
+from cipherome.genomics.reference.gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO, QUANT_PHENO
 
 from conftest_sim import gwas_data

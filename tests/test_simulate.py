@@ -7,11 +7,12 @@ import numpy as np
 import pysam
 import pytest
 
-from cipherome.genomics import simulate, writebed
-from cipherome.genomics.reference_gc import lambda_gc
-from cipherome.genomics.reference_linear import glm_linear
-from cipherome.genomics.reference_pca import pca_exact
-from cipherome.genomics.reference_qc import alt_freq
+from cipherome.genomics import simulate
+from cipherome.genomics.io import writers as writebed
+from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.reference.linear import glm_linear
+from cipherome.genomics.reference.pca import pca_exact
+from cipherome.genomics.reference.qc import alt_freq
 
 from conftest_sim import gwas_data, pca_data, scratch_dir
 from plink_runner import PLINK2, have_plink, read_afreq, read_snplist, read_table, run_plink

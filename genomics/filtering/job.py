@@ -1,0 +1,510 @@
+"""The secure variant filtering job (rare-disease workload): candidate variants or genes shared across sites, nothing else.
+
+It runs at every compute party (``@job("filter")``) on that site's own VCF/BCF,
+PED and annotation. Stages, with what each opens (the ledger lists the labels):
+
+1. local: read and pre-filter the site's rows (``filtering.local``); nothing leaves;
+2. study metadata (kind 'public', to the compute parties only): each site's
+   cohort sizes and ``min_cell_size``, and for family models its PED rows of
+   genotyped individuals (to find trios split across sites); a fresh job key
+   agreed by all compute parties (``filter.job_key_contribution``);
+3. secure filter: hashed tables, fingerprint alignment and the model's rule
+   (``filtering.align``, ``filtering.models``); only masked values are opened;
+4. reveal (``filtering.reveal``): the number of candidates per slot
+   (``filter.candidate_slots``), their keyed fingerprints
+   (``filter.candidate_fingerprints``), their text lengths and texts
+   (``filter.candidate_text_bytes``, ``filter.candidate_texts``), all functions
+   of the released candidates and the job key;
+5. confirm: the rule re-evaluated exactly on the revealed keys
+   (``filter.confirm``), so a fingerprint collision can never report a false
+   candidate; counts of confirmed candidates where the strictest site's
+   ``min_cell_size`` allows (``filter.counts``).
+Gene-level models open only the qualifying genes (``filter.max_genes``,
+``filter.top_genes``, ``filter.intersect_genes``, ``filter.diff_genes``) and
+their counts (``filter.counts``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cipherome.mpc.jobs import job
+from cipherome.mpc.shares import Shared, concat, stack
+
+from cipherome.genomics.filtering import models as fm
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.filtering.align import OwnerTable, share_tables
+from cipherome.genomics.filtering.features import COUNTS, allele_totals, cohort_counts, member_het
+from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
+from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_site
+from cipherome.genomics.filtering.params import COHORT_MODELS, FilterParams
+from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
+from cipherome.genomics.io.ploidy import ploidy_class
+from cipherome.genomics.io.variants import chrom_order, parse_key
+
+__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "find_trios", "Trio", "sort_rows"]
+
+log = logging.getLogger("cipherome.filter")
+
+
+@dataclass
+class FilterSite:
+    """A site given as arrays (tests, benchmarks): its rows and its disclosure policy."""
+
+    name: str
+    variants: SiteVariants
+    policy: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Trio:
+    """An affected child and both parents, each as (site index, column in that site's individuals)."""
+
+    fid: str
+    child: tuple
+    father: tuple
+    mother: tuple
+    child_sex: int
+
+
+def load_site_variants(site, p: FilterParams) -> SiteVariants:
+    """The site's pre-filtered rows: from its [data] table (vcf, ped, optional annotation, region)."""
+    if isinstance(site, FilterSite):
+        return site.variants
+    data = site.data
+    for k in ("vcf", "ped"):
+        if k not in data:
+            raise InputError(f"site {site.name}: its config has no [data] entry {k!r}; filtering needs vcf = FILE "
+                             "(VCF/BCF) and ped = FILE (PED) and optionally annotation = FILE (TSV)")
+    ann = site.path("annotation") if "annotation" in data else None
+    pf = PreFilter.from_params(p.to_dict())
+    return read_site(site.path("vcf"), site.path("ped"), ann, pf, region=data.get("region"))
+
+
+def _allgather_json(ctx, doc, label: str) -> list:
+    raw = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8).copy()
+    return [json.loads(np.asarray(x, np.uint8).tobytes().decode()) for x in ctx.allgather(raw, label)]
+
+
+def find_trios(peds: list[list]) -> list[Trio]:
+    """Trios (affected child, both parents genotyped somewhere) from every site's PED rows, in (FID, IID) order.
+
+    peds[i]: site i's rows [fid, iid, father, mother, sex, affected] of its
+    genotyped individuals. An individual genotyped at two sites is an error.
+    """
+    where = {}
+    for si, rows in enumerate(peds):
+        for col, r in enumerate(rows):
+            key = (r[0], r[1])
+            if key in where:
+                raise InputError(f"individual {r[0]} {r[1]} is genotyped at two sites (parties {where[key][0]} and "
+                                 f"{si}); keep it in one site's PED file")
+            where[key] = (si, col, r)
+    trios = []
+    for (fid, iid), (si, col, r) in sorted(where.items()):
+        if int(r[5]) != 1 or r[2] == "0" or r[3] == "0":
+            continue
+        f, m = where.get((fid, r[2])), where.get((fid, r[3]))
+        if f is None or m is None:
+            continue
+        trios.append(Trio(fid, (si, col), (f[0], f[1]), (m[0], m[1]), int(r[4])))
+    return trios
+
+
+def _text(sv: SiteVariants, row: int) -> str:
+    return f"{sv.keys[row]}\t{','.join(sv.genes[row])}\t{sv.consequence[row]}"
+
+
+def _parse_text(t: str) -> tuple[str, list[str], str]:
+    key, genes, cons = (t.split("\t") + ["", ""])[:3]
+    return key, [g for g in genes.split(",") if g], cons
+
+
+def _distinct_candidates(texts: list) -> list:
+    """Revealed candidate texts -> sorted (key, (gene, consequence)) pairs, first text per key."""
+    seen: dict = {}
+    for x in texts:
+        k, g, c = _parse_text(x)
+        seen.setdefault(k, (g, c))
+    return sorted(seen.items())
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    """Output rows in genome order (then model, family, gene)."""
+    return sorted(rows, key=lambda r: (chrom_order(r["chrom"]), r["pos"], r["ref"], r["alt"], r.get("family", ""),
+                                       r.get("gene", "")))
+
+
+def _row(key: str, genes: list[str], cons: str, model: str, **extra) -> dict:
+    c, p, ref, alt = parse_key(key)
+    return {"chrom": c, "pos": p, "ref": ref, "alt": alt, "gene": ",".join(genes), "consequence": cons,
+            "model": model, **extra}
+
+
+def _geometry(p: FilterParams) -> tuple[int, int]:
+    if p.table_size is not None and p.lanes is not None:
+        return int(p.table_size), int(p.lanes)
+    t, lanes = suggest_table(p.max_variants)
+    return int(p.table_size or t), int(p.lanes or lanes)
+
+
+def _owner_table(ctx, site: str, name: str, T: int, L: int, key: bytes | None, keys, mine: bool,
+                 partition=None, buckets=None) -> OwnerTable:
+    """An owner's table; at the owner, entries ``keys`` hashed and laid out (rows index ``keys``)."""
+    t = OwnerTable(site, name, T, L)
+    if mine:
+        slots, fps = hash_keys(key, keys, T, partition, buckets)
+        t.fp, t.rows = lane_table(slots, fps, T, L, name)
+    return t
+
+
+# ----------------------------------------------------------------------------- cohort models
+def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, key: bytes) -> list[str]:
+    T, L = _geometry(p)
+    C = rule.forms
+    tables = [_owner_table(ctx, s, f"site {s}", T, L, key, sv.keys, s == ctx.me) for s in ctx.parties]
+    share_tables(ctx, tables)
+    mine = tables[ctx.index]
+    counts = cohort_counts(sv)
+    contrib = counts @ rule.coeff
+    own = contrib + rule.constants(sv.pclass)
+    occ = mine.rows >= 0
+    ctab = np.zeros((T, L, C), np.int64)
+    otab = np.zeros((T, L, C), np.int64)
+    otab[..., 0] = -rule.kill
+    ctab[occ] = contrib[mine.rows[occ]]
+    otab[occ] = own[mine.rows[occ]]
+    csh = [ctx.input(s, ctab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties]
+    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties[:-1]]
+    last = ctx.parties[-1]
+    ok = np.all(otab >= 0, axis=2).astype(np.int64) if last == ctx.me else None
+    r = fm.cohort_anchor_bits(ctx, tables, csh, osh, ctx.input(last, ok, shape=(T, L), frac=0), rule)
+    texts_fn = [(lambda row: _text(sv, row)) if s == ctx.me else None for s in ctx.parties]
+    with ctx.stage("reveal"):
+        (texts,) = reveal_candidates(ctx, [AnchorGroup(tables, r, texts_fn)])
+    return texts
+
+
+def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int) -> dict:
+    rule = fm.cohort_rule(p.model, cohort, p.min_affected, p.max_unaffected, p.max_cohort_af)
+    key = agree_job_key(ctx)
+    with ctx.stage("secure_filter"):
+        texts = _cohort_hashed(ctx, p, sv, rule, key)
+    cands = {}
+    for t in texts:
+        k, g, c = _parse_text(t)
+        cands.setdefault(k, (g, c))
+    keys = sorted(cands)
+    rows = []
+    if keys:
+        with ctx.stage("confirm"):
+            K = len(keys)
+            idx = sv.index()
+            at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
+            local = np.zeros((K, len(COUNTS)), np.int64)
+            if (at >= 0).any():
+                local[at >= 0] = cohort_counts(sv, at[at >= 0])
+            total = ctx.inputs_sum(local, shape=(K, len(COUNTS)), frac=0)
+            pcl = ploidy_class(np.array([parse_key(k)[0] for k in keys], dtype=object))
+            ok = ctx.open(fm.rule_on_counts(total, pcl, rule), "filter.confirm").astype(bool)
+            keep = np.flatnonzero(ok)
+            if keep.size:
+                ci = {n: j for j, n in enumerate(COUNTS)}
+                tot = np.array([cohort.totals[int(c)] for c in pcl[keep]], np.int64)
+                sub = total[keep]
+                cols = [sub[:, ci[rule.release[0]]], sub[:, ci[rule.release[1]]], sub[:, ci["ac"]],
+                        (-sub[:, ci["miss"]]) + tot]
+                vals = fm.release_counts(ctx, stack(cols, axis=1), mc, 2 * cohort.n_all, "filter.counts")
+                names = ("AFF_" + ("CARRIERS" if rule.release[0] == "ca" else "HOM" if rule.release[0] == "ha"
+                                   else "XGENO"), "UNAFF_" + ("CARRIERS" if rule.release[1] == "cu" else "HOM"
+                                                              if rule.release[1] == "hu" else "XGENO"), "AC", "AN")
+                for j, kk in enumerate(keep):
+                    g, c = cands[keys[kk]]
+                    counts = {n: (int(v) if v >= 0 else None) for n, v in zip(names, vals[j])}
+                    rows.append(_row(keys[kk], g, c, p.model, **counts))
+    return {"rows": sort_rows(rows), "dropped_by_confirmation": len(keys) - len(rows)}
+
+
+# ----------------------------------------------------------------------------- family models
+def _calls(sv: SiteVariants, idx: dict, keys: list[str], col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dosage (0 where absent), chromosome class and presence of individual ``col`` at public keys."""
+    at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
+    ok = at >= 0
+    g = np.zeros(at.size, np.int64)
+    pc = np.zeros(at.size, np.int8)
+    g[ok] = sv.dosage[at[ok], col]
+    pc[ok] = sv.pclass[at[ok]]
+    return g, pc, ok
+
+
+def _member_values(ctx, trios: list[Trio], who: str, fn, K: list[int]) -> Shared:
+    """Concatenated over trios: each (K_t,) int vector input by the site of member ``who`` (fn(trio, k) at it)."""
+    parts = []
+    for t, k in zip(trios, K):
+        si, col = getattr(t, who)
+        site = ctx.parties[si]
+        parts.append(ctx.input(site, fn(t, col) if site == ctx.me else None, shape=(k,), frac=0))
+    return concat(parts)
+
+
+def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
+    T, L = _geometry(p)
+    key = agree_job_key(ctx)
+    me = ctx.index
+    tabs, own, texts_fn = [], [], []
+    with ctx.stage("secure_filter"):
+        for t in trios:
+            row = []
+            for who in ("child", "father", "mother"):
+                si, col = getattr(t, who)
+                mine = si == me
+                rows = None
+                if mine:
+                    g = sv.dosage[:, col]
+                    sel = member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0)
+                    rows = np.flatnonzero(sel)
+                tab = _owner_table(ctx, ctx.parties[si], f"{who} of family {t.fid}", T, L, key,
+                                   sv.keys[rows] if mine else None, mine)
+                if mine and rows.size:
+                    tab.rows = np.where(tab.rows >= 0, rows[np.maximum(tab.rows, 0)], -1)
+                row.append(tab)
+            tabs.append(tuple(row))
+            child = row[0]
+            o = -(child.rows < 0).astype(np.int64) if child.mine(ctx) else None
+            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
+            texts_fn.append((lambda r: _text(sv, r)) if child.mine(ctx) else None)
+        share_tables(ctx, [x for trio in tabs for x in trio])
+        r = fm.denovo_anchor_bits(ctx, tabs, own)
+    with ctx.stage("reveal"):
+        texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr], [tf]) for tr, rr, tf in zip(tabs, r, texts_fn)])
+    cands = [_distinct_candidates(lst) for lst in texts]
+    rows = []
+    if any(cands):
+        with ctx.stage("confirm"):
+            K = [len(c) for c in cands]
+            idx = sv.index()
+
+            def cls(kind):
+                def f(t, col):
+                    g, pc, ok = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
+                    if kind == "het":
+                        return (member_het(g, t.child_sex, pc) & ok).astype(np.int64)
+                    return (g != 0).astype(np.int64)
+                return f
+
+            het = _member_values(ctx, trios, "child", cls("het"), K)
+            fpres = _member_values(ctx, trios, "father", cls("pres"), K)
+            mpres = _member_values(ctx, trios, "mother", cls("pres"), K)
+            ok = ctx.open(fm.denovo_on_classes(het, fpres, mpres), "filter.confirm").astype(bool)
+            pos = 0
+            for t, lst in zip(trios, cands):
+                for j, (k, (g, c)) in enumerate(lst):
+                    if ok[pos + j]:
+                        rows.append(_row(k, g, c, "denovo", family=t.fid))
+                pos += len(lst)
+    return {"rows": sort_rows(rows), "dropped_by_confirmation": sum(len(c) for c in cands) - len(rows)}
+
+
+def _gene_entries(sv: SiteVariants, rows: np.ndarray, gidx: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(row, gene index) for each listed gene of each row (a row in two listed genes appears twice)."""
+    er, eg = [], []
+    for r in rows:
+        for g in dict.fromkeys(sv.genes[r]):
+            j = gidx.get(g)
+            if j is not None:
+                er.append(r)
+                eg.append(j)
+    return np.array(er, np.int64), np.array(eg, np.int64)
+
+
+def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
+    genes = list(p.genes)
+    gidx = {g: i for i, g in enumerate(genes)}
+    G, b = len(genes), int(p.gene_buckets)
+    T, L = G * b, int(p.lanes or 4)
+    key = agree_job_key(ctx)
+    me = ctx.index
+    tabs, cars, own, texts_fn = [], [], [], []
+    with ctx.stage("secure_filter"):
+        for t in trios:
+            row, car = [], []
+            for who in ("child", "father", "mother"):
+                si, col = getattr(t, who)
+                mine = si == me
+                tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
+                if mine:
+                    g = sv.dosage[:, col]
+                    sel = (g == 1) if who == "child" else (g != 0)
+                    er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
+                    slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
+                    tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
+                    tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
+                row.append(tab)
+                if who != "child":
+                    v = None
+                    if mine:
+                        v = np.zeros((T, L, 1), np.int64)
+                        occ = tab.rows >= 0
+                        v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
+                    car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
+            tabs.append(tuple(row))
+            cars.append(tuple(car))
+            child = row[0]
+            o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
+            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
+            texts_fn.append((lambda r: _text(sv, r)) if child.mine(ctx) else None)
+        share_tables(ctx, [x for trio in tabs for x in trio])
+        res = fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)
+    with ctx.stage("reveal"):
+        texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr[0]], [tf])
+                                        for tr, rr, tf in zip(tabs, res, texts_fn)])
+    cands = [_distinct_candidates(lst) for lst in texts]
+    rows = []
+    if any(cands):
+        with ctx.stage("confirm"):
+            K = [len(c) for c in cands]
+            idx = sv.index()
+
+            def cls(kind):
+                def f(t, col):
+                    g, _, _ = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
+                    return {"het": g == 1, "car": g >= 1, "pres": g != 0}[kind].astype(np.int64)
+                return f
+
+            het = _member_values(ctx, trios, "child", cls("het"), K)
+            fc = _member_values(ctx, trios, "father", cls("car"), K)
+            fpres = _member_values(ctx, trios, "father", cls("pres"), K)
+            mc = _member_values(ctx, trios, "mother", cls("car"), K)
+            mpres = _member_values(ctx, trios, "mother", cls("pres"), K)
+            pat, mat = fm.comphet_on_classes(het, fc, fpres, mc, mpres)
+            got = ctx.open_ring([pat.data, mat.data], "filter.confirm", masked=False)
+            pat_o, mat_o = got[0].view(np.int64).astype(bool), got[1].view(np.int64).astype(bool)
+            pos = 0
+            for t, lst in zip(trios, cands):
+                by_gene: dict[str, dict] = {}
+                for j, (k, (g, c)) in enumerate(lst):
+                    for gene in g:
+                        if gene in gidx:
+                            d = by_gene.setdefault(gene, {"pat": [], "mat": []})
+                            if pat_o[pos + j]:
+                                d["pat"].append((k, g, c))
+                            if mat_o[pos + j]:
+                                d["mat"].append((k, g, c))
+                for gene, d in by_gene.items():
+                    if d["pat"] and d["mat"]:
+                        for side in ("pat", "mat"):
+                            for k, g, c in d[side]:
+                                rows.append(_row(k, [gene], c, "comphet", family=t.fid,
+                                                 inheritance="paternal" if side == "pat" else "maternal"))
+                pos += len(lst)
+    return {"rows": sort_rows(rows), "dropped_by_confirmation": None}
+
+
+# ----------------------------------------------------------------------------- gene-level models
+def carried_genes(sv: SiteVariants, genes: list[str], individuals: np.ndarray) -> np.ndarray:
+    """(len(individuals), G) int64: 1 where the individual carries (dosage >= 1) a pre-filtered variant of the gene."""
+    gidx = {g: i for i, g in enumerate(genes)}
+    out = np.zeros((len(individuals), len(genes)), np.int64)
+    if not len(individuals):
+        return out
+    car = sv.dosage[:, individuals] >= 1
+    for r in range(len(sv)):
+        js = [gidx[g] for g in sv.genes[r] if g in gidx]
+        if js and car[r].any():
+            out[np.ix_(np.flatnonzero(car[r]), js)] = 1
+    return out
+
+
+def _gene_level(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, trios: list[Trio], mc: int) -> dict:
+    genes = list(p.genes)
+    G = len(genes)
+    out = []
+    with ctx.stage("secure_filter"):
+        if p.model == "gene-diff":
+            if not trios:
+                return {"genes": []}
+            K = [G] * len(trios)
+            sets = {}
+
+            def member(t, col):
+                if col not in sets:
+                    sets[col] = carried_genes(sv, genes, np.array([col]))[0]
+                return sets[col]
+
+            c = _member_values(ctx, trios, "child", member, K)
+            f = _member_values(ctx, trios, "father", member, K)
+            m = _member_values(ctx, trios, "mother", member, K)
+            q = fm.gene_diff(ctx, c, f, m).reshape(len(trios), G) if trios else np.zeros((0, G), bool)
+            for t, row in zip(trios, q):
+                out += [{"gene": genes[j], "model": p.model, "family": t.fid} for j in np.flatnonzero(row)]
+            return {"genes": out}
+        aff = np.flatnonzero(sv.ped.affected == 1)
+        local = carried_genes(sv, genes, aff).sum(axis=0)
+        x = ctx.inputs_sum(local, shape=(G,), frac=0)
+        if p.model == "gene-intersect":
+            q = fm.gene_all(ctx, x, cohort.n_aff)
+            cnt = None if not q.any() else (cohort.n_aff if cohort.n_aff >= mc or mc <= 1 else None)
+            out = [{"gene": genes[j], "model": p.model, "count": cnt} for j in np.flatnonzero(q)]
+            return {"genes": out}
+        found = ([fm.gene_max(ctx, x, cohort.n_aff)] if p.model == "max-gene"
+                 else fm.gene_top(ctx, x, cohort.n_aff, int(p.top)))
+        found = [(q, m) for q, m in found if q.any()]
+        if found:
+            ms = stack([m.reshape(1) for _, m in found]).reshape(len(found))
+            vals = fm.release_counts(ctx, ms, mc, cohort.n_all, "filter.counts")
+            rank = 1
+            for (q, _), v in zip(found, vals):
+                for j in np.flatnonzero(q):
+                    out.append({"gene": genes[j], "model": p.model, "count": int(v) if v >= 0 else None,
+                                "rank": rank})
+                rank += int(q.sum())
+    return {"genes": out}
+
+
+# ----------------------------------------------------------------------------- the job
+def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
+    """The filtering job at one compute party; every party returns the same opened result."""
+    t0 = time.perf_counter()
+    family = p.model in ("denovo", "comphet", "gene-diff")
+    with ctx.stage("metadata"):
+        doc = {"min_cell_size": int(policy.get("min_cell_size", 0) or 0),
+               "n_aff": int((sv.ped.affected == 1).sum()), "n_unaff": int((sv.ped.affected == 0).sum()),
+               "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()}}
+        if family:
+            doc["ped"] = sv.ped.rows()
+        docs = _allgather_json(ctx, doc, "filter.study_metadata")
+    mc = max(d["min_cell_size"] for d in docs)
+    cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs), sum(d["n_all"] for d in docs),
+                       {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})
+    trios = find_trios([d["ped"] for d in docs]) if family else []
+    log.info("filter %s: %d local variant rows, %d individuals in the study, %d trios", p.model, len(sv),
+             cohort.n_all, len(trios))
+    if p.model in COHORT_MODELS:
+        res = _cohort(ctx, p, sv, cohort, mc)
+    elif p.model == "denovo":
+        res = _denovo(ctx, p, sv, trios) if trios else {"rows": [], "dropped_by_confirmation": 0}
+    elif p.model == "comphet":
+        res = _comphet(ctx, p, sv, trios) if trios else {"rows": [], "dropped_by_confirmation": 0}
+    else:
+        res = _gene_level(ctx, p, sv, cohort, trios, mc)
+    res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
+                "trios": [t.fid for t in trios], "params": p.to_dict(), "seconds": time.perf_counter() - t0})
+    if p.model in COHORT_MODELS or p.model == "denovo":
+        res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
+    res.get("params", {}).pop("genes", None)
+    return res
+
+
+@job("filter")
+def filter_job(ctx, params: dict, site) -> dict:
+    """Registered job: parameters from the submitter, files from the site's config (see the module docstring)."""
+    try:
+        p = FilterParams.from_dict(dict(params))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"invalid filter parameters: {exc}") from None
+    sv = load_site_variants(site, p)
+    return run_filter(ctx, p, sv, dict(getattr(site, "policy", {}) or {}))

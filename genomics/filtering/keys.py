@@ -1,0 +1,131 @@
+"""The hashed variant key space: a study-wide keyed hash maps each normalised variant key to a slot and a fingerprint.
+
+All compute parties agree a fresh 256-bit job key (each contributes 32 random
+bytes; the dealer never sees them), and every owner (a site, or one family
+member) places its variants with HMAC-SHA256(job key, "chrom:pos:ref:alt") into
+a table of T slots with L lanes each: bytes 0-7 of the MAC give the slot
+(mod T, or a slot inside the variant's gene partition), bytes 8-13 a 48-bit
+fingerprint (never 0; 0 marks an empty lane).
+
+Collisions. Two distinct variants share a slot with probability 1/T; that is
+harmless, because the secure stages compare fingerprints inside a slot, so data
+of two variants is merged only if slot *and* fingerprint collide (probability
+2^-48 per pair compared), and every candidate is then re-checked exactly on its
+revealed key, so a merge can never yield a reported false candidate. An owner
+with more than L variants in one slot cannot be represented: it stops with an
+:class:`InputError` saying which table size and lane count would fit
+(:func:`suggest_table` picks both from a public bound on variants per owner).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+
+import numpy as np
+
+from cipherome.genomics.errors import InputError
+
+__all__ = ["FP_BITS", "agree_job_key", "hash_keys", "lane_table", "suggest_table", "overflow_probability"]
+
+FP_BITS = 48
+_FP_MASK = (1 << FP_BITS) - 1
+
+
+def agree_job_key(ctx) -> bytes:
+    """A 32-byte key known to every compute party and to no one else.
+
+    Each compute party draws 32 random bytes and sends them to the others
+    (``allgather``: one round, 32 bytes to each peer, ledger kind 'public' as it
+    is shared with every site of the study; the dealer is not a recipient); the
+    key is SHA-256 over all contributions in party order, so no single site
+    chooses it. Fresh per job: slots of two jobs cannot be linked.
+    """
+    mine = np.frombuffer(secrets.token_bytes(32), dtype=np.uint8).copy()
+    parts = ctx.allgather(mine, "filter.job_key_contribution")
+    return hashlib.sha256(b"".join(np.asarray(p, dtype=np.uint8).tobytes() for p in parts)).digest()
+
+
+def hash_keys(job_key: bytes, keys, table_size: int, partition: np.ndarray | None = None,
+              buckets: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Slots ``(m,)`` int64 and fingerprints ``(m,)`` uint64 (48 bits, nonzero) of variant keys.
+
+    Without ``partition``: slot = MAC[0:8] mod table_size. With ``partition``
+    ``(m,)`` int64 (a gene index per key) and ``buckets`` b: slot = partition * b +
+    MAC[0:8] mod b, so that each gene owns b consecutive slots.
+    """
+    m = len(keys)
+    h = np.empty(m, dtype=np.uint64)
+    fp = np.empty(m, dtype=np.uint64)
+    for i, k in enumerate(keys):
+        d = hmac.new(job_key, str(k).encode(), hashlib.sha256).digest()
+        h[i] = int.from_bytes(d[:8], "little")
+        f = int.from_bytes(d[8:14], "little") & _FP_MASK
+        fp[i] = f or 1
+    if partition is None:
+        return (h % np.uint64(table_size)).astype(np.int64), fp
+    b = np.uint64(buckets)
+    return np.asarray(partition, np.int64) * int(b) + (h % b).astype(np.int64), fp
+
+
+def lane_table(slots: np.ndarray, fps: np.ndarray, table_size: int, lanes: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """Place entries into a (T, L) table: ``fp`` uint64 (0 = empty) and ``row`` int64 (entry index, -1 empty).
+
+    Entries of one slot take lanes 0, 1, ... in fingerprint order. Raises
+    :class:`InputError` if a slot gets more than L entries.
+    """
+    slots = np.asarray(slots, np.int64)
+    fps = np.asarray(fps, np.uint64)
+    fp_tab = np.zeros((table_size, lanes), dtype=np.uint64)
+    row_tab = np.full((table_size, lanes), -1, dtype=np.int64)
+    if slots.size == 0:
+        return fp_tab, row_tab
+    order = np.lexsort((fps, slots))
+    s = slots[order]
+    first = np.searchsorted(s, s, side="left")
+    lane = np.arange(s.size) - first
+    worst = int(lane.max()) + 1
+    if worst > lanes:
+        raise InputError(
+            f"{owner}: {worst} variants fall into one slot of the hashed variant table, which has only {lanes} "
+            f"lane(s) per slot ({table_size} slots); rerun with more lanes or a larger table "
+            f"(e.g. --lanes {worst}); the table is sized from a public bound on variants per site")
+    f_sorted = fps[order]
+    dup = (lane > 0) & (f_sorted == np.roll(f_sorted, 1))
+    if dup.any():  # two different variants of one owner with equal slot and 48-bit fingerprint
+        raise InputError(f"{owner}: a 48-bit fingerprint collision inside one slot (probability ~2^-48); "
+                         "simply rerun the job (a new job key is drawn)")
+    fp_tab[s, lane] = f_sorted
+    row_tab[s, lane] = order
+    return fp_tab, row_tab
+
+
+def overflow_probability(entries: int, table_size: int, lanes: int) -> float:
+    """Upper bound (union over slots) on the probability that some slot gets more than ``lanes`` of ``entries``
+    uniformly hashed entries: T * P[Binomial(entries, 1/T) > lanes]."""
+    from scipy.stats import binom
+
+    if entries <= lanes:
+        return 0.0
+    return float(min(1.0, table_size * binom.sf(lanes, entries, 1.0 / table_size)))
+
+
+def suggest_table(max_entries: int, fail: float = 1e-6, max_slots: int = 1 << 22) -> tuple[int, int]:
+    """(T, L) for an owner with at most ``max_entries`` variants: overflow probability <= ``fail``, least cost.
+
+    The secure cost of a table grows like T * L^2 (fingerprint comparisons
+    between two owners' lanes of each slot); T runs over powers of two.
+    """
+    m = max(1, int(max_entries))
+    best = None
+    t = 1
+    while t <= max_slots:
+        lanes = max(1, math.ceil(m / t))
+        while overflow_probability(m, t, lanes) > fail:
+            lanes += 1
+        cost = t * lanes * lanes + 4 * t * lanes
+        if best is None or cost < best[0]:
+            best = (cost, t, lanes)
+        t *= 2
+    return best[1], best[2]

@@ -1,0 +1,253 @@
+"""The secure GWAS job: sample QC, common variants, variant QC, standardisation, association.
+
+It runs at every compute party (``@job("gwas")``) on that site's ``SiteData``;
+only the lead returns the variant columns for the output files. Stages, with
+what each opens (the disclosure ledger lists the same labels):
+
+1. local: ``--mind`` sample QC and complete-case selection; nothing leaves the site;
+2. metadata (public within the study): sample counts, trait type, hashed variant keys;
+3. variant QC over the pooled counts: one pass/fail bit per variant (``qc.pass``)
+   and the tested allele A1 (``gwas.a1_is_alt``: is ALT the non-major allele);
+3b. with ``--pca K``, secure PCA (``genomics.pca``): L x L Gram matrices (``pca.gram``)
+   and each site's own samples' PC scores, to that site only (``pca.scores``), which
+   join the covariates;
+4. standardisation: pooled means and variances of the phenotype and covariates
+   (``gwas.covariate_moments``), used as a public affine transform, which leaves
+   every association statistic unchanged and keeps fixed-point values O(1);
+5. association per block of QC-passing variants: OBS_CT, the effect and its test
+   statistic per variant (``gwas.obs_ct``, ``gwas.beta``, ``gwas.t_stat`` or
+   ``gwas.chisq``) and the ERRCODE bit for constant genotypes (``gwas.const``);
+   for ``--glm logistic`` the labels of ``genomics.logistic`` (null-model sums, score
+   statistic of every variant, Wald fits of the top hits).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from cipherome.mpc.jobs import job
+
+from cipherome.genomics.gwas import qc as gwas_qc
+from cipherome.genomics.gwas import stats as gwas_stats
+from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
+from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
+from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.gwas.logistic import logistic_association
+from cipherome.genomics.gwas.pca import secure_pca
+from cipherome.genomics.site import SiteData, binary_trait
+from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
+from cipherome.genomics.io.variants import flip_dosage
+
+__all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
+
+log = logging.getLogger("cipherome.gwas")
+
+
+def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np.ndarray:
+    """(n,) bool: samples kept by ``--mind`` (missing-call rate over all the site's variants <= mind)."""
+    n = site.n
+    if mind is None:
+        return np.ones(n, dtype=bool)
+    m = len(site.variants)
+    missing = np.zeros(n, dtype=np.int64)
+    everyone = np.ones(n, dtype=bool)
+    for start in range(0, m, block):
+        g = site.read(np.arange(start, min(start + block, m)), everyone)
+        missing += (g < 0).sum(axis=0)
+    # PLINK removes F_MISS > mind, compared exactly: missing * den > num * m
+    from fractions import Fraction
+
+    t = Fraction(str(mind))
+    return ~(missing * t.denominator > t.numerator * m)
+
+
+#: PLINK 2's --glm multicollinearity limits (its --max-corr and --vif defaults)
+MAX_CORR, MAX_VIF = 0.999, 50.0
+
+
+def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int):
+    """Open the pooled moments and return (y standardised, [1, covariates standardised], A^-1, sd(y)).
+
+    Opened (``gwas.covariate_moments``): mean and variance of the phenotype, means and
+    second moments of the covariates (their pooled covariance / correlation matrix);
+    phenotype-covariate cross moments stay secret. The affine transform they define
+    is public, leaves every association statistic unchanged and keeps the fixed-point
+    values O(1); A = X'X/N of the standardised design is then public too.
+    """
+    c = cov.shape[1]
+    local = np.concatenate([[y.sum(), (y * y).sum()], cov.sum(0), (cov.T @ cov).ravel()]) / max(n_total, 1)
+    mom = ctx.open(ctx.inputs_sum(local, shape=local.shape, frac=ctx.frac), "gwas.covariate_moments")
+    my, vy = mom[0], mom[1] - mom[0] ** 2
+    mx = mom[2 : 2 + c]
+    covx = mom[2 + c :].reshape(c, c) - np.outer(mx, mx)
+    var = np.concatenate([[vy], np.diag(covx)])
+    bad = [(["phenotype"] + names)[i] for i in np.flatnonzero(var <= 1e-12 * np.maximum(1.0, np.abs(np.concatenate([[my], mx]))))]
+    if bad:
+        raise ValueError(f"constant over the study's samples: {', '.join(bad)}; remove it from the covariates")
+    sd_y, sx = float(np.sqrt(vy)), np.sqrt(np.diag(covx))
+    corr = covx / np.outer(sx, sx)
+    if c > 1:
+        off = np.abs(corr - np.eye(c))
+        i, j = np.unravel_index(np.argmax(off), off.shape)
+        if off[i, j] > MAX_CORR:
+            raise ValueError(f"covariates {names[i]} and {names[j]} are collinear (|corr| = {off[i, j]:.4f} > "
+                             f"{MAX_CORR}); remove one of them")
+        vif = np.diag(np.linalg.inv(corr))
+        if vif.max() > MAX_VIF:
+            raise ValueError(f"covariate {names[int(np.argmax(vif))]} has VIF {vif.max():.1f} > {MAX_VIF}; "
+                             "the covariates are nearly collinear")
+    a = np.eye(c + 1)
+    a[1:, 1:] = corr
+    xs = np.column_stack([np.ones(len(y)), (cov - mx) / sx])
+    return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
+
+
+def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Dosages of study variants ``idx`` (positions in the study list), in study orientation."""
+    g = site.read(sv.local_index[idx], mask)
+    flip = sv.flip[idx]
+    return flip_dosage(g, flip) if flip.any() else g
+
+
+def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
+    st = ctx.transport.stats
+    ctx.progress = f"{stage}: {done}/{total} variants"
+    log.info("%s: %d/%d variants, %.1f s, %.1f MB sent", stage, done, total, time.perf_counter() - t0, st.bytes_sent / 1e6)
+
+
+def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
+    """The GWAS at one compute party; returns the public results (variant columns at the lead)."""
+    params.validate()
+    t_start = time.perf_counter()
+
+    # 1. local sample selection -----------------------------------------------------
+    with ctx.stage("sample_qc"):
+        keep = local_sample_qc(site, params.mind)
+        cov, cov_names = site.select_covariates(params.covar_names)
+        y = site.y
+        complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
+
+    # 2. public metadata ----------------------------------------------------------------
+    with ctx.stage("metadata"):
+        binary = binary_trait(y[complete])
+        min_cell = int(site.policy.get("min_cell_size", 0))
+        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell], dtype=np.int64)
+        metas = ctx.allgather(meta, "gwas.site_counts")
+        if len({int(m[3]) for m in metas}) != 1:
+            raise ValueError("sites disagree on the number of covariates")
+        n_qc = int(sum(int(m[0]) for m in metas))
+        n_assoc = int(sum(int(m[1]) for m in metas))
+        is_binary = all(int(m[2]) for m in metas)
+        # the strictest site's policy applies to every released statistic
+        params.min_cell_size = max(int(m[4]) for m in metas)
+        if n_assoc < max(params.min_cell_size, 1):
+            raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
+                             f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
+        hashes, orient = variant_hashes(site.variants)
+        all_h = ctx.allgather(hashes, "gwas.variant_keys")
+        all_o = ctx.allgather(orient.astype(np.uint8), "gwas.variant_orientation")
+        sv = intersect_variants(all_h, all_o, ctx.index)
+        n_var = len(sv)
+        log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
+
+    # 3. variant QC ------------------------------------------------------------------------
+    with ctx.stage("variant_qc"):
+        counts = np.zeros((n_var, 4), dtype=np.int64)
+        for start in range(0, n_var, params.block):
+            idx = np.arange(start, min(start + params.block, n_var))
+            counts[idx] = genotype_counts(_read_oriented(site, sv, idx, keep))
+        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
+        passed = np.flatnonzero(qc.passed)
+
+    # 3b. secure PCA (--pca K): each site learns its own samples' scores, added as covariates --------
+    pca = None
+    if params.pca:
+        with ctx.stage("pca"):
+            pca = secure_pca(ctx, site, sv, passed, keep, params)
+            taken = set(cov_names)
+            names = [f"PC{i + 1}" if f"PC{i + 1}" not in taken else f"SECURE_PC{i + 1}" for i in range(params.pca)]
+            # unit variance (PLINK's unit-norm eigenvectors times sqrt(N)) keeps the moments O(1)
+            cov = np.column_stack([cov, pca.site_scores() * np.sqrt(n_qc)])
+            cov_names = list(cov_names) + names
+            complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
+
+    glm = params.glm
+    if glm == "auto":  # as PLINK 2: logistic regression for case/control traits
+        glm = "logistic" if is_binary else "linear"
+    if glm == "logistic" and not is_binary:
+        raise ValueError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
+
+    # 4. public standardisation -------------------------------------------------------------
+    with ctx.stage("standardise"):
+        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc)
+        k = xs.shape[1]
+
+    # 5. association ------------------------------------------------------------------------------
+    with ctx.stage("association"):
+        if glm == "logistic":
+            lres = logistic_association(ctx, xs, y[complete],
+                                        lambda sel: _read_oriented(site, sv, passed[sel], complete),
+                                        len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
+                                        xtx=np.linalg.inv(ainv))
+            table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
+                     "test": lres["test"]}
+        else:
+            design = SiteDesign(xs, ys)
+            terms = neumann_terms(params.geno if params.geno is not None else params.missing_bound)
+            out = {name: np.full(len(passed), np.nan) for name in ("beta", "t_stat", "chisq")}
+            obs_ct = np.zeros(len(passed), dtype=np.int64)
+            const = np.zeros(len(passed), dtype=bool)
+            t0 = time.perf_counter()
+            for start in range(0, len(passed), params.block):
+                sel = np.arange(start, min(start + params.block, len(passed)))
+                V = len(sel)
+                vs = variant_sums(_read_oriented(site, sv, passed[sel], complete), design)
+                n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
+                pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
+                res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
+                obs_ct[sel] = res["obs_ct"]
+                const[sel] = res["const"]
+                for name in out:
+                    if name in res:
+                        out[name][sel] = res[name]
+                _progress(ctx, "association", start + V, len(passed), t0)
+
+            table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
+
+    result = {
+        "glm": glm,
+        "pheno": site.pheno_name,
+        "trait": "binary" if is_binary else "quantitative",
+        "n_qc": n_qc,
+        "n_assoc": n_assoc,
+        "covariates": cov_names,
+        "n_variants": n_var,
+        "qc": qc.summary(),
+        "qc_pass": qc.passed,
+        "tested": passed,
+        "a1_is_alt": qc.a1_is_alt[passed],
+        "assoc": table,
+        "seconds": time.perf_counter() - t_start,
+    }
+    if pca is not None:  # public: eigenvalues (PREFIX.eigenval) and the PCA variant subset
+        result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:]}
+    if ctx.is_lead:
+        v = site.variants
+        li = sv.lead_index
+        result["variants"] = {"chrom": v.chrom[li], "pos": v.pos[li], "id": v.id[li], "ref": v.ref[li], "alt": v.alt[li]}
+    return result
+
+
+@job("gwas")
+def gwas_job(ctx, params: dict, site) -> dict:
+    """Registered job: ``params`` is ``GwasParams.to_dict()``; ``site`` a ``SiteData`` or a site config."""
+    from cipherome.genomics.io.site_files import site_from_config
+
+    p = GwasParams.from_dict(params)
+    if not isinstance(site, SiteData):
+        site = site_from_config(site, p)
+    if ctx.frac != p.frac:
+        ctx.frac = p.frac
+    return run_gwas(ctx, p, site)

@@ -1,0 +1,419 @@
+"""Secure logistic regression for case/control traits: covariate-only null model, a score test for every variant, Wald fits for the top hits.
+
+The null model is fitted by Newton steps on pooled (opened, covariate-only) information
+matrices and scores, so each site knows its own individuals' fitted probabilities and
+computes the score-test sums in plaintext, which ``genomics.assoc`` projects per variant
+on its called samples (one Newton step of the null model refitted there); the top hits
+are refitted with the genotype by Newton steps whose genotype information stays secret.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ring import encode
+from cipherome.mpc.shares import Shared, concat
+from cipherome.protocols import arith
+from cipherome.protocols.compare import ltz
+from cipherome.protocols.division import reciprocal
+from cipherome.protocols.reuse import fix
+from cipherome.protocols.roots import invsqrt
+from cipherome.protocols.trunc import truncate
+
+from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
+from cipherome.genomics.local.stats import CovariateSums, VariantSums, packed_upper
+from cipherome.genomics.local.lut import missing_row_sums, weighted_code_sums
+from cipherome.genomics.io.packed import pack_dosage
+
+__all__ = ["LogisticParams", "NullModel", "fit_null", "score_tests", "wald_fits", "logistic_association",
+           "DISCLOSURES", "score_site_sums"]
+
+log = logging.getLogger("cipherome.logistic")
+
+#: ledger labels of this stage: kind, what, to whom (sizes in docs/pca_logistic.md)
+DISCLOSURES = {
+    "logistic.null_fit": ("disclosed", "per Newton step of the covariate-only null model: its k x k information "
+                          "matrix and k-vector score over all samples (covariate-only aggregates)", "all sites"),
+    "logistic.obs_ct": ("disclosed", "OBS_CT per tested variant", "all sites"),
+    "logistic.const": ("disclosed", "genotype constant on the called samples (ERRCODE) per variant", "all sites"),
+    "logistic.score": ("disclosed", "signed score statistic U/sqrt(V) / (2 sqrt N) per variant (Z_STAT, P)", "all sites"),
+    "logistic.wald_step": ("disclosed", "per Newton step, the (k+1) coefficients' change for each top hit", "all sites"),
+    "logistic.wald_var": ("disclosed", "sampling variance of ln OR for each top hit (LOG(OR)_SE)", "all sites"),
+    "logistic.covariate_gram": ("disclosed", "X'X / N of the design (only if the caller has not opened it, "
+                                "as the GWAS does with gwas.covariate_moments)", "all sites"),
+}
+
+#: samples' sums are entered with this many fractional bits where they are only opened
+_OPEN_FRAC = 40
+
+
+@dataclass
+class LogisticParams:
+    """top: Wald fits for this many smallest score p-values; tol: a Wald fit has converged
+    when max |step| < tol (Newton converges quadratically, so the coefficients are then
+    exact up to the fixed-point noise, about 1e-6); tol_null: the same for the null model
+    (plaintext solve of opened sums); max_iter_null / max_iter_wald; inner_steps:
+    preconditioned Richardson steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
+    fraction a variant may have (``--geno``), which sets the Neumann terms."""
+
+    top: int = 100
+    tol_null: float = 1e-9
+    tol: float = 1e-4
+    max_iter_null: int = 30
+    max_iter_wald: int = 16
+    inner_steps: int = 12
+    block: int = 4096
+    missing_bound: float = 0.1
+
+    @classmethod
+    def from_gwas(cls, p) -> "LogisticParams":
+        """From ``GwasParams`` (``logistic_top``, ``block``, ``geno`` or ``missing_bound``)."""
+        mb = p.geno if getattr(p, "geno", None) is not None else getattr(p, "missing_bound", 0.1)
+        return cls(top=int(p.logistic_top), block=int(p.block), missing_bound=float(mb))
+
+
+@dataclass
+class NullModel:
+    """The covariate-only logistic fit at one site.
+
+    beta (k,) public coefficients; info (k, k) public 4 X'WX / N at beta; mu, w (n_s,)
+    this site's fitted probabilities and weights mu (1 - mu); converged, iterations.
+    """
+
+    beta: np.ndarray
+    info: np.ndarray
+    mu: np.ndarray
+    w: np.ndarray
+    converged: bool
+    iterations: int
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticParams | None = None) -> NullModel:
+    """Newton-Raphson (IRLS) fit of logit P(y = 1) = x beta on the pooled samples.
+
+    x (n_s, k): this site's design rows ([1, standardised covariates]); y (n_s,) 0/1.
+    Each step, from the public beta (start 0): sites add 4 X'WX / N and 4 X'(y - mu) / N
+    (free), which are opened together (``logistic.null_fit``: k^2 + k values, 1 round);
+    beta += info^-1 score in plaintext. Stops when max |step| < tol_null.
+    Cost: one round and (n-1) 8 (k^2 + k) bytes per party and step; nothing per sample.
+    """
+    pp = params or LogisticParams()
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, k = x.shape
+    beta = np.zeros(k)
+    converged, it = False, 0
+    for it in range(1, pp.max_iter_null + 1):
+        mu = _sigmoid(x @ beta)
+        w = mu * (1.0 - mu)
+        local = np.concatenate([(4.0 * x.T @ (x * w[:, None])).ravel(), 4.0 * x.T @ (y - mu)]) / n_total
+        opened = ctx.open(ctx.inputs_sum(local, shape=local.shape, frac=_OPEN_FRAC), "logistic.null_fit")
+        info, score = opened[: k * k].reshape(k, k), opened[k * k :]
+        info = (info + info.T) / 2.0
+        try:
+            step = np.linalg.solve(info, score)
+        except np.linalg.LinAlgError:
+            raise ValueError("logistic null model: the covariates are collinear on the samples") from None
+        beta = beta + step
+        if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 50:
+            raise ValueError("logistic null model does not converge (the covariates separate cases from "
+                             "controls); check the phenotype coding and covariates")
+        if np.abs(step).max() < pp.tol_null:
+            converged = True
+            break
+    mu = _sigmoid(x @ beta)
+    w = mu * (1.0 - mu)
+    return NullModel(beta=beta, info=info, mu=mu, w=w, converged=converged, iterations=it)
+
+
+def score_site_sums(g: np.ndarray, x: np.ndarray, null: NullModel, y: np.ndarray) -> tuple[CovariateSums, VariantSums]:
+    """This site's weighted sums for the score test of a block, as ``local.stats`` sums.
+
+    With r = y - mu and w = mu (1 - mu) of the null model, in the roles of the linear
+    model's sums: xtx = 4 X'WX, xty = X'r, and per variant over its called samples S_j
+    xtg = 4 X_S'W g, sum_gg = 4 g'W g, sum_gy = g'r; over its missing calls
+    miss_xx = 4 sum w x x', miss_xy = sum x r, miss_yy = sum r^2. Then ``assoc``'s
+    projection gives g'Mg = 4 V / N and g'My = U / N of the score test on S_j:
+    U = g'r - g'WX (X_S'WX_S)^-1 X_S'r, V = g'Wg - g'WX (X_S'WX_S)^-1 X'Wg.
+    g (V, n_s) int8 (-1 missing); x (n_s, k). Byte-table sums over packed codes.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, k = x.shape
+    r = np.asarray(y, dtype=np.float64) - null.mu
+    w4 = 4.0 * null.w
+    packed = pack_dosage(np.asarray(g, dtype=np.int8))
+    dosage = np.array([2.0, 0.0, 1.0, 0.0])  # by .bed code: hom ALT, missing, het, hom REF
+    weights = np.column_stack([w4[:, None] * x, r, w4])
+    fcode = np.column_stack([np.repeat(dosage[:, None], k + 1, axis=1), dosage**2])
+    s = weighted_code_sums(packed, weights, fcode)
+    iu, ju = packed_upper(k)
+    rows = np.column_stack([w4[:, None] * x[:, iu] * x[:, ju], x * r[:, None], r * r])
+    miss, miss_n = missing_row_sums(packed, np.ones(n, dtype=bool), rows)
+    nk = iu.size
+    cov = CovariateSums(n, x.T @ (x * w4[:, None]), x.T @ r, float(r @ r))
+    vs = VariantSums(n_obs=n - miss_n, sum_g=np.zeros(len(g)), sum_gg=s[:, k + 1], sum_gy=s[:, k], xtg=s[:, :k],
+                     miss_n=miss_n, miss_xx=miss[:, :nk], miss_xy=miss[:, nk:nk + k], miss_yy=miss[:, nk + k])
+    return cov, vs
+
+
+def score_tests(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, read_block: Callable[[np.ndarray], np.ndarray],
+                n_tested: int, n_total: int, params: LogisticParams | None = None) -> dict:
+    """Score test of every tested variant against the null model, refitted (one step) on its called samples.
+
+    Per block: sites' :func:`score_site_sums` are projected with the public null information
+    A = 4 X'WX / N (``assoc.site_terms``/``pool_terms``/``project_off_covariates``:
+    Neumann series for each variant's missing calls, one fixed product per term); then
+    OBS_CT (``logistic.obs_ct``), the constant-genotype bit (V < 0.1 / N, ``logistic.const``)
+    and r = (U / N) / sqrt(4 V / N) = z / (2 sqrt N) (``logistic.score``) are opened.
+    Rounds per block: about 2 T + 45 (T Neumann terms: comparison 7, invsqrt 32).
+    Returns z (signed U / sqrt V), chi2, p, obs_ct, const, each (n_tested,).
+    """
+    pp = params or LogisticParams()
+    ainv = np.linalg.inv(null.info)
+    terms = neumann_terms(pp.missing_bound)
+    z = np.full(n_tested, np.nan)
+    obs_ct = np.zeros(n_tested, dtype=np.int64)
+    const = np.zeros(n_tested, dtype=bool)
+    for start in range(0, n_tested, pp.block):
+        sel = np.arange(start, min(start + pp.block, n_tested))
+        V = sel.size
+        cov, vs = score_site_sums(read_block(sel), x, null, y)
+        n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
+        pm = project_off_covariates(pool_terms(ctx, site_terms(cov, vs, ainv, n_total)), terms)
+        obs_ct[sel] = ctx.open(n_obs, "logistic.obs_ct").astype(np.int64)
+        eps = Shared.public(ctx, np.full(V, max(0.1 / max(n_total, 1), 2e-6)), pm.gmg.frac)
+        cbit = ltz(pm.gmg - eps)
+        const[sel] = ctx.open(cbit, "logistic.const").astype(bool)
+        inv = invsqrt(pm.gmg + cbit, hi=4)  # 4 V / N <= 4 max(g^2) w <= 4
+        live = Shared.public(ctx, (~const[sel]).astype(np.int64), 0)
+        r = arith.mul(arith.mul(pm.gmy, inv), live)
+        z[sel] = np.where(const[sel], np.nan, ctx.open(r, "logistic.score") * 2.0 * math.sqrt(n_total))
+        log.info("logistic score test: %d/%d variants", start + V, n_tested)
+    chi2 = z**2
+    with np.errstate(invalid="ignore"):
+        logp = stats.chi2.logsf(chi2, 1)
+    return {"z": z, "chi2": chi2, "p": np.exp(logp), "neglog10_p": -logp / np.log(10.0),
+            "obs_ct": obs_ct, "const": const}
+
+
+def _wald_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarray, n_total: int):
+    """Weighted information and score of [x, g] over each variant's called samples, / N.
+
+    g (T, n_s) int8; beta (T, k + 1). Returns info (T, q, q) = 4 [x,g]'W[x,g] / N and
+    score (T, q) = 4 [x,g]'(y - mu) / N, q = k + 1 (weights scaled by 4 so that 4 w <= 1).
+    """
+    T, n = g.shape
+    k = x.shape[1]
+    q = k + 1
+    called = (g >= 0).astype(np.float64)
+    gf = np.where(g >= 0, g, 0).astype(np.float64)
+    iu, ju = packed_upper(k)
+    eta = beta[:, :k] @ x.T + beta[:, k:] * gf
+    mu = _sigmoid(eta)
+    w4 = 4.0 * mu * (1.0 - mu) * called
+    info = np.empty((T, q, q))
+    half = w4 @ (x[:, iu] * x[:, ju])
+    info[:, iu, ju] = half
+    info[:, ju, iu] = half
+    wg = w4 * gf
+    xg = wg @ x
+    info[:, :k, k] = xg
+    info[:, k, :k] = xg
+    info[:, k, k] = (wg * gf).sum(axis=1)
+    res = 4.0 * (y[None, :] - mu) * called
+    score = np.concatenate([res @ x, (res * gf).sum(axis=1)[:, None]], axis=1)
+    return info / n_total, score / n_total
+
+
+def _schur_preconditioner(ctx, cu: Shared, du: Shared, ainv: np.ndarray) -> Shared:
+    """M^-1 (T, q, q) for M_j = [[A, c_j], [c_j', d_j]], A = X'X / N public, c_j = X_S'g / N, d_j = g'g / N.
+
+    Block inverse with the Schur complement v = d - c'A^-1 c: with a = A^-1 c,
+    M^-1 = [[A^-1 + a a'/v, -a/v], [-a'/v, 1/v]]. Steps: a (public product, 1 truncation
+    round), v (1 product round), 1/v (``reciprocal``, about 30 rounds), a/v and a a'/v
+    (2 product rounds). Traffic O(T k^2) ring elements.
+    """
+    f = ctx.frac
+    T, k = cu.shape
+    a = truncate(Shared(ctx, ring_matmul(cu.data, encode(ainv, f)), 2 * f), f)
+    v = du - arith.dot(cu, a)
+    r = reciprocal(v, hi=3)  # v <= mean(g^2) <= 4; v >= 2^-f for a genotype that is not constant
+    ar = arith.mul(a, r.reshape(T, 1))
+    outer = arith.mul(a.reshape(T, k, 1).broadcast_to((T, k, k)), ar.reshape(T, 1, k).broadcast_to((T, k, k)))
+    top = outer + np.broadcast_to(ainv, (T, k, k))
+    m = np.zeros((T, k + 1, k + 1), dtype=np.uint64)
+    m[:, :k, :k] = top.data
+    m[:, :k, k] = (-ar).data
+    m[:, k, :k] = (-ar).data
+    m[:, k, k] = r.data
+    return Shared(ctx, m, f)
+
+
+def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray, n_total: int,
+              params: LogisticParams | None = None, xtx: np.ndarray | None = None) -> dict:
+    """Logistic Wald fits (twin: ``reference.logistic.glm_logistic``) of T variants at once.
+
+    g (T, n_s) int8 dosages of the variants at this site's samples (-1 missing); each
+    variant is fitted on its called samples S_j with the design [x, g_j] (q = k + 1).
+    xtx: the public X'X / N of the design over all samples (the GWAS opens it with the
+    covariate moments; if None it is opened here as ``logistic.covariate_gram``).
+
+    Steps. Preconditioner, once: sites add c_j = X_S'g / N and d_j = g'g / N over S_j;
+    P_j = theta M_j^-1 (:func:`_schur_preconditioner`, about 35 rounds) with
+    theta = min(1.9, 1 / (4 mean w)). Since 4 w <= 1 and S_j is a subset of all samples,
+    every information matrix below satisfies I_j <= M_j, so the eigenvalues of P_j I_j
+    lie in (0, theta] and B = I - P_j I_j has spectral radius below 1 whatever beta_j is.
+    Newton iterations from (null beta, 0): sites add I_j = 4 [x,g]'W[x,g] / N and
+    s_j = 4 [x,g]'(y - mu) / N at the public beta_j (free); B = I - P I (fixed-operand
+    product, 2 rounds, masked once: 1 round), c = P [s, sigma e_g] (2 rounds), then
+    ``inner_steps`` Richardson steps X <- B X + c (2 rounds each, O(T q) traffic): X
+    tends to I^-1 [s, sigma e_g] (the second column warm-started from the previous
+    iteration). The step (first column) is opened (``logistic.wald_step``, T q values)
+    and beta_j updated in plaintext; when max |step| < tol, the genotype entry of the
+    second column, sigma [I^-1]_gg, is opened (``logistic.wald_var``, T values):
+    SE = sqrt(4 [I^-1]_gg / N), Z = beta_g / SE, P = 2 Phi(-|Z|).
+    Rounds: about 40 + iterations (2 inner_steps + 6). Traffic per iteration: about
+    3 T q^2 ring elements to each other party (0.6 MB for T = 100, q = 16, 3 parties).
+    Variants whose coefficients leave |beta| < 20 or do not converge (separation; PLINK
+    falls back to Firth there) get NaN and converged = False.
+    """
+    pp = params or LogisticParams()
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    g = np.asarray(g, dtype=np.int8)
+    T, k = g.shape[0], x.shape[1]
+    q = k + 1
+    f = ctx.frac
+    beta = np.zeros((T, q))
+    beta[:, :k] = null.beta
+    out = {name: np.full(T, np.nan) for name in ("beta", "se", "z", "p", "neglog10_p")}
+    out["converged"] = np.zeros(T, dtype=bool)
+    out["iterations"] = np.zeros(T, dtype=np.int64)
+    if T == 0:
+        return out
+    if xtx is None:
+        xtx = ctx.open(ctx.inputs_sum((x.T @ x) / n_total, shape=(k, k), frac=_OPEN_FRAC), "logistic.covariate_gram")
+    ainv = np.linalg.inv((np.asarray(xtx, dtype=np.float64) + np.asarray(xtx).T) / 2.0)
+    called = (g >= 0).astype(np.float64)
+    gf = np.where(g >= 0, g, 0).astype(np.float64)
+    loc = np.concatenate([(gf @ x) / n_total, (gf * gf).sum(axis=1, keepdims=True) / n_total], axis=1)
+    cd = ctx.inputs_sum(loc, shape=(T, q), frac=f)
+    theta = float(min(1.9, 1.0 / max(null.info[0, 0], 1e-3)))  # null.info[0, 0] = 4 mean(w)
+    pre = _schur_preconditioner(ctx, cd[:, :k], cd[:, k], ainv)
+    fx = f - 4  # P has entries up to 1/v: keep 4 more bits of head-room in its products
+    pre = truncate(Shared(ctx, pre.data * encode(theta, 8), f + 8), 8 + 4, frac=fx)  # theta needs few bits
+    fixed_p = fix(pre, "logistic.wald_precond_mask")
+    sigma = 1.0 / max(1.0, n_total / 256.0)  # keeps sigma I^-1 e_g (up to about N / (4 w)) in range
+    eg = np.zeros((T, q, 1))
+    eg[:, k, 0] = sigma
+    xvar = Shared.zeros(ctx, (T, q, 1), f)
+    # unweighted sums, for variants whose fit failed (a harmless, well-conditioned system)
+    gram_l = np.zeros((T, q, q))
+    iu, ju = packed_upper(k)
+    gram_l[:, iu, ju] = called @ (x[:, iu] * x[:, ju]) / n_total
+    gram_l[:, ju, iu] = gram_l[:, iu, ju]
+    gram_l[:, :k, k] = gram_l[:, k, :k] = (gf @ x) / n_total
+    gram_l[:, k, k] = (gf * gf).sum(axis=1) / n_total
+    active = np.ones(T, dtype=bool)
+    done = np.zeros(T, dtype=bool)
+    eye = np.broadcast_to(np.eye(q), (T, q, q))
+    for it in range(1, pp.max_iter_wald + 1):
+        info_l, score_l = _wald_site_sums(g, x, y, beta, n_total)
+        info_l[~active] = gram_l[~active]
+        score_l[~active] = 0.0
+        info = ctx.inputs_sum(info_l, shape=(T, q, q), frac=f)
+        score = ctx.inputs_sum(score_l[:, :, None], shape=(T, q, 1), frac=f)
+        b = fix(eye - fixed_p.left_mul(info, "logistic.wald_product"), "logistic.wald_iter_mask")
+        rhs = concat([score, Shared.public(ctx, eg, f)], axis=2)  # (T, q, 2)
+        c = fixed_p.left_mul(rhs, "logistic.wald_product")
+        sol = concat([Shared.zeros(ctx, (T, q, 1), f), xvar], axis=2)
+        for _ in range(pp.inner_steps):
+            sol = b.left_mul(sol, "logistic.wald_product") + c
+        st = ctx.open(sol[:, :, 0], "logistic.wald_step")
+        xvar = sol[:, :, 1:]
+        upd = active & ~done
+        beta[upd] += st[upd]
+        out["iterations"][upd] += 1
+        bad = upd & (~np.all(np.isfinite(beta), axis=1) | (np.abs(beta) > 20).any(axis=1))
+        active &= ~bad
+        done |= active & (np.abs(st).max(axis=1) < pp.tol)
+        if np.all(done | ~active):
+            for _ in range(pp.inner_steps // 2):  # polish the variance column at the final beta
+                xvar = b.left_mul(xvar, "logistic.wald_product") + c[:, :, 1:]
+            break
+    var = ctx.open(xvar[:, k, 0], "logistic.wald_var") / sigma * 4.0 / n_total
+    ok = done & active & (var > 0)
+    bg = beta[:, k]
+    se = np.sqrt(np.where(ok, var, np.nan))
+    zs = bg / se
+    logp = np.log(2.0) + stats.norm.logsf(np.abs(zs))
+    out["beta"] = np.where(ok, bg, np.nan)
+    out["se"] = np.where(ok, se, np.nan)
+    out["z"] = np.where(ok, zs, np.nan)
+    out["p"] = np.where(ok, np.exp(logp), np.nan)
+    out["neglog10_p"] = np.where(ok, -logp / np.log(10.0), np.nan)
+    out["converged"] = ok
+    return out
+
+
+def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable[[np.ndarray], np.ndarray],
+                         n_tested: int, n_total: int, params=None, a1_is_alt: np.ndarray | None = None,
+                         xtx: np.ndarray | None = None) -> dict:
+    """The logistic association stage of the GWAS (``--glm`` for case/control traits).
+
+    x (n_s, k): this site's design rows [1, standardised covariates (and PCs)] for its
+    complete samples; y (n_s,) 0/1; read_block(sel) -> (len(sel), n_s) int8 dosages of
+    tested variants ``sel`` (positions 0..n_tested-1) at those samples, study-oriented;
+    n_total: the study's complete samples; params: ``LogisticParams`` or ``GwasParams``;
+    a1_is_alt (n_tested,) bool: the tested allele (PLINK's A1) is ALT (else signs flip);
+    xtx: the public X'X / N of the design, if the caller has opened it (see :func:`wald_fits`).
+    Returns {"columns": {OR, LOG(OR)_SE, Z_STAT, P}, "errcode", "obs_ct", "test", "wald",
+    "null_beta", "score_p"}: rows of the top ``params.top`` score p-values carry the Wald fit
+    (test "ADD"); the others carry the score test (test "SCORE": Z_STAT = U / sqrt(V), P;
+    OR and SE NA). A top hit whose Wald fit fails keeps its score result with ERRCODE
+    LOGISTIC_CONVERGE_FAIL.
+    """
+    pp = params if isinstance(params, LogisticParams) else (LogisticParams.from_gwas(params) if params is not None
+                                                              else LogisticParams())
+    null = fit_null(ctx, x, y, n_total, pp)
+    sc = score_tests(ctx, null, x, y, read_block, n_tested, n_total, pp)
+    ok = np.isfinite(sc["z"])
+    cand = np.flatnonzero(ok)
+    top = cand[np.lexsort((cand, -np.abs(sc["z"][cand])))][: pp.top]
+    top = np.sort(top)
+    wd = wald_fits(ctx, null, x, y, read_block(top), n_total, pp, xtx=xtx)
+    sign = np.ones(n_tested) if a1_is_alt is None else np.where(np.asarray(a1_is_alt, bool), 1.0, -1.0)
+    lnor = np.full(n_tested, np.nan)
+    se = np.full(n_tested, np.nan)
+    zst = sc["z"] * sign
+    p = sc["p"].copy()
+    wald = np.zeros(n_tested, dtype=bool)
+    conv = wd["converged"]
+    wald[top[conv]] = True
+    lnor[top[conv]] = wd["beta"][conv] * sign[top[conv]]
+    se[top[conv]] = wd["se"][conv]
+    zst[top[conv]] = wd["z"][conv] * sign[top[conv]]
+    p[top[conv]] = wd["p"][conv]
+    err = np.where(sc["const"], "CONST_OMITTED_ALLELE", ".").astype(object)
+    err[top[~conv]] = "LOGISTIC_CONVERGE_FAIL"
+    test = np.where(wald, "ADD", "SCORE").astype(object)
+    return {
+        "columns": {"OR": np.exp(lnor), "LOG(OR)_SE": se, "Z_STAT": zst, "P": p},
+        "errcode": err,
+        "obs_ct": sc["obs_ct"],
+        "test": test,
+        "wald": wald,
+        "null_beta": null.beta,
+        "score_p": sc["p"],
+        "score_z": sc["z"] * sign,
+    }

@@ -1,0 +1,237 @@
+"""PLINK 1 binary genotypes (.bed/.bim/.fam, SNP-major) read as bounded-memory blocks of packed codes.
+
+The .bed body is read a block of variants at a time straight into a numpy buffer; the
+two-bit codes are decoded with a byte lookup table only if a caller asks for int8
+dosages. Dosages count the .bim column-5 allele (A1), which ``plink2 --make-bed``
+writes as ALT (column 6, A2, is REF), so blocks report ``ref = A2`` and ``alt = A1``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.io.packed import packed_width, unpack_dosage
+
+__all__ = ["BED_MAGIC", "DEFAULT_BLOCK_BYTES", "BedReader", "read_fam", "read_bim",
+           "iter_bed", "bed_paths", "default_block_size"]
+
+log = logging.getLogger(__name__)
+
+#: First three bytes of a SNP-major .bed file.
+BED_MAGIC = b"\x6c\x1b\x01"
+#: Default block size, in bytes of int8 dosage (variants x samples) per block.
+DEFAULT_BLOCK_BYTES = 32 << 20
+
+
+def default_block_size(n_samples: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+    """Variants per block so that a block's int8 dosage takes about ``block_bytes``."""
+    return max(1, int(block_bytes) // max(1, int(n_samples)))
+
+
+def bed_paths(prefix: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{'bed': prefix.bed, 'bim': prefix.bim, 'fam': prefix.fam}``."""
+    p = Path(prefix)
+    return {ext: p.with_name(p.name + "." + ext) for ext in ("bed", "bim", "fam")}
+
+
+def read_fam(path: str | os.PathLike[str]) -> SampleTable:
+    """Read a .fam (FID IID PAT MAT SEX PHENO, whitespace-separated) into a :class:`SampleTable`."""
+    path = Path(path)
+    fid, iid, sex = [], [], []
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise InputError(f"{path}: cannot open .fam file ({e.strerror})") from None
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            f = line.split()
+            if not f:
+                raise InputError(f"{path}, line {lineno}: empty line; a .fam has one sample per line")
+            if len(f) != 6:
+                raise InputError(f"{path}, line {lineno}: expected 6 columns (FID IID PAT MAT SEX PHENO),"
+                                 f" found {len(f)}")
+            fid.append(f[0])
+            iid.append(f[1])
+            sex.append(1 if f[4] == "1" else 2 if f[4] == "2" else 0)
+    if not iid:
+        raise InputError(f"{path}: the .fam file lists no samples")
+    return SampleTable.from_columns(iid, fid, sex)
+
+
+def _count_lines(path: Path) -> int:
+    n, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def _parse_bim_lines(path: Path, lines: list[str], first_lineno: int) -> VariantTable:
+    tok = "".join(lines).split()
+    m = len(lines)
+    if len(tok) == 6 * m:
+        try:
+            pos = np.array(tok[3::6], dtype=np.int64)
+        except ValueError:
+            pos = None
+        if pos is not None and (m == 0 or pos.min() >= 0):
+            return VariantTable.from_columns(tok[0::6], pos, tok[1::6], tok[5::6], tok[4::6])
+    for k, line in enumerate(lines):  # slow path: find the offending line
+        f = line.split()
+        where = f"{path}, line {first_lineno + k}"
+        if len(f) != 6:
+            raise InputError(f"{where}: expected 6 columns (CHR ID CM POS A1 A2), found {len(f)}")
+        try:
+            if int(f[3]) < 0:
+                raise ValueError
+        except ValueError:
+            raise InputError(f"{where}: position {f[3]!r} is not a non-negative integer") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def read_bim(path: str | os.PathLike[str]) -> VariantTable:
+    """Read a whole .bim into a :class:`VariantTable` (ref = A2, alt = A1)."""
+    path = Path(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.readlines()
+    return _parse_bim_lines(path, lines, 1)
+
+
+def _resolve_samples(fam: SampleTable, samples, where: Path) -> np.ndarray | None:
+    """Sorted int64 column indices of the requested samples (None = all)."""
+    if samples is None:
+        return None
+    arr = np.asarray(samples)
+    if arr.dtype.kind in "iu":
+        idx = np.unique(arr.astype(np.int64))
+        if idx.size and (idx[0] < 0 or idx[-1] >= len(fam)):
+            raise InputError(f"{where}: sample index out of range [0, {len(fam)})")
+        return idx
+    pos: dict[str, int] = {}
+    dup = set()
+    for i, s in enumerate(fam.iid):
+        if s in pos:
+            dup.add(s)
+        pos[s] = i
+    missing = [s for s in samples if s not in pos]
+    if missing:
+        raise InputError(f"{where}: {len(missing)} requested sample(s) not in the file, e.g."
+                         f" {missing[0]!r}; check the sample list")
+    ambiguous = [s for s in samples if s in dup]
+    if ambiguous:
+        raise InputError(f"{where}: IID {ambiguous[0]!r} occurs more than once (several families);"
+                         " select samples by index instead")
+    return np.unique(np.array([pos[s] for s in samples], dtype=np.int64))
+
+
+class BedReader:
+    """A PLINK 1 fileset opened for block reading; checks magic bytes and sizes on open.
+
+    ``samples``: None (all), a sequence of IIDs, or an integer index array; the
+    selected samples keep the .fam order. ``block_size``: variants per block (default:
+    about :data:`DEFAULT_BLOCK_BYTES` of int8 dosage). Attributes: ``samples``
+    (:class:`SampleTable` of the selected samples), ``n_variants``, ``paths``.
+    """
+
+    def __init__(self, prefix: str | os.PathLike[str], samples: Sequence[str] | np.ndarray | None = None,
+                 block_size: int | None = None):
+        self.paths = bed_paths(prefix)
+        for ext, p in self.paths.items():
+            if not p.is_file():
+                raise InputError(f"{p}: .{ext} file not found (--bfile takes the prefix shared by"
+                                 " .bed/.bim/.fam)")
+        self._fam = read_fam(self.paths["fam"])
+        self._n_file = len(self._fam)
+        self.n_variants = _count_lines(self.paths["bim"])
+        bed = self.paths["bed"]
+        with open(bed, "rb") as fh:
+            magic = fh.read(3)
+        if magic[:2] != BED_MAGIC[:2]:
+            raise InputError(f"{bed}: not a PLINK 1 .bed file (magic bytes {magic.hex()} instead of"
+                             f" {BED_MAGIC.hex()}); re-create it with plink2 --make-bed")
+        if magic[2:3] != BED_MAGIC[2:3]:
+            raise InputError(f"{bed}: sample-major .bed (mode byte {magic[2:3].hex()}) is not supported;"
+                             " convert it with plink2 --bfile PREFIX --make-bed")
+        self._width = packed_width(self._n_file)
+        expected = 3 + self.n_variants * self._width
+        size = bed.stat().st_size
+        if size != expected:
+            what = "is truncated" if size < expected else "is longer than expected"
+            raise InputError(
+                f"{bed} {what}: {size} bytes, but {self.n_variants} variants ({self.paths['bim'].name})"
+                f" x {self._n_file} samples ({self.paths['fam'].name}) need {expected}; the three files"
+                " must come from the same plink run (re-create them, or check for an interrupted copy)")
+        self._index = _resolve_samples(self._fam, samples, self.paths["fam"])
+        self.samples = self._fam if self._index is None else self._fam[self._index]
+        self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
+        if self.block_size < 1:
+            raise ValueError("block_size must be >= 1")
+
+    def __iter__(self) -> Iterator[GenotypeBlock]:
+        return self.blocks()
+
+    def blocks(self, prefetch: bool = False) -> Iterator[GenotypeBlock]:
+        """Yield :class:`GenotypeBlock` s of up to ``block_size`` variants, in file order.
+
+        With ``prefetch`` a helper thread reads the next block (file read and .bim
+        parsing) while the caller works on the current one; at most two blocks are in
+        memory at a time. Off by default: measured on 2 cores with the multithreaded
+        kernels (10,000 x 100,000, all local statistics) it was slower, 0.92 s against
+        0.77 s, as the extra thread competes with the kernels' OpenMP threads.
+        """
+        bim = self.paths["bim"]
+        w = self._width
+        bed = open(self.paths["bed"], "rb")
+        bfh = open(bim, encoding="utf-8", errors="replace")
+        bed.seek(3)
+
+        def read(start: int) -> GenotypeBlock:
+            m = min(self.block_size, self.n_variants - start)
+            lines = [bfh.readline() for _ in range(m)]
+            if not lines[-1]:
+                raise InputError(f"{bim}: file changed while reading (fewer lines than counted)")
+            variants = _parse_bim_lines(bim, lines, start + 1)
+            raw = np.empty((m, w), dtype=np.uint8)
+            got = bed.readinto(memoryview(raw).cast("B"))
+            if got != raw.size:
+                raise InputError(f"{self.paths['bed']}: file changed while reading (short read)")
+            if self._index is None:
+                return GenotypeBlock(variants, start, packed=raw, n_samples=self._n_file)
+            return GenotypeBlock(variants, start, dosage=unpack_dosage(raw, self._n_file, self._index))
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bed-prefetch") if prefetch else None
+        pending = None
+        try:
+            starts = range(0, self.n_variants, self.block_size)
+            for start in starts:
+                block = pending.result() if pending is not None else read(start)
+                pending = None
+                nxt = start + self.block_size
+                if pool is not None and nxt < self.n_variants:
+                    pending = pool.submit(read, nxt)
+                yield block
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(Exception):
+                    pending.result()
+            if pool is not None:
+                pool.shutdown(wait=True)
+            bed.close()
+            bfh.close()
+
+
+def iter_bed(prefix: str | os.PathLike[str], samples: Sequence[str] | np.ndarray | None = None,
+             block_size: int | None = None) -> Iterator[GenotypeBlock]:
+    """Blocks of a .bed/.bim/.fam fileset; see :class:`BedReader`."""
+    yield from BedReader(prefix, samples=samples, block_size=block_size).blocks()
+

@@ -1,0 +1,1 @@
+"""A site's own statistics, computed in plaintext at PLINK speed, and their kernels."""
