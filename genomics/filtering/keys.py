@@ -33,8 +33,8 @@ FP_BITS = 48
 _FP_MASK = (1 << FP_BITS) - 1
 
 
-def agree_job_key(ctx) -> bytes:
-    """A 32-byte key known to every compute party and to no one else.
+def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
+    """A 32-byte key known to every compute party and to no one else (``label``: the ledger's).
 
     Each compute party draws 32 random bytes and sends them to the others
     (``allgather``: one round, 32 bytes to each peer, ledger kind 'public' as it
@@ -43,7 +43,7 @@ def agree_job_key(ctx) -> bytes:
     chooses it. Fresh per job: slots of two jobs cannot be linked.
     """
     mine = np.frombuffer(secrets.token_bytes(32), dtype=np.uint8).copy()
-    parts = ctx.allgather(mine, "filter.job_key_contribution")
+    parts = ctx.allgather(mine, label)
     return hashlib.sha256(b"".join(np.asarray(p, dtype=np.uint8).tobytes() for p in parts)).digest()
 
 

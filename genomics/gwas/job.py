@@ -5,7 +5,9 @@ only the lead returns the variant columns for the output files. Stages, with
 what each opens (the disclosure ledger lists the same labels):
 
 1. local: ``--mind`` sample QC and complete-case selection; nothing leaves the site;
-2. metadata (public within the study): sample counts, trait type, hashed variant keys;
+2. metadata: sample counts and trait type (public within the study); the common
+   variants by a secure intersection (``genomics.gwas.variants``): each site learns
+   which of its own variants are common to all sites, nothing about the others';
 3. variant QC over the pooled counts: one pass/fail bit per variant (``qc.pass``)
    and the tested allele A1 (``gwas.a1_is_alt``: is ALT the non-major allele);
 3b. with ``--pca K``, secure PCA (``genomics.pca``): L x L Gram matrices (``pca.gram``)
@@ -37,7 +39,7 @@ from cipherome.genomics.gwas.params import GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
-from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
+from cipherome.genomics.gwas.variants import common_variants
 from cipherome.genomics.io.variants import flip_dosage
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
@@ -145,10 +147,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         if n_assoc < max(params.min_cell_size, 1):
             raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
-        hashes, orient = variant_hashes(site.variants)
-        all_h = ctx.allgather(hashes, "gwas.variant_keys")
-        all_o = ctx.allgather(orient.astype(np.uint8), "gwas.variant_orientation")
-        sv = intersect_variants(all_h, all_o, ctx.index)
+        sv = common_variants(ctx, site.variants, params.variant_bound, site.name)
         n_var = len(sv)
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 

@@ -21,7 +21,9 @@ class GwasParams:
     pca: number of principal components to compute and add as covariates (0: none);
     block: variants per association block (memory bound); frac: fixed-point bits;
     min_cell_size: set from the sites' policies (the largest): a variant is released
-    only if its minor allele count and its OBS_CT are at least this.
+    only if its minor allele count and its OBS_CT are at least this;
+    variant_bound: public bound on distinct variants per site for the secure variant
+    intersection (None: the largest site's count rounded up to a power of two, found in MPC).
     """
 
     pheno_name: str | None = None
@@ -41,6 +43,7 @@ class GwasParams:
     frac: int = 24
     missing_bound: float = 0.1
     min_cell_size: int = 0
+    variant_bound: int | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -63,6 +66,8 @@ class GwasParams:
             raise ValueError(f"--glm must be linear, logistic or trend (got {self.glm!r})")
         if self.ci is not None and not 0 < self.ci < 1:
             raise ValueError(f"--ci must be between 0 and 1 (got {self.ci})")
+        if self.variant_bound is not None and self.variant_bound < 1:
+            raise ValueError("variant_bound must be positive")
         if self.block < 1:
             raise ValueError("block must be positive")
         return self

@@ -1,38 +1,75 @@
-"""The study's common variant list: which variants every site has, in one agreed order.
+"""The study's common variant list, found by a secure intersection: each site learns which of its variants are common to all sites, nothing else.
 
-Each site publishes, for every variant of its file, a 64-bit hash of the
-normalised key chrom:pos:{allele pair} and whether its ALT is the larger allele
-of the pair; within a study the variant list is public (as in secure-gwas and
-SF-GWAS), so this is documented study metadata, not a disclosure of genotypes.
-The common variants are taken in the lead site's file order and oriented as the
-lead's REF/ALT; a site whose REF/ALT are swapped flips its dosages (2 - g).
+Steps (every compute party; the dealer never holds the key or any variant):
+
+1. A public bound B on variants per site: ``--variant-bound``, or else
+   2^max_s ceil(log2 m_s) computed in MPC (a tournament maximum of the sites'
+   exponents); only the maximum is opened (``gwas.variant_bound``).
+2. A study key agreed by the sites (``filtering.keys.agree_job_key``,
+   ``gwas.study_key_contribution``: 32 random bytes from each site, fresh per job).
+3. Each site maps the orientation-free key ``chrom:pos:lo:hi`` of each of its
+   variants (duplicates dropped at the site) to a slot and a 48-bit fingerprint
+   with HMAC-SHA256 under the study key, in a (T, L) lane table sized from B only
+   (``filtering.keys.suggest_table``): the table's shape reveals B, not m_s.
+   Empty lanes hold 0 at the lead and 1 elsewhere (fingerprints are >= 2), so
+   an empty lane never matches.
+4. In MPC, for the lead (party 0) against every other site j, the match tensor
+   E_j[s, l, l'] = [fp_lead[s, l] == fp_j[s, l']] (``filtering.align.match_tables``:
+   one batched equality test); a_j[s, l] = sum_l' E_j[s, l, l'] (0/1), the lead's
+   lane is common iff c[s, l] = prod_j a_j[s, l] = 1, and site j's lane l' is
+   common iff c_j[s, l'] = sum_l c[s, l] E_j[s, l, l'] = 1. c is opened to the
+   lead only, c_j to site j only (``gwas.common_variants``): a site learns which
+   of its own variants are common, i.e. the intersection, and nothing about the
+   others' non-shared variants or their number.
+5. Every site lists its common variants in (slot, fingerprint) order, the same
+   order at every site. The lead opens to the other sites, in that order, each
+   variant's rank in the lead's file and whether its ALT is the larger allele
+   (``gwas.variant_order``): the study order is the lead's file order and its
+   REF/ALT the study orientation (as in the output); a site whose REF/ALT are
+   swapped flips its dosages (2 - g). Both are functions of the common variants only.
+
+Cost: T L^2 48-bit equality tests per other site, about 130 per bounded variant
+(chunks of ``MAX_COMPARISONS``, 7 rounds each), one product round for three or more
+sites, one opening per site and one for the order.
 """
 from __future__ import annotations
 
-import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from cipherome.mpc.shares import Shared, concat, stack
+from cipherome.protocols import arith
+from cipherome.protocols.compare import max as secure_max
+
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.filtering.align import OwnerTable, match_tables
+from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
 from cipherome.genomics.io.blocks import VariantTable
 from cipherome.genomics.io.variants import normalize_chroms
 
-__all__ = ["variant_hashes", "StudyVariants", "intersect_variants"]
+__all__ = ["orientation_free_keys", "StudyVariants", "public_variant_bound", "common_variants",
+           "MAX_COMPARISONS", "MIN_BOUND_LOG2"]
+
+#: equality tests per matching round (bounds the memory of one round: about 0.3 kB per test)
+MAX_COMPARISONS = 1 << 22
+#: the smallest public bound (2^10 variants), so that tiny studies do not reveal their size either
+MIN_BOUND_LOG2 = 10
 
 
-def variant_hashes(variants: VariantTable) -> tuple[np.ndarray, np.ndarray]:
-    """(hash (m,) uint64, alt_is_larger (m,) bool) of the orientation-free keys chrom:pos:lo:hi."""
+def orientation_free_keys(variants: VariantTable) -> tuple[np.ndarray, np.ndarray]:
+    """(keys (m,) object array of 'chrom:pos:lo:hi', alt_is_larger (m,) bool), alleles upper-cased."""
     chrom = normalize_chroms(variants.chrom)
     m = len(variants)
-    hashes = np.empty(m, dtype=np.uint64)
+    keys = np.empty(m, dtype=object)
     alt_larger = np.empty(m, dtype=bool)
     for i in range(m):
         ref, alt = str(variants.ref[i]).upper(), str(variants.alt[i]).upper()
         lo, hi = (ref, alt) if ref <= alt else (alt, ref)
-        key = f"{chrom[i]}:{int(variants.pos[i])}:{lo}:{hi}"
-        hashes[i] = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+        keys[i] = f"{chrom[i]}:{int(variants.pos[i])}:{lo}:{hi}"
         alt_larger[i] = alt > ref
-    return hashes, alt_larger
+    return keys, alt_larger
 
 
 @dataclass
@@ -41,8 +78,9 @@ class StudyVariants:
 
     local_index (V,) int64: row of each study variant in this site's file;
     flip (V,) bool: this site's dosage must be flipped to the study orientation;
-    lead_index (V,) int64: the row in the lead's file (for CHROM/POS/ID/REF/ALT output);
-    dropped_duplicates: keys seen more than once in some site (excluded).
+    lead_index (V,) int64: the row in the lead's file (for CHROM/POS/ID/REF/ALT output;
+    known at the lead only, -1 elsewhere);
+    dropped_duplicates: this site's keys seen more than once in its file (excluded).
     """
 
     local_index: np.ndarray
@@ -54,28 +92,96 @@ class StudyVariants:
         return len(self.local_index)
 
 
-def _unique_rows(h: np.ndarray) -> tuple[dict, set]:
-    first, dups = {}, set()
-    for i, v in enumerate(h.tolist()):
-        if v in first:
-            dups.add(v)
-        else:
-            first[v] = i
-    return first, dups
+def public_variant_bound(ctx, m: int, bound: int | None = None) -> int:
+    """The public bound on variants per site: ``bound`` if given, else 2^max_s max(10, ceil(log2 m_s)).
+
+    Without ``bound`` each site inputs its exponent (free), the tournament maximum is
+    computed in MPC and only it is opened (``gwas.variant_bound``).
+    """
+    if bound:
+        return int(bound)
+    e = max(MIN_BOUND_LOG2, math.ceil(math.log2(max(m, 1))))
+    exps = stack([ctx.input(p, np.array([e]) if p == ctx.me else None, shape=(1,), frac=0) for p in ctx.parties])
+    top = ctx.open(secure_max(exps, axis=0, bits=8), "gwas.variant_bound")
+    return 1 << int(top[0])
 
 
-def intersect_variants(all_hashes: list[np.ndarray], all_orient: list[np.ndarray], me: int) -> StudyVariants:
-    """Common variants of all sites (lists in party order; party 0 is the lead)."""
-    maps, dups = [], set()
-    for h in all_hashes:
-        first, d = _unique_rows(np.asarray(h, dtype=np.uint64))
-        maps.append(first)
-        dups |= d
-    lead = all_hashes[0]
-    keep = [i for i, v in enumerate(np.asarray(lead).tolist()) if v not in dups and all(v in m for m in maps[1:])]
-    lead_index = np.array(keep, dtype=np.int64)
-    keys = np.asarray(lead, dtype=np.uint64)[lead_index].tolist()
-    local = np.array([maps[me][v] for v in keys], dtype=np.int64)
-    lead_orient = np.asarray(all_orient[0], bool)[lead_index]
-    mine = np.asarray(all_orient[me], bool)[local] if len(local) else np.zeros(0, bool)
-    return StudyVariants(local, mine != lead_orient, lead_index, len(dups))
+def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows whose key occurs once in the site's file, and the number of duplicated keys."""
+    _, first, counts = np.unique(keys.astype(str), return_index=True, return_counts=True)
+    return np.sort(first[counts == 1]), int((counts > 1).sum())
+
+
+def _site_table(ctx, key: bytes, keys: np.ndarray, rows: np.ndarray, T: int, L: int, name: str):
+    """(fp (T, L) uint64, row (T, L) int64) of this site's variants ``rows``; empty lanes 0 (lead) or 1."""
+    slots, fps = hash_keys(key, keys[rows], T)
+    fps[fps == 1] = 2
+    fp, lane_rows = lane_table(slots, fps, T, L, name)
+    if not ctx.is_lead:
+        fp[fp == 0] = 1
+    return fp, np.where(lane_rows >= 0, rows[np.maximum(lane_rows, 0)], -1)
+
+
+def _common_lanes(ctx, tables: list[OwnerTable]) -> list[Shared]:
+    """Shared (T, L) 0/1 per party: c for the lead, c_j for site j (module docstring, step 4)."""
+    T, L, n = tables[0].T, tables[0].L, ctx.n
+    chunk = max(1, MAX_COMPARISONS // ((n - 1) * L * L))
+    parts: list[list[Shared]] = [[] for _ in range(n)]
+    for a in range(0, T, chunk):
+        b = min(T, a + chunk)
+        sub = [OwnerTable(t.site, t.name, b - a, L, shared=t.shared[a:b]) for t in tables]
+        e = match_tables(ctx, [(sub[0], sub[j]) for j in range(1, n)])
+        acc = [x.sum(axis=2) for x in e]
+        c = acc[0]
+        for x in acc[1:]:
+            c = arith.mul(c, x)
+        parts[0].append(c)
+        if n == 2:
+            parts[1].append(e[0].sum(axis=1))
+            continue
+        cb = c.reshape(b - a, L, 1).broadcast_to((b - a, L, L))
+        prod = arith.mul(concat([cb] * (n - 1)), concat(e))
+        for j in range(1, n):
+            parts[j].append(prod[(j - 1) * (b - a):j * (b - a)].sum(axis=1))
+    return [concat(p) for p in parts]
+
+
+def common_variants(ctx, variants: VariantTable, bound: int | None = None, name: str = "site") -> StudyVariants:
+    """This site's view of the study's common variants (module docstring); ``name`` for messages."""
+    keys, alt_larger = orientation_free_keys(variants)
+    rows, dups = _unique_keys(keys)
+    B = public_variant_bound(ctx, len(rows), bound)
+    if len(rows) > B:
+        raise InputError(f"{name}: has more distinct variants than the study's public bound {B} "
+                         "(--variant-bound); raise the bound or restrict the site's variants")
+    T, L = suggest_table(B)
+    key = agree_job_key(ctx, "gwas.study_key_contribution")
+    fp, lane_rows = _site_table(ctx, key, keys, rows, T, L, name)
+    tables = [OwnerTable(p, p, T, L) for p in ctx.parties]
+    for t in tables:
+        t.shared = ctx.input(t.site, fp if t.site == ctx.me else None, shape=(T, L), frac=0)
+    bits = _common_lanes(ctx, tables)
+    mine = None
+    for p, x in zip(ctx.parties, bits):
+        got = ctx.open(x, "gwas.common_variants", to=p)
+        if p == ctx.me:
+            mine = got
+    common = lane_rows[mine.astype(bool)]  # row-major: (slot, fingerprint) order, the same at every site
+    V = len(common)
+    if ctx.is_lead:
+        rank = np.empty(V, dtype=np.int64)
+        rank[np.argsort(common, kind="stable")] = np.arange(V)
+        order = 2 * rank + alt_larger[common]
+        lead = ctx.input(ctx.me, order, shape=(V,), frac=0)
+    else:
+        lead = ctx.input(ctx.lead, None, shape=(V,), frac=0)
+    got = ctx.open(lead, "gwas.variant_order", to=ctx.others if ctx.is_lead else [p for p in ctx.parties[1:]])
+    if ctx.is_lead:
+        local = np.sort(common)
+        return StudyVariants(local, np.zeros(V, bool), local.copy(), dups)
+    rank, lead_larger = got // 2, (got % 2).astype(bool)
+    local = np.empty(V, dtype=np.int64)
+    flip = np.empty(V, dtype=bool)
+    local[rank] = common
+    flip[rank] = alt_larger[common] != lead_larger
+    return StudyVariants(local, flip, np.full(V, -1, dtype=np.int64), dups)
