@@ -79,12 +79,13 @@ def test_linear_association_matches_plink2(linear_run, plink_linear):
 def test_ledger_holds_only_documented_disclosures(linear_run):
     _, run = linear_run
     documented = {"qc.pass", "qc.failed_counts", "gwas.a1_is_alt", "gwas.covariate_moments",
-                  "gwas.obs_ct", "gwas.const", "gwas.beta_t_stat", "gwas.chisq"}
+                  "gwas.obs_ct", "gwas.const", "gwas.beta_t_stat", "gwas.chisq",
+                  "gwas.variant_bound", "gwas.common_variants", "gwas.variant_order"}
     for name, rep in run.reports.items():
         disclosed = {e["label"] for e in rep["ledger"] if e["kind"] == "disclosed"}
         assert disclosed <= documented, disclosed - documented
         public = {e["label"] for e in rep["ledger"] if e["kind"] == "public"}
-        assert public <= {"gwas.site_counts", "gwas.variant_keys", "gwas.variant_orientation"}
+        assert public <= {"gwas.site_counts", "gwas.study_key_contribution"}
 
 
 def test_trend_test_matches_plink19_model(tmp_path):

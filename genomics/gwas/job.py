@@ -189,7 +189,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             lres = logistic_association(ctx, xs, y[complete],
                                         lambda sel: _read_oriented(site, sv, passed[sel], complete),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
-                                        xtx=np.linalg.inv(ainv))
+                                        xtx=np.linalg.inv(ainv), site_counts=[int(m[1]) for m in metas])
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
                      "test": lres["test"]}
         else:

@@ -1,7 +1,8 @@
 """Secure logistic regression for case/control traits: covariate-only null model, a score test for every variant, Wald fits for the top hits.
 
-The null model is fitted by Newton steps on pooled (opened, covariate-only) information
-matrices and scores, so each site knows its own individuals' fitted probabilities and
+The null model is fitted by a fixed number of secret Newton steps (no iterate, score
+or phenotype-covariate moment is opened); only its final coefficients are opened,
+so each site knows its own individuals' fitted probabilities and
 computes the score-test sums in plaintext, which ``genomics.assoc`` projects per variant
 on its called samples (one Newton step of the null model refitted there); the top hits
 are refitted with the genotype by Newton steps whose genotype information stays secret.
@@ -20,7 +21,11 @@ from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
+from cipherome.protocols.compare import abs as secure_abs
 from cipherome.protocols.compare import ltz
+from cipherome.protocols.compare import max as secure_max
+from cipherome.protocols.functions import sigmoid
+from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
@@ -38,8 +43,11 @@ log = logging.getLogger("cipherome.logistic")
 
 #: ledger labels of this stage: kind, what, to whom (sizes in docs/pca_logistic.md)
 DISCLOSURES = {
-    "logistic.null_fit": ("disclosed", "per Newton step of the covariate-only null model: its k x k information "
-                          "matrix and k-vector score over all samples (covariate-only aggregates)", "all sites"),
+    "logistic.null_converged": ("disclosed", "one bit: the null model's last secret Newton step is below tol_null",
+                                "all sites"),
+    "logistic.null_beta": ("disclosed", "the null model's k coefficients (covariate effects on the log-odds)",
+                           "all sites"),
+    "logistic.null_info": ("disclosed", "4 X'WX / N at the public null beta (covariate-only, k x k)", "all sites"),
     "logistic.obs_ct": ("disclosed", "OBS_CT per tested variant", "all sites"),
     "logistic.const": ("disclosed", "genotype constant on the called samples (ERRCODE) per variant", "all sites"),
     "logistic.score": ("disclosed", "signed score statistic U/sqrt(V) / (2 sqrt N) per variant (Z_STAT, P)", "all sites"),
@@ -51,21 +59,26 @@ DISCLOSURES = {
 
 #: samples' sums are entered with this many fractional bits where they are only opened
 _OPEN_FRAC = 40
+#: fractional bits of the sites' owned design matrices in the null model
+_X_FRAC = 16
 
 
 @dataclass
 class LogisticParams:
     """top: Wald fits for this many smallest score p-values; tol: a Wald fit has converged
     when max |step| < tol (Newton converges quadratically, so the coefficients are then
-    exact up to the fixed-point noise, about 1e-6); tol_null: the same for the null model
-    (plaintext solve of opened sums); max_iter_null / max_iter_wald; inner_steps:
+    exact up to the fixed-point noise, about 1e-6); null_iterations: the null model's fixed,
+    public number of secret Newton steps, null_ns_steps: Newton-Schulz steps per Newton step
+    for its inverse Hessian, tol_null: its last step must be below this (else it has not
+    converged: separation or collinear covariates); max_iter_wald; inner_steps:
     preconditioned Richardson steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
     fraction a variant may have (``--geno``), which sets the Neumann terms."""
 
     top: int = 100
-    tol_null: float = 1e-9
+    tol_null: float = 1e-4
     tol: float = 1e-4
-    max_iter_null: int = 30
+    null_iterations: int = 10
+    null_ns_steps: int = 2
     max_iter_wald: int = 16
     inner_steps: int = 12
     block: int = 4096
@@ -98,42 +111,101 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticParams | None = None) -> NullModel:
-    """Newton-Raphson (IRLS) fit of logit P(y = 1) = x beta on the pooled samples.
+def _null_matrix(x: np.ndarray) -> np.ndarray:
+    """This site's owned matrix round(2^X_FRAC [X, 4 x (x) x (packed upper)]), (n_s, k + k (k + 1) / 2) int64."""
+    iu, ju = packed_upper(x.shape[1])
+    return np.rint(np.column_stack([x, 4.0 * x[:, iu] * x[:, ju]]) * 2.0**_X_FRAC).astype(np.int64)
 
-    x (n_s, k): this site's design rows ([1, standardised covariates]); y (n_s,) 0/1.
-    Each step, from the public beta (start 0): sites add 4 X'WX / N and 4 X'(y - mu) / N
-    (free), which are opened together (``logistic.null_fit``: k^2 + k values, 1 round);
-    beta += info^-1 score in plaintext. Stops when max |step| < tol_null.
-    Cost: one round and (n-1) 8 (k^2 + k) bytes per party and step; nothing per sample.
+
+def _unpack_upper(v: Shared, k: int) -> Shared:
+    """(k (k + 1) / 2,) packed upper triangle -> symmetric (k, k), locally."""
+    iu, ju = packed_upper(k)
+    m = np.zeros((k, k), dtype=np.uint64)
+    m[iu, ju] = v.data
+    m[ju, iu] = v.data
+    return Shared(v.ctx, m, v.frac)
+
+
+def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticParams | None = None,
+             site_counts: list[int] | None = None, xtx: np.ndarray | None = None) -> NullModel:
+    """Newton-Raphson (IRLS) fit of logit P(y = 1) = x beta on the pooled samples, every iterate secret.
+
+    x (n_s, k): this site's design rows ([1, standardised covariates]); y (n_s,) 0/1;
+    site_counts: every site's n_s in party order (public study metadata; if None they are
+    exchanged as ``logistic.site_counts``); xtx: the public X'X / N (else opened as
+    ``logistic.covariate_gram``). With P = round(log2 N), from beta = 0, for a fixed public
+    number of iterations (``null_iterations``, so nothing about the data shows in the count):
+
+    1. eta = X_s beta for every site's samples: each site's matrix M_s = [X_s, 4 x (x) x] is
+       masked once (``protocols.owned``) and every product with it costs O(n_s + k^2);
+    2. mu = sigmoid(eta), w = mu - mu^2 (all samples at once, 16 + 2 rounds);
+    3. H = 4 X'WX / 2^P = sum_s M_s' w (packed) and S = (X'y - X'mu) / 2^P, X_s'y_s local (free);
+    4. G ~ H^-1 by Newton-Schulz steps G <- G (2I - H G), warm-started from the previous G
+       (first from 2^P (N A)^-1 with A = X'X / N: since 4 W <= I, H <= N A / 2^P and the
+       spectral radius of I - G H is below 1); beta += G 4 S. G need not be exact: the fixed point
+       is S = 0, the MLE, and G only sets the speed (quadratic once G ~ H^-1).
+
+    Opened: one bit, whether the last step is below ``tol_null`` (``logistic.null_converged``),
+    then the final beta (``logistic.null_beta``: the covariates' coefficients in the null
+    model, which PLINK prints without hide-covar) and, from the sites' own sums at that public
+    beta, the covariate-only information 4 X'WX / N (``logistic.null_info``). No iterate,
+    score or phenotype-covariate cross moment is opened.
+    Rounds per iteration: about 2 (eta) + 18 (mu, w) + 1 (sums) + 2 truncations + 4 per
+    Newton-Schulz step + 2 (step); traffic O(N + k^2) per iteration and party.
     """
     pp = params or LogisticParams()
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, k = x.shape
-    beta = np.zeros(k)
-    converged, it = False, 0
-    for it in range(1, pp.max_iter_null + 1):
-        mu = _sigmoid(x @ beta)
-        w = mu * (1.0 - mu)
-        local = np.concatenate([(4.0 * x.T @ (x * w[:, None])).ravel(), 4.0 * x.T @ (y - mu)]) / n_total
-        opened = ctx.open(ctx.inputs_sum(local, shape=local.shape, frac=_OPEN_FRAC), "logistic.null_fit")
-        info, score = opened[: k * k].reshape(k, k), opened[k * k :]
-        info = (info + info.T) / 2.0
-        try:
-            step = np.linalg.solve(info, score)
-        except np.linalg.LinAlgError:
-            raise ValueError("logistic null model: the covariates are collinear on the samples") from None
+    f = ctx.frac
+    if site_counts is None:
+        site_counts = [int(c[0]) for c in ctx.allgather(np.array([n], dtype=np.int64), "logistic.site_counts")]
+    if xtx is None:
+        xtx = ctx.open(ctx.inputs_sum((x.T @ x) / n_total, shape=(k, k), frac=_OPEN_FRAC), "logistic.covariate_gram")
+    xtx = (np.asarray(xtx, dtype=np.float64) + np.asarray(xtx).T) / 2.0
+    p2 = int(round(math.log2(max(n_total, 1))))
+    scale = 2.0**-p2
+    kk = k * (k + 1) // 2
+    cols = k + kk
+    shapes = {p: (int(c), cols) for p, c in zip(ctx.parties, site_counts)}
+    mats = mask_owned(ctx, _null_matrix(x), shapes, "logistic.null_mask")
+    xty = ctx.inputs_sum(x.T @ y * scale, shape=(k,), frac=f)
+    g = Shared.public(ctx, np.linalg.inv(xtx) / (n_total * scale), f)
+    eye2 = 2.0 * np.eye(k)
+    beta = Shared.zeros(ctx, (k,), f)
+    step = beta
+    bounds = np.cumsum([0] + list(site_counts))
+    for it in range(pp.null_iterations):
+        b = concat([beta, Shared.zeros(ctx, (kk,), f)]).reshape(cols, 1)
+        etas = owned_products([(mats[p], b) for p in ctx.parties], False, "logistic.null_product")
+        eta = truncate(concat([e.reshape(-1) for e in etas]), _X_FRAC, frac=f)
+        mu = sigmoid(eta)
+        w = mu - arith.square(mu)
+        ys = [concat([mu[bounds[i]:bounds[i + 1]].reshape(-1, 1), w[bounds[i]:bounds[i + 1]].reshape(-1, 1)], axis=1)
+              for i in range(ctx.n)]
+        sums = owned_products([(mats[p], v) for p, v in zip(ctx.parties, ys)], True, "logistic.null_product")
+        tot = sums[0]
+        for s_ in sums[1:]:
+            tot = tot + s_
+        tot = truncate(tot, _X_FRAC + p2, frac=f)  # (cols, 2): [X'mu, .], [., 4 X'WX packed] / 2^P
+        score = (xty - tot[:k, 0]) * 4  # Newton: (X'WX)^-1 X'(y - mu) = H^-1 4 S
+        h = _unpack_upper(tot[k:, 1], k)
+        for _ in range(pp.null_ns_steps if it else 2 * pp.null_ns_steps):
+            g = arith.matmul(g, (-arith.matmul(h, g)) + eye2)
+        step = arith.matmul(g, score)
         beta = beta + step
-        if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 50:
-            raise ValueError("logistic null model does not converge (the covariates separate cases from "
-                             "controls); check the phenotype coding and covariates")
-        if np.abs(step).max() < pp.tol_null:
-            converged = True
-            break
+    small = ltz(secure_max(secure_abs(step), axis=0) - Shared.public(ctx, pp.tol_null, f))
+    converged = bool(ctx.open(small, "logistic.null_converged"))
+    beta = ctx.open(beta, "logistic.null_beta")
+    if not converged or not np.all(np.isfinite(beta)) or np.abs(beta).max() > 50:
+        raise ValueError("logistic null model does not converge (the covariates separate cases from "
+                         "controls, or are collinear); check the phenotype coding and covariates")
     mu = _sigmoid(x @ beta)
     w = mu * (1.0 - mu)
-    return NullModel(beta=beta, info=info, mu=mu, w=w, converged=converged, iterations=it)
+    local = (4.0 * x.T @ (x * w[:, None])) / n_total
+    info = ctx.open(ctx.inputs_sum(local, shape=(k, k), frac=_OPEN_FRAC), "logistic.null_info")
+    info = (info + info.T) / 2.0
+    return NullModel(beta=beta, info=info, mu=mu, w=w, converged=True, iterations=pp.null_iterations)
 
 
 def score_site_sums(g: np.ndarray, x: np.ndarray, null: NullModel, y: np.ndarray) -> tuple[CovariateSums, VariantSums]:
@@ -368,7 +440,7 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
 
 def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable[[np.ndarray], np.ndarray],
                          n_tested: int, n_total: int, params=None, a1_is_alt: np.ndarray | None = None,
-                         xtx: np.ndarray | None = None) -> dict:
+                         xtx: np.ndarray | None = None, site_counts: list[int] | None = None) -> dict:
     """The logistic association stage of the GWAS (``--glm`` for case/control traits).
 
     x (n_s, k): this site's design rows [1, standardised covariates (and PCs)] for its
@@ -376,7 +448,8 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
     tested variants ``sel`` (positions 0..n_tested-1) at those samples, study-oriented;
     n_total: the study's complete samples; params: ``LogisticParams`` or ``GwasParams``;
     a1_is_alt (n_tested,) bool: the tested allele (PLINK's A1) is ALT (else signs flip);
-    xtx: the public X'X / N of the design, if the caller has opened it (see :func:`wald_fits`).
+    xtx: the public X'X / N of the design, if the caller has opened it (see :func:`wald_fits`);
+    site_counts: every site's number of rows of x, if public already (see :func:`fit_null`).
     Returns {"columns": {OR, LOG(OR)_SE, Z_STAT, P}, "errcode", "obs_ct", "test", "wald",
     "null_beta", "score_p"}: rows of the top ``params.top`` score p-values carry the Wald fit
     (test "ADD"); the others carry the score test (test "SCORE": Z_STAT = U / sqrt(V), P;
@@ -385,7 +458,7 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
     """
     pp = params if isinstance(params, LogisticParams) else (LogisticParams.from_gwas(params) if params is not None
                                                               else LogisticParams())
-    null = fit_null(ctx, x, y, n_total, pp)
+    null = fit_null(ctx, x, y, n_total, pp, site_counts=site_counts, xtx=xtx)
     sc = score_tests(ctx, null, x, y, read_block, n_tested, n_total, pp)
     ok = np.isfinite(sc["z"])
     cand = np.flatnonzero(ok)
