@@ -55,6 +55,8 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
              "pheno": str(files[f"site{s + 1}"]["pheno"].resolve()),
              "covar": str(files[f"site{s + 1}"]["covar"].resolve())} for s in range(sites)]
     runs = _runs(pcs)
+    # a two-site demo: every site consents explicitly (policy min_sites, default 3; docs/threat_model.md)
+    policy = {"min_sites": min(sites, 3)}
     results = []
     if inproc:
         from cipherome.genomics.gwas.job import run_gwas
@@ -63,7 +65,7 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
         from cipherome.mpc.study import Site
 
         for _, _, params in runs:
-            site_objs = [site_from_config(Site(f"p{s}", data[s], {}), params) for s in range(sites)]
+            site_objs = [site_from_config(Site(f"p{s}", data[s], dict(policy)), params) for s in range(sites)]
             run = run_local(lambda ctx: run_gwas(ctx, params, site_objs[ctx.index]), sites, frac=params.frac)
             results.append((run.results[0], run.reports))
         how = "threads (in-process)"
@@ -73,7 +75,8 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
 
         click.echo("starting daemons (mutual TLS on 127.0.0.1) ...")
         try:
-            with LocalCluster(sites, workdir=out / "cluster", data=data, log_level="WARNING") as cluster:
+            with LocalCluster(sites, workdir=out / "cluster", data=data, policy=policy,
+                              log_level="WARNING") as cluster:
                 click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s")
                 for pheno, _, params in runs:
                     t1 = time.perf_counter()

@@ -22,7 +22,8 @@ def _run(svs, params: dict, policies=None):
 
 
 def _check(svs, params: dict, mc: int = 0):
-    run = _run(svs, params, [{"min_cell_size": mc}] * len(svs))
+    # a two-site study needs every site's explicit consent (min_sites = 2; default 3)
+    run = _run(svs, params, [{"min_cell_size": mc, "min_sites": min(3, len(svs))}] * len(svs))
     got = run.results[0]
     assert all(r == got for r in run.results[1:]) or all(
         (r.get("rows"), r.get("genes")) == (got.get("rows"), got.get("genes")) for r in run.results)

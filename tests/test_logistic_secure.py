@@ -33,7 +33,8 @@ def secure_run():
     def job(ctx):
         sel = site == ctx.index
         gs = g[:, sel]
-        return logistic_association(ctx, x[sel], y[sel], lambda idx: gs[idx], len(tested), n, pp, a1_is_alt=a1)
+        return logistic_association(ctx, x[sel], y[sel], lambda idx: gs[idx], len(tested), n, pp, a1_is_alt=a1,
+                                    site_counts=[int((site == i).sum()) for i in range(3)])
 
     run = run_local(job, 3, frac=24, timeout=900)
     return d, tested, a1, run

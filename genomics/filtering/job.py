@@ -44,6 +44,7 @@ from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_sit
 from cipherome.genomics.filtering.params import COHORT_MODELS, FilterParams
 from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
 from cipherome.genomics.io.ploidy import ploidy_class
+from cipherome.genomics.policy import min_sites, require_sites
 from cipherome.genomics.io.variants import chrom_order, parse_key
 
 __all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "find_trios", "Trio", "sort_rows"]
@@ -471,12 +472,13 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
     t0 = time.perf_counter()
     family = p.model in ("denovo", "comphet", "gene-diff")
     with ctx.stage("metadata"):
-        doc = {"min_cell_size": int(policy.get("min_cell_size", 0) or 0),
+        doc = {"min_cell_size": int(policy.get("min_cell_size", 0) or 0), "min_sites": min_sites(policy),
                "n_aff": int((sv.ped.affected == 1).sum()), "n_unaff": int((sv.ped.affected == 0).sum()),
                "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()}}
         if family:
             doc["ped"] = sv.ped.rows()
         docs = _allgather_json(ctx, doc, "filter.study_metadata")
+    require_sites(ctx.n, [int(d["min_sites"]) for d in docs], "filter")
     mc = max(d["min_cell_size"] for d in docs)
     cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs), sum(d["n_all"] for d in docs),
                        {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})

@@ -38,6 +38,7 @@ from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_
 from cipherome.genomics.gwas.params import GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
+from cipherome.genomics.policy import min_sites, require_sites
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import common_variants
 from cipherome.genomics.io.variants import flip_dosage
@@ -135,8 +136,10 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("metadata"):
         binary = binary_trait(y[complete])
         min_cell = int(site.policy.get("min_cell_size", 0))
-        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell], dtype=np.int64)
+        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell,
+                         min_sites(site.policy)], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
+        require_sites(ctx.n, [int(m[5]) for m in metas], "gwas")
         if len({int(m[3]) for m in metas}) != 1:
             raise ValueError("sites disagree on the number of covariates")
         n_qc = int(sum(int(m[0]) for m in metas))

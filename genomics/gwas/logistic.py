@@ -79,7 +79,7 @@ class LogisticParams:
     tol: float = 1e-4
     null_iterations: int = 10
     null_ns_steps: int = 2
-    max_iter_wald: int = 16
+    max_iter_wald: int = 10
     inner_steps: int = 12
     block: int = 4096
     missing_bound: float = 0.1
@@ -351,7 +351,8 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     ``inner_steps`` Richardson steps X <- B X + c (2 rounds each, O(T q) traffic): X
     tends to I^-1 [s, sigma e_g] (the second column warm-started from the previous
     iteration). The step (first column) is opened (``logistic.wald_step``, T q values)
-    and beta_j updated in plaintext; when max |step| < tol, the genotype entry of the
+    and beta_j updated in plaintext, for a fixed ``max_iter_wald`` iterations (a fit has
+    converged when its last max |step| < tol); then the genotype entry of the
     second column, sigma [I^-1]_gg, is opened (``logistic.wald_var``, T values):
     SE = sqrt(4 [I^-1]_gg / N), Z = beta_g / SE, P = 2 Phi(-|Z|).
     Rounds: about 40 + iterations (2 inner_steps + 6). Traffic per iteration: about
@@ -419,10 +420,9 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
         bad = upd & (~np.all(np.isfinite(beta), axis=1) | (np.abs(beta) > 20).any(axis=1))
         active &= ~bad
         done |= active & (np.abs(st).max(axis=1) < pp.tol)
-        if np.all(done | ~active):
-            for _ in range(pp.inner_steps // 2):  # polish the variance column at the final beta
-                xvar = b.left_mul(xvar, "logistic.wald_product") + c[:, :, 1:]
-            break
+    # always max_iter_wald iterations: the dealer sees no data-dependent count
+    for _ in range(pp.inner_steps // 2):  # polish the variance column at the final beta
+        xvar = b.left_mul(xvar, "logistic.wald_product") + c[:, :, 1:]
     var = ctx.open(xvar[:, k, 0], "logistic.wald_var") / sigma * 4.0 / n_total
     ok = done & active & (var > 0)
     bg = beta[:, k]
