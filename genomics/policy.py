@@ -6,12 +6,17 @@ many compute sites. With two sites, each site subtracts its own contribution fro
 pooled aggregate and obtains the other site's aggregate exactly (two-site
 subtraction, docs/threat_model.md); a two-site study is possible only when every
 site's policy sets ``min_sites = 2`` explicitly.
+
+``pca_allow_loadings`` (default false): with ``--pca``, a site that has at least as
+many samples as PCA variants could solve its own PC scores for the PCA loadings;
+the PCA then runs only if every other site allows it.
 """
 from __future__ import annotations
 
 from cipherome.genomics.errors import InputError
 
-__all__ = ["DEFAULT_MIN_SITES", "min_sites", "require_sites"]
+__all__ = ["DEFAULT_MIN_SITES", "min_sites", "require_sites", "PCA_LOADINGS_KEY", "pca_allows_loadings",
+           "check_pca_loadings"]
 
 DEFAULT_MIN_SITES = 3
 
@@ -32,3 +37,29 @@ def require_sites(n_sites: int, required: list[int], workload: str) -> int:
                          f"least min_sites = {need} before pooled aggregates are released (with fewer sites a "
                          "site can subtract its own data from a pooled aggregate); see docs/threat_model.md")
     return need
+
+
+#: site policy key: may a site with at least as many PCA samples as PCA variants take part (default false)
+PCA_LOADINGS_KEY = "pca_allow_loadings"
+
+
+def pca_allows_loadings(policy: dict | None) -> bool:
+    """This site's ``pca_allow_loadings`` (default false)."""
+    return bool((policy or {}).get(PCA_LOADINGS_KEY, False))
+
+
+def check_pca_loadings(parties: list[str], samples: list[int], allow: list[bool], n_variants: int) -> None:
+    """Refuse the PCA when a site's own scores would determine the PCA loadings, unless the others allow it.
+
+    Site s learns its scores U_s = X_s' V S^-1 (X_s: its M x n_s standardised genotypes, V: the
+    M x K loadings, S public). With n_s >= M and X_s of rank M this solves for V, a pooled
+    per-variant aggregate of every site's genotypes (docs/threat_model.md). Such a site may
+    take part only if every other site's policy sets ``pca_allow_loadings = true``.
+    """
+    for i, (p, n) in enumerate(zip(parties, samples)):
+        if n >= n_variants and not all(a for j, a in enumerate(allow) if j != i):
+            raise InputError(f"--pca: {p} has at least as many samples in the PCA ({n}) as PCA variants "
+                             f"({n_variants}), so its own PC scores would reveal the PCA loadings (a pooled "
+                             f"per-variant aggregate); another site's policy does not allow this "
+                             f"({PCA_LOADINGS_KEY} = false). Use --pca-variants above {n} or let every other "
+                             f"site set {PCA_LOADINGS_KEY} = true")

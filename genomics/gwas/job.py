@@ -37,8 +37,8 @@ from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off
 from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
-from cipherome.genomics.gwas.pca import secure_pca
-from cipherome.genomics.policy import min_sites, require_sites
+from cipherome.genomics.gwas.pca import PCAParams, secure_pca, select_pca_variants
+from cipherome.genomics.policy import check_pca_loadings, min_sites, pca_allows_loadings, require_sites
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import common_variants
 from cipherome.genomics.io.variants import flip_dosage
@@ -137,7 +137,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         binary = binary_trait(y[complete])
         min_cell = int(site.policy.get("min_cell_size", 0))
         meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell,
-                         min_sites(site.policy)], dtype=np.int64)
+                         min_sites(site.policy), int(pca_allows_loadings(site.policy))], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
         require_sites(ctx.n, [int(m[5]) for m in metas], "gwas")
         if len({int(m[3]) for m in metas}) != 1:
@@ -167,6 +167,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     pca = None
     if params.pca:
         with ctx.stage("pca"):
+            n_pca = len(select_pca_variants(site, sv, passed, PCAParams.from_gwas(params)))
+            check_pca_loadings(ctx.parties, [int(m[0]) for m in metas], [bool(m[6]) for m in metas], n_pca)
             pca = secure_pca(ctx, site, sv, passed, keep, params)
             taken = set(cov_names)
             names = [f"PC{i + 1}" if f"PC{i + 1}" not in taken else f"SECURE_PC{i + 1}" for i in range(params.pca)]

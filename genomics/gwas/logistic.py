@@ -79,7 +79,7 @@ class LogisticParams:
     tol: float = 1e-4
     null_iterations: int = 10
     null_ns_steps: int = 2
-    max_iter_wald: int = 10
+    max_iter_wald: int = 16
     inner_steps: int = 12
     block: int = 4096
     missing_bound: float = 0.1
