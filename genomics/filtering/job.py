@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cipherome.mpc.jobs import job
+from cipherome.mpc.ledger import DISCLOSED
 from cipherome.mpc.shares import Shared, concat, stack
 
 from cipherome.genomics.filtering import models as fm
@@ -498,6 +499,8 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
     if p.model in COHORT_MODELS or p.model == "denovo":
         res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
     res.get("params", {}).pop("genes", None)
+    if ctx.is_lead:  # the lead returns the result to the submitter
+        ctx.ledger.record("filter.results", DISCLOSED, ["submitter"], len(res.get("rows", res.get("genes", []))))
     return res
 
 

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from cipherome.mpc.jobs import job
+from cipherome.mpc.ledger import DISCLOSED
 
 from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
@@ -241,6 +242,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         v = site.variants
         li = sv.lead_index
         result["variants"] = {"chrom": v.chrom[li], "pos": v.pos[li], "id": v.id[li], "ref": v.ref[li], "alt": v.alt[li]}
+        # the lead returns the results to the submitter: a recipient of the study's outputs
+        ctx.ledger.record("gwas.results", DISCLOSED, ["submitter"], len(passed) * (len(table["columns"]) + 2))
     return result
 
 
