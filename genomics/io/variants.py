@@ -1,11 +1,8 @@
 """Variant keys and harmonisation: normalised ``chrom:pos:ref:alt`` keys, allele swaps, strand-ambiguous SNPs.
 
-Sites of one study agree on a list of variant keys before any secret is shared: each
-site publishes its keys to the study (not to the outside), and the intersection is
-analysed. This is a disclosure within the study, as in secure-gwas and SF-GWAS: every
-site learns which variants (positions and alleles) the other sites genotyped, though
-not any genotype or count; the run report lists it. Keys are the only variant data
-that leave a site in the clear.
+Keys name variants; they do not leave a site in the clear: the GWAS finds the
+study's common variants by a secure intersection of keyed hashes
+(``genomics.gwas.variants``), filtering by keyed hashed tables (``genomics.filtering.keys``).
 
 Normalisation covers naming only: the ``chr`` prefix is dropped from chromosome codes,
 ``M``/``MT``/``chrM`` become ``MT``, PLINK's numeric codes 23/24/25/26 become ``X``/``Y``/``XY``/``MT``,
