@@ -52,8 +52,8 @@ from cipherome.genomics.io.variants import normalize_chroms
 __all__ = ["orientation_free_keys", "StudyVariants", "public_variant_bound", "common_variants",
            "MAX_COMPARISONS", "MIN_BOUND_LOG2"]
 
-#: equality tests per matching round (bounds the memory of one round: about 0.3 kB per test)
-MAX_COMPARISONS = 1 << 22
+#: equality tests per matching round (bounds its memory: about 0.17 kB per test and party, measured)
+MAX_COMPARISONS = 1 << 21
 #: the smallest public bound (2^10 variants), so that tiny studies do not reveal their size either
 MIN_BOUND_LOG2 = 10
 
