@@ -10,13 +10,18 @@ site's policy sets ``min_sites = 2`` explicitly.
 ``pca_allow_loadings`` (default false): with ``--pca``, a site that has at least as
 many samples as PCA variants could solve its own PC scores for the PCA loadings;
 the PCA then runs only if every other site allows it.
+
+``share_variant_list`` (default false): the GWAS finds the common variants by a secure
+intersection; if every site sets it (e.g. genotyping arrays, whose manifest is public),
+the sites exchange their keyed variant hashes instead, which is far cheaper and shows
+every site's whole variant list to the other sites.
 """
 from __future__ import annotations
 
 from cipherome.genomics.errors import InputError
 
 __all__ = ["DEFAULT_MIN_SITES", "min_sites", "require_sites", "PCA_LOADINGS_KEY", "pca_allows_loadings",
-           "check_pca_loadings"]
+           "check_pca_loadings", "shares_variant_list"]
 
 DEFAULT_MIN_SITES = 3
 
@@ -63,3 +68,8 @@ def check_pca_loadings(parties: list[str], samples: list[int], allow: list[bool]
                              f"per-variant aggregate); another site's policy does not allow this "
                              f"({PCA_LOADINGS_KEY} = false). Use --pca-variants above {n} or let every other "
                              f"site set {PCA_LOADINGS_KEY} = true")
+
+
+def shares_variant_list(policy: dict | None) -> bool:
+    """This site's ``share_variant_list`` (default false)."""
+    return bool((policy or {}).get("share_variant_list", False))

@@ -62,3 +62,17 @@ def test_a_site_above_the_public_bound_is_refused():
     sites = _sites(6, 2)
     with pytest.raises(InputError, match="public bound"):
         run_local(lambda ctx: common_variants(ctx, sites[ctx.index], 64, f"site{ctx.index}"), 2)
+
+
+@pytest.mark.parametrize("n_sites", [2, 3])
+def test_consented_shared_lists_give_the_same_answer(n_sites):
+    """share_variant_list at every site: keyed hashes exchanged, the same common variants, order and flips."""
+    sites = _sites(7, n_sites)
+    secure = run_local(lambda ctx: common_variants(ctx, sites[ctx.index], None, "s"), n_sites).results
+    shared = run_local(lambda ctx: common_variants(ctx, sites[ctx.index], None, "s", shared_lists=True), n_sites)
+    for a, b in zip(secure, shared.results):
+        np.testing.assert_array_equal(a.local_index, b.local_index)
+        np.testing.assert_array_equal(a.flip, b.flip)
+        np.testing.assert_array_equal(a.lead_index, b.lead_index)
+    labels = {e["label"] for e in shared.reports["p1"]["ledger"]}
+    assert labels == {"gwas.study_key_contribution", "gwas.variant_list"}

@@ -39,7 +39,8 @@ from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_
 from cipherome.genomics.gwas.params import GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import PCAParams, secure_pca, select_pca_variants
-from cipherome.genomics.policy import check_pca_loadings, min_sites, pca_allows_loadings, require_sites
+from cipherome.genomics.policy import (check_pca_loadings, min_sites, pca_allows_loadings, require_sites,
+                                       shares_variant_list)
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import common_variants
 from cipherome.genomics.io.variants import flip_dosage
@@ -138,7 +139,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         binary = binary_trait(y[complete])
         min_cell = int(site.policy.get("min_cell_size", 0))
         meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell,
-                         min_sites(site.policy), int(pca_allows_loadings(site.policy))], dtype=np.int64)
+                         min_sites(site.policy), int(pca_allows_loadings(site.policy)),
+                         int(shares_variant_list(site.policy))], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
         require_sites(ctx.n, [int(m[5]) for m in metas], "gwas")
         if len({int(m[3]) for m in metas}) != 1:
@@ -151,7 +153,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         if n_assoc < max(params.min_cell_size, 1):
             raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
-        sv = common_variants(ctx, site.variants, params.variant_bound, site.name)
+        sv = common_variants(ctx, site.variants, params.variant_bound, site.name,
+                             shared_lists=all(int(m[7]) for m in metas))
         n_var = len(sv)
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 

@@ -30,7 +30,11 @@ Steps (every compute party; the dealer never holds the key or any variant):
 
 Cost: T L^2 48-bit equality tests per other site, about 130 per bounded variant
 (chunks of ``MAX_COMPARISONS``, 7 rounds each), one product round for three or more
-sites, one opening per site and one for the order.
+sites, one opening per site and one for the order. Measured, 3 sites with 100,000
+variants each (bound 2^17), in process on a loaded 2-core machine: 134 s, 161 rounds,
+2.4 GB sent per party. Where every site consents (policy ``share_variant_list``, e.g.
+genotyping arrays whose manifest is public), the sites exchange their keyed hashes
+instead (``gwas.variant_list``: one round, 16 bytes per variant, no MPC).
 """
 from __future__ import annotations
 
@@ -146,10 +150,37 @@ def _common_lanes(ctx, tables: list[OwnerTable]) -> list[Shared]:
     return [concat(p) for p in parts]
 
 
-def common_variants(ctx, variants: VariantTable, bound: int | None = None, name: str = "site") -> StudyVariants:
-    """This site's view of the study's common variants (module docstring); ``name`` for messages."""
+def _shared_lists(ctx, key: bytes, keys: np.ndarray, alt_larger: np.ndarray, rows: np.ndarray,
+                  dups: int) -> StudyVariants:
+    """With every site's consent: each site's keyed variant hashes and orientations go to every site.
+
+    One round (``gwas.variant_list``, to the sites only): 63-bit HMAC keys under the study key
+    (the dealer cannot compute them, the sites can: each learns the others' whole lists).
+    """
+    h, _ = hash_keys(key, keys[rows], 1 << 63)
+    lists = ctx.allgather(np.stack([h, alt_larger[rows].astype(np.int64)]), "gwas.variant_list")
+    where = [{v: i for i, v in enumerate(lst[0].tolist())} for lst in lists]
+    lead = lists[0]
+    keep = [i for i, v in enumerate(lead[0].tolist()) if all(v in w for w in where[1:])]
+    pos = np.array([where[ctx.index][v] for v in lead[0][keep].tolist()], dtype=np.int64)
+    local = rows[pos] if len(pos) else np.zeros(0, np.int64)
+    flip = lists[ctx.index][1][pos].astype(bool) != lead[1][keep].astype(bool)
+    lead_index = local.copy() if ctx.is_lead else np.full(len(local), -1, dtype=np.int64)
+    return StudyVariants(local, flip, lead_index, dups)
+
+
+def common_variants(ctx, variants: VariantTable, bound: int | None = None, name: str = "site",
+                    shared_lists: bool = False) -> StudyVariants:
+    """This site's view of the study's common variants (module docstring); ``name`` for messages.
+
+    shared_lists: every site's policy consents to sharing its variant list with the other
+    sites (``share_variant_list``, e.g. genotyping arrays whose manifest is public anyway):
+    then the keyed hashes are exchanged instead (one round, no MPC).
+    """
     keys, alt_larger = orientation_free_keys(variants)
     rows, dups = _unique_keys(keys)
+    if shared_lists:
+        return _shared_lists(ctx, agree_job_key(ctx, "gwas.study_key_contribution"), keys, alt_larger, rows, dups)
     B = public_variant_bound(ctx, len(rows), bound)
     if len(rows) > B:
         raise InputError(f"{name}: has more distinct variants than the study's public bound {B} "
