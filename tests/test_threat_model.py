@@ -90,3 +90,17 @@ def test_two_sites_refused_by_default():
         s.policy["min_sites"] = 2
     res = run_local(lambda ctx: run_gwas(ctx, p, sites[ctx.index]), 2, frac=p.frac).results[0]
     assert len(res["tested"]) > 100 and np.isfinite(res["assoc"]["columns"]["P"]).any()
+
+
+def test_consented_variant_lists_in_the_gwas():
+    """share_variant_list at every site: the GWAS exchanges keyed lists (documented) and gives the same result."""
+    st = simulate_study(demo_config().replace(n_samples=300, n_variants=200, seed=4))
+    sites = sites_from_study(st, st.covariates, list(st.covariate_names), "binary")
+    p = GwasParams(pheno_name="disease", glm="trend", maf=0.02, block=128)
+    secure = run_local(lambda ctx: run_gwas(ctx, p, sites[ctx.index]), 3, frac=p.frac)
+    for s in sites:
+        s.policy["share_variant_list"] = True
+    shared = run_local(lambda ctx: run_gwas(ctx, p, sites[ctx.index]), 3, frac=p.frac)
+    _check(shared, "gwas.results")
+    assert "gwas.variant_list" in _labels(shared) and "gwas.common_variants" not in _labels(shared)
+    np.testing.assert_array_equal(secure.results[0]["tested"], shared.results[0]["tested"])
