@@ -70,7 +70,7 @@ def test_daemons_equal_twin(study, params):
         assert disclosed <= {"filter.candidate_slots", "filter.candidate_fingerprints", "filter.candidate_text_bytes",
                              "filter.candidate_texts",
                              "filter.confirm", "filter.counts", "filter.max_genes", "filter.top_genes",
-                             "filter.intersect_genes", "filter.diff_genes"}
+                             "filter.intersect_genes", "filter.diff_genes", "filter.results"}
         if name == "dealer":
             assert not disclosed
 

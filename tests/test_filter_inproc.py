@@ -127,7 +127,7 @@ def test_disclosures_are_the_documented_ones(study):
     _, run = _check(study, {"model": "carrier", "table_size": 64, "lanes": 8})
     documented = {"filter.candidate_slots", "filter.candidate_fingerprints", "filter.candidate_text_bytes",
                   "filter.candidate_texts",
-                  "filter.confirm", "filter.counts"}
+                  "filter.confirm", "filter.counts", "filter.results"}
     for name, rep in run.reports.items():
         disclosed = {e["label"] for e in rep["ledger"] if e["kind"] == "disclosed"}
         public = {e["label"] for e in rep["ledger"] if e["kind"] == "public"}
