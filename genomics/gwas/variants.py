@@ -17,7 +17,9 @@ Steps (every compute party; the dealer never holds the key or any variant):
    E_j[s, l, l'] = [fp_lead[s, l] == fp_j[s, l']] (``filtering.align.match_tables``:
    one batched equality test); a_j[s, l] = sum_l' E_j[s, l, l'] (0/1), the lead's
    lane is common iff c[s, l] = prod_j a_j[s, l] = 1, and site j's lane l' is
-   common iff c_j[s, l'] = sum_l c[s, l] E_j[s, l, l'] = 1. c is opened to the
+   common iff c_j[s, l'] = sum_l c[s, l] E_j[s, l, l'] = sum_l r_j[s, l] E_j[s, l, l'] = 1
+   with r_j = prod_{k != j} a_k (as E_j <= a_j; one batched matrix product per slot,
+   none for two sites, where c_j = sum_l E_1[s, l, l']). c is opened to the
    lead only, c_j to site j only (``gwas.common_variants``): a site learns which
    of its own variants are common, i.e. the intersection, and nothing about the
    others' non-shared variants or their number.
@@ -48,7 +50,7 @@ from cipherome.protocols import arith
 from cipherome.protocols.compare import max as secure_max
 
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.filtering.align import OwnerTable, match_tables
+from cipherome.genomics.filtering.align import OwnerTable, aligned_sums, match_tables
 from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
 from cipherome.genomics.io.blocks import VariantTable
 from cipherome.genomics.io.variants import normalize_chroms
@@ -136,18 +138,36 @@ def _common_lanes(ctx, tables: list[OwnerTable]) -> list[Shared]:
         sub = [OwnerTable(t.site, t.name, b - a, L, shared=t.shared[a:b]) for t in tables]
         e = match_tables(ctx, [(sub[0], sub[j]) for j in range(1, n)])
         acc = [x.sum(axis=2) for x in e]
-        c = acc[0]
-        for x in acc[1:]:
-            c = arith.mul(c, x)
-        parts[0].append(c)
         if n == 2:
+            parts[0].append(acc[0])
             parts[1].append(e[0].sum(axis=1))
             continue
-        cb = c.reshape(b - a, L, 1).broadcast_to((b - a, L, L))
-        prod = arith.mul(concat([cb] * (n - 1)), concat(e))
+        rest = _products_of_others(acc)  # r_j = prod_{k != j} a_k (lead lanes)
+        parts[0].append(arith.mul(rest[0], acc[0]))
+        # c_j[s, l'] = sum_l E_j[s, l, l'] r_j[s, l], since E_j <= a_j: (1 x L) @ (L x L) per slot
+        sums = aligned_sums([(r.reshape(b - a, 1, L), x) for r, x in zip(rest, e)])
         for j in range(1, n):
-            parts[j].append(prod[(j - 1) * (b - a):j * (b - a)].sum(axis=1))
+            parts[j].append(sums[j - 1].reshape(b - a, L))
     return [concat(p) for p in parts]
+
+
+def _products_of_others(acc: list[Shared]) -> list[Shared]:
+    """[prod_{k != j} acc_k for each j] (three or more factors): prefix and suffix products, batched per round."""
+    m = len(acc)
+    pre, suf = [acc[0]], [acc[-1]]
+    for k in range(1, m - 1):  # pre[k] = acc_0 ... acc_k, suf[k] = acc_{m-1-k} ... acc_{m-1}
+        both = arith.mul(concat([pre[-1], suf[-1]]), concat([acc[k], acc[m - 1 - k]]))
+        half = both.shape[0] // 2
+        pre.append(both[:half])
+        suf.append(both[half:])
+    out = [suf[m - 2]] + [None] * (m - 2) + [pre[m - 2]]
+    inner = list(range(1, m - 1))
+    if inner:
+        prod = arith.mul(concat([pre[j - 1] for j in inner]), concat([suf[m - 2 - j] for j in inner]))
+        size = acc[0].shape[0]
+        for i, j in enumerate(inner):
+            out[j] = prod[i * size:(i + 1) * size]
+    return out
 
 
 def _shared_lists(ctx, key: bytes, keys: np.ndarray, alt_larger: np.ndarray, rows: np.ndarray,
