@@ -64,7 +64,7 @@ def test_documented_labels_parse():
 def test_trend_gwas_labels_are_documented():
     st = simulate_study(demo_config().replace(n_samples=300, n_variants=200, seed=4))
     sites = sites_from_study(st, st.covariates, list(st.covariate_names), "binary")
-    p = GwasParams(pheno_name="disease", glm="trend", maf=0.02, block=128)
+    p = GwasParams(pheno_name="disease", glm="trend", maf=0.02, geno=0.05, hwe=1e-6, block=128)  # every QC filter
     _check(run_local(lambda ctx: run_gwas(ctx, p, sites[ctx.index]), 3, frac=p.frac), "gwas.results")
 
 
