@@ -205,7 +205,7 @@ def common_variants(ctx, variants: VariantTable, bound: int | None = None, name:
     B = public_variant_bound(ctx, len(rows), bound)
     if len(rows) > B:
         raise InputError(f"{name}: has more distinct variants than the study's public bound {B} "
-                         "(--variant-bound); raise the bound or restrict the site's variants")
+                         "(variant_bound); raise the bound or restrict the site's variants")
     T, L = suggest_table(B)
     key = agree_job_key(ctx, "gwas.study_key_contribution")
     fp, lane_rows = _site_table(ctx, key, keys, rows, T, L, name)
@@ -227,11 +227,13 @@ def common_variants(ctx, variants: VariantTable, bound: int | None = None, name:
         lead = ctx.input(ctx.me, order, shape=(V,), frac=0)
     else:
         lead = ctx.input(ctx.lead, None, shape=(V,), frac=0)
-    got = ctx.open(lead, "gwas.variant_order", to=ctx.others if ctx.is_lead else [p for p in ctx.parties[1:]])
+    got = ctx.open(lead, "gwas.variant_order", to=ctx.parties[1:])
     if ctx.is_lead:
         local = np.sort(common)
         return StudyVariants(local, np.zeros(V, bool), local.copy(), dups)
     rank, lead_larger = got // 2, (got % 2).astype(bool)
+    if not np.array_equal(np.sort(rank), np.arange(V)):  # cannot happen unless a party deviates
+        raise RuntimeError("the secure variant intersection gave the sites different common variants")
     local = np.empty(V, dtype=np.int64)
     flip = np.empty(V, dtype=bool)
     local[rank] = common
