@@ -96,9 +96,10 @@ def demo(outdir: str, sites: int, pcs: int, pcs_alias: int | None, inproc: bool)
                     click.echo(f"  secure GWAS of {pheno} ({'PCA ' + str(params.pca) + ', ' if params.pca else ''}"
                                f"{res.results[0]['glm']}): {time.perf_counter() - t1:.1f} s")
                     results.append((res.results[0], res.reports))
-        except (ClientError, RuntimeError) as exc:
+        except (ClientError, RuntimeError, OSError) as exc:
+            why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise click.ClickException(
-                f"the secure GWAS failed: {exc}\nNo results were written. Kept for inspection: the simulated site "
+                f"the secure GWAS failed: {why}\nNo results were written. Kept for inspection: the simulated site "
                 f"files in {out / 'data'} and the daemons' keys, configs and logs in {out / 'cluster'} "
                 "(logs/*.out, logs/*.log).") from None
         how = "gRPC daemons with mutual TLS"

@@ -58,25 +58,26 @@ def filter_params_from_cli(model, min_affected, max_unaffected, max_cohort_af, t
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
 @click.option("--cert", required=True, type=click.Path(exists=True, dir_okay=False), help="Your certificate.")
 @click.option("--model", required=True, type=click.Choice(_MODELS), help="Inheritance model or gene-level operation.")
-@click.option("--out", "prefix", required=True, help="Output prefix.")
+@click.option("--out", "prefix", required=True, metavar="PREFIX",
+              help="Output prefix: PREFIX.filter.tsv, .filter.vcf (or .genes.tsv) and .run.json.")
 @click.option("--min-affected", type=int, default=None,
               help="Affected individuals that must carry (default 1 for carrier, all affected otherwise).")
 @click.option("--max-unaffected", type=int, default=0, show_default=True,
               help="Unaffected carriers allowed (carrier model).")
-@click.option("--max-cohort-af", default=None, help="Largest study-wide ALT frequency, e.g. 0.01.")
+@click.option("--max-cohort-af", default=None, help="Largest study-wide ALT frequency, e.g. 0.01.  [default: no limit]")
 @click.option("--top", type=int, default=10, show_default=True, help="Genes wanted by top-genes.")
 @click.option("--pass-only/--keep-filtered", default=True, show_default=True,
               help="Treat calls of records that fail FILTER as missing.")
-@click.option("--min-gq", type=int, default=None, help="Calls with GQ below this are missing.")
-@click.option("--min-dp", type=int, default=None, help="Calls with DP below this are missing.")
-@click.option("--max-pop-af", type=float, default=None, help="Drop variants with population AF above this.")
-@click.option("--af-field", default=None, help="INFO key or CSQ/ANN sub-field with the population AF.")
+@click.option("--min-gq", type=int, default=None, help="Calls with GQ below this are missing.  [default: off]")
+@click.option("--min-dp", type=int, default=None, help="Calls with DP below this are missing.  [default: off]")
+@click.option("--max-pop-af", type=float, default=None, help="Drop variants with population AF above this.  [default: off]")
+@click.option("--af-field", default=None, help="INFO key or CSQ/ANN sub-field with the population AF.  [default: none; needed with --max-pop-af]")
 @click.option("--consequence", "consequences", multiple=True,
-              help="Keep only these SO terms / impacts (HIGH, MODERATE, ...); comma-separated or repeated.")
+              help="Keep only these SO terms / impacts (HIGH, MODERATE, ...); comma-separated or repeated.  [default: all]")
 @click.option("--genes", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Public gene list, one symbol per line (gene-level models and comphet).")
-@click.option("--table-size", type=int, default=None, help="Slots of the hashed variant table.")
-@click.option("--lanes", type=int, default=None, help="Lanes per slot (variants of one site in one slot).")
+              help="Public gene list, one symbol per line (gene-level models and comphet).  [default: none]")
+@click.option("--table-size", type=int, default=None, help="Slots of the hashed variant table.  [default: sized from --max-variants]")
+@click.option("--lanes", type=int, default=None, help="Lanes per slot (variants of one site in one slot).  [default: sized from --max-variants]")
 @click.option("--max-variants", type=int, default=20000, show_default=True,
               help="Public bound on one site's variants after pre-filtering; sizes the table when not given.")
 @click.option("--gene-buckets", type=int, default=1, show_default=True, help="Slots per gene (comphet).")

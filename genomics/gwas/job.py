@@ -225,6 +225,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "covariates": cov_names,
         "n_variants": n_var,
         "qc": qc.summary(),
+        "min_cell_size": params.min_cell_size,  # public (gwas.site_counts): the strictest site's policy
         "qc_pass": qc.passed,
         "tested": passed,
         "a1_is_alt": qc.a1_is_alt[passed],

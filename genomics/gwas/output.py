@@ -249,7 +249,7 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
     test = result["assoc"].get("test", TEST_NAME[result["glm"]])
     paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test=test)}
     qc = dict(result["qc"], n_samples_qc=result["n_qc"], n_samples_assoc=result["n_assoc"],
-              n_common_variants=result["n_variants"])
+              n_common_variants=result["n_variants"], policy_min_cell_size=result.get("min_cell_size", 0))
     base = f"{prefix}.{pheno}"
     paths["qc"] = write_json(f"{base}.qc.json", qc)
     p = table.stats["P"]
