@@ -68,7 +68,8 @@ _STUDY_HEAD = '''# The study file: identical at every site (compare its digest),
 # (or `cipherome keys fingerprint PARTY.crt`). Paths are relative to this file.
 [study]
 id = "{study_id}"
-round_timeout = 60.0                 # seconds a party waits for one message
+round_timeout = 300.0                # seconds a party waits for one message (the first job after a
+                                     # fresh install compiles kernels: allow for it; 60 is plenty later)
 workloads = ["gwas", "filter"]       # job families this study covers
 
 '''
