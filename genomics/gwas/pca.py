@@ -26,8 +26,7 @@ from cipherome.protocols.reuse import fix
 from cipherome.protocols.trunc import truncate
 
 from cipherome.protocols.owned import mask_owned, owned_products, ring_matmul_tn
-from cipherome.genomics.reference.pca import thin_by_count, thin_by_distance
-from cipherome.genomics.io.variants import flip_dosage
+from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants",
            "standardisation_weights", "open_gram", "DISCLOSURES", "POLICY_KEY"]
@@ -120,12 +119,6 @@ def select_pca_variants(site, sv, passed_idx: np.ndarray, pp: PCAParams) -> np.n
         li = sv.local_index
         return thin_by_distance(np.asarray(v.chrom)[li], np.asarray(v.pos)[li], int(pp.bp_space), keep)
     return thin_by_count(int(pp.n_variants), keep)
-
-
-def _read(site, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    g = site.read(sv.local_index[idx], mask)
-    flip = sv.flip[idx]
-    return flip_dosage(g, flip) if flip.any() else np.asarray(g, dtype=np.int8)
 
 
 @recipe("pca_gauss")
@@ -278,7 +271,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     site_mean = pp.missing == "site-mean"
 
     # local genotypes of the PCA variants ----------------------------------------------------
-    g = _read(site, sv, idx, mask)
+    g = np.asarray(sv.read(site, idx, mask), dtype=np.int8)
     called = g >= 0
     gt = np.where(called, g, 0).astype(np.int64)
     local = np.stack([gt.sum(axis=1), called.sum(axis=1)]).astype(np.int64)
