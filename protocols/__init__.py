@@ -9,7 +9,7 @@ from . import jobs  # noqa: F401  (registers bench.* jobs)
 # every module that registers dealer recipes must be imported here: a dealer daemon
 # only knows the correlated objects of the modules imported in its process
 from . import bits, compare, division, normalize, reuse, roots, spdinv  # noqa: F401
-from . import beaver_multi, bench_nonlinear, functions, linalg  # noqa: F401  (non-linear recipes and bench ops)
+from . import beaver_multi, bench_nonlinear, functions, linalg, owned, sketch  # noqa: F401  (non-linear recipes and bench ops)
 from .compare import eq, eqz, ge, gt, le, lt, ltz, maximum, minimum, select, sign
 from .division import div, reciprocal
 from .functions import exp, log, sigmoid

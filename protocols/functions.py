@@ -21,7 +21,7 @@ from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public
-from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs, xor_derived, xor_random
+from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs
 from .compare import LtzJob
 from cipherome.mpc.kernels import ring_matmul
 
@@ -74,9 +74,9 @@ def _lut_split(gen, n, s, p, beta):
     rows = p + p % 2
     size = 1 << beta
     r = gen.random((n,))
-    R = xor_derived(gen, (rows, w), lambda: slice_bits(r & low_mask(p), p, s, rows=rows), mask)
-    M = xor_derived(gen, (rows // 2, w), lambda: R[1::2] & R[0::2], mask)
-    D = xor_random(gen, (1, w), mask)
+    R = gen.xor_derived((rows, w), lambda: slice_bits(r & low_mask(p), p, s, rows=rows), mask)
+    M = gen.xor_derived((rows // 2, w), lambda: R[1::2] & R[0::2], mask)
+    D = gen.xor_random((1, w), mask)
     cache = {}
 
     def dbit():

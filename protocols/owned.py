@@ -32,34 +32,26 @@ def _out_shape(m_shape, y_shape, transpose: bool) -> tuple[int, int]:
 
 
 @recipe("owned_mask")
-def _owned_mask(gen, key, shape, owner, mine=False):
+def _owned_mask(gen, key, shape, owner):
     """Mask A of a site-owned matrix: the owner's own PRG stream with the dealer. Cost: 0.
 
-    Only the owner (``mine``) and the dealer draw it; the dealer keeps A under ``key``.
+    Only the owner and the dealer draw it; the dealer keeps A under ``key``.
     """
-    shape = tuple(int(s) for s in shape)
+    a = gen.random_among(tuple(int(s) for s in shape), [int(owner)])
     if gen.dealer_side:
-        gen.state[key] = gen.prgs[int(owner)].ring(shape)
+        gen.state[key] = a
         return ()
-    return (gen.prg.ring(shape),) if mine else ()
+    return () if a is None else (a,)
 
 
 @recipe("owned_product")
-def _owned_product(gen, key, m_shape, y_shape, transpose, owner, mine=False):
+def _owned_product(gen, key, m_shape, y_shape, transpose, owner):
     """For op(M) @ Y: B = sum of the non-owners' draws b_p (each knows its own, the dealer all)
     and C = op(A) @ B shared. Cost: |op(M) Y| elements from the dealer."""
     y_shape = tuple(int(s) for s in y_shape)
-    out_shape = _out_shape(m_shape, y_shape, transpose)
-    if gen.dealer_side:
-        b = np.zeros(y_shape, dtype=U64)
-        for i, prg in enumerate(gen.prgs):
-            if i != int(owner):
-                b += prg.ring(y_shape)
-        a = gen.state[key]
-        c = gen.derived(out_shape, lambda: _op_matmul(a, b, transpose))
-        return b, c
-    b = None if mine else gen.prg.ring(y_shape)
-    c = gen.derived(out_shape, None)
+    b = gen.random_among(y_shape, [i for i in range(gen.n) if i != int(owner)])
+    a = gen.state[key] if gen.dealer_side else None
+    c = gen.derived(_out_shape(m_shape, y_shape, transpose), lambda: _op_matmul(a, b, transpose))
     return b, c
 
 
@@ -131,7 +123,7 @@ def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.m
         om = OwnedMatrix(ctx, site, shape, f"owned/{next(_keys)}")
         mine_flag = ctx.me == site
         got = ctx.provider.fetch("owned_mask", key=om.key, shape=list(om.shape),
-                                 owner=ctx.parties.index(site), mine=mine_flag)
+                                 owner=ctx.parties.index(site))
         if mine_flag:
             m = np.asarray(mine)
             if m.shape != om.shape:
@@ -170,7 +162,7 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
             raise ValueError(f"owned product: matrix {om.shape} (transpose={transpose}) and operand {y.shape}")
         bundles.append(ctx.provider.fetch("owned_product", key=om.key, m_shape=list(om.shape),
                                           y_shape=list(y.shape), transpose=bool(transpose),
-                                          owner=ctx.parties.index(om.owner), mine=om.is_owner))
+                                          owner=ctx.parties.index(om.owner)))
     if len({om.owner for om, _ in pairs}) != len(pairs):
         raise ValueError("owned_products: at most one matrix per owner in one call")
     outgoing, incoming = {}, {}
