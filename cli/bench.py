@@ -35,8 +35,7 @@ def _prg_row(size: int) -> dict:
 
 def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1) -> list[dict]:
     """Run each op and return one row per op (seconds and bytes are per run)."""
-    from cipherome.mpc.netbench import NET_OPS
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS, NET_OPS
 
     rows = []
     for op in ops:
@@ -75,7 +74,7 @@ def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], rep
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
 def bench(parties: int, transport: str, ops: tuple[str, ...], size_opts: tuple[str, ...], reps: int, as_json: bool) -> None:
     """Run the standard protocol benchmarks; one row per operation."""
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS
 
     if parties < 2:
         raise click.BadParameter("at least 2 compute parties", param_hint="--parties")
