@@ -12,9 +12,11 @@ import itertools
 import numpy as np
 
 from cipherome.mpc.correlated import recipe
-from cipherome.mpc.kernels import ring_matmul, ring_matmul_tn
+from cipherome.mpc.kernels import ring_matmul_tn
 from cipherome.mpc.ledger import MASKED
 from cipherome.mpc.shares import Shared
+
+from .beaver import MATMUL, MATMUL_TN, apply, combine
 
 __all__ = ["OwnedMatrix", "mask_owned", "owned_products", "ring_matmul_tn"]
 
@@ -22,8 +24,8 @@ U64 = np.uint64
 _keys = itertools.count()
 
 
-def _op_matmul(m: np.ndarray, y: np.ndarray, transpose: bool) -> np.ndarray:
-    return ring_matmul_tn(m, y) if transpose else ring_matmul(m, y)
+def _op(transpose: bool) -> str:
+    return MATMUL_TN if transpose else MATMUL
 
 
 def _out_shape(m_shape, y_shape, transpose: bool) -> tuple[int, int]:
@@ -50,7 +52,7 @@ def _owned_product(gen, key, m_shape, y_shape, transpose, owner):
     y_shape = tuple(int(s) for s in y_shape)
     b = gen.random_among(y_shape, [i for i in range(gen.n) if i != int(owner)])
     a = gen.state[key] if gen.dealer_side else None
-    c = gen.derived(_out_shape(m_shape, y_shape, transpose), lambda: _op_matmul(a, b, transpose))
+    c = gen.derived(_out_shape(m_shape, y_shape, transpose), lambda: apply(_op(transpose), a, b))
     return b, c
 
 
@@ -122,7 +124,8 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
     and the dealer shares C = op(A) B):
       1. every p != o sends o its share y_p - b_p (uniform to o, and to any coalition
          missing one such p); o adds its own share: F = Y - B;
-      2. o: op(M) F + C_o;  p != o: op(E) b_p + C_p. The sum is
+      2. o: op(M) F + C_o;  p != o: op(E) b_p + C_p (``beaver.combine``: o's mask share is
+         all of M, the public op(E, F) folded into op(M, F)). The sum is
          op(M)(Y - B) + op(M - A) B + op(A) B = op(M) Y.
     M holds integers (scale 0), so the result has Y's scale and needs no truncation.
     Traffic per pair: each non-owner sends |Y| ring elements to the owner; the dealer
@@ -149,13 +152,12 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
     got = ctx.exchange(outgoing, incoming, label, kind=MASKED)
     out = []
     for (om, y), bd in zip(pairs, bundles):
-        c = bd[1].copy()
-        if om.is_owner:
+        if om.is_owner:  # F = Y - B: its own share plus the others' masked ones; it adds op(M) F
             f = np.array(y.data, dtype=U64)
             for p in ctx.others:
                 f += got[p]
-            c += _op_matmul(om.m, f, transpose)
-        else:
-            c += _op_matmul(om.e, bd[0], transpose)
+            c = combine(_op(transpose), None, om.m, f, None, bd[1], True)
+        else:  # op(E) b_p + C_p
+            c = combine(_op(transpose), om.e, None, None, bd[0], bd[1], False)
         out.append(Shared(ctx, c, y.frac))
     return out
