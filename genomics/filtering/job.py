@@ -5,9 +5,10 @@ PED and annotation. Stages, with what each opens (the ledger lists the labels):
 
 1. local: read and pre-filter the site's rows (``filtering.local``); nothing leaves;
 2. study metadata (kind 'public', to the compute parties only): each site's
-   cohort sizes and ``min_cell_size``, and for family models its PED rows of
-   genotyped individuals (to find trios split across sites); a fresh job key
-   agreed by all compute parties (``filter.job_key_contribution``);
+   cohort sizes and ``min_cell_size``; a fresh job key agreed by all compute
+   parties (``filter.job_key_contribution``); for family models the trios, found
+   from keyed links (``filtering.trios``: ``filter.trio_requests``,
+   ``filter.trio_answers``, ``filter.trios``), so that no PED row leaves its site;
 3. secure filter: hashed tables, fingerprint alignment and the model's rule
    (``filtering.align``, ``filtering.models``); only masked values are opened;
 4. reveal (``filtering.reveal``): the number of candidates per slot
@@ -43,10 +44,11 @@ from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_tab
 from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_site
 from cipherome.genomics.filtering.params import COHORT_MODELS, FilterParams
 from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
+from cipherome.genomics.filtering.trios import Trio, find_trios
 from cipherome.genomics.io.ploidy import ploidy_class
 from cipherome.genomics.io.variants import chrom_order, parse_key
 
-__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "find_trios", "Trio", "sort_rows"]
+__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "sort_rows"]
 
 log = logging.getLogger("cipherome.filter")
 
@@ -58,17 +60,6 @@ class FilterSite:
     name: str
     variants: SiteVariants
     policy: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Trio:
-    """An affected child and both parents, each as (site index, column in that site's individuals)."""
-
-    fid: str
-    child: tuple
-    father: tuple
-    mother: tuple
-    child_sex: int
 
 
 def load_site_variants(site, p: FilterParams) -> SiteVariants:
@@ -88,31 +79,6 @@ def load_site_variants(site, p: FilterParams) -> SiteVariants:
 def _allgather_json(ctx, doc, label: str) -> list:
     raw = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8).copy()
     return [json.loads(np.asarray(x, np.uint8).tobytes().decode()) for x in ctx.allgather(raw, label)]
-
-
-def find_trios(peds: list[list]) -> list[Trio]:
-    """Trios (affected child, both parents genotyped somewhere) from every site's PED rows, in (FID, IID) order.
-
-    peds[i]: site i's rows [fid, iid, father, mother, sex, affected] of its
-    genotyped individuals. An individual genotyped at two sites is an error.
-    """
-    where = {}
-    for si, rows in enumerate(peds):
-        for col, r in enumerate(rows):
-            key = (r[0], r[1])
-            if key in where:
-                raise InputError(f"individual {r[0]} {r[1]} is genotyped at two sites (parties {where[key][0]} and "
-                                 f"{si}); keep it in one site's PED file")
-            where[key] = (si, col, r)
-    trios = []
-    for (fid, iid), (si, col, r) in sorted(where.items()):
-        if int(r[5]) != 1 or r[2] == "0" or r[3] == "0":
-            continue
-        f, m = where.get((fid, r[2])), where.get((fid, r[3]))
-        if f is None or m is None:
-            continue
-        trios.append(Trio(fid, (si, col), (f[0], f[1]), (m[0], m[1]), int(r[4])))
-    return trios
 
 
 def _text(sv: SiteVariants, row: int) -> str:
@@ -189,9 +155,8 @@ def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, 
     return texts
 
 
-def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int) -> dict:
+def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int, key: bytes) -> dict:
     rule = fm.cohort_rule(p.model, cohort, p.min_affected, p.max_unaffected, p.max_cohort_af)
-    key = agree_job_key(ctx)
     with ctx.stage("secure_filter"):
         texts = _cohort_hashed(ctx, p, sv, rule, key)
     cands = {}
@@ -251,9 +216,8 @@ def _member_values(ctx, trios: list[Trio], who: str, fn, K: list[int]) -> Shared
     return concat(parts)
 
 
-def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
+def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes) -> dict:
     T, L = _geometry(p)
-    key = agree_job_key(ctx)
     me = ctx.index
     tabs, own, texts_fn = [], [], []
     with ctx.stage("secure_filter"):
@@ -321,12 +285,11 @@ def _gene_entries(sv: SiteVariants, rows: np.ndarray, gidx: dict) -> tuple[np.nd
     return np.array(er, np.int64), np.array(eg, np.int64)
 
 
-def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
+def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes) -> dict:
     genes = list(p.genes)
     gidx = {g: i for i, g in enumerate(genes)}
     G, b = len(genes), int(p.gene_buckets)
     T, L = G * b, int(p.lanes or 4)
-    key = agree_job_key(ctx)
     me = ctx.index
     tabs, cars, own, texts_fn = [], [], [], []
     with ctx.stage("secure_filter"):
@@ -474,21 +437,21 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
         doc = {"min_cell_size": int(policy.get("min_cell_size", 0) or 0),
                "n_aff": int((sv.ped.affected == 1).sum()), "n_unaff": int((sv.ped.affected == 0).sum()),
                "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()}}
-        if family:
-            doc["ped"] = sv.ped.rows()
         docs = _allgather_json(ctx, doc, "filter.study_metadata")
-    mc = max(d["min_cell_size"] for d in docs)
-    cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs), sum(d["n_all"] for d in docs),
-                       {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})
-    trios = find_trios([d["ped"] for d in docs]) if family else []
+        mc = max(d["min_cell_size"] for d in docs)
+        cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs),
+                           sum(d["n_all"] for d in docs),
+                           {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})
+        key = agree_job_key(ctx) if family or p.model in COHORT_MODELS else None
+        trios = find_trios(ctx, key, sv.ped, [d["n_all"] for d in docs]) if family else []
     log.info("filter %s: %d local variant rows, %d individuals in the study, %d trios", p.model, len(sv),
              cohort.n_all, len(trios))
     if p.model in COHORT_MODELS:
-        res = _cohort(ctx, p, sv, cohort, mc)
+        res = _cohort(ctx, p, sv, cohort, mc, key)
     elif p.model == "denovo":
-        res = _denovo(ctx, p, sv, trios) if trios else {"rows": [], "dropped_by_confirmation": 0}
+        res = _denovo(ctx, p, sv, trios, key) if trios else {"rows": [], "dropped_by_confirmation": 0}
     elif p.model == "comphet":
-        res = _comphet(ctx, p, sv, trios) if trios else {"rows": [], "dropped_by_confirmation": 0}
+        res = _comphet(ctx, p, sv, trios, key) if trios else {"rows": [], "dropped_by_confirmation": 0}
     else:
         res = _gene_level(ctx, p, sv, cohort, trios, mc)
     res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
