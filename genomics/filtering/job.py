@@ -40,7 +40,9 @@ from cipherome.genomics.filtering import models as fm
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering.align import OwnerTable, share_tables
 from cipherome.genomics.filtering.features import COUNTS, allele_totals, cohort_counts, member_het
-from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
+from cipherome.genomics.filtering.budget import BYTES_PER_TEST, chunk_items, site_budget
+from cipherome.genomics.filtering.keys import (agree_job_key, cuckoo_geometry, cuckoo_hashes, cuckoo_table, hash_keys,
+                                              lane_table, simple_table, suggest_table)
 from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_site
 from cipherome.genomics.filtering.params import COHORT_MODELS, FilterParams
 from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
@@ -216,35 +218,66 @@ def _member_values(ctx, trios: list[Trio], who: str, fn, K: list[int]) -> Shared
     return concat(parts)
 
 
-def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes) -> dict:
-    T, L = _geometry(p)
-    me = ctx.index
-    tabs, own, texts_fn = [], [], []
+def _family_geometry(p: FilterParams) -> tuple[int, int]:
+    """(bins, parent lanes) of the de novo tables."""
+    bins, lanes = cuckoo_geometry(p.max_member_variants or p.max_variants)
+    return int(p.table_size or bins), int(p.lanes or lanes)
+
+
+class _SiteHashes:
+    """This site's candidate bins and fingerprints of all its variant rows, computed once per job."""
+
+    def __init__(self, key: bytes, sv: SiteVariants, bins: int):
+        self.cand, self.fps = cuckoo_hashes(key, sv.keys, bins) if len(sv) else (np.zeros((0, 3), np.int64),
+                                                                                 np.zeros(0, np.uint64))
+
+
+def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hs: _SiteHashes | None, B: int, Ls: int) -> tuple:
+    """The trio's tables: the child's cuckoo table of its heterozygous rows (one lane), each parent's simple table
+    of its rows not called hom-ref (Ls lanes); ``rows`` index the site's variant rows."""
+    out = []
+    for who in ("child", "father", "mother"):
+        si, col = getattr(t, who)
+        tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", B, 1 if who == "child" else Ls)
+        if tab.mine(ctx):
+            g = sv.dosage[:, col]
+            rows = np.flatnonzero(member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0))
+            if who == "child":
+                tab.fp, ent = cuckoo_table(hs.cand[rows], hs.fps[rows], B, tab.name)
+            else:
+                tab.fp, ent = simple_table(hs.cand[rows], hs.fps[rows], B, Ls, tab.name)
+            tab.rows = np.where(ent >= 0, rows[np.maximum(ent, 0)], -1) if rows.size else ent
+        out.append(tab)
+    return tuple(out)
+
+
+def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
+    """De novo candidates: trios in chunks that fit the memory budget; per chunk one batched matching and one
+    comparison (constant rounds per chunk); only the child tables and their 0/1 results stay for the reveal."""
+    B, Ls = _family_geometry(p)
+    per_trio = 2 * B * Ls * BYTES_PER_TEST
+    fixed = len(trios) * B * 64 + B * 4 * 8 * 3
+    chunk = chunk_items(len(trios), per_trio, fixed, budget[0], budget[1],
+                        "lower --max-member-variants (the public bound on one family member's variants)")
+    hs = _SiteHashes(key, sv, B)
+    children, r, texts_fn = [], [], []
     with ctx.stage("secure_filter"):
-        for t in trios:
-            row = []
-            for who in ("child", "father", "mother"):
-                si, col = getattr(t, who)
-                mine = si == me
-                rows = None
-                if mine:
-                    g = sv.dosage[:, col]
-                    sel = member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0)
-                    rows = np.flatnonzero(sel)
-                tab = _owner_table(ctx, ctx.parties[si], f"{who} of family {t.fid}", T, L, key,
-                                   sv.keys[rows] if mine else None, mine)
-                if mine and rows.size:
-                    tab.rows = np.where(tab.rows >= 0, rows[np.maximum(tab.rows, 0)], -1)
-                row.append(tab)
-            tabs.append(tuple(row))
-            child = row[0]
-            o = -(child.rows < 0).astype(np.int64) if child.mine(ctx) else None
-            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
-            texts_fn.append((lambda r: _text(sv, r)) if child.mine(ctx) else None)
-        share_tables(ctx, [x for trio in tabs for x in trio])
-        r = fm.denovo_anchor_bits(ctx, tabs, own)
+        for c0 in range(0, len(trios), chunk):
+            tabs, own = [], []
+            for t in trios[c0:c0 + chunk]:
+                tr = _denovo_tables(ctx, sv, t, hs, B, Ls)
+                tabs.append(tr)
+                o = -(tr[0].rows < 0).astype(np.int64) if tr[0].mine(ctx) else None
+                own.append(ctx.input(tr[0].site, o, shape=(B, 1), frac=0))
+                texts_fn.append((lambda row: _text(sv, row)) if tr[0].mine(ctx) else None)
+            share_tables(ctx, [x for tr in tabs for x in tr])
+            r += fm.denovo_anchor_bits(ctx, tabs, own)
+            children += [tr[0] for tr in tabs]
+            del tabs, own
+        log.info("filter denovo: %d trios in %d chunk(s) of %d, %d bins x %d parent lanes", len(trios),
+                 -(-len(trios) // chunk), chunk, B, Ls)
     with ctx.stage("reveal"):
-        texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr], [tf]) for tr, rr, tf in zip(tabs, r, texts_fn)])
+        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
     cands = [_distinct_candidates(lst) for lst in texts]
     rows = []
     if any(cands):
@@ -436,12 +469,15 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
     with ctx.stage("metadata"):
         doc = {"min_cell_size": int(policy.get("min_cell_size", 0) or 0),
                "n_aff": int((sv.ped.affected == 1).sum()), "n_unaff": int((sv.ped.affected == 0).sum()),
-               "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()}}
+               "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()},
+               "budget": site_budget(policy)}
         docs = _allgather_json(ctx, doc, "filter.study_metadata")
         mc = max(d["min_cell_size"] for d in docs)
         cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs),
                            sum(d["n_all"] for d in docs),
                            {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})
+        low = min(range(len(docs)), key=lambda i: docs[i]["budget"])
+        budget = (int(docs[low]["budget"]), ctx.parties[low])
         key = agree_job_key(ctx) if family or p.model in COHORT_MODELS else None
         trios = find_trios(ctx, key, sv.ped, [d["n_all"] for d in docs]) if family else []
     log.info("filter %s: %d local variant rows, %d individuals in the study, %d trios", p.model, len(sv),
@@ -449,15 +485,17 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
     if p.model in COHORT_MODELS:
         res = _cohort(ctx, p, sv, cohort, mc, key)
     elif p.model == "denovo":
-        res = _denovo(ctx, p, sv, trios, key) if trios else {"rows": [], "dropped_by_confirmation": 0}
+        res = _denovo(ctx, p, sv, trios, key, budget) if trios else {"rows": [], "dropped_by_confirmation": 0}
     elif p.model == "comphet":
         res = _comphet(ctx, p, sv, trios, key) if trios else {"rows": [], "dropped_by_confirmation": 0}
     else:
         res = _gene_level(ctx, p, sv, cohort, trios, mc)
     res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
                 "trios": [t.fid for t in trios], "params": p.to_dict(), "seconds": time.perf_counter() - t0})
-    if p.model in COHORT_MODELS or p.model == "denovo":
+    if p.model in COHORT_MODELS:
         res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
+    elif p.model == "denovo":
+        res["table"] = dict(zip(("bins", "parent_lanes"), _family_geometry(p)))
     res.get("params", {}).pop("genes", None)
     return res
 

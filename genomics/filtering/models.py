@@ -253,12 +253,13 @@ def cohort_anchor_bits(ctx, tables: list[OwnerTable], contrib: list[Shared], own
 def denovo_anchor_bits(ctx, trios: list[tuple[OwnerTable, OwnerTable, OwnerTable]], own: list[Shared]) -> list[Shared]:
     """Per trio a (T, L) 0/1 share over the child's lanes: de novo = no lane of either parent matches.
 
-    The child's table lists its heterozygous variants, each parent's table the
-    variants where the parent is not a called homozygous reference (ALT or
-    missing). own = -1 on empty child lanes, else 0. Math:
+    The child's table lists its heterozygous variants (a cuckoo table: one lane per
+    bin), each parent's table the variants where the parent is not a called
+    homozygous reference (ALT or missing; simple hashing: every candidate bin).
+    own = -1 on empty child lanes, else 0. Math:
       r_a = [own_a - sum_l' E_cf[a, l'] - sum_l' E_cm[a, l'] >= 0].
     Rounds: 7 (equality) + ceil(log2(bits - 1)) + 1 with bits ~ log2(2L + 2) + 2.
-    Traffic per trio and party: 2 T L^2 equality tests and T L small comparisons.
+    Traffic per trio and party: 2 T L_c L_p equality tests (2 B L_p with cuckoo tables) and T L_c small comparisons.
     """
     pairs = []
     for c, f, m in trios:
@@ -268,7 +269,7 @@ def denovo_anchor_bits(ctx, trios: list[tuple[OwnerTable, OwnerTable, OwnerTable
     for k, (c, _f, _m) in enumerate(trios):
         v = own[k] - E[2 * k].sum(axis=2) - E[2 * k + 1].sum(axis=2)
         vs.append(v.ravel())
-    L = max(t[0].L for t in trios)
+    L = max(max(f.L, m.L) for _c, f, m in trios)
     q = 1 - compare.ltz(concat(vs), range_bits(2 * L + 2))
     out, pos = [], 0
     for c, _f, _m in trios:
