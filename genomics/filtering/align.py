@@ -42,6 +42,15 @@ class OwnerTable:
     def mine(self, ctx) -> bool:
         return ctx.me == self.site
 
+    def part(self, slots: slice) -> "OwnerTable":
+        """The table restricted to a range of slots (views, no copy): one chunk of a streamed matching."""
+        sub = OwnerTable(self.site, self.name, len(range(*slots.indices(self.T))), self.L)
+        if self.fp is not None:
+            sub.fp, sub.rows = self.fp[slots], self.rows[slots]
+        if self.shared is not None:
+            sub.shared = self.shared[slots]
+        return sub
+
 
 def share_tables(ctx, tables: list[OwnerTable]) -> None:
     """Secret-share every owner's fingerprint table (free: inputs expand from pairwise seeds)."""

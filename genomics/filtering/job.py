@@ -131,7 +131,8 @@ def _owner_table(ctx, site: str, name: str, T: int, L: int, key: bytes | None, k
 
 
 # ----------------------------------------------------------------------------- cohort models
-def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, key: bytes) -> list[str]:
+def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, key: bytes,
+                   budget: tuple) -> list[str]:
     T, L = _geometry(p)
     C = rule.forms
     tables = [_owner_table(ctx, s, f"site {s}", T, L, key, sv.keys, s == ctx.me) for s in ctx.parties]
@@ -150,17 +151,30 @@ def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, 
     osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties[:-1]]
     last = ctx.parties[-1]
     ok = np.all(otab >= 0, axis=2).astype(np.int64) if last == ctx.me else None
-    r = fm.cohort_anchor_bits(ctx, tables, csh, osh, ctx.input(last, ok, shape=(T, L), frac=0), rule)
+    last_ok = ctx.input(last, ok, shape=(T, L), frac=0)
+    n = len(tables)
+    per_slot = (n * (n - 1) // 2) * L * L * BYTES_PER_TEST + 16 * n * L * C * 8
+    chunk = chunk_items(T, per_slot, 8 * n * T * L * (2 * C + 4), budget[0], budget[1],
+                        "lower --max-variants or --lanes (the table's geometry)")
+    parts = [[] for _ in tables]
+    for s0 in range(0, T, chunk):  # slots in chunks: constant rounds per chunk, memory bounded by the budget
+        sl = slice(s0, min(T, s0 + chunk))
+        got = fm.cohort_anchor_bits(ctx, [t.part(sl) for t in tables], [x[sl] for x in csh], [x[sl] for x in osh],
+                                    last_ok[sl], rule)
+        for acc, x in zip(parts, got):
+            acc.append(x)
+    r = [x[0] if len(x) == 1 else concat(x, axis=0) for x in parts]
+    log.info("filter %s: %d slots x %d lanes in %d chunk(s)", p.model, T, L, len(parts[0]))
     texts_fn = [(lambda row: _text(sv, row)) if s == ctx.me else None for s in ctx.parties]
     with ctx.stage("reveal"):
         (texts,) = reveal_candidates(ctx, [AnchorGroup(tables, r, texts_fn)])
     return texts
 
 
-def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int, key: bytes) -> dict:
+def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int, key: bytes, budget: tuple) -> dict:
     rule = fm.cohort_rule(p.model, cohort, p.min_affected, p.max_unaffected, p.max_cohort_af)
     with ctx.stage("secure_filter"):
-        texts = _cohort_hashed(ctx, p, sv, rule, key)
+        texts = _cohort_hashed(ctx, p, sv, rule, key, budget)
     cands = {}
     for t in texts:
         k, g, c = _parse_text(t)
@@ -318,46 +332,52 @@ def _gene_entries(sv: SiteVariants, rows: np.ndarray, gidx: dict) -> tuple[np.nd
     return np.array(er, np.int64), np.array(eg, np.int64)
 
 
-def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes) -> dict:
+def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
     genes = list(p.genes)
     gidx = {g: i for i, g in enumerate(genes)}
     G, b = len(genes), int(p.gene_buckets)
     T, L = G * b, int(p.lanes or 4)
     me = ctx.index
-    tabs, cars, own, texts_fn = [], [], [], []
+    per_trio = 2 * T * (L * L + 2 * L) * BYTES_PER_TEST
+    chunk = chunk_items(len(trios), per_trio, len(trios) * T * L * 64, budget[0], budget[1],
+                        "use a shorter gene list, fewer --gene-buckets or --lanes")
+    children, r, texts_fn = [], [], []
     with ctx.stage("secure_filter"):
-        for t in trios:
-            row, car = [], []
-            for who in ("child", "father", "mother"):
-                si, col = getattr(t, who)
-                mine = si == me
-                tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
-                if mine:
-                    g = sv.dosage[:, col]
-                    sel = (g == 1) if who == "child" else (g != 0)
-                    er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
-                    slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
-                    tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
-                    tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
-                row.append(tab)
-                if who != "child":
-                    v = None
+        for c0 in range(0, len(trios), chunk):
+            tabs, cars, own = [], [], []
+            for t in trios[c0:c0 + chunk]:
+                row, car = [], []
+                for who in ("child", "father", "mother"):
+                    si, col = getattr(t, who)
+                    mine = si == me
+                    tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
                     if mine:
-                        v = np.zeros((T, L, 1), np.int64)
-                        occ = tab.rows >= 0
-                        v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
-                    car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
-            tabs.append(tuple(row))
-            cars.append(tuple(car))
-            child = row[0]
-            o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
-            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
-            texts_fn.append((lambda r: _text(sv, r)) if child.mine(ctx) else None)
-        share_tables(ctx, [x for trio in tabs for x in trio])
-        res = fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)
+                        g = sv.dosage[:, col]
+                        sel = (g == 1) if who == "child" else (g != 0)
+                        er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
+                        slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
+                        tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
+                        tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
+                    row.append(tab)
+                    if who != "child":
+                        v = None
+                        if mine:
+                            v = np.zeros((T, L, 1), np.int64)
+                            occ = tab.rows >= 0
+                            v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
+                        car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
+                tabs.append(tuple(row))
+                cars.append(tuple(car))
+                child = row[0]
+                o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
+                own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
+                texts_fn.append((lambda row: _text(sv, row)) if child.mine(ctx) else None)
+            share_tables(ctx, [x for trio in tabs for x in trio])
+            r += [x[0] for x in fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)]
+            children += [tr[0] for tr in tabs]
+            del tabs, cars, own
     with ctx.stage("reveal"):
-        texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr[0]], [tf])
-                                        for tr, rr, tf in zip(tabs, res, texts_fn)])
+        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
     cands = [_distinct_candidates(lst) for lst in texts]
     rows = []
     if any(cands):
@@ -483,11 +503,11 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
     log.info("filter %s: %d local variant rows, %d individuals in the study, %d trios", p.model, len(sv),
              cohort.n_all, len(trios))
     if p.model in COHORT_MODELS:
-        res = _cohort(ctx, p, sv, cohort, mc, key)
+        res = _cohort(ctx, p, sv, cohort, mc, key, budget)
     elif p.model == "denovo":
         res = _denovo(ctx, p, sv, trios, key, budget) if trios else {"rows": [], "dropped_by_confirmation": 0}
     elif p.model == "comphet":
-        res = _comphet(ctx, p, sv, trios, key) if trios else {"rows": [], "dropped_by_confirmation": 0}
+        res = _comphet(ctx, p, sv, trios, key, budget) if trios else {"rows": [], "dropped_by_confirmation": 0}
     else:
         res = _gene_level(ctx, p, sv, cohort, trios, mc)
     res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
