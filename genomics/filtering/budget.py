@@ -1,6 +1,6 @@
 """The memory budget of a filtering job: plan chunk sizes from public sizes, refuse a plan that cannot fit.
 
-Each site's policy may set ``max_job_memory_gb`` (default: a quarter of the
+Each site's policy may set ``max_job_memory_gb`` (default: an eighth of the
 machine's physical memory); the job uses the smallest budget of the study, as
 every party must cut the work into the same chunks. The secure matching is the
 peak: a batched equality test holds about :data:`BYTES_PER_TEST` bytes per
@@ -21,7 +21,7 @@ __all__ = ["BYTES_PER_TEST", "DEFAULT_FRACTION", "site_budget", "chunk_items", "
 
 GB = 1 << 30
 BYTES_PER_TEST = 320
-DEFAULT_FRACTION = 0.25
+DEFAULT_FRACTION = 0.125
 
 
 def _physical_memory() -> int:
