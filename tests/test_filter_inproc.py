@@ -57,6 +57,13 @@ def test_cohort_models_equal_twin(study, params):
         assert [r["gene"] for r in rows] == ["GENE4"]
 
 
+@pytest.mark.parametrize("params", COHORT, ids=lambda p: "-".join(f"{v}" for v in p.values()))
+def test_cohort_models_cuckoo_tables_equal_twin(study, params):
+    """Default geometry: each site's cuckoo anchors against the other sites' simple-hashing tables."""
+    rows, run = _check(study, {**params, "max_variants": 100}, mc=0)
+    assert run.results[0]["table"] == {"bins": 200, "lanes": 13}
+
+
 def test_planted_candidates_are_found(study):
     rec, _ = _check(study, {"model": "recessive", "table_size": 64, "lanes": 8})
     assert "GENE5" in [r["gene"] for r in rec]
@@ -194,6 +201,7 @@ def test_larger_studies_default_geometry(seed):
 @pytest.mark.parametrize("params,gb", [
     ({"model": "carrier", "max_cohort_af": "0.2", "table_size": 64, "lanes": 8}, 0.0005),
     ({"model": "recessive", "min_affected": 1, "table_size": 64, "lanes": 8}, 0.0005),
+    ({"model": "carrier", "max_cohort_af": "0.2", "max_variants": 100}, 0.002),
     ({"model": "denovo", "table_size": 48, "lanes": 14}, 0.0005),
     ({"model": "comphet", "genes": GENES, "lanes": 10}, 0.001),
 ], ids=lambda x: x["model"] if isinstance(x, dict) else str(x))

@@ -107,6 +107,7 @@ def _links_equal(label: str, a: np.ndarray, b: np.ndarray) -> bool:
 
 CASES = [
     {"model": "carrier", "max_cohort_af": "0.3", "table_size": 32, "lanes": 14},
+    {"model": "dominant", "max_variants": 100},
     {"model": "denovo", "table_size": 48, "lanes": 14},
     {"model": "comphet", "genes": GENES, "lanes": 12},
     {"model": "max-gene", "genes": GENES},
@@ -114,7 +115,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("params", CASES, ids=lambda p: p["model"])
+@pytest.mark.parametrize("params", CASES, ids=lambda p: "-".join(str(v) for k, v in p.items() if k != "genes"))
 def test_private_data_changes_nothing_anyone_receives(recorder, params):
     st = simulate(23, n_positions=50)
     base = [site_variants(st, s) for s in range(3)]
@@ -125,7 +126,7 @@ def test_private_data_changes_nothing_anyone_receives(recorder, params):
 
     key = "rows" if "rows" in run_a.results[0] else "genes"
     assert run_a.results[0][key] == run_b.results[0][key]
-    if params["model"] in ("denovo", "comphet", "max-gene", "carrier"):
+    if params["model"] in ("denovo", "comphet", "max-gene", "carrier", "dominant"):
         assert run_a.results[0][key]
     assert run_a.results[0]["trios"] == run_b.results[0]["trios"]
     assert set(msgs_a) == set(msgs_b) and "dealer" in msgs_a

@@ -131,40 +131,69 @@ def _owner_table(ctx, site: str, name: str, T: int, L: int, key: bytes | None, k
 
 
 # ----------------------------------------------------------------------------- cohort models
+def _cohort_tables(ctx, p: FilterParams, sv: SiteVariants, key: bytes) -> tuple[list, list]:
+    """Every site's anchor and matched tables: one T x L lane table for both when the job gives table_size and
+    lanes, otherwise a cuckoo table (anchors) and a simple-hashing table (matched), sized from max_variants."""
+    if p.table_size is not None and p.lanes is not None:
+        T, L = _geometry(p)
+        tables = [_owner_table(ctx, s, f"site {s}", T, L, key, sv.keys, s == ctx.me) for s in ctx.parties]
+        return tables, tables
+    B, Ls = cuckoo_geometry(p.max_variants)
+    B, Ls = int(p.table_size or B), int(p.lanes or Ls)
+    cand, fps = cuckoo_hashes(key, sv.keys, B)
+    anchors, matched = [], []
+    for s in ctx.parties:
+        a, m = OwnerTable(s, f"site {s}", B, 1), OwnerTable(s, f"site {s}", B, Ls)
+        if s == ctx.me:
+            a.fp, a.rows = cuckoo_table(cand, fps, B, a.name)
+            m.fp, m.rows = simple_table(cand, fps, B, Ls, m.name)
+        anchors.append(a)
+        matched.append(m)
+    return anchors, matched
+
+
 def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, key: bytes,
                    budget: tuple) -> list[str]:
-    T, L = _geometry(p)
-    C = rule.forms
-    tables = [_owner_table(ctx, s, f"site {s}", T, L, key, sv.keys, s == ctx.me) for s in ctx.parties]
-    share_tables(ctx, tables)
-    mine = tables[ctx.index]
+    anchors, matched = _cohort_tables(ctx, p, sv, key)
+    same = anchors is matched
+    share_tables(ctx, anchors if same else anchors + matched)
+    T, La, Lm, C = anchors[0].T, anchors[0].L, matched[0].L, rule.forms
     counts = cohort_counts(sv)
     contrib = counts @ rule.coeff
     own = contrib + rule.constants(sv.pclass)
-    occ = mine.rows >= 0
-    ctab = np.zeros((T, L, C), np.int64)
-    otab = np.zeros((T, L, C), np.int64)
-    otab[..., 0] = -rule.kill
-    ctab[occ] = contrib[mine.rows[occ]]
-    otab[occ] = own[mine.rows[occ]]
-    csh = [ctx.input(s, ctab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties]
-    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties[:-1]]
+
+    def lanes(tab, values, empty):
+        out = np.zeros((T, tab.L, C), np.int64)
+        out[..., 0] = empty
+        occ = tab.rows >= 0
+        out[occ] = values[tab.rows[occ]]
+        return out
+
+    me = ctx.index
+    ctab = lanes(matched[me], contrib, 0)
+    otab = lanes(anchors[me], own, -rule.kill)
+    csh = [ctx.input(s, ctab if s == ctx.me else None, shape=(T, Lm, C), frac=0) for s in ctx.parties]
+    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, La, C), frac=0) for s in ctx.parties[:-1]]
     last = ctx.parties[-1]
     ok = np.all(otab >= 0, axis=2).astype(np.int64) if last == ctx.me else None
-    last_ok = ctx.input(last, ok, shape=(T, L), frac=0)
-    n = len(tables)
-    per_slot = (n * (n - 1) // 2) * L * L * BYTES_PER_TEST + 16 * n * L * C * 8
-    chunk = chunk_items(T, per_slot, 8 * n * T * L * (2 * C + 4), budget[0], budget[1],
+    last_ok = ctx.input(last, ok, shape=(T, La), frac=0)
+    n = len(anchors)
+    tests = (n * (n - 1) // 2) * La * Lm if same else n * (n - 1) * La * Lm
+    per_slot = tests * BYTES_PER_TEST + 16 * n * (La + Lm) * C * 8
+    chunk = chunk_items(T, per_slot, 8 * n * T * (La + Lm) * (C + 3), budget[0], budget[1],
                         "lower --max-variants or --lanes (the table's geometry)")
-    parts = [[] for _ in tables]
+    parts = [[] for _ in anchors]
     for s0 in range(0, T, chunk):  # slots in chunks: constant rounds per chunk, memory bounded by the budget
         sl = slice(s0, min(T, s0 + chunk))
-        got = fm.cohort_anchor_bits(ctx, [t.part(sl) for t in tables], [x[sl] for x in csh], [x[sl] for x in osh],
+        a_part = [t.part(sl) for t in anchors]
+        m_part = a_part if same else [t.part(sl) for t in matched]
+        got = fm.cohort_anchor_bits(ctx, a_part, m_part, [x[sl] for x in csh], [x[sl] for x in osh],
                                     last_ok[sl], rule)
         for acc, x in zip(parts, got):
             acc.append(x)
     r = [x[0] if len(x) == 1 else concat(x, axis=0) for x in parts]
-    log.info("filter %s: %d slots x %d lanes in %d chunk(s)", p.model, T, L, len(parts[0]))
+    log.info("filter %s: %d slots x %d anchor lanes x %d lanes in %d chunk(s)", p.model, T, La, Lm, len(parts[0]))
+    tables = anchors
     texts_fn = [(lambda row: _text(sv, row)) if s == ctx.me else None for s in ctx.parties]
     with ctx.stage("reveal"):
         (texts,) = reveal_candidates(ctx, [AnchorGroup(tables, r, texts_fn)])
@@ -238,17 +267,11 @@ def _family_geometry(p: FilterParams) -> tuple[int, int]:
     return int(p.table_size or bins), int(p.lanes or lanes)
 
 
-class _SiteHashes:
-    """This site's candidate bins and fingerprints of all its variant rows, computed once per job."""
-
-    def __init__(self, key: bytes, sv: SiteVariants, bins: int):
-        self.cand, self.fps = cuckoo_hashes(key, sv.keys, bins) if len(sv) else (np.zeros((0, 3), np.int64),
-                                                                                 np.zeros(0, np.uint64))
-
-
-def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hs: _SiteHashes | None, B: int, Ls: int) -> tuple:
+def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hashes: tuple, B: int, Ls: int) -> tuple:
     """The trio's tables: the child's cuckoo table of its heterozygous rows (one lane), each parent's simple table
-    of its rows not called hom-ref (Ls lanes); ``rows`` index the site's variant rows."""
+    of its rows not called hom-ref (Ls lanes); ``rows`` index the site's variant rows. ``hashes``: this site's
+    (candidate bins, fingerprints) of all its rows."""
+    cand, fps = hashes
     out = []
     for who in ("child", "father", "mother"):
         si, col = getattr(t, who)
@@ -257,9 +280,9 @@ def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hs: _SiteHashes | None, B: in
             g = sv.dosage[:, col]
             rows = np.flatnonzero(member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0))
             if who == "child":
-                tab.fp, ent = cuckoo_table(hs.cand[rows], hs.fps[rows], B, tab.name)
+                tab.fp, ent = cuckoo_table(cand[rows], fps[rows], B, tab.name)
             else:
-                tab.fp, ent = simple_table(hs.cand[rows], hs.fps[rows], B, Ls, tab.name)
+                tab.fp, ent = simple_table(cand[rows], fps[rows], B, Ls, tab.name)
             tab.rows = np.where(ent >= 0, rows[np.maximum(ent, 0)], -1) if rows.size else ent
         out.append(tab)
     return tuple(out)
@@ -273,7 +296,7 @@ def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byte
     fixed = len(trios) * B * 64 + B * 4 * 8 * 3
     chunk = chunk_items(len(trios), per_trio, fixed, budget[0], budget[1],
                         "lower --max-member-variants (the public bound on one family member's variants)")
-    hs = _SiteHashes(key, sv, B)
+    hs = cuckoo_hashes(key, sv.keys, B)
     children, r, texts_fn = [], [], []
     with ctx.stage("secure_filter"):
         for c0 in range(0, len(trios), chunk):
@@ -512,8 +535,10 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
         res = _gene_level(ctx, p, sv, cohort, trios, mc)
     res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
                 "trios": [t.fid for t in trios], "params": p.to_dict(), "seconds": time.perf_counter() - t0})
-    if p.model in COHORT_MODELS:
+    if p.model in COHORT_MODELS and p.table_size is not None and p.lanes is not None:
         res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
+    elif p.model in COHORT_MODELS:
+        res["table"] = dict(zip(("bins", "lanes"), cuckoo_geometry(p.max_variants)))
     elif p.model == "denovo":
         res["table"] = dict(zip(("bins", "parent_lanes"), _family_geometry(p)))
     res.get("params", {}).pop("genes", None)

@@ -154,7 +154,7 @@ def cuckoo_hashes(job_key: bytes, keys, bins: int) -> tuple[np.ndarray, np.ndarr
     the fingerprint), so the three choices are independent of each other and of
     the fingerprint.
     """
-    w = _macs(job_key, keys).reshape(-1, 4)
+    w = _macs(job_key, keys)
     cand = (w[:, [0, 2, 3]] % np.uint64(bins)).astype(np.int64)
     return cand, _fingerprints(w)
 
