@@ -161,9 +161,8 @@ def cuckoo_hashes(job_key: bytes, keys, bins: int) -> tuple[np.ndarray, np.ndarr
 
 def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
     """Each entry in one of its candidate bins, one per bin: ``fp`` (bins, 1) uint64 (0 empty), ``row`` (bins, 1)
-    int64 (entry index, -1 empty). Random-walk insertion; raises :class:`InputError` if an entry finds no bin
-    (below 2^-40 at 1.27 bins per entry and >= 2^12 entries, PSWW18; measured 0 of 1,000 at 600 entries), or if two entries
-    of the owner share every candidate bin and the fingerprint (~2^-48)."""
+    int64 (entry index, -1 empty). Random-walk insertion; raises :class:`InputError` if an entry finds no bin:
+    below 2^-40 at 1.27 bins per entry and >= 2^12 entries (PSWW18); measured 0 of 1,000 at 600 entries."""
     m = len(fps)
     fp_tab = np.zeros((bins, 1), np.uint64)
     row_tab = np.full((bins, 1), -1, np.int64)
