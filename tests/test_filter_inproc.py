@@ -221,3 +221,23 @@ def test_plan_over_budget_is_refused_before_it_starts(study):
                                          r"\(policy max_job_memory_gb\); lower --max-member-variants .* raise "
                                          r"max_job_memory_gb at site p1"):
         _run(study, {"model": "denovo", "table_size": 48, "lanes": 14}, [{}, {"max_job_memory_gb": 0.0001}, {}])
+
+
+def test_trio_with_missing_parent_is_skipped_not_an_error(study, caplog):
+    """A child whose father is genotyped nowhere: no trio, a note in its site's log; the other trios (one with all
+    members at one site, two split across sites) give the twin's rows."""
+    from cipherome.genomics.filtering.local import Pedigree, SiteVariants
+
+    ped = study[2].ped.rows()
+    j = [r[1] for r in ped].index("U2a")
+    ped[j][2], ped[j][3] = "GHOST", "U2c"
+    sv = SiteVariants.from_rows(Pedigree.from_rows(ped), [
+        (k, c, p, r, a, g, cons, d) for k, c, p, r, a, g, cons, d in zip(
+            study[2].keys, study[2].chrom, study[2].pos, study[2].ref, study[2].alt, study[2].genes,
+            study[2].consequence, study[2].dosage)])
+    svs = [study[0], study[1], sv]
+    with caplog.at_level("WARNING", logger="cipherome.filter"):
+        rows, run = _check(svs, {"model": "denovo", "table_size": 64, "lanes": 14})
+    assert sorted(run.results[0]["trios"]) == ["FA", "FB", "FC"] and rows
+    assert any("genotyped at no site" in r.getMessage() and "trio skipped" in r.getMessage() for r in caplog.records)
+    _check(svs, {"model": "comphet", "genes": GENES, "lanes": 10})
