@@ -39,7 +39,7 @@ def _loadavg() -> float:
 
 def _one(benchmark, tmp_path, job: str, params: dict) -> dict:
     with LocalCluster(3, workdir=tmp_path / "c", plugins=["filter_bench_jobs"], pythonpath=[str(BENCH)],
-                      policy=POLICY, log_level="WARNING", round_timeout=1800) as cluster:
+                      policy=POLICY, log_level="WARNING", round_timeout=1800, start_timeout=300) as cluster:
         load0, runs = _loadavg(), []
         t0 = time.perf_counter()
         benchmark.pedantic(lambda: runs.append(cluster.run(job, params, timeout=7200)), rounds=1, iterations=1)
