@@ -35,8 +35,7 @@ def _prg_row(size: int) -> dict:
 
 def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1) -> list[dict]:
     """Run each op and return one row per op (seconds and bytes are per run)."""
-    from cipherome.mpc.netbench import NET_OPS
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS, NET_OPS
 
     rows = []
     for op in ops:
@@ -81,7 +80,7 @@ def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], rep
 def bench(parties: int, parties_alias: int | None, transport: str, ops: tuple[str, ...], size_opts: tuple[str, ...],
           reps: int, as_json: bool) -> None:
     """Run the standard protocol benchmarks; one row per operation."""
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS
 
     parties = parties_alias or parties
     if parties < 2:

@@ -49,7 +49,7 @@ def demo(outdir: str, sites: int, pcs: int, pcs_alias: int | None, inproc: bool)
     import numpy as np
 
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
-    from cipherome.genomics.reference.gc import lambda_gc
+    from cipherome.genomics.gwas.gc import lambda_gc
     from cipherome.genomics.simulate import demo_config, simulate_study, write_study
 
     from .gwas import print_top_hits

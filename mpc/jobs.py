@@ -20,7 +20,7 @@ _JOBS: dict[str, JobFn] = {}
 
 #: modules imported on first lookup so that their jobs register themselves
 PLUGIN_MODULES = [
-    "cipherome.protocols.jobs",
+    "cipherome.cli.bench_jobs",
     "cipherome.genomics.jobs",
 ]
 _loaded = False

@@ -240,7 +240,6 @@ def _stop_all() -> None:  # pragma: no cover - safety net
 
 # ----------------------------------------------------------------------------- bench transports
 def _inproc(job_name: str, params: dict, n: int) -> list:
-    from . import netbench  # noqa: F401  (bench.exchange, bench.rtt)
     from .jobs import get_job
     from .local import run_local
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.io.writers import atomic_path
 
 __all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "qq_band", "adjustment", "fmt_g",
