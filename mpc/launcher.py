@@ -64,7 +64,7 @@ class LocalCluster:
                  workloads: tuple[str, ...] = ("bench", "test", "gwas", "filter"), round_timeout: float = 60.0,
                  data: list[dict] | dict | None = None, policy: list[dict] | dict | None = None,
                  plugins: list[str] | None = None, pythonpath: list[str] | None = None, log_level: str = "INFO",
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 120.0):
         if n < 2:
             raise ValueError("a study needs at least two compute parties")
         self.n = n
