@@ -54,7 +54,7 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering.align import OwnerTable, aligned_sums, match_tables
 from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
 from cipherome.genomics.io.blocks import VariantTable
-from cipherome.genomics.io.variants import normalize_chroms
+from cipherome.genomics.io.variants import flip_dosage, normalize_chroms
 
 __all__ = ["orientation_free_keys", "StudyVariants", "public_variant_bound", "common_variants",
            "MAX_COMPARISONS", "MIN_BOUND_LOG2"]
@@ -97,6 +97,13 @@ class StudyVariants:
 
     def __len__(self) -> int:
         return len(self.local_index)
+
+    def read(self, site, idx: np.ndarray, mask: np.ndarray):
+        """Dosages of study variants ``idx`` (positions in the study list) at ``site``, for the
+        samples in ``mask``, in study orientation (rows flipped where this site's REF/ALT are swapped)."""
+        g = site.read(self.local_index[idx], mask)
+        flip = self.flip[idx]
+        return flip_dosage(g, flip) if flip.any() else g
 
 
 def public_variant_bound(ctx, m: int, bound: int | None = None) -> int:
