@@ -22,8 +22,13 @@ from cipherome.protocols.reuse import fix
 
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, unpack_upper
 
-__all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "site_terms", "pool_terms",
-           "project_off_covariates"]
+__all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
+           "study_series_terms", "site_terms", "pool_terms", "project_off_covariates", "SERIES_TOL"]
+
+#: the Neumann series is cut where its remainder q^(T+1) / (1 - q) is below this
+SERIES_TOL = 1e-6
+#: added to the pooled spectral bound for the rounding of the public A (opened at 2^-24)
+A_ROUNDING_MARGIN = 1e-3
 
 
 @dataclass
@@ -90,7 +95,57 @@ def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
     return PooledTerms(z=pool(t.z), v0=pool(t.v0), m=m, gg=pool(t.gg), gy=pool(t.gy), yy=pool(t.yy))
 
 
-def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = 1e-6) -> int:
+def series_terms(q: float, tol: float = SERIES_TOL) -> int:
+    """Fewest terms T with q^(T+1) / (1 - q) <= tol, for a spectral radius bound q of D_j A^-1."""
+    q = min(float(q), 0.95)
+    if q <= 0:
+        return 0
+    return max(1, math.ceil(math.log(tol * (1 - q)) / math.log(q)) - 1)
+
+
+def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, block: int = 16384) -> float:
+    """max_j of the largest eigenvalue of D_{j,s} A^-1 over this site's variants (plaintext, local).
+
+    miss_xx (V, k(k+1)/2): the site's sums of x x' over its missing calls (``VariantSums``);
+    D_{j,s} = unpack(miss_xx_j) / N. With A^-1 = L L' (Cholesky), D A^-1 is similar to the
+    symmetric positive semidefinite L' D L, whose eigenvalues are real and >= 0.
+    """
+    k = ainv.shape[0]
+    if miss_xx.shape[0] == 0 or not np.any(miss_xx):
+        return 0.0
+    chol = np.linalg.cholesky(ainv)
+    top = 0.0
+    for start in range(0, miss_xx.shape[0], block):
+        d = unpack_upper(miss_xx[start:start + block], k) / float(n_total)
+        top = max(top, float(np.linalg.eigvalsh(chol.T @ d @ chol)[:, -1].max()))
+    return top
+
+
+def _grid_up(x: float) -> float:
+    """x rounded up to the grid 2^(i/4) (what a site discloses of its bound); 0 stays 0."""
+    return 0.0 if x <= 0 else float(2.0 ** (math.ceil(4 * math.log2(x)) / 4))
+
+
+def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, label: str,
+                       tol: float = SERIES_TOL) -> int:
+    """Series length from the study's actual missingness instead of the ``--geno`` bound.
+
+    Every site discloses (``label``, public within the study) its largest eigenvalue of
+    D_{j,s} A^-1 over the tested variants, rounded up to the grid 2^(i/4). The spectral
+    radius of D_j A^-1 = A^-1/2 (sum_s D_{j,s}) A^-1/2 (similar, symmetric PSD) is at
+    most the sum of the sites' largest eigenvalues (Weyl), so with
+    q = sum_s bound_s + margin (the public A's rounding) the remainder
+    ||sum_{t>T} (D_j A^-1)^t|| <= q^(T+1)/(1-q) <= tol holds for every variant: a
+    proven bound, where the ``--geno`` rule relied on a measured ratio (safety 2).
+    A study without missing calls needs no term at all.
+    """
+    own = _grid_up(site_spectral_bound(miss_xx, ainv, n_total))
+    bounds = ctx.allgather(np.array([own], dtype=np.float64), label)
+    q = float(sum(float(b[0]) for b in bounds))
+    return series_terms(q + A_ROUNDING_MARGIN, tol) if q > 0 else 0
+
+
+def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = SERIES_TOL) -> int:
     """Terms T of sum_t (D_j A^-1)^t so that the series remainder is below ``tol``.
 
     The eigenvalues of D_j A^-1 lie in [0, 1): the largest is the share of the
@@ -101,10 +156,7 @@ def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float =
     --geno 0.05. The bound q = safety * --geno (safety 2: twice that largest value)
     gives a remainder q^(T+1) / (1 - q) below ``tol``.
     """
-    q = min(max_missing_fraction * safety, 0.95)
-    if q <= 0:
-        return 0
-    return max(1, math.ceil(math.log(tol * (1 - q)) / math.log(q)) - 1)
+    return series_terms(max_missing_fraction * safety, tol)
 
 
 def project_off_covariates(p: PooledTerms, terms: int) -> ProjectedMoments:
