@@ -40,10 +40,15 @@ def _fixed_mask(gen, key, shape):
 
 
 @recipe("fixed_product")
-def _fixed_product(gen, key, x_shape, y_shape, left):
-    """Uniform B (shape of Y) and C = R @ B (``left``) or B @ R for the stored mask R. Cost: |C|."""
+def _fixed_product(gen, key, x_shape, y_shape, left, rows=None):
+    """Uniform B (shape of Y) and C = R @ B (``left``) or B @ R for the stored mask R. Cost: |C|.
+
+    ``rows``: a batched X is used through its first ``rows`` matrices only (a prefix).
+    """
     b = gen.random(y_shape)
     r = gen.state[key] if gen.dealer_side else None
+    if rows is not None and r is not None:
+        r = r[:rows]
     value = (lambda: ring_matmul(r, b)) if left else (lambda: ring_matmul(b, r))
     c = gen.derived(_product_shape(x_shape, y_shape, left), value)
     return b, c
@@ -53,7 +58,8 @@ class FixedOperand:
     """A secret matrix X (2-D, or batched 3-D) whose masked value E = X - R is public.
 
     Build it with :func:`fix` (one round, |X| elements opened, uniformly random).
-    ``x @ y`` style products: ``left_mul(y)`` = X @ Y and ``right_mul(y)`` = Y @ X.
+    ``x @ y`` style products: ``left_mul(y)`` = X @ Y and ``right_mul(y)`` = Y @ X. For a
+    batched X (V, a, b), a batched Y with fewer matrices (V' < V) multiplies the first V'.
     """
 
     def __init__(self, x: Shared, label: str):
@@ -72,13 +78,17 @@ class FixedOperand:
         Traffic per party: (n-1) 8 |Y| bytes; the dealer sends the lead 8 |XY|.
         """
         ctx = self.ctx
-        t = ctx.provider.fetch("fixed_product", key=self.key, x_shape=list(self.shape),
-                               y_shape=list(y.shape), left=left)
+        e, r, x_shape, extra = self.e, self.r, list(self.shape), {}
+        if len(self.shape) == 3 and y.ndim == 3 and y.shape[0] < self.shape[0]:  # a prefix of the batch
+            rows = int(y.shape[0])
+            e, r, x_shape, extra = e[:rows], r[:rows], [rows, *self.shape[1:]], {"rows": rows}
+        t = ctx.provider.fetch("fixed_product", key=self.key, x_shape=x_shape,
+                               y_shape=list(y.shape), left=left, **extra)
         (f,) = ctx.open_masked([y.data - t[0]], label)
         if left:
-            z = ring_matmul(self.e, y.data) + ring_matmul(self.r, f)
+            z = ring_matmul(e, y.data) + ring_matmul(r, f)
         else:
-            z = ring_matmul(y.data, self.e) + ring_matmul(f, self.r)
+            z = ring_matmul(y.data, e) + ring_matmul(f, r)
         z += t[1]
         return rescale(Shared(ctx, z, self.frac + y.frac), self.frac, y.frac)
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cipherome.mpc.shares import Shared, stack
+from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
 from cipherome.protocols.reuse import fix
 
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, unpack_upper
 
 __all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
-           "study_series_terms", "site_terms", "pool_terms", "project_off_covariates", "SERIES_TOL"]
+           "study_series_terms", "missing_buckets", "site_terms", "pool_terms", "project_off_covariates", "SERIES_TOL"]
 
 #: the Neumann series is cut where its remainder q^(T+1) / (1 - q) is below this
 SERIES_TOL = 1e-6
@@ -126,23 +126,40 @@ def _grid_up(x: float) -> float:
     return 0.0 if x <= 0 else float(2.0 ** (math.ceil(4 * math.log2(x)) / 4))
 
 
-def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, label: str,
-                       tol: float = SERIES_TOL) -> int:
-    """Series length from the study's actual missingness instead of the ``--geno`` bound.
+def missing_buckets(n_missing: np.ndarray) -> np.ndarray:
+    """(V,) bucket of each variant by its public missing-call count: 0 for none, else 1 + floor(log2 m)."""
+    m = np.asarray(n_missing, dtype=np.int64)
+    out = np.zeros(m.shape, dtype=np.int64)
+    pos = m > 0
+    out[pos] = 1 + np.floor(np.log2(m[pos])).astype(np.int64)
+    return out
 
-    Every site discloses (``label``, public within the study) its largest eigenvalue of
-    D_{j,s} A^-1 over the tested variants, rounded up to the grid 2^(i/4). The spectral
-    radius of D_j A^-1 = A^-1/2 (sum_s D_{j,s}) A^-1/2 (similar, symmetric PSD) is at
-    most the sum of the sites' largest eigenvalues (Weyl), so with
-    q = sum_s bound_s + margin (the public A's rounding) the remainder
-    ||sum_{t>T} (D_j A^-1)^t|| <= q^(T+1)/(1-q) <= tol holds for every variant: a
-    proven bound, where the ``--geno`` rule relied on a measured ratio (safety 2).
-    A study without missing calls needs no term at all.
+
+def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, n_missing: np.ndarray,
+                       label: str, tol: float = SERIES_TOL) -> np.ndarray:
+    """(V,) Neumann length per variant from the study's actual missingness (not the ``--geno`` bound).
+
+    n_missing (V,): the pooled number of missing calls per variant, public (N - OBS_CT,
+    which the output discloses). Variants are grouped by ``missing_buckets``; every site
+    discloses (``label``, public within the study) per group its largest eigenvalue of
+    D_{j,s} A^-1, rounded up to the grid 2^(i/4). The spectral radius of D_j A^-1
+    (similar to the symmetric PSD A^-1/2 D_j A^-1/2, D_j = sum_s D_{j,s}) is at most
+    the sum of the sites' largest eigenvalues (Weyl), so with q = sum_s bound_s +
+    margin (the public A's rounding) the remainder ||sum_{t>T} (D_j A^-1)^t|| <=
+    q^(T+1)/(1-q) <= tol holds for every variant of the group: a proven bound, where
+    the ``--geno`` rule relied on a measured ratio (safety 2). Variants without missing
+    calls need no term, and rarely-missing ones fewer than the worst.
     """
-    own = _grid_up(site_spectral_bound(miss_xx, ainv, n_total))
-    bounds = ctx.allgather(np.array([own], dtype=np.float64), label)
-    q = float(sum(float(b[0]) for b in bounds))
-    return series_terms(q + A_ROUNDING_MARGIN, tol) if q > 0 else 0
+    buckets = missing_buckets(n_missing)
+    nb = int(buckets.max()) + 1 if buckets.size else 1
+    own = np.zeros(nb)
+    for b in np.unique(buckets[buckets > 0]):
+        own[b] = _grid_up(site_spectral_bound(miss_xx[buckets == b], ainv, n_total))
+    bounds = ctx.allgather(own, label)
+    q = np.sum([np.asarray(b, dtype=np.float64) for b in bounds], axis=0)
+    per = np.array([series_terms(qb + A_ROUNDING_MARGIN, tol) if (b > 0 and qb > 0) else 0
+                    for b, qb in enumerate(q)], dtype=np.int64)
+    return per[buckets]
 
 
 def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = SERIES_TOL) -> int:
@@ -159,21 +176,39 @@ def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float =
     return series_terms(max_missing_fraction * safety, tol)
 
 
-def project_off_covariates(p: PooledTerms, terms: int) -> ProjectedMoments:
+def project_off_covariates(p: PooledTerms, terms) -> ProjectedMoments:
     """g'Mg, g'My, y'My per variant (over S_j), from pooled terms.
 
+    ``terms``: the Neumann length, one int for all variants or (V,) ints per variant
+    (public: from public missing counts and disclosed bounds, ``study_series_terms``).
     Steps (row-vector form, Z_j = [u_j; w_j]):
-      1. M_j masked once (fixed operand): (n-1) 8 k^2 bytes per variant and party;
-      2. V_{t+1} = V0 + V_t M_j for t < terms, so V_T = Z_j (A - D_j)^-1 up to the
-         series remainder: per term one fixed product, (n-1) 8 (2k + 2k) bytes;
+      1. M_j masked once (fixed operand) for the variants with at least one term:
+         (n-1) 8 k^2 bytes per such variant and party;
+      2. V_{t+1} = V0 + V_t M_j for t < T_j, so V_T = Z_j (A - D_j)^-1 up to the series
+         remainder: variants sorted by decreasing T_j, so that step t multiplies a prefix
+         of the batch; per variant and term one fixed product, (n-1) 8 (2k + 2k) bytes;
+         rounds: max_j T_j (twice: product and truncation);
       3. q_gg = u.Vu, q_gy = u.Vw, q_yy = w.Vw (one batched inner-product round);
          g'Mg = g'g - q_gg, g'My = g'y - q_gy, y'My = y'y - q_yy.
     """
-    v = p.v0
-    if terms:
-        fixed = fix(p.m, "assoc.missing_mask")
-        for _ in range(terms):
-            v = p.v0 + fixed.right_mul(v, "assoc.neumann")  # (V, 2, k) @ (V, k, k)
+    V = p.z.shape[0]
+    per = np.broadcast_to(np.asarray(terms, dtype=np.int64), (V,))
+    order = np.argsort(-per, kind="stable")
+    sorted_terms = per[order]
+    perm = not np.array_equal(order, np.arange(V))
+    v0 = p.v0[order] if perm else p.v0
+    v = v0
+    top = int(sorted_terms[0]) if V else 0
+    if top:
+        n1 = int(np.count_nonzero(sorted_terms >= 1))
+        m = p.m[order[:n1]] if perm or n1 < V else p.m
+        fixed = fix(m, "assoc.missing_mask")
+        for t in range(1, top + 1):
+            nt = int(np.count_nonzero(sorted_terms >= t))
+            head = v0[:nt] + fixed.right_mul(v[:nt], "assoc.neumann")  # (nt, 2, k) @ (nt, k, k)
+            v = head if nt == V else concat([head, v[nt:]])
+    if perm:
+        v = v[np.argsort(order, kind="stable")]
     u, w = p.z[:, 0], p.z[:, 1]
     q = arith.dot(stack([u, u, w], axis=1), stack([v[:, 0], v[:, 1], v[:, 1]], axis=1))  # (V, 3)
     return ProjectedMoments(gmg=p.gg - q[:, 0], gmy=p.gy - q[:, 1], ymy=p.yy - q[:, 2])

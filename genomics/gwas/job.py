@@ -213,13 +213,14 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
                             lambda sel: variant_sums(_read_oriented(site, sv, passed[sel], complete), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
-            terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, "gwas.missing_bound")
-            n_obs = ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0)
+            obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
+            terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
             pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
-            res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
+            res = gwas_stats.finish(ctx, pm, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
-            obs_ct, const = res["obs_ct"], res["const"]
-            log.info("association: %d variants, %d series terms, %.1f s", len(passed), terms, time.perf_counter() - t0)
+            const = res["const"]
+            log.info("association: %d variants, %.2f series terms on average (at most %d), %.1f s", len(passed),
+                     terms.mean(), terms.max(), time.perf_counter() - t0)
 
             table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
 
