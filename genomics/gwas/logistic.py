@@ -41,6 +41,9 @@ DISCLOSURES = {
     "logistic.null_fit": ("disclosed", "per Newton step of the covariate-only null model: its k x k information "
                           "matrix and k-vector score over all samples (covariate-only aggregates)", "all sites"),
     "logistic.obs_ct": ("disclosed", "OBS_CT per tested variant", "all sites"),
+    "logistic.missing_bound": ("public", "per group of tested variants with similar missing counts, each site's "
+                               "largest eigenvalue of its missing calls' share of the score test's Gram matrix, "
+                               "rounded up to 2^(i/4) (sets the Neumann length)", "all sites"),
     "logistic.const": ("disclosed", "genotype constant on the called samples (ERRCODE) per variant", "all sites"),
     "logistic.score": ("disclosed", "signed score statistic U/sqrt(V) / (2 sqrt N) per variant (Z_STAT, P)", "all sites"),
     "logistic.wald_step": ("disclosed", "per Newton step, the (k+1) coefficients' change for each top hit", "all sites"),
