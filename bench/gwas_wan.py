@@ -79,12 +79,13 @@ def main(argv=None) -> None:
     ap.add_argument("--link", action="append", help="loopback or RTT,BW (repeatable; default: the issue's links)")
     ap.add_argument("--pca", type=int, default=0)
     ap.add_argument("--json", help="append rows to this JSON-lines file")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up job (numba caches already warm)")
     a = ap.parse_args(argv)
     n, m = (int(v) for v in a.size.lower().split("x"))
     params = GwasParams(**{**PARAMS.to_dict(), "pca": a.pca})
     rows = []
     for link in a.link or LINKS:
-        row = run_link(n, m, link, params)
+        row = run_link(n, m, link, params, warmup=not a.no_warmup)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if a.json:
