@@ -18,7 +18,7 @@ import json
 import os
 import time
 
-from bench.gwas_data import gwas_study
+from bench.gwas_data import gwas_site_tables
 from cipherome.genomics.gwas.params import GwasParams
 from cipherome.mpc.launcher import LocalCluster
 from cipherome.mpc.wan import parse_wan
@@ -40,7 +40,7 @@ def floor_row(link: str, rounds: int, nbytes: float) -> dict:
 
 def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=None, warmup: bool = True) -> dict:
     """One timed GWAS job on a fresh cluster behind ``link``; a row of the side-by-side table."""
-    _, _, data, _ = gwas_study(n, m)
+    data = gwas_site_tables(n, m)
     wan = None if parse_wan(link) is None else link
     with LocalCluster(3, workdir=workdir, data=data, log_level="WARNING", wan=wan, round_timeout=600.0) as cluster:
         if warmup:  # fresh daemons compile their numba kernels on the first job
