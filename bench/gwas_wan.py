@@ -42,7 +42,8 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
     """One timed GWAS job on a fresh cluster behind ``link``; a row of the side-by-side table."""
     data = gwas_site_tables(n, m)
     wan = None if parse_wan(link) is None else link
-    with LocalCluster(3, workdir=workdir, data=data, log_level="WARNING", wan=wan, round_timeout=600.0) as cluster:
+    with LocalCluster(3, workdir=workdir, data=data, log_level="WARNING", wan=wan, round_timeout=600.0,
+                      start_timeout=300.0) as cluster:
         if warmup:  # fresh daemons compile their numba kernels on the first job
             cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2,
                                            hwe=1e-6).to_dict(), timeout=3600)

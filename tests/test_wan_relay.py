@@ -87,3 +87,16 @@ def test_relay_daemons_floor():
     assert spec.rtt <= rtt["seconds"] < spec.rtt * 1.3 + 0.01
     floor = spec.strict_floor(2, size)
     assert floor <= ex["seconds"] < floor * 1.5 + 0.02
+
+
+def test_bench_cli_wan_flag():
+    """``cipherome bench --wan``: a clear error for a bad link or a transport without daemons."""
+    from click.testing import CliRunner
+
+    from cipherome.cli.bench import bench
+
+    runner = CliRunner()
+    bad = runner.invoke(bench, ["--transport", "grpc", "--wan", "fast", "--op", "rtt"])
+    assert bad.exit_code != 0 and "RTT[,BANDWIDTH]" in bad.output and "Traceback" not in bad.output
+    inproc = runner.invoke(bench, ["--transport", "inproc", "--wan", "50ms,1gbit", "--op", "mul"])
+    assert inproc.exit_code != 0 and "needs --transport grpc" in inproc.output
