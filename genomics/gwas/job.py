@@ -36,12 +36,11 @@ from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
 from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
-from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
-from cipherome.genomics.io.variants import flip_dosage
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
 
@@ -64,10 +63,6 @@ def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np
 
     t = Fraction(str(mind))
     return ~(missing * t.denominator > t.numerator * m)
-
-
-#: PLINK 2's --glm multicollinearity limits (its --max-corr and --vif defaults)
-MAX_CORR, MAX_VIF = 0.999, 50.0
 
 
 def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int):
@@ -105,13 +100,6 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
     a[1:, 1:] = corr
     xs = np.column_stack([np.ones(len(y)), (cov - mx) / sx])
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
-
-
-def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Dosages of study variants ``idx`` (positions in the study list), in study orientation."""
-    g = site.read(sv.local_index[idx], mask)
-    flip = sv.flip[idx]
-    return flip_dosage(g, flip) if flip.any() else g
 
 
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
@@ -169,7 +157,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         counts = np.zeros((n_var, 4), dtype=np.int64)
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
-            counts[idx] = genotype_counts(_read_oriented(site, sv, idx, keep))
+            counts[idx] = genotype_counts(sv.read(site, idx, keep))
         qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
         passed = np.flatnonzero(qc.passed)
 
@@ -200,7 +188,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: _read_oriented(site, sv, passed[sel], complete),
+                                        lambda sel: sv.read(site, passed[sel], complete),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -211,7 +199,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             if not len(passed):
                 raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
-                            lambda sel: variant_sums(_read_oriented(site, sv, passed[sel], complete), design))
+                            lambda sel: variant_sums(sv.read(site, passed[sel], complete), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
@@ -233,6 +221,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "covariates": cov_names,
         "n_variants": n_var,
         "qc": qc.summary(),
+        "min_cell_size": params.min_cell_size,  # public (gwas.site_counts): the strictest site's policy
         "qc_pass": qc.passed,
         "tested": passed,
         "a1_is_alt": qc.a1_is_alt[passed],
