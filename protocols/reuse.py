@@ -12,7 +12,6 @@ import itertools
 
 import numpy as np
 
-
 from cipherome.mpc.correlated import recipe
 from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.shares import Shared
