@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 #: study metadata and fresh key material: the only values a site sends in the clear
 PUBLIC = {"gwas.site_counts", "gwas.study_key_contribution", "gwas.variant_list", "pca.site_counts",
-          "logistic.site_counts",
+          "logistic.site_counts", "gwas.missing_bound", "logistic.missing_bound",
           "filter.job_key_contribution", "filter.study_metadata", "input.shape"}
 
 FILTER_MODELS = [
