@@ -7,6 +7,8 @@ under ``$CIPHEROME_BENCH_DATA`` (default: the system temp folder), never in the 
 * ``bench.bed/.bim/.fam``: 10,000 samples x 100,000 SNPs on chromosomes 1-22, ALT
   frequencies uniform in [0.01, 0.5], genotypes in Hardy-Weinberg proportions, 1%
   missing calls, written straight from numpy (packed codes);
+* ``bench.pgen/.pvar/.psam``: the same data made by ``plink2 --bfile bench --make-pgen``
+  (hard calls), read through pgenlib: the .pgen target is "at least as fast as the .bed";
 * ``bench10k.bcf``: the first 10,000 variants exported by ``plink2 --export bcf``. It is
   10x smaller than the .bed because reading BCF through pysam costs about 0.3 ms per
   10,000-sample record (htslib's text formatting of the record), i.e. about 30 s for the
@@ -82,6 +84,12 @@ def ensure_data() -> dict[str, Path]:
     prefix = d / "bench"
     if not prefix.with_suffix(".bed").exists():
         _generate_bed(prefix)
+    if PLINK2 and not prefix.with_suffix(".pgen").exists():
+        with tempfile.TemporaryDirectory(dir=d) as tmp:
+            subprocess.run([PLINK2, "--bfile", str(prefix), "--threads", "2", "--make-pgen", "--out", f"{tmp}/p"],
+                           check=True, capture_output=True)
+            for ext in ("pvar", "psam", "pgen"):  # .pgen last: its presence marks a complete set
+                os.replace(f"{tmp}/p.{ext}", prefix.with_suffix("." + ext))
     bcf = d / "bench10k.bcf"
     if PLINK2 and not bcf.exists():
         with tempfile.TemporaryDirectory(dir=d) as tmp:
@@ -125,10 +133,13 @@ def _child(kind: str, files: dict, block_size: int | None = None) -> dict:
         "from test_bench_localstats import site_statistics\n"
         "from cipherome.genomics.io.bed import BedReader\n"
         "from cipherome.genomics.io.vcf import VcfReader\n"
+        "from cipherome.genomics.io.pgen import PgenReader\n"
         "from cipherome.genomics import localstats, lut\n"
         f"kind = {kind!r}\n"
         "t = time.perf_counter(); m = 0\n"
         f"if kind == 'bed': m = site_statistics(BedReader({str(files['bfile'])!r}, block_size={block_size!r}),"
+        f" {str(files['covar'])!r})\n"
+        f"if kind == 'pgen': m = site_statistics(PgenReader({str(files['bfile'])!r}, block_size={block_size!r}),"
         f" {str(files['covar'])!r})\n"
         f"if kind == 'bcf': m = site_statistics(VcfReader({str(files['bcf'])!r}), {str(files['covar'])!r})\n"
         "dt = time.perf_counter() - t\n"
@@ -165,6 +176,53 @@ def test_bed_counts_only(benchmark, files):
     site_statistics(BedReader(files["bfile"], block_size=64), files["covar"], regression=False)
     m = benchmark.pedantic(
         lambda: site_statistics(BedReader(files["bfile"]), files["covar"], regression=False),
+        rounds=3, warmup_rounds=0, iterations=1)
+    assert m == N_VARIANTS
+
+
+def read_all(reader) -> int:
+    """Read every block and touch its int8 hard calls (the reading a site's statistics start from)."""
+    m = 0
+    for block in reader.blocks():
+        m += block.dosage.shape[0]
+    return m
+
+
+def test_bed_read(benchmark, files):
+    from cipherome.genomics.io.bed import BedReader
+
+    read_all(BedReader(files["bfile"], block_size=64))
+    m = benchmark.pedantic(lambda: read_all(BedReader(files["bfile"])), rounds=3, warmup_rounds=0, iterations=1)
+    assert m == N_VARIANTS
+
+
+@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
+def test_pgen_read(benchmark, files):
+    from cipherome.genomics.io.pgen import PgenReader
+
+    read_all(PgenReader(files["bfile"], block_size=64))
+    m = benchmark.pedantic(lambda: read_all(PgenReader(files["bfile"])), rounds=3, warmup_rounds=0, iterations=1)
+    assert m == N_VARIANTS
+
+
+@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
+def test_pgen_all_local_stats(benchmark, files):
+    from cipherome.genomics.io.pgen import PgenReader
+
+    site_statistics(PgenReader(files["bfile"], block_size=64), files["covar"])
+    m = benchmark.pedantic(lambda: site_statistics(PgenReader(files["bfile"]), files["covar"]),
+                           rounds=3, warmup_rounds=0, iterations=1)
+    assert m == N_VARIANTS
+    _report(benchmark, variants=N_VARIANTS, samples=N_SAMPLES, covariates=N_COVARIATES, source=".pgen (hard calls)")
+
+
+@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
+def test_pgen_counts_only(benchmark, files):
+    from cipherome.genomics.io.pgen import PgenReader
+
+    site_statistics(PgenReader(files["bfile"], block_size=64), files["covar"], regression=False)
+    m = benchmark.pedantic(
+        lambda: site_statistics(PgenReader(files["bfile"]), files["covar"], regression=False),
         rounds=3, warmup_rounds=0, iterations=1)
     assert m == N_VARIANTS
 

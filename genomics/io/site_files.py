@@ -1,7 +1,8 @@
 """A site's ``SiteData`` from the files its daemon's config names (``[data]`` table).
 
 Genotypes come from a PLINK 1 fileset (``bfile``: memory-mapped, any variant read
-in constant time) or a VCF/BCF (``vcf``, optional ``region``: read once into
+in constant time), a PLINK 2 fileset (``pfile``: through pgenlib, hard calls and the
+dosages it stores) or a VCF/BCF (``vcf``, optional ``region``: read once into
 two-bit packed codes, a quarter byte per genotype). Phenotype (``pheno``) and
 covariate (``covar``) files are matched to the genotype samples by FID/IID.
 """
@@ -15,6 +16,7 @@ from cipherome.genomics.io.bed import BedReader, read_bim
 from cipherome.genomics.io.blocks import concat_variants
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
+from cipherome.genomics.io.pgen import PgenReader
 from cipherome.genomics.io.pheno import align_to_samples, read_covar, read_pheno
 from cipherome.genomics.site import SiteData
 from cipherome.genomics.io.vcf import VcfReader
@@ -27,8 +29,21 @@ def _data_path(site, key: str) -> Path:
 
 
 def load_genotypes(site):
-    """(samples SampleTable, variants VariantTable, read(idx, mask) -> int8) for the site's genotype file."""
+    """(samples SampleTable, variants VariantTable, read(idx, mask) -> int8, read_dosage or None) for the site's file.
+
+    read_dosage(idx, mask) -> float32 ALT dosages (NaN missing) when the file has dosages.
+    """
     data = site.data if hasattr(site, "data") else site["data"]
+    if "pfile" in data:
+        reader = PgenReader(_data_path(site, "pfile"))
+
+        def read(idx, mask):
+            return reader.read_hard(idx)[:, np.asarray(mask, bool)]
+
+        def read_dosage(idx, mask):
+            return reader.read_dosage(idx)[:, np.asarray(mask, bool)]
+
+        return reader.samples, reader.variants, read, read_dosage if reader.has_dosage else None
     if "bfile" in data:
         reader = BedReader(_data_path(site, "bfile"))
         variants = read_bim(reader.paths["bim"])
@@ -40,7 +55,7 @@ def load_genotypes(site):
         def read(idx, mask):
             return unpack_dosage(np.asarray(mm[np.asarray(idx)]), n, np.flatnonzero(mask))
 
-        return samples, variants, read
+        return samples, variants, read, None
     if "vcf" in data:
         reader = VcfReader(_data_path(site, "vcf"), region=data.get("region"))
         blocks = list(reader.blocks())
@@ -53,15 +68,15 @@ def load_genotypes(site):
         def read(idx, mask):
             return unpack_dosage(packed[np.asarray(idx)], n, np.flatnonzero(mask))
 
-        return reader.samples, variants, read
+        return reader.samples, variants, read, None
     raise InputError(f"site {getattr(site, 'name', '?')}: its config has no genotype file; "
-                     "add bfile = PREFIX or vcf = FILE to its [data] table")
+                     "add bfile = PREFIX, pfile = PREFIX or vcf = FILE to its [data] table")
 
 
 def site_from_config(site, params) -> SiteData:
     """Build the site's ``SiteData`` for a GWAS with ``params`` (pheno_name, covar_names)."""
     data = site.data
-    samples, variants, read = load_genotypes(site)
+    samples, variants, read, read_dosage = load_genotypes(site)
     if "pheno" not in data:
         raise InputError(f"site {site.name}: no phenotype file; add pheno = FILE to its [data] table")
     names = [params.pheno_name] if params.pheno_name else None
@@ -75,4 +90,4 @@ def site_from_config(site, params) -> SiteData:
             raise InputError(f"site {site.name}: --covar-name given but its config has no covar file")
         cov, cov_names = np.zeros((len(samples), 0)), []
     return SiteData(np.asarray(samples.iid, dtype=object), y, cov, cov_names, variants, read,
-                    dict(site.policy), site.name, pheno.names[0])
+                    dict(site.policy), site.name, pheno.names[0], read_dosage)

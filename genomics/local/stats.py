@@ -22,7 +22,7 @@ from cipherome.genomics.io.packed import pack_dosage, packed_width
 
 __all__ = [
     "HOM_REF", "HET", "HOM_ALT", "MISSING",
-    "genotype_counts", "group_genotype_counts", "case_control_counts",
+    "genotype_counts", "group_genotype_counts", "dosage_sums", "case_control_counts",
     "CovariateSums", "VariantSums", "SiteDesign", "covariate_sums", "variant_sums",
     "packed_upper", "unpack_upper", "concat_variant_sums",
 ]
@@ -70,6 +70,24 @@ def group_genotype_counts(G: np.ndarray | GenotypeBlock, groups: np.ndarray, n_g
     if gr.shape != (n,):
         raise ValueError(f"groups has shape {gr.shape}, expected ({n},)")
     return count_codes(packed, gr[None, :] == np.arange(n_groups)[:, None])
+
+
+def dosage_sums(D: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per variant and sample group: the number of samples with a dosage and the sum of their dosages.
+
+    D: ``(m, n)`` float ALT dosages, NaN missing; groups: ``(n,)`` int in ``[0, n_groups)``
+    or -1 (counted nowhere). Returns ``(m, n_groups, 2)`` float64 (count, sum); the
+    counts are whole numbers.
+    """
+    d = np.asarray(D)
+    gr = np.asarray(groups)
+    if d.ndim != 2 or gr.shape != (d.shape[1],):
+        raise ValueError(f"dosage shape {d.shape} and groups shape {gr.shape} do not match")
+    onehot = (gr[:, None] == np.arange(n_groups)[None, :]).astype(d.dtype)
+    called = ~np.isnan(d)
+    obs = called.astype(d.dtype) @ onehot
+    tot = np.where(called, d, 0).astype(np.float64) @ onehot.astype(np.float64)
+    return np.stack([obs.astype(np.float64), tot], axis=2)
 
 
 def case_control_counts(G: np.ndarray | GenotypeBlock, is_case: np.ndarray,
