@@ -38,6 +38,7 @@ from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
+from cipherome.genomics.io.blocks import DOSAGE_UNIT
 from cipherome.genomics.io.variants import flip_dosage
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
@@ -104,11 +105,30 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
 
 
-def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Dosages of study variants ``idx`` (positions in the study list), in study orientation."""
-    g = site.read(sv.local_index[idx], mask)
+def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, dosage: bool = False) -> np.ndarray:
+    """Genotypes of study variants ``idx`` (positions in the study list), in study orientation.
+
+    int8 hard calls, or with ``dosage`` and a site that has them float dosages (NaN missing).
+    """
     flip = sv.flip[idx]
+    if dosage and site.read_dosage is not None:
+        d = site.read_dosage(sv.local_index[idx], mask)
+        return np.where(flip[:, None], 2.0 - d, d).astype(d.dtype) if flip.any() else d
+    g = site.read(sv.local_index[idx], mask)
     return flip_dosage(g, flip) if flip.any() else g
+
+
+def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(V, 2) int64: samples with a dosage and the ALT dosage sum in units of 1/DOSAGE_UNIT (exact).
+
+    A hard-call site gives its called samples and ALT allele count (from ``counts``).
+    """
+    if site.read_dosage is None:
+        return np.column_stack([counts[:, :3].sum(axis=1), (counts[:, 1] + 2 * counts[:, 2]) * DOSAGE_UNIT])
+    d = _read_oriented(site, sv, idx, mask, dosage=True)
+    called = ~np.isnan(d)
+    units = np.rint(np.where(called, d, 0).astype(np.float64) * DOSAGE_UNIT).sum(axis=1)
+    return np.column_stack([called.sum(axis=1), units]).astype(np.int64)
 
 
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
@@ -133,13 +153,15 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("metadata"):
         binary = binary_trait(y[complete])
         min_cell = int(site.policy.get("min_cell_size", 0))
-        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell], dtype=np.int64)
+        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell,
+                         int(site.read_dosage is not None)], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
         if len({int(m[3]) for m in metas}) != 1:
             raise ValueError("sites disagree on the number of covariates")
         n_qc = int(sum(int(m[0]) for m in metas))
         n_assoc = int(sum(int(m[1]) for m in metas))
         is_binary = all(int(m[2]) for m in metas)
+        dosage = any(int(m[5]) for m in metas)  # imputed dosages at some site: plink2's dosage rules
         # the strictest site's policy applies to every released statistic
         params.min_cell_size = max(int(m[4]) for m in metas)
         if n_assoc < max(params.min_cell_size, 1):
@@ -155,10 +177,13 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     # 3. variant QC ------------------------------------------------------------------------
     with ctx.stage("variant_qc"):
         counts = np.zeros((n_var, 4), dtype=np.int64)
+        dcols = np.zeros((n_var, 2), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
             counts[idx] = genotype_counts(_read_oriented(site, sv, idx, keep))
-        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
+            if dosage:
+                dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
+        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
         passed = np.flatnonzero(qc.passed)
 
     # 3b. secure PCA (--pca K): each site learns its own samples' scores, added as covariates --------
@@ -188,7 +213,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: _read_oriented(site, sv, passed[sel], complete),
+                                        lambda sel: _read_oriented(site, sv, passed[sel], complete, dosage),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -203,7 +228,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             for start in range(0, len(passed), params.block):
                 sel = np.arange(start, min(start + params.block, len(passed)))
                 V = len(sel)
-                vs = variant_sums(_read_oriented(site, sv, passed[sel], complete), design)
+                vs = variant_sums(_read_oriented(site, sv, passed[sel], complete, dosage), design)
                 n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
                 pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
                 res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)

@@ -7,7 +7,9 @@ variant's missing samples) are what a site contributes to a joint analysis.
 
 Genotypes come as an int8 dosage matrix ``G`` of shape ``(m, n)`` (0/1/2, -1 missing)
 or as a :class:`~cipherome.genomics.io.blocks.GenotypeBlock`, whose packed two-bit codes
-are then used directly (a .bed block is never decoded). Samples outside ``sample_mask``
+are then used directly (a .bed block is never decoded). :func:`variant_sums` also takes
+imputed dosages, a float ``(m, n)`` matrix in [0, 2] with NaN missing (plink2 --glm
+regresses on dosages where the file has them); its sums are then dense products. Samples outside ``sample_mask``
 (e.g. missing phenotype or covariates, as PLINK drops them) count nowhere.
 """
 from __future__ import annotations
@@ -219,6 +221,8 @@ def variant_sums(G: np.ndarray | GenotypeBlock, design: SiteDesign,
     tables over the packed codes; the missing-sample corrections iterate over the
     missing calls only.
     """
+    if isinstance(G, np.ndarray) and G.dtype.kind == "f":
+        return _dosage_variant_sums(G, design)
     packed, n = _packed_and_n(G)
     if n != design.n:
         raise ValueError(f"genotypes have {n} samples, the design {design.n}")
@@ -241,6 +245,32 @@ def variant_sums(G: np.ndarray | GenotypeBlock, design: SiteDesign,
         sum_gy=s[:, -1],
         xtg=xtg,
         miss_n=miss_n,
+        miss_xx=miss[:, :nk],
+        miss_xy=miss[:, nk:nk + k],
+        miss_yy=miss[:, nk + k],
+    )
+
+
+def _dosage_variant_sums(D: np.ndarray, design: SiteDesign) -> VariantSums:
+    """:func:`variant_sums` of float dosages ``(m, n)`` (NaN missing): the same sums as dense products.
+
+    S_j are the included samples with a dosage for variant j, M_j the included ones without.
+    """
+    if D.ndim != 2 or D.shape[1] != design.n:
+        raise ValueError(f"dosages have shape {D.shape}, the design {design.n} samples")
+    called = ~np.isnan(D) & design.mask[None, :]
+    g = np.where(called, D, 0.0).astype(np.float64)
+    missing = (design.mask[None, :] & ~called).astype(np.float64)
+    miss = missing @ design._miss_rows
+    k = design.k
+    nk = k * (k + 1) // 2
+    return VariantSums(
+        n_obs=called.sum(axis=1).astype(np.int64),
+        sum_g=g.sum(axis=1),
+        sum_gg=np.einsum("ij,ij->i", g, g),
+        sum_gy=g @ design.y,
+        xtg=g @ design.X,
+        miss_n=missing.sum(axis=1).astype(np.int64),
         miss_xx=miss[:, :nk],
         miss_xy=miss[:, nk:nk + k],
         miss_yy=miss[:, nk + k],
