@@ -19,6 +19,8 @@ __all__ = ["local_stats"]
 @click.option("--bfile", "bfile", metavar="PREFIX", help="PLINK 1 fileset PREFIX.bed/.bim/.fam.")
 @click.option("--pfile", "pfile", metavar="PREFIX",
               help="PLINK 2 fileset PREFIX.pgen/.pvar/.psam (dosages used where stored, as plink2 does).")
+@click.option("--bgen", "bgen", metavar="FILE", help="BGEN 1.2/1.3 file (dosages; REF is the last allele).")
+@click.option("--sample", "sample", metavar="FILE", help="With --bgen: its Oxford .sample file.")
 @click.option("--vcf", "vcf", metavar="FILE", help="VCF, bgzipped VCF or BCF file.")
 @click.option("--pheno", "pheno", metavar="FILE", help="Phenotype file (#FID IID ... / #IID ...).")
 @click.option("--pheno-name", "pheno_name", metavar="NAME",
@@ -37,7 +39,7 @@ __all__ = ["local_stats"]
 @click.option("--block-size", type=click.IntRange(min=1), metavar="N",
               help="Variants per block (default: about 32 MB of genotypes).")
 @click.option("--out", "out", required=True, metavar="PREFIX", help="Output prefix.")
-def local_stats(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+def local_stats(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
                 multiallelic, block_size, out):
     """Allele frequencies (.afreq), variant missingness (.vmiss) and genotype counts (.gcount).
 
@@ -45,13 +47,13 @@ def local_stats(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_sampl
     chromosomes follow plink2's rules (chrX males and chrY from the .fam sex column,
     MT for everyone; VCF input has no sex, so chrX is diploid and chrY uncounted, as in
     plink2 --vcf without --update-sex). Multi-allelic VCF records are split into one
-    row per ALT allele. With dosages (.pgen), ALT_FREQS and OBS_CT come from the
+    row per ALT allele. With dosages (.pgen, BGEN), ALT_FREQS and OBS_CT come from the
     dosages and .vmiss/.gcount from the hard calls, as plink2 computes them.
     """
     from cipherome.genomics.errors import InputError
 
     try:
-        _run(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+        _run(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
              multiallelic, block_size, out)
     except InputError as e:
         raise click.ClickException(str(e)) from None
@@ -59,7 +61,7 @@ def local_stats(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_sampl
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from None
 
 
-def _run(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+def _run(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
          multiallelic, block_size, out):
     from cipherome.genomics.io.bed import BedReader
     from cipherome.genomics.errors import InputError
@@ -73,8 +75,10 @@ def _run(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_samples, reg
     from cipherome.genomics.io.variants import normalize_chroms
     from cipherome.genomics.io.vcf import VcfReader
 
-    if sum(x is not None for x in (bfile, pfile, vcf)) != 1:
-        raise InputError("give exactly one of --bfile PREFIX, --pfile PREFIX and --vcf FILE")
+    if sum(x is not None for x in (bfile, pfile, bgen, vcf)) != 1:
+        raise InputError("give exactly one of --bfile PREFIX, --pfile PREFIX, --bgen FILE and --vcf FILE")
+    if sample is not None and bgen is None:
+        raise InputError("--sample works with --bgen only")
     if region is not None and vcf is None:
         raise InputError("--region works with --vcf only")
     if pheno_name is not None and pheno is None:
@@ -83,6 +87,12 @@ def _run(bfile, pfile, vcf, pheno, pheno_name, control_zero, strict_samples, reg
         reader = BedReader(bfile, block_size=block_size)
         total = reader.n_variants
         source = f"{bfile}.bed"
+    elif bgen is not None:
+        from cipherome.genomics.io.bgen import BgenReader
+
+        reader = BgenReader(bgen, sample, block_size=block_size)
+        total = reader.n_variants
+        source = bgen
     elif pfile is not None:
         reader = PgenReader(pfile, block_size=block_size)
         total = reader.n_variants

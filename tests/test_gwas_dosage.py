@@ -45,6 +45,9 @@ def _sites(ds, kinds: list[str]):
             data["pfile"] = str(f["hard_pfile"])
         elif kind == "bed":
             data["bfile"] = str(f["bfile"])
+        elif kind in ("bgen8", "bgen16"):
+            data["bgen"] = str(f[kind])
+            data["sample"] = str(f["sample" + kind[4:]])
         else:
             raise ValueError(kind)
         sites.append(Site(f"site{s + 1}", data, {}))
@@ -90,25 +93,28 @@ def _check_linear(ds, res, ref):
     return float(np.max(np.abs(a - b)))
 
 
-def test_linear_pgen_dosages_match_plink2(linear):
+@pytest.mark.parametrize("kind", ["pgen", "bgen8", "bgen16"])
+def test_linear_dosages_match_plink2(linear, kind):
+    """Every site brings the same kind of file, cut by plink2 from the pooled .pgen."""
     ds, params, ref = linear
-    res = _secure(ds, ["pgen"] * 3, params)
+    res = _secure(ds, [kind] * 3, params)
     d = _check_linear(ds, res, ref)
     assert res["qc"]["passed"] > 0.8 * res["n_variants"]
-    print(f"linear dosages: {res['qc']['passed']} tested, max |d -log10 p| = {d:.2e}")
+    print(f"linear {kind}: {res['qc']['passed']} tested, max |d -log10 p| = {d:.2e}")
 
 
 def test_mixed_sites_bed_pgen(linear):
-    """Site 1 brings hard calls (.bed, or a hard-call .pgen), sites 2 and 3 dosages (.pgen)."""
+    """Site 1 brings hard calls (.bed, or a hard-call .pgen), sites 2 and 3 dosages (.pgen, BGEN)."""
     ds, params, ref = linear
-    for kinds in (["bed", "pgen", "pgen"], ["pgen_hard", "pgen", "pgen"]):
+    for kinds in (["bed", "pgen", "bgen16"], ["pgen_hard", "bgen8", "pgen"]):
         _check_linear(ds, _secure(ds, kinds, params), ref)
 
 
-def test_logistic_pgen_dosages_match_plink2(dstudy):
+@pytest.mark.parametrize("kinds", [["pgen"] * 3, ["bed", "bgen16", "bgen8"]])
+def test_logistic_dosages_match_plink2(dstudy, kinds):
     ds, d = dstudy
     params = GwasParams(pheno_name="disease", geno=0.1, maf=0.02, hwe=1e-6, block=256)
-    res = _secure(ds, ["pgen"] * 3, params)
+    res = _secure(ds, kinds, params)
     ref = read_glm(_plink(ds, d, "disease", ["--glm", "hide-covar", "no-firth"], "log")
                    .path(".disease.glm.logistic"))
     j = _match(ds, res, ref)

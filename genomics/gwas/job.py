@@ -38,7 +38,7 @@ from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
-from cipherome.genomics.io.blocks import DOSAGE_UNIT
+from cipherome.genomics.io.dosage import DOSAGE_UNIT
 from cipherome.genomics.io.variants import flip_dosage
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]

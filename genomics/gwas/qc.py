@@ -133,7 +133,9 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     n_alleles = called * 2
     alt = het + bb * 2
     bits_wide = INT_CHECK_BITS
-    if dosage is not None:  # allele counts from the dosages, scaled by ``unit``
+    if dosage is None:
+        unit = 1
+    else:  # allele counts from the dosages, scaled by ``unit``
         dsum = ctx.inputs_sum(np.asarray(dosage, dtype=np.int64), shape=(V, 2), frac=0)
         n_alleles, alt = dsum[:, 0] * (2 * unit), dsum[:, 1]
         bits_wide = DOSAGE_CHECK_BITS

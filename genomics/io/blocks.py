@@ -15,10 +15,7 @@ import numpy as np
 
 from cipherome.genomics.io.packed import pack_dosage, packed_width, unpack_dosage
 
-__all__ = ["VariantTable", "SampleTable", "GenotypeBlock", "concat_variants", "DOSAGE_UNIT"]
-
-#: PLINK 2's dosage resolution: it stores dosages as integers times 1/16384 (float32 holds them exactly).
-DOSAGE_UNIT = 16384
+__all__ = ["VariantTable", "SampleTable", "GenotypeBlock", "concat_variants"]
 
 
 def _obj(values, n: int | None = None) -> np.ndarray:

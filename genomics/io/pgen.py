@@ -22,11 +22,11 @@ from numba import prange
 
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import _resolve_samples, default_block_size, read_bim
-from cipherome.genomics.io.blocks import DOSAGE_UNIT, GenotypeBlock, SampleTable, VariantTable
+from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
 from cipherome.genomics.io.packed import CODE_HET, CODE_HOM_ALT, CODE_HOM_REF, CODE_MISSING, packed_width
 from cipherome.genomics.local.threads import twin_kernel
 
-__all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar", "DOSAGE_UNIT"]
+__all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar"]
 
 _PGEN_MAGIC = b"\x6c\x1b"
 

@@ -2,7 +2,8 @@
 
 Genotypes come from a PLINK 1 fileset (``bfile``: memory-mapped, any variant read
 in constant time), a PLINK 2 fileset (``pfile``: through pgenlib, hard calls and the
-dosages it stores) or a VCF/BCF (``vcf``, optional ``region``: read once into
+dosages it stores), a BGEN file (``bgen`` with ``sample``, optional ``bgen_ref = "first"``:
+dosages through cbgen) or a VCF/BCF (``vcf``, optional ``region``: read once into
 two-bit packed codes, a quarter byte per genotype). Phenotype (``pheno``) and
 covariate (``covar``) files are matched to the genotype samples by FID/IID.
 """
@@ -16,6 +17,7 @@ from cipherome.genomics.io.bed import BedReader, read_bim
 from cipherome.genomics.io.blocks import concat_variants
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
+from cipherome.genomics.io.bgen import BgenReader
 from cipherome.genomics.io.pgen import PgenReader
 from cipherome.genomics.io.pheno import align_to_samples, read_covar, read_pheno
 from cipherome.genomics.site import SiteData
@@ -44,6 +46,21 @@ def load_genotypes(site):
             return reader.read_dosage(idx)[:, np.asarray(mask, bool)]
 
         return reader.samples, reader.variants, read, read_dosage if reader.has_dosage else None
+    if "bgen" in data:
+        ref = str(data.get("bgen_ref", "last"))
+        if ref not in ("first", "last"):
+            raise InputError(f"site {getattr(site, 'name', '?')}: bgen_ref must be \"first\" or \"last\" (which"
+                             " BGEN allele is REF; plink2's default is last)")
+        reader = BgenReader(_data_path(site, "bgen"), _data_path(site, "sample") if "sample" in data else None,
+                            ref_first=ref == "first")
+
+        def read(idx, mask):
+            return reader.read_hard(idx)[:, np.asarray(mask, bool)]
+
+        def read_dosage(idx, mask):
+            return reader.read_dosage(idx)[:, np.asarray(mask, bool)]
+
+        return reader.samples, reader.variants, read, read_dosage
     if "bfile" in data:
         reader = BedReader(_data_path(site, "bfile"))
         variants = read_bim(reader.paths["bim"])
@@ -70,7 +87,8 @@ def load_genotypes(site):
 
         return reader.samples, variants, read, None
     raise InputError(f"site {getattr(site, 'name', '?')}: its config has no genotype file; "
-                     "add bfile = PREFIX, pfile = PREFIX or vcf = FILE to its [data] table")
+                     "add bfile = PREFIX, pfile = PREFIX, bgen = FILE (with sample = FILE) or vcf = FILE to its"
+                     " [data] table")
 
 
 def site_from_config(site, params) -> SiteData:
