@@ -123,3 +123,15 @@ def test_logistic_dosages_match_plink2(dstudy, kinds):
     ok = wald & np.isfinite(ref["OR"][j])
     assert ok.sum() > 0
     assert np.max(np.abs(lnor[ok] - np.log(ref["OR"][j][ok]))) <= 1e-3
+
+
+def test_daemons_mixed_bed_pgen_bgen(linear, tmp_path):
+    """Three party daemons (gRPC, mutual TLS) whose configs name a .bed, a .pgen and a BGEN."""
+    from cipherome.mpc.launcher import LocalCluster
+
+    ds, params, ref = linear
+    data = [dict(site.data) for site in _sites(ds, ["bed", "pgen", "bgen8"])]
+    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING") as cluster:
+        res = cluster.run("gwas", params.to_dict()).results[0]
+    d = _check_linear(ds, res, ref)
+    print(f"daemons .bed + .pgen + BGEN-8: {res['qc']['passed']} tested, max |d -log10 p| = {d:.2e}")
