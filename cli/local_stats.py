@@ -30,6 +30,8 @@ __all__ = ["local_stats"]
 @click.option("--1", "control_zero", is_flag=True, help="Binary phenotypes are coded 0 control / 1 case.")
 @click.option("--strict-samples", is_flag=True,
               help="Fail if a sample is in only one of the genotype and phenotype files.")
+@click.option("--vcf-dosage", "vcf_dosage", type=click.Choice(["DS", "GP"]),
+              help="With --vcf: read dosages from this FORMAT field (as plink2 --vcf FILE dosage=DS).")
 @click.option("--region", metavar="CHR[:START-END]", help="VCF/BCF only: read one region (needs an index).")
 @click.option("--vcf-half-call", "half_call", default="error", show_default=True,
               type=click.Choice(["error", "missing", "haploid", "reference"]),
@@ -39,7 +41,7 @@ __all__ = ["local_stats"]
 @click.option("--block-size", type=click.IntRange(min=1), metavar="N",
               help="Variants per block (default: about 32 MB of genotypes).")
 @click.option("--out", "out", required=True, metavar="PREFIX", help="Output prefix.")
-def local_stats(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+def local_stats(bfile, pfile, bgen, sample, vcf, vcf_dosage, pheno, pheno_name, control_zero, strict_samples, region, half_call,
                 multiallelic, block_size, out):
     """Allele frequencies (.afreq), variant missingness (.vmiss) and genotype counts (.gcount).
 
@@ -53,7 +55,7 @@ def local_stats(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero
     from cipherome.genomics.errors import InputError
 
     try:
-        _run(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+        _run(bfile, pfile, bgen, sample, vcf, vcf_dosage, pheno, pheno_name, control_zero, strict_samples, region, half_call,
              multiallelic, block_size, out)
     except InputError as e:
         raise click.ClickException(str(e)) from None
@@ -61,7 +63,7 @@ def local_stats(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from None
 
 
-def _run(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+def _run(bfile, pfile, bgen, sample, vcf, vcf_dosage, pheno, pheno_name, control_zero, strict_samples, region, half_call,
          multiallelic, block_size, out):
     from cipherome.genomics.io.bed import BedReader
     from cipherome.genomics.errors import InputError
@@ -79,6 +81,8 @@ def _run(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, stric
         raise InputError("give exactly one of --bfile PREFIX, --pfile PREFIX, --bgen FILE and --vcf FILE")
     if sample is not None and bgen is None:
         raise InputError("--sample works with --bgen only")
+    if vcf_dosage is not None and vcf is None:
+        raise InputError("--vcf-dosage works with --vcf only")
     if region is not None and vcf is None:
         raise InputError("--region works with --vcf only")
     if pheno_name is not None and pheno is None:
@@ -87,6 +91,12 @@ def _run(bfile, pfile, bgen, sample, vcf, pheno, pheno_name, control_zero, stric
         reader = BedReader(bfile, block_size=block_size)
         total = reader.n_variants
         source = f"{bfile}.bed"
+    elif vcf_dosage is not None:
+        from cipherome.genomics.io.vcf_dosage import VcfDosageReader
+
+        reader = VcfDosageReader(vcf, vcf_dosage, region=region, block_size=block_size)
+        total = None
+        source = vcf
     elif bgen is not None:
         from cipherome.genomics.io.bgen import BgenReader
 

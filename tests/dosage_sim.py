@@ -92,7 +92,7 @@ def write_dosage_study(cfg: SimConfig, outdir: Path, plink2) -> dict:
         plink2(outdir, "--pfile", "pooled", "--keep", keep.name, "--make-pgen", "--out", f"{name}_dos")
         plink2(outdir, "--pfile", f"{name}_dos", "--export", "bgen-1.2", "bits=8", "--out", f"{name}_b8")
         plink2(outdir, "--pfile", f"{name}_dos", "--export", "bgen-1.2", "bits=16", "--out", f"{name}_b16")
-        plink2(outdir, "--pfile", f"{name}_dos", "--export", "vcf", "vcf-dosage=DS", "bgz", "--out", f"{name}_ds")
+        plink2(outdir, "--pfile", f"{name}_dos", "--export", "vcf", "vcf-dosage=DS", "id-paste=iid", "bgz", "--out", f"{name}_ds")
         bfile = outdir / f"{name}_bed"
         plink2(outdir, "--pfile", f"{name}_dos", "--make-bed", "--out", bfile.name)
         plink2(outdir, "--bfile", bfile.name, "--make-pgen", "--out", f"{name}_hard")

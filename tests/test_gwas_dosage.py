@@ -45,6 +45,9 @@ def _sites(ds, kinds: list[str]):
             data["pfile"] = str(f["hard_pfile"])
         elif kind == "bed":
             data["bfile"] = str(f["bfile"])
+        elif kind == "vcf":
+            data["vcf"] = str(f["vcf"])
+            data["vcf_dosage"] = "DS"
         elif kind in ("bgen8", "bgen16"):
             data["bgen"] = str(f[kind])
             data["sample"] = str(f["sample" + kind[4:]])
@@ -93,7 +96,7 @@ def _check_linear(ds, res, ref):
     return float(np.max(np.abs(a - b)))
 
 
-@pytest.mark.parametrize("kind", ["pgen", "bgen8", "bgen16"])
+@pytest.mark.parametrize("kind", ["pgen", "bgen8", "bgen16", "vcf"])
 def test_linear_dosages_match_plink2(linear, kind):
     """Every site brings the same kind of file, cut by plink2 from the pooled .pgen."""
     ds, params, ref = linear

@@ -3,7 +3,8 @@
 Genotypes come from a PLINK 1 fileset (``bfile``: memory-mapped, any variant read
 in constant time), a PLINK 2 fileset (``pfile``: through pgenlib, hard calls and the
 dosages it stores), a BGEN file (``bgen`` with ``sample``, optional ``bgen_ref = "first"``:
-dosages through cbgen) or a VCF/BCF (``vcf``, optional ``region``: read once into
+dosages through cbgen) or a VCF/BCF (``vcf_dosage = "DS"`` or ``"GP"``: its dosages, as
+``plink2 --vcf FILE dosage=DS``) (``vcf``, optional ``region``: read once into
 two-bit packed codes, a quarter byte per genotype). Phenotype (``pheno``) and
 covariate (``covar``) files are matched to the genotype samples by FID/IID.
 """
@@ -19,6 +20,7 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
 from cipherome.genomics.io.bgen import BgenReader
 from cipherome.genomics.io.pgen import PgenReader
+from cipherome.genomics.io.vcf_dosage import VcfDosageReader
 from cipherome.genomics.io.pheno import align_to_samples, read_covar, read_pheno
 from cipherome.genomics.site import SiteData
 from cipherome.genomics.io.vcf import VcfReader
@@ -73,6 +75,17 @@ def load_genotypes(site):
             return unpack_dosage(np.asarray(mm[np.asarray(idx)]), n, np.flatnonzero(mask))
 
         return samples, variants, read, None
+    if "vcf" in data and "vcf_dosage" in data:
+        reader = VcfDosageReader(_data_path(site, "vcf"), str(data["vcf_dosage"]), region=data.get("region"))
+        variants, hard, dos = reader.read_all()
+
+        def read(idx, mask):
+            return hard[np.asarray(idx)][:, np.asarray(mask, bool)]
+
+        def read_dosage(idx, mask):
+            return dos[np.asarray(idx)][:, np.asarray(mask, bool)]
+
+        return reader.samples, variants, read, read_dosage
     if "vcf" in data:
         reader = VcfReader(_data_path(site, "vcf"), region=data.get("region"))
         blocks = list(reader.blocks())
