@@ -1,7 +1,7 @@
 """Imputed dosages from a VCF/BCF's ``DS`` (or ``GP``) field through pysam, as ``plink2 --vcf FILE dosage=DS|GP`` imports them.
 
 Per sample and ALT allele: the ``DS`` value (``Number=A``: one per ALT) or, from ``GP``
-(biallelic records), P(het) + 2 P(hom ALT); where the field is absent or ``.`` the
+(biallelic records), P(het) + 2 P(hom ALT); where the field is absent or ``.`` (or the header lacks it, with a warning, as plink2) the
 sample's GT call stands in (plink2 writes ``DS`` only where it differs from the call,
 ``--export vcf vcf-dosage=DS``); neither gives a missing dosage. Dosages are rounded to
 PLINK 2's 1/16384 step and hard calls derived from them at its 0.1 threshold
@@ -15,6 +15,7 @@ thousands of samples, not a .bed-speed path.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +26,13 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import default_block_size
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
 from cipherome.genomics.io.dosage import hard_calls, quantize
+from cipherome.genomics.io.vcf import _open
 
 __all__ = ["VcfDosageReader", "DOSAGE_FIELDS"]
 
 DOSAGE_FIELDS = ("DS", "GP")
+
+log = logging.getLogger(__name__)
 
 
 class VcfDosageReader:
@@ -41,31 +45,26 @@ class VcfDosageReader:
 
     def __init__(self, path: str | os.PathLike[str], field: str = "DS", region: str | None = None,
                  block_size: int | None = None):
-        import pysam
-
         if field not in DOSAGE_FIELDS:
             raise InputError(f"dosage field {field!r}: use DS or GP (as plink2 --vcf FILE dosage=DS)")
         self.path, self.field, self.region = Path(path), field, region
         if not self.path.is_file():
             raise InputError(f"{self.path}: VCF/BCF file not found")
-        try:
-            with pysam.VariantFile(str(self.path)) as vf:
-                names = list(vf.header.samples)
-                formats = set(vf.header.formats.keys())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{self.path}: pysam cannot read it as VCF/BCF ({e})") from None
-        if field not in formats:
-            raise InputError(f"{self.path}: the header declares no FORMAT/{field} field; choose the field the file"
-                             f" has ({', '.join(sorted(formats & set(DOSAGE_FIELDS))) or 'none'})")
+        with _open(self.path) as vf:
+            names = list(vf.header.samples)
+            formats = set(vf.header.formats.keys())
+        if field not in formats:  # as plink2: a warning, and the GT calls are the dosages
+            log.warning("%s: no FORMAT/%s in the header; dosages are the GT calls", self.path, field)
+        if field not in formats and "GT" not in formats:
+            raise InputError(f"{self.path}: the header declares neither FORMAT/{field} nor FORMAT/GT; there are no"
+                             " genotypes to read")
         if not names:
             raise InputError(f"{self.path}: the VCF has no samples")
         self.samples = SampleTable.from_columns(names)
         self.block_size = int(block_size) if block_size else default_block_size(len(names))
 
     def _records(self):
-        import pysam
-
-        with pysam.VariantFile(str(self.path)) as vf:
+        with _open(self.path) as vf:
             try:
                 it = vf.fetch(region=self.region) if self.region else vf
             except ValueError as e:
