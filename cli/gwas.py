@@ -1,7 +1,8 @@
 """``cipherome gwas``: run a secure GWAS on a study's party daemons and write PLINK-style results.
 
 Flags follow PLINK 2 (``--pheno-name``, ``--covar-name``, ``--geno``, ``--maf``,
-``--hwe``, ``--mind``, ``--glm``, ``--ci``); each site's daemon reads its own
+``--hwe``, ``--mind``, ``--glm``, ``--ci``, ``--extract``/``--exclude``, ``--chr``,
+``--from-bp``/``--to-bp``; sample lists are each site's ``keep``/``remove`` config); each site's daemon reads its own
 genotype, phenotype and covariate files from its config, so the command line
 never names another site's files. Results are written only after the job has
 succeeded everywhere, each file atomically.
@@ -15,8 +16,18 @@ import click
 __all__ = ["gwas", "gwas_params_from_cli", "print_top_hits"]
 
 
-def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block):
+def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extract=None,
+                         exclude=None, chrom=None, from_bp=None, to_bp=None):
+    from cipherome.genomics.errors import InputError
     from cipherome.genomics.gwas.params import GwasParams
+    from cipherome.genomics.gwas.select import parse_chr_list, read_id_list
+
+    try:
+        ids_in = read_id_list(extract) if extract else None
+        ids_out = read_id_list(exclude) if exclude else None
+        chroms = parse_chr_list(chrom) if chrom else None
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
 
     covs = [c for part in covar_names for c in part.split(",") if c] or None
     glm_mode = "auto"
@@ -32,7 +43,8 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,
-                          glm=glm_mode, ci=ci, pca=pca, block=block).validate()
+                          glm=glm_mode, ci=ci, pca=pca, block=block, extract=ids_in, exclude=ids_out,
+                          chroms=chroms, from_bp=from_bp, to_bp=to_bp).validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -66,14 +78,23 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 @click.option("--ci", type=float, default=None, help="Report confidence intervals at this level (e.g. 0.95).")
 @click.option("--pca", type=int, default=0, help="Compute K principal components and adjust for them.")
 @click.option("--block", type=int, default=4096, show_default=True, help="Variants per association block.")
+@click.option("--extract", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Test only the variants whose IDs this file lists (sent with the job).")
+@click.option("--exclude", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Leave out the variants whose IDs this file lists (sent with the job).")
+@click.option("--chr", "chrom", default=None, metavar="LIST", help="Chromosomes to test (e.g. 1-4,X).")
+@click.option("--from-bp", type=int, default=None, help="First position to test (with one --chr).")
+@click.option("--to-bp", type=int, default=None, help="Last position to test (with one --chr).")
 @click.option("--threads", type=int, default=None, help="Accepted for PLINK compatibility (daemons use their own).")
-def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, threads):
+def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block,
+         extract, exclude, chrom, from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json."""
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
 
     from .submit import run_workload
 
-    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block)
+    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block,
+                                  extract, exclude, chrom, from_bp, to_bp)
     t0 = time.perf_counter()
     result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"

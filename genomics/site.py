@@ -35,6 +35,7 @@ class SiteData:
     read_dosage: None for hard calls only, else the same signature returning (V, n_sel)
     float32 ALT dosages in [0, 2], NaN missing (imputed data: .pgen, BGEN, VCF DS);
     association then uses the dosages and QC the hard calls, as plink2 does.
+    included: (n,) bool, the samples the site's keep/remove lists leave in (None: all).
     """
 
     iid: np.ndarray
@@ -47,6 +48,7 @@ class SiteData:
     name: str = "site"
     pheno_name: str = "PHENO1"
     read_dosage: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    included: np.ndarray | None = None
 
     @property
     def n(self) -> int:

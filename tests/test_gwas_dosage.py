@@ -62,14 +62,19 @@ def _secure(ds, kinds, params):
     return run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), len(sites), frac=params.frac).results[0]
 
 
-def _plink(ds, d, pheno, extra, out):
+def _plink(ds, d, pheno, extra, out, hwe=True):
     p = ds["pooled"]
+    qc = QC if hwe else QC[:4]
     return run_plink(["--pfile", str(p["pfile"]), "--pheno", str(p["pheno"]), "--pheno-name", pheno,
-                      "--covar", str(p["covar"]), *QC, *extra], d / out)
+                      "--covar", str(p["covar"]), *qc, *extra], d / out)
+
+
+def _tested_ids(res) -> np.ndarray:
+    return np.asarray(res["variants"]["id"])[np.asarray(res["tested"])]
 
 
 def _match(ds, res, ref):
-    ids = np.asarray(ds["study"].variant_id)[np.asarray(res["tested"])]
+    ids = _tested_ids(res)
     assert set(ids) == set(ref["ID"])
     pos = {v: i for i, v in enumerate(ref["ID"])}
     return np.array([pos[v] for v in ids])
@@ -138,3 +143,51 @@ def test_daemons_mixed_bed_pgen_bgen(linear, tmp_path):
         res = cluster.run("gwas", params.to_dict()).results[0]
     d = _check_linear(ds, res, ref)
     print(f"daemons .bed + .pgen + BGEN-8: {res['qc']['passed']} tested, max |d -log10 p| = {d:.2e}")
+
+
+def test_variant_and_sample_selection_as_plink2(linear, tmp_path):
+    """--extract, --exclude, --chr, --from-bp/--to-bp and the sites' keep/remove lists: the tested
+    set equals plink2's with the same flags on the pooled data (its --keep/--remove: the union)."""
+    from cipherome.genomics.gwas.select import parse_chr_list
+
+    ds, params, _ = linear
+    study = ds["study"]
+    ids = np.asarray(study.variant_id)
+    rng = np.random.default_rng(0)
+    (tmp_path / "ex.txt").write_text("\n".join(rng.choice(ids, 300, replace=False)) + "\n")
+    (tmp_path / "rm.txt").write_text("\n".join(rng.choice(ids, 40, replace=False)) + "\n")
+    sites = _sites(ds, ["bed", "pgen", "bgen16"])
+    # site 2 keeps all but 30 of its samples; site 3 removes 20 (FID IID lines)
+    s2, s3 = study.site_samples(1), study.site_samples(2)
+    (tmp_path / "keep2.txt").write_text("".join(f"{study.fid[i]} {study.iid[i]}\n" for i in s2[30:]))
+    (tmp_path / "rm3.txt").write_text("".join(f"{study.iid[i]}\n" for i in s3[:20]))
+    sites[1].data["keep"] = str(tmp_path / "keep2.txt")
+    sites[2].data["remove"] = str(tmp_path / "rm3.txt")
+    pos2 = study.pos[study.chrom == 2]
+    lo, hi = int(np.quantile(pos2, 0.2)), int(np.quantile(pos2, 0.7))
+    cases = [({"extract": str(tmp_path / "ex.txt"), "exclude": str(tmp_path / "rm.txt")},
+              ["--extract", str(tmp_path / "ex.txt"), "--exclude", str(tmp_path / "rm.txt")]),
+             ({"chr": "2-3"}, ["--chr", "2-3"]),
+             ({"chr": "2", "from_bp": lo, "to_bp": hi}, ["--chr", "2", "--from-bp", str(lo), "--to-bp", str(hi)])]
+    (tmp_path / "plink_remove.txt").write_text(
+        "".join(f"{study.fid[i]} {study.iid[i]}\n" for i in np.concatenate([s2[:30], s3[:20]])))
+    from cipherome.genomics.gwas.select import read_id_list
+
+    for k, (ours, theirs) in enumerate(cases):
+        p = GwasParams(**{**params.to_dict(), "hwe": None, "extract": read_id_list(ours["extract"]) if "extract" in ours else None,
+                          "exclude": read_id_list(ours["exclude"]) if "exclude" in ours else None,
+                          "chroms": parse_chr_list(ours["chr"]) if "chr" in ours else None,
+                          "from_bp": ours.get("from_bp"), "to_bp": ours.get("to_bp")})
+        built = [site_from_config(s, p) for s in sites]
+        res = run_local(lambda ctx: run_gwas(ctx, p, built[ctx.index]), 3, frac=p.frac).results[0]
+        # without --hwe here: the selection is under test, not the HWE test's stated difference
+        ref = read_glm(_plink(ds, tmp_path, "quant_trait", ["--remove", str(tmp_path / "plink_remove.txt"),
+                                                           *theirs, "--glm", "hide-covar"], f"sel{k}", hwe=False)
+                       .path(".quant_trait.glm.linear"))
+        got = set(_tested_ids(res))
+        assert got == set(ref["ID"]), (theirs, len(got), len(ref["ID"]))
+        j = _match(ds, res, ref)
+        assert np.array_equal(np.asarray(res["assoc"]["obs_ct"]), ref["OBS_CT"][j])  # the same samples
+        p_ours = np.asarray(res["assoc"]["columns"]["P"], float)
+        ok = np.isfinite(p_ours) & np.isfinite(ref["P"][j])
+        assert np.max(np.abs(np.log10(p_ours[ok]) - np.log10(ref["P"][j][ok]))) <= 0.01

@@ -34,6 +34,7 @@ from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
@@ -145,6 +146,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     # 1. local sample selection -----------------------------------------------------
     with ctx.stage("sample_qc"):
         keep = local_sample_qc(site, params.mind)
+        if site.included is not None:  # the site's keep/remove lists
+            keep &= site.included
         cov, cov_names = site.select_covariates(params.covar_names)
         y = site.y
         complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
@@ -167,10 +170,15 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         if n_assoc < max(params.min_cell_size, 1):
             raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
-        hashes, orient = variant_hashes(site.variants)
+        chosen = np.flatnonzero(select_variants(site.variants, params.extract, params.exclude, params.chroms,
+                                                params.from_bp, params.to_bp))
+        hashes, orient = variant_hashes(site.variants[chosen])
         all_h = ctx.allgather(hashes, "gwas.variant_keys")
         all_o = ctx.allgather(orient.astype(np.uint8), "gwas.variant_orientation")
         sv = intersect_variants(all_h, all_o, ctx.index)
+        sv.local_index = chosen[sv.local_index]  # rows of the site's file
+        if ctx.is_lead:
+            sv.lead_index = chosen[sv.lead_index]
         n_var = len(sv)
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 

@@ -22,6 +22,8 @@ class GwasParams:
     block: variants per association block (memory bound); frac: fixed-point bits;
     min_cell_size: set from the sites' policies (the largest): a variant is released
     only if its minor allele count and its OBS_CT are at least this.
+    extract/exclude: variant ID lists (plink2 --extract/--exclude, sent with the job);
+    chroms: --chr names (normalised); from_bp/to_bp: inclusive position bounds (one chromosome).
     """
 
     pheno_name: str | None = None
@@ -41,6 +43,11 @@ class GwasParams:
     frac: int = 24
     missing_bound: float = 0.1
     min_cell_size: int = 0
+    extract: list[str] | None = None
+    exclude: list[str] | None = None
+    chroms: list[str] | None = None
+    from_bp: int | None = None
+    to_bp: int | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -63,6 +70,8 @@ class GwasParams:
             raise ValueError(f"--glm must be linear, logistic or trend (got {self.glm!r})")
         if self.ci is not None and not 0 < self.ci < 1:
             raise ValueError(f"--ci must be between 0 and 1 (got {self.ci})")
+        if (self.from_bp is not None or self.to_bp is not None) and (self.chroms is None or len(self.chroms) != 1):
+            raise ValueError("--from-bp/--to-bp need --chr with exactly one chromosome (as plink2)")
         if self.block < 1:
             raise ValueError("block must be positive")
         return self

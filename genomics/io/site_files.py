@@ -120,5 +120,11 @@ def site_from_config(site, params) -> SiteData:
         if params.covar_names:
             raise InputError(f"site {site.name}: --covar-name given but its config has no covar file")
         cov, cov_names = np.zeros((len(samples), 0)), []
+    included = None
+    if "keep" in data or "remove" in data:  # the site's own sample lists, as plink2 --keep/--remove
+        from cipherome.genomics.gwas.select import sample_selection
+
+        included = sample_selection(samples, _data_path(site, "keep") if "keep" in data else None,
+                                    _data_path(site, "remove") if "remove" in data else None)
     return SiteData(np.asarray(samples.iid, dtype=object), y, cov, cov_names, variants, read,
-                    dict(site.policy), site.name, pheno.names[0], read_dosage)
+                    dict(site.policy), site.name, pheno.names[0], read_dosage, included)
