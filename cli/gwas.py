@@ -37,9 +37,13 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
             glm_mode = word
         elif word == "hide-covar":
             hide = True
+        elif word == "allow-no-covars":
+            if covs:
+                raise click.UsageError("--glm allow-no-covars runs without covariates; drop --covar-name")
+            covs = []
         else:
-            raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar)",
-                                     param_hint="--glm")
+            raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar,"
+                                     " allow-no-covars)", param_hint="--glm")
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,
@@ -74,7 +78,11 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 @click.option("--geno", type=float, default=None, help="Remove variants with missing call rate > T.")
 @click.option("--maf", type=float, default=None, help="Remove variants with minor allele frequency < T.")
 @click.option("--hwe", type=float, default=None, help="Remove variants with HWE p < T.")
-@click.option("--glm", multiple=True, default=(), help="linear | logistic | trend [hide-covar].")
+@click.option("--glm", multiple=True, default=(),
+              help="linear | logistic | trend [hide-covar] [allow-no-covars: ignore the sites' covariate files].")
+@click.option("--covar-variance-standardize", "covar_standardize", is_flag=True,
+              help="Accepted for plink2 compatibility: results are invariant, since the secure GWAS always"
+                   " standardises the covariates with their pooled means and variances.")
 @click.option("--ci", type=float, default=None, help="Report confidence intervals at this level (e.g. 0.95).")
 @click.option("--pca", type=int, default=0, help="Compute K principal components and adjust for them.")
 @click.option("--block", type=int, default=4096, show_default=True, help="Variants per association block.")
@@ -86,13 +94,14 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 @click.option("--from-bp", type=int, default=None, help="First position to test (with one --chr).")
 @click.option("--to-bp", type=int, default=None, help="Last position to test (with one --chr).")
 @click.option("--threads", type=int, default=None, help="Accepted for PLINK compatibility (daemons use their own).")
-def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block,
-         extract, exclude, chrom, from_bp, to_bp, threads):
+def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, covar_standardize, ci,
+         pca, block, extract, exclude, chrom, from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json."""
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
 
     from .submit import run_workload
 
+    del covar_standardize  # invariant: stage 4 of the job standardises every covariate anyway
     params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block,
                                   extract, exclude, chrom, from_bp, to_bp)
     t0 = time.perf_counter()

@@ -191,3 +191,20 @@ def test_variant_and_sample_selection_as_plink2(linear, tmp_path):
         p_ours = np.asarray(res["assoc"]["columns"]["P"], float)
         ok = np.isfinite(p_ours) & np.isfinite(ref["P"][j])
         assert np.max(np.abs(np.log10(p_ours[ok]) - np.log10(ref["P"][j][ok]))) <= 0.01
+
+
+def test_allow_no_covars_as_plink2(linear, tmp_path):
+    """Sites have covariate files; --glm allow-no-covars (covar_names = []) fits y ~ g alone, as plink2
+    does without --covar."""
+    from cipherome.cli.gwas import gwas_params_from_cli
+
+    ds, params, _ = linear
+    p = gwas_params_from_cli("quant_trait", (), None, 0.1, 0.02, 1e-6, ("allow-no-covars",), None, 0, 256)
+    assert p.covar_names == []
+    res = _secure(ds, ["bed", "pgen", "bgen16"], p)
+    assert res["covariates"] == []
+    pooled = ds["pooled"]
+    ref = read_glm(run_plink(["--pfile", str(pooled["pfile"]), "--pheno", str(pooled["pheno"]), "--pheno-name",
+                              "quant_trait", *QC, "--glm", "allow-no-covars"], tmp_path / "nc")
+                   .path(".quant_trait.glm.linear"))
+    _check_linear(ds, res, ref)

@@ -14,7 +14,8 @@ __all__ = ["GwasParams"]
 class GwasParams:
     """Flags of ``cipherome gwas`` (PLINK 2 names; None disables a filter).
 
-    pheno_name: phenotype column; covar_names: covariate columns (None: all);
+    pheno_name: phenotype column; covar_names: covariate columns (None: all; []: none, as
+    ``--glm allow-no-covars`` when sites have covariate files);
     mind/geno/maf/hwe: QC thresholds (``--mind`` is applied locally per site);
     glm: 'auto' (linear for quantitative, logistic for binary traits, as PLINK 2), 'linear',
     'logistic' or 'trend'; ci: confidence level for L95/U95 columns (e.g. 0.95);

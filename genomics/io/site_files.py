@@ -113,7 +113,7 @@ def site_from_config(site, params) -> SiteData:
     names = [params.pheno_name] if params.pheno_name else None
     pheno = read_pheno(_data_path(site, "pheno"), names, control_zero=params.case_control_01)
     y = align_to_samples(pheno, samples)[:, 0]
-    if "covar" in data:
+    if "covar" in data and params.covar_names != []:  # [] = --glm allow-no-covars
         cov_table = read_covar(_data_path(site, "covar"), params.covar_names)
         cov, cov_names = align_to_samples(cov_table, samples), list(cov_table.names)
     else:
