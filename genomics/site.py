@@ -35,7 +35,8 @@ class SiteData:
     read_dosage: None for hard calls only, else the same signature returning (V, n_sel)
     float32 ALT dosages in [0, 2], NaN missing (imputed data: .pgen, BGEN, VCF DS);
     association then uses the dosages and QC the hard calls, as plink2 does.
-    included: (n,) bool, the samples the site's keep/remove lists leave in (None: all).
+    included: (n,) bool, the samples the site's keep/remove lists leave in (None: all);
+    sex: (n,) int8 1 male, 2 female, 0 unknown (None: unknown), for plink2's ploidy rules.
     """
 
     iid: np.ndarray
@@ -49,6 +50,7 @@ class SiteData:
     pheno_name: str = "PHENO1"
     read_dosage: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     included: np.ndarray | None = None
+    sex: np.ndarray | None = None
 
     @property
     def n(self) -> int:

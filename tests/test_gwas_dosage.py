@@ -141,6 +141,18 @@ def test_daemons_mixed_bed_pgen_bgen(linear, tmp_path):
     data = [dict(site.data) for site in _sites(ds, ["bed", "pgen", "bgen8"])]
     with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING") as cluster:
         res = cluster.run("gwas", params.to_dict()).results[0]
+        # `cipherome freq` as a submitter runs it, against plink2 on the pooled data
+        from click.testing import CliRunner
+
+        from cipherome.cli.main import cli
+
+        keys = cluster.dir / "keys"
+        got = CliRunner().invoke(cli, ["freq", "--study", str(cluster.study_path), "--key", str(keys / "submitter.key"),
+                                       "--cert", str(keys / "submitter.crt"), "--out", str(tmp_path / "pooled")])
+        assert got.exit_code == 0, got.output
+    plink = run_plink(["--pfile", str(ds["pooled"]["pfile"]), "--freq", "--missing"], tmp_path / "pf")
+    for suffix in (".afreq", ".vmiss"):
+        assert (tmp_path / f"pooled{suffix}").read_bytes() == plink.path(suffix).read_bytes()
     d = _check_linear(ds, res, ref)
     print(f"daemons .bed + .pgen + BGEN-8: {res['qc']['passed']} tested, max |d -log10 p| = {d:.2e}")
 
@@ -208,3 +220,40 @@ def test_allow_no_covars_as_plink2(linear, tmp_path):
                               "quant_trait", *QC, "--glm", "allow-no-covars"], tmp_path / "nc")
                    .path(".quant_trait.glm.linear"))
     _check_linear(ds, res, ref)
+
+
+def test_freq_equals_plink2_on_pooled_data(linear, tmp_path):
+    """``gwas.freq`` over a .bed, a .pgen and a BGEN site: .afreq and .vmiss byte for byte as plink2 on the
+    pooled .pgen, .hardy counts exact and P within 1e-6 relative."""
+    from cipherome.genomics.gwas.freq import freq_job, write_freq
+    from cipherome.genomics.io.site_files import site_genotypes_only
+    from tests.plink_runner import read_table
+
+    ds, _, _ = linear
+    sites = [site_genotypes_only(s) for s in _sites(ds, ["bed", "pgen", "bgen16"])]
+    res = run_local(lambda ctx: freq_job(ctx, {"block": 128}, sites[ctx.index]), 3).results[0]
+    assert res["released"].all()
+    write_freq(tmp_path / "mine", res)
+    ref = run_plink(["--pfile", str(ds["pooled"]["pfile"]), "--freq", "--missing", "--hardy"], tmp_path / "ref")
+    for s in ("afreq", "vmiss"):
+        assert (tmp_path / f"mine.{s}").read_bytes() == ref.path(f".{s}").read_bytes(), s
+    a, b = read_table(tmp_path / "mine.hardy"), read_table(ref.path(".hardy"))
+    for col in ("HOM_A1_CT", "HET_A1_CT", "TWO_AX_CT"):
+        assert np.array_equal(a[col], b[col])
+    assert np.allclose(a["P"], b["P"], rtol=1e-5, atol=1e-300)
+
+
+def test_freq_suppresses_variants_below_min_cell_size(linear):
+    from cipherome.genomics.gwas.freq import freq_job
+    from cipherome.genomics.io.site_files import site_genotypes_only
+
+    ds, _, _ = linear
+    sites = [site_genotypes_only(s) for s in _sites(ds, ["pgen", "pgen", "pgen"])]
+    sites[1].policy["min_cell_size"] = 20
+    run = run_local(lambda ctx: freq_job(ctx, {}, sites[ctx.index]), 3)
+    res = run.results[0]
+    c = res["counts"][:, :4] + res["counts"][:, 4:8]
+    kept = res["released"]
+    assert 0 < kept.sum() < len(kept)
+    assert np.all(c[~kept] == 0)  # never opened
+    assert np.all(np.minimum(c[kept, 1] + 2 * c[kept, 2], c[kept, 1] + 2 * c[kept, 0]) >= 20)

@@ -42,7 +42,7 @@ from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
 from cipherome.genomics.io.dosage import DOSAGE_UNIT
 from cipherome.genomics.io.variants import flip_dosage
 
-__all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
+__all__ = ["run_gwas", "gwas_job", "local_sample_qc", "read_oriented"]
 
 log = logging.getLogger("cipherome.gwas")
 
@@ -106,7 +106,7 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
 
 
-def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, dosage: bool = False) -> np.ndarray:
+def read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, dosage: bool = False) -> np.ndarray:
     """Genotypes of study variants ``idx`` (positions in the study list), in study orientation.
 
     int8 hard calls, or with ``dosage`` and a site that has them float dosages (NaN missing).
@@ -126,7 +126,7 @@ def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, co
     """
     if site.read_dosage is None:
         return np.column_stack([counts[:, :3].sum(axis=1), (counts[:, 1] + 2 * counts[:, 2]) * DOSAGE_UNIT])
-    d = _read_oriented(site, sv, idx, mask, dosage=True)
+    d = read_oriented(site, sv, idx, mask, dosage=True)
     called = ~np.isnan(d)
     units = np.rint(np.where(called, d, 0).astype(np.float64) * DOSAGE_UNIT).sum(axis=1)
     return np.column_stack([called.sum(axis=1), units]).astype(np.int64)
@@ -188,7 +188,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         dcols = np.zeros((n_var, 2), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
-            counts[idx] = genotype_counts(_read_oriented(site, sv, idx, keep))
+            counts[idx] = genotype_counts(read_oriented(site, sv, idx, keep))
             if dosage:
                 dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
         qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
@@ -221,7 +221,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: _read_oriented(site, sv, passed[sel], complete, dosage),
+                                        lambda sel: read_oriented(site, sv, passed[sel], complete, dosage),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -236,7 +236,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             for start in range(0, len(passed), params.block):
                 sel = np.arange(start, min(start + params.block, len(passed)))
                 V = len(sel)
-                vs = variant_sums(_read_oriented(site, sv, passed[sel], complete, dosage), design)
+                vs = variant_sums(read_oriented(site, sv, passed[sel], complete, dosage), design)
                 n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
                 pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
                 res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)

@@ -25,7 +25,7 @@ from cipherome.genomics.io.pheno import align_to_samples, read_covar, read_pheno
 from cipherome.genomics.site import SiteData
 from cipherome.genomics.io.vcf import VcfReader
 
-__all__ = ["site_from_config", "load_genotypes"]
+__all__ = ["site_from_config", "load_genotypes", "site_inclusion", "site_genotypes_only"]
 
 
 def _data_path(site, key: str) -> Path:
@@ -120,11 +120,25 @@ def site_from_config(site, params) -> SiteData:
         if params.covar_names:
             raise InputError(f"site {site.name}: --covar-name given but its config has no covar file")
         cov, cov_names = np.zeros((len(samples), 0)), []
-    included = None
-    if "keep" in data or "remove" in data:  # the site's own sample lists, as plink2 --keep/--remove
-        from cipherome.genomics.gwas.select import sample_selection
-
-        included = sample_selection(samples, _data_path(site, "keep") if "keep" in data else None,
-                                    _data_path(site, "remove") if "remove" in data else None)
     return SiteData(np.asarray(samples.iid, dtype=object), y, cov, cov_names, variants, read,
-                    dict(site.policy), site.name, pheno.names[0], read_dosage, included)
+                    dict(site.policy), site.name, pheno.names[0], read_dosage, site_inclusion(site, samples),
+                    samples.sex)
+
+
+def site_inclusion(site, samples) -> np.ndarray | None:
+    """(n,) bool of the samples left in by the site's ``keep``/``remove`` lists (plink2 --keep/--remove); None: all."""
+    data = site.data
+    if "keep" not in data and "remove" not in data:
+        return None
+    from cipherome.genomics.gwas.select import sample_selection
+
+    return sample_selection(samples, _data_path(site, "keep") if "keep" in data else None,
+                            _data_path(site, "remove") if "remove" in data else None)
+
+
+def site_genotypes_only(site) -> SiteData:
+    """The site's ``SiteData`` for a workload without phenotypes (``gwas.freq``): genotypes, samples, lists."""
+    samples, variants, read, read_dosage = load_genotypes(site)
+    n = len(samples)
+    return SiteData(np.asarray(samples.iid, dtype=object), np.full(n, np.nan), np.zeros((n, 0)), [], variants, read,
+                    dict(site.policy), site.name, "PHENO1", read_dosage, site_inclusion(site, samples), samples.sex)
