@@ -171,24 +171,32 @@ def _report(benchmark, **info):
     print("\n" + "  ".join(f"{k}={v}" for k, v in info.items()))
 
 
-def test_bed_all_local_stats(benchmark, files):
+def _reader(kind: str):
     from cipherome.genomics.io.bed import BedReader
+    from cipherome.genomics.io.pgen import PgenReader
 
-    site_statistics(BedReader(files["bfile"], block_size=64), files["covar"])  # JIT / cache warm-up
-    m = benchmark.pedantic(lambda: site_statistics(BedReader(files["bfile"]), files["covar"]),
-                           rounds=3, warmup_rounds=0, iterations=1)
+    return {"bed": BedReader, "pgen": PgenReader}[kind]
+
+
+def _loop(benchmark, files, kind: str, work) -> None:
+    """Time ``work(reader)`` over the whole .bed or .pgen (same data), after a warm-up on small blocks."""
+    if kind == "pgen" and PLINK2 is None:
+        pytest.skip("plink2 not installed (it makes the .pgen)")
+    cls = _reader(kind)
+    work(cls(files["bfile"], block_size=64))  # JIT / cache warm-up
+    m = benchmark.pedantic(lambda: work(cls(files["bfile"])), rounds=3, warmup_rounds=0, iterations=1)
     assert m == N_VARIANTS
-    _report(benchmark, variants=N_VARIANTS, samples=N_SAMPLES, covariates=N_COVARIATES)
+    _report(benchmark, variants=N_VARIANTS, samples=N_SAMPLES, source=kind)
 
 
-def test_bed_counts_only(benchmark, files):
-    from cipherome.genomics.io.bed import BedReader
+@pytest.mark.parametrize("kind", ["bed", "pgen"])
+def test_all_local_stats(benchmark, files, kind):
+    _loop(benchmark, files, kind, lambda r: site_statistics(r, files["covar"]))
 
-    site_statistics(BedReader(files["bfile"], block_size=64), files["covar"], regression=False)
-    m = benchmark.pedantic(
-        lambda: site_statistics(BedReader(files["bfile"]), files["covar"], regression=False),
-        rounds=3, warmup_rounds=0, iterations=1)
-    assert m == N_VARIANTS
+
+@pytest.mark.parametrize("kind", ["bed", "pgen"])
+def test_counts_only(benchmark, files, kind):
+    _loop(benchmark, files, kind, lambda r: site_statistics(r, files["covar"], regression=False))
 
 
 def read_all(reader) -> int:
@@ -199,43 +207,10 @@ def read_all(reader) -> int:
     return m
 
 
-def test_bed_read(benchmark, files):
-    from cipherome.genomics.io.bed import BedReader
-
-    read_all(BedReader(files["bfile"], block_size=64))
-    m = benchmark.pedantic(lambda: read_all(BedReader(files["bfile"])), rounds=3, warmup_rounds=0, iterations=1)
-    assert m == N_VARIANTS
-
-
-@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
-def test_pgen_read(benchmark, files):
-    from cipherome.genomics.io.pgen import PgenReader
-
-    read_all(PgenReader(files["bfile"], block_size=64))
-    m = benchmark.pedantic(lambda: read_all(PgenReader(files["bfile"])), rounds=3, warmup_rounds=0, iterations=1)
-    assert m == N_VARIANTS
-
-
-@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
-def test_pgen_all_local_stats(benchmark, files):
-    from cipherome.genomics.io.pgen import PgenReader
-
-    site_statistics(PgenReader(files["bfile"], block_size=64), files["covar"])
-    m = benchmark.pedantic(lambda: site_statistics(PgenReader(files["bfile"]), files["covar"]),
-                           rounds=3, warmup_rounds=0, iterations=1)
-    assert m == N_VARIANTS
-    _report(benchmark, variants=N_VARIANTS, samples=N_SAMPLES, covariates=N_COVARIATES, source=".pgen (hard calls)")
-
-
-@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
-def test_pgen_counts_only(benchmark, files):
-    from cipherome.genomics.io.pgen import PgenReader
-
-    site_statistics(PgenReader(files["bfile"], block_size=64), files["covar"], regression=False)
-    m = benchmark.pedantic(
-        lambda: site_statistics(PgenReader(files["bfile"]), files["covar"], regression=False),
-        rounds=3, warmup_rounds=0, iterations=1)
-    assert m == N_VARIANTS
+@pytest.mark.parametrize("kind", ["bed", "pgen"])
+def test_read(benchmark, files, kind):
+    """Reading alone: every block's int8 hard calls (.bed: packed codes decoded; .pgen: pgenlib, packed, decoded)."""
+    _loop(benchmark, files, kind, read_all)
 
 
 def dosage_statistics(reader, covar: Path) -> int:
