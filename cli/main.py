@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "gwas": "gwas:gwas",
     "freq": "freq:freq",
     "filter": "filter:filter_cmd",
+    "simulate": "simulate:simulate",
 }
 
 

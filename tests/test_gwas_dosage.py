@@ -139,7 +139,7 @@ def test_daemons_mixed_bed_pgen_bgen(linear, tmp_path):
 
     ds, params, ref = linear
     data = [dict(site.data) for site in _sites(ds, ["bed", "pgen", "bgen8"])]
-    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING") as cluster:
+    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING", start_timeout=240) as cluster:
         res = cluster.run("gwas", params.to_dict()).results[0]
         # `cipherome freq` as a submitter runs it, against plink2 on the pooled data
         from click.testing import CliRunner

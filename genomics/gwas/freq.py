@@ -73,7 +73,6 @@ def hardy_rows(chrom: np.ndarray, ids, ref, alt, counts: np.ndarray) -> str:
 
 def run_freq(ctx, site, block: int = 4096) -> dict:
     """The job at one compute party on its ``SiteData``; returns the released counts (variant columns at the lead)."""
-    from cipherome.genomics.gwas.job import read_oriented
     from cipherome.protocols import compare
 
     everyone = np.ones(site.n, dtype=bool) if site.included is None else np.asarray(site.included, bool)
@@ -90,11 +89,11 @@ def run_freq(ctx, site, block: int = 4096) -> dict:
     local = np.zeros((V, 12), dtype=np.int64)  # [male 4 counts, other 4 counts, male (obs, units), other (obs, units)]
     for start in range(0, V, block):
         idx = np.arange(start, min(start + block, V))
-        g = read_oriented(site, sv, idx, np.ones(site.n, dtype=bool))
+        g = sv.read(site, idx, np.ones(site.n, dtype=bool))
         local[idx, :8] = group_genotype_counts(g, groups, 2).reshape(len(idx), 8)
         if dosage:
             if site.read_dosage is not None:
-                ds = dosage_sums(read_oriented(site, sv, idx, np.ones(site.n, bool), dosage=True), groups, 2)
+                ds = dosage_sums(sv.read(site, idx, np.ones(site.n, bool), dosage=True), groups, 2)
             else:
                 c = local[idx, :8].reshape(len(idx), 2, 4)
                 ds = np.stack([c[:, :, :3].sum(axis=2), c[:, :, 1] + 2.0 * c[:, :, 2]], axis=2)

@@ -33,16 +33,15 @@ from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
-from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
 from cipherome.genomics.io.dosage import DOSAGE_UNIT
-from cipherome.genomics.io.variants import flip_dosage
 
-__all__ = ["run_gwas", "gwas_job", "local_sample_qc", "read_oriented"]
+__all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
 
 log = logging.getLogger("cipherome.gwas")
 
@@ -63,10 +62,6 @@ def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np
 
     t = Fraction(str(mind))
     return ~(missing * t.denominator > t.numerator * m)
-
-
-#: PLINK 2's --glm multicollinearity limits (its --max-corr and --vif defaults)
-MAX_CORR, MAX_VIF = 0.999, 50.0
 
 
 def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int):
@@ -106,19 +101,6 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
 
 
-def read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, dosage: bool = False) -> np.ndarray:
-    """Genotypes of study variants ``idx`` (positions in the study list), in study orientation.
-
-    int8 hard calls, or with ``dosage`` and a site that has them float dosages (NaN missing).
-    """
-    flip = sv.flip[idx]
-    if dosage and site.read_dosage is not None:
-        d = site.read_dosage(sv.local_index[idx], mask)
-        return np.where(flip[:, None], 2.0 - d, d).astype(d.dtype) if flip.any() else d
-    g = site.read(sv.local_index[idx], mask)
-    return flip_dosage(g, flip) if flip.any() else g
-
-
 def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """(V, 2) int64: samples with a dosage and the ALT dosage sum in units of 1/DOSAGE_UNIT (exact).
 
@@ -126,7 +108,7 @@ def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, co
     """
     if site.read_dosage is None:
         return np.column_stack([counts[:, :3].sum(axis=1), (counts[:, 1] + 2 * counts[:, 2]) * DOSAGE_UNIT])
-    d = read_oriented(site, sv, idx, mask, dosage=True)
+    d = sv.read(site, idx, mask, dosage=True)
     called = ~np.isnan(d)
     units = np.rint(np.where(called, d, 0).astype(np.float64) * DOSAGE_UNIT).sum(axis=1)
     return np.column_stack([called.sum(axis=1), units]).astype(np.int64)
@@ -188,7 +170,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         dcols = np.zeros((n_var, 2), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
-            counts[idx] = genotype_counts(read_oriented(site, sv, idx, keep))
+            counts[idx] = genotype_counts(sv.read(site, idx, keep))
             if dosage:
                 dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
         qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
@@ -221,7 +203,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: read_oriented(site, sv, passed[sel], complete, dosage),
+                                        lambda sel: sv.read(site, passed[sel], complete, dosage),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -236,7 +218,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             for start in range(0, len(passed), params.block):
                 sel = np.arange(start, min(start + params.block, len(passed)))
                 V = len(sel)
-                vs = variant_sums(read_oriented(site, sv, passed[sel], complete, dosage), design)
+                vs = variant_sums(sv.read(site, passed[sel], complete, dosage), design)
                 n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
                 pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
                 res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
@@ -258,6 +240,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "covariates": cov_names,
         "n_variants": n_var,
         "qc": qc.summary(),
+        "min_cell_size": params.min_cell_size,  # public (gwas.site_counts): the strictest site's policy
         "qc_pass": qc.passed,
         "tested": passed,
         "a1_is_alt": qc.a1_is_alt[passed],
