@@ -151,8 +151,12 @@ def test_daemons_mixed_bed_pgen_bgen(linear, tmp_path):
                                        "--cert", str(keys / "submitter.crt"), "--out", str(tmp_path / "pooled")])
         assert got.exit_code == 0, got.output
     plink = run_plink(["--pfile", str(ds["pooled"]["pfile"]), "--freq", "--missing"], tmp_path / "pf")
-    for suffix in (".afreq", ".vmiss"):
-        assert (tmp_path / f"pooled{suffix}").read_bytes() == plink.path(suffix).read_bytes()
+    assert (tmp_path / "pooled.vmiss").read_bytes() == plink.path(".vmiss").read_bytes()
+    from tests.plink_runner import read_table
+
+    mine, theirs = read_table(tmp_path / "pooled.afreq"), read_table(plink.path(".afreq"))
+    assert np.array_equal(mine["OBS_CT"], theirs["OBS_CT"])  # the BGEN site's dosages sit on the 8-bit grid:
+    assert np.max(np.abs(mine["ALT_FREQS"] - theirs["ALT_FREQS"])) <= 1e-3  # frequencies within 1/255/2
     d = _check_linear(ds, res, ref)
     print(f"daemons .bed + .pgen + BGEN-8: {res['qc']['passed']} tested, max |d -log10 p| = {d:.2e}")
 
