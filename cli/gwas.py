@@ -1,7 +1,8 @@
 """``cipherome gwas``: run a secure GWAS on a study's party daemons and write PLINK-style results.
 
 Flags follow PLINK 2 (``--pheno-name``, ``--covar-name``, ``--geno``, ``--maf``,
-``--hwe``, ``--mind``, ``--glm``, ``--ci``); each site's daemon reads its own
+``--hwe``, ``--mind``, ``--glm``, ``--ci``, ``--extract``/``--exclude``, ``--chr``,
+``--from-bp``/``--to-bp``; sample lists are each site's ``keep``/``remove`` config); each site's daemon reads its own
 genotype, phenotype and covariate files from its config, so the command line
 never names another site's files. Results are written only after the job has
 succeeded everywhere, each file atomically.
@@ -15,8 +16,18 @@ import click
 __all__ = ["gwas", "gwas_params_from_cli", "print_top_hits", "qc_summary"]
 
 
-def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block):
+def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extract=None,
+                         exclude=None, chrom=None, from_bp=None, to_bp=None):
+    from cipherome.genomics.errors import InputError
     from cipherome.genomics.gwas.params import GwasParams
+    from cipherome.genomics.gwas.select import parse_chr_list, read_id_list
+
+    try:
+        ids_in = read_id_list(extract) if extract else None
+        ids_out = read_id_list(exclude) if exclude else None
+        chroms = parse_chr_list(chrom) if chrom else None
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
 
     covs = [c for part in covar_names for c in part.split(",") if c] or None
     glm_mode = "auto"
@@ -26,13 +37,18 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
             glm_mode = word
         elif word == "hide-covar":
             hide = True
+        elif word == "allow-no-covars":
+            if covs:
+                raise click.UsageError("--glm allow-no-covars runs without covariates; drop --covar-name")
+            covs = []
         else:
-            raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar)",
-                                     param_hint="--glm")
+            raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar,"
+                                     " allow-no-covars)", param_hint="--glm")
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,
-                          glm=glm_mode, ci=ci, pca=pca, block=block).validate()
+                          glm=glm_mode, ci=ci, pca=pca, block=block, extract=ids_in, exclude=ids_out,
+                          chroms=chroms, from_bp=from_bp, to_bp=to_bp).validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -82,8 +98,12 @@ def qc_summary(result: dict) -> str:
 @click.option("--hwe", type=float, default=None,
               help="Remove variants with Hardy-Weinberg p < T (likelihood-ratio test).  [default: off]")
 @click.option("--glm", multiple=True, default=(),
-              help="linear | logistic | trend, optionally hide-covar (always on).  [default: linear for a "
-                   "quantitative trait, logistic for a case/control trait, as PLINK 2]")
+              help="linear | logistic | trend, optionally hide-covar (always on) and allow-no-covars (ignore the "
+                   "sites' covariate files).  [default: linear for a quantitative trait, logistic for a "
+                   "case/control trait, as PLINK 2]")
+@click.option("--covar-variance-standardize", "covar_standardize", is_flag=True,
+              help="Accepted for plink2 compatibility: results are invariant, since the secure GWAS always"
+                   " standardises the covariates with their pooled means and variances.")
 @click.option("--ci", type=float, default=None,
               help="Add L95/U95 confidence intervals at this level, e.g. 0.95.  [default: none]")
 @click.option("--pca", type=click.IntRange(min=0), default=0, show_default=True,
@@ -92,10 +112,17 @@ def qc_summary(result: dict) -> str:
 @click.option("--block-size", "block", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Variants per association block (bounds memory, not rounds).")
 @click.option("--block", "block_alias", type=click.IntRange(min=1), default=None, hidden=True)  # old spelling
+@click.option("--extract", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Test only the variants whose IDs this file lists (sent with the job).  [default: all]")
+@click.option("--exclude", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Leave out the variants whose IDs this file lists (sent with the job).  [default: none]")
+@click.option("--chr", "chrom", default=None, metavar="LIST", help="Chromosomes to test, e.g. 1-4,X.  [default: all]")
+@click.option("--from-bp", type=int, default=None, help="First position to test (needs one --chr).")
+@click.option("--to-bp", type=int, default=None, help="Last position to test (needs one --chr).")
 @click.option("--threads", type=int, default=None,
               help="Accepted for PLINK compatibility and ignored (each daemon uses its own threads).")
-def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block,
-         block_alias, threads):
+def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, covar_standardize, ci,
+         pca, block, block_alias, extract, exclude, chrom, from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), .qc.json,
     .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
 
@@ -105,7 +132,9 @@ def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf
 
     from .submit import run_workload
 
-    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block)
+    del covar_standardize  # invariant: stage 4 of the job standardises every covariate anyway
+    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block,
+                                  extract, exclude, chrom, from_bp, to_bp)
     t0 = time.perf_counter()
     result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"

@@ -37,10 +37,12 @@ from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
 from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
+from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
+from cipherome.genomics.io.dosage import DOSAGE_UNIT
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
 
@@ -102,6 +104,19 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
 
 
+def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(V, 2) int64: samples with a dosage and the ALT dosage sum in units of 1/DOSAGE_UNIT (exact).
+
+    A hard-call site gives its called samples and ALT allele count (from ``counts``).
+    """
+    if site.read_dosage is None:
+        return np.column_stack([counts[:, :3].sum(axis=1), (counts[:, 1] + 2 * counts[:, 2]) * DOSAGE_UNIT])
+    d = sv.read(site, idx, mask, dosage=True)
+    called = ~np.isnan(d)
+    units = np.rint(np.where(called, d, 0).astype(np.float64) * DOSAGE_UNIT).sum(axis=1)
+    return np.column_stack([called.sum(axis=1), units]).astype(np.int64)
+
+
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
     st = ctx.transport.stats
     ctx.progress = f"{stage}: {done}/{total} variants"
@@ -125,6 +140,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     # 1. local sample selection -----------------------------------------------------
     with ctx.stage("sample_qc"):
         keep = local_sample_qc(site, params.mind)
+        if site.included is not None:  # the site's keep/remove lists
+            keep &= site.included
         cov, cov_names = site.select_covariates(params.covar_names)
         y = site.y
         complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
@@ -133,32 +150,42 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("metadata"):
         binary = binary_trait(y[complete])
         min_cell = int(site.policy.get("min_cell_size", 0))
-        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell], dtype=np.int64)
+        meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell,
+                         int(site.read_dosage is not None)], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
         if len({int(m[3]) for m in metas}) != 1:
             raise ValueError("sites disagree on the number of covariates")
         n_qc = int(sum(int(m[0]) for m in metas))
         n_assoc = int(sum(int(m[1]) for m in metas))
         is_binary = all(int(m[2]) for m in metas)
+        dosage = any(int(m[5]) for m in metas)  # imputed dosages at some site: plink2's dosage rules
         # the strictest site's policy applies to every released statistic
         params.min_cell_size = max(int(m[4]) for m in metas)
         if n_assoc < max(params.min_cell_size, 1):
             raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
-        hashes, orient = variant_hashes(site.variants)
+        chosen = np.flatnonzero(select_variants(site.variants, params.extract, params.exclude, params.chroms,
+                                                params.from_bp, params.to_bp))
+        hashes, orient = variant_hashes(site.variants[chosen])
         all_h = ctx.allgather(hashes, "gwas.variant_keys")
         all_o = ctx.allgather(orient.astype(np.uint8), "gwas.variant_orientation")
         sv = intersect_variants(all_h, all_o, ctx.index)
+        sv.local_index = chosen[sv.local_index]  # rows of the site's file
+        if ctx.is_lead:
+            sv.lead_index = chosen[sv.lead_index]
         n_var = len(sv)
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 
     # 3. variant QC ------------------------------------------------------------------------
     with ctx.stage("variant_qc"):
         counts = np.zeros((n_var, 4), dtype=np.int64)
+        dcols = np.zeros((n_var, 2), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
             counts[idx] = genotype_counts(sv.read(site, idx, keep))
-        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
+            if dosage:
+                dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
+        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
         passed = np.flatnonzero(qc.passed)
 
     # 3b. secure PCA (--pca K): each site learns its own samples' scores, added as covariates --------
@@ -188,7 +215,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: sv.read(site, passed[sel], complete),
+                                        lambda sel: sv.read(site, passed[sel], complete, dosage),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -199,7 +226,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             if not len(passed):
                 raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
-                            lambda sel: variant_sums(sv.read(site, passed[sel], complete), design))
+                            lambda sel: variant_sums(sv.read(site, passed[sel], complete, dosage), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
