@@ -145,7 +145,6 @@ def _child(kind: str, files: dict, block_size: int | None = None) -> dict:
         "from cipherome.genomics.io.bed import BedReader\n"
         "from cipherome.genomics.io.vcf import VcfReader\n"
         "from cipherome.genomics.io.pgen import PgenReader\n"
-        "from cipherome.genomics import localstats, lut\n"
         f"kind = {kind!r}\n"
         "t = time.perf_counter(); m = 0\n"
         f"if kind == 'bed': m = site_statistics(BedReader({str(files['bfile'])!r}, block_size={block_size!r}),"
