@@ -12,10 +12,44 @@ import time
 
 import click
 
-__all__ = ["gwas", "gwas_params_from_cli", "print_top_hits"]
+__all__ = ["gwas", "gwas_params_from_cli", "pca_extra", "print_top_hits"]
 
 
-def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block):
+def _read_extract(path) -> list[str]:
+    """Variant IDs of a ``--pca-extract`` file (first whitespace field per line, as ``plink2 --extract``)."""
+    from pathlib import Path
+
+    try:
+        ids = [ln.split()[0] for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--pca-extract") from None
+    if not ids:
+        raise click.BadParameter(f"{path} lists no variant IDs", param_hint="--pca-extract")
+    return ids
+
+
+def pca_extra(pca_modifiers=(), pca_extract=None, pca_thin_count=None, pca_bp_space=None, pca_passes=None,
+              out_name=None) -> dict:
+    """The ``GwasParams.extra`` keys of the PCA flags (``--pca K [approx]``, ``--pca-extract``, thinning)."""
+    extra = {}
+    for word in pca_modifiers:
+        if word == "approx":
+            extra["pca_approx"] = True
+        else:
+            raise click.BadParameter(f"unknown --pca modifier {word!r} (approx)", param_hint="--pca")
+    if pca_extract:
+        extra["pca_extract"] = _read_extract(pca_extract)
+    if pca_bp_space:
+        extra["pca_bp_space"] = int(pca_bp_space)
+    if pca_passes:
+        extra["pca_passes"] = int(pca_passes)
+    if out_name:
+        extra["out_name"] = str(out_name)
+    return extra
+
+
+def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extra=None,
+                         pca_variants=0):
     from cipherome.genomics.gwas.params import GwasParams
 
     covs = [c for part in covar_names for c in part.split(",") if c] or None
@@ -32,7 +66,8 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,
-                          glm=glm_mode, ci=ci, pca=pca, block=block).validate()
+                          glm=glm_mode, ci=ci, pca=pca, block=block, pca_variants=int(pca_variants or 0),
+                          extra=dict(extra or {})).validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -51,7 +86,7 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
                    f"{table.stats[stat][i]:>10.4g}{p[i]:>12.3e}{mark}")
 
 
-@click.command("gwas")
+@click.command("gwas", context_settings={"allow_extra_args": True})
 @click.option("--study", "study_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Study file.")
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
 @click.option("--cert", required=True, type=click.Path(exists=True, dir_okay=False), help="Your certificate.")
@@ -64,16 +99,35 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
 @click.option("--hwe", type=float, default=None, help="Remove variants with HWE p < T.")
 @click.option("--glm", multiple=True, default=(), help="linear | logistic | trend [hide-covar].")
 @click.option("--ci", type=float, default=None, help="Report confidence intervals at this level (e.g. 0.95).")
-@click.option("--pca", type=int, default=0, help="Compute K principal components and adjust for them.")
+@click.option("--pca", type=int, default=0,
+              help="K principal components of plink2 --pca's matrix (all QC-passing variants), added as "
+                   "covariates; '--pca K approx' uses --pca approx's (mean-imputed) matrix.")
+@click.option("--pca-extract", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Public list of variant IDs (e.g. from plink2 --indep-pairwise) to compute the PCs on.")
+@click.option("--pca-thin-count", type=int, default=None, help="PCs on N evenly spaced PCA variants only.")
+@click.option("--pca-bp-space", type=int, default=None, help="PCs on variants at least BP apart only.")
+@click.option("--pca-passes", type=int, default=None,
+              help="Fixed number of Krylov passes (no convergence stop; the pass count is then not disclosed).")
 @click.option("--block", type=int, default=4096, show_default=True, help="Variants per association block.")
 @click.option("--threads", type=int, default=None, help="Accepted for PLINK compatibility (daemons use their own).")
-def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, threads):
-    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json."""
+@click.pass_context
+def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca,
+         pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, threads):
+    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json.
+
+    With --pca K each site's daemon writes its own samples' scores to PREFIX.SITE.eigenvec in its
+    output directory (``output_dir`` in its [data] table, default: beside its genotype file).
+    """
+    from pathlib import Path
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
 
     from .submit import run_workload
 
-    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block)
+    if cctx.args and not pca:
+        raise click.UsageError(f"unexpected argument(s) {' '.join(cctx.args)}")
+    extra = pca_extra(cctx.args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name) if pca else {}
+    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extra,
+                                  pca_thin_count)
     t0 = time.perf_counter()
     result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"
