@@ -31,7 +31,9 @@ class SiteData:
     control); covariates (n, c) float64 with NaN for missing; covar_names (c,);
     variants: the site's variant table (m rows);
     read(local_indices (V,) int64, sample_mask (n,) bool) -> (V, n_sel) int8 ALT dosages.
-    ``policy``: the site's disclosure policy table (e.g. min_cell_size).
+    ``policy``: the site's disclosure policy table (e.g. min_cell_size). ``fid`` (n,) str or None;
+    ``output_dir``: the site's own output folder (``[data] output_dir``, default beside its
+    genotype file) for files that never leave the site (``PREFIX.SITE.eigenvec``).
     """
 
     iid: np.ndarray
@@ -43,6 +45,8 @@ class SiteData:
     policy: dict = field(default_factory=dict)
     name: str = "site"
     pheno_name: str = "PHENO1"
+    fid: np.ndarray | None = None
+    output_dir: str | None = None  # where site-only outputs go (PREFIX.SITE.eigenvec); None: not written
 
     @property
     def n(self) -> int:
