@@ -122,7 +122,7 @@ def test_ledger_holds_only_documented_disclosures(secure_run):
         gram = [e for e in disclosed if e["label"] == "pca.gram"]
         assert gram[0]["openings"] == r0.passes  # one Gram per pass (no recomputation here)
         public = {e["label"] for e in rep["ledger"] if e["kind"] == "public"}
-        assert public == {"pca.site_counts", "input.shape"}
+        assert "pca.site_counts" in public and public <= {"pca.site_counts", "input.shape"}
     for i, r in enumerate(run.results):  # each party learns only its own rows
         assert r.scores_own.shape == (d.study.site_samples(i).size, K)
 
