@@ -45,7 +45,7 @@ def test_secure_gwas_pca(benchmark, tmp_path, n, m, glm, pheno):
     data = [{"bfile": str(d / f"b.site{s + 1}"), "pheno": str(d / f"b.site{s + 1}.pheno"),
              "covar": str(d / f"b.site{s + 1}.covar")} for s in range(3)]
     params = GwasParams(pheno_name=pheno, glm=glm, pca=K, **QC)
-    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING") as cluster:
+    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING", start_timeout=300) as cluster:
         runs = []
         benchmark.pedantic(lambda: runs.append(cluster.run("gwas", params.to_dict(), timeout=7200)),
                            rounds=1, iterations=1)

@@ -32,7 +32,8 @@ def cluster_study(tmp_path_factory):
     files = write_study(study, d / "data", prefix="s", pooled=True, sites=True, vcf=True)
     data = site_data_tables(files, cfg.n_sites)
     policy = [{"pca_own_scores": True} for _ in range(cfg.n_sites)]
-    with LocalCluster(cfg.n_sites, workdir=d / "cluster", data=data, policy=policy, log_level="WARNING") as cluster:
+    with LocalCluster(cfg.n_sites, workdir=d / "cluster", data=data, policy=policy, log_level="WARNING",
+                      start_timeout=300) as cluster:
         yield study, files, cluster, d
 
 
