@@ -268,23 +268,26 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
        policy bit and a digest of its variant set (``pca.site_counts``; all must agree);
     2. sites add per-variant ALT and call counts (free); :func:`standardisation_weights`
        X = [[a^2, ac], [ac, c^2]] with z = a g - c (~45 rounds, O(M) traffic), masked once;
-    3. each site masks [G; Miss] (2M x n_s: dosages with 0 for missing, missing indicator)
-       once to the other parties (``owned.mask_owned``, 1 round, 16 M n_s bytes to each);
-    4. the operator, per block Y (n x b) and shift t (``apply``): with A = Z'Z (missing z = 0)
-         R = sum_s [G_s; Miss_s] (D Y)_s               (owned products, 1 round)
-         W = X [R_1; R_2 - 1 1'D Y] / 2^t               (fixed-operand product + truncation, 2 rounds)
-         P0 = [G; Miss]' W - 1 1'W_2 = A D Y / 2^t      (owned products, 1 round)
-         M K Y / 2^t = D P0 + diag(M e / 2^t) Y and D M K Y / 2^t, by one batched product with
-         the sites' own (d, e) (:func:`pairwise_factors`; 2 rounds; none for ``approx``);
+    3. each site masks [G D; Miss D; 1'D] ((2M + 1) x n_s: dosages with 0 for missing, the missing
+       indicator, a row of ones; columns scaled by d at 16 bits) once to the other parties
+       (``owned.mask_owned``, 1 round, 8 (2M + 1) n_s bytes to each);
+    4. the operator on a block V (n x b) with shift t (``apply``), A = Z'Z (missing z = 0):
+         R = sum_s M_s V_s = [G D V; Miss D V; 1'D V]   (owned products, 1 round; truncation, 1)
+         W = X [R_1; R_2 - 1 1'D V] / 2^t_w              (fixed-operand product + truncation, 2 rounds)
+         P0 = sum_s M_s' [W_1; W_2; -1'W_2] = D A D V     (owned products, 1 round)
+         P = (P0 + M diag(e) V) / 2^(t - t_w) = M K V / 2^t  (product with the sites' e, 1 round;
+         truncation, 1 round); ``approx``: D = I, e = 0, no R truncation and no e product;
     5. block Krylov (``protocols.krylov.block_krylov``) from a secret Gaussian start, orthonormalised
        (``pca.start_gram``): per pass the operator, the Gram of [basis, new block] opened
-       (``pca.gram``, 2 rounds) and one truncation (1 round): 9 rounds per pass (7 with approx);
-       it stops when the residual bound on the top-K subspace angle is below ``tol``;
+       (``pca.gram``, 2 rounds) and one truncation for the next block (1 round): 10 rounds per
+       pass (8 with approx); it stops when the residual bound on the top-K subspace angle is
+       below ``tol`` (the pass count: ``pca.passes``, to the dealer) or runs ``passes`` passes;
     6. eigenvalues = top-K Ritz values; scores = basis @ Ritz coefficients, rows of site s opened
        to site s only (``pca.scores``, S rounds).
-    Rounds: about 50 + 9 P + S for P passes. Bytes per party and pass q (8 per element):
-    (S-1)[b(n - n_p)/(S-1) + 2·4Mb + 2Mb + n(qb + b) + 2nb(4 with pairwise)] roughly; once 16 M n_p
-    to each other party. ``pca.passes`` (to the dealer, who counts its requests) unless ``passes``.
+    Rounds: about 50 + 10 P + S for P passes, independent of n and M. Bytes per party and pass q
+    (8 per ring element): owned products b (n - n_p) + (S - 1)(2M + 1) b, weights product and
+    truncations about 8 (S - 1) M b, Gram (S - 1) n q b masked + (q b)^2 opened; once 8 (2M + 1) n_p
+    bytes to each other party. Local work per pass: 2 (2M + 1) n b ring multiply-adds per party.
     """
     pp = params if isinstance(params, PCAParams) else PCAParams.from_gwas(params)
     f = int(pp.frac or ctx.frac)
