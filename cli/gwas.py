@@ -12,7 +12,7 @@ import time
 
 import click
 
-__all__ = ["gwas", "gwas_params_from_cli", "pca_extra", "print_top_hits"]
+__all__ = ["gwas", "gwas_params_from_cli", "pca_extra", "print_top_hits", "qc_summary"]
 
 
 def _read_extract(path) -> list[str]:
@@ -86,39 +86,71 @@ def print_top_hits(table, n: int = 10, truth: set | None = None) -> None:
                    f"{table.stats[stat][i]:>10.4g}{p[i]:>12.3e}{mark}")
 
 
+def qc_summary(result: dict) -> str:
+    """One line on what QC removed and what the sites' policies withheld (counts overlap between filters)."""
+    qc = result["qc"]
+    failed = dict(qc.get("failed", {}))
+    policy = failed.pop("min_cell_size", None)
+    line = (f"QC: {qc['passed']} of {result['n_variants']} common variants tested"
+            + ("; failing " + ", ".join(f"--{k} {v}" for k, v in failed.items()) if failed else ""))
+    if policy is not None:
+        line += (f"; withheld by the sites' policy (min_cell_size = {result.get('min_cell_size', '?')}: minor "
+                 f"allele count or OBS_CT below it): {policy}")
+    return line + (" (a variant can fail several filters)" if len(failed) + (policy is not None) > 1 else "")
+
+
 @click.command("gwas", context_settings={"allow_extra_args": True})
 @click.option("--study", "study_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Study file.")
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
 @click.option("--cert", required=True, type=click.Path(exists=True, dir_okay=False), help="Your certificate.")
-@click.option("--out", "prefix", required=True, help="Output prefix (PLINK's --out).")
-@click.option("--pheno-name", default=None, help="Phenotype column (default: the first).")
-@click.option("--covar-name", "covar_names", multiple=True, help="Covariate columns (comma-separated; default all).")
-@click.option("--mind", type=float, default=None, help="Remove samples with missing call rate > T (local).")
-@click.option("--geno", type=float, default=None, help="Remove variants with missing call rate > T.")
-@click.option("--maf", type=float, default=None, help="Remove variants with minor allele frequency < T.")
-@click.option("--hwe", type=float, default=None, help="Remove variants with HWE p < T.")
-@click.option("--glm", multiple=True, default=(), help="linear | logistic | trend [hide-covar].")
-@click.option("--ci", type=float, default=None, help="Report confidence intervals at this level (e.g. 0.95).")
-@click.option("--pca", type=int, default=0,
-              help="K principal components of plink2 --pca's matrix (all QC-passing variants), added as "
-                   "covariates; '--pca K approx' uses --pca approx's (mean-imputed) matrix.")
+@click.option("--out", "prefix", required=True, metavar="PREFIX",
+              help="Output prefix (PLINK's --out): writes PREFIX.PHENO.glm.linear and friends.")
+@click.option("--pheno-name", default=None, help="Phenotype column.  [default: the first column of the pheno file]")
+@click.option("--covar-name", "covar_names", multiple=True,
+              help="Covariate columns (comma-separated or repeated); principal components come from --pca, "
+                   "not from here.  [default: every column of the covar file]")
+@click.option("--mind", type=float, default=None,
+              help="Remove samples with missing call rate > T (each site on its own samples).  [default: off]")
+@click.option("--geno", type=float, default=None, help="Remove variants with missing call rate > T.  [default: off]")
+@click.option("--maf", type=float, default=None,
+              help="Remove variants with minor allele frequency < T.  [default: off]")
+@click.option("--hwe", type=float, default=None,
+              help="Remove variants with Hardy-Weinberg p < T (likelihood-ratio test).  [default: off]")
+@click.option("--glm", multiple=True, default=(),
+              help="linear | logistic | trend, optionally hide-covar (always on).  [default: linear for a "
+                   "quantitative trait, logistic for a case/control trait, as PLINK 2]")
+@click.option("--ci", type=float, default=None,
+              help="Add L95/U95 confidence intervals at this level, e.g. 0.95.  [default: none]")
+@click.option("--pca", type=click.IntRange(min=0), default=0, show_default=True,
+              help="K principal components of plink2 --pca's matrix on every QC-passing variant, securely, "
+                   "adjusted for (0: none); named PC1..PCK, eigenvalues in PREFIX.PHENO.eigenval; "
+                   "'--pca K approx' uses plink2 --pca approx's (mean-imputed) matrix.")
 @click.option("--pca-extract", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Public list of variant IDs (e.g. from plink2 --indep-pairwise) to compute the PCs on.")
-@click.option("--pca-thin-count", type=int, default=None, help="PCs on N evenly spaced PCA variants only.")
-@click.option("--pca-bp-space", type=int, default=None, help="PCs on variants at least BP apart only.")
-@click.option("--pca-passes", type=int, default=None,
-              help="Fixed number of Krylov passes (no convergence stop; the pass count is then not disclosed).")
-@click.option("--block", type=int, default=4096, show_default=True, help="Variants per association block.")
-@click.option("--threads", type=int, default=None, help="Accepted for PLINK compatibility (daemons use their own).")
+@click.option("--pca-thin-count", type=click.IntRange(min=1), default=None,
+              help="PCs on N evenly spaced PCA variants only.  [default: all]")
+@click.option("--pca-bp-space", type=click.IntRange(min=1), default=None,
+              help="PCs on variants at least BP apart only (plink2 --bp-space).  [default: all]")
+@click.option("--pca-passes", type=click.IntRange(min=1), default=None,
+              help="Fixed number of Krylov passes instead of the convergence stop (the pass count is then not "
+                   "disclosed to the dealer).  [default: stop at the residual tolerance]")
+@click.option("--block-size", "block", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Variants per association block (bounds memory, not rounds).")
+@click.option("--block", "block_alias", type=click.IntRange(min=1), default=None, hidden=True)  # old spelling
+@click.option("--threads", type=int, default=None,
+              help="Accepted for PLINK compatibility and ignored (each daemon uses its own threads).")
 @click.pass_context
 def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca,
-         pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, threads):
-    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), plots, run.json.
+         pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, block_alias, threads):
+    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), .qc.json,
+    .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
 
-    With --pca K each site's daemon writes its own samples' scores to PREFIX.SITE.eigenvec in its
-    output directory (``output_dir`` in its [data] table, default: beside its genotype file).
+    Prints the QC summary, including the variants withheld by the sites' min_cell_size policy. With
+    --pca K each site's daemon writes its own samples' scores to PREFIX.SITE.eigenvec in its output
+    folder (``output_dir`` in its [data] table, default: beside its genotype file).
     """
     from pathlib import Path
+
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
 
     from .submit import run_workload
@@ -126,13 +158,14 @@ def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, gen
     if cctx.args and not pca:
         raise click.UsageError(f"unexpected argument(s) {' '.join(cctx.args)}")
     extra = pca_extra(cctx.args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name) if pca else {}
-    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extra,
-                                  pca_thin_count)
+    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block,
+                                  extra, pca_thin_count)
     t0 = time.perf_counter()
     result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"
     paths = write_gwas_outputs(prefix, pheno, result, reports)
     table, _ = result_table(result)
     print_top_hits(table)
+    click.echo(qc_summary(result), err=True)
     click.echo(f"{len(table)} variants tested in {time.perf_counter() - t0:.1f} s; wrote "
                + ", ".join(str(p) for p in paths.values()), err=True)

@@ -15,46 +15,19 @@ from typing import Callable
 import numpy as np
 import scipy.linalg
 
-from cipherome.mpc.correlated import recipe
-from cipherome.mpc.kernels import ring_matmul, ring_matmul_tn
-from cipherome.mpc.ring import decode, encode
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
+from cipherome.protocols.sketch import open_gram
 from cipherome.protocols.trunc import truncate
 
-__all__ = ["KrylovResult", "block_krylov", "open_gram", "ritz", "GRAM_LIMIT"]
+__all__ = ["KrylovResult", "block_krylov", "ritz", "GRAM_LIMIT"]
 
 log = logging.getLogger("cipherome.krylov")
 
 GRAM_TARGET = 2.0 ** 8  # largest Gram entry aimed at: far below the 2^15 that a 24-bit Gram allows
 GRAM_FIRST = 2.0 ** 11  # first pass: a guaranteed bound (lambda_1 <= trace), so aim higher
 GRAM_LIMIT = 2.0 ** 13  # an opened Gram above this is treated as overflowed and recomputed smaller
-
-
-@recipe("pca_gram")
-def _pca_gram(gen, shape):
-    """Gram pair: uniform A (n, L) and C = A'A (L, L). Cost: L^2."""
-    shape = tuple(int(s) for s in shape)
-    a = gen.random(shape)
-    c = gen.derived((shape[1], shape[1]), lambda: ring_matmul_tn(a, a))
-    return a, c
-
-
-def open_gram(ctx, p: Shared, label: str = "pca.gram") -> np.ndarray:
-    """P'P (L x L) of a shared P (n x L), opened to all compute parties; returns float64.
-
-    Steps: dealer gives A (uniform, n x L) and C = A'A; open E = P - A (masked, n L
-    elements, 1 round); P'P = E'E + E'A + A'E + C (the lead adds E'E), opened at the
-    doubled scale without truncation (1 round, L^2 values). Needs |P'P| < 2^(63 - 2f).
-    """
-    pair = ctx.provider.fetch("pca_gram", shape=list(p.shape))
-    a = pair[0]
-    (e,) = ctx.open_masked([p.data - a], "pca.gram_mask")
-    ea = ring_matmul_tn(e, a)
-    g = ea + ea.T + pair[1]
-    if ctx.is_lead:
-        g += ring_matmul_tn(e, e)
-    (got,) = ctx.disclose([g], label)
-    return decode(got, 2 * p.frac)
 
 
 def _plausible(g: np.ndarray) -> bool:

@@ -11,8 +11,8 @@ import pytest
 
 from cipherome.genomics.gwas.job import run_gwas
 from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.io.writers import write_covar
-from cipherome.genomics.reference.gc import lambda_gc
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import pca_gwas_data
 from tests.gwas_sites import sites_from_study

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.mpc.correlated import recipe
 from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.ledger import DISCLOSED
 from cipherome.mpc.ring import encode
@@ -26,13 +25,13 @@ from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
 from cipherome.protocols.compare import ltz
 from cipherome.protocols.division import reciprocal
-from cipherome.protocols.krylov import block_krylov, open_gram
+from cipherome.protocols.krylov import block_krylov
 from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.reuse import fix
+from cipherome.protocols.sketch import gaussian, open_gram
 from cipherome.protocols.trunc import truncate
 
-from cipherome.genomics.reference.pca import thin_by_count, thin_by_distance
-from cipherome.genomics.io.variants import flip_dosage
+from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants",
            "standardisation_weights", "open_gram", "pairwise_factors", "write_eigenvec", "DISCLOSURES",
@@ -159,26 +158,6 @@ def select_pca_variants(site, sv, passed_idx: np.ndarray, pp: PCAParams) -> np.n
 
 def _digest(idx: np.ndarray) -> int:
     return int.from_bytes(hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).digest()[:7], "big")
-
-
-def _read(site, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    g = site.read(sv.local_index[idx], mask)
-    flip = sv.flip[idx]
-    return flip_dosage(g, flip) if flip.any() else np.asarray(g, dtype=np.int8)
-
-
-@recipe("pca_gauss")
-def _pca_gauss(gen, shape, frac, scale):
-    """A secret N(0, scale^2) matrix that the dealer draws (Box-Muller) and shares. Cost: |shape|."""
-    shape = tuple(int(s) for s in shape)
-
-    def value():
-        u = gen.private((2,) + shape)
-        u1 = ((u[0] >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53
-        u2 = (u[1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
-        return encode(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2) * float(scale), int(frac))
-
-    return gen.derived(shape, value)
 
 
 def _weight_max(min_maf: float, n_total: int = 0) -> float:
@@ -312,7 +291,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
 
     # local genotypes of the PCA variants ----------------------------------------------------
-    g = _read(site, sv, idx, mask)
+    g = np.asarray(sv.read(site, idx, mask), dtype=np.int8)
     called = g >= 0
     gt = np.where(called, g, 0).astype(np.int64)
     local = np.stack([gt.sum(axis=1), called.sum(axis=1)]).astype(np.int64)
@@ -360,7 +339,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         return truncate(p_raw, shift, frac=f) if shift else Shared(ctx, p_raw.data, f)
 
     # orthonormal Gaussian start -------------------------------------------------------------------
-    q0 = Shared(ctx, ctx.provider.fetch("pca_gauss", shape=[n, b], frac=f, scale=1.0 / math.sqrt(n))[0], f)
+    q0 = gaussian(ctx, (n, b), f, 1.0 / math.sqrt(n))
     g0 = open_gram(ctx, q0, "pca.start_gram")
     gam, u = np.linalg.eigh((g0 + g0.T) / 2.0)
     h0 = u / np.sqrt(np.maximum(gam, 1e-12))[None, :]
