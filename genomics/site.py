@@ -37,6 +37,9 @@ class SiteData:
     association then uses the dosages and QC the hard calls, as plink2 does.
     included: (n,) bool, the samples the site's keep/remove lists leave in (None: all);
     sex: (n,) int8 1 male, 2 female, 0 unknown (None: unknown), for plink2's ploidy rules.
+    ``policy``: the site's disclosure policy table (e.g. min_cell_size). ``fid`` (n,) str or None;
+    ``output_dir``: the site's own output folder (``[data] output_dir``, default beside its
+    genotype file) for files that never leave the site (``PREFIX.SITE.eigenvec``).
     """
 
     iid: np.ndarray
@@ -51,6 +54,8 @@ class SiteData:
     read_dosage: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     included: np.ndarray | None = None
     sex: np.ndarray | None = None
+    fid: np.ndarray | None = None
+    output_dir: str | None = None  # where site-only outputs go (PREFIX.SITE.eigenvec); None: not written
 
     @property
     def n(self) -> int:

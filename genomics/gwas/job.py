@@ -8,9 +8,10 @@ what each opens (the disclosure ledger lists the same labels):
 2. metadata (public within the study): sample counts, trait type, hashed variant keys;
 3. variant QC over the pooled counts: one pass/fail bit per variant (``qc.pass``)
    and the tested allele A1 (``gwas.a1_is_alt``: is ALT the non-major allele);
-3b. with ``--pca K``, secure PCA (``genomics.pca``): L x L Gram matrices (``pca.gram``)
-   and each site's own samples' PC scores, to that site only (``pca.scores``), which
-   join the covariates;
+3b. with ``--pca K``, secure PCA (``genomics.gwas.pca``): Gram matrices of the Krylov basis
+   (``pca.gram``), the pass count to the dealer (``pca.passes``) and each site's own samples'
+   PC scores, to that site only (``pca.scores``), which join the covariates and are written
+   at that site to ``OUT.SITE.eigenvec`` in its output folder;
 4. standardisation: pooled means and variances of the phenotype and covariates
    (``gwas.covariate_moments``), used as a public affine transform, which leaves
    every association statistic unchanged and keeps fixed-point values O(1);
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_varia
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
-from cipherome.genomics.gwas.pca import secure_pca
+from cipherome.genomics.gwas.pca import secure_pca, write_eigenvec
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
 from cipherome.genomics.io.dosage import DOSAGE_UNIT
@@ -193,6 +195,11 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     if params.pca:
         with ctx.stage("pca"):
             pca = secure_pca(ctx, site, sv, passed, keep, params)
+            if site.output_dir:  # this site's own scores, at this site only (PLINK's .eigenvec)
+                stem = Path(str(params.extra.get("out_name") or "cipherome")).name or "cipherome"  # no folders
+                name = f"{stem}.{site.name}.eigenvec"
+                write_eigenvec(Path(site.output_dir) / name, None if site.fid is None else site.fid[keep],
+                               site.iid[keep], pca.scores_own)
             taken = set(cov_names)
             names = [f"PC{i + 1}" if f"PC{i + 1}" not in taken else f"SECURE_PC{i + 1}" for i in range(params.pca)]
             # unit variance (PLINK's unit-norm eigenvectors times sqrt(N)) keeps the moments O(1)
@@ -256,7 +263,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "seconds": time.perf_counter() - t_start,
     }
     if pca is not None:  # public: eigenvalues (PREFIX.eigenval) and the PCA variant subset
-        result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:]}
+        result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:],
+                         "passes": pca.passes, "bound": pca.bound}
     if ctx.is_lead:
         v = site.variants
         li = sv.lead_index

@@ -22,7 +22,8 @@ class GwasParams:
     mind/geno/maf/hwe: QC thresholds (``--mind`` is applied locally per site);
     glm: 'auto' (linear for quantitative, logistic for binary traits, as PLINK 2), 'linear',
     'logistic' or 'trend'; ci: confidence level for L95/U95 columns (e.g. 0.95);
-    pca: number of principal components to compute and add as covariates (0: none);
+    pca: number of principal components to compute and add as covariates (0: none); pca_variants:
+    count thinning of the PCA variants (0: every QC-passing variant, as plink2 --pca);
     block: variants per association block (memory bound); frac: fixed-point bits;
     min_cell_size: set from the sites' policies (the largest): a variant is released
     only if its minor allele count and its OBS_CT are at least this.
@@ -40,7 +41,7 @@ class GwasParams:
     glm: str = "auto"
     ci: float | None = None
     pca: int = 0
-    pca_variants: int = 2000
+    pca_variants: int = 0
     logistic_top: int = 100
     case_control_01: bool = False
     block: int = 4096

@@ -120,9 +120,12 @@ def site_from_config(site, params) -> SiteData:
         if params.covar_names:
             raise InputError(f"site {site.name}: --covar-name given but its config has no covar file")
         cov, cov_names = np.zeros((len(samples), 0)), []
+    geno_key = next(k for k in ("bfile", "pfile", "bgen", "vcf") if k in data)
+    out_dir = _data_path(site, "output_dir") if "output_dir" in data else _data_path(site, geno_key).parent
     return SiteData(np.asarray(samples.iid, dtype=object), y, cov, cov_names, variants, read,
                     dict(site.policy), site.name, pheno.names[0], read_dosage, site_inclusion(site, samples),
-                    samples.sex)
+                    samples.sex, fid=None if samples.fid is None else np.asarray(samples.fid, dtype=object),
+                    output_dir=str(out_dir))
 
 
 def site_inclusion(site, samples) -> np.ndarray | None:
