@@ -57,7 +57,7 @@ class LocalCluster:
                  workloads: tuple[str, ...] = ("bench", "test", "gwas", "filter"), round_timeout: float = 60.0,
                  data: list[dict] | dict | None = None, policy: list[dict] | dict | None = None,
                  plugins: list[str] | None = None, pythonpath: list[str] | None = None, log_level: str = "INFO",
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, submitters: dict[str, str] | None = None):
         if n < 2:
             raise ValueError("a study needs at least two compute parties")
         self.n = n
@@ -72,6 +72,8 @@ class LocalCluster:
         self.data, self.policy = data, policy
         self.plugins, self.pythonpath = list(plugins or []), list(pythonpath or [])
         self.log_level, self.start_timeout = log_level, start_timeout
+        #: submitter name -> role ("submitter" or "admin"); ``client`` is the first one's
+        self.submitters = dict(submitters or {"submitter": "submitter"})
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.configs: dict[str, Path] = {}
@@ -90,7 +92,7 @@ class LocalCluster:
 
         keys = self.dir / "keys"
         self.idents = {}
-        for name in self.names + ["submitter"]:
+        for name in self.names + list(self.submitters):
             ident = make_identity(name)
             write_identity(ident, keys, overwrite=True)
             self.idents[name] = ident
@@ -99,8 +101,8 @@ class LocalCluster:
         parties = [{"name": nm, "role": "dealer" if nm == self.dealer else "site",
                     "address": f"127.0.0.1:{self.ports[nm]}", "fingerprint": self.idents[nm].fingerprint,
                     "cert": f"keys/{nm}.crt"} for nm in self.names]
-        subs = [{"name": "submitter", "fingerprint": self.idents["submitter"].fingerprint,
-                 "cert": "keys/submitter.crt"}]
+        subs = [{"name": nm, "fingerprint": self.idents[nm].fingerprint, "cert": f"keys/{nm}.crt",
+                 **({"role": role} if role != "submitter" else {})} for nm, role in self.submitters.items()]
         self.study_path = self.dir / "study.toml"
         self.study_path.write_text(study_toml(self.study_id, parties, subs, self.workloads, self.round_timeout))
         for i, nm in enumerate(self.names):
@@ -146,7 +148,7 @@ class LocalCluster:
         for nm in self.names:
             self.start_party(nm)
         self.study = load_study(self.study_path)
-        self.client = StudyClient(self.study, self.idents["submitter"])
+        self.client = StudyClient(self.study, self.idents[next(iter(self.submitters))])
         self.wait_healthy()
         return self
 
