@@ -242,7 +242,10 @@ class Assembler:
                     return hdr.tag, arr
             self._tag, self._dtype, self._shape, self._total = hdr.tag, dtype, shape, hdr.total
             self._nbytes, self._next, self._pos = hdr.nbytes, 0, 0
-            self._buf = np.empty(hdr.nbytes, dtype=np.uint8)
+            try:
+                self._buf = np.empty(hdr.nbytes, dtype=np.uint8)
+            except MemoryError:
+                raise MalformedMessage(f"message of {hdr.nbytes} bytes: cannot allocate it here") from None
         elif self._tag is None or hdr.tag != self._tag or hdr.total != self._total:
             raise MalformedMessage(f"chunk {hdr.index} of {hdr.tag!r} without its first chunk")
         if hdr.index != self._next:
