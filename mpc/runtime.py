@@ -4,7 +4,7 @@ Compute parties run the same job code in lock-step (SPMD); the dealer runs
 ``serve_dealer`` and answers the lead party's requests for correlated randomness.
 A private input enters MPC without traffic: for every other compute party p the
 owner and p expand p's share from the seed they share, and the owner keeps
-``x - sum(others)``. Every opening goes through ``open_ring`` with a label, which
+``x - sum(others)``. Every opening goes through ``open_masked`` or ``disclose`` with a label, which
 the disclosure ledger records (masked openings apart from disclosures).
 """
 from __future__ import annotations
@@ -135,18 +135,16 @@ class Context:
             enc = encode(arr, f) if (f or arr.dtype.kind == "f") else to_ring(arr)
             if shape is None or frac is None:
                 meta = np.array([f, *arr.shape], dtype=np.int64)
+                self.ledger.record("input.shape", PUBLIC, self.others, meta.size)
+                tag = self._next_tag("meta")
                 for p in self.others:
-                    self.transport.send(p, self._tag("meta"), meta)
-                self._seq += 1
-                self.rounds += 1
+                    self.transport.send(p, tag, meta)
             share = enc.copy()
             for p in self.others:
                 share -= self._prg[p].ring(arr.shape)
             return Shared(self, share, f)
         if shape is None or frac is None:
-            meta = self.transport.recv(owner, self._tag("meta"), self.timeout)
-            self._seq += 1
-            self.rounds += 1
+            meta = self.transport.recv(owner, self._next_tag("meta"), self.timeout)
             frac, shape = int(meta[0]), tuple(int(s) for s in meta[1:])
         return Shared(self, self._prg[owner].ring(tuple(shape)), int(frac))
 
@@ -163,23 +161,36 @@ class Context:
         return total
 
     # -- openings ----------------------------------------------------------------
-    def _tag(self, what: str) -> str:
-        return f"{self._seq}/{what}"
-
-    def open_ring(self, shares: list[np.ndarray], label: str, *, to=None, masked: bool = True):
-        """Open ring values (sum of all parties' shares) to ``to`` (one name, a list, or all).
-
-        One round: every party sends its concatenated shares to each recipient.
-        Returns the list of opened uint64 arrays on recipients, ``None`` elsewhere.
-        ``masked=True`` declares the values uniformly random to their recipients
-        (e.g. x - a in a Beaver product); otherwise the opening is a disclosure.
-        """
-        recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
-        flat = _flatten(shares)
-        self.ledger.record(label, MASKED if masked else DISCLOSED, recipients, flat.size)
-        tag = self._tag(label)
+    def _next_tag(self, what: str) -> str:
+        """The message tag of the next round (``seq/label``); advances the sequence and counts the round."""
+        tag = f"{self._seq}/{what}"
         self._seq += 1
         self.rounds += 1
+        return tag
+
+    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None):
+        """Open ring values that are uniformly random to their recipients (e.g. x - a in a Beaver product).
+
+        One round: every party sends its concatenated shares to each recipient,
+        which adds them. Returns the list of opened uint64 arrays on recipients,
+        ``None`` elsewhere. The ledger records the opening as kind ``masked``:
+        call this only where a fresh uniform mask hides every opened element.
+        """
+        return self._open(shares, label, to, MASKED)
+
+    def disclose(self, shares: list[np.ndarray], label: str, *, to=None):
+        """Open ring values that reveal something about the data: a disclosure, recorded as such.
+
+        Same round as :meth:`open_masked`; the ledger records kind ``disclosed``
+        with the recipients, so the run report lists it for the sites' audit.
+        """
+        return self._open(shares, label, to, DISCLOSED)
+
+    def _open(self, shares: list[np.ndarray], label: str, to, kind: str):
+        recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
+        flat = _flatten(shares)
+        self.ledger.record(label, kind, recipients, flat.size)
+        tag = self._next_tag(label)
         for r in recipients:
             if r != self.me:
                 self.transport.send(r, tag, flat)
@@ -201,6 +212,32 @@ class Context:
             pos += n
         return out
 
+    def exchange(self, outgoing: dict, incoming: dict, label: str, *, kind: str) -> dict:
+        """One round of point-to-point messages: different values to different recipients.
+
+        ``outgoing`` maps a recipient to the uint64 array it gets from this party,
+        ``incoming`` a sender to the shape expected from it; returns {sender: array}.
+        Every compute party calls it with its own view of the same exchange (who
+        sends what to whom is public). ``kind`` (``MASKED`` or ``DISCLOSED``, no
+        default) is recorded in the ledger once per recipient, so one-round
+        messages cannot bypass the disclosure ledger.
+        """
+        if kind not in (MASKED, DISCLOSED):
+            raise ValueError(f"exchange kind must be {MASKED!r} or {DISCLOSED!r}, not {kind!r}")
+        tag = self._next_tag(label)
+        for to, arr in outgoing.items():
+            a = np.ascontiguousarray(arr, dtype=U64)
+            self.ledger.record(label, kind, [to], a.size)
+            self.transport.send(to, tag, a)
+        got = {}
+        for frm, shape in incoming.items():
+            x = self.transport.recv(frm, tag, self.timeout)
+            want = int(np.prod(shape, dtype=np.int64))
+            if x.dtype != U64 or x.size != want:
+                raise PeerError(frm, label, f"malformed message: expected {want} ring elements")
+            got[frm] = x.reshape(shape)
+        return got
+
     def allgather(self, value: np.ndarray, label: str) -> list[np.ndarray]:
         """Exchange a *public* array with every compute party; returns all, in party order.
 
@@ -210,9 +247,7 @@ class Context:
         value = np.ascontiguousarray(value)
         value.flags.writeable = False
         self.ledger.record(label, PUBLIC, self.parties, value.size)
-        tag = self._tag(label)
-        self._seq += 1
-        self.rounds += 1
+        tag = self._next_tag(label)
         for p in self.others:
             self.transport.send(p, tag, value)
         return [value if p == self.me else self.transport.recv(p, tag, self.timeout) for p in self.parties]
@@ -223,7 +258,7 @@ class Context:
         Returns decoded values (int64 if ``x.frac == 0`` else float64) on
         recipients and ``None`` elsewhere; the ledger records the disclosure.
         """
-        got = self.open_ring([x.data], label, to=to, masked=False)
+        got = self.disclose([x.data], label, to=to)
         return None if got is None else decode(got[0], x.frac)
 
     # -- correlated randomness -------------------------------------------------------

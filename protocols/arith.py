@@ -31,7 +31,7 @@ def _raw_mul(x: Shared, y: Shared) -> Shared:
     ctx = x.ctx
     t = ctx.provider.triple(shape)
     a, b = t[0], t[1]
-    e, f = ctx.open_ring([xd - a, yd - b], "mul")
+    e, f = ctx.open_masked([xd - a, yd - b], "mul")
     z = beaver_combine(t[2], a, b, e, f, ctx.is_lead)
     return Shared(ctx, z, x.frac + y.frac)
 
@@ -55,7 +55,7 @@ def square(x: Shared) -> Shared:
     ctx = x.ctx
     sq = ctx.provider.square(x.shape)
     a = sq[0]
-    (e,) = ctx.open_ring([x.data - a], "square")
+    (e,) = ctx.open_masked([x.data - a], "square")
     z = beaver_combine(sq[1], a, a, e, e, ctx.is_lead)
     return rescale(Shared(ctx, z, 2 * x.frac), x.frac, x.frac)
 
@@ -81,7 +81,7 @@ def matmul(x: Shared, y: Shared) -> Shared:
         return z
     t = ctx.provider.matrix_triple(x.shape, y.shape)
     a, b = t[0], t[1]
-    e, f = ctx.open_ring([x.data - a, y.data - b], "matmul")
+    e, f = ctx.open_masked([x.data - a, y.data - b], "matmul")
     z = ring_matmul(a, f)
     z += t[2]
     z += ring_matmul(e, b + f) if ctx.is_lead else ring_matmul(e, b)

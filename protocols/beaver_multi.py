@@ -55,7 +55,7 @@ class MultiProduct:
         """Open the masked vectors x_i - a_i for ``items`` {i: x_i} in one round."""
         a = self.bundle[0]
         keys = list(items)
-        got = self.ctx.open_ring([np.broadcast_to(items[i].data, self.shape) - a[i] for i in keys], label)
+        got = self.ctx.open_masked([np.broadcast_to(items[i].data, self.shape) - a[i] for i in keys], label)
         for i, e in zip(keys, got):
             self.e[i] = e
             self.frac[i] = items[i].frac

@@ -8,7 +8,7 @@ turns the resulting bit back into an arithmetic share. All bits are *bit-sliced*
 one uint64 row per bit position holds that bit for 32 elements, so one AND on a
 row is 32 ANDs and a round over 10^5 elements costs a few kilobytes per row.
 
-Lane layout. An opening sums the parties' shares modulo 2^64 (``Context.open_ring``),
+Lane layout. An opening sums the parties' shares modulo 2^64 (``Context.open_masked``),
 not XORs them; so lanes sit ``s = bit_length(n)`` bits apart (lane i at bit i*s)
 and every share keeps zeros between lanes: the sum of n lane bits (at most
 n < 2^s) never carries into the next lane, and its lowest bit is their XOR. With
@@ -200,7 +200,7 @@ def open_bits(ctx, arrays: list[np.ndarray], label: str, extra: list[np.ndarray]
     Returns the opened rows (lane bits) followed by the opened ring arrays.
     """
     lz = lanes(ctx.n)
-    got = ctx.open_ring(list(arrays) + list(extra or []), label)
+    got = ctx.open_masked(list(arrays) + list(extra or []), label)
     k = len(arrays)
     return [g & lz.mask for g in got[:k]] + got[k:]
 
@@ -466,7 +466,7 @@ def run_bitjobs(ctx, jobs: list, label: str) -> list:
         j.fetch(ctx)
     plan = circuit_plan(("jobs",) + tuple(j.key for j in jobs), lambda: [j.circuit(None, True) for j in jobs])
     mat = fetch_and(ctx, w, plan)
-    cs = ctx.open_ring([j.opening() for j in jobs], label)
+    cs = ctx.open_masked([j.opening() for j in jobs], label)
     rows = run_circuits(ctx, [j.circuit(c) for j, c in zip(jobs, cs)], mat, label + ".and")
     os_ = open_bits(ctx, [r ^ j.D for r, j in zip(rows, jobs)], label + ".b2a")
     return [j.finish(lz.unslice(o, j.n), c) for j, o, c in zip(jobs, os_, cs)]
@@ -529,7 +529,7 @@ def bit_decompose(x: Shared, bits: int = 64) -> Shared:
     key = ("bitdec", bits)
     plan = circuit_plan(key, lambda: [prefix_circuit((np.zeros((q, 1), U64), np.zeros((q, 1), U64)), sched, "carry")])
     mat = fetch_and(ctx, w, plan)
-    (c,) = ctx.open_ring([flat + eda[0]], "bitdec")
+    (c,) = ctx.open_masked([flat + eda[0]], "bitdec")
     crows = lz.slice(c, bits, rows=max(rows, bits + bits % 2))
     R = eda[1]
     cbar = ~crows & lz.mask

@@ -15,9 +15,8 @@ from cipherome.mpc.correlated import recipe
 from cipherome.mpc.kernels import ring_matmul, ring_matmul_tn
 from cipherome.mpc.ledger import MASKED
 from cipherome.mpc.shares import Shared
-from cipherome.mpc.transport import PeerError
 
-__all__ = ["OwnedMatrix", "mask_owned", "owned_products", "route", "ring_matmul_tn"]
+__all__ = ["OwnedMatrix", "mask_owned", "owned_products", "ring_matmul_tn"]
 
 U64 = np.uint64
 _keys = itertools.count()
@@ -71,30 +70,6 @@ def _owned_free(gen, key):
     return ()
 
 
-def route(ctx, label: str, outgoing: dict, incoming: dict) -> dict:
-    """One round of point-to-point masked messages: ``outgoing`` {party: uint64 array},
-    ``incoming`` {party: expected shape}; returns {party: received array}.
-
-    Every compute party calls it with its own view of the same exchange (the pattern of
-    who sends what to whom is public). The ledger records each message as a masked
-    opening to its recipient; the messages are uniformly random to their recipients.
-    """
-    tag = ctx._tag(label)
-    ctx._seq += 1
-    ctx.rounds += 1
-    for to, arr in outgoing.items():
-        a = np.ascontiguousarray(arr, dtype=U64)
-        ctx.ledger.record(label, MASKED, [to], a.size)
-        ctx.transport.send(to, tag, a)
-    got = {}
-    for frm, shape in incoming.items():
-        x = ctx.transport.recv(frm, tag, ctx.timeout)
-        if x.dtype != U64 or x.size != int(np.prod(shape, dtype=np.int64)):
-            raise PeerError(frm, label, f"malformed message: expected {int(np.prod(shape))} ring elements")
-        got[frm] = x.reshape(shape)
-    return got
-
-
 class OwnedMatrix:
     """One site's integer (or ring) matrix M, masked once; every compute party holds this object.
 
@@ -141,7 +116,7 @@ def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.m
             outgoing = {p: e for p in ctx.others}
         mats[site] = om
     incoming = {om.owner: om.shape for om in mats.values() if not om.is_owner}
-    got = route(ctx, label, outgoing, incoming)
+    got = ctx.exchange(outgoing, incoming, label, kind=MASKED)
     for om in mats.values():
         if not om.is_owner:
             om.e = got[om.owner]
@@ -179,7 +154,7 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
             incoming = {p: y.shape for p in ctx.others}
         else:
             outgoing[om.owner] = y.data - bd[0]
-    got = route(ctx, label, outgoing, incoming)
+    got = ctx.exchange(outgoing, incoming, label, kind=MASKED)
     out = []
     for (om, y), bd in zip(pairs, bundles):
         c = bd[1].copy()

@@ -62,7 +62,7 @@ class FixedOperand:
         self.key = f"fixed/{next(_keys)}"
         (r,) = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(x.shape))
         self.r = r
-        (self.e,) = ctx.open_ring([x.data - r], label)
+        (self.e,) = ctx.open_masked([x.data - r], label)
 
     def _product(self, y: Shared, left: bool, label: str) -> Shared:
         """X Y = E Y + R F + R B with F = Y - B opened (left); mirrored for Y X.
@@ -74,7 +74,7 @@ class FixedOperand:
         ctx = self.ctx
         t = ctx.provider.fetch("fixed_product", key=self.key, x_shape=list(self.shape),
                                y_shape=list(y.shape), left=left)
-        (f,) = ctx.open_ring([y.data - t[0]], label)
+        (f,) = ctx.open_masked([y.data - t[0]], label)
         if left:
             z = ring_matmul(self.e, y.data) + ring_matmul(self.r, f)
         else:

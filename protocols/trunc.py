@@ -51,6 +51,6 @@ def truncate(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
     masked = x.data + r
     if ctx.is_lead:
         masked += U64(1 << 62)
-    (c,) = ctx.open_ring([masked], "trunc")
+    (c,) = ctx.open_masked([masked], "trunc")
     out = trunc_combine(c, pair[1], pair[2], bits, ctx.is_lead)
     return Shared(ctx, out, x.frac - bits if frac is None else frac)

@@ -227,3 +227,42 @@ def test_dealer_random_bits_are_shared_bits(n):
     got = run_local(job, n).results[0]
     assert set(np.unique(got)) == {0, 1}
     assert abs(got.mean() - 0.5) < 0.05
+
+
+def test_exchange_records_each_message_and_needs_a_kind():
+    """Point-to-point rounds go through ``Context.exchange``: each message is in the ledger, with its kind."""
+    from cipherome.mpc.ledger import DISCLOSED, MASKED
+    from cipherome.mpc.local import run_local
+
+    def job(ctx):
+        with pytest.raises(ValueError):
+            ctx.exchange({}, {}, "x", kind="public")
+        nxt = ctx.parties[(ctx.index + 1) % ctx.n]
+        prv = ctx.parties[(ctx.index - 1) % ctx.n]
+        got = ctx.exchange({nxt: np.full(3, ctx.index, np.uint64)}, {prv: (3,)}, "ring", kind=MASKED)
+        ctx.exchange({nxt: np.zeros(1, np.uint64)}, {prv: (1,)}, "told", kind=DISCLOSED)
+        return int(got[prv][0])
+
+    run = run_local(job, 3)
+    assert run.results == [2, 0, 1]
+    for name in ("p0", "p1", "p2"):
+        led = {(e["label"], e["kind"]): e for e in run.reports[name]["ledger"]}
+        nxt = f"p{(int(name[1]) + 1) % 3}"
+        assert led[("ring", "masked")]["recipients"] == [nxt] and led[("ring", "masked")]["elements"] == 3
+        assert led[("told", "disclosed")]["recipients"] == [nxt]
+    setup_rounds = run_local(lambda ctx: None, 3).reports["p0"]["rounds"]
+    assert run.reports["p0"]["rounds"] == setup_rounds + 2
+
+
+def test_open_masked_and_disclose_are_separate_ledger_kinds():
+    from cipherome.mpc.local import run_local
+
+    def job(ctx):
+        x = ctx.input("p0", np.arange(4) if ctx.is_lead else None, shape=(4,), frac=0)
+        ctx.open_masked([x.data], "looks random")
+        return ctx.disclose([x.data], "the values")[0].tolist()
+
+    run = run_local(job, 2)
+    assert run.results == [[0, 1, 2, 3]] * 2
+    kinds = {e["label"]: e["kind"] for e in run.reports["p1"]["ledger"]}
+    assert kinds == {"looks random": "masked", "the values": "disclosed"}

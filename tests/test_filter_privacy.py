@@ -31,7 +31,7 @@ WATCH = "p1"
 @pytest.fixture()
 def recorder(monkeypatch):
     log = {"msgs": [], "opened": [], "fps": []}
-    recv, open_ring, lane_table = inproc.InProcTransport.recv, Context.open_ring, filtering.lane_table
+    recv, disclose, lane_table = inproc.InProcTransport.recv, Context.disclose, filtering.lane_table
     agree = filtering.agree_job_key
 
     def rec_recv(self, frm, tag, timeout=None):
@@ -40,9 +40,9 @@ def recorder(monkeypatch):
             log["msgs"].append((frm, tag, np.array(data, copy=True)))
         return data
 
-    def rec_open(self, shares, label, *, to=None, masked=True):
-        out = open_ring(self, shares, label, to=to, masked=masked)
-        if not masked and self.me == WATCH:
+    def rec_open(self, shares, label, *, to=None):
+        out = disclose(self, shares, label, to=to)
+        if out is not None and self.me == WATCH:
             log["opened"].append((label, [np.array(o, copy=True) for o in out]))
         return out
 
@@ -58,7 +58,7 @@ def recorder(monkeypatch):
 
     monkeypatch.setattr(filtering, "agree_job_key", fixed_key)
     monkeypatch.setattr(inproc.InProcTransport, "recv", rec_recv)
-    monkeypatch.setattr(Context, "open_ring", rec_open)
+    monkeypatch.setattr(Context, "disclose", rec_open)
     monkeypatch.setattr(filtering, "lane_table", rec_lanes)
     return log
 

@@ -381,7 +381,7 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
             mc = _member_values(ctx, trios, "mother", cls("car"), K)
             mpres = _member_values(ctx, trios, "mother", cls("pres"), K)
             pat, mat = fm.comphet_on_classes(het, fc, fpres, mc, mpres)
-            got = ctx.open_ring([pat.data, mat.data], "filter.confirm", masked=False)
+            got = ctx.disclose([pat.data, mat.data], "filter.confirm")
             pat_o, mat_o = got[0].view(np.int64).astype(bool), got[1].view(np.int64).astype(bool)
             pos = 0
             for t, lst in zip(trios, cands):

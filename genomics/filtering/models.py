@@ -431,6 +431,6 @@ def release_counts(ctx, counts: Shared, min_cell: int, n_max: int, label: str) -
     n = counts.size
     s = (1 - lt[:n] + lt[n:]).reshape(counts.shape)
     v = mul(s, counts)
-    got = ctx.open_ring([v.data, s.data], label, masked=False)
+    got = ctx.disclose([v.data, s.data], label)
     vals, ok = got[0].view(np.int64), got[1].view(np.int64)
     return np.where(ok == 1, vals, -1)

@@ -160,12 +160,12 @@ def open_gram(ctx, p: Shared, label: str = "pca.gram") -> np.ndarray:
     """
     pair = ctx.provider.fetch("pca_gram", shape=list(p.shape))
     a = pair[0]
-    (e,) = ctx.open_ring([p.data - a], "pca.gram_mask")
+    (e,) = ctx.open_masked([p.data - a], "pca.gram_mask")
     ea = ring_matmul_tn(e, a)
     g = ea + ea.T + pair[1]
     if ctx.is_lead:
         g += ring_matmul_tn(e, e)
-    (got,) = ctx.open_ring([g], label, masked=False)
+    (got,) = ctx.disclose([g], label)
     return decode(got, 2 * p.frac)
 
 
