@@ -102,53 +102,45 @@ def _next_job_runs(c) -> None:
     assert all(x["ok"] is True for x in r.results)
 
 
-@pytest.mark.parametrize("stage", STAGES)
-@pytest.mark.parametrize("role", ROLES)
-def test_kill9(fc, role, stage):
-    c, _, _ = fc
+def _fault_case(c, fault: str, role: str, stage: str, inject, release, expect: str = "") -> None:
+    """Start a GWAS, ``inject`` the fault at ``role`` once the lead is in ``stage``, check every other party's
+    outcome (failed, naming ``role`` and saying ``expect``, within DEADLINE, no result), ``release``; the next
+    job must run."""
     job_id = c.client.submit("gwas", PARAMS)
     seen = _wait_stage(c, job_id, stage)
     if seen.startswith("ended"):
         pytest.fail(f"the job ended before {stage} could be reached ({seen})")
     t0 = time.monotonic()
-    c.kill(role)
-    survivors = [p for p in c.names if p != role]
-    infos, took = _survivor_outcome(c, job_id, survivors, t0)
-    RUN.append(("kill -9", role, seen, round(took, 1)))
+    inject()
+    try:
+        infos, took = _survivor_outcome(c, job_id, [p for p in c.names if p != role], t0)
+    finally:
+        release()
+    RUN.append((fault, role, seen, round(took, 1)))
     for p, info in infos.items():
         assert info["state"] == "failed", (p, info)
-        assert f"'{role}'" in info["error"], (p, info["error"])
+        assert f"'{role}'" in info["error"] and expect in info["error"], (p, info["error"])
         assert c.client.daemons[p].fetch(job_id)["result"] is None  # no partial output
     assert took <= DEADLINE
-    c.start_party(role)
+    assert c.procs[role].poll() is None  # restarted (kill -9) or running again (SIGCONT)
     c.wait_healthy([role])
     _next_job_runs(c)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("role", ROLES)
+def test_kill9(fc, role, stage):
+    c, _, _ = fc
+    _fault_case(c, "kill -9", role, stage, lambda: c.kill(role), lambda: c.start_party(role))
 
 
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("role", ROLES)
 def test_sigstop(fc, role, stage):
     c, _, _ = fc
-    job_id = c.client.submit("gwas", PARAMS)
-    seen = _wait_stage(c, job_id, stage)
-    if seen.startswith("ended"):
-        pytest.fail(f"the job ended before {stage} could be reached ({seen})")
     proc = c.procs[role]
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGSTOP)
-    try:
-        others = [p for p in c.names if p != role]
-        infos, took = _survivor_outcome(c, job_id, others, t0)
-    finally:
-        proc.send_signal(signal.SIGCONT)
-    RUN.append(("SIGSTOP", role, seen, round(took, 1)))
-    for p, info in infos.items():
-        assert info["state"] == "failed", (p, info)
-        assert f"'{role}'" in info["error"], (p, info["error"])
-    assert took <= DEADLINE
-    assert proc.poll() is None  # still running after SIGCONT
-    c.wait_healthy([role])
-    _next_job_runs(c)
+    _fault_case(c, "SIGSTOP", role, stage, lambda: proc.send_signal(signal.SIGSTOP),
+                lambda: proc.send_signal(signal.SIGCONT), expect="does not answer")
 
 
 def _bed(data, i: int) -> Path:
