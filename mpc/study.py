@@ -66,10 +66,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SiteError
 from .tls import TLSError, check_name, fingerprint_pem, normalise_fingerprint
 
 __all__ = [
     "ConfigError",
+    "MissingData",
     "StudyParty",
     "Submitter",
     "Study",
@@ -89,6 +91,13 @@ _ADDR_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 class ConfigError(ValueError):
     """A study file or site config is invalid; the message names the file and what to fix."""
+
+
+class MissingData(SiteError, KeyError):
+    """A job needs a ``[data]`` entry that the site config does not have (its kind names the key)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,8 @@ class Site:
 
     def path(self, key: str) -> Path:
         if key not in self.data:
-            raise KeyError(f"site {self.name!r} has no [data] entry {key!r}; add it to the site config")
+            raise MissingData(f"site {self.name!r} has no [data] entry {key!r}; add it to the site config",
+                              kind=f"its site config has no [data] entry {key!r}")
         p = Path(str(self.data[key])).expanduser()
         return p if p.is_absolute() else self.config_dir / p
 
