@@ -51,7 +51,7 @@ def test_soak(benchmark, tmp_path):
              "covar": str(files[f"site{s + 1}"]["covar"])} for s in range(cfg.n_sites)]
     policy = {"workloads": ["gwas"], "max_concurrent_jobs": CONC + 2}
     with LocalCluster(3, workdir=tmp_path / "cluster", data=data, policy=policy, log_level="WARNING",
-                      round_timeout=120) as c:
+                      round_timeout=120, start_timeout=300) as c:
         ref = np.asarray(c.run("gwas", PARAMS).results[0]["assoc"]["columns"]["P"], float)
         before = snapshot(c)
 
