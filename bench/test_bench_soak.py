@@ -44,6 +44,7 @@ def snapshot(cluster) -> dict:
     return {name: usage(proc.pid) for name, proc in cluster.procs.items()}
 
 
+@pytest.mark.timeout(7200)
 def test_soak(benchmark, tmp_path):
     cfg = demo_config().replace(n_samples=300, n_variants=200, seed=5)
     files = write_study(simulate_study(cfg), tmp_path / "data", prefix="s", pooled=False, sites=True, vcf=False)
