@@ -112,7 +112,9 @@ class LocalCluster:
                 party["plugins"] = self.plugins
             is_site = nm != self.dealer
             data = self._table(self.data, i) if is_site else {}
-            policy = self._table(self.policy, i) if is_site else {}
+            # the dealer takes the first site's limits (max_*, keep_*) so that it admits as many concurrent jobs
+            policy = self._table(self.policy, i) if is_site else {
+                k: v for k, v in self._table(self.policy, 0).items() if k.startswith(("max_", "keep_"))}
             policy.setdefault("workloads", self.workloads)
             path = self.dir / f"{nm}.toml"
             path.write_text(site_toml(party, data, policy))
