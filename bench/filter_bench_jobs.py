@@ -17,7 +17,7 @@ from cipherome.genomics.filtering.params import FilterParams
 from cipherome.genomics.filtering.job import run_filter
 from cipherome.mpc.jobs import job
 
-__all__ = ["synthetic_site", "measure"]
+__all__ = ["synthetic_site", "synthetic_trio_site", "measure"]
 
 
 def synthetic_site(seed: int, site: int, n_sites: int, variants: int, individuals: int,
@@ -51,6 +51,80 @@ def synthetic_site(seed: int, site: int, n_sites: int, variants: int, individual
     return SiteVariants.from_rows(ped, rows)
 
 
+def synthetic_trio_site(seed: int, site: int, n_sites: int, trios: int, variants: int, carried: int = 400,
+                        missing: float = 0.001, genes: int = 20000) -> SiteVariants:
+    """Site ``site`` of a study of ``trios`` trios split across the sites, ``variants`` pre-filtered variants per site.
+
+    Every daemon draws the same study from the seed and keeps its part. Site lists
+    are ``variants`` positions of a common pool of 1.2 x variants (so sites share
+    most variants); a founder carries about ``carried`` variants of its site's
+    list (het, 5% hom ALT); a child inherits each parent's variant with
+    probability 1/2 where the child's site lists it, and gets 2 de novo variants.
+    Trio k: child at site k mod n, father at k+1, mother at k+2 (mod n); every
+    10th trio has all members at one site; every 100th child names a father who is
+    genotyped nowhere (skipped with a note). Calls are missing with prob. ``missing``.
+    The gene of a variant is its position mod ``genes`` (names G0, G1, ...).
+    """
+    rng = np.random.default_rng([seed, 12345])
+    pool = np.sort(rng.choice(10**8, size=int(1.2 * variants), replace=False)) + 1
+    lists = [np.sort(rng.choice(pool, size=variants, replace=False)) for _ in range(n_sites)]
+    members = []  # (site, fid, iid, father, mother, sex, affected, variant set)
+
+    def founder(si, fid, iid, sex):
+        lst = lists[si]
+        v = rng.choice(lst, size=carried, replace=False)
+        members.append((si, fid, iid, "0", "0", sex, 0, {int(x): (2 if rng.random() < 0.05 else 1) for x in v}))
+        return members[-1]
+
+    for k in range(trios):
+        cs = k % n_sites
+        fs, ms = (cs, cs) if k % 10 == 0 else ((k + 1) % n_sites, (k + 2) % n_sites)
+        fid = f"T{k}"
+        f = founder(fs, fid, f"{fid}F", 1)
+        m = founder(ms, fid, f"{fid}M", 2)
+        own = set(lists[cs].tolist())
+        g = {}
+        for par in (f, m):
+            for v, d in par[7].items():
+                if v in own and rng.random() < (0.5 if d == 1 else 1.0):
+                    g[v] = g.get(v, 0) + 1
+        free = [int(x) for x in rng.choice(lists[cs], size=20) if int(x) not in f[7] and int(x) not in m[7]]
+        for v in free[:2]:
+            g[v] = 1
+        father = "NOWHERE" if k % 100 == 99 else f[2]
+        members.append((cs, fid, f"{fid}C", father, m[2], 1 + k % 2, 1, g))
+    mine = [x for x in members if x[0] == site]
+    ped = Pedigree.from_rows([[x[1], x[2], x[3], x[4], x[5], x[6]] for x in mine])
+    lst = lists[site]
+    index = {int(v): i for i, v in enumerate(lst)}
+    dos = np.zeros((lst.size, len(mine)), np.int8)
+    for j, x in enumerate(mine):
+        for v, d in x[7].items():
+            dos[index[v], j] = min(d, 2)
+    lrng = np.random.default_rng([seed, site, 77])
+    dos[lrng.random(dos.shape) < missing] = -1
+    rows = [(f"1:{p}:A:G", "1", int(p), "A", "G", (f"G{p % genes}",), "missense_variant", dos[i])
+            for i, p in enumerate(lst)]
+    return SiteVariants.from_rows(ped, rows)
+
+
+@job("filter.bench.family")
+def bench_family(ctx, params: dict, site=None) -> dict:
+    """A whole ``filter`` job on a synthetic trio study (``synthetic_trio_site``); params: trios, variants, carried,
+    seed, n_panel (a public gene list G0.. of that length for comphet), filter (the job's parameters), policy."""
+    sv = synthetic_trio_site(int(params.get("seed", 1)), ctx.index, ctx.n, int(params["trios"]),
+                             int(params["variants"]), int(params.get("carried", 400)))
+    fp = dict(params["filter"])
+    if "n_panel" in params:
+        fp["genes"] = [f"G{i}" for i in range(int(params["n_panel"]))]
+    p = FilterParams.from_dict(fp)
+    got = measure(ctx, lambda: run_filter(ctx, p, sv, dict(params.get("policy", {}))))
+    res = got.pop("result")
+    got.update(candidates=len(res.get("rows", [])), trios=len(res.get("trios", [])), table=res.get("table"),
+               stages=ctx.report()["stages"])
+    return got
+
+
 def measure(ctx, fn) -> dict:
     st = ctx.transport.stats
     b0, r0, t0 = st.bytes_sent, ctx.rounds, time.perf_counter()
@@ -71,7 +145,7 @@ def bench_model(ctx, params: dict, site=None) -> dict:
     if "n_genes" in params:
         fp["genes"] = [f"G{i}" for i in range(n_genes)]
     p = FilterParams.from_dict(fp)
-    got = measure(ctx, lambda: run_filter(ctx, p, sv, {}))
+    got = measure(ctx, lambda: run_filter(ctx, p, sv, dict(params.get("policy", {}))))
     res = got.pop("result")
     got.update(candidates=len(res.get("rows", res.get("genes", []))), stages=ctx.report()["stages"])
     return got

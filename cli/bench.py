@@ -35,8 +35,7 @@ def _prg_row(size: int) -> dict:
 
 def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1) -> list[dict]:
     """Run each op and return one row per op (seconds and bytes are per run)."""
-    from cipherome.mpc.netbench import NET_OPS
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS, NET_OPS
 
     rows = []
     for op in ops:
@@ -67,18 +66,25 @@ def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], rep
 
 
 @click.command("bench")
-@click.option("--parties", "-n", default=3, show_default=True, help="Number of compute parties (plus a dealer).")
-@click.option("--transport", type=click.Choice(["inproc", "grpc"]), default="inproc", show_default=True)
-@click.option("--op", "ops", multiple=True, help="Operation(s) to run (default: all standard ones).")
-@click.option("--size", "size_opts", multiple=True, help="Override a size, e.g. --size mul=100000.")
+@click.option("--sites", "-n", "parties", default=3, show_default=True, type=int,
+              help="Number of sites (compute parties); a dealer is added.")
+@click.option("--parties", "parties_alias", type=int, default=None, hidden=True)  # old spelling of --sites
+@click.option("--transport", type=click.Choice(["inproc", "grpc"]), default="inproc", show_default=True,
+              help="inproc: parties as threads; grpc: local daemons with mutual TLS on 127.0.0.1.")
+@click.option("--op", "ops", multiple=True,
+              help="Operation(s) to run.  [default: prg and every protocol op; grpc adds exchange, rtt]")
+@click.option("--size", "size_opts", multiple=True,
+              help="Override a size, e.g. --size mul=100000.  [default: each op's standard size]")
 @click.option("--reps", default=1, show_default=True, help="Timed repetitions per op (after one warm-up).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
-def bench(parties: int, transport: str, ops: tuple[str, ...], size_opts: tuple[str, ...], reps: int, as_json: bool) -> None:
+def bench(parties: int, parties_alias: int | None, transport: str, ops: tuple[str, ...], size_opts: tuple[str, ...],
+          reps: int, as_json: bool) -> None:
     """Run the standard protocol benchmarks; one row per operation."""
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS
 
+    parties = parties_alias or parties
     if parties < 2:
-        raise click.BadParameter("at least 2 compute parties", param_hint="--parties")
+        raise click.BadParameter("at least 2 sites", param_hint="--sites")
     if transport not in TRANSPORTS:
         raise click.ClickException(f"transport {transport!r} is not available in this build")
     sizes = {}

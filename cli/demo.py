@@ -30,25 +30,40 @@ def _runs(pcs: int):
 
 @click.command("demo")
 @click.option("--out", "outdir", default="cipherome-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the results, plots and the simulated site files.")
-@click.option("--sites", default=3, show_default=True, help="Number of sites (compute parties).")
-@click.option("--pcs", default=2, show_default=True, help="Principal components computed securely and adjusted for.")
-@click.option("--inproc", is_flag=True, help="Run the parties as threads instead of TLS daemons.")
-def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
-    """Run a secure GWAS on built-in example data and print the hits beside the planted truth."""
+              help="Folder (not a prefix; relative to the current directory or absolute) for the results "
+                   "(demo.PHENO.*), the simulated site files (data/) and the daemons' keys, configs and logs "
+                   "(cluster/).")
+@click.option("--sites", default=3, show_default=True, type=click.IntRange(min=2),
+              help="Number of sites (compute parties); a dealer is added.")
+@click.option("--pca", "pcs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Principal components computed securely and adjusted for (as cipherome gwas --pca).")
+@click.option("--pcs", "pcs_alias", type=int, default=None, hidden=True)  # old spelling of --pca
+@click.option("--inproc", is_flag=True,
+              help="Run the parties as threads in this process instead of TLS daemons (default: daemons).")
+def demo(outdir: str, sites: int, pcs: int, pcs_alias: int | None, inproc: bool) -> None:
+    """Run a secure GWAS on built-in example data and print the hits beside the planted truth.
+
+    Writes into the folder --out: demo.PHENO.glm.linear/.glm.logistic, .qc.json, .manhattan.png, .qq.png,
+    .run.json and .eigenval for quant_trait (with secure PCs; demo.nopca.* without) and disease.
+    """
     import numpy as np
 
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
-    from cipherome.genomics.reference.gc import lambda_gc
+    from cipherome.genomics.gwas.gc import lambda_gc
     from cipherome.genomics.simulate import demo_config, simulate_study, write_study
 
     from .gwas import print_top_hits
 
+    pcs = pcs_alias or pcs
     t0 = time.perf_counter()
     out = Path(outdir)
     cfg = demo_config().replace(n_sites=sites)
     study = simulate_study(cfg)
-    files = write_study(study, out / "data", prefix="demo", pooled=False, sites=True, vcf=False)
+    try:
+        files = write_study(study, out / "data", prefix="demo", pooled=False, sites=True, vcf=False)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the simulated site files into {out / 'data'}: "
+                                   f"{exc.strerror}; choose another --out folder") from None
     click.echo(f"simulated {study.n_samples} individuals x {study.n_variants} variants at {sites} sites, "
                f"{cfg.n_populations} populations mixed unevenly, {len(study.causal_index)} planted causal variants")
     data = [{"bfile": str(files[f"site{s + 1}"]["bed"].with_suffix("").resolve()),
@@ -81,17 +96,25 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
                     click.echo(f"  secure GWAS of {pheno} ({'PCA ' + str(params.pca) + ', ' if params.pca else ''}"
                                f"{res.results[0]['glm']}): {time.perf_counter() - t1:.1f} s")
                     results.append((res.results[0], res.reports))
-        except (ClientError, RuntimeError) as exc:
-            raise click.ClickException(f"the secure GWAS failed, nothing written: {exc}") from None
+        except (ClientError, RuntimeError, OSError) as exc:
+            why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise click.ClickException(
+                f"the secure GWAS failed: {why}\nNo results were written. Kept for inspection: the simulated site "
+                f"files in {out / 'data'} and the daemons' keys, configs and logs in {out / 'cluster'} "
+                "(logs/*.out, logs/*.log).") from None
         how = "gRPC daemons with mutual TLS"
 
     truth = set(map(str, np.asarray(study.variant_id)[study.causal_index]))
     p_nopca = result_table(results[0][0])[0].stats["P"]
     written = []
-    for (pheno, prefix, _), (result, reports) in zip(runs, results):
-        before = p_nopca if (pheno == "quant_trait" and prefix == "demo") else None
-        paths = write_gwas_outputs(out / prefix, pheno, result, reports, highlight_ids=truth, p_before=before)
-        written += [str(p) for p in paths.values()]
+    try:
+        for (pheno, prefix, _), (result, reports) in zip(runs, results):
+            before = p_nopca if (pheno == "quant_trait" and prefix == "demo") else None
+            paths = write_gwas_outputs(out / prefix, pheno, result, reports, highlight_ids=truth, p_before=before)
+            written += [str(p) for p in paths.values()]
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the results into {out}: {exc.strerror}; written before the "
+                                   f"error: {', '.join(written) or 'none'}") from None
     lam0 = lambda_gc(p=p_nopca)
     table, _ = result_table(results[1][0])
     click.echo(f"\nsecure GWAS ({how}): {len(table)} variants passed QC of {results[1][0]['n_variants']}")
@@ -104,4 +127,4 @@ def demo(outdir: str, sites: int, pcs: int, inproc: bool) -> None:
     sent = {p: r["bytes_sent"] / 1e6 for p, r in results[1][1].items()}
     click.echo("\nMB sent per party (quant_trait with PCA): " + ", ".join(f"{p} {v:.1f}" for p, v in sent.items()))
     click.echo(f"total {time.perf_counter() - t0:.1f} s; wrote {len(written)} files to {out}/ "
-               "(demo.PHENO.glm.*, .manhattan.png, .qq.png, .run.json; demo.nopca.* without PCs)")
+               "(demo.PHENO.glm.*, .qc.json, .manhattan.png, .qq.png, .run.json, .eigenval; demo.nopca.* without PCs)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["job"]
+__all__ = ["job", "list_names"]
 
 
 def _client(study_path: str, key: str, cert: str):
@@ -48,12 +48,14 @@ def job() -> None:
 @_common
 @click.argument("name")
 @click.option("--params", default="{}", show_default=True, help="Job parameters as a JSON object.")
-@click.option("--job-id", default=None, help="Job id (default: a random one).")
-@click.option("--round-timeout", default=0.0, help="Seconds per round (default: the study's).")
+@click.option("--job-id", default=None, help="Job id.  [default: a random one]")
+@click.option("--round-timeout", default=0.0,
+              help="Seconds a party waits for one message (capped by each site's policy).  [default: the study's]")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the result.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write results and reports (JSON) here.")
-def submit(study_path, key, cert, name, params, job_id, round_timeout, wait, out) -> None:
-    """Submit job NAME (e.g. bench.mul) to every party of the study."""
+@click.option("--out", "prefix", metavar="PREFIX", default=None,
+              help="Write every party's result and report to PREFIX.job.json.  [default: not written]")
+def submit(study_path, key, cert, name, params, job_id, round_timeout, wait, prefix) -> None:
+    """Submit job NAME (e.g. bench.mul; `cipherome job list-names` lists them) to every party of the study."""
     from cipherome.mpc.client import ClientError
 
     try:
@@ -75,7 +77,8 @@ def submit(study_path, key, cert, name, params, job_id, round_timeout, wait, out
             took = info["finished"] - info["started"]
             click.echo(f"  {party_name:<12} {info['state']:<9} {took:8.2f} s  sent {info['bytes_sent']/1e6:9.2f} MB  "
                        f"rounds {info['rounds']}" + (f"  error: {info['error']}" if info["error"] else ""), err=True)
-        if out:
+        if prefix:
+            out = f"{prefix}.job.json"
             _write_json(out, client.fetch(jid))
             click.echo(f"results written to {out}", err=True)
         if failed:
@@ -110,11 +113,13 @@ def status_cmd(study_path, key, cert, job_id) -> None:
 @job.command("fetch")
 @_common
 @click.argument("job_id")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSON file for results and reports.")
-def fetch_cmd(study_path, key, cert, job_id, out) -> None:
+@click.option("--out", "prefix", required=True, metavar="PREFIX",
+              help="Write every party's result and report to PREFIX.job.json.")
+def fetch_cmd(study_path, key, cert, job_id, prefix) -> None:
     """Fetch every party's result and report of JOB_ID."""
     from cipherome.mpc.client import ClientError
 
+    out = f"{prefix}.job.json"
     client = _client(study_path, key, cert)
     try:
         _write_json(out, client.fetch(job_id))
@@ -136,3 +141,45 @@ def cancel_cmd(study_path, key, cert, job_id) -> None:
             click.echo(f"{party_name:<12} {r.get('state', '')} {r.get('error', '')}")
     finally:
         client.close()
+
+
+@job.command("list-names")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A site config: mark which jobs its daemon runs (its plugins, its [policy] workloads and its "
+                   "approved studies' workloads).  [default: list every job of this installation]")
+def list_names(config_path) -> None:
+    """List the job names a daemon of this installation serves (the NAME of `cipherome job submit`).
+
+    The daemon runs the same job registry: the built-in workloads plus the modules in
+    its config's ``plugins``. With --config, each name says whether that site would run it.
+    """
+    import importlib
+
+    from cipherome.mpc import netbench  # noqa: F401  (the daemon serves bench.exchange and bench.rtt too)
+    from cipherome.mpc.jobs import registered_jobs
+
+    cfg = None
+    if config_path:
+        from cipherome.mpc.study import ConfigError, load_site_config
+
+        try:
+            cfg = load_site_config(config_path)
+            for mod in cfg.plugins:
+                importlib.import_module(mod)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ImportError as exc:
+            raise click.ClickException(f"{config_path}: plugin module failed to import: {exc}") from None
+    for name in registered_jobs():
+        if cfg is None:
+            click.echo(name)
+            continue
+        family = name.split(".", 1)[0]
+        why = []
+        if family not in cfg.workloads:
+            why.append(f"[policy] workloads lacks {family!r}")
+        covering = [st.id for st in cfg.studies.values() if st.allows_workload(name)]
+        if not covering:
+            why.append("no approved study covers it")
+        click.echo(f"{name:<24} " + ("runs (studies: " + ", ".join(covering) + ")" if not why
+                                      else "refused: " + "; ".join(why)))

@@ -17,7 +17,7 @@ def keys() -> None:
 
 @keys.command("init")
 @click.option("--party", "name", required=True, help="Party or submitter name (lower-case letters, digits, '-').")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for NAME.key and NAME.crt.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder (not a prefix; created if missing) for NAME.key (mode 0600) and NAME.crt.")
 @click.option("--host", "hosts", multiple=True, help="Extra DNS name or IP address for the certificate (repeatable).")
 @click.option("--days", default=3650, show_default=True, help="Validity of the certificate in days.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")

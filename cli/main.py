@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "job": "job:job",
     "gwas": "gwas:gwas",
     "filter": "filter:filter_cmd",
+    "simulate": "simulate:simulate",
 }
 
 

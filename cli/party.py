@@ -49,7 +49,8 @@ def _watch_parent(pid: int, stop) -> None:
 
 
 @party.command("serve")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Site config (TOML).")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Site config (TOML), read once at start: restart the daemon to apply changes.")
 def serve(config_path: str) -> None:
     """Run the party daemon of the site described by --config until stopped (SIGTERM or Ctrl-C)."""
     from cipherome.mpc.daemon import Daemon
@@ -93,7 +94,7 @@ def serve(config_path: str) -> None:
 @click.option("--party", "party_name", help="Party of the study to query.")
 @click.option("--key", type=click.Path(dir_okay=False), help="Your private key (a submitter of the study).")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your certificate.")
-@click.option("--job", "job_id", default="", help="Show one job only.")
+@click.option("--job", "job_id", default="", help="Show one job only.  [default: every job]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config_path, study_path, party_name, key, cert, job_id, as_json) -> None:
     """Print a daemon's health and jobs."""

@@ -29,6 +29,8 @@ __all__ = [
     "simulate_study",
     "simulate_demo",
     "write_study",
+    "write_ped",
+    "write_site_files",
     "balding_nichols_freqs",
     "default_site_mix",
 ]
@@ -381,6 +383,15 @@ def simulate_demo() -> Study:
     return simulate_study(demo_config())
 
 
+def write_ped(path: Path, study: Study) -> Path:
+    """A PED file of unrelated individuals: FID IID 0 0 SEX PHENOTYPE, the binary trait as 2 case / 1 control / 0."""
+    status = np.where(np.isnan(study.binary), 0, np.where(study.binary == 1, 2, 1))
+    lines = [f"{f} {i} 0 0 {int(x)} {int(a)}\n" for f, i, x, a in zip(study.fid, study.iid, study.sex, status)]
+    with writebed.atomic_path(path) as tmp:
+        Path(tmp).write_text("".join(lines))
+    return path
+
+
 def _write_one(study: Study, prefix: Path, vcf: bool) -> dict[str, Path]:
     paths = writebed.write_bed(
         prefix,
@@ -416,7 +427,15 @@ def _write_one(study: Study, prefix: Path, vcf: bool) -> dict[str, Path]:
             study.iid,
             contig_lengths=study.contig_lengths,
         )
+        paths["ped"] = write_ped(prefix.with_name(prefix.name + ".ped"), study)
     return paths
+
+
+def write_site_files(study: Study, s: int, prefix: str | Path, vcf: bool = True) -> dict[str, Path]:
+    """Write site ``s`` (0-based) of the study as ``prefix.{bed,bim,fam,pheno,covar}`` (+ ``.vcf.gz``, ``.ped``)."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    return _write_one(study.site_study(s), prefix, vcf)
 
 
 def write_study(
@@ -427,7 +446,7 @@ def write_study(
     sites: bool = True,
     vcf: bool = True,
 ) -> dict[str, dict[str, Path]]:
-    """Write the study as PLINK 1 binary + pheno + covar (+ bgzipped, indexed VCF).
+    """Write the study as PLINK 1 binary + pheno + covar (+ bgzipped, indexed VCF and a PED file).
 
     Pooled files are ``outdir/prefix.{bed,bim,fam,pheno,covar,vcf.gz}``; site ``s``
     (1-based in names) gets ``outdir/prefix.site{s}.*``.  Returns
@@ -440,5 +459,5 @@ def write_study(
         out["pooled"] = _write_one(study, outdir / prefix, vcf)
     if sites:
         for s in range(study.config.n_sites):
-            out[f"site{s + 1}"] = _write_one(study.site_study(s), outdir / f"{prefix}.site{s + 1}", vcf)
+            out[f"site{s + 1}"] = write_site_files(study, s, outdir / f"{prefix}.site{s + 1}", vcf)
     return out

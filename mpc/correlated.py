@@ -12,6 +12,7 @@ than the lead receive nothing at all. ``Provider`` is the interface protocols us
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import numpy as np
@@ -21,7 +22,9 @@ from .prg import PRG
 
 __all__ = [
     "RECIPES",
+    "RECIPE_MODULES",
     "recipe",
+    "load_recipes",
     "PartyGen",
     "DealerGen",
     "Provider",
@@ -31,6 +34,17 @@ __all__ = [
 
 U64 = np.uint64
 RECIPES: dict[str, Callable] = {}
+
+
+#: the modules that register recipes (by name: the engine imports no layer above it);
+#: the dealer imports only these, never the workloads
+RECIPE_MODULES = ["cipherome.protocols"]
+
+
+def load_recipes() -> None:
+    """Import :data:`RECIPE_MODULES` so that every correlated object is registered."""
+    for mod in RECIPE_MODULES:
+        importlib.import_module(mod)
 
 
 def recipe(name: str):
@@ -99,17 +113,28 @@ class PartyGen:
     On the lead party (``lead=True``) derived shares are the dealer's corrections,
     returned as placeholders that ``Bundle`` fills from the dealer's reply.
     Recipes must therefore not compute with derived shares on the party side.
+    ``index`` is this party's position among the ``n`` compute parties (the lead is 0).
     """
 
     dealer_side = False
 
     state = None  # only the dealer keeps state between requests
 
-    def __init__(self, prg: PRG, lead: bool):
+    def __init__(self, prg: PRG, lead: bool, index: int = 0, n: int = 0):
         self.prg, self.lead, self.pos = prg, lead, 0
+        self.index, self.n = int(index), int(n)
 
     def random(self, shape) -> np.ndarray:
         return self.prg.ring(_shape(shape))
+
+    def random_among(self, shape, parties) -> np.ndarray | None:
+        """A uniform value shared among the compute parties ``parties`` (indices) only:
+        each of them draws its share, the others hold nothing (None)."""
+        return self.random(shape) if self.index in {int(p) for p in parties} else None
+
+    def xor_random(self, shape, mask) -> np.ndarray:
+        """Uniform bits under ``mask``, XOR-shared: this party's share is its draw & mask."""
+        return self.random(shape) & U64(mask)
 
     def private(self, shape, bits: bool = False):
         return None
@@ -122,47 +147,81 @@ class PartyGen:
         self.pos += int(np.prod(shape, dtype=np.int64))
         return slot
 
+    def xor_derived(self, shape, value: Callable[[], np.ndarray], mask):
+        """A dealer-computed value under ``mask``, XOR-shared: non-leads draw, the lead gets the
+        dealer's correction (a placeholder until the reply arrives, already masked)."""
+        got = self.derived(shape, value)
+        return got & U64(mask) if isinstance(got, np.ndarray) else got
+
 
 class DealerGen:
     """The dealer's side of a recipe: full values, every party's PRG share, corrections.
 
     ``state`` persists across the requests of one job, for objects that later
     objects refer to (a mask reused by many products); parties keep their own
-    shares of such objects themselves.
+    shares of such objects themselves. ``n``: the number of compute parties.
     """
 
     dealer_side = True
 
     def __init__(self, prgs: list[PRG], lead: int, own: PRG, state: dict | None = None):
-        self.prgs, self.lead, self.own = prgs, lead, own
+        self._prgs, self._lead, self._own = prgs, lead, own
         self.state = {} if state is None else state
-        self.out: list[np.ndarray] = []
+        self._out: list[np.ndarray] = []
+
+    @property
+    def n(self) -> int:
+        return len(self._prgs)
 
     def random(self, shape) -> np.ndarray:
+        return self.random_among(shape, range(len(self._prgs)))
+
+    def random_among(self, shape, parties) -> np.ndarray:
+        """The sum of the draws of compute parties ``parties`` (indices): a value only they share."""
         shape = _shape(shape)
         total = np.zeros(shape, dtype=U64)
-        for prg in self.prgs:
-            total += prg.ring(shape)
+        for i in parties:
+            total += self._prgs[int(i)].ring(shape)
         return total
+
+    def xor_random(self, shape, mask) -> np.ndarray:
+        """Uniform bits under ``mask``, XOR-shared: the XOR of every party's draw, masked."""
+        shape = _shape(shape)
+        acc = np.zeros(shape, dtype=U64)
+        for prg in self._prgs:
+            acc ^= prg.ring(shape)
+        return acc & U64(mask)
 
     def private(self, shape, bits: bool = False) -> np.ndarray:
         """Randomness only the dealer knows (it is then shared with ``derived``)."""
-        return self.own.bits(_shape(shape)) if bits else self.own.ring(_shape(shape))
+        return self._own.bits(_shape(shape)) if bits else self._own.ring(_shape(shape))
+
+    def _correct(self, v: np.ndarray, combine, mask=None) -> np.ndarray:
+        """Queue the lead's correction: v minus (or XOR) every other party's PRG draw."""
+        corr = v.copy()
+        for i, prg in enumerate(self._prgs):
+            if i != self._lead:
+                d = prg.ring(v.shape)
+                combine(corr, d if mask is None else d & mask, out=corr)
+        self._out.append(corr.ravel())
+        return v
+
+    def _value(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
+        v = np.asarray(value(), dtype=U64)
+        return v if v.shape == shape else np.broadcast_to(v, shape)
 
     def derived(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
         shape = _shape(shape)
-        v = np.asarray(value(), dtype=U64)
-        if v.shape != shape:
-            v = np.broadcast_to(v, shape)
-        corr = v.copy()
-        for i, prg in enumerate(self.prgs):
-            if i != self.lead:
-                corr -= prg.ring(shape)
-        self.out.append(corr.ravel())
-        return v
+        return self._correct(self._value(shape, value), np.subtract)
+
+    def xor_derived(self, shape, value: Callable[[], np.ndarray], mask) -> np.ndarray:
+        """A dealer-computed value under ``mask``, XOR-shared; the lead's share is the correction."""
+        shape = _shape(shape)
+        m = U64(mask)
+        return self._correct(self._value(shape, value) & m, np.bitwise_xor, m)
 
     def corrections(self) -> np.ndarray:
-        return np.concatenate(self.out) if self.out else np.zeros(0, dtype=U64)
+        return np.concatenate(self._out) if self._out else np.zeros(0, dtype=U64)
 
 
 def correction_elements(kind: str, **args) -> int:

@@ -190,7 +190,6 @@ class Daemon:
         """
         import importlib
 
-        from . import netbench  # noqa: F401  (registers bench.exchange and bench.rtt)
         from .jobs import PLUGIN_MODULES
 
         for mod in PLUGIN_MODULES:

@@ -10,6 +10,7 @@ function runs in-process in tests and inside daemons in production.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any, Callable
 
 __all__ = ["job", "get_job", "registered_jobs", "load_plugins", "PLUGIN_MODULES"]
@@ -19,10 +20,11 @@ _JOBS: dict[str, JobFn] = {}
 
 #: modules imported on first lookup so that their jobs register themselves
 PLUGIN_MODULES = [
-    "cipherome.protocols.jobs",
+    "cipherome.cli.bench_jobs",
     "cipherome.genomics.jobs",
 ]
 _loaded = False
+_load_lock = threading.RLock()  # re-entrant: a plugin may look a job up while importing
 
 
 def job(name: str):
@@ -40,15 +42,16 @@ def job(name: str):
 def load_plugins() -> None:
     """Import the workload modules once, so that their jobs and recipes are registered."""
     global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for mod in PLUGIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # a real import error inside the plugin
-                raise
+    with _load_lock:  # parties running as threads look jobs up at once: none may see a half-filled registry
+        if _loaded:
+            return
+        for mod in PLUGIN_MODULES:
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as exc:
+                if exc.name != mod:  # a real import error inside the plugin
+                    raise
+        _loaded = True
 
 
 def get_job(name: str) -> JobFn:

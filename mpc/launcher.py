@@ -22,8 +22,10 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["LocalCluster", "BENCH_TRANSPORTS", "free_ports", "PARENT_ENV"]
+__all__ = ["LocalCluster", "BENCH_TRANSPORTS", "free_ports", "PARENT_ENV", "DATA_PATH_KEYS"]
 
+#: ``[data]`` keys that name files (made absolute before a daemon sees them)
+DATA_PATH_KEYS = frozenset({"bfile", "vcf", "pheno", "covar", "ped", "annotation", "pgen", "bgen", "sample"})
 #: environment variable naming the pid whose death makes a daemon exit (no orphans)
 PARENT_ENV = "CIPHEROME_EXIT_WITH_PARENT"
 _LIVE: "weakref.WeakSet[LocalCluster]" = weakref.WeakSet()
@@ -51,13 +53,18 @@ class LocalCluster:
     ``policy`` defaults to allowing every workload of the study. ``plugins``:
     extra job modules every daemon imports (``pythonpath`` is prepended to the
     daemons' PYTHONPATH so that test helper modules can be found).
+
+    Every path handed to a daemon is absolute: the folder, the configs, the
+    ``pythonpath`` entries, and the relative file paths of ``data`` (keys in
+    ``DATA_PATH_KEYS``, taken relative to the caller's working directory), since
+    a daemon runs in the cluster folder and reads relative paths from there.
     """
 
     def __init__(self, n: int = 3, *, workdir: str | Path | None = None, study_id: str = "local",
                  workloads: tuple[str, ...] = ("bench", "test", "gwas", "filter"), round_timeout: float = 60.0,
                  data: list[dict] | dict | None = None, policy: list[dict] | dict | None = None,
                  plugins: list[str] | None = None, pythonpath: list[str] | None = None, log_level: str = "INFO",
-                 start_timeout: float = 60.0, submitters: dict[str, str] | None = None):
+                 start_timeout: float = 120.0, submitters: dict[str, str] | None = None):
         if n < 2:
             raise ValueError("a study needs at least two compute parties")
         self.n = n
@@ -70,7 +77,8 @@ class LocalCluster:
                     else Path(workdir).expanduser().resolve())
         self.study_id, self.workloads, self.round_timeout = study_id, list(workloads), round_timeout
         self.data, self.policy = data, policy
-        self.plugins, self.pythonpath = list(plugins or []), list(pythonpath or [])
+        self.plugins = list(plugins or [])
+        self.pythonpath = [str(Path(p).expanduser().resolve()) for p in pythonpath or []]
         self.log_level, self.start_timeout = log_level, start_timeout
         #: submitter name -> role ("submitter" or "admin"); ``client`` is the first one's
         self.submitters = dict(submitters or {"submitter": "submitter"})
@@ -85,6 +93,12 @@ class LocalCluster:
         if spec is None:
             return {}
         return dict(spec[i]) if isinstance(spec, list) else dict(spec)
+
+    @staticmethod
+    def _absolute_data(data: dict) -> dict:
+        """``data`` with its file paths made absolute against the caller's working directory."""
+        return {k: (str(Path(v).expanduser().resolve()) if k in DATA_PATH_KEYS and isinstance(v, (str, Path)) else v)
+                for k, v in data.items()}
 
     def _write(self) -> None:
         from .study import site_toml, study_toml
@@ -111,7 +125,7 @@ class LocalCluster:
             if self.plugins:
                 party["plugins"] = self.plugins
             is_site = nm != self.dealer
-            data = self._table(self.data, i) if is_site else {}
+            data = self._absolute_data(self._table(self.data, i)) if is_site else {}
             # the dealer takes the first site's limits (max_*, keep_*) so that it admits as many concurrent jobs
             policy = self._table(self.policy, i) if is_site else {
                 k: v for k, v in self._table(self.policy, 0).items() if k.startswith(("max_", "keep_"))}
@@ -230,7 +244,6 @@ def _stop_all() -> None:  # pragma: no cover - safety net
 
 # ----------------------------------------------------------------------------- bench transports
 def _inproc(job_name: str, params: dict, n: int) -> list:
-    from . import netbench  # noqa: F401  (bench.exchange, bench.rtt)
     from .jobs import get_job
     from .local import run_local
 

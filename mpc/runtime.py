@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider
+from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider, load_recipes
 from .ledger import DISCLOSED, MASKED, PUBLIC, Ledger
 from .prg import PRG, new_seed
 from .ring import DEFAULT_FRAC, decode, encode, to_ring
@@ -271,7 +271,7 @@ class Context:
         self.dealer_requests += 1
         seq = self._dealer_seq
         self._dealer_seq += 1
-        gen = PartyGen(self._prg[self.dealer], lead=self.is_lead)
+        gen = PartyGen(self._prg[self.dealer], lead=self.is_lead, index=self.index, n=self.n)
         items = RECIPES[kind](gen, **args)
         if not self.is_lead:
             return Bundle(items)
@@ -290,9 +290,7 @@ class Context:
         """The dealer's loop: answer the lead's requests in order until it says stop."""
         if not self.is_dealer:
             raise RuntimeError("serve_dealer runs on the dealer only")
-        from .jobs import load_plugins
-
-        load_plugins()  # protocols register their recipes on import
+        load_recipes()  # the protocols register their recipes on import
         own = PRG(new_seed())
         prgs = [self._prg[p] for p in self.parties]
         state: dict = {}

@@ -3,13 +3,12 @@
 Each protocol is a short function whose docstring states its steps (mask, open,
 combine), its rounds and its traffic; correlated randomness comes from the
 party's provider (the dealer), never from the protocol itself. Importing this
-package registers every protocol's correlated-randomness recipes and jobs.
+package registers every protocol's correlated-randomness recipes.
 """
-from . import jobs  # noqa: F401  (registers bench.* jobs)
 # every module that registers dealer recipes must be imported here: a dealer daemon
 # only knows the correlated objects of the modules imported in its process
 from . import bits, compare, division, normalize, reuse, roots, spdinv  # noqa: F401
-from . import beaver_multi, bench_nonlinear, functions, linalg  # noqa: F401  (non-linear recipes and bench ops)
+from . import beaver_multi, functions, linalg, owned, sketch  # noqa: F401  (non-linear recipes)
 from .compare import eq, eqz, ge, gt, le, lt, ltz, maximum, minimum, select, sign
 from .division import div, reciprocal
 from .functions import exp, log, sigmoid

@@ -1,18 +1,18 @@
 """Products of secret-shared values: elementwise, squares, matrix products, inner products.
 
-All follow Beaver's method with dealer-made triples: open the masked operands
-e = x - a and f = y - b in one round (they are uniform and reveal nothing), then
-combine locally, z = c + e*b + a*f + e*f, the public e*f added by the lead.
+All follow Beaver's method with dealer-made triples (``protocols.beaver``): open the
+masked operands e = x - a and f = y - b in one round (they are uniform and reveal
+nothing), then combine locally, z = c + e*b + a*f + e*f, the public e*f added by the lead.
 Fixed-point products are truncated back to the larger operand scale (one more round).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cipherome.mpc.kernels import beaver_combine, ring_matmul
-from cipherome.mpc.ring import encode, to_ring
+from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared
 
+from .beaver import MATMUL, MUL, beaver_products
 from .trunc import truncate
 
 __all__ = ["mul", "square", "matmul", "dot", "mul_public", "rescale"]
@@ -29,10 +29,7 @@ def _raw_mul(x: Shared, y: Shared) -> Shared:
     shape = np.broadcast_shapes(x.shape, y.shape)
     xd, yd = np.broadcast_to(x.data, shape), np.broadcast_to(y.data, shape)
     ctx = x.ctx
-    t = ctx.provider.triple(shape)
-    a, b = t[0], t[1]
-    e, f = ctx.open_masked([xd - a, yd - b], "mul")
-    z = beaver_combine(t[2], a, b, e, f, ctx.is_lead)
+    (z,) = beaver_products(ctx, MUL, [(xd, yd, ctx.provider.triple(shape))], "mul")
     return Shared(ctx, z, x.frac + y.frac)
 
 
@@ -53,10 +50,7 @@ def square(x: Shared) -> Shared:
     Half the opening traffic of ``mul(x, x)``: (n-1) * 8 bytes per element and party.
     """
     ctx = x.ctx
-    sq = ctx.provider.square(x.shape)
-    a = sq[0]
-    (e,) = ctx.open_masked([x.data - a], "square")
-    z = beaver_combine(sq[1], a, a, e, e, ctx.is_lead)
+    (z,) = beaver_products(ctx, MUL, [(x.data, None, ctx.provider.square(x.shape))], "square")
     return rescale(Shared(ctx, z, 2 * x.frac), x.frac, x.frac)
 
 
@@ -80,11 +74,7 @@ def matmul(x: Shared, y: Shared) -> Shared:
             z = z.reshape(z.shape[:-1])
         return z
     t = ctx.provider.matrix_triple(x.shape, y.shape)
-    a, b = t[0], t[1]
-    e, f = ctx.open_masked([x.data - a, y.data - b], "matmul")
-    z = ring_matmul(a, f)
-    z += t[2]
-    z += ring_matmul(e, b + f) if ctx.is_lead else ring_matmul(e, b)
+    (z,) = beaver_products(ctx, MATMUL, [(x.data, y.data, t)], "matmul")
     return rescale(Shared(ctx, z, x.frac + y.frac), x.frac, y.frac)
 
 

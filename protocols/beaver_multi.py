@@ -14,6 +14,8 @@ import numpy as np
 from cipherome.mpc.correlated import recipe
 from cipherome.mpc.shares import Shared
 
+from .beaver import MUL, combine
+
 __all__ = ["MultiProduct"]
 
 U64 = np.uint64
@@ -64,8 +66,5 @@ class MultiProduct:
         """x_i x_j (raw, scale frac_i + frac_j) = c + e_i a_j + a_i e_j (+ e_i e_j on the lead)."""
         k = self.pairs.index((i, j)) if (i, j) in self.pairs else self.pairs.index((j, i))
         a, c = self.bundle[0], self.bundle[1]
-        ei, ej = self.e[i], self.e[j]
-        z = c[k] + ei * a[j] + a[i] * ej
-        if self.ctx.is_lead:
-            z = z + ei * ej
+        z = combine(MUL, self.e[i], a[i], self.e[j], a[j], c[k], self.ctx.is_lead)
         return Shared(self.ctx, z, self.frac[i] + self.frac[j])

@@ -44,8 +44,6 @@ __all__ = [
     "Lanes",
     "lanes",
     "open_bits",
-    "xor_random",
-    "xor_derived",
     "prefix_schedule",
     "prefix_circuit",
     "circuit_plan",
@@ -92,48 +90,9 @@ def lanes(n_parties: int) -> Lanes:
     return Lanes(n_parties)
 
 
-# ---------------------------------------------------------------------------
-# XOR-shared correlated randomness on top of the engine's additive recipes
-# ---------------------------------------------------------------------------
-# The engine's generators share values additively. For XOR shares the dealer
-# must XOR the parties' PRG draws instead of summing them: these two helpers
-# do that with the dealer generator's PRGs (``gen.prgs``, ``gen.lead``,
-# ``gen.out``), and use ``gen.xor_random`` / ``gen.xor_derived`` instead if the
-# engine provides them. On the parties' side they are the engine's own
-# ``random`` / ``derived`` (one PRG draw; the lead's derived part is the
-# dealer's correction), restricted to the lane bits.
-
-
-def xor_random(gen, shape, mask: U64) -> np.ndarray:
-    """Uniform lane bits, XOR-shared: party p holds its draw & mask; the dealer gets their XOR."""
-    own = getattr(gen, "xor_random", None)
-    if own is not None:
-        return own(shape, mask)
-    if gen.dealer_side:
-        acc = None
-        for prg in gen.prgs:
-            d = prg.ring(shape)
-            acc = d if acc is None else acc ^ d
-        return acc & mask
-    return gen.random(shape) & mask
-
-
-def xor_derived(gen, shape, value, mask: U64) -> np.ndarray:
-    """A dealer-computed lane-bit value, XOR-shared: non-leads draw, the lead gets the correction."""
-    own = getattr(gen, "xor_derived", None)
-    if own is not None:
-        return own(shape, value, mask)
-    if gen.dealer_side:
-        shape = tuple(shape)
-        v = np.asarray(value(), dtype=U64) & mask
-        corr = v.copy()
-        for i, prg in enumerate(gen.prgs):
-            if i != gen.lead:
-                corr ^= prg.ring(shape) & mask
-        gen.out.append(corr.ravel())
-        return v
-    got = gen.derived(shape, None)
-    return got & mask if isinstance(got, np.ndarray) else got  # the lead's slot is filled later
+# XOR-shared correlated randomness comes from the engine's generators:
+# ``gen.xor_random(shape, mask)`` and ``gen.xor_derived(shape, value, mask)``
+# (the dealer XORs the parties' PRG draws where ``random``/``derived`` add them).
 
 
 @recipe("edabits")
@@ -147,12 +106,12 @@ def _edabits(gen, n, s, width, rows, pairs=True, nda=0, fold=-1):
     mask = lane_mask(s)
     w = -(-n // (64 // s))
     r = gen.random((n,))
-    R = xor_derived(gen, (rows, w), lambda: slice_bits(r & low_mask(width), width, s, rows=rows), mask)
+    R = gen.xor_derived((rows, w), lambda: slice_bits(r & low_mask(width), width, s, rows=rows), mask)
     out = [r, R]
     if pairs:
-        out.append(xor_derived(gen, (rows // 2, w), lambda: R[1::2] & R[0::2], mask))
+        out.append(gen.xor_derived((rows // 2, w), lambda: R[1::2] & R[0::2], mask))
     if nda:
-        D = xor_random(gen, (nda, w), mask)
+        D = gen.xor_random((nda, w), mask)
 
         def arith():
             a = unslice_bits(D, n, s)
@@ -169,7 +128,7 @@ def _dabits(gen, n, s, rows):
     """daBits: random bits d as XOR-shared lane rows (rows, W) and as additive shares (rows, n)."""
     mask = lane_mask(s)
     w = -(-n // (64 // s))
-    D = xor_random(gen, (rows, w), mask)
+    D = gen.xor_random((rows, w), mask)
     return D, gen.derived((rows, n), lambda: unslice_bits(D, n, s))
 
 
@@ -182,10 +141,10 @@ def _and_layers(gen, w, s, plan):
     mask = lane_mask(s)
     out = []
     for u, gi, gj in plan:
-        A = xor_random(gen, (u, w), mask)
+        A = gen.xor_random((u, w), mask)
         gi, gj = np.asarray(gi, dtype=np.intp), np.asarray(gj, dtype=np.intp)
         out.append(A)
-        out.append(xor_derived(gen, (len(gi), w), lambda: A[gi] & A[gj], mask))
+        out.append(gen.xor_derived((len(gi), w), lambda: A[gi] & A[gj], mask))
     return tuple(out)
 
 

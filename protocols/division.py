@@ -23,13 +23,17 @@ RECIP_INIT = (160 / 41, -128 / 41)
 _ITERS = 4  # e0 <= 0.22 -> 0.22^16 ~ 3e-11
 
 
-def _abs_sign(x: Shared, bits: int):
-    s = ltz(x, bits)
-    return x - mul(s, x) * 2, s
+def _magnitude(x: Shared, hi: int, signed: bool):
+    """(|x| and its sign bit s = [x < 0] if ``signed``, else x and None; K = x.frac + hi bits)."""
+    K = x.frac + int(hi)
+    if not signed:
+        return x, None, K
+    s = ltz(x, min(64, K + 2))
+    return x - mul(s, x) * 2, s, K
 
 
-def _apply_sign(y: Shared, s: Shared) -> Shared:
-    return y - mul(s, y) * 2
+def _apply_sign(y: Shared, s: Shared | None) -> Shared:
+    return y if s is None else y - mul(s, y) * 2
 
 
 def _inverse_normalized(z: Shared, iters: int) -> Shared:
@@ -71,19 +75,15 @@ def reciprocal(x: Shared, *, hi: int = 24, frac: int | None = None, signed: bool
     Rounds (hi = 24, f = 20): 15 (normalise) + 3 (start) + 8 (iterations) + 4 (scaling) = 30;
     ``signed`` adds 9 (ltz, |x|, sign). Traffic per element and peer: about 0.4 kB.
     """
-    ctx = x.ctx
     f = x.frac
     fo = f if frac is None else int(frac)
-    K = f + int(hi)
-    s = None
-    if signed:
-        x, s = _abs_sign(x, min(64, K + 2))
+    x, s, K = _magnitude(x, hi, signed)
     F = WORK_FRAC
     nz = normalize(x, K, F)
     w = _inverse_normalized(nz.z, _ITERS)
     e = [f - 2 - 2 * j + fo - F for j in range(nz.J + 1)]
     out = scale_pow2(w, nz, e, a_bits=F + 3, out_bits=f + fo + 1, frac=fo)
-    return _apply_sign(out, s) if signed else out
+    return _apply_sign(out, s)
 
 
 def div(x: Shared, y: Shared, *, hi: int = 24, x_hi: int = 16, q_hi: int = 20,
@@ -100,14 +100,9 @@ def div(x: Shared, y: Shared, *, hi: int = 24, x_hi: int = 16, q_hi: int = 20,
     units of 2^-frac, plus the propagated quantisation of x (|dx| / |y|).
     Rounds (defaults): 15 + 3 + 8 + 2 + 4 = 32 (+9 with ``signed``).
     """
-    ctx = x.ctx
-    f = y.frac
-    fx = x.frac
+    f, fx = y.frac, x.frac
     fo = fx if frac is None else int(frac)
-    K = f + int(hi)
-    s = None
-    if signed:
-        y, s = _abs_sign(y, min(64, K + 2))
+    y, s, K = _magnitude(y, hi, signed)
     fw = min(WORK_FRAC, 59 - fx - int(x_hi))
     if fw < 12:
         raise ValueError("div: x_hi too large for 62-bit products; rescale x first")
@@ -116,4 +111,4 @@ def div(x: Shared, y: Shared, *, hi: int = 24, x_hi: int = 16, q_hi: int = 20,
     a = mul_exact(x, w)  # the exact product, |a| < 4 |x| 2^(fx + fw) < 2^61
     e = [f - 2 - 2 * j + fo - fx - fw for j in range(nz.J + 1)]
     out = scale_pow2(a, nz, e, a_bits=int(x_hi) + fx + fw + 3, out_bits=int(q_hi) + fo + 1, frac=fo)
-    return _apply_sign(out, s) if signed else out
+    return _apply_sign(out, s)

@@ -10,6 +10,7 @@ normalisation of ``protocols.normalize`` and a piecewise polynomial for ln z.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public
-from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs, xor_derived, xor_random
+from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs
 from .compare import LtzJob
 from cipherome.mpc.kernels import ring_matmul
 
@@ -74,9 +75,9 @@ def _lut_split(gen, n, s, p, beta):
     rows = p + p % 2
     size = 1 << beta
     r = gen.random((n,))
-    R = xor_derived(gen, (rows, w), lambda: slice_bits(r & low_mask(p), p, s, rows=rows), mask)
-    M = xor_derived(gen, (rows // 2, w), lambda: R[1::2] & R[0::2], mask)
-    D = xor_random(gen, (1, w), mask)
+    R = gen.xor_derived((rows, w), lambda: slice_bits(r & low_mask(p), p, s, rows=rows), mask)
+    M = gen.xor_derived((rows // 2, w), lambda: R[1::2] & R[0::2], mask)
+    D = gen.xor_random((1, w), mask)
     cache = {}
 
     def dbit():
@@ -278,7 +279,10 @@ def piecewise_poly(x: Shared, lo: float, seg_log2: int, coefs: np.ndarray, *, be
     return out.reshape(x.shape)
 
 
-_SIG_COEFS = None
+@functools.lru_cache(maxsize=None)
+def _sigmoid_coefs() -> np.ndarray:
+    """Degree-6 polynomials of the logistic function on the unit segments of [-16, 16) (fitted once)."""
+    return fit_segments(lambda t: 1.0 / (1.0 + np.exp(-t)), -16.0, 0, 32, 6)
 
 
 def sigmoid(x: Shared, *, frac: int | None = None, bits: int = 64) -> Shared:
@@ -290,13 +294,13 @@ def sigmoid(x: Shared, *, frac: int | None = None, bits: int = 64) -> Shared:
     2^-frac for the output rounding; outside, < 1.2e-7 (the saturation).
     Rounds: 16. Traffic per element and peer: about 0.2 kB; dealer to lead about 0.5 kB.
     """
-    global _SIG_COEFS
-    if _SIG_COEFS is None:
-        _SIG_COEFS = fit_segments(lambda t: 1.0 / (1.0 + np.exp(-t)), -16.0, 0, 32, 6)
-    return piecewise_poly(x, -16.0, 0, _SIG_COEFS, below=0.0, above=1.0, frac=frac, bits=bits)
+    return piecewise_poly(x, -16.0, 0, _sigmoid_coefs(), below=0.0, above=1.0, frac=frac, bits=bits)
 
 
-_EXP2_COEFS = None
+@functools.lru_cache(maxsize=None)
+def _exp2_coefs() -> np.ndarray:
+    """Degree-6 polynomial of 2^t on [0, 1) (fitted once)."""
+    return fit_segments(lambda t: 2.0**t, 0.0, 0, 1, 6)[0]
 
 
 def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = None, bits: int = 64) -> Shared:
@@ -310,13 +314,11 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     rounding of x log2 e (relative |x| 2^-f ln 2 of the result: inherent to x's scale).
     Requires e^hi 2^frac < 2^60 and |x| < 2^11 (larger |x| saturate correctly only if f <= 20).
     """
-    global _EXP2_COEFS
+    coefs = _exp2_coefs()
     ctx = x.ctx
     f = x.frac
     fo = f if frac is None else int(frac)
     F = WORK_FRAC
-    if _EXP2_COEFS is None:
-        _EXP2_COEFS = fit_segments(lambda t: 2.0**t, 0.0, 0, 1, 6)[0]
     l2e = 1.0 / math.log(2.0)
     t = mul_public(x, l2e, frac=30)  # log2(e) to 2^-31: |x| < 2^11 keeps the product in range
     t_lo = math.floor(lo * l2e)
@@ -326,10 +328,10 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     jobs = [SplitJob(t.data, f, beta, off), LtzJob((x - hi).data, bits), LtzJob((x - lo).data, bits)]
     (O, phi), lt_hi, lt_lo = run_bitjobs(ctx, jobs, "exp")
     phi = _to_frac(Shared(ctx, phi, f), F)
-    pw = _powers(phi, len(_EXP2_COEFS) - 1)
-    acc = Shared(ctx, np.zeros(phi.size, U64), 2 * F) + float(_EXP2_COEFS[0])
+    pw = _powers(phi, len(coefs) - 1)
+    acc = Shared(ctx, np.zeros(phi.size, U64), 2 * F) + float(coefs[0])
     for k, pk in enumerate(pw, start=1):
-        acc = acc + Shared(ctx, pk.data * encode(_EXP2_COEFS[k], F), 2 * F)
+        acc = acc + Shared(ctx, pk.data * encode(coefs[k], F), 2 * F)
     p2 = truncate(acc, F)  # 2^phi in [1, 2) at F bits
     onehot = OneHot(ctx, O)
     e = [min(k, span - 1) + t_lo + fo - F for k in range(1 << beta)]  # segments >= span never occur
@@ -342,7 +344,12 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     return out.reshape(x.shape)
 
 
-_LN_COEFS = None
+@functools.lru_cache(maxsize=None)
+def _ln_coefs() -> np.ndarray:
+    """Degree-5 polynomials of ln z on the 1/16-segments of [3/16, 1) (fitted once)."""
+    c = np.zeros((16, 6))
+    c[3:] = fit_segments(np.log, 0.1875, -4, 13, 5)  # z may fall one unit below 1/4 after truncation
+    return c
 
 
 def log(x: Shared, *, hi: int = 24, frac: int | None = None) -> Shared:
@@ -354,19 +361,14 @@ def log(x: Shared, *, hi: int = 24, frac: int | None = None) -> Shared:
     the thermometer (local). Error: absolute ~5e-8 plus half a unit of 2^-frac.
     Rounds: 29.
     """
-    global _LN_COEFS
     ctx = x.ctx
     f = x.frac
     fo = f if frac is None else int(frac)
     F = WORK_FRAC
-    if _LN_COEFS is None:
-        c = np.zeros((16, 6))
-        c[3:] = fit_segments(np.log, 0.1875, -4, 13, 5)  # z may fall one unit below 1/4 after truncation
-        _LN_COEFS = c
     nz = normalize(x, f + int(hi), F)
     z = nz.z
     ((O, phi),) = run_bitjobs(ctx, [SplitJob(z.data, F - 4, 4, 0)], "log")
-    val = _eval_selected(OneHot(ctx, O), _LN_COEFS, Shared(ctx, phi, F - 4), fo, F)
+    val = _eval_selected(OneHot(ctx, O), _ln_coefs(), Shared(ctx, phi, F - 4), fo, F)
     g = [int(round((2 * j + 2 - f) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
     out = Shared(ctx, val.data + nz.table(g), fo)
     return out.reshape(x.shape)

@@ -19,7 +19,7 @@ from cipherome.mpc.shares import Shared, concat, stack
 
 from .arith import dot, matmul, mul, mul_public
 from .compare import ltz
-from .normalize import _thermometer_compare, mul_exact, onehot_table
+from .normalize import thermometer_compare, mul_exact, onehot_table
 from .roots import invsqrt, invsqrt_table
 from .trunc import truncate
 
@@ -169,7 +169,7 @@ def _trace_normalise(p: Shared, frac: int, hi: int) -> Shared:
     tr = Shared(ctx, p.data[_diag_idx(k)].sum(dtype=U64).reshape(1), p.frac)
     K = p.frac + hi
     J = (K + 1) // 2 - 1
-    H = _thermometer_compare(tr, K, J)
+    H = thermometer_compare(tr, K, J)
     v = onehot_table(ctx, H, [4 ** (J - j) for j in range(J + 1)])
     pv = mul_exact(Shared(ctx, p.data, 0), Shared(ctx, v.reshape(1, 1), 0))
     shift = 2 * J + 2 - frac

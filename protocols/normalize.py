@@ -26,7 +26,7 @@ from .bits import (
 )
 from .trunc import truncate
 
-__all__ = ["Normalized", "normalize", "onehot_table", "scale_pow2", "pow2_plan", "mul_exact", "WORK_FRAC"]
+__all__ = ["Normalized", "normalize", "onehot_table", "scale_pow2", "pow2_plan", "mul_exact", "thermometer_compare", "WORK_FRAC"]
 
 U64 = np.uint64
 #: fractional bits of the normalised working values (products at 2*28 = 56 bits keep |value| < 64)
@@ -100,13 +100,13 @@ def normalize(x: Shared, bits: int, frac: int = WORK_FRAC, method: str = "auto")
     flat = x.data.ravel()
     n = flat.size
     if method == "compare" or (method == "auto" and n * J <= 4096):
-        H = _thermometer_compare(x, K, J)
+        H = thermometer_compare(x, K, J)
     else:
         H = _thermometer_bits(x, K, J)
     return _finish(x, H, J, K, frac)
 
 
-def _thermometer_compare(x: Shared, K: int, J: int) -> np.ndarray:
+def thermometer_compare(x: Shared, K: int, J: int) -> np.ndarray:
     """[X >= 4^j], j = 1..J, by one batched ltz of X - 4^j (K + 2 bits)."""
     from .compare import ltz
 

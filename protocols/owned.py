@@ -12,9 +12,11 @@ import itertools
 import numpy as np
 
 from cipherome.mpc.correlated import recipe
-from cipherome.mpc.kernels import ring_matmul, ring_matmul_tn
+from cipherome.mpc.kernels import ring_matmul_tn
 from cipherome.mpc.ledger import MASKED
 from cipherome.mpc.shares import Shared
+
+from .beaver import MATMUL, MATMUL_TN, apply, combine
 
 __all__ = ["OwnedMatrix", "mask_owned", "owned_products", "ring_matmul_tn"]
 
@@ -22,8 +24,8 @@ U64 = np.uint64
 _keys = itertools.count()
 
 
-def _op_matmul(m: np.ndarray, y: np.ndarray, transpose: bool) -> np.ndarray:
-    return ring_matmul_tn(m, y) if transpose else ring_matmul(m, y)
+def _op(transpose: bool) -> str:
+    return MATMUL_TN if transpose else MATMUL
 
 
 def _out_shape(m_shape, y_shape, transpose: bool) -> tuple[int, int]:
@@ -31,34 +33,26 @@ def _out_shape(m_shape, y_shape, transpose: bool) -> tuple[int, int]:
 
 
 @recipe("owned_mask")
-def _owned_mask(gen, key, shape, owner, mine=False):
+def _owned_mask(gen, key, shape, owner):
     """Mask A of a site-owned matrix: the owner's own PRG stream with the dealer. Cost: 0.
 
-    Only the owner (``mine``) and the dealer draw it; the dealer keeps A under ``key``.
+    Only the owner and the dealer draw it; the dealer keeps A under ``key``.
     """
-    shape = tuple(int(s) for s in shape)
+    a = gen.random_among(tuple(int(s) for s in shape), [int(owner)])
     if gen.dealer_side:
-        gen.state[key] = gen.prgs[int(owner)].ring(shape)
+        gen.state[key] = a
         return ()
-    return (gen.prg.ring(shape),) if mine else ()
+    return () if a is None else (a,)
 
 
 @recipe("owned_product")
-def _owned_product(gen, key, m_shape, y_shape, transpose, owner, mine=False):
+def _owned_product(gen, key, m_shape, y_shape, transpose, owner):
     """For op(M) @ Y: B = sum of the non-owners' draws b_p (each knows its own, the dealer all)
     and C = op(A) @ B shared. Cost: |op(M) Y| elements from the dealer."""
     y_shape = tuple(int(s) for s in y_shape)
-    out_shape = _out_shape(m_shape, y_shape, transpose)
-    if gen.dealer_side:
-        b = np.zeros(y_shape, dtype=U64)
-        for i, prg in enumerate(gen.prgs):
-            if i != int(owner):
-                b += prg.ring(y_shape)
-        a = gen.state[key]
-        c = gen.derived(out_shape, lambda: _op_matmul(a, b, transpose))
-        return b, c
-    b = None if mine else gen.prg.ring(y_shape)
-    c = gen.derived(out_shape, None)
+    b = gen.random_among(y_shape, [i for i in range(gen.n) if i != int(owner)])
+    a = gen.state[key] if gen.dealer_side else None
+    c = gen.derived(_out_shape(m_shape, y_shape, transpose), lambda: apply(_op(transpose), a, b))
     return b, c
 
 
@@ -106,7 +100,7 @@ def mask_owned(ctx, mine: np.ndarray | None, shapes: dict, label: str = "owned.m
         om = OwnedMatrix(ctx, site, shape, f"owned/{next(_keys)}")
         mine_flag = ctx.me == site
         got = ctx.provider.fetch("owned_mask", key=om.key, shape=list(om.shape),
-                                 owner=ctx.parties.index(site), mine=mine_flag)
+                                 owner=ctx.parties.index(site))
         if mine_flag:
             m = np.asarray(mine)
             if m.shape != om.shape:
@@ -130,7 +124,8 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
     and the dealer shares C = op(A) B):
       1. every p != o sends o its share y_p - b_p (uniform to o, and to any coalition
          missing one such p); o adds its own share: F = Y - B;
-      2. o: op(M) F + C_o;  p != o: op(E) b_p + C_p. The sum is
+      2. o: op(M) F + C_o;  p != o: op(E) b_p + C_p (``beaver.combine``: o's mask share is
+         all of M, the public op(E, F) folded into op(M, F)). The sum is
          op(M)(Y - B) + op(M - A) B + op(A) B = op(M) Y.
     M holds integers (scale 0), so the result has Y's scale and needs no truncation.
     Traffic per pair: each non-owner sends |Y| ring elements to the owner; the dealer
@@ -145,7 +140,7 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
             raise ValueError(f"owned product: matrix {om.shape} (transpose={transpose}) and operand {y.shape}")
         bundles.append(ctx.provider.fetch("owned_product", key=om.key, m_shape=list(om.shape),
                                           y_shape=list(y.shape), transpose=bool(transpose),
-                                          owner=ctx.parties.index(om.owner), mine=om.is_owner))
+                                          owner=ctx.parties.index(om.owner)))
     if len({om.owner for om, _ in pairs}) != len(pairs):
         raise ValueError("owned_products: at most one matrix per owner in one call")
     outgoing, incoming = {}, {}
@@ -157,13 +152,12 @@ def owned_products(pairs: list, transpose: bool, label: str = "owned.product") -
     got = ctx.exchange(outgoing, incoming, label, kind=MASKED)
     out = []
     for (om, y), bd in zip(pairs, bundles):
-        c = bd[1].copy()
-        if om.is_owner:
+        if om.is_owner:  # F = Y - B: its own share plus the others' masked ones; it adds op(M) F
             f = np.array(y.data, dtype=U64)
             for p in ctx.others:
                 f += got[p]
-            c += _op_matmul(om.m, f, transpose)
-        else:
-            c += _op_matmul(om.e, bd[0], transpose)
+            c = combine(_op(transpose), None, om.m, f, None, bd[1], True)
+        else:  # op(E) b_p + C_p
+            c = combine(_op(transpose), om.e, None, None, bd[0], bd[1], False)
         out.append(Shared(ctx, c, y.frac))
     return out

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 
 from cipherome.mpc.correlated import recipe
 from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.shares import Shared
 
 from .arith import rescale
+from .beaver import MATMUL, combine
 
 __all__ = ["FixedOperand", "fix"]
 
@@ -65,10 +65,10 @@ class FixedOperand:
         (self.e,) = ctx.open_masked([x.data - r], label)
 
     def _product(self, y: Shared, left: bool, label: str) -> Shared:
-        """X Y = E Y + R F + R B with F = Y - B opened (left); mirrored for Y X.
+        """X Y = E B + R F + E F + C with F = Y - B opened (left); mirrored for Y X.
 
         Steps: dealer gives uniform B and C = R B; open F = Y - B (1 round);
-        [X Y] = E [Y] + [R] F + [C], all local given public E and F; truncate.
+        ``beaver.combine`` with the stored E and R (the lead adds E F); truncate.
         Traffic per party: (n-1) 8 |Y| bytes; the dealer sends the lead 8 |XY|.
         """
         ctx = self.ctx
@@ -76,10 +76,9 @@ class FixedOperand:
                                y_shape=list(y.shape), left=left)
         (f,) = ctx.open_masked([y.data - t[0]], label)
         if left:
-            z = ring_matmul(self.e, y.data) + ring_matmul(self.r, f)
+            z = combine(MATMUL, self.e, self.r, f, t[0], t[1], ctx.is_lead)
         else:
-            z = ring_matmul(y.data, self.e) + ring_matmul(f, self.r)
-        z += t[1]
+            z = combine(MATMUL, f, t[0], self.e, self.r, t[1], ctx.is_lead)
         return rescale(Shared(ctx, z, self.frac + y.frac), self.frac, y.frac)
 
     def left_mul(self, y: Shared, label: str = "fixed.product") -> Shared:

@@ -64,7 +64,7 @@ def fail(ctx, params, site=None):
 @job("test.once")
 def once(ctx, params, site=None):
     """One run of a protocol benchmark op (``bench.<op>`` without its warm-up): time, bytes and rounds."""
-    from cipherome.protocols.jobs import BENCH_OPS
+    from cipherome.cli.bench_jobs import BENCH_OPS
 
     op, size = params["op"], int(params["size"])
     run = BENCH_OPS[op][1](ctx, size)

@@ -3,7 +3,7 @@ import numpy as np
 
 from cipherome.mpc.local import run_local
 from cipherome.protocols import arith
-from cipherome.protocols.jobs import _inputs, close_to, measure
+from cipherome.cli.bench_jobs import close_to, measure, random_inputs as _inputs
 
 
 def _prepare(wrong: bool):

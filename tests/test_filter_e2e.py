@@ -45,7 +45,7 @@ CASES = [
     {"model": "recessive", "min_affected": 1, "table_size": 64, "lanes": 10},
     {"model": "xlinked", "min_affected": 1, "table_size": 64, "lanes": 10},
     {"model": "denovo", "min_gq": 20, "table_size": 64, "lanes": 10},
-    {"model": "denovo", "table_size": 2, "lanes": 60},
+    {"model": "denovo", "table_size": 40, "lanes": 40},
     {"model": "comphet", "genes": GENES, "lanes": 12},
     {"model": "max-gene", "genes": GENES},
     {"model": "top-genes", "genes": GENES, "top": 4},
@@ -67,7 +67,7 @@ def test_daemons_equal_twin(study, params):
         assert any(r["family"] == "FA" for r in got["rows"])  # the trio split over three sites
     for name, rep in run.reports.items():
         disclosed = {e["label"] for e in rep["ledger"] if e["kind"] == "disclosed"}
-        assert disclosed <= {"filter.candidate_slots", "filter.candidate_fingerprints", "filter.candidate_text_bytes",
+        assert disclosed <= {"filter.trio_requests", "filter.trio_answers", "filter.trios", "filter.candidate_slots", "filter.candidate_fingerprints", "filter.candidate_text_bytes",
                              "filter.candidate_texts",
                              "filter.confirm", "filter.counts", "filter.max_genes", "filter.top_genes",
                              "filter.intersect_genes", "filter.diff_genes"}
@@ -133,3 +133,19 @@ def test_overflow_fails_with_a_clear_message_and_writes_nothing(study):
         study["cluster"].run("filter", {"model": "carrier", "table_size": 1, "lanes": 3})
     # the daemons are still fine afterwards
     assert study["cluster"].run("filter", {"model": "dominant", "table_size": 64, "lanes": 10}).results[0]["rows"]
+
+
+def test_plan_over_budget_is_refused_and_daemons_keep_serving(study, tmp_path):
+    """Site p1 allows 2 MB per job: a de novo plan of 36 MB per trio is refused before any table is built, with
+    a message saying what to change; the same daemons then run a plan that fits."""
+    policy = [{}, {"max_job_memory_gb": 0.002}, {}]
+    with LocalCluster(3, workdir=tmp_path / "c", data=study["data"], policy=policy, log_level="WARNING") as cluster:
+        pids = {name: proc.pid for name, proc in cluster.procs.items()}
+        with pytest.raises(JobFailed, match=r"site p1 allows 0\.00 GB \(policy max_job_memory_gb\); lower "
+                                            r"--max-member-variants"):
+            cluster.run("filter", {"model": "denovo", "table_size": 4096, "lanes": 14})
+        params = {"model": "denovo", "table_size": 48, "lanes": 14}
+        run = cluster.run("filter", params)
+        assert run.results[0]["rows"] == _twin(study, params)["rows"] and run.results[0]["rows"]
+        assert {name: proc.pid for name, proc in cluster.procs.items()} == pids
+        assert all(proc.poll() is None for proc in cluster.procs.values())  # no daemon exited or was killed

@@ -57,6 +57,13 @@ def test_cohort_models_equal_twin(study, params):
         assert [r["gene"] for r in rows] == ["GENE4"]
 
 
+@pytest.mark.parametrize("params", COHORT, ids=lambda p: "-".join(f"{v}" for v in p.values()))
+def test_cohort_models_cuckoo_tables_equal_twin(study, params):
+    """Default geometry: each site's cuckoo anchors against the other sites' simple-hashing tables."""
+    rows, run = _check(study, {**params, "max_variants": 100}, mc=0)
+    assert run.results[0]["table"] == {"bins": 200, "lanes": 13}
+
+
 def test_planted_candidates_are_found(study):
     rec, _ = _check(study, {"model": "recessive", "table_size": 64, "lanes": 8})
     assert "GENE5" in [r["gene"] for r in rec]
@@ -72,7 +79,7 @@ def test_planted_candidates_are_found(study):
 
 
 @pytest.mark.parametrize("T,L", [(1, 80), (2, 48), (7, 24)])
-@pytest.mark.parametrize("model", ["carrier", "dominant", "denovo", "xlinked"])
+@pytest.mark.parametrize("model", ["carrier", "dominant", "xlinked"])
 def test_tiny_tables_force_collisions_and_still_agree(study, model, T, L):
     keys = [k for sv in study for k in sv.keys]
     assert len(set(keys)) > T  # every slot is shared by several variants
@@ -80,6 +87,12 @@ def test_tiny_tables_force_collisions_and_still_agree(study, model, T, L):
     if model == "carrier":
         params["max_cohort_af"] = "0.2"
     _check(study, params)
+
+
+@pytest.mark.parametrize("bins,L", [(40, 40), (64, 8)])
+def test_denovo_small_cuckoo_tables_agree(study, bins, L):
+    """Few bins: every parent bin holds several variants (the child's cuckoo table is nearly full)."""
+    _check(study, {"model": "denovo", "table_size": bins, "lanes": L})
 
 
 @pytest.mark.parametrize("buckets,L", [(1, 10), (2, 8)])
@@ -99,7 +112,7 @@ def test_random_studies_all_models(seed):
     svs = [site_variants(st, s) for s in range(3)]
     for params in ({"model": "carrier", "max_cohort_af": "0.3", "table_size": 16, "lanes": 16},
                    {"model": "recessive", "min_affected": 1, "table_size": 16, "lanes": 16},
-                   {"model": "denovo", "table_size": 16, "lanes": 16},
+                   {"model": "denovo", "table_size": 40, "lanes": 16},
                    {"model": "comphet", "genes": GENES, "lanes": 12},
                    {"model": "top-genes", "genes": GENES, "top": 4}):
         _check(svs, params, mc=3 if seed == 2 else 0)
@@ -119,7 +132,7 @@ def test_two_sites_and_four_sites():
         st = simulate(5, n_sites=n, n_positions=40)
         svs = [site_variants(st, s) for s in range(n)]
         _check(svs, {"model": "carrier", "table_size": 8, "lanes": 20})
-        _check(svs, {"model": "denovo", "table_size": 8, "lanes": 20})
+        _check(svs, {"model": "denovo", "table_size": 48, "lanes": 20})
 
 
 def test_disclosures_are_the_documented_ones(study):
@@ -156,8 +169,10 @@ def test_site_without_variants_and_study_without_trios(study, model):
     from cipherome.genomics.filtering.local import Pedigree, SiteVariants
 
     params = {"model": model}
-    if model in ("carrier", "denovo"):
+    if model == "carrier":
         params.update(table_size=16, lanes=16)
+    elif model == "denovo":
+        params.update(table_size=32, lanes=16)
     else:
         params.update(genes=GENES, lanes=12)
     _check([study[0], study[1], SiteVariants.from_rows(study[2].ped, [])], params)
@@ -181,3 +196,48 @@ def test_larger_studies_default_geometry(seed):
                    {"model": "comphet", "genes": GENES, "lanes": 40},
                    {"model": "top-genes", "genes": GENES, "top": 5}):
         _check(svs, params, mc=3)
+
+
+@pytest.mark.parametrize("params,gb", [
+    ({"model": "carrier", "max_cohort_af": "0.2", "table_size": 64, "lanes": 8}, 0.0005),
+    ({"model": "recessive", "min_affected": 1, "table_size": 64, "lanes": 8}, 0.0005),
+    ({"model": "carrier", "max_cohort_af": "0.2", "max_variants": 100}, 0.002),
+    ({"model": "denovo", "table_size": 48, "lanes": 14}, 0.0005),
+    ({"model": "comphet", "genes": GENES, "lanes": 10}, 0.001),
+], ids=lambda x: x["model"] if isinstance(x, dict) else str(x))
+def test_chunked_equals_unchunked(study, params, gb):
+    """A small memory budget streams slots (cohort) or trios (family) in several chunks: the same released answer."""
+    whole = _run(study, params)
+    chunked = _run(study, params, [{"max_job_memory_gb": gb}] + [{}] * 2)
+    a, b = whole.results[0], chunked.results[0]
+    key = "rows" if "rows" in a else "genes"
+    assert a[key] == b[key] == reference_filter(study, params, 0)[key]
+    ra, rb = whole.reports["p0"]["rounds"], chunked.reports["p0"]["rounds"]
+    assert rb > ra  # more chunks, each with the constant rounds of one batch
+
+
+def test_plan_over_budget_is_refused_before_it_starts(study):
+    with pytest.raises(InputError, match=r"plan needs at least .* GB per party but site p1 allows 0\.00 GB "
+                                         r"\(policy max_job_memory_gb\); lower --max-member-variants .* raise "
+                                         r"max_job_memory_gb at site p1"):
+        _run(study, {"model": "denovo", "table_size": 48, "lanes": 14}, [{}, {"max_job_memory_gb": 0.0001}, {}])
+
+
+def test_trio_with_missing_parent_is_skipped_not_an_error(study, caplog):
+    """A child whose father is genotyped nowhere: no trio, a note in its site's log; the other trios (one with all
+    members at one site, two split across sites) give the twin's rows."""
+    from cipherome.genomics.filtering.local import Pedigree, SiteVariants
+
+    ped = study[2].ped.rows()
+    j = [r[1] for r in ped].index("U2a")
+    ped[j][2], ped[j][3] = "GHOST", "U2c"
+    sv = SiteVariants.from_rows(Pedigree.from_rows(ped), [
+        (k, c, p, r, a, g, cons, d) for k, c, p, r, a, g, cons, d in zip(
+            study[2].keys, study[2].chrom, study[2].pos, study[2].ref, study[2].alt, study[2].genes,
+            study[2].consequence, study[2].dosage)])
+    svs = [study[0], study[1], sv]
+    with caplog.at_level("WARNING", logger="cipherome.filter"):
+        rows, run = _check(svs, {"model": "denovo", "table_size": 64, "lanes": 14})
+    assert sorted(run.results[0]["trios"]) == ["FA", "FB", "FC"] and rows
+    assert any("genotyped at no site" in r.getMessage() and "trio skipped" in r.getMessage() for r in caplog.records)
+    _check(svs, {"model": "comphet", "genes": GENES, "lanes": 10})

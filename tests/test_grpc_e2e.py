@@ -100,8 +100,9 @@ def test_cli_job_and_party_status(cluster, tmp_path):
     runner = CliRunner()
     auth = ["--study", str(cluster.study_path), "--key", str(cluster.dir / "keys/submitter.key"),
             "--cert", str(cluster.dir / "keys/submitter.crt")]
-    out = tmp_path / "res.json"
-    res = runner.invoke(cli, ["job", "submit", *auth, "bench.open", "--params", '{"size": 100}', "--out", str(out)])
+    out = tmp_path / "res.job.json"
+    res = runner.invoke(cli, ["job", "submit", *auth, "bench.open", "--params", '{"size": 100}',
+                              "--out", str(tmp_path / "res")])
     assert res.exit_code == 0, res.output
     job_id = res.output.strip().splitlines()[-1]
     doc = json.loads(out.read_text())

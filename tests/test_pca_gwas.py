@@ -11,7 +11,7 @@ import pytest
 
 from cipherome.genomics.gwas.job import run_gwas
 from cipherome.genomics.gwas.params import GwasParams
-from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO
 from cipherome.genomics.io.writers import write_covar
 from cipherome.mpc.local import run_local

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.gwas.params import GwasParams
-from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO, demo_config, simulate_study, write_study
 from cipherome.genomics.io.writers import write_covar
 from cipherome.mpc.launcher import LocalCluster

@@ -8,7 +8,7 @@ import pytest
 
 from cipherome.genomics.reference import linear as lin
 from cipherome.genomics.reference import trend as tr
-from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.simulate import BINARY_PHENO, QUANT_PHENO
 
 from conftest_sim import gwas_data

@@ -9,7 +9,7 @@ import pytest
 
 from cipherome.genomics import simulate
 from cipherome.genomics.io import writers as writebed
-from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.reference.linear import glm_linear
 from cipherome.genomics.reference.pca import pca_exact
 from cipherome.genomics.reference.qc import alt_freq

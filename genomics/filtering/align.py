@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.mpc.shares import Shared, concat
+from cipherome.protocols.beaver import MATMUL, beaver_products
 from cipherome.protocols.compare import eqz
 
 from cipherome.genomics.filtering.keys import FP_BITS
@@ -41,6 +42,15 @@ class OwnerTable:
 
     def mine(self, ctx) -> bool:
         return ctx.me == self.site
+
+    def part(self, slots: slice) -> "OwnerTable":
+        """The table restricted to a range of slots (views, no copy): one chunk of a streamed matching."""
+        sub = OwnerTable(self.site, self.name, len(range(*slots.indices(self.T))), self.L)
+        if self.fp is not None:
+            sub.fp, sub.rows = self.fp[slots], self.rows[slots]
+        if self.shared is not None:
+            sub.shared = self.shared[slots]
+        return sub
 
 
 def share_tables(ctx, tables: list[OwnerTable]) -> None:
@@ -87,24 +97,14 @@ def match_tables(ctx, pairs: list[tuple[OwnerTable, OwnerTable]]) -> list[Shared
 def _matmuls(ctx, pairs: list[tuple[Shared, Shared]]) -> list[Shared]:
     """Batched ring matrix products X_k @ Y_k (integers, no truncation) of any shapes, in one round.
 
-    Beaver with dealer matrix triples (A, B, C = A B): open X - A and Y - B of all
-    products together, then Z = C + (X - A) B + A (Y - B) (+ (X - A)(Y - B) on the lead).
+    Beaver with dealer matrix triples (``protocols.beaver.beaver_products``): open X - A
+    and Y - B of all products together, then Z = C + (X - A) B + A (Y - B) (+ (X - A)(Y - B)
+    on the lead).
     """
     if not pairs:
         return []
-    triples = [ctx.provider.matrix_triple(x.shape, y.shape) for x, y in pairs]
-    masked = []
-    for (x, y), t in zip(pairs, triples):
-        masked += [x.data - t[0], y.data - t[1]]
-    opened = ctx.open_masked(masked, "matmul")
-    out = []
-    for k, t in enumerate(triples):
-        e, f = opened[2 * k], opened[2 * k + 1]
-        a, b = t[0], t[1]
-        z = np.matmul(a, f) + t[2]
-        z += np.matmul(e, b + f) if ctx.is_lead else np.matmul(e, b)
-        out.append(Shared(ctx, z, 0))
-    return out
+    items = [(x.data, y.data, ctx.provider.matrix_triple(x.shape, y.shape)) for x, y in pairs]
+    return [Shared(ctx, z, 0) for z in beaver_products(ctx, MATMUL, items, "matmul")]
 
 
 def aligned_sums(items: list[tuple[Shared, Shared | None]]) -> list[Shared]:

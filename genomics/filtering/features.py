@@ -18,6 +18,7 @@ __all__ = ["COUNTS", "cohort_counts", "allele_totals", "member_het", "PCLASSES"]
 #: cohort count columns, in this order
 COUNTS = ("ca", "cu", "ha", "hu", "xa", "xu", "ac", "miss")
 PCLASSES = (AUTOSOMAL, CHR_X, CHR_Y, CHR_MT)
+ROW_BLOCK = 2048
 
 
 def cohort_counts(sv: SiteVariants, rows: np.ndarray | None = None) -> np.ndarray:
@@ -27,9 +28,17 @@ def cohort_counts(sv: SiteVariants, rows: np.ndarray | None = None) -> np.ndarra
     homozygous ALT (dosage 2, incl. haploid ALT calls); xa/xu: X-linked genotype
     (males dosage >= 1, others dosage 2); ac: ALT alleles among called genotypes
     (ploidy 2: the dosage, ploidy 1: 1 if ALT, ploidy 0: none); miss: alleles of
-    missing calls (their ploidy). ``rows``: row indices (default all).
+    missing calls (their ploidy). ``rows``: row indices (default all). Rows are
+    taken in blocks of :data:`ROW_BLOCK`, so temporaries stay at ROW_BLOCK x
+    individuals x 8 bytes whatever the site's size.
     """
     idx = np.arange(len(sv)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if idx.size > ROW_BLOCK:
+        return np.concatenate([_counts(sv, idx[b:b + ROW_BLOCK]) for b in range(0, idx.size, ROW_BLOCK)])
+    return _counts(sv, idx)
+
+
+def _counts(sv: SiteVariants, idx: np.ndarray) -> np.ndarray:
     g = sv.dosage[idx].astype(np.int64)
     aff = sv.ped.affected
     male = sv.ped.sex == 1

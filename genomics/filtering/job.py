@@ -5,9 +5,10 @@ PED and annotation. Stages, with what each opens (the ledger lists the labels):
 
 1. local: read and pre-filter the site's rows (``filtering.local``); nothing leaves;
 2. study metadata (kind 'public', to the compute parties only): each site's
-   cohort sizes and ``min_cell_size``, and for family models its PED rows of
-   genotyped individuals (to find trios split across sites); a fresh job key
-   agreed by all compute parties (``filter.job_key_contribution``);
+   cohort sizes and ``min_cell_size``; a fresh job key agreed by all compute
+   parties (``filter.job_key_contribution``); for family models the trios, found
+   from keyed links (``filtering.trios``: ``filter.trio_requests``,
+   ``filter.trio_answers``, ``filter.trios``), so that no PED row leaves its site;
 3. secure filter: hashed tables, fingerprint alignment and the model's rule
    (``filtering.align``, ``filtering.models``); only masked values are opened;
 4. reveal (``filtering.reveal``): the number of candidates per slot
@@ -39,14 +40,17 @@ from cipherome.genomics.filtering import models as fm
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering.align import OwnerTable, share_tables
 from cipherome.genomics.filtering.features import COUNTS, allele_totals, cohort_counts, member_het
-from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
+from cipherome.genomics.filtering.budget import BYTES_PER_TEST, chunk_items, site_budget
+from cipherome.genomics.filtering.keys import (agree_job_key, cuckoo_geometry, cuckoo_hashes, cuckoo_table, hash_keys,
+                                              lane_table, simple_table, suggest_table)
 from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_site
 from cipherome.genomics.filtering.params import COHORT_MODELS, FilterParams
 from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
+from cipherome.genomics.filtering.trios import Trio, find_trios
 from cipherome.genomics.io.ploidy import ploidy_class
 from cipherome.genomics.io.variants import chrom_order, parse_key
 
-__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "find_trios", "Trio", "sort_rows"]
+__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "sort_rows"]
 
 log = logging.getLogger("cipherome.filter")
 
@@ -58,17 +62,6 @@ class FilterSite:
     name: str
     variants: SiteVariants
     policy: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Trio:
-    """An affected child and both parents, each as (site index, column in that site's individuals)."""
-
-    fid: str
-    child: tuple
-    father: tuple
-    mother: tuple
-    child_sex: int
 
 
 def load_site_variants(site, p: FilterParams) -> SiteVariants:
@@ -89,32 +82,6 @@ def load_site_variants(site, p: FilterParams) -> SiteVariants:
 def _allgather_json(ctx, doc, label: str) -> list:
     raw = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8).copy()
     return [json.loads(np.asarray(x, np.uint8).tobytes().decode()) for x in ctx.allgather(raw, label)]
-
-
-def find_trios(peds: list[list]) -> list[Trio]:
-    """Trios (affected child, both parents genotyped somewhere) from every site's PED rows, in (FID, IID) order.
-
-    peds[i]: site i's rows [fid, iid, father, mother, sex, affected] of its
-    genotyped individuals. An individual genotyped at two sites is an error.
-    """
-    where = {}
-    for si, rows in enumerate(peds):
-        for col, r in enumerate(rows):
-            key = (r[0], r[1])
-            if key in where:
-                raise InputError(f"individual {r[0]} {r[1]} is genotyped at two sites (parties {where[key][0]} and "
-                                 f"{si}); keep it in one site's PED file",
-                                 kind="an individual is genotyped at two sites; keep it in one site's PED file")
-            where[key] = (si, col, r)
-    trios = []
-    for (fid, iid), (si, col, r) in sorted(where.items()):
-        if int(r[5]) != 1 or r[2] == "0" or r[3] == "0":
-            continue
-        f, m = where.get((fid, r[2])), where.get((fid, r[3]))
-        if f is None or m is None:
-            continue
-        trios.append(Trio(fid, (si, col), (f[0], f[1]), (m[0], m[1]), int(r[4])))
-    return trios
 
 
 def _text(sv: SiteVariants, row: int) -> str:
@@ -165,37 +132,79 @@ def _owner_table(ctx, site: str, name: str, T: int, L: int, key: bytes | None, k
 
 
 # ----------------------------------------------------------------------------- cohort models
-def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, key: bytes) -> list[str]:
-    T, L = _geometry(p)
-    C = rule.forms
-    tables = [_owner_table(ctx, s, f"site {s}", T, L, key, sv.keys, s == ctx.me) for s in ctx.parties]
-    share_tables(ctx, tables)
-    mine = tables[ctx.index]
+def _cohort_tables(ctx, p: FilterParams, sv: SiteVariants, key: bytes) -> tuple[list, list]:
+    """Every site's anchor and matched tables: one T x L lane table for both when the job gives table_size and
+    lanes, otherwise a cuckoo table (anchors) and a simple-hashing table (matched), sized from max_variants."""
+    if p.table_size is not None and p.lanes is not None:
+        T, L = _geometry(p)
+        tables = [_owner_table(ctx, s, f"site {s}", T, L, key, sv.keys, s == ctx.me) for s in ctx.parties]
+        return tables, tables
+    B, Ls = cuckoo_geometry(p.max_variants)
+    B, Ls = int(p.table_size or B), int(p.lanes or Ls)
+    cand, fps = cuckoo_hashes(key, sv.keys, B)
+    anchors, matched = [], []
+    for s in ctx.parties:
+        a, m = OwnerTable(s, f"site {s}", B, 1), OwnerTable(s, f"site {s}", B, Ls)
+        if s == ctx.me:
+            a.fp, a.rows = cuckoo_table(cand, fps, B, a.name)
+            m.fp, m.rows = simple_table(cand, fps, B, Ls, m.name)
+        anchors.append(a)
+        matched.append(m)
+    return anchors, matched
+
+
+def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, key: bytes,
+                   budget: tuple) -> list[str]:
+    anchors, matched = _cohort_tables(ctx, p, sv, key)
+    same = anchors is matched
+    share_tables(ctx, anchors if same else anchors + matched)
+    T, La, Lm, C = anchors[0].T, anchors[0].L, matched[0].L, rule.forms
     counts = cohort_counts(sv)
     contrib = counts @ rule.coeff
     own = contrib + rule.constants(sv.pclass)
-    occ = mine.rows >= 0
-    ctab = np.zeros((T, L, C), np.int64)
-    otab = np.zeros((T, L, C), np.int64)
-    otab[..., 0] = -rule.kill
-    ctab[occ] = contrib[mine.rows[occ]]
-    otab[occ] = own[mine.rows[occ]]
-    csh = [ctx.input(s, ctab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties]
-    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, L, C), frac=0) for s in ctx.parties[:-1]]
+
+    def lanes(tab, values, empty):
+        out = np.zeros((T, tab.L, C), np.int64)
+        out[..., 0] = empty
+        occ = tab.rows >= 0
+        out[occ] = values[tab.rows[occ]]
+        return out
+
+    me = ctx.index
+    ctab = lanes(matched[me], contrib, 0)
+    otab = lanes(anchors[me], own, -rule.kill)
+    csh = [ctx.input(s, ctab if s == ctx.me else None, shape=(T, Lm, C), frac=0) for s in ctx.parties]
+    osh = [ctx.input(s, otab if s == ctx.me else None, shape=(T, La, C), frac=0) for s in ctx.parties[:-1]]
     last = ctx.parties[-1]
     ok = np.all(otab >= 0, axis=2).astype(np.int64) if last == ctx.me else None
-    r = fm.cohort_anchor_bits(ctx, tables, csh, osh, ctx.input(last, ok, shape=(T, L), frac=0), rule)
+    last_ok = ctx.input(last, ok, shape=(T, La), frac=0)
+    n = len(anchors)
+    tests = (n * (n - 1) // 2) * La * Lm if same else n * (n - 1) * La * Lm
+    per_slot = tests * BYTES_PER_TEST + 16 * n * (La + Lm) * C * 8
+    chunk = chunk_items(T, per_slot, 8 * n * T * (La + Lm) * (C + 3), budget[0], budget[1],
+                        "lower --max-variants or --lanes (the table's geometry)")
+    parts = [[] for _ in anchors]
+    for s0 in range(0, T, chunk):  # slots in chunks: constant rounds per chunk, memory bounded by the budget
+        sl = slice(s0, min(T, s0 + chunk))
+        a_part = [t.part(sl) for t in anchors]
+        m_part = a_part if same else [t.part(sl) for t in matched]
+        got = fm.cohort_anchor_bits(ctx, a_part, m_part, [x[sl] for x in csh], [x[sl] for x in osh],
+                                    last_ok[sl], rule)
+        for acc, x in zip(parts, got):
+            acc.append(x)
+    r = [x[0] if len(x) == 1 else concat(x, axis=0) for x in parts]
+    log.info("filter %s: %d slots x %d anchor lanes x %d lanes in %d chunk(s)", p.model, T, La, Lm, len(parts[0]))
+    tables = anchors
     texts_fn = [(lambda row: _text(sv, row)) if s == ctx.me else None for s in ctx.parties]
     with ctx.stage("reveal"):
         (texts,) = reveal_candidates(ctx, [AnchorGroup(tables, r, texts_fn)])
     return texts
 
 
-def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int) -> dict:
+def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int, key: bytes, budget: tuple) -> dict:
     rule = fm.cohort_rule(p.model, cohort, p.min_affected, p.max_unaffected, p.max_cohort_af)
-    key = agree_job_key(ctx)
     with ctx.stage("secure_filter"):
-        texts = _cohort_hashed(ctx, p, sv, rule, key)
+        texts = _cohort_hashed(ctx, p, sv, rule, key, budget)
     cands = {}
     for t in texts:
         k, g, c = _parse_text(t)
@@ -253,36 +262,60 @@ def _member_values(ctx, trios: list[Trio], who: str, fn, K: list[int]) -> Shared
     return concat(parts)
 
 
-def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
-    T, L = _geometry(p)
-    key = agree_job_key(ctx)
-    me = ctx.index
-    tabs, own, texts_fn = [], [], []
+def _family_geometry(p: FilterParams) -> tuple[int, int]:
+    """(bins, parent lanes) of the de novo tables."""
+    bins, lanes = cuckoo_geometry(p.max_member_variants or p.max_variants)
+    return int(p.table_size or bins), int(p.lanes or lanes)
+
+
+def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hashes: tuple, B: int, Ls: int) -> tuple:
+    """The trio's tables: the child's cuckoo table of its heterozygous rows (one lane), each parent's simple table
+    of its rows not called hom-ref (Ls lanes); ``rows`` index the site's variant rows. ``hashes``: this site's
+    (candidate bins, fingerprints) of all its rows."""
+    cand, fps = hashes
+    out = []
+    for who in ("child", "father", "mother"):
+        si, col = getattr(t, who)
+        tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", B, 1 if who == "child" else Ls)
+        if tab.mine(ctx):
+            g = sv.dosage[:, col]
+            rows = np.flatnonzero(member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0))
+            if who == "child":
+                tab.fp, ent = cuckoo_table(cand[rows], fps[rows], B, tab.name)
+            else:
+                tab.fp, ent = simple_table(cand[rows], fps[rows], B, Ls, tab.name)
+            tab.rows = np.where(ent >= 0, rows[np.maximum(ent, 0)], -1) if rows.size else ent
+        out.append(tab)
+    return tuple(out)
+
+
+def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
+    """De novo candidates: trios in chunks that fit the memory budget; per chunk one batched matching and one
+    comparison (constant rounds per chunk); only the child tables and their 0/1 results stay for the reveal."""
+    B, Ls = _family_geometry(p)
+    per_trio = 2 * B * Ls * BYTES_PER_TEST
+    fixed = len(trios) * B * 64 + B * 4 * 8 * 3
+    chunk = chunk_items(len(trios), per_trio, fixed, budget[0], budget[1],
+                        "lower --max-member-variants (the public bound on one family member's variants)")
+    hs = cuckoo_hashes(key, sv.keys, B)
+    children, r, texts_fn = [], [], []
     with ctx.stage("secure_filter"):
-        for t in trios:
-            row = []
-            for who in ("child", "father", "mother"):
-                si, col = getattr(t, who)
-                mine = si == me
-                rows = None
-                if mine:
-                    g = sv.dosage[:, col]
-                    sel = member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0)
-                    rows = np.flatnonzero(sel)
-                tab = _owner_table(ctx, ctx.parties[si], f"{who} of family {t.fid}", T, L, key,
-                                   sv.keys[rows] if mine else None, mine)
-                if mine and rows.size:
-                    tab.rows = np.where(tab.rows >= 0, rows[np.maximum(tab.rows, 0)], -1)
-                row.append(tab)
-            tabs.append(tuple(row))
-            child = row[0]
-            o = -(child.rows < 0).astype(np.int64) if child.mine(ctx) else None
-            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
-            texts_fn.append((lambda r: _text(sv, r)) if child.mine(ctx) else None)
-        share_tables(ctx, [x for trio in tabs for x in trio])
-        r = fm.denovo_anchor_bits(ctx, tabs, own)
+        for c0 in range(0, len(trios), chunk):
+            tabs, own = [], []
+            for t in trios[c0:c0 + chunk]:
+                tr = _denovo_tables(ctx, sv, t, hs, B, Ls)
+                tabs.append(tr)
+                o = -(tr[0].rows < 0).astype(np.int64) if tr[0].mine(ctx) else None
+                own.append(ctx.input(tr[0].site, o, shape=(B, 1), frac=0))
+                texts_fn.append((lambda row: _text(sv, row)) if tr[0].mine(ctx) else None)
+            share_tables(ctx, [x for tr in tabs for x in tr])
+            r += fm.denovo_anchor_bits(ctx, tabs, own)
+            children += [tr[0] for tr in tabs]
+            del tabs, own
+        log.info("filter denovo: %d trios in %d chunk(s) of %d, %d bins x %d parent lanes", len(trios),
+                 -(-len(trios) // chunk), chunk, B, Ls)
     with ctx.stage("reveal"):
-        texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr], [tf]) for tr, rr, tf in zip(tabs, r, texts_fn)])
+        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
     cands = [_distinct_candidates(lst) for lst in texts]
     rows = []
     if any(cands):
@@ -323,47 +356,52 @@ def _gene_entries(sv: SiteVariants, rows: np.ndarray, gidx: dict) -> tuple[np.nd
     return np.array(er, np.int64), np.array(eg, np.int64)
 
 
-def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio]) -> dict:
+def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
     genes = list(p.genes)
     gidx = {g: i for i, g in enumerate(genes)}
     G, b = len(genes), int(p.gene_buckets)
     T, L = G * b, int(p.lanes or 4)
-    key = agree_job_key(ctx)
     me = ctx.index
-    tabs, cars, own, texts_fn = [], [], [], []
+    per_trio = 2 * T * (L * L + 2 * L) * BYTES_PER_TEST
+    chunk = chunk_items(len(trios), per_trio, len(trios) * T * L * 64, budget[0], budget[1],
+                        "use a shorter gene list, fewer --gene-buckets or --lanes")
+    children, r, texts_fn = [], [], []
     with ctx.stage("secure_filter"):
-        for t in trios:
-            row, car = [], []
-            for who in ("child", "father", "mother"):
-                si, col = getattr(t, who)
-                mine = si == me
-                tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
-                if mine:
-                    g = sv.dosage[:, col]
-                    sel = (g == 1) if who == "child" else (g != 0)
-                    er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
-                    slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
-                    tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
-                    tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
-                row.append(tab)
-                if who != "child":
-                    v = None
+        for c0 in range(0, len(trios), chunk):
+            tabs, cars, own = [], [], []
+            for t in trios[c0:c0 + chunk]:
+                row, car = [], []
+                for who in ("child", "father", "mother"):
+                    si, col = getattr(t, who)
+                    mine = si == me
+                    tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
                     if mine:
-                        v = np.zeros((T, L, 1), np.int64)
-                        occ = tab.rows >= 0
-                        v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
-                    car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
-            tabs.append(tuple(row))
-            cars.append(tuple(car))
-            child = row[0]
-            o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
-            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
-            texts_fn.append((lambda r: _text(sv, r)) if child.mine(ctx) else None)
-        share_tables(ctx, [x for trio in tabs for x in trio])
-        res = fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)
+                        g = sv.dosage[:, col]
+                        sel = (g == 1) if who == "child" else (g != 0)
+                        er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
+                        slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
+                        tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
+                        tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
+                    row.append(tab)
+                    if who != "child":
+                        v = None
+                        if mine:
+                            v = np.zeros((T, L, 1), np.int64)
+                            occ = tab.rows >= 0
+                            v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
+                        car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
+                tabs.append(tuple(row))
+                cars.append(tuple(car))
+                child = row[0]
+                o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
+                own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
+                texts_fn.append((lambda row: _text(sv, row)) if child.mine(ctx) else None)
+            share_tables(ctx, [x for trio in tabs for x in trio])
+            r += [x[0] for x in fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)]
+            children += [tr[0] for tr in tabs]
+            del tabs, cars, own
     with ctx.stage("reveal"):
-        texts = reveal_candidates(ctx, [AnchorGroup([tr[0]], [rr[0]], [tf])
-                                        for tr, rr, tf in zip(tabs, res, texts_fn)])
+        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
     cands = [_distinct_candidates(lst) for lst in texts]
     rows = []
     if any(cands):
@@ -475,28 +513,35 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
     with ctx.stage("metadata"):
         doc = {"min_cell_size": int(policy.get("min_cell_size", 0) or 0),
                "n_aff": int((sv.ped.affected == 1).sum()), "n_unaff": int((sv.ped.affected == 0).sum()),
-               "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()}}
-        if family:
-            doc["ped"] = sv.ped.rows()
+               "n_all": len(sv.ped), "totals": {str(k): v for k, v in allele_totals(sv.ped.sex).items()},
+               "budget": site_budget(policy)}
         docs = _allgather_json(ctx, doc, "filter.study_metadata")
-    mc = max(d["min_cell_size"] for d in docs)
-    cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs), sum(d["n_all"] for d in docs),
-                       {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})
-    trios = find_trios([d["ped"] for d in docs]) if family else []
+        mc = max(d["min_cell_size"] for d in docs)
+        cohort = fm.Cohort(sum(d["n_aff"] for d in docs), sum(d["n_unaff"] for d in docs),
+                           sum(d["n_all"] for d in docs),
+                           {int(k): sum(d["totals"][k] for d in docs) for k in docs[0]["totals"]})
+        low = min(range(len(docs)), key=lambda i: docs[i]["budget"])
+        budget = (int(docs[low]["budget"]), ctx.parties[low])
+        key = agree_job_key(ctx) if family or p.model in COHORT_MODELS else None
+        trios = find_trios(ctx, key, sv.ped, [d["n_all"] for d in docs]) if family else []
     log.info("filter %s: %d local variant rows, %d individuals in the study, %d trios", p.model, len(sv),
              cohort.n_all, len(trios))
     if p.model in COHORT_MODELS:
-        res = _cohort(ctx, p, sv, cohort, mc)
+        res = _cohort(ctx, p, sv, cohort, mc, key, budget)
     elif p.model == "denovo":
-        res = _denovo(ctx, p, sv, trios) if trios else {"rows": [], "dropped_by_confirmation": 0}
+        res = _denovo(ctx, p, sv, trios, key, budget) if trios else {"rows": [], "dropped_by_confirmation": 0}
     elif p.model == "comphet":
-        res = _comphet(ctx, p, sv, trios) if trios else {"rows": [], "dropped_by_confirmation": 0}
+        res = _comphet(ctx, p, sv, trios, key, budget) if trios else {"rows": [], "dropped_by_confirmation": 0}
     else:
         res = _gene_level(ctx, p, sv, cohort, trios, mc)
     res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
                 "trios": [t.fid for t in trios], "params": p.to_dict(), "seconds": time.perf_counter() - t0})
-    if p.model in COHORT_MODELS or p.model == "denovo":
+    if p.model in COHORT_MODELS and p.table_size is not None and p.lanes is not None:
         res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
+    elif p.model in COHORT_MODELS:
+        res["table"] = dict(zip(("bins", "lanes"), cuckoo_geometry(p.max_variants)))
+    elif p.model == "denovo":
+        res["table"] = dict(zip(("bins", "parent_lanes"), _family_geometry(p)))
     res.get("params", {}).pop("genes", None)
     return res
 

@@ -440,54 +440,47 @@ def read_site(vcf, ped, annotation=None, prefilter: PreFilter | None = None, reg
         raise InputError(f"{vcf}: none of its {len(vcf_samples)} samples is in the PED file {ped}; check the IIDs")
     if len(members) < len(vcf_samples):
         log.info("%s: %d VCF samples not in the PED file are ignored", vcf, len(vcf_samples) - len(members))
-    cols = np.array([vcf_samples.index(s) for s in members], dtype=np.int64)
     sub = pedigree.subset(np.array([ped_index[s] for s in members], dtype=np.int64))
     reader = VcfReader(vcf, samples=members, region=region)
+    cols = np.arange(len(members), dtype=np.int64)  # the reader's record text has the members' columns only
     tsv = read_annotation_tsv(annotation) if annotation is not None else None
 
-    vf = pysam.VariantFile(str(vcf))
-    csq_fmt, ann_fmt = _info_format(vf.header, "CSQ"), _info_format(vf.header, "ANN")
+    with pysam.VariantFile(str(vcf)) as vf:  # the header only
+        csq_fmt, ann_fmt = _info_format(vf.header, "CSQ"), _info_format(vf.header, "ANN")
     fmt_names, thresholds = ("GQ", "DP"), (pf.min_gq, pf.min_dp)
     need_masks = any(t is not None for t in thresholds)
-    it = vf.fetch(region=region) if region else iter(vf)
     rows = []
     dropped = {"filter": 0, "af": 0, "consequence": 0, "symbolic": 0, "hom_ref": 0}
-    try:
-        for block in reader.blocks():
-            g = block.dosage
-            r = 0
-            while r < len(block):
-                rec = next(it)
-                alts = rec.alts or (".",)
-                k = len(alts)
-                passed = (not pf.pass_only) or all(f in ("PASS", ".") for f in rec.filter.keys())
-                ann = None if tsv is not None else _record_annotation(rec, csq_fmt, ann_fmt, pf.af_field)
-                mask = _call_masks(str(rec), fmt_names, cols, thresholds) if need_masks else None
-                for j in range(k):
-                    row_g = g[r + j].copy()
-                    alt = alts[j]
-                    if not _BASES.match(alt.upper()) or not _BASES.match(rec.ref.upper()):
-                        dropped["symbolic"] += 1
-                        continue
-                    key, c, p, rf, al = variant_key(rec.chrom, rec.pos, rec.ref, alt)
-                    a = (tsv.get(key) or _Annot()) if tsv is not None else ann[j]
-                    if not pf.keeps(a.terms, a.impact, a.af):
-                        dropped["af" if (pf.max_pop_af is not None and a.af > pf.max_pop_af) else "consequence"] += 1
-                        continue
-                    if not passed:
-                        row_g[:] = -1
-                        dropped["filter"] += 1
-                    elif mask is not None:
-                        row_g[~mask] = -1
-                    if not np.any(row_g != 0):
-                        dropped["hom_ref"] += 1
-                        continue
-                    rows.append((key, c, p, rf, al, tuple(a.genes), "&".join(sorted(a.terms)), row_g))
-                r += k
-    except StopIteration:  # pragma: no cover - both readers see the same records
-        raise InputError(f"{vcf}: the file changed while it was read") from None
-    finally:
-        vf.close()
+    for block, recs in reader.blocks(records=True):  # one pass: genotypes and the records' other fields
+        g = block.dosage
+        r = 0
+        for rec, text in recs:
+            alts = rec.alts or (".",)
+            k = len(alts)
+            passed = (not pf.pass_only) or all(f in ("PASS", ".") for f in rec.filter.keys())
+            ann = None if tsv is not None else _record_annotation(rec, csq_fmt, ann_fmt, pf.af_field)
+            mask = _call_masks(text, fmt_names, cols, thresholds) if need_masks else None
+            for j in range(k):
+                row_g = g[r + j].copy()
+                alt = alts[j]
+                if not _BASES.match(alt.upper()) or not _BASES.match(rec.ref.upper()):
+                    dropped["symbolic"] += 1
+                    continue
+                key, c, p, rf, al = variant_key(rec.chrom, rec.pos, rec.ref, alt)
+                a = (tsv.get(key) or _Annot()) if tsv is not None else ann[j]
+                if not pf.keeps(a.terms, a.impact, a.af):
+                    dropped["af" if (pf.max_pop_af is not None and a.af > pf.max_pop_af) else "consequence"] += 1
+                    continue
+                if not passed:
+                    row_g[:] = -1
+                    dropped["filter"] += 1
+                elif mask is not None:
+                    row_g[~mask] = -1
+                if not np.any(row_g != 0):
+                    dropped["hom_ref"] += 1
+                    continue
+                rows.append((key, c, p, rf, al, tuple(a.genes), "&".join(sorted(a.terms)), row_g))
+            r += k
     log.info("%s: %d variant rows kept; FILTER-failed rows set missing: %d; dropped: %d by population AF, "
              "%d by consequence, %d symbolic, %d all homozygous reference", vcf, len(rows), dropped["filter"],
              dropped["af"], dropped["consequence"], dropped["symbolic"], dropped["hom_ref"])

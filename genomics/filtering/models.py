@@ -196,34 +196,47 @@ def _penalty_column(pen: Shared, kill: int, forms: int) -> Shared:
     return stack(cols, axis=2)
 
 
-def cohort_anchor_bits(ctx, tables: list[OwnerTable], contrib: list[Shared], own: list[Shared],
-                       last_ok: Shared, rule: LinearRule) -> list[Shared]:
-    """Per site i a (T, L) 0/1 share: lane (s, l) of site i holds a qualifying variant that no earlier site holds.
+def cohort_anchor_bits(ctx, anchors: list[OwnerTable], matched: list[OwnerTable], contrib: list[Shared],
+                       own: list[Shared], last_ok: Shared, rule: LinearRule) -> list[Shared]:
+    """Per site i a (T, La_i) 0/1 share: anchor lane (s, l) of site i holds a qualifying variant no earlier site holds.
 
-    Math, for site i's lane a with forms o_a (own counts and constants; -kill in
-    form 0 if empty) and site j's per-lane contributions f_j (counts @ coeff):
-      V_a = o_a + sum_{j > i} (E_ij f_j)_a - kill * [sum_{j < i} (E_ji^T 1)_a] e_0,
+    Each site has anchor lanes (``anchors[i]``) and lanes that other sites' anchors
+    are matched against (``matched[i]``): either one hashed lane table for both
+    (the same object; T slots x L lanes, T L^2 tests per pair of sites) or a cuckoo
+    table of anchors (one lane per bin) against a simple-hashing table (every
+    candidate bin, Ls lanes; B Ls tests per ordered pair). E_ij = match(anchor
+    lanes of i, matched lanes of j). Math, for site i's anchor a with forms o_a
+    (own counts and constants; -kill in form 0 if empty) and site j's per-lane
+    contributions f_j (counts @ coeff, over matched lanes):
+      V_a = o_a + sum_{j > i} (E_ij f_j)_a - kill * [sum_{j < i} (E_ij 1)_a] e_0,
       r_a = AND_c [V_a,c >= 0].
     Only later sites are added: if an earlier site holds the variant, its own
     anchor already sums every later site and this one is killed (counted once).
     The last site's anchors get no contribution, so that site decides
     ok_a = AND_c [o_a,c >= 0] in plaintext (``last_ok``) and only
-    r_a = [ok_a - 1 - sum_{j < last} (E_j,last^T 1)_a >= 0] is compared (a few bits).
+    r_a = [ok_a - 1 - sum_{j < last} (E_last,j 1)_a >= 0] is compared (a few bits).
+    With one table per site E_ji = E_ij^T is not matched again.
     Rounds: 7 (fingerprint equality) + 1 (E f products) + 2 ltz (1 if C = 1).
-    Traffic per slot and party: n(n-1)/2 * L^2 equality tests (~23 bytes per peer each),
-    8 (j L^2 + L C) bytes per later site j and peer for the products (f_j masked once),
-    (n - 1) L C wide comparisons (~15 bytes per peer each) and L narrow ones.
+    Traffic per slot and party: the equality tests (~23 bytes per peer each),
+    8 (j La Lm + Lm C) bytes per later site j and peer for the products (f_j masked once),
+    (n - 1) La C wide comparisons (~15 bytes per peer each) and La narrow ones.
     """
-    n = len(tables)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    E = dict(zip(pairs, match_tables(ctx, [(tables[i], tables[j]) for i, j in pairs])))
-    sums = dict(zip(pairs, aligned_sums([(E[p], contrib[p[1]]) for p in pairs])))
+    n = len(anchors)
+    shared_tab = all(a is m for a, m in zip(anchors, matched))
+    need = [(i, j) for i in range(n) for j in range(n) if i != j]
+    direct = [(i, j) for i, j in need if not (shared_tab and j < i)]
+    E = dict(zip(direct, match_tables(ctx, [(anchors[i], matched[j]) for i, j in direct])))
+    for i, j in need:
+        if (i, j) not in E:
+            E[(i, j)] = E[(j, i)].transpose(0, 2, 1)
+    later = [(i, j) for i in range(n - 1) for j in range(i + 1, n)]
+    sums = dict(zip(later, aligned_sums([(E[p], contrib[p[1]]) for p in later])))
     C = rule.forms
 
     def penalty(i):
         pen = None
         for j in range(i):
-            p = E[(j, i)].sum(axis=1)
+            p = E[(i, j)].sum(axis=2)
             pen = p if pen is None else pen + p
         return pen
 
@@ -235,30 +248,29 @@ def cohort_anchor_bits(ctx, tables: list[OwnerTable], contrib: list[Shared], own
         if i:
             v = v - _penalty_column(penalty(i), rule.kill, C)
         vs.append(v.reshape(-1, C))
-    L = max(t.L for t in tables)
+    L = max(t.L for t in matched)
     bits = range_bits(rule.kill * (n * L + 2) + rule.bound)
     q = all_nonneg(concat(vs), bits, rule.kill)
-    last = tables[-1]
     q_last = 1 - compare.ltz((last_ok - 1 - penalty(n - 1)).ravel(), range_bits(n * L + 2))
     q = concat([q, q_last])
     out, pos = [], 0
-    for t in tables:
+    for t in anchors:
         size = t.T * t.L
         out.append(q[pos:pos + size].reshape(t.T, t.L))
         pos += size
-    del last
     return out
 
 
 def denovo_anchor_bits(ctx, trios: list[tuple[OwnerTable, OwnerTable, OwnerTable]], own: list[Shared]) -> list[Shared]:
     """Per trio a (T, L) 0/1 share over the child's lanes: de novo = no lane of either parent matches.
 
-    The child's table lists its heterozygous variants, each parent's table the
-    variants where the parent is not a called homozygous reference (ALT or
-    missing). own = -1 on empty child lanes, else 0. Math:
+    The child's table lists its heterozygous variants (a cuckoo table: one lane per
+    bin), each parent's table the variants where the parent is not a called
+    homozygous reference (ALT or missing; simple hashing: every candidate bin).
+    own = -1 on empty child lanes, else 0. Math:
       r_a = [own_a - sum_l' E_cf[a, l'] - sum_l' E_cm[a, l'] >= 0].
     Rounds: 7 (equality) + ceil(log2(bits - 1)) + 1 with bits ~ log2(2L + 2) + 2.
-    Traffic per trio and party: 2 T L^2 equality tests and T L small comparisons.
+    Traffic per trio and party: 2 T L_c L_p equality tests (2 B L_p with cuckoo tables) and T L_c small comparisons.
     """
     pairs = []
     for c, f, m in trios:
@@ -268,7 +280,7 @@ def denovo_anchor_bits(ctx, trios: list[tuple[OwnerTable, OwnerTable, OwnerTable
     for k, (c, _f, _m) in enumerate(trios):
         v = own[k] - E[2 * k].sum(axis=2) - E[2 * k + 1].sum(axis=2)
         vs.append(v.ravel())
-    L = max(t[0].L for t in trios)
+    L = max(max(f.L, m.L) for _c, f, m in trios)
     q = 1 - compare.ltz(concat(vs), range_bits(2 * L + 2))
     out, pos = [], 0
     for c, _f, _m in trios:

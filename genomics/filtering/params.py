@@ -27,6 +27,11 @@ class FilterParams:
     tables: table_size (T slots) and lanes (L per slot and owner); when absent
     both follow from max_variants (a public bound on the variants of one site
     after the pre-filter) by :func:`cipherome.genomics.filtering.keys.suggest_table`.
+    denovo matches each child's cuckoo table (its heterozygous variants, one per
+    bin) against each parent's simple table (variants not called hom-ref, in all
+    three candidate bins); both are sized by :func:`cuckoo_geometry` from
+    max_member_variants (a public bound on one family member's listed variants;
+    default max_variants), or by table_size (bins) and lanes (parent lanes).
     comphet uses a gene-partitioned table of len(genes) * gene_buckets slots with
     ``lanes`` (default 4) lanes. genes: the public gene list of gene-level models
     and comphet (symbols as in the sites' annotation).
@@ -46,6 +51,7 @@ class FilterParams:
     table_size: int | None = None
     lanes: int | None = None
     max_variants: int = 20000
+    max_member_variants: int | None = None
     gene_buckets: int = 1
     genes: list[str] | None = field(default=None)
 
@@ -73,7 +79,7 @@ class FilterParams:
                 raise ValueError("max_cohort_af must be in [0, 1]")
         if self.max_pop_af is not None and not 0.0 <= float(self.max_pop_af) <= 1.0:
             raise ValueError("max_pop_af must be in [0, 1]")
-        for name in ("table_size", "lanes", "gene_buckets", "max_variants", "top"):
+        for name in ("table_size", "lanes", "gene_buckets", "max_variants", "max_member_variants", "top"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be at least 1")

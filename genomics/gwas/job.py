@@ -34,12 +34,11 @@ from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
 from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
-from cipherome.genomics.gwas.params import GwasParams
+from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
-from cipherome.genomics.io.variants import flip_dosage
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
 
@@ -62,10 +61,6 @@ def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np
 
     t = Fraction(str(mind))
     return ~(missing * t.denominator > t.numerator * m)
-
-
-#: PLINK 2's --glm multicollinearity limits (its --max-corr and --vif defaults)
-MAX_CORR, MAX_VIF = 0.999, 50.0
 
 
 def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int, binary: bool = False):
@@ -120,13 +115,6 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
     a[1:, 1:] = corr
     xs = np.column_stack([np.ones(len(y)), (cov - mx) / sx])
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
-
-
-def _read_oriented(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Dosages of study variants ``idx`` (positions in the study list), in study orientation."""
-    g = site.read(sv.local_index[idx], mask)
-    flip = sv.flip[idx]
-    return flip_dosage(g, flip) if flip.any() else g
 
 
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
@@ -189,7 +177,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         counts = np.zeros((n_var, 4), dtype=np.int64)
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
-            counts[idx] = genotype_counts(_read_oriented(site, sv, idx, keep))
+            counts[idx] = genotype_counts(sv.read(site, idx, keep))
         qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
         passed = np.flatnonzero(qc.passed)
 
@@ -220,7 +208,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: _read_oriented(site, sv, passed[sel], complete),
+                                        lambda sel: sv.read(site, passed[sel], complete),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv))
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -235,7 +223,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             for start in range(0, len(passed), params.block):
                 sel = np.arange(start, min(start + params.block, len(passed)))
                 V = len(sel)
-                vs = variant_sums(_read_oriented(site, sv, passed[sel], complete), design)
+                vs = variant_sums(sv.read(site, passed[sel], complete), design)
                 n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
                 pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
                 res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
@@ -257,6 +245,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "covariates": cov_names,
         "n_variants": n_var,
         "qc": qc.summary(),
+        "min_cell_size": params.min_cell_size,  # public (gwas.site_counts): the strictest site's policy
         "qc_pass": qc.passed,
         "tested": passed,
         "a1_is_alt": qc.a1_is_alt[passed],

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.reference.gc import lambda_gc
+from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.io.writers import atomic_path
 
-__all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "fmt_g", "result_table",
-           "write_gwas_outputs", "SUFFIX"]
+__all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "qq_band", "adjustment", "fmt_g",
+           "result_table", "write_gwas_outputs", "SUFFIX"]
 
 
 def fmt_g(v: float) -> str:
@@ -150,29 +150,65 @@ def manhattan_plot(path: str | Path, chrom, pos, p, title: str = "", highlight=N
     return _save_png(fig, path)
 
 
+def qq_band(n: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected -log10 p of n uniform p-values and the pointwise ``level`` band around it.
+
+    Under the null the k-th smallest of n uniform p-values is Beta(k, n - k + 1)
+    distributed, so the band is that distribution's (1 - level)/2 and (1 + level)/2
+    quantiles; returns (expected, lower, upper) in -log10 units, each of shape (n,).
+    """
+    from scipy import stats
+
+    k = np.arange(1, n + 1)
+    expected = -np.log10((k - 0.5) / n)
+    lo = -np.log10(stats.beta.ppf((1 + level) / 2, k, n - k + 1))
+    hi = -np.log10(stats.beta.ppf((1 - level) / 2, k, n - k + 1))
+    return expected, lo, hi
+
+
 def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
-    """PNG QQ plot of -log10 p against the uniform expectation, lambda_GC in the title."""
+    """PNG QQ plot of -log10 p against the uniform expectation, with the null's 95% band.
+
+    The x axis ends at the largest expected value and the y axis at the largest
+    observed one (each with a small margin), so the points fill the plot; the grey
+    band is where 95% of each order statistic falls when no variant is associated.
+    lambda_GC is in the legend (and, for ``p``, in the title).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     lam = lambda_gc(p=np.asarray(p, float))
     series = [(p, f"lambda_GC = {lam:.3f}", "#1f4e79")]
     if p_before is not None:
         series.insert(0, (p_before, f"before PC adjustment: lambda_GC = {lambda_gc(p=np.asarray(p_before, float)):.3f}", "#aaaaaa"))
-    top = 1.0
-    for pv, label, color in series:
+    x_top, y_top = 1.0, 1.0
+    for i, (pv, label, color) in enumerate(series):
         pv = np.sort(np.asarray(pv, float)[np.isfinite(pv)])
         pv = pv[pv > 0]
-        exp = -np.log10((np.arange(1, pv.size + 1) - 0.5) / pv.size)
-        obs = -np.log10(pv)
-        ax.scatter(exp, obs, s=6, c=color, label=label, linewidths=0)
-        top = max(top, exp.max(initial=1), obs.max(initial=1))
-    ax.plot([0, top], [0, top], color="#c00000", lw=0.8)
+        if not pv.size:
+            continue
+        exp, lo, hi = qq_band(pv.size)
+        if i == len(series) - 1:  # one band: the plotted test's number of p-values
+            ax.fill_between(exp, lo, hi, color="#dddddd", lw=0, label="95% band under the null")
+        ax.scatter(exp, -np.log10(pv), s=6, c=color, label=label, linewidths=0)
+        x_top = max(x_top, exp[0])
+        y_top = max(y_top, -np.log10(pv[0]), hi[0])
+    ax.plot([0, x_top], [0, x_top], color="#c00000", lw=0.8)
+    ax.set_xlim(0, x_top * 1.04)
+    ax.set_ylim(0, y_top * 1.04)
     ax.set_xlabel("expected -log10(p)")
     ax.set_ylabel("observed -log10(p)")
     ax.set_title(f"{title}  lambda_GC = {lam:.3f}".strip())
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return _save_png(fig, path)
+
+
+def adjustment(covariates: list[str], secure_pcs: list[str] = ()) -> str:
+    """How an association was adjusted, for titles: the covariates, then the number of secure PCs."""
+    pcs = [c for c in covariates if c in set(secure_pcs)]
+    other = [c for c in covariates if c not in pcs]
+    parts = ([", ".join(other)] if other else []) + ([f"{len(pcs)} secure PCs"] if pcs else [])
+    return "adjusted for " + " + ".join(parts) if parts else "no covariates, no PCs"
 
 
 #: output file suffix of each association test (PLINK 2's names; trend: PLINK 1.9's TREND row)
@@ -203,7 +239,8 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
 
     Files: PREFIX.PHENO.glm.linear (or .glm.logistic, .trend), PREFIX.PHENO.qc.json,
     PREFIX.PHENO.manhattan.png, PREFIX.PHENO.qq.png, PREFIX.PHENO.run.json, and with
-    --pca PREFIX.eigenval (per-party stages with time, bytes and rounds,
+    --pca PREFIX.PHENO.eigenval (so that the next trait never overwrites it). The run report
+    has per-party stages with time, bytes and rounds,
     and every party's disclosure ledger). ``p_before``: p-values of the same test
     without PC adjustment, drawn in grey on the QQ plot. Returns name -> path.
     """
@@ -212,7 +249,7 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
     test = result["assoc"].get("test", TEST_NAME[result["glm"]])
     paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test=test)}
     qc = dict(result["qc"], n_samples_qc=result["n_qc"], n_samples_assoc=result["n_assoc"],
-              n_common_variants=result["n_variants"])
+              n_common_variants=result["n_variants"], policy_min_cell_size=result.get("min_cell_size", 0))
     base = f"{prefix}.{pheno}"
     paths["qc"] = write_json(f"{base}.qc.json", qc)
     p = table.stats["P"]
@@ -220,9 +257,11 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
     if highlight_ids is not None:
         want = set(map(str, highlight_ids))
         highlight = np.flatnonzero([str(i) in want for i in table.vid])
-    title = f"secure GWAS: {pheno} ({result['glm']}, N = {result['n_assoc']})"
+    adj = adjustment(list(result["covariates"]), (result.get("pca") or {}).get("names", ()))
+    title = (f"secure GWAS: {pheno} ({result['glm']}, N = {result['n_assoc']}, {adj}), "
+             f"lambda_GC = {lambda_gc(p=p):.3f}")
     paths["manhattan"] = manhattan_plot(f"{base}.manhattan.png", table.chrom, table.pos, p, title, highlight)
-    paths["qq"] = qq_plot(f"{base}.qq.png", p, title=pheno, p_before=p_before)
+    paths["qq"] = qq_plot(f"{base}.qq.png", p, title=f"{pheno} ({adj})", p_before=p_before)
     run = {
         "test": result["glm"], "trait": result["trait"], "covariates": result["covariates"],
         "lambda_gc": lambda_gc(p=p), "seconds": result.get("seconds"),
@@ -231,8 +270,8 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
         **(extra or {}),
     }
     paths["run"] = write_json(f"{base}.run.json", run)
-    if result.get("pca") is not None:  # plink2 --pca's .eigenval: one eigenvalue per line
-        path = Path(f"{prefix}.eigenval")
+    if result.get("pca") is not None:  # plink2 --pca's .eigenval: one eigenvalue per line, per trait
+        path = Path(f"{base}.eigenval")
         with atomic_path(path) as tmp, open(tmp, "w") as fh:
             fh.write("".join(f"{fmt_g(v)}\n" for v in np.asarray(result["pca"]["eigenvalues"], float)))
         paths["eigenval"] = path

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["GwasParams"]
+__all__ = ["GwasParams", "MAX_CORR", "MAX_VIF"]
+
+#: PLINK 2's --glm multicollinearity limits (its --max-corr and --vif defaults)
+MAX_CORR, MAX_VIF = 0.999, 50.0
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Randomized subspace iteration on the relationship matrix K = Z'Z / M of a thinned set
 of QC-passing variants (Z standardised as ``plink2 --pca approx``, missing calls at
 the mean): products with a site's genotypes go through its matrix masked once
-(``genomics.owned``), the small L x L Gram matrices are opened -- by the rotation
+(``protocols.owned``), the small L x L Gram matrices are opened -- by the rotation
 invariance of the secret Gaussian start they depend on the data only through the
 eigenvalues of K -- and each site learns only its own individuals' PC scores.
 """
@@ -15,19 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cipherome.mpc.correlated import recipe
 from cipherome.mpc.kernels import ring_matmul
-from cipherome.mpc.ring import decode, encode
+from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
 from cipherome.protocols.compare import ltz
 from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
+from cipherome.protocols.sketch import gaussian, open_gram
 from cipherome.protocols.trunc import truncate
 
-from cipherome.protocols.owned import mask_owned, owned_products, ring_matmul_tn
-from cipherome.genomics.reference.pca import thin_by_count, thin_by_distance
-from cipherome.genomics.io.variants import flip_dosage
+from cipherome.protocols.owned import mask_owned, owned_products
+from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants",
            "standardisation_weights", "open_gram", "DISCLOSURES", "POLICY_KEY"]
@@ -120,53 +119,6 @@ def select_pca_variants(site, sv, passed_idx: np.ndarray, pp: PCAParams) -> np.n
         li = sv.local_index
         return thin_by_distance(np.asarray(v.chrom)[li], np.asarray(v.pos)[li], int(pp.bp_space), keep)
     return thin_by_count(int(pp.n_variants), keep)
-
-
-def _read(site, sv, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    g = site.read(sv.local_index[idx], mask)
-    flip = sv.flip[idx]
-    return flip_dosage(g, flip) if flip.any() else np.asarray(g, dtype=np.int8)
-
-
-@recipe("pca_gauss")
-def _pca_gauss(gen, shape, frac, scale):
-    """A secret N(0, scale^2) matrix that the dealer draws (Box-Muller) and shares. Cost: |shape|."""
-    shape = tuple(int(s) for s in shape)
-
-    def value():
-        u = gen.private((2,) + shape)
-        u1 = ((u[0] >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53
-        u2 = (u[1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
-        return encode(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2) * float(scale), int(frac))
-
-    return gen.derived(shape, value)
-
-
-@recipe("pca_gram")
-def _pca_gram(gen, shape):
-    """Gram pair: uniform A (n, L) and C = A'A (L, L). Cost: L^2."""
-    shape = tuple(int(s) for s in shape)
-    a = gen.random(shape)
-    c = gen.derived((shape[1], shape[1]), lambda: ring_matmul_tn(a, a))
-    return a, c
-
-
-def open_gram(ctx, p: Shared, label: str = "pca.gram") -> np.ndarray:
-    """P'P (L x L) of a shared P (n x L), opened to all compute parties; returns float64.
-
-    Steps: dealer gives A (uniform, n x L) and C = A'A; open E = P - A (masked, n L
-    elements, 1 round); P'P = E'E + E'A + A'E + C (the lead adds E'E), opened at the
-    doubled scale without truncation (1 round, L^2 values). Needs |P'P| < 2^(63 - 2f).
-    """
-    pair = ctx.provider.fetch("pca_gram", shape=list(p.shape))
-    a = pair[0]
-    (e,) = ctx.open_masked([p.data - a], "pca.gram_mask")
-    ea = ring_matmul_tn(e, a)
-    g = ea + ea.T + pair[1]
-    if ctx.is_lead:
-        g += ring_matmul_tn(e, e)
-    (got,) = ctx.disclose([g], label)
-    return decode(got, 2 * p.frac)
 
 
 def _weight_frac(min_maf: float) -> int:
@@ -278,7 +230,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     site_mean = pp.missing == "site-mean"
 
     # local genotypes of the PCA variants ----------------------------------------------------
-    g = _read(site, sv, idx, mask)
+    g = np.asarray(sv.read(site, idx, mask), dtype=np.int8)
     called = g >= 0
     gt = np.where(called, g, 0).astype(np.int64)
     local = np.stack([gt.sum(axis=1), called.sum(axis=1)]).astype(np.int64)
@@ -305,7 +257,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     offsets = np.concatenate([[0], np.cumsum(ns)])
 
     # Gaussian start --------------------------------------------------------------------------------
-    q = Shared(ctx, ctx.provider.fetch("pca_gauss", shape=[n, L], frac=f, scale=1.0 / math.sqrt(n))[0], f)
+    q = gaussian(ctx, (n, L), f, 1.0 / math.sqrt(n))
 
     # ||K Q_0|| for the Gaussian start: <= lambda_1 sqrt(2 L / n) + bulk <= sqrt(2 L n) + bulk (lambda_1 <= n)
     lam_hat, target = min(float(n), math.sqrt(2.0 * L * n) + 10.0), _GRAM_FIRST

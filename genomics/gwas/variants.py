@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.genomics.io.blocks import VariantTable
-from cipherome.genomics.io.variants import normalize_chroms
+from cipherome.genomics.io.variants import flip_dosage, normalize_chroms
 
 __all__ = ["variant_hashes", "StudyVariants", "intersect_variants"]
 
@@ -52,6 +52,13 @@ class StudyVariants:
 
     def __len__(self) -> int:
         return len(self.local_index)
+
+    def read(self, site, idx: np.ndarray, mask: np.ndarray):
+        """Dosages of study variants ``idx`` (positions in the study list) at ``site``, for the
+        samples in ``mask``, in study orientation (rows flipped where this site's REF/ALT are swapped)."""
+        g = site.read(self.local_index[idx], mask)
+        flip = self.flip[idx]
+        return flip_dosage(g, flip) if flip.any() else g
 
 
 def _unique_rows(h: np.ndarray) -> tuple[dict, set]:

@@ -6,7 +6,7 @@ PLINK commands they match and the measured agreement.
 """
 from __future__ import annotations
 
-from cipherome.genomics.reference.gc import lambda_gc, p_to_chi2
+from cipherome.genomics.gwas.gc import lambda_gc, p_to_chi2
 from cipherome.genomics.reference.linear import (
     LinearResult,
     VariantSums,

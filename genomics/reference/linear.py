@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 
+from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF
+
 __all__ = [
     "LinearResult",
     "complete_samples",
@@ -24,11 +26,6 @@ __all__ = [
     "t_test_pvalues",
     "plink2_a1_is_alt",
 ]
-
-#: Defaults of plink2's --glm multicollinearity checks (--max-corr, --vif).
-MAX_CORR = 0.999
-MAX_VIF = 50.0
-
 
 @dataclass
 class LinearResult:

@@ -155,6 +155,20 @@ def glm_logistic(
         out[:, iu[1], iu[0]] = half
         return out
 
+    def fitted(b: np.ndarray, gr: np.ndarray, mr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mu (k, n) and the information X'WX (k, q+1, q+1) at coefficients b (k, q+1), for
+        genotype rows gr and call masks mr (k, n)."""
+        mu = _sigmoid(b[:, :q] @ z.T + b[:, q : q + 1] * gr)
+        w = mu * (1 - mu) * mr
+        info = np.empty((w.shape[0], q + 1, q + 1))
+        info[:, :q, :q] = zwz(w)
+        wg = w * gr
+        zwg = wg @ z
+        info[:, :q, q] = zwg
+        info[:, q, :q] = zwg
+        info[:, q, q] = (wg * gr).sum(axis=1)
+        return mu, info
+
     res = {k: np.full(m, np.nan) for k in ("beta", "odds_ratio", "se", "z_stat", "p", "neglog10_p")}
     n_obs = np.zeros(m, dtype=np.int64)
     conv = np.zeros(m, dtype=bool)
@@ -177,18 +191,9 @@ def glm_logistic(
             idx = np.flatnonzero(active & ~done)
             if idx.size == 0:
                 break
-            eta = B[idx, :q] @ z.T + B[idx, q : q + 1] * gf[idx]  # (k, n)
-            mu = _sigmoid(eta)
-            w = mu * (1 - mu) * mask[idx]
+            mu, info = fitted(B[idx], gf[idx], mask[idx])
             resid = (y[None, :] - mu) * mask[idx]
             k = idx.size
-            info = np.empty((k, q + 1, q + 1))
-            info[:, :q, :q] = zwz(w)
-            wg = w * gf[idx]
-            zwg = wg @ z
-            info[:, :q, q] = zwg
-            info[:, q, :q] = zwg
-            info[:, q, q] = (wg * gf[idx]).sum(axis=1)
             score = np.concatenate([resid @ z, (resid * gf[idx]).sum(axis=1)[:, None]], axis=1)
             try:
                 step = np.linalg.solve(info, score[:, :, None])[:, :, 0]
@@ -210,17 +215,7 @@ def glm_logistic(
             iters[a : a + J] = it_count
             continue
         # information at the optimum
-        eta = B[fin, :q] @ z.T + B[fin, q : q + 1] * gf[fin]
-        mu = _sigmoid(eta)
-        w = mu * (1 - mu) * mask[fin]
-        k = fin.size
-        info = np.empty((k, q + 1, q + 1))
-        info[:, :q, :q] = zwz(w)
-        wg = w * gf[fin]
-        zwg = wg @ z
-        info[:, :q, q] = zwg
-        info[:, q, :q] = zwg
-        info[:, q, q] = (wg * gf[fin]).sum(axis=1)
+        _, info = fitted(B[fin], gf[fin], mask[fin])
         var = np.linalg.inv(info)[:, q, q]
         beta = B[fin, q]
         se = np.sqrt(var)
