@@ -16,6 +16,19 @@ CACHE = Path(__file__).parent / ".data"
 N_EXTRA = 8  # 4 simulated covariates + 8 more -> 12
 
 
+def _site_tables(d: Path, sites: int) -> list[dict]:
+    return [{"bfile": str(d / f"b.site{s + 1}"), "pheno": str(d / f"b.site{s + 1}.pheno"),
+             "covar": str(d / f"b.site{s + 1}.covar12")} for s in range(sites)]
+
+
+def gwas_site_tables(n_samples: int, n_variants: int, sites: int = 3) -> list[dict]:
+    """The sites' [data] tables of the cached n x m study (simulated and written only if not cached)."""
+    d = CACHE / f"gwas_{n_samples}x{n_variants}x{sites}"
+    if not (d / "done").exists():
+        gwas_study(n_samples, n_variants, sites)
+    return _site_tables(d, sites)
+
+
 def gwas_study(n_samples: int, n_variants: int, sites: int = 3):
     """(study, files, site data tables, pooled covar path) for an n x m study with 12 covariates."""
     d = CACHE / f"gwas_{n_samples}x{n_variants}x{sites}"
@@ -32,6 +45,4 @@ def gwas_study(n_samples: int, n_variants: int, sites: int = 3):
             idx = study.site_samples(s)
             write_covar(d / f"b.site{s + 1}.covar12", study.fid[idx], study.iid[idx], cov12[idx], names)
         marker.write_text("ok\n")
-    data = [{"bfile": str(d / f"b.site{s + 1}"), "pheno": str(d / f"b.site{s + 1}.pheno"),
-             "covar": str(d / f"b.site{s + 1}.covar12")} for s in range(sites)]
-    return study, d, data, names
+    return study, d, _site_tables(d, sites), names

@@ -53,3 +53,20 @@ def test_plink2_pooled(benchmark, tmp_path, n, m):
             "--covar", str(d / "b.covar12"), "--geno", "0.05", "--maf", "0.01", "--hwe", "1e-6",
             "--glm", "hide-covar"]
     benchmark.pedantic(lambda: run_plink(args, tmp_path), rounds=1, iterations=1)
+
+
+WAN_SIZES = [(2000, 2000)] + ([(10000, 100000)] if os.environ.get("CIPHEROME_BENCH_LARGE") else [])
+
+
+@pytest.mark.parametrize("link", ["loopback", "20ms,1gbit", "50ms,100mbit", "50ms,1gbit"])
+@pytest.mark.parametrize("n,m", WAN_SIZES, ids=[f"{n}x{m}" for n, m in WAN_SIZES])
+def test_secure_gwas_wan(benchmark, tmp_path, n, m, link):
+    """QC + linear behind an emulated link (``bench.gwas_wan``): wall, MB and rounds of the lead, and the floor."""
+    from bench.gwas_wan import run_link
+
+    rows = []
+    benchmark.pedantic(lambda: rows.append(run_link(n, m, link, workdir=tmp_path / "cluster")), rounds=1, iterations=1)
+    row = rows[-1]
+    benchmark.extra_info.update({k: v for k, v in row.items() if k != "stages"})
+    benchmark.extra_info["stages_p0"] = row["stages"]
+    assert row["rounds_lead"] <= 200

@@ -33,8 +33,9 @@ def _prg_row(size: int) -> dict:
             "mb_per_party": 0.0, "rounds": 0, "mb_per_s": 8 * size / dt / 1e6}
 
 
-def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1) -> list[dict]:
-    """Run each op and return one row per op (seconds and bytes are per run)."""
+def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], reps: int = 1,
+              wan: str | None = None) -> list[dict]:
+    """Run each op and return one row per op (seconds and bytes are per run); ``wan``: an emulated link."""
     from cipherome.cli.bench_jobs import BENCH_OPS, NET_OPS
 
     rows = []
@@ -46,7 +47,7 @@ def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], rep
             raise click.ClickException(f"unknown operation {op!r}; known: prg, "
                                        f"{', '.join(sorted([*BENCH_OPS, *NET_OPS]))}")
         size = sizes.get(op, BENCH_OPS[op][0] if op in BENCH_OPS else NET_OPS[op])
-        results = TRANSPORTS[transport](f"bench.{op}", {"size": size, "reps": reps}, n)
+        results = TRANSPORTS[transport](f"bench.{op}", {"size": size, "reps": reps}, n, wan=wan)
         if op in NET_OPS:  # a two-party transport measurement: the lead's figures
             r = results[0]
             rows.append({"op": op, "size": size, "parties": n, "transport": transport, "seconds": r["seconds"],
@@ -76,17 +77,26 @@ def run_bench(ops: list[str], n: int, transport: str, sizes: dict[str, int], rep
 @click.option("--size", "size_opts", multiple=True,
               help="Override a size, e.g. --size mul=100000.  [default: each op's standard size]")
 @click.option("--reps", default=1, show_default=True, help="Timed repetitions per op (after one warm-up).")
+@click.option("--wan", default=None, metavar="RTT,BW",
+              help="Emulate a wide-area link between every pair of daemons (grpc transport), e.g. 50ms,1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
 def bench(parties: int, parties_alias: int | None, transport: str, ops: tuple[str, ...], size_opts: tuple[str, ...],
-          reps: int, as_json: bool) -> None:
+          reps: int, wan: str | None, as_json: bool) -> None:
     """Run the standard protocol benchmarks; one row per operation."""
     from cipherome.cli.bench_jobs import BENCH_OPS
+    from cipherome.mpc.wan import parse_wan
 
     parties = parties_alias or parties
     if parties < 2:
         raise click.BadParameter("at least 2 sites", param_hint="--sites")
     if transport not in TRANSPORTS:
         raise click.ClickException(f"transport {transport!r} is not available in this build")
+    try:
+        link = parse_wan(wan)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wan") from None
+    if link is not None and transport != "grpc":
+        raise click.BadParameter("an emulated WAN needs --transport grpc", param_hint="--wan")
     sizes = {}
     for s in size_opts:
         name, _, value = s.partition("=")
@@ -95,7 +105,7 @@ def bench(parties: int, parties_alias: int | None, transport: str, ops: tuple[st
         sizes[name] = int(value)
     ops = list(ops) or ["prg", *BENCH_OPS, *(["exchange", "rtt"] if transport == "grpc" else [])]
     try:
-        rows = run_bench(ops, parties, transport, sizes, reps)
+        rows = run_bench(ops, parties, transport, sizes, reps, wan=wan)
     except RuntimeError as exc:  # daemons that did not start, a refused or failed job
         raise click.ClickException(str(exc)) from None
     if as_json:

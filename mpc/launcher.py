@@ -22,6 +22,8 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
+from .wan import WanRelay, parse_wan
+
 __all__ = ["LocalCluster", "BENCH_TRANSPORTS", "free_ports", "PARENT_ENV", "DATA_PATH_KEYS"]
 
 #: ``[data]`` keys that name files (made absolute before a daemon sees them)
@@ -52,7 +54,9 @@ class LocalCluster:
     data / policy: one table per site (a list of n dicts) or one dict for all;
     ``policy`` defaults to allowing every workload of the study. ``plugins``:
     extra job modules every daemon imports (``pythonpath`` is prepended to the
-    daemons' PYTHONPATH so that test helper modules can be found).
+    daemons' PYTHONPATH so that test helper modules can be found). ``wan``: an
+    emulated wide-area link for every pair of parties, e.g. ``"50ms,1gbit"`` (RTT,
+    bandwidth; ``mpc.wan``): the study addresses point at relays in front of the daemons.
 
     Every path handed to a daemon is absolute: the folder, the configs, the
     ``pythonpath`` entries, and the relative file paths of ``data`` (keys in
@@ -64,7 +68,7 @@ class LocalCluster:
                  workloads: tuple[str, ...] = ("bench", "test", "gwas", "filter"), round_timeout: float = 60.0,
                  data: list[dict] | dict | None = None, policy: list[dict] | dict | None = None,
                  plugins: list[str] | None = None, pythonpath: list[str] | None = None, log_level: str = "INFO",
-                 start_timeout: float = 120.0, submitters: dict[str, str] | None = None):
+                 start_timeout: float = 120.0, wan: str | None = None, submitters: dict[str, str] | None = None):
         if n < 2:
             raise ValueError("a study needs at least two compute parties")
         self.n = n
@@ -87,6 +91,10 @@ class LocalCluster:
         self.configs: dict[str, Path] = {}
         self.client = None
         self.study = None
+        #: emulated WAN (``mpc.wan``): every daemon's study address points at a relay in front of it
+        self.wan = parse_wan(wan)
+        self.relay: WanRelay | None = None
+        self.addresses: dict[str, str] = {}
 
     # -- files ---------------------------------------------------------------------
     def _table(self, spec, i: int) -> dict:
@@ -112,8 +120,13 @@ class LocalCluster:
             self.idents[name] = ident
         ports = free_ports(len(self.names))
         self.ports = dict(zip(self.names, ports))
+        if self.wan is not None:
+            self.relay = WanRelay(self.wan)
+            self.addresses = {nm: f"127.0.0.1:{self.relay.add(self.ports[nm])}" for nm in self.names}
+        else:
+            self.addresses = {nm: f"127.0.0.1:{self.ports[nm]}" for nm in self.names}
         parties = [{"name": nm, "role": "dealer" if nm == self.dealer else "site",
-                    "address": f"127.0.0.1:{self.ports[nm]}", "fingerprint": self.idents[nm].fingerprint,
+                    "address": self.addresses[nm], "fingerprint": self.idents[nm].fingerprint,
                     "cert": f"keys/{nm}.crt"} for nm in self.names]
         subs = [{"name": nm, "fingerprint": self.idents[nm].fingerprint, "cert": f"keys/{nm}.crt",
                  **({"role": role} if role != "submitter" else {})} for nm, role in self.submitters.items()]
@@ -216,6 +229,9 @@ class LocalCluster:
                 proc.kill()
                 proc.wait(5)
         self.procs.clear()
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         _LIVE.discard(self)
         if self._tmp:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -243,24 +259,27 @@ def _stop_all() -> None:  # pragma: no cover - safety net
 
 
 # ----------------------------------------------------------------------------- bench transports
-def _inproc(job_name: str, params: dict, n: int) -> list:
+def _inproc(job_name: str, params: dict, n: int, wan: str | None = None) -> list:
     from .jobs import get_job
     from .local import run_local
 
+    if wan:
+        raise ValueError("an emulated WAN needs the grpc transport (daemons behind relays)")
     fn = get_job(job_name)
     return run_local(lambda ctx: fn(ctx, params, None), n).results
 
 
-_BENCH_CLUSTERS: dict[int, LocalCluster] = {}
+_BENCH_CLUSTERS: dict[tuple, LocalCluster] = {}
 
 
-def _grpc(job_name: str, params: dict, n: int) -> list:
-    """Run a job on a local cluster of n sites (started once per n and process, stopped at exit)."""
-    cluster = _BENCH_CLUSTERS.get(n)
+def _grpc(job_name: str, params: dict, n: int, wan: str | None = None) -> list:
+    """Run a job on a local cluster of n sites (started once per (n, wan) and process, stopped at exit)."""
+    key = (n, str(parse_wan(wan)))
+    cluster = _BENCH_CLUSTERS.get(key)
     if cluster is None:
-        cluster = _BENCH_CLUSTERS[n] = LocalCluster(n, log_level="WARNING").start()
+        cluster = _BENCH_CLUSTERS[key] = LocalCluster(n, log_level="WARNING", wan=wan).start()
     return cluster.run(job_name, params).results
 
 
-#: transport name -> fn(job_name, params, n_parties) -> list of per-compute-party results
+#: transport name -> fn(job_name, params, n_parties, wan=None) -> list of per-compute-party results
 BENCH_TRANSPORTS: dict[str, Callable] = {"inproc": _inproc, "grpc": _grpc}

@@ -89,7 +89,7 @@ def test_ledger_holds_only_documented_disclosures(linear_run):
         disclosed = {e["label"] for e in rep["ledger"] if e["kind"] == "disclosed"}
         assert disclosed <= documented, disclosed - documented
         public = {e["label"] for e in rep["ledger"] if e["kind"] == "public"}
-        assert public <= {"gwas.site_counts", "gwas.variant_keys", "gwas.variant_orientation"}
+        assert public <= {"gwas.site_counts", "gwas.variant_keys", "gwas.variant_orientation", "gwas.missing_bound"}
 
 
 def test_trend_test_matches_plink19_model(tmp_path):

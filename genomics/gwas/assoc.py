@@ -4,10 +4,12 @@ For variant j fitted on the samples S_j with a call, the association statistics
 need the genotype and phenotype residualised on the covariates over S_j:
 g'Mg, g'My and y'My with M = I - X_S (X_S'X_S)^-1 X_S'. With X'X/N = A (the
 standardised covariates' pooled Gram matrix, public: ``gwas.covariate_moments``)
-and the sums over the variant's missing calls D_j, X_S'X_S/N = A - D_j, and
-(A - D_j)^-1 = A^-1 sum_t (D_j A^-1)^t. Every site multiplies its own sums by the
-public A^-1 in plaintext, so the only secure products are one per series term,
-with the per-variant matrix M_j = D_j A^-1 masked once (``protocols.reuse``).
+and the sums over the variant's missing calls D_j, X_S'X_S/N = A - D_j. With the
+public S = A^-1/2 (symmetric), (A - D_j)^-1 = S (I - B_j)^-1 S = S sum_t B_j^t S for
+the symmetric B_j = S D_j S, so z (A - D_j)^-1 z' = z_S sum_t B_j^t z_S' with z_S = z S.
+Every site multiplies its own sums by the public S in plaintext, so the only secure
+products are one per series term, with the per-variant symmetric B_j masked once
+(``protocols.reuse``, upper triangle only: k(k+1)/2 elements).
 """
 from __future__ import annotations
 
@@ -16,28 +18,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cipherome.mpc.shares import Shared, stack
+from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
 from cipherome.protocols.reuse import fix
 
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, unpack_upper
 
-__all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "site_terms", "pool_terms",
-           "project_off_covariates"]
+__all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
+           "study_series_terms", "missing_buckets", "inv_sqrt_sym", "site_terms", "pool_terms", "project_off_covariates", "SERIES_TOL"]
+
+#: the Neumann series is cut where its remainder q^(T+1) / (1 - q) is below this
+SERIES_TOL = 1e-6
+#: added to the pooled spectral bound for the rounding of the public A (opened at 2^-24)
+A_ROUNDING_MARGIN = 1e-3
 
 
 @dataclass
 class SiteTerms:
     """One site's plaintext inputs for a block of V variants, k predictors (all / N).
 
-    z (V, 2, k): rows u_j = X_S'g and w_j = X_S'y over the site's called samples;
-    v0 (V, 2, k) = z A^-1; m (V, k, k) = (D_j - A_site) A^-1 with D_j the sum of x x'
-    over the site's missing calls and A_site its share of X'X (the lead adds I);
-    gg, gy, yy (V,): g'g, g'y, y'y over the site's called samples.
+    z (V, 2, k): rows u_j S and w_j S, with u_j = X_S'g and w_j = X_S'y over the site's
+    called samples and S = A^-1/2; m (V, k, k) = S (D_j - A_site) S (symmetric), with D_j
+    the sum of x x' over the site's missing calls and A_site its share of X'X (the lead
+    adds I); gg, gy, yy (V,): g'g, g'y, y'y over the site's called samples.
     """
 
     z: np.ndarray
-    v0: np.ndarray
     m: np.ndarray
     gg: np.ndarray
     gy: np.ndarray
@@ -49,7 +55,6 @@ class PooledTerms:
     """The same, summed over sites as shares (``pool_terms``)."""
 
     z: Shared
-    v0: Shared
     m: Shared
     gg: Shared
     gy: Shared
@@ -65,32 +70,107 @@ class ProjectedMoments:
     ymy: Shared
 
 
+def inv_sqrt_sym(ainv: np.ndarray) -> np.ndarray:
+    """S = A^-1/2 (symmetric) from the public A^-1."""
+    vals, vecs = np.linalg.eigh((ainv + ainv.T) / 2)
+    return (vecs * np.sqrt(np.maximum(vals, 0.0))) @ vecs.T
+
+
 def site_terms(cov: CovariateSums, vs: VariantSums, ainv: np.ndarray, n_total: int) -> SiteTerms:
     """A site's terms from its ``local.stats`` sums and the public A^-1 (k, k)."""
     n = float(n_total)
     k = ainv.shape[0]
+    sq = inv_sqrt_sym(ainv)
     u = vs.xtg / n
     w = (cov.xty[None, :] - vs.miss_xy) / n
-    z = np.stack([u, w], axis=1)
+    z = np.stack([u, w], axis=1) @ sq
     d = unpack_upper(vs.miss_xx, k) / n
-    m = (d - cov.xtx[None] / n) @ ainv
-    return SiteTerms(z=z, v0=z @ ainv, m=m, gg=vs.sum_gg / n, gy=vs.sum_gy / n, yy=(cov.yty - vs.miss_yy) / n)
+    m = sq @ (d - cov.xtx[None] / n) @ sq
+    return SiteTerms(z=z, m=(m + m.transpose(0, 2, 1)) / 2, gg=vs.sum_gg / n, gy=vs.sum_gy / n,
+                     yy=(cov.yty - vs.miss_yy) / n)
 
 
 def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
     """Secret-share every site's terms and add them (inputs and sums cost no traffic).
 
-    The lead adds the identity to M so that M_j = (D_j + A_pub - A) A^-1: the small
-    difference between the public A (opened, rounded) and the exact pooled A joins the
-    series, which keeps the projection exact.
+    The lead adds the identity to B so that B_j = S (D_j + A_pub - A) S: the small
+    difference between the public A (opened, rounded; S A_pub S = I) and the exact
+    pooled A joins the series, which keeps the projection exact.
     """
     V, _, k = t.z.shape
     pool = lambda v: ctx.inputs_sum(np.asarray(v, dtype=np.float64), shape=np.shape(v), frac=ctx.frac)
     m = pool(t.m) + np.broadcast_to(np.eye(k), (V, k, k))
-    return PooledTerms(z=pool(t.z), v0=pool(t.v0), m=m, gg=pool(t.gg), gy=pool(t.gy), yy=pool(t.yy))
+    return PooledTerms(z=pool(t.z), m=m, gg=pool(t.gg), gy=pool(t.gy), yy=pool(t.yy))
 
 
-def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = 1e-6) -> int:
+def series_terms(q: float, tol: float = SERIES_TOL) -> int:
+    """Fewest terms T with q^(T+1) / (1 - q) <= tol, for a spectral radius bound q of D_j A^-1."""
+    q = min(float(q), 0.95)
+    if q <= 0:
+        return 0
+    return max(1, math.ceil(math.log(tol * (1 - q)) / math.log(q)) - 1)
+
+
+def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, block: int = 16384) -> float:
+    """max_j of the largest eigenvalue of D_{j,s} A^-1 over this site's variants (plaintext, local).
+
+    miss_xx (V, k(k+1)/2): the site's sums of x x' over its missing calls (``VariantSums``);
+    D_{j,s} = unpack(miss_xx_j) / N. With A^-1 = L L' (Cholesky), D A^-1 is similar to the
+    symmetric positive semidefinite L' D L, whose eigenvalues are real and >= 0.
+    """
+    k = ainv.shape[0]
+    if miss_xx.shape[0] == 0 or not np.any(miss_xx):
+        return 0.0
+    chol = np.linalg.cholesky(ainv)
+    top = 0.0
+    for start in range(0, miss_xx.shape[0], block):
+        d = unpack_upper(miss_xx[start:start + block], k) / float(n_total)
+        top = max(top, float(np.linalg.eigvalsh(chol.T @ d @ chol)[:, -1].max()))
+    return top
+
+
+def _grid_up(x: float) -> float:
+    """x rounded up to the grid 2^(i/4) (what a site discloses of its bound); 0 stays 0."""
+    return 0.0 if x <= 0 else float(2.0 ** (math.ceil(4 * math.log2(x)) / 4))
+
+
+def missing_buckets(n_missing: np.ndarray) -> np.ndarray:
+    """(V,) bucket of each variant by its public missing-call count: 0 for none, else 1 + floor(log2 m)."""
+    m = np.asarray(n_missing, dtype=np.int64)
+    out = np.zeros(m.shape, dtype=np.int64)
+    pos = m > 0
+    out[pos] = 1 + np.floor(np.log2(m[pos])).astype(np.int64)
+    return out
+
+
+def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, n_missing: np.ndarray,
+                       label: str, tol: float = SERIES_TOL) -> np.ndarray:
+    """(V,) Neumann length per variant from the study's actual missingness (not the ``--geno`` bound).
+
+    n_missing (V,): the pooled number of missing calls per variant, public (N - OBS_CT,
+    which the output discloses). Variants are grouped by ``missing_buckets``; every site
+    discloses (``label``, public within the study) per group its largest eigenvalue of
+    D_{j,s} A^-1, rounded up to the grid 2^(i/4). The spectral radius of D_j A^-1
+    (similar to the symmetric PSD A^-1/2 D_j A^-1/2, D_j = sum_s D_{j,s}) is at most
+    the sum of the sites' largest eigenvalues (Weyl), so with q = sum_s bound_s +
+    margin (the public A's rounding) the remainder ||sum_{t>T} (D_j A^-1)^t|| <=
+    q^(T+1)/(1-q) <= tol holds for every variant of the group: a proven bound, where
+    the ``--geno`` rule relied on a measured ratio (safety 2). Variants without missing
+    calls need no term, and rarely-missing ones fewer than the worst.
+    """
+    buckets = missing_buckets(n_missing)
+    nb = int(buckets.max()) + 1 if buckets.size else 1
+    own = np.zeros(nb)
+    for b in np.unique(buckets[buckets > 0]):
+        own[b] = _grid_up(site_spectral_bound(miss_xx[buckets == b], ainv, n_total))
+    bounds = ctx.allgather(own, label)
+    q = np.sum([np.asarray(b, dtype=np.float64) for b in bounds], axis=0)
+    per = np.array([series_terms(qb + A_ROUNDING_MARGIN, tol) if (b > 0 and qb > 0) else 0
+                    for b, qb in enumerate(q)], dtype=np.int64)
+    return per[buckets]
+
+
+def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = SERIES_TOL) -> int:
     """Terms T of sum_t (D_j A^-1)^t so that the series remainder is below ``tol``.
 
     The eigenvalues of D_j A^-1 lie in [0, 1): the largest is the share of the
@@ -101,27 +181,43 @@ def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float =
     --geno 0.05. The bound q = safety * --geno (safety 2: twice that largest value)
     gives a remainder q^(T+1) / (1 - q) below ``tol``.
     """
-    q = min(max_missing_fraction * safety, 0.95)
-    if q <= 0:
-        return 0
-    return max(1, math.ceil(math.log(tol * (1 - q)) / math.log(q)) - 1)
+    return series_terms(max_missing_fraction * safety, tol)
 
 
-def project_off_covariates(p: PooledTerms, terms: int) -> ProjectedMoments:
+def project_off_covariates(p: PooledTerms, terms) -> ProjectedMoments:
     """g'Mg, g'My, y'My per variant (over S_j), from pooled terms.
 
-    Steps (row-vector form, Z_j = [u_j; w_j]):
-      1. M_j masked once (fixed operand): (n-1) 8 k^2 bytes per variant and party;
-      2. V_{t+1} = V0 + V_t M_j for t < terms, so V_T = Z_j (A - D_j)^-1 up to the
-         series remainder: per term one fixed product, (n-1) 8 (2k + 2k) bytes;
-      3. q_gg = u.Vu, q_gy = u.Vw, q_yy = w.Vw (one batched inner-product round);
+    ``terms``: the Neumann length, one int for all variants or (V,) ints per variant
+    (public: from public missing counts and disclosed bounds, ``study_series_terms``).
+    Steps (row-vector form, Z_j = [u_j; w_j] S):
+      1. B_j masked once (fixed operand, symmetric: upper triangle) for the variants with
+         at least one term: (n-1) 8 k(k+1)/2 bytes per such variant and party;
+      2. V_0 = Z_j, V_{t+1} = Z_j + V_t B_j for t < T_j, so V_T = Z_j (I - B_j)^-1 up to the
+         series remainder: variants sorted by decreasing T_j, so that step t multiplies a
+         prefix of the batch; per variant and term one fixed product, (n-1) 8 (2k + 2k)
+         bytes; rounds: max_j T_j (twice: product and truncation);
+      3. Q = V_T Z_j' (2 x 2, one batched matrix product: (n-1) 8 4k bytes):
+         q_gg = Q_00, q_gy = Q_01, q_yy = Q_11;
          g'Mg = g'g - q_gg, g'My = g'y - q_gy, y'My = y'y - q_yy.
     """
-    v = p.v0
-    if terms:
-        fixed = fix(p.m, "assoc.missing_mask")
-        for _ in range(terms):
-            v = p.v0 + fixed.right_mul(v, "assoc.neumann")  # (V, 2, k) @ (V, k, k)
-    u, w = p.z[:, 0], p.z[:, 1]
-    q = arith.dot(stack([u, u, w], axis=1), stack([v[:, 0], v[:, 1], v[:, 1]], axis=1))  # (V, 3)
-    return ProjectedMoments(gmg=p.gg - q[:, 0], gmy=p.gy - q[:, 1], ymy=p.yy - q[:, 2])
+    V = p.z.shape[0]
+    per = np.broadcast_to(np.asarray(terms, dtype=np.int64), (V,))
+    order = np.argsort(-per, kind="stable")
+    sorted_terms = per[order]
+    perm = not np.array_equal(order, np.arange(V))
+    z = p.z[order] if perm else p.z
+    v = z
+    top = int(sorted_terms[0]) if V else 0
+    if top:
+        n1 = int(np.count_nonzero(sorted_terms >= 1))
+        m = p.m[order[:n1]] if perm or n1 < V else p.m
+        fixed = fix(m, "assoc.missing_mask", symmetric=True)
+        for t in range(1, top + 1):
+            nt = int(np.count_nonzero(sorted_terms >= t))
+            head = z[:nt] + fixed.right_mul(v[:nt], "assoc.neumann")  # (nt, 2, k) @ (nt, k, k)
+            v = head if nt == V else concat([head, v[nt:]])
+    if perm:
+        v = v[np.argsort(order, kind="stable")]
+    zt = Shared(p.z.ctx, np.ascontiguousarray(p.z.data.transpose(0, 2, 1)), p.z.frac)
+    q = arith.matmul(v, zt)  # (V, 2, 2)
+    return ProjectedMoments(gmg=p.gg - q[:, 0, 0], gmy=p.gy - q[:, 0, 1], ymy=p.yy - q[:, 1, 1])

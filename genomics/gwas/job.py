@@ -14,7 +14,10 @@ what each opens (the disclosure ledger lists the same labels):
 4. standardisation: pooled means and variances of the phenotype and covariates
    (``gwas.covariate_moments``), used as a public affine transform, which leaves
    every association statistic unchanged and keeps fixed-point values O(1);
-5. association per block of QC-passing variants: OBS_CT, the effect and its test
+5. association of all QC-passing variants in one protocol run (sites read their
+   genotypes ``block`` variants at a time; the secure stage's rounds do not grow with
+   the number of variants): each site's spectral bound of its missing calls
+   (``gwas.missing_bound``, which sets the Neumann length), OBS_CT, the effect and its test
    statistic per variant (``gwas.obs_ct``, ``gwas.beta``, ``gwas.t_stat`` or
    ``gwas.chisq``) and the ERRCODE bit for constant genotypes (``gwas.const``);
    for ``--glm logistic`` the labels of ``genomics.logistic`` (null-model sums, score
@@ -32,8 +35,8 @@ from cipherome.mpc.jobs import job
 
 from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
-from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
-from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
+from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
+from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.pca import secure_pca
@@ -121,6 +124,15 @@ def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
     st = ctx.transport.stats
     ctx.progress = f"{stage}: {done}/{total} variants"
     log.info("%s: %d/%d variants, %.1f s, %.1f MB sent", stage, done, total, time.perf_counter() - t0, st.bytes_sent / 1e6)
+
+
+def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums) -> VariantSums:
+    """This site's ``VariantSums`` of variants 0..total-1, read ``block`` at a time (local, no traffic)."""
+    parts = []
+    for start in range(0, total, block):
+        parts.append(sums(np.arange(start, min(start + block, total))))
+        _progress(ctx, f"{stage} (local sums)", min(start + block, total), total, t0)
+    return concat_variant_sums(parts)
 
 
 def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
@@ -215,24 +227,20 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                      "test": lres["test"]}
         else:
             design = SiteDesign(xs, ys)
-            terms = neumann_terms(params.geno if params.geno is not None else params.missing_bound)
-            out = {name: np.full(len(passed), np.nan) for name in ("beta", "t_stat", "chisq")}
-            obs_ct = np.zeros(len(passed), dtype=np.int64)
-            const = np.zeros(len(passed), dtype=bool)
             t0 = time.perf_counter()
-            for start in range(0, len(passed), params.block):
-                sel = np.arange(start, min(start + params.block, len(passed)))
-                V = len(sel)
-                vs = variant_sums(sv.read(site, passed[sel], complete), design)
-                n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
-                pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
-                res = gwas_stats.finish(ctx, pm, n_obs, k, glm, n_assoc)
-                obs_ct[sel] = res["obs_ct"]
-                const[sel] = res["const"]
-                for name in out:
-                    if name in res:
-                        out[name][sel] = res[name]
-                _progress(ctx, "association", start + V, len(passed), t0)
+            if not len(passed):
+                raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
+            vs = _site_sums(ctx, "association", len(passed), params.block, t0,
+                            lambda sel: variant_sums(sv.read(site, passed[sel], complete), design))
+            # one protocol run for every tested variant: the stage's rounds do not grow with the study
+            obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
+            terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
+            pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
+            res = gwas_stats.finish(ctx, pm, obs_ct, k, glm, n_assoc)
+            out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
+            const = res["const"]
+            log.info("association: %d variants, %.2f series terms on average (at most %d), %.1f s", len(passed),
+                     terms.mean(), terms.max(), time.perf_counter() - t0)
 
             table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
 

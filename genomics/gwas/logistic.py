@@ -26,8 +26,8 @@ from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
 from cipherome.protocols.trunc import truncate
 
-from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
-from cipherome.genomics.local.stats import CovariateSums, VariantSums, packed_upper
+from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
+from cipherome.genomics.local.stats import CovariateSums, VariantSums, concat_variant_sums, packed_upper
 from cipherome.genomics.local.lut import missing_row_sums, weighted_code_sums
 from cipherome.genomics.io.packed import pack_dosage
 
@@ -41,6 +41,9 @@ DISCLOSURES = {
     "logistic.null_fit": ("disclosed", "per Newton step of the covariate-only null model: its k x k information "
                           "matrix and k-vector score over all samples (covariate-only aggregates)", "all sites"),
     "logistic.obs_ct": ("disclosed", "OBS_CT per tested variant", "all sites"),
+    "logistic.missing_bound": ("public", "per group of tested variants with similar missing counts, each site's "
+                               "largest eigenvalue of its missing calls' share of the score test's Gram matrix, "
+                               "rounded up to 2^(i/4) (sets the Neumann length)", "all sites"),
     "logistic.const": ("disclosed", "genotype constant on the called samples (ERRCODE) per variant", "all sites"),
     "logistic.score": ("disclosed", "signed score statistic U/sqrt(V) / (2 sqrt N) per variant (Z_STAT, P)", "all sites"),
     "logistic.wald_step": ("disclosed", "per Newton step, the (k+1) coefficients' change for each top hit", "all sites"),
@@ -170,35 +173,37 @@ def score_tests(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, read_block: 
                 n_tested: int, n_total: int, params: LogisticParams | None = None) -> dict:
     """Score test of every tested variant against the null model, refitted (one step) on its called samples.
 
-    Per block: sites' :func:`score_site_sums` are projected with the public null information
+    Sites compute their :func:`score_site_sums` block by block (``block`` variants per
+    read); all tested variants then go through one protocol run (rounds independent of
+    the number of variants). Sites' :func:`score_site_sums` are projected with the public null information
     A = 4 X'WX / N (``assoc.site_terms``/``pool_terms``/``project_off_covariates``:
     Neumann series for each variant's missing calls, one fixed product per term); then
     OBS_CT (``logistic.obs_ct``), the constant-genotype bit (V < 0.1 / N, ``logistic.const``)
     and r = (U / N) / sqrt(4 V / N) = z / (2 sqrt N) (``logistic.score``) are opened.
-    Rounds per block: about 2 T + 45 (T Neumann terms: comparison 7, invsqrt 32).
+    T comes from the sites' disclosed spectral bounds (``logistic.missing_bound``,
+    ``assoc.study_series_terms``). Rounds: about 2 T + 45 (comparison 7, invsqrt 32), once.
     Returns z (signed U / sqrt V), chi2, p, obs_ct, const, each (n_tested,).
     """
     pp = params or LogisticParams()
     ainv = np.linalg.inv(null.info)
-    terms = neumann_terms(pp.missing_bound)
-    z = np.full(n_tested, np.nan)
-    obs_ct = np.zeros(n_tested, dtype=np.int64)
-    const = np.zeros(n_tested, dtype=bool)
-    for start in range(0, n_tested, pp.block):
+    parts, cov = [], None
+    for start in range(0, n_tested, pp.block):  # local sums, read block by block (no traffic)
         sel = np.arange(start, min(start + pp.block, n_tested))
-        V = sel.size
         cov, vs = score_site_sums(read_block(sel), x, null, y)
-        n_obs = ctx.inputs_sum(vs.n_obs, shape=(V,), frac=0)
-        pm = project_off_covariates(pool_terms(ctx, site_terms(cov, vs, ainv, n_total)), terms)
-        obs_ct[sel] = ctx.open(n_obs, "logistic.obs_ct").astype(np.int64)
-        eps = Shared.public(ctx, np.full(V, max(0.1 / max(n_total, 1), 2e-6)), pm.gmg.frac)
-        cbit = ltz(pm.gmg - eps)
-        const[sel] = ctx.open(cbit, "logistic.const").astype(bool)
-        inv = invsqrt(pm.gmg + cbit, hi=4)  # 4 V / N <= 4 max(g^2) w <= 4
-        live = Shared.public(ctx, (~const[sel]).astype(np.int64), 0)
-        r = arith.mul(arith.mul(pm.gmy, inv), live)
-        z[sel] = np.where(const[sel], np.nan, ctx.open(r, "logistic.score") * 2.0 * math.sqrt(n_total))
-        log.info("logistic score test: %d/%d variants", start + V, n_tested)
+        parts.append(vs)
+        log.info("logistic score test (local sums): %d/%d variants", sel[-1] + 1, n_tested)
+    vs = concat_variant_sums(parts)
+    # one protocol run for every tested variant: the stage's rounds do not grow with the study
+    obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=(n_tested,), frac=0), "logistic.obs_ct").astype(np.int64)
+    terms = study_series_terms(ctx, vs.miss_xx, ainv, n_total, n_total - obs_ct, "logistic.missing_bound")
+    pm = project_off_covariates(pool_terms(ctx, site_terms(cov, vs, ainv, n_total)), terms)
+    eps = Shared.public(ctx, np.full(n_tested, max(0.1 / max(n_total, 1), 2e-6)), pm.gmg.frac)
+    cbit = ltz(pm.gmg - eps)
+    const = ctx.open(cbit, "logistic.const").astype(bool)
+    inv = invsqrt(pm.gmg + cbit, hi=4)  # 4 V / N <= 4 max(g^2) w <= 4
+    live = Shared.public(ctx, (~const).astype(np.int64), 0)
+    r = arith.mul(arith.mul(pm.gmy, inv), live)
+    z = np.where(const, np.nan, ctx.open(r, "logistic.score") * 2.0 * math.sqrt(n_total))
     chi2 = z**2
     with np.errstate(invalid="ignore"):
         logp = stats.chi2.logsf(chi2, 1)

@@ -24,12 +24,11 @@ from cipherome.genomics.gwas.assoc import ProjectedMoments
 __all__ = ["finish", "output_columns"]
 
 
-def finish(ctx, pm: ProjectedMoments, n_obs: Shared, k: int, glm: str, n_total: int) -> dict:
-    """Open OBS_CT, the constant-genotype bit and the test statistics of one block (N = n_total)."""
+def finish(ctx, pm: ProjectedMoments, obs_ct: np.ndarray, k: int, glm: str, n_total: int) -> dict:
+    """Open the constant-genotype bit and the test statistics (OBS_CT ``obs_ct`` (V,) already opened)."""
     from cipherome.protocols import compare, division, roots
 
-    V = n_obs.shape[0]
-    obs_ct = ctx.open(n_obs, "gwas.obs_ct").astype(np.int64)
+    V = obs_ct.shape[0]
     # constant genotype on S_j: g'Mg < 0.5 / N (N = study size, g'Mg is divided by N)
     eps = Shared.public(ctx, np.full(V, 0.5 / max(n_total, 1)), pm.gmg.frac)
     const_bit = compare.ltz(pm.gmg - eps)
@@ -49,7 +48,7 @@ def finish(ctx, pm: ProjectedMoments, n_obs: Shared, k: int, glm: str, n_total: 
     elif glm == "trend":
         inv = roots.invsqrt(arith.mul(gmg, pm.ymy) + const_bit, hi=5)
         r = arith.mul(pm.gmy, inv)
-        chisq = arith.mul(arith.square(r), n_obs)
+        chisq = arith.mul_public(arith.square(r), obs_ct.astype(np.float64))
         out["chisq"] = ctx.open(arith.mul(chisq, live), "gwas.chisq")
     else:
         raise ValueError(f"unknown test {glm!r}")

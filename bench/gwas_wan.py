@@ -1,0 +1,99 @@
+"""The secure GWAS across emulated wide-area links, side by side with loopback, and each link's floor.
+
+Runs the GWAS benchmark study (``bench.gwas_data``) on a ``LocalCluster`` of 3
+sites + dealer for every link (``mpc.wan``: a relay in front of every daemon that
+delays each byte by half the RTT and paces it to the bandwidth) and reports per
+link: wall time of the job (as the submitter sees it), MB sent by the lead, the
+lead's rounds, and the floor rounds x RTT + bytes / bandwidth (the issue's
+formula; a lock-step opening costs one one-way delay, so rounds x RTT / 2 +
+bytes / bandwidth is the strict lower bound, also given). One warm-up job per
+cluster compiles the daemons' numba kernels before the timed job.
+
+    python -m bench.gwas_wan --size 10000x100000 --link loopback --link 20ms,1gbit --link 50ms,100mbit
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from bench.gwas_data import gwas_site_tables
+from cipherome.genomics.gwas.params import GwasParams
+from cipherome.mpc.launcher import LocalCluster
+from cipherome.mpc.wan import parse_wan
+
+__all__ = ["LINKS", "run_link", "floor_row", "markdown"]
+
+#: the links of the issue: loopback, 20 ms / 1 Gbit/s, 50 ms / 100 Mbit/s, and the target link 50 ms / 1 Gbit/s
+LINKS = ["loopback", "20ms,1gbit", "50ms,100mbit", "50ms,1gbit"]
+PARAMS = GwasParams(pheno_name="quant_trait", geno=0.1, maf=0.01, hwe=1e-6)
+
+
+def floor_row(link: str, rounds: int, nbytes: float) -> dict:
+    """Floor (issue's formula) and strict floor of a run with ``rounds`` and ``nbytes`` at the lead."""
+    spec = parse_wan(link)
+    if spec is None:
+        return {"floor_s": 0.0, "strict_floor_s": 0.0}
+    return {"floor_s": spec.floor(rounds, nbytes), "strict_floor_s": spec.strict_floor(rounds, nbytes)}
+
+
+def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=None, warmup: bool = True) -> dict:
+    """One timed GWAS job on a fresh cluster behind ``link``; a row of the side-by-side table."""
+    data = gwas_site_tables(n, m)
+    wan = None if parse_wan(link) is None else link
+    with LocalCluster(3, workdir=workdir, data=data, log_level="WARNING", wan=wan, round_timeout=600.0,
+                      start_timeout=300.0) as cluster:
+        if warmup:  # fresh daemons compile their numba kernels on the first job
+            cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2,
+                                           hwe=1e-6).to_dict(), timeout=3600)
+        t0 = time.perf_counter()
+        res = cluster.run("gwas", params.to_dict(), timeout=7200)
+        wall = time.perf_counter() - t0
+    lead = res.reports["p0"]
+    row = {"size": f"{n}x{m}", "link": link, "pca": params.pca, "glm": params.glm, "wall_s": wall,
+           "mb_lead": lead["bytes_sent"] / 1e6, "rounds_lead": lead["rounds"],
+           "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
+           "tested": len(res.results[0]["tested"]),
+           "stages": [{"stage": s["stage"], "s": round(s["seconds"], 2), "mb": round(s["bytes_sent"] / 1e6, 2),
+                       "rounds": s["rounds"]} for s in lead["stages"]],
+           "load_avg": os.getloadavg()[0]}
+    row.update(floor_row(link, lead["rounds"], lead["bytes_sent"]))
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    """The side-by-side table (one line per run)."""
+    out = ["| size | run | link | wall s | MB sent (lead) | rounds (lead) | floor s (R x RTT + B/bw) | wall / floor "
+           "| strict floor s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        run = "QC + " + (f"PCA {r['pca']} + " if r["pca"] else "") + r["glm"]
+        ratio = f"{r['wall_s'] / r['floor_s']:.2f}" if r["floor_s"] else "-"
+        out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {r['mb_lead']:.0f} | {r['rounds_lead']} | "
+                   f"{r['floor_s']:.1f} | {ratio} | {r['strict_floor_s']:.1f} | {r['load_avg']:.1f} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="2000x2000", help="SAMPLESxVARIANTS")
+    ap.add_argument("--link", action="append", help="loopback or RTT,BW (repeatable; default: the issue's links)")
+    ap.add_argument("--pca", type=int, default=0)
+    ap.add_argument("--json", help="append rows to this JSON-lines file")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up job (numba caches already warm)")
+    a = ap.parse_args(argv)
+    n, m = (int(v) for v in a.size.lower().split("x"))
+    params = GwasParams(**{**PARAMS.to_dict(), "pca": a.pca})
+    rows = []
+    for link in a.link or LINKS:
+        row = run_link(n, m, link, params, warmup=not a.no_warmup)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if a.json:
+            with open(a.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
