@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cipherome.mpc.errors import PublicError
 from cipherome.mpc.jobs import job
 
 from cipherome.genomics.gwas import qc as gwas_qc
@@ -69,37 +70,54 @@ def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np
     return ~(missing * t.denominator > t.numerator * m)
 
 
-def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int):
+def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int, binary: bool = False):
     """Open the pooled moments and return (y standardised, [1, covariates standardised], A^-1, sd(y)).
 
-    Opened (``gwas.covariate_moments``): mean and variance of the phenotype, means and
-    second moments of the covariates (their pooled covariance / correlation matrix);
-    phenotype-covariate cross moments stay secret. The affine transform they define
-    is public, leaves every association statistic unchanged and keeps the fixed-point
-    values O(1); A = X'X/N of the standardised design is then public too.
+    Opened (``gwas.covariate_moments``), in two rounds: first the means of the
+    phenotype and covariates, then the second moments *about those public means*
+    (phenotype variance, covariate covariance matrix), which each site sums in
+    float64 before they enter the ring; phenotype-covariate cross moments stay
+    secret. Centring first makes the variances exact to the fixed-point resolution
+    ``ulp = 2^-frac``: for a constant column every site's term is ~0, so the opened
+    variance is at most ``n_sites * ulp / 2`` (each site's term rounds to half an
+    ulp); a variance at or below ``n_sites * ulp`` is therefore decided constant,
+    whatever the column's mean. The affine transform the moments define is public,
+    leaves every association statistic unchanged and keeps the fixed-point values
+    O(1); A = X'X/N of the standardised design is then public too.
     """
     c = cov.shape[1]
-    local = np.concatenate([[y.sum(), (y * y).sum()], cov.sum(0), (cov.T @ cov).ravel()]) / max(n_total, 1)
-    mom = ctx.open(ctx.inputs_sum(local, shape=local.shape, frac=ctx.frac), "gwas.covariate_moments")
-    my, vy = mom[0], mom[1] - mom[0] ** 2
-    mx = mom[2 : 2 + c]
-    covx = mom[2 + c :].reshape(c, c) - np.outer(mx, mx)
-    var = np.concatenate([[vy], np.diag(covx)])
-    bad = [(["phenotype"] + names)[i] for i in np.flatnonzero(var <= 1e-12 * np.maximum(1.0, np.abs(np.concatenate([[my], mx]))))]
+    n = max(n_total, 1)
+    first = np.concatenate([[y.sum()], cov.sum(0)]) / n
+    means = ctx.open(ctx.inputs_sum(first, shape=first.shape, frac=ctx.frac), "gwas.covariate_moments")
+    my, mx = float(means[0]), means[1:]
+    yc, xc = y - my, cov - mx
+    second = np.concatenate([[yc @ yc], (xc.T @ xc).ravel()]) / n
+    mom = ctx.open(ctx.inputs_sum(second, shape=second.shape, frac=ctx.frac), "gwas.covariate_moments")
+    vy, covx = float(mom[0]), mom[1:].reshape(c, c)
+    tol = ctx.n * 2.0 ** -ctx.frac
+    if vy <= tol:
+        if binary:
+            who = "a case" if my > 0.5 else "a control"
+            raise PublicError(f"every one of the study's {n_total} samples is {who}; a case/control GWAS needs both "
+                              "cases and controls: check the phenotype column and its coding (--1)")
+        raise PublicError(f"the phenotype is constant over the study's {n_total} samples (variance <= {tol:.2g}, the "
+                          f"fixed-point resolution); a GWAS needs a phenotype that varies: check --pheno-name")
+    bad = [names[i] for i in np.flatnonzero(np.diag(covx) <= tol)]
     if bad:
-        raise ValueError(f"constant over the study's samples: {', '.join(bad)}; remove it from the covariates")
+        raise PublicError(f"covariate(s) {', '.join(bad)} constant over the study's {n_total} samples (variance <= "
+                          f"{tol:.2g}, the fixed-point resolution); remove them from --covar-name")
     sd_y, sx = float(np.sqrt(vy)), np.sqrt(np.diag(covx))
     corr = covx / np.outer(sx, sx)
     if c > 1:
         off = np.abs(corr - np.eye(c))
         i, j = np.unravel_index(np.argmax(off), off.shape)
         if off[i, j] > MAX_CORR:
-            raise ValueError(f"covariates {names[i]} and {names[j]} are collinear (|corr| = {off[i, j]:.4f} > "
-                             f"{MAX_CORR}); remove one of them")
+            raise PublicError(f"covariates {names[i]} and {names[j]} are collinear (|corr| = {off[i, j]:.4f} > "
+                              f"{MAX_CORR}); remove one of them")
         vif = np.diag(np.linalg.inv(corr))
         if vif.max() > MAX_VIF:
-            raise ValueError(f"covariate {names[int(np.argmax(vif))]} has VIF {vif.max():.1f} > {MAX_VIF}; "
-                             "the covariates are nearly collinear")
+            raise PublicError(f"covariate {names[int(np.argmax(vif))]} has VIF {vif.max():.1f} > {MAX_VIF}; "
+                              "the covariates are nearly collinear")
     a = np.eye(c + 1)
     a[1:, 1:] = corr
     xs = np.column_stack([np.ones(len(y)), (cov - mx) / sx])
@@ -136,7 +154,10 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums) -> Vari
 
 def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     """The GWAS at one compute party; returns the public results (variant columns at the lead)."""
-    params.validate()
+    try:
+        params.validate()
+    except ValueError as exc:  # the parameters are public
+        raise PublicError(str(exc)) from None
     t_start = time.perf_counter()
 
     # 1. local sample selection -----------------------------------------------------
@@ -156,15 +177,23 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                          int(site.read_dosage is not None)], dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
         if len({int(m[3]) for m in metas}) != 1:
-            raise ValueError("sites disagree on the number of covariates")
+            raise PublicError("sites disagree on the number of covariates")
         n_qc = int(sum(int(m[0]) for m in metas))
         n_assoc = int(sum(int(m[1]) for m in metas))
         is_binary = all(int(m[2]) for m in metas)
         dosage = any(int(m[5]) for m in metas)  # imputed dosages at some site: plink2's dosage rules
         # the strictest site's policy applies to every released statistic
         params.min_cell_size = max(int(m[4]) for m in metas)
+        empty = [ctx.parties[i] for i, m in enumerate(metas) if int(m[1]) == 0]
+        if empty:
+            if int(meta[1]) == 0:
+                log.error("this site has no sample with a phenotype and every covariate: %d genotype samples, %d "
+                          "pass --mind, %d with a phenotype; check that the phenotype file's IDs match the genotype "
+                          "file's", site.n, int(keep.sum()), int(np.isfinite(y).sum()))
+            raise PublicError(f"site(s) {', '.join(empty)} contribute no sample with a phenotype and the covariates "
+                              "(e.g. its phenotype IDs match none of its genotype samples); see its log")
         if n_assoc < max(params.min_cell_size, 1):
-            raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
+            raise PublicError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
         chosen = np.flatnonzero(select_variants(site.variants, params.extract, params.exclude, params.chroms,
                                                 params.from_bp, params.to_bp))
@@ -176,6 +205,9 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         if ctx.is_lead:
             sv.lead_index = chosen[sv.lead_index]
         n_var = len(sv)
+        if n_var == 0:
+            raise PublicError("the sites share no variant (matched on chromosome, position and alleles); check that "
+                              "every site uses the same genome build and chromosome names")
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 
     # 3. variant QC ------------------------------------------------------------------------
@@ -211,11 +243,11 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     if glm == "auto":  # as PLINK 2: logistic regression for case/control traits
         glm = "logistic" if is_binary else "linear"
     if glm == "logistic" and not is_binary:
-        raise ValueError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
+        raise PublicError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
 
     # 4. public standardisation -------------------------------------------------------------
     with ctx.stage("standardise"):
-        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc)
+        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc, is_binary)
         k = xs.shape[1]
 
     # 5. association ------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """A site's ``SiteData`` from the files its daemon's config names (``[data]`` table).
 
-Genotypes come from a PLINK 1 fileset (``bfile``: memory-mapped, any variant read
-in constant time), a PLINK 2 fileset (``pfile``: through pgenlib, hard calls and the
-dosages it stores), a BGEN file (``bgen`` with ``sample``, optional ``bgen_ref = "first"``:
-dosages through cbgen) or a VCF/BCF (``vcf_dosage = "DS"`` or ``"GP"``: its dosages, as
-``plink2 --vcf FILE dosage=DS``) (``vcf``, optional ``region``: read once into
+Genotypes come from a PLINK 1 fileset (``bfile``: rows read with ``pread`` and
+checked, any variant in constant time; a file changed underneath fails the job), a PLINK 2
+fileset (``pfile``: through pgenlib, hard calls and the dosages it stores), a BGEN file
+(``bgen`` with ``sample``, optional ``bgen_ref = "first"``: dosages through cbgen) or a VCF/BCF
+(``vcf_dosage = "DS"`` or ``"GP"``: its dosages, as ``plink2 --vcf FILE dosage=DS``) (``vcf``,
+optional ``region``: read once into
 two-bit packed codes, a quarter byte per genotype). Phenotype (``pheno``) and
 covariate (``covar``) files are matched to the genotype samples by FID/IID.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.io.bed import BedReader, read_bim
+from cipherome.genomics.io.bed import BedReader, BedRows, read_bim
 from cipherome.genomics.io.blocks import concat_variants
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
@@ -68,11 +69,11 @@ def load_genotypes(site):
         variants = read_bim(reader.paths["bim"])
         n = len(reader.samples)
         w = packed_width(n)
-        mm = np.memmap(reader.paths["bed"], dtype=np.uint8, mode="r", offset=3, shape=(reader.n_variants, w))
+        rows = BedRows(reader.paths["bed"], reader.n_variants, w)
         samples = reader.samples
 
         def read(idx, mask):
-            return unpack_dosage(np.asarray(mm[np.asarray(idx)]), n, np.flatnonzero(mask))
+            return unpack_dosage(rows.rows(idx), n, np.flatnonzero(mask))
 
         return samples, variants, read, None
     if "vcf" in data and "vcf_dosage" in data:
