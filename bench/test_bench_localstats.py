@@ -7,6 +7,10 @@ under ``$CIPHEROME_BENCH_DATA`` (default: the system temp folder), never in the 
 * ``bench.bed/.bim/.fam``: 10,000 samples x 100,000 SNPs on chromosomes 1-22, ALT
   frequencies uniform in [0.01, 0.5], genotypes in Hardy-Weinberg proportions, 1%
   missing calls, written straight from numpy (packed codes);
+* ``bench.pgen/.pvar/.psam``: the same data made by ``plink2 --bfile bench --make-pgen``
+  (hard calls), read through pgenlib: the .pgen target is "at least as fast as the .bed";
+* ``bench2k_b8.bgen/.sample``: the first 2,000 variants exported by ``plink2 --export
+  bgen-1.2 bits=8`` (zlib), read through cbgen as dosages: the stated BGEN figure;
 * ``bench10k.bcf``: the first 10,000 variants exported by ``plink2 --export bcf``. It is
   10x smaller than the .bed because reading BCF through pysam costs about 0.3 ms per
   10,000-sample record (htslib's text formatting of the record), i.e. about 30 s for the
@@ -36,6 +40,7 @@ import pytest
 N_SAMPLES = 10_000
 N_VARIANTS = 100_000
 N_BCF_VARIANTS = 10_000
+N_BGEN_VARIANTS = 2_000
 N_COVARIATES = 12
 SEED = 20240611
 DATA_VERSION = "v1"
@@ -82,6 +87,20 @@ def ensure_data() -> dict[str, Path]:
     prefix = d / "bench"
     if not prefix.with_suffix(".bed").exists():
         _generate_bed(prefix)
+    if PLINK2 and not prefix.with_suffix(".pgen").exists():
+        with tempfile.TemporaryDirectory(dir=d) as tmp:
+            subprocess.run([PLINK2, "--bfile", str(prefix), "--threads", "2", "--make-pgen", "--out", f"{tmp}/p"],
+                           check=True, capture_output=True)
+            for ext in ("pvar", "psam", "pgen"):  # .pgen last: its presence marks a complete set
+                os.replace(f"{tmp}/p.{ext}", prefix.with_suffix("." + ext))
+    bgen = d / "bench2k_b8.bgen"
+    if PLINK2 and not bgen.exists():
+        with tempfile.TemporaryDirectory(dir=d) as tmp:
+            Path(tmp, "first.snplist").write_text("".join(f"rs{i}\n" for i in range(N_BGEN_VARIANTS)))
+            subprocess.run([PLINK2, "--bfile", str(prefix), "--threads", "2", "--extract", f"{tmp}/first.snplist",
+                            "--export", "bgen-1.2", "bits=8", "--out", f"{tmp}/b"], check=True, capture_output=True)
+            os.replace(f"{tmp}/b.sample", bgen.with_suffix(".sample"))
+            os.replace(f"{tmp}/b.bgen", bgen)
     bcf = d / "bench10k.bcf"
     if PLINK2 and not bcf.exists():
         with tempfile.TemporaryDirectory(dir=d) as tmp:
@@ -98,7 +117,7 @@ def ensure_data() -> dict[str, Path]:
         mask = rng.random(N_SAMPLES) > 0.01  # 1% without phenotype
         np.savez(covar.with_suffix(".tmp.npz"), X=X, y=y, case=case, mask=mask)
         os.replace(covar.with_suffix(".tmp.npz"), covar)
-    return {"bfile": prefix, "bcf": bcf, "covar": covar}
+    return {"bfile": prefix, "bcf": bcf, "bgen": bgen, "covar": covar}
 
 
 def site_statistics(reader, covar: Path, regression: bool = True) -> int:
@@ -125,10 +144,12 @@ def _child(kind: str, files: dict, block_size: int | None = None) -> dict:
         "from test_bench_localstats import site_statistics\n"
         "from cipherome.genomics.io.bed import BedReader\n"
         "from cipherome.genomics.io.vcf import VcfReader\n"
-        "from cipherome.genomics import localstats, lut\n"
+        "from cipherome.genomics.io.pgen import PgenReader\n"
         f"kind = {kind!r}\n"
         "t = time.perf_counter(); m = 0\n"
         f"if kind == 'bed': m = site_statistics(BedReader({str(files['bfile'])!r}, block_size={block_size!r}),"
+        f" {str(files['covar'])!r})\n"
+        f"if kind == 'pgen': m = site_statistics(PgenReader({str(files['bfile'])!r}, block_size={block_size!r}),"
         f" {str(files['covar'])!r})\n"
         f"if kind == 'bcf': m = site_statistics(VcfReader({str(files['bcf'])!r}), {str(files['covar'])!r})\n"
         "dt = time.perf_counter() - t\n"
@@ -149,24 +170,73 @@ def _report(benchmark, **info):
     print("\n" + "  ".join(f"{k}={v}" for k, v in info.items()))
 
 
-def test_bed_all_local_stats(benchmark, files):
+def _reader(kind: str):
     from cipherome.genomics.io.bed import BedReader
+    from cipherome.genomics.io.pgen import PgenReader
 
-    site_statistics(BedReader(files["bfile"], block_size=64), files["covar"])  # JIT / cache warm-up
-    m = benchmark.pedantic(lambda: site_statistics(BedReader(files["bfile"]), files["covar"]),
-                           rounds=3, warmup_rounds=0, iterations=1)
+    return {"bed": BedReader, "pgen": PgenReader}[kind]
+
+
+def _loop(benchmark, files, kind: str, work) -> None:
+    """Time ``work(reader)`` over the whole .bed or .pgen (same data), after a warm-up on small blocks."""
+    if kind == "pgen" and PLINK2 is None:
+        pytest.skip("plink2 not installed (it makes the .pgen)")
+    cls = _reader(kind)
+    work(cls(files["bfile"], block_size=64))  # JIT / cache warm-up
+    m = benchmark.pedantic(lambda: work(cls(files["bfile"])), rounds=3, warmup_rounds=0, iterations=1)
     assert m == N_VARIANTS
-    _report(benchmark, variants=N_VARIANTS, samples=N_SAMPLES, covariates=N_COVARIATES)
+    _report(benchmark, variants=N_VARIANTS, samples=N_SAMPLES, source=kind)
 
 
-def test_bed_counts_only(benchmark, files):
-    from cipherome.genomics.io.bed import BedReader
+@pytest.mark.parametrize("kind", ["bed", "pgen"])
+def test_all_local_stats(benchmark, files, kind):
+    _loop(benchmark, files, kind, lambda r: site_statistics(r, files["covar"]))
 
-    site_statistics(BedReader(files["bfile"], block_size=64), files["covar"], regression=False)
-    m = benchmark.pedantic(
-        lambda: site_statistics(BedReader(files["bfile"]), files["covar"], regression=False),
-        rounds=3, warmup_rounds=0, iterations=1)
-    assert m == N_VARIANTS
+
+@pytest.mark.parametrize("kind", ["bed", "pgen"])
+def test_counts_only(benchmark, files, kind):
+    _loop(benchmark, files, kind, lambda r: site_statistics(r, files["covar"], regression=False))
+
+
+def read_all(reader) -> int:
+    """Read every block and touch its int8 hard calls (the reading a site's statistics start from)."""
+    m = 0
+    for block in reader.blocks():
+        m += block.dosage.shape[0]
+    return m
+
+
+@pytest.mark.parametrize("kind", ["bed", "pgen"])
+def test_read(benchmark, files, kind):
+    """Reading alone: every block's int8 hard calls (.bed: packed codes decoded; .pgen: pgenlib, packed, decoded)."""
+    _loop(benchmark, files, kind, read_all)
+
+
+def dosage_statistics(reader, covar: Path) -> int:
+    """The dosage block loop: dosage counts split by status and the regression sums on dosages."""
+    from cipherome.genomics.local.stats import SiteDesign, dosage_sums, variant_sums
+
+    z = np.load(covar)
+    groups = np.where(z["mask"], z["case"].astype(np.int64), -1)
+    design = SiteDesign(z["X"], z["y"], z["mask"])
+    m = 0
+    for block in reader.blocks():
+        dosage_sums(block.float_dosage, groups, 2)
+        variant_sums(block.float_dosage, design)
+        m += len(block)
+    return m
+
+
+@pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")
+def test_bgen8_dosage_local_stats(benchmark, files):
+    """BGEN 8-bit dosages (10,000 samples x 2,000 variants): read through cbgen + all dosage statistics."""
+    from cipherome.genomics.io.bgen import BgenReader
+
+    bgen, sample = files["bgen"], files["bgen"].with_suffix(".sample")
+    m = benchmark.pedantic(lambda: dosage_statistics(BgenReader(bgen, sample), files["covar"]),
+                           rounds=2, warmup_rounds=0, iterations=1)
+    assert m == N_BGEN_VARIANTS
+    _report(benchmark, variants=N_BGEN_VARIANTS, samples=N_SAMPLES, note="50x fewer variants than the .bed")
 
 
 @pytest.mark.skipif(PLINK2 is None, reason="plink2 not installed")

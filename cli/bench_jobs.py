@@ -4,9 +4,12 @@ Registered by name (``bench.<op>``) so that ``cipherome bench`` and party daemon
 them like workloads (``mpc.jobs`` imports this module on first lookup). Each protocol
 job makes its own random inputs (owned by the first two parties), runs the protocol
 once to warm up (compilation, allocator) and then times ``reps`` runs, and returns
-seconds, bytes sent by this party and rounds per run, plus a correctness check on
-the opened result where it is cheap. The non-linear ops (lt, invsqrt, sigmoid, qr)
-open nothing (correctness is checked by tests and bench/test_bench_nonlinear.py).
+seconds, bytes sent by this party and rounds per run, plus ``ok``: after the timed
+runs the last result is opened (label ``bench.check``, outside the timing) and
+compared with the plaintext computation where the op registers a check (mul,
+matmul, open, lt); ``ok`` is None (not checked) otherwise, never the truth value of
+the result object. The other non-linear ops (invsqrt, sigmoid, qr) are checked by
+tests and bench/test_bench_nonlinear.py.
 ``bench.exchange`` sends one array of ``size`` bytes from the lead to the second
 party (who answers with a one-byte acknowledgement); ``bench.rtt`` times ``reps``
 ping-pongs of an 8-byte message between the same two parties.
@@ -20,14 +23,20 @@ import numpy as np
 from cipherome.mpc.jobs import job
 from cipherome.protocols import arith, compare, functions, linalg, roots
 
-__all__ = ["BENCH_OPS", "NET_OPS", "QR_COLUMNS", "bench_op", "measure", "random_inputs", "exchange", "rtt"]
+__all__ = ["BENCH_OPS", "NET_OPS", "QR_COLUMNS", "bench_op", "measure", "close_to", "random_inputs", "exchange",
+           "rtt"]
 
 #: op name -> (default size, function(ctx, size, rng) -> callable that runs the op once)
 BENCH_OPS: dict[str, tuple[int, object]] = {}
 
 
 def bench_op(name: str, default_size: int):
-    """Register a protocol benchmark: ``prepare(ctx, size) -> run()`` and its job ``bench.<name>``."""
+    """Register a protocol benchmark and its job ``bench.<name>``.
+
+    ``prepare(ctx, size)`` returns ``run`` (a callable running the op once) or
+    ``(run, check)`` where ``check(result) -> bool`` opens the result and compares
+    it with the plaintext computation.
+    """
 
     def deco(prepare):
         BENCH_OPS[name] = (default_size, prepare)
@@ -42,20 +51,28 @@ def bench_op(name: str, default_size: int):
 
 
 def measure(ctx, prepare, size: int, reps: int) -> dict:
-    """Warm up once, then time ``reps`` runs; per-run seconds, bytes sent and rounds."""
-    run = prepare(ctx, size)
+    """Warm up once, then time ``reps`` runs; per-run seconds, bytes sent and rounds, and the check."""
+    prepared = prepare(ctx, size)
+    run, check = prepared if isinstance(prepared, tuple) else (prepared, None)
     run()
     st = ctx.transport.stats
     b0, r0, t0 = st.bytes_sent, ctx.rounds, time.perf_counter()
     for _ in range(reps):
-        ok = run()
+        out = run()
     dt = time.perf_counter() - t0
+    sent, rounds = (st.bytes_sent - b0) / reps, (ctx.rounds - r0) / reps
     return {
         "seconds": dt / reps,
-        "bytes_sent": (st.bytes_sent - b0) / reps,
-        "rounds": (ctx.rounds - r0) / reps,
-        "ok": bool(ok) if ok is not None else None,
+        "bytes_sent": sent,
+        "rounds": rounds,
+        "ok": bool(check(out)) if check is not None else None,
     }
+
+
+def close_to(ctx, result, expected: np.ndarray, atol: float) -> bool:
+    """Open ``result`` (label ``bench.check``) and compare it with ``expected`` within ``atol``."""
+    got = ctx.open(result, "bench.check")
+    return got.shape == np.shape(expected) and bool(np.allclose(got, expected, rtol=0, atol=atol))
 
 
 def random_inputs(ctx, shape, seed: int = 7, scale: float = 1.0):
@@ -72,24 +89,20 @@ def random_inputs(ctx, shape, seed: int = 7, scale: float = 1.0):
 @bench_op("mul", 10**6)
 def _mul(ctx, size):
     x, y, xv, yv = random_inputs(ctx, (size,))
-    return lambda: arith.mul(x, y)
+    return (lambda: arith.mul(x, y)), (lambda z: close_to(ctx, z, xv * yv, 1e-4))
 
 
 @bench_op("matmul", 1000)
 def _matmul(ctx, size):
     x, y, xv, yv = random_inputs(ctx, (size, size))
-    return lambda: arith.matmul(x, y)
+    return (lambda: arith.matmul(x, y)), (lambda z: close_to(ctx, z, xv @ yv, 1e-4 * size))
 
 
 @bench_op("open", 10**6)
 def _open(ctx, size):
     x, _, xv, _ = random_inputs(ctx, (size,))
 
-    def run():
-        got = ctx.open(x, "bench.open")
-        return np.allclose(got, xv, atol=2.0 ** -ctx.frac)
-
-    return run
+    return (lambda: ctx.open(x, "bench.open")), (lambda got: np.allclose(got, xv, rtol=0, atol=2.0 ** -ctx.frac))
 
 
 # -- non-linear protocols ---------------------------------------------------------------------
@@ -105,8 +118,8 @@ def _positive(ctx, shape, lo: float, hi: float, seed: int = 11):
 
 @bench_op("lt", 10**5)
 def _lt(ctx, size):
-    x, y, _, _ = random_inputs(ctx, (size,), scale=1000.0)
-    return lambda: compare.lt(x, y)
+    x, y, xv, yv = random_inputs(ctx, (size,), scale=1000.0)
+    return (lambda: compare.lt(x, y)), (lambda b: close_to(ctx, b, (xv < yv).astype(float), 0.5))
 
 
 @bench_op("invsqrt", 10**5)

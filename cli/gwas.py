@@ -1,7 +1,8 @@
 """``cipherome gwas``: run a secure GWAS on a study's party daemons and write PLINK-style results.
 
 Flags follow PLINK 2 (``--pheno-name``, ``--covar-name``, ``--geno``, ``--maf``,
-``--hwe``, ``--mind``, ``--glm``, ``--ci``); each site's daemon reads its own
+``--hwe``, ``--mind``, ``--glm``, ``--ci``, ``--extract``/``--exclude``, ``--chr``,
+``--from-bp``/``--to-bp``; sample lists are each site's ``keep``/``remove`` config); each site's daemon reads its own
 genotype, phenotype and covariate files from its config, so the command line
 never names another site's files. Results are written only after the job has
 succeeded everywhere, each file atomically.
@@ -12,11 +13,54 @@ import time
 
 import click
 
-__all__ = ["gwas", "gwas_params_from_cli", "print_top_hits", "qc_summary"]
+__all__ = ["gwas", "gwas_params_from_cli", "pca_extra", "print_top_hits", "qc_summary"]
 
 
-def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block):
+def _read_extract(path) -> list[str]:
+    """Variant IDs of a ``--pca-extract`` file (first whitespace field per line, as ``plink2 --extract``)."""
+    from pathlib import Path
+
+    try:
+        ids = [ln.split()[0] for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--pca-extract") from None
+    if not ids:
+        raise click.BadParameter(f"{path} lists no variant IDs", param_hint="--pca-extract")
+    return ids
+
+
+def pca_extra(pca_modifiers=(), pca_extract=None, pca_thin_count=None, pca_bp_space=None, pca_passes=None,
+              out_name=None) -> dict:
+    """The ``GwasParams.extra`` keys of the PCA flags (``--pca K [approx]``, ``--pca-extract``, thinning)."""
+    extra = {}
+    for word in pca_modifiers:
+        if word == "approx":
+            extra["pca_approx"] = True
+        else:
+            raise click.BadParameter(f"unknown --pca modifier {word!r} (approx)", param_hint="--pca")
+    if pca_extract:
+        extra["pca_extract"] = _read_extract(pca_extract)
+    if pca_bp_space:
+        extra["pca_bp_space"] = int(pca_bp_space)
+    if pca_passes:
+        extra["pca_passes"] = int(pca_passes)
+    if out_name:
+        extra["out_name"] = str(out_name)
+    return extra
+
+
+def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extract=None,
+                         exclude=None, chrom=None, from_bp=None, to_bp=None, extra=None, pca_variants=0):
+    from cipherome.genomics.errors import InputError
     from cipherome.genomics.gwas.params import GwasParams
+    from cipherome.genomics.gwas.select import parse_chr_list, read_id_list
+
+    try:
+        ids_in = read_id_list(extract) if extract else None
+        ids_out = read_id_list(exclude) if exclude else None
+        chroms = parse_chr_list(chrom) if chrom else None
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
 
     covs = [c for part in covar_names for c in part.split(",") if c] or None
     glm_mode = "auto"
@@ -26,13 +70,19 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
             glm_mode = word
         elif word == "hide-covar":
             hide = True
+        elif word == "allow-no-covars":
+            if covs:
+                raise click.UsageError("--glm allow-no-covars runs without covariates; drop --covar-name")
+            covs = []
         else:
-            raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar)",
-                                     param_hint="--glm")
+            raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar,"
+                                     " allow-no-covars)", param_hint="--glm")
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,
-                          glm=glm_mode, ci=ci, pca=pca, block=block).validate()
+                          glm=glm_mode, ci=ci, pca=pca, block=block, extract=ids_in, exclude=ids_out,
+                          chroms=chroms, from_bp=from_bp, to_bp=to_bp, pca_variants=int(pca_variants or 0),
+                          extra=dict(extra or {})).validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -64,7 +114,7 @@ def qc_summary(result: dict) -> str:
     return line + (" (a variant can fail several filters)" if len(failed) + (policy is not None) > 1 else "")
 
 
-@click.command("gwas")
+@click.command("gwas", context_settings={"allow_extra_args": True})
 @click.option("--study", "study_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Study file.")
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your (submitter) key.")
 @click.option("--cert", required=True, type=click.Path(exists=True, dir_okay=False), help="Your certificate.")
@@ -82,30 +132,62 @@ def qc_summary(result: dict) -> str:
 @click.option("--hwe", type=float, default=None,
               help="Remove variants with Hardy-Weinberg p < T (likelihood-ratio test).  [default: off]")
 @click.option("--glm", multiple=True, default=(),
-              help="linear | logistic | trend, optionally hide-covar (always on).  [default: linear for a "
-                   "quantitative trait, logistic for a case/control trait, as PLINK 2]")
+              help="linear | logistic | trend, optionally hide-covar (always on) and allow-no-covars (ignore the "
+                   "sites' covariate files).  [default: linear for a quantitative trait, logistic for a "
+                   "case/control trait, as PLINK 2]")
+@click.option("--covar-variance-standardize", "covar_standardize", is_flag=True,
+              help="Accepted for plink2 compatibility: results are invariant, since the secure GWAS always"
+                   " standardises the covariates with their pooled means and variances.")
 @click.option("--ci", type=float, default=None,
               help="Add L95/U95 confidence intervals at this level, e.g. 0.95.  [default: none]")
 @click.option("--pca", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Compute K principal components securely and adjust for them (0: none); they are named "
-                   "PC1..PCK and written to PREFIX.PHENO.eigenval.")
+              help="K principal components of plink2 --pca's matrix on every QC-passing variant, securely, "
+                   "adjusted for (0: none); named PC1..PCK, eigenvalues in PREFIX.PHENO.eigenval; "
+                   "'--pca K approx' uses plink2 --pca approx's (mean-imputed) matrix.")
+@click.option("--pca-extract", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Public list of variant IDs (e.g. from plink2 --indep-pairwise) to compute the PCs on.")
+@click.option("--pca-thin-count", type=click.IntRange(min=1), default=None,
+              help="PCs on N evenly spaced PCA variants only.  [default: all]")
+@click.option("--pca-bp-space", type=click.IntRange(min=1), default=None,
+              help="PCs on variants at least BP apart only (plink2 --bp-space).  [default: all]")
+@click.option("--pca-passes", type=click.IntRange(min=1), default=None,
+              help="Fixed number of Krylov passes instead of the convergence stop (the pass count is then not "
+                   "disclosed to the dealer).  [default: stop at the residual tolerance]")
 @click.option("--block-size", "block", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Variants per association block (bounds memory, not rounds).")
 @click.option("--block", "block_alias", type=click.IntRange(min=1), default=None, hidden=True)  # old spelling
+@click.option("--extract", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Test only the variants whose IDs this file lists (sent with the job).  [default: all]")
+@click.option("--exclude", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Leave out the variants whose IDs this file lists (sent with the job).  [default: none]")
+@click.option("--chr", "chrom", default=None, metavar="LIST", help="Chromosomes to test, e.g. 1-4,X.  [default: all]")
+@click.option("--from-bp", type=int, default=None, help="First position to test (needs one --chr).")
+@click.option("--to-bp", type=int, default=None, help="Last position to test (needs one --chr).")
 @click.option("--threads", type=int, default=None,
               help="Accepted for PLINK compatibility and ignored (each daemon uses its own threads).")
-def gwas(study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block,
-         block_alias, threads):
+@click.pass_context
+def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, covar_standardize,
+         ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, block_alias, extract, exclude, chrom,
+         from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), .qc.json,
     .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
 
-    Prints the QC summary, including the variants withheld by the sites' min_cell_size policy.
+    Prints the QC summary, including the variants withheld by the sites' min_cell_size policy. With
+    --pca K each site's daemon writes its own samples' scores to PREFIX.SITE.eigenvec in its output
+    folder (``output_dir`` in its [data] table, default: beside its genotype file).
     """
+    from pathlib import Path
+
     from cipherome.genomics.gwas.output import result_table, write_gwas_outputs
 
     from .submit import run_workload
 
-    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block)
+    del covar_standardize  # invariant: stage 4 of the job standardises every covariate anyway
+    if cctx.args and not pca:
+        raise click.UsageError(f"unexpected argument(s) {' '.join(cctx.args)}")
+    extra = pca_extra(cctx.args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name) if pca else {}
+    params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block,
+                                  extract, exclude, chrom, from_bp, to_bp, extra, pca_thin_count)
     t0 = time.perf_counter()
     result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"

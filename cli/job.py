@@ -155,7 +155,6 @@ def list_names(config_path) -> None:
     """
     import importlib
 
-    from cipherome.mpc import netbench  # noqa: F401  (the daemon serves bench.exchange and bench.rtt too)
     from cipherome.mpc.jobs import registered_jobs
 
     cfg = None

@@ -1,7 +1,7 @@
 """``cipherome local-stats``: a site's own allele frequencies, missingness and genotype counts, as plink2 reports them.
 
-What a site runs on its data before it joins a study: it reads a PLINK 1 fileset or a
-VCF/BCF in blocks and writes PREFIX.afreq, PREFIX.vmiss and PREFIX.gcount with the
+What a site runs on its data before it joins a study: it reads a PLINK 1 fileset, a
+PLINK 2 fileset (.pgen, hard calls and dosages) or a VCF/BCF in blocks and writes PREFIX.afreq, PREFIX.vmiss and PREFIX.gcount with the
 columns and number format of ``plink2 --freq --missing --geno-counts``.
 """
 from __future__ import annotations
@@ -17,6 +17,10 @@ __all__ = ["local_stats"]
 
 @click.command("local-stats")
 @click.option("--bfile", "bfile", metavar="PREFIX", help="PLINK 1 fileset PREFIX.bed/.bim/.fam.")
+@click.option("--pfile", "pfile", metavar="PREFIX",
+              help="PLINK 2 fileset PREFIX.pgen/.pvar/.psam (dosages used where stored, as plink2 does).")
+@click.option("--bgen", "bgen", metavar="FILE", help="BGEN 1.2/1.3 file (dosages; REF is the last allele).")
+@click.option("--sample", "sample", metavar="FILE", help="With --bgen: its Oxford .sample file.")
 @click.option("--vcf", "vcf", metavar="FILE", help="VCF, bgzipped VCF or BCF file.")
 @click.option("--pheno", "pheno", metavar="FILE", help="Phenotype file (#FID IID ... / #IID ...).")
 @click.option("--pheno-name", "pheno_name", metavar="NAME",
@@ -26,6 +30,8 @@ __all__ = ["local_stats"]
 @click.option("--1", "control_zero", is_flag=True, help="Binary phenotypes are coded 0 control / 1 case.")
 @click.option("--strict-samples", is_flag=True,
               help="Fail if a sample is in only one of the genotype and phenotype files.")
+@click.option("--vcf-dosage", "vcf_dosage", type=click.Choice(["DS", "GP"]),
+              help="With --vcf: read dosages from this FORMAT field (as plink2 --vcf FILE dosage=DS).")
 @click.option("--region", metavar="CHR[:START-END]", help="VCF/BCF only: read one region (needs an index).")
 @click.option("--vcf-half-call", "half_call", default="error", show_default=True,
               type=click.Choice(["error", "missing", "haploid", "reference"]),
@@ -35,7 +41,7 @@ __all__ = ["local_stats"]
 @click.option("--block-size", type=click.IntRange(min=1), metavar="N",
               help="Variants per block (default: about 32 MB of genotypes).")
 @click.option("--out", "out", required=True, metavar="PREFIX", help="Output prefix.")
-def local_stats(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+def local_stats(bfile, pfile, bgen, sample, vcf, vcf_dosage, pheno, pheno_name, control_zero, strict_samples, region, half_call,
                 multiallelic, block_size, out):
     """Allele frequencies (.afreq), variant missingness (.vmiss) and genotype counts (.gcount).
 
@@ -43,12 +49,13 @@ def local_stats(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, reg
     chromosomes follow plink2's rules (chrX males and chrY from the .fam sex column,
     MT for everyone; VCF input has no sex, so chrX is diploid and chrY uncounted, as in
     plink2 --vcf without --update-sex). Multi-allelic VCF records are split into one
-    row per ALT allele.
+    row per ALT allele. With dosages (.pgen, BGEN), ALT_FREQS and OBS_CT come from the
+    dosages and .vmiss/.gcount from the hard calls, as plink2 computes them.
     """
     from cipherome.genomics.errors import InputError
 
     try:
-        _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+        _run(bfile, pfile, bgen, sample, vcf, vcf_dosage, pheno, pheno_name, control_zero, strict_samples, region, half_call,
              multiallelic, block_size, out)
     except InputError as e:
         raise click.ClickException(str(e)) from None
@@ -56,21 +63,26 @@ def local_stats(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, reg
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from None
 
 
-def _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, half_call,
+def _run(bfile, pfile, bgen, sample, vcf, vcf_dosage, pheno, pheno_name, control_zero, strict_samples, region, half_call,
          multiallelic, block_size, out):
     from cipherome.genomics.io.bed import BedReader
     from cipherome.genomics.errors import InputError
     from cipherome.genomics.io.formats import (AFREQ_HEADER, GCOUNT_HEADER, VMISS_HEADER, afreq_rows,
                                             atomic_outputs, gcount_rows, vmiss_rows)
-    from cipherome.genomics.local.stats import group_genotype_counts
+    from cipherome.genomics.local.stats import dosage_sums, group_genotype_counts
     from cipherome.genomics.io.pheno import align_to_samples, read_pheno
-    from cipherome.genomics.io.ploidy import plink_counts, ploidy_class
+    from cipherome.genomics.io.pgen import PgenReader
+    from cipherome.genomics.io.ploidy import dosage_freq, plink_counts, ploidy_class
     from cipherome.genomics.progress import Progress
     from cipherome.genomics.io.variants import normalize_chroms
     from cipherome.genomics.io.vcf import VcfReader
 
-    if (bfile is None) == (vcf is None):
-        raise InputError("give exactly one of --bfile PREFIX and --vcf FILE")
+    if sum(x is not None for x in (bfile, pfile, bgen, vcf)) != 1:
+        raise InputError("give exactly one of --bfile PREFIX, --pfile PREFIX, --bgen FILE and --vcf FILE")
+    if sample is not None and bgen is None:
+        raise InputError("--sample works with --bgen only")
+    if vcf_dosage is not None and vcf is None:
+        raise InputError("--vcf-dosage works with --vcf only")
     if region is not None and vcf is None:
         raise InputError("--region works with --vcf only")
     if pheno_name is not None and pheno is None:
@@ -79,6 +91,22 @@ def _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, ha
         reader = BedReader(bfile, block_size=block_size)
         total = reader.n_variants
         source = f"{bfile}.bed"
+    elif vcf_dosage is not None:
+        from cipherome.genomics.io.vcf_dosage import VcfDosageReader
+
+        reader = VcfDosageReader(vcf, vcf_dosage, region=region, block_size=block_size)
+        total = None
+        source = vcf
+    elif bgen is not None:
+        from cipherome.genomics.io.bgen import BgenReader
+
+        reader = BgenReader(bgen, sample, block_size=block_size)
+        total = reader.n_variants
+        source = bgen
+    elif pfile is not None:
+        reader = PgenReader(pfile, block_size=block_size)
+        total = reader.n_variants
+        source = f"{pfile}.pgen"
     else:
         reader = VcfReader(vcf, region=region, block_size=block_size, multiallelic=multiallelic,
                            half_call=half_call)
@@ -129,6 +157,10 @@ def _run(bfile, vcf, pheno, pheno_name, control_zero, strict_samples, region, ha
                 fh[4].write(gcount_rows(v, plink_counts(controls, classes), chrom))
             else:
                 pc = plink_counts(counts, classes)
+            if block.float_dosage is not None:  # .afreq from the dosages, the rest from hard calls
+                dsum = dosage_sums(block.float_dosage, groups, n_groups)
+                alt_ct, obs = dosage_freq(dsum.reshape(len(v), -1, 2, 2).sum(axis=1), classes)
+                pc = pc._replace(alt_ct=alt_ct, allele_obs=obs)
             fh[0].write(afreq_rows(v, pc, chrom))
             fh[1].write(vmiss_rows(v, pc, chrom))
             fh[2].write(gcount_rows(v, pc, chrom))

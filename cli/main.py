@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "party": "party:party",
     "job": "job:job",
     "gwas": "gwas:gwas",
+    "freq": "freq:freq",
     "filter": "filter:filter_cmd",
     "simulate": "simulate:simulate",
 }

@@ -32,6 +32,14 @@ class SiteData:
     variants: the site's variant table (m rows);
     read(local_indices (V,) int64, sample_mask (n,) bool) -> (V, n_sel) int8 ALT dosages.
     ``policy``: the site's disclosure policy table (e.g. min_cell_size).
+    read_dosage: None for hard calls only, else the same signature returning (V, n_sel)
+    float32 ALT dosages in [0, 2], NaN missing (imputed data: .pgen, BGEN, VCF DS);
+    association then uses the dosages and QC the hard calls, as plink2 does.
+    included: (n,) bool, the samples the site's keep/remove lists leave in (None: all);
+    sex: (n,) int8 1 male, 2 female, 0 unknown (None: unknown), for plink2's ploidy rules.
+    ``policy``: the site's disclosure policy table (e.g. min_cell_size). ``fid`` (n,) str or None;
+    ``output_dir``: the site's own output folder (``[data] output_dir``, default beside its
+    genotype file) for files that never leave the site (``PREFIX.SITE.eigenvec``).
     """
 
     iid: np.ndarray
@@ -43,6 +51,11 @@ class SiteData:
     policy: dict = field(default_factory=dict)
     name: str = "site"
     pheno_name: str = "PHENO1"
+    read_dosage: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    included: np.ndarray | None = None
+    sex: np.ndarray | None = None
+    fid: np.ndarray | None = None
+    output_dir: str | None = None  # where site-only outputs go (PREFIX.SITE.eigenvec); None: not written
 
     @property
     def n(self) -> int:
@@ -50,15 +63,23 @@ class SiteData:
 
     @classmethod
     def from_arrays(cls, iid, y, covariates, covar_names, variants: VariantTable, genotypes: np.ndarray,
-                    policy: dict | None = None, name: str = "site", pheno_name: str = "PHENO1") -> "SiteData":
-        """In-memory site: ``genotypes`` (m, n) int8 ALT dosage, -1 missing."""
+                    policy: dict | None = None, name: str = "site", pheno_name: str = "PHENO1",
+                    dosages: np.ndarray | None = None) -> "SiteData":
+        """In-memory site: ``genotypes`` (m, n) int8 ALT dosage, -1 missing; ``dosages`` (m, n) float, NaN missing."""
         g = np.asarray(genotypes, dtype=np.int8)
 
         def read(idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
             return g[np.asarray(idx)][:, np.asarray(mask, bool)]
 
+        read_dosage = None
+        if dosages is not None:
+            d = np.asarray(dosages, dtype=np.float32)
+
+            def read_dosage(idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+                return d[np.asarray(idx)][:, np.asarray(mask, bool)]
+
         return cls(np.asarray(iid, dtype=object), np.asarray(y, float), np.asarray(covariates, float).reshape(len(iid), -1),
-                   list(covar_names), variants, read, policy or {}, name, pheno_name)
+                   list(covar_names), variants, read, policy or {}, name, pheno_name, read_dosage)
 
     def select_covariates(self, names: list[str] | None) -> tuple[np.ndarray, list[str]]:
         """Covariate columns by name (None: all), in the order given."""

@@ -21,7 +21,7 @@ from cipherome.proto import cipherome_pb2 as pb
 from . import results as results_codec
 from .grpc_transport import ChannelPool, PeerLink
 from .study import Study
-from .tls import Identity
+from .tls import Identity, TLSError, check_cert_valid
 
 __all__ = ["DaemonClient", "StudyClient", "JobResult", "ClientError", "SubmitRefused", "JobFailed", "describe_rpc_error"]
 
@@ -154,6 +154,21 @@ class StudyClient:
                 errors[name] = str(exc)
         return out, errors
 
+    def check_certificates(self) -> None:
+        """``ClientError`` naming the certificate (ours or a party's) that expired or is not valid yet, and when.
+
+        An expired certificate makes every TLS handshake fail with no reason given;
+        this says which one before anything is sent.
+        """
+        whose = [(f"submitter {self.ident.name!r} (your own)", self.ident.cert_pem)]
+        whose += [(f"party {p.name!r} in study file {self.study.path or self.study.id}", p.cert_pem)
+                  for p in self.study.parties]
+        for what, pem in whose:
+            try:
+                check_cert_valid(pem, what)
+            except TLSError as exc:
+                raise ClientError(str(exc)) from None
+
     def health(self) -> dict:
         out, errors = self._each(lambda d: d.health())
         out.update({p: {"error": e} for p, e in errors.items()})
@@ -163,6 +178,7 @@ class StudyClient:
                round_timeout: float = 0.0, frac: int = 0) -> str:
         """Submit ``job`` to every party; returns the job id. ``SubmitRefused`` names each refusing party."""
         job_id = job_id or uuid.uuid4().hex
+        self.check_certificates()
         req = pb.SubmitRequest(job_id=job_id, job=job, params_json=json.dumps(params or {}), study=self.study.id,
                                study_digest=self.study.digest, round_timeout=round_timeout, frac=frac)
         _, errors = self._each(lambda d: d.submit(req))

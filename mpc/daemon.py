@@ -9,14 +9,26 @@ with an error that names the peer and stage, and never takes the daemon down.
 
 Access rules, checked on the certificate of every call (the TLS root set is the
 certificates of the approved studies, so unknown certificates never get in):
-Exchange - a party of the job's study, under its own name; Submit - a
-submitter of the study; Status/Fetch/Cancel - the job's submitters and the
+Exchange - a party of the job's study, under its own name, running the same
+job (the HELLO of every stream carries the job digest: job name, study digest,
+parameters, fixed-point bits; a mismatch fails the job at once, naming the
+party); Submit - a submitter of the study; Status/Fetch/Cancel - the job's own
+submitter, a study admin (``role = "admin"``, every access logged) and the
 daemon's own certificate; Health - any caller that passed TLS. The log records
 job lifecycle (submitted, started, finished/failed with timings, bytes and
-rounds) and refusals; never shares, seeds, keys, parameters' data or results.
+rounds, who cancelled) and refusals; never shares, seeds, keys, parameters'
+data or results.
+
+Errors that leave the site (the job's error in Status, the ABORT to the peers)
+say which party and what kind of problem only (``cipherome.mpc.errors``); the
+full message, with paths, lines and values, goes to this daemon's log.
+Finished jobs keep their results for fetching within the site policy's
+``keep_results_mb`` (total) and ``keep_results_hours``; older results are
+dropped first, and a fetch of a dropped result says so.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -39,22 +51,33 @@ from .grpc_transport import (
     peer_fingerprint,
     server_options,
 )
+from .errors import public_reason
 from .jobs import get_job, load_plugins
 from .ring import DEFAULT_FRAC
 from .runtime import Context
 from .study import SiteConfig, Study
-from .tls import load_identity
+from .tls import TLSError, check_cert_valid, load_identity
 from .transport import JobAborted, PeerError
 
-__all__ = ["Daemon", "JobRecord", "JOB_ID_RE", "FETCH_PIECE"]
+__all__ = ["Daemon", "JobRecord", "JOB_ID_RE", "FETCH_PIECE", "job_digest"]
 
 log = logging.getLogger("cipherome.daemon")
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: bytes per FetchChunk
 FETCH_PIECE = 1 << 20
-_KEEP_FINISHED = 200
 _TERMINAL = ("done", "failed", "cancelled")
+
+
+def job_digest(job: str, study_digest: str, params: dict, frac: int) -> str:
+    """SHA-256 (hex) naming what a job computes: its name, the study, its parameters and fixed-point bits.
+
+    Every party of a job must hold the same digest; parties exchange it in the
+    first chunk (HELLO) of every stream, so that a job submitted with different
+    parameters to different parties fails at once instead of mixing them.
+    """
+    doc = {"job": job, "study": study_digest, "params": params, "frac": int(frac)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass
@@ -78,7 +101,9 @@ class JobRecord:
     report: dict | None = None
     payload: bytes | None = None  # encoded {"result", "report", "error"}
     cancel_reason: str | None = None
-    ctx: object | None = None  # the running job's Context (for its progress line)
+    ctx: object | None = None  # the running job's Context (for its progress line); dropped at the end
+    digest: str = ""
+    discarded: str = ""  # why the result is no longer kept (retention policy)
 
     def info(self) -> pb.JobInfo:
         st = self.transport.stats
@@ -97,7 +122,7 @@ class Daemon:
     def __init__(self, config: SiteConfig, *, max_workers: int = 256):
         self.config = config
         self.me = config.name
-        self.ident = load_identity(config.name, config.key_path, config.cert_path)
+        self.ident = load_identity(config.name, config.key_path, config.cert_path)  # refuses an expired one
         self.studies = dict(config.studies)
         self.site = config.site
         self.pool = ChannelPool(self.ident.key_pem, self.ident.cert_pem)
@@ -142,9 +167,20 @@ class Daemon:
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen}: address in use or not available here")
         self.server.start()
+        self._check_study_certs()
         log.info("party %s listening on %s (port %d); approved studies: %s", self.me, self.config.listen, self.port,
                  ", ".join(sorted(self.studies)) or "none")
         return self.port
+
+    def _check_study_certs(self) -> None:
+        """Log every certificate of an approved study that expired or is not valid yet (handshakes would fail)."""
+        for st in self.studies.values():
+            for who, pem in [(f"party {p.name!r}", p.cert_pem) for p in st.parties] + \
+                            [(f"submitter {s.name!r}", s.cert_pem) for s in st.submitters]:
+                try:
+                    check_cert_valid(pem, f"{who} of study {st.id!r}")
+                except TLSError as exc:
+                    log.error("%s; TLS connections with it will fail", exc)
 
     def _load_jobs(self) -> None:
         """Import the workload modules; a broken built-in one costs its jobs, not the daemon.
@@ -203,7 +239,20 @@ class Daemon:
         context.abort(code, message)
 
     def _visible(self, job: JobRecord, fp: str) -> bool:
-        return fp == self.ident.fingerprint or job.study.submitter_by_fingerprint(fp) is not None
+        """The job's own submitter, a study admin, or this daemon's own certificate (its operator)."""
+        if fp == self.ident.fingerprint or fp == job.submitter_fp:
+            return True
+        sub = job.study.submitter_by_fingerprint(fp)
+        return sub is not None and sub.is_admin
+
+    def _who(self, job: JobRecord, fp: str) -> str:
+        """Who made a control call on ``job``, for the log."""
+        if fp == job.submitter_fp:
+            return f"submitter {job.submitter}"
+        if fp == self.ident.fingerprint:
+            return f"the operator of {self.me} (its own certificate)"
+        sub = job.study.submitter_by_fingerprint(fp)
+        return f"study admin {sub.name}" if sub is not None else f"certificate sha256:{fp[:16]}"
 
     def _links(self, study: Study) -> dict[str, PeerLink]:
         return {p.name: PeerLink(p.name, p.address, p.cert_pem) for p in study.parties if p.name != self.me}
@@ -234,6 +283,13 @@ class Daemon:
             job = self.jobs[hello.job_id]
         if job.study.id != study.id:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"job {job.id!r} belongs to another study")
+        if hello.tag != job.digest:
+            msg = (f"party {hello.sender!r} runs job {job.id!r} with a different job name, study or parameters than "
+                   f"party {self.me!r} (job digest {hello.tag[:12] or 'none'} vs {job.digest[:12]}); the "
+                   "submitter must send identical parameters to every party")
+            log.warning("job %s: %s", job.id, msg)
+            job.transport.peer_mismatch(hello.sender, msg)
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, msg)
         return job.transport
 
     # -- Control -------------------------------------------------------------------------
@@ -293,10 +349,17 @@ class Daemon:
         timeout = req.round_timeout if req.round_timeout > 0 else study.round_timeout
         cap = float(self.config.policy.get("max_round_timeout", 86400))
         timeout = min(timeout, cap)
+        for p in study.parties:
+            try:
+                check_cert_valid(p.cert_pem, f"party {p.name!r} of study {study.id!r}")
+            except TLSError as exc:
+                self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION, f"party {me!r}: {exc}")
+        frac = req.frac or DEFAULT_FRAC
+        digest = job_digest(req.job, study.digest, params, frac)
         links = self._links(study)
         tr = GrpcTransport(me, req.job_id, study.id, links, self.pool, timeout=timeout,
-                           max_message_bytes=self.config.max_message_bytes)
-        job = JobRecord(req.job_id, req.job, study, params, sub.name, fp, timeout, req.frac or DEFAULT_FRAC, tr)
+                           max_message_bytes=self.config.max_message_bytes, job_digest=digest)
+        job = JobRecord(req.job_id, req.job, study, params, sub.name, fp, timeout, frac, tr, digest=digest)
         with self._cond:
             if req.job_id in self.jobs:
                 dup = True
@@ -322,22 +385,44 @@ class Daemon:
         return pb.SubmitReply(accepted=True)
 
     def _trim(self) -> None:
-        done = [j for j in self.jobs.values() if j.state in _TERMINAL]
-        for j in sorted(done, key=lambda j: j.finished)[: max(0, len(done) - _KEEP_FINISHED)]:
+        """Apply the retention policy (call with ``_cond`` held): results by total bytes and age, records by count.
+
+        Oldest finished jobs lose their result first; their record (state, error,
+        timings) stays listed until ``keep_jobs`` newer jobs have finished.
+        """
+        done = sorted((j for j in self.jobs.values() if j.state in _TERMINAL), key=lambda j: j.finished)
+        cfg, now = self.config, time.time()
+        total = sum(len(j.payload) for j in done if j.payload)
+        for j in done:
+            if j.payload is None:
+                continue
+            if now - j.finished > cfg.keep_results_seconds:
+                why = f"older than keep_results_hours = {cfg.keep_results_seconds / 3600:g}"
+            elif total > cfg.keep_results_bytes:
+                why = f"results above keep_results_mb = {cfg.keep_results_bytes / (1 << 20):g} in total"
+            else:
+                continue
+            total -= len(j.payload)
+            j.payload, j.discarded = None, why
+            log.info("job %s: result discarded (%s)", j.id, why)
+        for j in done[: max(0, len(done) - cfg.keep_jobs)]:
             del self.jobs[j.id]
 
-    def _job_for(self, job_id: str, context) -> JobRecord:
+    def _job_for(self, job_id: str, context, action: str) -> JobRecord:
         fp = self._caller(context)
         with self._cond:
+            self._trim()
             job = self.jobs.get(job_id)
         if job is None or not self._visible(job, fp):
             context.abort(grpc.StatusCode.NOT_FOUND, f"party {self.me!r} has no job {job_id!r} visible to you")
+        if fp != job.submitter_fp and fp != self.ident.fingerprint:
+            log.info("job %s: %s by %s (submitted by %s)", job.id, action, self._who(job, fp), job.submitter)
         return job
 
     def _status(self, req: pb.StatusRequest, context) -> pb.StatusReply:
         fp = self._caller(context)
         if req.job_id:
-            job = self._job_for(req.job_id, context)
+            job = self._job_for(req.job_id, context, "status")
             if req.wait > 0:
                 deadline = time.monotonic() + min(req.wait, 60.0)
                 with self._cond:
@@ -345,25 +430,30 @@ class Daemon:
                         self._cond.wait(left)
             return pb.StatusReply(jobs=[job.info()])
         with self._cond:
+            self._trim()
             jobs = [j for j in self.jobs.values() if self._visible(j, fp)]
         return pb.StatusReply(jobs=[j.info() for j in sorted(jobs, key=lambda j: j.submitted)])
 
     def _cancel(self, req: pb.CancelRequest, context) -> pb.CancelReply:
-        job = self._job_for(req.job_id, context)
+        job = self._job_for(req.job_id, context, "cancel")
         if job.state != "running":
             return pb.CancelReply(cancelled=False, state=job.state)
+        who = self._who(job, self._caller(context))
         reason = req.reason or "cancelled by the submitter"
-        job.cancel_reason = reason
-        log.info("job %s: cancel requested (%s)", job.id, reason)
+        job.cancel_reason = f"{reason} ({who})"
+        log.info("job %s: cancel requested by %s (%s)", job.id, who, reason)
         # abort() flushes ABORT to the peers (up to 2 s): not on this RPC's thread
         threading.Thread(target=job.transport.abort, args=(f"cancelled: {reason}",), daemon=True).start()
         return pb.CancelReply(cancelled=True, state="cancelling")
 
     def _fetch(self, req: pb.FetchRequest, context):
-        job = self._job_for(req.job_id, context)
+        job = self._job_for(req.job_id, context, "fetch")
         if job.state == "running":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {job.id!r} is still running at {self.me!r}")
-        payload = job.payload or b"{}"
+        if job.payload is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"party {self.me!r} no longer keeps the result of job "
+                          f"{job.id!r} ({job.discarded}; site policy)")
+        payload = job.payload
         yield pb.FetchChunk(info=job.info(), data=payload[:FETCH_PIECE])
         for pos in range(FETCH_PIECE, len(payload), FETCH_PIECE):
             yield pb.FetchChunk(data=payload[pos:pos + FETCH_PIECE])
@@ -396,15 +486,19 @@ class Daemon:
             state, error = "failed", str(exc)
             tr.abort(error)
         except Exception as exc:  # noqa: BLE001 - a job failure must never take the daemon down
-            state, error = "failed", f"{type(exc).__name__} at party {self.me!r}: {str(exc)[:500]}"
+            # the full message (paths, lines, values) stays in this log; only its kind leaves the site
+            state, error = "failed", f"party {self.me!r}: {public_reason(exc)}"
+            log.error("job %s failed here: %s: %s", job.id, type(exc).__name__, exc)
             tr.abort(error)
         report = ctx.report() if ctx is not None else {"party": self.me, **tr.stats.as_dict()}
         doc = {"result": payload if state == "done" else None, "report": report, "error": error or None}
         job.report, job.payload = report, json.dumps(doc).encode()
         job.error = error
         job.finished = time.time()
+        job.ctx = None  # the Context (ledger, seeds, correlated-randomness buffers) is not kept
         with self._cond:
             job.state = state
+            self._trim()
             self._cond.notify_all()
         st = tr.stats
         if state == "done":

@@ -9,7 +9,9 @@ flight, and the receiver fills a buffer preallocated from the announced shape.
 Wire format (``proto/cipherome.proto``, message ``Chunk``): the stream starts
 with a HELLO (job id, sender, study), then every message is chunks 0..total-1
 (chunk 0 carries dtype, shape and nbytes), then DONE (or ABORT with a reason).
-The payload field ``data`` (field 15) is written last by our encoder, so the
+The HELLO's ``tag`` carries the job digest (job name, study, parameters; see
+``daemon.job_digest``): the receiver refuses a stream of a job that differs from
+its own, naming the sender. The payload field ``data`` (field 15) is written last by our encoder, so the
 receiver slices it out of the received bytes without copying; any standard
 protobuf encoder produces bytes this decoder reads too. The receiving side
 trusts the peer's TLS certificate, never the ``sender`` field.
@@ -61,6 +63,9 @@ ALLOWED_DTYPES = frozenset(
     np.dtype(t).str for t in ("bool", "i1", "u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "<c8", "<c16")
 )
 EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
+HEALTH_METHOD = "/cipherome.v1.Control/Health"
+#: seconds a peer has to answer a health check when a message is overdue
+PROBE_SECONDS = 5.0
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
 _PAD_KEY = bytes([(14 << 3) | 2])  # field 14: padding so that ``data`` is aligned
 _ALIGN = 16
@@ -237,7 +242,10 @@ class Assembler:
                     return hdr.tag, arr
             self._tag, self._dtype, self._shape, self._total = hdr.tag, dtype, shape, hdr.total
             self._nbytes, self._next, self._pos = hdr.nbytes, 0, 0
-            self._buf = np.empty(hdr.nbytes, dtype=np.uint8)
+            try:
+                self._buf = np.empty(hdr.nbytes, dtype=np.uint8)
+            except MemoryError:
+                raise MalformedMessage(f"message of {hdr.nbytes} bytes: cannot allocate it here") from None
         elif self._tag is None or hdr.tag != self._tag or hdr.total != self._total:
             raise MalformedMessage(f"chunk {hdr.index} of {hdr.tag!r} without its first chunk")
         if hdr.index != self._next:
@@ -295,6 +303,13 @@ class ChannelPool:
                 self._channels[link] = ch
             return ch
 
+    def health(self, link: PeerLink):
+        """The ``Control.Health`` unary callable of a peer (the liveness probe)."""
+        return self.channel(link).unary_unary(
+            HEALTH_METHOD, request_serializer=pb.HealthRequest.SerializeToString,
+            response_deserializer=pb.HealthReply.FromString,
+        )
+
     def exchange(self, link: PeerLink):
         """The raw ``Exchange`` stream-stream callable (requests are pre-encoded bytes)."""
         return self.channel(link).stream_stream(
@@ -322,7 +337,7 @@ class _Outgoing:
         self.cancelled = False
         self.accepted = threading.Event()
         self.ended = threading.Event()
-        hello = pb.Chunk(kind=pb.Chunk.HELLO, job_id=tr.job_id, sender=tr.me, study=tr.study)
+        hello = pb.Chunk(kind=pb.Chunk.HELLO, job_id=tr.job_id, sender=tr.me, study=tr.study, tag=tr.job_digest)
         self.call = pool.exchange(link)(self._requests(encode_chunk(hello)), wait_for_ready=True)
         self.thread = threading.Thread(target=self._read, name=f"exch-{tr.job_id[:8]}-{peer}", daemon=True)
         self.thread.start()
@@ -380,13 +395,17 @@ class GrpcTransport(Transport):
     ``links`` maps every other party of the job to its ``PeerLink``. ``start()``
     opens the streams (so that a dead peer is noticed at once); ``recv`` waits
     at most ``timeout`` seconds per message and raises ``PeerError`` naming the
-    peer as soon as any peer of the job is lost. ``close()`` ends the streams
-    (DONE), ``abort(reason)`` ends them with ABORT and wakes every ``recv``.
+    peer as soon as any peer of the job is lost. When a message is overdue, every
+    peer gets a health check first (``PROBE_SECONDS``): the error then names the
+    party that does not answer (stalled or unreachable), not the one that waits
+    for it. ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
+    ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO.
     """
 
     def __init__(self, me: str, job_id: str, study: str, links: dict[str, PeerLink], pool: ChannelPool, *,
-                 timeout: float = 60.0, max_message_bytes: int = 16 << 30, chunk_bytes: int = CHUNK_BYTES):
-        self.me, self.job_id, self.study = me, job_id, study
+                 timeout: float = 60.0, max_message_bytes: int = 16 << 30, chunk_bytes: int = CHUNK_BYTES,
+                 job_digest: str = ""):
+        self.me, self.job_id, self.study, self.job_digest = me, job_id, study, job_digest
         self.links = dict(links)
         self.pool = pool
         self.timeout, self.max_message_bytes, self.chunk_bytes = timeout, max_message_bytes, chunk_bytes
@@ -463,11 +482,37 @@ class GrpcTransport(Transport):
                     raise PeerError(peer, tag if peer == frm else f"{tag} (waiting for {frm})", reason)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PeerError(frm, tag, f"no message within {timeout:g} s")
+                    break
                 self._cond.wait(left)
-            data = self._box.pop(key)
-        self.stats.count_recv(frm, data.nbytes)
-        return data
+            else:
+                data = self._box.pop(key)
+                self.stats.count_recv(frm, data.nbytes)
+                return data
+        silent = self.unresponsive()
+        if silent:
+            who = frm if frm in silent else silent[0]
+            raise PeerError(who, tag if who == frm else f"{tag} (waiting for {frm})",
+                            f"does not answer (stalled or unreachable): no message from {frm!r} within {timeout:g} s "
+                            f"and no answer to a health check within {PROBE_SECONDS:g} s")
+        raise PeerError(frm, tag, f"no message within {timeout:g} s (the party answers health checks)")
+
+    def unresponsive(self) -> list[str]:
+        """The peers of this job that do not answer a health check within ``PROBE_SECONDS`` (probed in parallel)."""
+        calls = {}
+        for peer, link in self.links.items():
+            try:
+                calls[peer] = self.pool.health(link).future(pb.HealthRequest(), timeout=PROBE_SECONDS)
+            except Exception:  # noqa: BLE001 - a probe that cannot start counts as no answer
+                calls[peer] = None
+        silent = []
+        for peer, fut in calls.items():
+            try:
+                if fut is None:
+                    raise RuntimeError("probe not sent")
+                fut.result()
+            except Exception:  # noqa: BLE001
+                silent.append(peer)
+        return silent
 
     # -- called by the incoming side -----------------------------------------------
     def deliver(self, frm: str, tag: str, array: np.ndarray) -> None:
@@ -495,6 +540,10 @@ class GrpcTransport(Transport):
             self._aborted = f"party '{peer}' aborted the job ({reason})"
             self.cancelled = "cancelled:" in reason
             self._cond.notify_all()
+
+    def peer_mismatch(self, peer: str, reason: str) -> None:
+        """``peer`` runs this job id with another digest: fail the job here at once."""
+        self._peer_failed(peer, reason)
 
     def peer_malformed(self, peer: str, reason: str) -> None:
         self._peer_failed(peer, f"malformed message: {reason}")

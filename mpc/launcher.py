@@ -68,7 +68,7 @@ class LocalCluster:
                  workloads: tuple[str, ...] = ("bench", "test", "gwas", "filter"), round_timeout: float = 60.0,
                  data: list[dict] | dict | None = None, policy: list[dict] | dict | None = None,
                  plugins: list[str] | None = None, pythonpath: list[str] | None = None, log_level: str = "INFO",
-                 start_timeout: float = 120.0, wan: str | None = None):
+                 start_timeout: float = 120.0, wan: str | None = None, submitters: dict[str, str] | None = None):
         if n < 2:
             raise ValueError("a study needs at least two compute parties")
         self.n = n
@@ -84,6 +84,8 @@ class LocalCluster:
         self.plugins = list(plugins or [])
         self.pythonpath = [str(Path(p).expanduser().resolve()) for p in pythonpath or []]
         self.log_level, self.start_timeout = log_level, start_timeout
+        #: submitter name -> role ("submitter" or "admin"); ``client`` is the first one's
+        self.submitters = dict(submitters or {"submitter": "submitter"})
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.configs: dict[str, Path] = {}
@@ -112,7 +114,7 @@ class LocalCluster:
 
         keys = self.dir / "keys"
         self.idents = {}
-        for name in self.names + ["submitter"]:
+        for name in self.names + list(self.submitters):
             ident = make_identity(name)
             write_identity(ident, keys, overwrite=True)
             self.idents[name] = ident
@@ -126,8 +128,8 @@ class LocalCluster:
         parties = [{"name": nm, "role": "dealer" if nm == self.dealer else "site",
                     "address": self.addresses[nm], "fingerprint": self.idents[nm].fingerprint,
                     "cert": f"keys/{nm}.crt"} for nm in self.names]
-        subs = [{"name": "submitter", "fingerprint": self.idents["submitter"].fingerprint,
-                 "cert": "keys/submitter.crt"}]
+        subs = [{"name": nm, "fingerprint": self.idents[nm].fingerprint, "cert": f"keys/{nm}.crt",
+                 **({"role": role} if role != "submitter" else {})} for nm, role in self.submitters.items()]
         self.study_path = self.dir / "study.toml"
         self.study_path.write_text(study_toml(self.study_id, parties, subs, self.workloads, self.round_timeout))
         for i, nm in enumerate(self.names):
@@ -137,7 +139,9 @@ class LocalCluster:
                 party["plugins"] = self.plugins
             is_site = nm != self.dealer
             data = self._absolute_data(self._table(self.data, i)) if is_site else {}
-            policy = self._table(self.policy, i) if is_site else {}
+            # the dealer takes the first site's limits (max_*, keep_*) so that it admits as many concurrent jobs
+            policy = self._table(self.policy, i) if is_site else {
+                k: v for k, v in self._table(self.policy, 0).items() if k.startswith(("max_", "keep_"))}
             policy.setdefault("workloads", self.workloads)
             path = self.dir / f"{nm}.toml"
             path.write_text(site_toml(party, data, policy))
@@ -173,7 +177,7 @@ class LocalCluster:
         for nm in self.names:
             self.start_party(nm)
         self.study = load_study(self.study_path)
-        self.client = StudyClient(self.study, self.idents["submitter"])
+        self.client = StudyClient(self.study, self.idents[next(iter(self.submitters))])
         self.wait_healthy()
         return self
 

@@ -31,6 +31,8 @@ Study file::
     name = "alice"
     fingerprint = "..."
     cert = "certs/alice.crt"
+    role = "submitter"            # default: sees, fetches and cancels only its own jobs;
+                                  # "admin": every job of the study (each such access is logged)
 
 Site config::
 
@@ -51,6 +53,9 @@ Site config::
     min_cell_size = 5
     max_concurrent_jobs = 4       # default 4
     max_message_mb = 16384        # largest single message accepted from a peer (default 16 GiB)
+    keep_results_mb = 1024        # finished jobs' results kept for fetching, in total (default 1 GiB)
+    keep_results_hours = 168      # and for at most this long after the job ended (default 7 days)
+    keep_jobs = 200               # finished jobs listed by job status (default 200)
 """
 from __future__ import annotations
 
@@ -61,10 +66,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SiteError
 from .tls import TLSError, check_name, fingerprint_pem, normalise_fingerprint
 
 __all__ = [
     "ConfigError",
+    "MissingData",
     "StudyParty",
     "Submitter",
     "Study",
@@ -86,6 +93,13 @@ class ConfigError(ValueError):
     """A study file or site config is invalid; the message names the file and what to fix."""
 
 
+class MissingData(SiteError, KeyError):
+    """A job needs a ``[data]`` entry that the site config does not have (its kind names the key)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class StudyParty:
     name: str
@@ -100,6 +114,11 @@ class Submitter:
     name: str
     fingerprint: str
     cert_pem: bytes
+    role: str = "submitter"  # "submitter": its own jobs only; "admin": every job of the study
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 @dataclass
@@ -142,7 +161,7 @@ class Study:
             "round_timeout": self.round_timeout,
             "workloads": sorted(self.workloads),
             "parties": [[p.name, p.role, p.address, p.fingerprint] for p in self.parties],
-            "submitters": sorted([s.name, s.fingerprint] for s in self.submitters),
+            "submitters": sorted([s.name, s.fingerprint] + (["admin"] if s.is_admin else []) for s in self.submitters),
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -169,7 +188,8 @@ class Site:
 
     def path(self, key: str) -> Path:
         if key not in self.data:
-            raise KeyError(f"site {self.name!r} has no [data] entry {key!r}; add it to the site config")
+            raise MissingData(f"site {self.name!r} has no [data] entry {key!r}; add it to the site config",
+                              kind=f"its site config has no [data] entry {key!r}")
         p = Path(str(self.data[key])).expanduser()
         return p if p.is_absolute() else self.config_dir / p
 
@@ -204,6 +224,18 @@ class SiteConfig:
     @property
     def max_message_bytes(self) -> int:
         return int(float(self.policy.get("max_message_mb", 16384)) * (1 << 20))
+
+    @property
+    def keep_results_bytes(self) -> int:
+        return int(float(self.policy.get("keep_results_mb", 1024)) * (1 << 20))
+
+    @property
+    def keep_results_seconds(self) -> float:
+        return float(self.policy.get("keep_results_hours", 168)) * 3600.0
+
+    @property
+    def keep_jobs(self) -> int:
+        return int(self.policy.get("keep_jobs", 200))
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -305,7 +337,11 @@ def load_study(path: str | Path) -> Study:
         if not isinstance(e, dict) or "name" not in e:
             raise ConfigError(f"{where}: missing 'name'")
         fp, pem = _checked_cert(e, base, where)
-        submitters.append(Submitter(str(e["name"]), fp, pem))
+        role = str(e.get("role", "submitter"))
+        if role not in ("submitter", "admin"):
+            raise ConfigError(f"{where}: role must be 'submitter' (its own jobs) or 'admin' (every job of the "
+                              f"study), not {role!r}")
+        submitters.append(Submitter(str(e["name"]), fp, pem, role))
     return Study(sid, parties, submitters, list(workloads), timeout, path)
 
 
@@ -365,7 +401,7 @@ def load_site_config(path: str | Path) -> SiteConfig:
     wl = policy.get("workloads", [])
     if not isinstance(wl, list) or not all(isinstance(w, str) for w in wl):
         raise ConfigError(f"{path}: [policy] workloads must be a list of names, e.g. [\"gwas\", \"bench\"]")
-    for key in ("max_concurrent_jobs", "max_message_mb"):
+    for key in ("max_concurrent_jobs", "max_message_mb", "keep_results_mb", "keep_results_hours", "keep_jobs"):
         if key in policy and not (isinstance(policy[key], (int, float)) and policy[key] > 0):
             raise ConfigError(f"{path}: [policy] {key} must be a positive number")
     plugins = head.get("plugins", [])

@@ -31,6 +31,8 @@ __all__ = [
     "fingerprint_pem",
     "normalise_fingerprint",
     "TLSError",
+    "cert_validity",
+    "check_cert_valid",
 ]
 
 #: party and submitter names: they become DNS names in certificates (SAN)
@@ -91,7 +93,8 @@ def normalise_fingerprint(fp: str) -> str:
     return s
 
 
-def make_identity(name: str, *, days: int = _VALID_DAYS, hosts: list[str] | None = None) -> Identity:
+def make_identity(name: str, *, days: float = _VALID_DAYS, hosts: list[str] | None = None,
+                  start: _dt.datetime | None = None) -> Identity:
     """New ECDSA P-256 key and self-signed certificate for party ``name``.
 
     SAN: the DNS name ``name`` (peers connect with it as the TLS target name, so a
@@ -99,6 +102,7 @@ def make_identity(name: str, *, days: int = _VALID_DAYS, hosts: list[str] | None
     127.0.0.1 and any extra ``hosts`` (DNS names or IP addresses). The
     certificate is its own CA (basicConstraints CA, path length 0) so that it
     can sit in a root set; key usage: signatures, TLS server and client auth.
+    Valid from ``start`` (default: 5 minutes ago) for ``days`` days.
     """
     check_name(name)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -111,15 +115,15 @@ def make_identity(name: str, *, days: int = _VALID_DAYS, hosts: list[str] | None
             alt.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             alt.append(x509.DNSName(h))
-    now = _dt.datetime.now(_dt.timezone.utc)
+    begin = start or _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=days))
+        .not_valid_before(begin)
+        .not_valid_after(begin + _dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
@@ -182,8 +186,35 @@ def load_identity(name: str, key_path: str | Path, cert_path: str | Path) -> Ide
     if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(
             serialization.Encoding.DER, pub):
         raise TLSError(f"{key_path} and {cert_path} do not belong together (different public keys)")
-    if os.name == "posix" and key_path.stat().st_mode & 0o077:
-        import logging
-
-        logging.getLogger("cipherome.tls").warning("%s is readable by others; run 'chmod 600 %s'", key_path, key_path)
+    if os.name == "posix" and (mode := key_path.stat().st_mode) & 0o077:
+        raise TLSError(f"{key_path} is readable or writable by group or others (mode {mode & 0o777:o}); a private "
+                       f"key must be private: run 'chmod 600 {key_path}'")
+    check_cert_valid(cert_pem, f"{name!r} ({cert_path})")
     return Identity(name, key_pem, cert_pem)
+
+
+def cert_validity(pem: bytes | str) -> tuple[_dt.datetime, _dt.datetime]:
+    """(not valid before, not valid after) of a PEM certificate, as aware UTC datetimes."""
+    if isinstance(pem, str):
+        pem = pem.encode()
+    cert = x509.load_pem_x509_certificate(pem)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def check_cert_valid(pem: bytes | str, what: str, now: _dt.datetime | None = None) -> None:
+    """Raise ``TLSError`` naming ``what`` and the date if the certificate has expired or is not valid yet.
+
+    TLS handshakes with such a certificate fail on both sides with no word on why;
+    checking first turns that into a message that says which certificate and when.
+    """
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    try:
+        start, end = cert_validity(pem)
+    except ValueError as exc:
+        raise TLSError(f"the certificate of {what} is not a PEM certificate ({exc})") from None
+    if now > end:
+        raise TLSError(f"the certificate of {what} expired on {end:%Y-%m-%d %H:%M} UTC; renew it with "
+                       "'cipherome keys init' and send the new fingerprint to the study owner")
+    if now < start:
+        raise TLSError(f"the certificate of {what} is not valid before {start:%Y-%m-%d %H:%M} UTC; "
+                       "check the clock of this machine")

@@ -26,7 +26,8 @@ from cipherome.genomics.io.writers import write_covar
 _sys.modules.setdefault("conftest_sim", _sys.modules[__name__])
 _sys.modules.setdefault("tests.conftest_sim", _sys.modules[__name__])
 
-__all__ = ["SimData", "scratch_dir", "gwas_config", "gwas_data", "pca_config", "pca_data", "N_PCS"]
+__all__ = ["SimData", "scratch_dir", "gwas_config", "gwas_data", "pca_config", "pca_data", "pca_small_data",
+           "pca_gwas_data", "N_PCS"]
 
 #: PCs added to the 4 simulated covariates -> 12 covariates in the GWAS tests.
 N_PCS = 8
@@ -114,3 +115,19 @@ def gwas_data() -> SimData:
 def pca_data() -> SimData:
     """The PCA test study (:func:`pca_config`)."""
     return _build(pca_config(), "pca", with_pcs=False)
+
+
+@functools.lru_cache(maxsize=None)
+def pca_small_data() -> SimData:
+    """3 populations over 3 sites, 600 x 2,400, 1% missing calls (plus bad variants and samples):
+    two axes of structure, and noise eigenvalues 0.1-0.5% apart from PC3 on (the clustered case)."""
+    return _build(demo_config().replace(n_samples=600, n_variants=2400, n_populations=3, seed=11), "pca_small",
+                  with_pcs=False)
+
+
+@functools.lru_cache(maxsize=None)
+def pca_gwas_data() -> SimData:
+    """2 populations mixed unevenly over 3 sites, 800 x 2,000, population-confounded traits, 1% missing
+    calls, 1% missing phenotypes: the study of the --pca 10 association comparison with plink2."""
+    return _build(demo_config().replace(n_samples=800, n_variants=2000, pheno_missing_rate=0.01, seed=7),
+                  "pca_gwas", with_pcs=False)

@@ -3,6 +3,7 @@ streams, a peer killed mid-job, cancel and a failing job; each time the daemons 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from pathlib import Path
@@ -11,6 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
+from cipherome.mpc.daemon import job_digest
+from cipherome.mpc.ring import DEFAULT_FRAC
 from cipherome.mpc.client import ClientError, DaemonClient, JobFailed, StudyClient, SubmitRefused
 from cipherome.mpc.grpc_transport import ChannelPool, PeerLink, encode_chunk, message_chunks
 from cipherome.mpc.launcher import LocalCluster
@@ -47,8 +50,13 @@ def raw_exchange(cluster, ident, target: str, chunks: list[bytes], timeout: floa
         pool.close()
 
 
-def hello(job_id: str, sender: str, study: str = "local") -> bytes:
-    return encode_chunk(pb.Chunk(kind=pb.Chunk.HELLO, job_id=job_id, sender=sender, study=study))
+#: job id -> job digest of the jobs submitted by ``submit_one`` (the HELLO must carry it)
+_DIGESTS: dict[str, str] = {}
+
+
+def hello(job_id: str, sender: str, study: str = "local", digest: str | None = None) -> bytes:
+    tag = _DIGESTS.get(job_id, "") if digest is None else digest
+    return encode_chunk(pb.Chunk(kind=pb.Chunk.HELLO, job_id=job_id, sender=sender, study=study, tag=tag))
 
 
 def submit_one(cluster, party: str, job: str, params: str = "{}") -> str:
@@ -56,6 +64,7 @@ def submit_one(cluster, party: str, job: str, params: str = "{}") -> str:
     job_id = uuid.uuid4().hex
     cluster.client.daemons[party].submit(pb.SubmitRequest(job_id=job_id, job=job, params_json=params, study="local",
                                                           study_digest=cluster.study.digest))
+    _DIGESTS[job_id] = job_digest(job, cluster.study.digest, json.loads(params), DEFAULT_FRAC)
     return job_id
 
 
@@ -227,8 +236,10 @@ def test_failing_job_fails_everywhere_and_daemons_go_on(cluster):
         cluster.run("test.fail", {"party": "p1"})
     errors = err.value.errors
     assert set(errors) == {"p0", "p1", "p2", "dealer"}
-    assert "ValueError at party 'p1'" in errors["p1"]
-    assert all("p1" in e for e in errors.values())
+    # the kind of failure and the party leave the site; the message itself stays in p1's log
+    assert "party 'p1': internal error (ValueError); see its log" in errors["p1"]
+    assert all("p1" in e and "deliberate failure" not in e for e in errors.values())
+    assert "deliberate failure for the test" in (cluster.dir / "logs" / "p1.out").read_text()
     still_serving(cluster)
 
 

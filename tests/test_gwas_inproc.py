@@ -18,6 +18,10 @@ from tests.plink_runner import PLINK1, read_glm, read_model, run_plink
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
+#: relative chi2 agreement of the trend tests (relative to max(chi2, 1))
+TREND_RTOL = 2e-3
+
+
 def _names(study):
     return list(study.covariate_names) + [f"PC{i + 1}" for i in range(N_PCS)]
 
@@ -67,6 +71,7 @@ def test_linear_association_matches_plink2(linear_run, plink_linear):
     common = [i for i, v in enumerate(ids) if v in pos]
     j = np.array([pos[ids[i]] for i in common])
     ok = np.isfinite(plink_linear["P"][j]) & np.isfinite(cols["P"][common])
+    assert len(common) >= 0.99 * len(ids) and ok.mean() >= 0.99  # coverage: the filter drops few rows
     ours_p = -np.log10(cols["P"][common][ok])
     theirs_p = -np.log10(plink_linear["P"][j][ok])
     assert np.corrcoef(ours_p, theirs_p)[0, 1] >= 0.9999
@@ -106,8 +111,30 @@ def test_trend_test_matches_plink19_model(tmp_path):
     ours = res["assoc"]["columns"]["P"][common]
     theirs = model["P"][j]
     ok = np.isfinite(ours) & np.isfinite(theirs) & (theirs > 0)
-    assert ok.sum() > 0.9 * len(common)
+    assert len(common) > 0.9 * len(ids) and ok.mean() >= 0.99  # coverage: few NaN rows on either side
     assert np.corrcoef(-np.log10(ours[ok]), -np.log10(theirs[ok]))[0, 1] >= 0.9999
+    # values, not only their ranks: a chi2 inflated by 10% must fail (plink1.9 prints 4 significant digits)
+    chi_ours, chi_theirs = res["assoc"]["columns"]["CHISQ"][common][ok], model["CHISQ"][j][ok]
+    assert np.max(np.abs(chi_ours - chi_theirs) / np.maximum(chi_theirs, 1.0)) <= TREND_RTOL
+    assert np.max(np.abs(np.log10(ours[ok]) - np.log10(theirs[ok]))) <= 0.01
+
+
+def test_covariate_adjusted_trend_matches_the_reference():
+    """The trend test adjusted for 12 covariates against the plaintext residualised trend statistic."""
+    from cipherome.genomics.reference.trend import residualized_trend_test
+
+    data = gwas_data()
+    study = data.study
+    sites = sites_from_study(study, data.covariates12, _names(study), "binary")
+    params = GwasParams(glm="trend", block=2048)
+    run = run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), 3, frac=params.frac)
+    res = run.results[0]
+    tested = np.asarray(res["tested"])
+    ref = residualized_trend_test(study.genotypes[tested], study.binary, data.covariates12)
+    ours = res["assoc"]["columns"]["CHISQ"]
+    ok = np.isfinite(ours) & np.isfinite(ref.chi2)
+    assert ok.mean() >= 0.99, ok.mean()
+    assert np.max(np.abs(ours[ok] - ref.chi2[ok]) / np.maximum(ref.chi2[ok], 1.0)) <= TREND_RTOL
 
 
 def test_min_cell_size_policy_withholds_rare_variants():

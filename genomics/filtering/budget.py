@@ -50,7 +50,8 @@ def chunk_items(items: int, per_item: int, fixed: int, budget: int, site: str, c
     """
     if fixed + per_item > budget:
         need = (fixed + per_item) / GB
-        raise InputError(f"the job's plan needs at least {need:.2f} GB per party but site {site} allows "
-                         f"{budget / GB:.2f} GB (policy max_job_memory_gb); {change}, or raise max_job_memory_gb "
-                         f"at site {site}")
+        msg = (f"the job's plan needs at least {need:.2f} GB per party but site {site} allows "
+               f"{budget / GB:.2f} GB (policy max_job_memory_gb); {change}, or raise max_job_memory_gb "
+               f"at site {site}")
+        raise InputError(msg, kind=msg)  # public: every party computes it from the plan and the shared policies
     return max(1, min(max(items, 1), (budget - fixed) // max(per_item, 1)))

@@ -74,7 +74,8 @@ def load_site_variants(site, p: FilterParams) -> SiteVariants:
     for k in ("vcf", "ped"):
         if k not in data:
             raise InputError(f"site {site.name}: its config has no [data] entry {k!r}; filtering needs vcf = FILE "
-                             "(VCF/BCF) and ped = FILE (PED) and optionally annotation = FILE (TSV)")
+                             "(VCF/BCF) and ped = FILE (PED) and optionally annotation = FILE (TSV)",
+                             kind=f"its site config has no [data] entry {k!r} (filtering needs vcf and ped)")
     ann = site.path("annotation") if "annotation" in data else None
     pf = PreFilter.from_params(p.to_dict())
     return read_site(site.path("vcf"), site.path("ped"), ann, pf, region=data.get("region"))
@@ -556,6 +557,6 @@ def filter_job(ctx, params: dict, site) -> dict:
     try:
         p = FilterParams.from_dict(dict(params))
     except (TypeError, ValueError) as exc:
-        raise InputError(f"invalid filter parameters: {exc}") from None
+        raise InputError(f"invalid filter parameters: {exc}", kind=f"invalid filter parameters: {exc}") from None
     sv = load_site_variants(site, p)
     return run_filter(ctx, p, sv, dict(getattr(site, "policy", {}) or {}))

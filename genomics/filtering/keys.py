@@ -100,12 +100,15 @@ def lane_table(slots: np.ndarray, fps: np.ndarray, table_size: int, lanes: int, 
         raise InputError(
             f"{owner}: {worst} variants fall into one slot of the hashed variant table, which has only {lanes} "
             f"lane(s) per slot ({table_size} slots); rerun with more lanes or a larger table "
-            f"(e.g. --lanes {worst}); the table is sized from a public bound on variants per site")
+            f"(e.g. --lanes {worst}); the table is sized from a public bound on variants per site",
+            kind="its variants fall into one slot of the hashed variant table beyond its lanes; rerun with more "
+                 "lanes (--lanes) or a larger table")
     f_sorted = fps[order]
     dup = (lane > 0) & (f_sorted == np.roll(f_sorted, 1))
     if dup.any():  # two different variants of one owner with equal slot and 48-bit fingerprint
         raise InputError(f"{owner}: a 48-bit fingerprint collision inside one slot (probability ~2^-48); "
-                         "simply rerun the job (a new job key is drawn)")
+                         "simply rerun the job (a new job key is drawn)",
+                         kind="a fingerprint collision in the hashed variant table; simply rerun the job")
     fp_tab[s, lane] = f_sorted
     row_tab[s, lane] = order
     return fp_tab, row_tab

@@ -10,9 +10,10 @@ what each opens (the disclosure ledger lists the same labels):
    which of its own variants are common to all sites, nothing about the others';
 3. variant QC over the pooled counts: one pass/fail bit per variant (``qc.pass``)
    and the tested allele A1 (``gwas.a1_is_alt``: is ALT the non-major allele);
-3b. with ``--pca K``, secure PCA (``genomics.pca``): L x L Gram matrices (``pca.gram``)
-   and each site's own samples' PC scores, to that site only (``pca.scores``), which
-   join the covariates;
+3b. with ``--pca K``, secure PCA (``genomics.gwas.pca``): Gram matrices of the Krylov basis
+   (``pca.gram``), the pass count to the dealer (``pca.passes``) and each site's own samples'
+   PC scores, to that site only (``pca.scores``), which join the covariates and are written
+   at that site to ``OUT.SITE.eigenvec`` in its output folder;
 4. standardisation: pooled means and variances of the phenotype and covariates
    (``gwas.covariate_moments``), used as a public affine transform, which leaves
    every association statistic unchanged and keeps fixed-point values O(1);
@@ -29,9 +30,11 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
+from cipherome.mpc.errors import PublicError
 from cipherome.mpc.jobs import job
 from cipherome.mpc.ledger import DISCLOSED
 
@@ -40,13 +43,14 @@ from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
 from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
+from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
-from cipherome.genomics.gwas.pca import PCAParams, secure_pca, select_pca_variants
+from cipherome.genomics.gwas.pca import PCAParams, secure_pca, select_pca_variants, write_eigenvec
 from cipherome.genomics.policy import (check_pca_loadings, min_sites, pca_allows_loadings, require_sites,
                                        shares_variant_list)
 from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import common_variants
-from cipherome.genomics.io.variants import flip_dosage
+from cipherome.genomics.io.dosage import DOSAGE_UNIT
 
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
 
@@ -71,41 +75,71 @@ def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np
     return ~(missing * t.denominator > t.numerator * m)
 
 
-def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int):
+def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total: int, binary: bool = False):
     """Open the pooled moments and return (y standardised, [1, covariates standardised], A^-1, sd(y)).
 
-    Opened (``gwas.covariate_moments``): mean and variance of the phenotype, means and
-    second moments of the covariates (their pooled covariance / correlation matrix);
-    phenotype-covariate cross moments stay secret. The affine transform they define
-    is public, leaves every association statistic unchanged and keeps the fixed-point
-    values O(1); A = X'X/N of the standardised design is then public too.
+    Opened (``gwas.covariate_moments``), in two rounds: first the means of the
+    phenotype and covariates, then the second moments *about those public means*
+    (phenotype variance, covariate covariance matrix), which each site sums in
+    float64 before they enter the ring; phenotype-covariate cross moments stay
+    secret. Centring first makes the variances exact to the fixed-point resolution
+    ``ulp = 2^-frac``: for a constant column every site's term is ~0, so the opened
+    variance is at most ``n_sites * ulp / 2`` (each site's term rounds to half an
+    ulp); a variance at or below ``n_sites * ulp`` is therefore decided constant,
+    whatever the column's mean. The affine transform the moments define is public,
+    leaves every association statistic unchanged and keeps the fixed-point values
+    O(1); A = X'X/N of the standardised design is then public too.
     """
     c = cov.shape[1]
-    local = np.concatenate([[y.sum(), (y * y).sum()], cov.sum(0), (cov.T @ cov).ravel()]) / max(n_total, 1)
-    mom = ctx.open(ctx.inputs_sum(local, shape=local.shape, frac=ctx.frac), "gwas.covariate_moments")
-    my, vy = mom[0], mom[1] - mom[0] ** 2
-    mx = mom[2 : 2 + c]
-    covx = mom[2 + c :].reshape(c, c) - np.outer(mx, mx)
-    var = np.concatenate([[vy], np.diag(covx)])
-    bad = [(["phenotype"] + names)[i] for i in np.flatnonzero(var <= 1e-12 * np.maximum(1.0, np.abs(np.concatenate([[my], mx]))))]
+    n = max(n_total, 1)
+    first = np.concatenate([[y.sum()], cov.sum(0)]) / n
+    means = ctx.open(ctx.inputs_sum(first, shape=first.shape, frac=ctx.frac), "gwas.covariate_moments")
+    my, mx = float(means[0]), means[1:]
+    yc, xc = y - my, cov - mx
+    second = np.concatenate([[yc @ yc], (xc.T @ xc).ravel()]) / n
+    mom = ctx.open(ctx.inputs_sum(second, shape=second.shape, frac=ctx.frac), "gwas.covariate_moments")
+    vy, covx = float(mom[0]), mom[1:].reshape(c, c)
+    tol = ctx.n * 2.0 ** -ctx.frac
+    if vy <= tol:
+        if binary:
+            who = "a case" if my > 0.5 else "a control"
+            raise PublicError(f"every one of the study's {n_total} samples is {who}; a case/control GWAS needs both "
+                              "cases and controls: check the phenotype column and its coding (--1)")
+        raise PublicError(f"the phenotype is constant over the study's {n_total} samples (variance <= {tol:.2g}, the "
+                          f"fixed-point resolution); a GWAS needs a phenotype that varies: check --pheno-name")
+    bad = [names[i] for i in np.flatnonzero(np.diag(covx) <= tol)]
     if bad:
-        raise ValueError(f"constant over the study's samples: {', '.join(bad)}; remove it from the covariates")
+        raise PublicError(f"covariate(s) {', '.join(bad)} constant over the study's {n_total} samples (variance <= "
+                          f"{tol:.2g}, the fixed-point resolution); remove them from --covar-name")
     sd_y, sx = float(np.sqrt(vy)), np.sqrt(np.diag(covx))
     corr = covx / np.outer(sx, sx)
     if c > 1:
         off = np.abs(corr - np.eye(c))
         i, j = np.unravel_index(np.argmax(off), off.shape)
         if off[i, j] > MAX_CORR:
-            raise ValueError(f"covariates {names[i]} and {names[j]} are collinear (|corr| = {off[i, j]:.4f} > "
-                             f"{MAX_CORR}); remove one of them")
+            raise PublicError(f"covariates {names[i]} and {names[j]} are collinear (|corr| = {off[i, j]:.4f} > "
+                              f"{MAX_CORR}); remove one of them")
         vif = np.diag(np.linalg.inv(corr))
         if vif.max() > MAX_VIF:
-            raise ValueError(f"covariate {names[int(np.argmax(vif))]} has VIF {vif.max():.1f} > {MAX_VIF}; "
-                             "the covariates are nearly collinear")
+            raise PublicError(f"covariate {names[int(np.argmax(vif))]} has VIF {vif.max():.1f} > {MAX_VIF}; "
+                              "the covariates are nearly collinear")
     a = np.eye(c + 1)
     a[1:, 1:] = corr
     xs = np.column_stack([np.ones(len(y)), (cov - mx) / sx])
     return (y - my) / sd_y, xs, np.linalg.inv(a), sd_y
+
+
+def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(V, 2) int64: samples with a dosage and the ALT dosage sum in units of 1/DOSAGE_UNIT (exact).
+
+    A hard-call site gives its called samples and ALT allele count (from ``counts``).
+    """
+    if site.read_dosage is None:
+        return np.column_stack([counts[:, :3].sum(axis=1), (counts[:, 1] + 2 * counts[:, 2]) * DOSAGE_UNIT])
+    d = sv.read(site, idx, mask, dosage=True)
+    called = ~np.isnan(d)
+    units = np.rint(np.where(called, d, 0).astype(np.float64) * DOSAGE_UNIT).sum(axis=1)
+    return np.column_stack([called.sum(axis=1), units]).astype(np.int64)
 
 
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
@@ -125,12 +159,17 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums) -> Vari
 
 def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     """The GWAS at one compute party; returns the public results (variant columns at the lead)."""
-    params.validate()
+    try:
+        params.validate()
+    except ValueError as exc:  # the parameters are public
+        raise PublicError(str(exc)) from None
     t_start = time.perf_counter()
 
     # 1. local sample selection -----------------------------------------------------
     with ctx.stage("sample_qc"):
         keep = local_sample_qc(site, params.mind)
+        if site.included is not None:  # the site's keep/remove lists
+            keep &= site.included
         cov, cov_names = site.select_covariates(params.covar_names)
         y = site.y
         complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
@@ -140,32 +179,53 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         binary = binary_trait(y[complete])
         min_cell = int(site.policy.get("min_cell_size", 0))
         meta = np.array([keep.sum(), complete.sum(), int(binary), len(cov_names), min_cell,
-                         min_sites(site.policy), int(pca_allows_loadings(site.policy)),
-                         int(shares_variant_list(site.policy))], dtype=np.int64)
+                         int(site.read_dosage is not None), min_sites(site.policy),
+                         int(pca_allows_loadings(site.policy)), int(shares_variant_list(site.policy))],
+                        dtype=np.int64)
         metas = ctx.allgather(meta, "gwas.site_counts")
-        require_sites(ctx.n, [int(m[5]) for m in metas], "gwas")
+        require_sites(ctx.n, [int(m[6]) for m in metas], "gwas")
         if len({int(m[3]) for m in metas}) != 1:
-            raise ValueError("sites disagree on the number of covariates")
+            raise PublicError("sites disagree on the number of covariates")
         n_qc = int(sum(int(m[0]) for m in metas))
         n_assoc = int(sum(int(m[1]) for m in metas))
         is_binary = all(int(m[2]) for m in metas)
+        dosage = any(int(m[5]) for m in metas)  # imputed dosages at some site: plink2's dosage rules
         # the strictest site's policy applies to every released statistic
         params.min_cell_size = max(int(m[4]) for m in metas)
+        empty = [ctx.parties[i] for i, m in enumerate(metas) if int(m[1]) == 0]
+        if empty:
+            if int(meta[1]) == 0:
+                log.error("this site has no sample with a phenotype and every covariate: %d genotype samples, %d "
+                          "pass --mind, %d with a phenotype; check that the phenotype file's IDs match the genotype "
+                          "file's", site.n, int(keep.sum()), int(np.isfinite(y).sum()))
+            raise PublicError(f"site(s) {', '.join(empty)} contribute no sample with a phenotype and the covariates "
+                              "(e.g. its phenotype IDs match none of its genotype samples); see its log")
         if n_assoc < max(params.min_cell_size, 1):
-            raise ValueError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
+            raise PublicError(f"the study has {n_assoc} samples with phenotype and covariates, fewer than the "
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
-        sv = common_variants(ctx, site.variants, params.variant_bound, site.name,
-                             shared_lists=all(int(m[7]) for m in metas))
+        chosen = np.flatnonzero(select_variants(site.variants, params.extract, params.exclude, params.chroms,
+                                                params.from_bp, params.to_bp))
+        sv = common_variants(ctx, site.variants[chosen], params.variant_bound, site.name,
+                             shared_lists=all(int(m[8]) for m in metas))
+        sv.local_index = chosen[sv.local_index]  # rows of the site's file
+        if ctx.is_lead:
+            sv.lead_index = chosen[sv.lead_index]
         n_var = len(sv)
+        if n_var == 0:
+            raise PublicError("the sites share no variant (matched on chromosome, position and alleles); check that "
+                              "every site uses the same genome build and chromosome names")
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 
     # 3. variant QC ------------------------------------------------------------------------
     with ctx.stage("variant_qc"):
         counts = np.zeros((n_var, 4), dtype=np.int64)
+        dcols = np.zeros((n_var, 2), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
             counts[idx] = genotype_counts(sv.read(site, idx, keep))
-        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params)
+            if dosage:
+                dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
+        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
         passed = np.flatnonzero(qc.passed)
 
     # 3b. secure PCA (--pca K): each site learns its own samples' scores, added as covariates --------
@@ -173,8 +233,13 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     if params.pca:
         with ctx.stage("pca"):
             n_pca = len(select_pca_variants(site, sv, passed, PCAParams.from_gwas(params)))
-            check_pca_loadings(ctx.parties, [int(m[0]) for m in metas], [bool(m[6]) for m in metas], n_pca)
+            check_pca_loadings(ctx.parties, [int(m[0]) for m in metas], [bool(m[7]) for m in metas], n_pca)
             pca = secure_pca(ctx, site, sv, passed, keep, params)
+            if site.output_dir:  # this site's own scores, at this site only (PLINK's .eigenvec)
+                stem = Path(str(params.extra.get("out_name") or "cipherome")).name or "cipherome"  # no folders
+                name = f"{stem}.{site.name}.eigenvec"
+                write_eigenvec(Path(site.output_dir) / name, None if site.fid is None else site.fid[keep],
+                               site.iid[keep], pca.scores_own)
             taken = set(cov_names)
             names = [f"PC{i + 1}" if f"PC{i + 1}" not in taken else f"SECURE_PC{i + 1}" for i in range(params.pca)]
             # unit variance (PLINK's unit-norm eigenvectors times sqrt(N)) keeps the moments O(1)
@@ -186,18 +251,18 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     if glm == "auto":  # as PLINK 2: logistic regression for case/control traits
         glm = "logistic" if is_binary else "linear"
     if glm == "logistic" and not is_binary:
-        raise ValueError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
+        raise PublicError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
 
     # 4. public standardisation -------------------------------------------------------------
     with ctx.stage("standardise"):
-        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc)
+        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc, is_binary)
         k = xs.shape[1]
 
     # 5. association ------------------------------------------------------------------------------
     with ctx.stage("association"):
         if glm == "logistic":
             lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: sv.read(site, passed[sel], complete),
+                                        lambda sel: sv.read(site, passed[sel], complete, dosage),
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv), site_counts=[int(m[1]) for m in metas])
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -208,7 +273,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             if not len(passed):
                 raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
-                            lambda sel: variant_sums(sv.read(site, passed[sel], complete), design))
+                            lambda sel: variant_sums(sv.read(site, passed[sel], complete, dosage), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
@@ -238,7 +303,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "seconds": time.perf_counter() - t_start,
     }
     if pca is not None:  # public: eigenvalues (PREFIX.eigenval) and the PCA variant subset
-        result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:]}
+        result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:],
+                         "passes": pca.passes, "bound": pca.bound}
     if ctx.is_lead:
         v = site.variants
         li = sv.lead_index

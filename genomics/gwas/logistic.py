@@ -220,20 +220,29 @@ def score_site_sums(g: np.ndarray, x: np.ndarray, null: NullModel, y: np.ndarray
     miss_xx = 4 sum w x x', miss_xy = sum x r, miss_yy = sum r^2. Then ``assoc``'s
     projection gives g'Mg = 4 V / N and g'My = U / N of the score test on S_j:
     U = g'r - g'WX (X_S'WX_S)^-1 X_S'r, V = g'Wg - g'WX (X_S'WX_S)^-1 X'Wg.
-    g (V, n_s) int8 (-1 missing); x (n_s, k). Byte-table sums over packed codes.
+    g (V, n_s) int8 (-1 missing): byte-table sums over packed codes; or float dosages
+    (NaN missing): the same sums as dense products.
+    x (n_s, k).
     """
     x = np.asarray(x, dtype=np.float64)
     n, k = x.shape
     r = np.asarray(y, dtype=np.float64) - null.mu
     w4 = 4.0 * null.w
-    packed = pack_dosage(np.asarray(g, dtype=np.int8))
-    dosage = np.array([2.0, 0.0, 1.0, 0.0])  # by .bed code: hom ALT, missing, het, hom REF
     weights = np.column_stack([w4[:, None] * x, r, w4])
-    fcode = np.column_stack([np.repeat(dosage[:, None], k + 1, axis=1), dosage**2])
-    s = weighted_code_sums(packed, weights, fcode)
     iu, ju = packed_upper(k)
     rows = np.column_stack([w4[:, None] * x[:, iu] * x[:, ju], x * r[:, None], r * r])
-    miss, miss_n = missing_row_sums(packed, np.ones(n, dtype=bool), rows)
+    if np.asarray(g).dtype.kind == "f":
+        called = ~np.isnan(g)
+        gf = np.where(called, g, 0.0).astype(np.float64)
+        s = np.column_stack([gf @ weights[:, :k + 1], (gf * gf) @ w4])
+        missing = (~called).astype(np.float64)
+        miss, miss_n = missing @ rows, (~called).sum(axis=1).astype(np.int64)
+    else:
+        packed = pack_dosage(np.asarray(g, dtype=np.int8))
+        dosage = np.array([2.0, 0.0, 1.0, 0.0])  # by .bed code: hom ALT, missing, het, hom REF
+        fcode = np.column_stack([np.repeat(dosage[:, None], k + 1, axis=1), dosage**2])
+        s = weighted_code_sums(packed, weights, fcode)
+        miss, miss_n = missing_row_sums(packed, np.ones(n, dtype=bool), rows)
     nk = iu.size
     cov = CovariateSums(n, x.T @ (x * w4[:, None]), x.T @ r, float(r @ r))
     vs = VariantSums(n_obs=n - miss_n, sum_g=np.zeros(len(g)), sum_gg=s[:, k + 1], sum_gy=s[:, k], xtg=s[:, :k],
@@ -286,7 +295,7 @@ def score_tests(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, read_block: 
 def _wald_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarray, n_total: int):
     """Weighted information and score of [x, g] over each variant's called samples, / N.
 
-    g (T, n_s) int8; beta (T, k + 1). Returns info (T, q, q) = 4 [x,g]'W[x,g] / N and
+    g (T, n_s) int8 (-1 missing) or float dosages (NaN missing); beta (T, k + 1). Returns info (T, q, q) = 4 [x,g]'W[x,g] / N and
     score (T, q) = 4 [x,g]'(y - mu) / N, q = k + 1 (weights scaled by 4 so that 4 w <= 1).
     """
     T, n = g.shape
@@ -340,7 +349,8 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
               params: LogisticParams | None = None, xtx: np.ndarray | None = None) -> dict:
     """Logistic Wald fits (twin: ``reference.logistic.glm_logistic``) of T variants at once.
 
-    g (T, n_s) int8 dosages of the variants at this site's samples (-1 missing); each
+    g (T, n_s) int8 dosages of the variants at this site's samples (-1 missing), or float
+    dosages (NaN missing); each
     variant is fitted on its called samples S_j with the design [x, g_j] (q = k + 1).
     xtx: the public X'X / N of the design over all samples (the GWAS opens it with the
     covariate moments; if None it is opened here as ``logistic.covariate_gram``).
@@ -368,7 +378,8 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     pp = params or LogisticParams()
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    g = np.asarray(g, dtype=np.int8)
+    g = np.asarray(g)
+    g = g.astype(np.float64) if g.dtype.kind == "f" else g.astype(np.int8)  # dosages (NaN missing) or calls
     T, k = g.shape[0], x.shape[1]
     q = k + 1
     f = ctx.frac

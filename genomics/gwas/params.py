@@ -17,16 +17,20 @@ MAX_CORR, MAX_VIF = 0.999, 50.0
 class GwasParams:
     """Flags of ``cipherome gwas`` (PLINK 2 names; None disables a filter).
 
-    pheno_name: phenotype column; covar_names: covariate columns (None: all);
+    pheno_name: phenotype column; covar_names: covariate columns (None: all; []: none, as
+    ``--glm allow-no-covars`` when sites have covariate files);
     mind/geno/maf/hwe: QC thresholds (``--mind`` is applied locally per site);
     glm: 'auto' (linear for quantitative, logistic for binary traits, as PLINK 2), 'linear',
     'logistic' or 'trend'; ci: confidence level for L95/U95 columns (e.g. 0.95);
-    pca: number of principal components to compute and add as covariates (0: none);
+    pca: number of principal components to compute and add as covariates (0: none); pca_variants:
+    count thinning of the PCA variants (0: every QC-passing variant, as plink2 --pca);
     block: variants per association block (memory bound); frac: fixed-point bits;
     min_cell_size: set from the sites' policies (the largest): a variant is released
     only if its minor allele count and its OBS_CT are at least this;
     variant_bound: public bound on distinct variants per site for the secure variant
     intersection (None: the largest site's count rounded up to a power of two, found in MPC).
+    extract/exclude: variant ID lists (plink2 --extract/--exclude, sent with the job);
+    chroms: --chr names (normalised); from_bp/to_bp: inclusive position bounds (one chromosome).
     """
 
     pheno_name: str | None = None
@@ -39,13 +43,18 @@ class GwasParams:
     glm: str = "auto"
     ci: float | None = None
     pca: int = 0
-    pca_variants: int = 2000
+    pca_variants: int = 0
     logistic_top: int = 100
     case_control_01: bool = False
     block: int = 4096
     frac: int = 24
     missing_bound: float = 0.1
     min_cell_size: int = 0
+    extract: list[str] | None = None
+    exclude: list[str] | None = None
+    chroms: list[str] | None = None
+    from_bp: int | None = None
+    to_bp: int | None = None
     variant_bound: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -69,6 +78,8 @@ class GwasParams:
             raise ValueError(f"--glm must be linear, logistic or trend (got {self.glm!r})")
         if self.ci is not None and not 0 < self.ci < 1:
             raise ValueError(f"--ci must be between 0 and 1 (got {self.ci})")
+        if (self.from_bp is not None or self.to_bp is not None) and (self.chroms is None or len(self.chroms) != 1):
+            raise ValueError("--from-bp/--to-bp need --chr with exactly one chromosome (as plink2)")
         if self.variant_bound is not None and self.variant_bound < 1:
             raise ValueError("variant_bound must be positive")
         if self.block < 1:

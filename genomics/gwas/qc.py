@@ -15,6 +15,13 @@ for all variants and filters, and only the pass/fail bit per variant is opened
 * A1 (the tested allele) is ALT iff 2 alt <= 2n, PLINK 2's non-major allele rule;
 * disclosure control (the sites' ``min_cell_size`` policy): a variant whose minor
   allele count or number of called samples is below it is never released.
+
+With imputed dosages at any site, --maf, A1 and the allele-count part of
+disclosure control use the dosage frequencies, as plink2 does: every site adds the
+number of its samples with a dosage and its ALT dosage sum in PLINK 2's units of
+1/16384 (an exact integer; a hard-call site adds its calls), and the checks stay
+integer comparisons, 60 bits wide. --geno and --hwe use the hard calls, as plink2's
+--geno and --hwe do by default.
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ __all__ = ["QCResult", "secure_variant_qc", "rational"]
 #: bit widths of the secure comparisons: integer checks are below D * 2 * n_alleles
 #: <= 2^20 * 2^23 (D <= 10^6, up to 2^22 samples), the HWE check below 4 at 2^-24
 INT_CHECK_BITS = 46
+#: with dosages in units of 1/2^14: D * 2 * n_alleles * 2^14 <= 2^20 * 2^23 * 2^14
+DOSAGE_CHECK_BITS = 60
 HWE_CHECK_BITS = 28
 MAX_SAMPLES = 1 << 22
 
@@ -107,8 +116,14 @@ def _half(x: Shared) -> Shared:
     return Shared(x.ctx, x.data, x.frac + 1)
 
 
-def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResult:
-    """Pool per-site counts (V, 4) int64 and apply the QC filters; returns public bits."""
+def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: np.ndarray | None = None,
+                      unit: int = 1) -> QCResult:
+    """Pool per-site counts (V, 4) int64 and apply the QC filters; returns public bits.
+
+    dosage: None (hard calls), or (V, 2) int64 per site: samples with a dosage and ALT
+    dosage sum in units of 1/``unit``; --maf, A1 and the allele-count disclosure check
+    then use them (every site must pass them or none).
+    """
     from cipherome.protocols import compare, division
 
     V = counts.shape[0]
@@ -117,6 +132,13 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResu
     called = aa + het + bb
     n_alleles = called * 2
     alt = het + bb * 2
+    bits_wide = INT_CHECK_BITS
+    if dosage is None:
+        unit = 1
+    else:  # allele counts from the dosages, scaled by ``unit``
+        dsum = ctx.inputs_sum(np.asarray(dosage, dtype=np.int64), shape=(V, 2), frac=0)
+        n_alleles, alt = dsum[:, 0] * (2 * unit), dsum[:, 1]
+        bits_wide = DOSAGE_CHECK_BITS
     checks: list[Shared] = [(n_alleles - alt * 2)]  # < 0 -> A1 is REF
     names = ["a1_ref"]
     if params.geno is not None:
@@ -125,17 +147,17 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params) -> QCResu
         names.append("geno")
     if params.maf is not None:
         T, D = rational(params.maf)
-        checks += [alt * D - n_alleles * T, (n_alleles - alt) * D - n_alleles * T, n_alleles - 1]
+        checks += [alt * D - n_alleles * T, (n_alleles - alt) * D - n_alleles * T, n_alleles - unit]
         names += ["maf_alt", "maf_ref", "maf_none"]
     mcs = int(getattr(params, "min_cell_size", 0) or 0)
     if mcs > 0:
         # disclosure control: minor allele count >= mcs and called samples >= mcs
-        checks += [alt - mcs, (n_alleles - alt) - mcs, called - mcs]
+        checks += [alt - mcs * unit, (n_alleles - alt) - mcs * unit, called - mcs]
         names += ["mcs_alt", "mcs_ref", "mcs_obs"]
     fails = {}
     if n_samples >= MAX_SAMPLES:
         raise ValueError(f"secure QC supports up to {MAX_SAMPLES} samples")
-    bits = compare.ltz(concat(checks), INT_CHECK_BITS).reshape(len(checks), V)
+    bits = compare.ltz(concat(checks), bits_wide).reshape(len(checks), V)
     row = {name: bits[i] for i, name in enumerate(names)}
     if params.hwe is not None:
         hwe_check = _hwe_g_check(ctx, aa, het, bb, called, n_samples, params.hwe)

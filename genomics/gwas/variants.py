@@ -98,11 +98,15 @@ class StudyVariants:
     def __len__(self) -> int:
         return len(self.local_index)
 
-    def read(self, site, idx: np.ndarray, mask: np.ndarray):
+    def read(self, site, idx: np.ndarray, mask: np.ndarray, dosage: bool = False):
         """Dosages of study variants ``idx`` (positions in the study list) at ``site``, for the
-        samples in ``mask``, in study orientation (rows flipped where this site's REF/ALT are swapped)."""
-        g = site.read(self.local_index[idx], mask)
+        samples in ``mask``, in study orientation (rows flipped where this site's REF/ALT are swapped):
+        int8 hard calls, or with ``dosage`` at a site that has them float dosages (NaN missing)."""
         flip = self.flip[idx]
+        if dosage and site.read_dosage is not None:
+            d = site.read_dosage(self.local_index[idx], mask)
+            return np.where(flip[:, None], 2.0 - d, d).astype(d.dtype) if flip.any() else d
+        g = site.read(self.local_index[idx], mask)
         return flip_dosage(g, flip) if flip.any() else g
 
 

@@ -20,13 +20,15 @@ from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTabl
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
 
-__all__ = ["BED_MAGIC", "DEFAULT_BLOCK_BYTES", "BedReader", "read_fam", "read_bim",
+__all__ = ["BED_MAGIC", "CHANGED_KIND", "DEFAULT_BLOCK_BYTES", "BedRows", "BedReader", "read_fam", "read_bim",
            "iter_bed", "bed_paths", "default_block_size"]
 
 log = logging.getLogger(__name__)
 
 #: First three bytes of a SNP-major .bed file.
 BED_MAGIC = b"\x6c\x1b\x01"
+#: public kind of the error when a genotype file changes under a running job
+CHANGED_KIND = "its genotype file changed while a job read it"
 #: Default block size, in bytes of int8 dosage (variants x samples) per block.
 DEFAULT_BLOCK_BYTES = 32 << 20
 
@@ -49,20 +51,20 @@ def read_fam(path: str | os.PathLike[str]) -> SampleTable:
     try:
         fh = open(path, encoding="utf-8", errors="replace")
     except OSError as e:
-        raise InputError(f"{path}: cannot open .fam file ({e.strerror})") from None
+        raise InputError(f"{path}: cannot open .fam file ({e.strerror})", kind="cannot open its .fam file") from None
     with fh:
         for lineno, line in enumerate(fh, 1):
             f = line.split()
             if not f:
-                raise InputError(f"{path}, line {lineno}: empty line; a .fam has one sample per line")
+                raise InputError(f"{path}, line {lineno}: empty line; a .fam has one sample per line", kind="its .fam file is invalid")
             if len(f) != 6:
                 raise InputError(f"{path}, line {lineno}: expected 6 columns (FID IID PAT MAT SEX PHENO),"
-                                 f" found {len(f)}")
+                                 f" found {len(f)}", kind="its .fam file is invalid")
             fid.append(f[0])
             iid.append(f[1])
             sex.append(1 if f[4] == "1" else 2 if f[4] == "2" else 0)
     if not iid:
-        raise InputError(f"{path}: the .fam file lists no samples")
+        raise InputError(f"{path}: the .fam file lists no samples", kind="its .fam file lists no samples")
     return SampleTable.from_columns(iid, fid, sex)
 
 
@@ -89,12 +91,14 @@ def _parse_bim_lines(path: Path, lines: list[str], first_lineno: int) -> Variant
         f = line.split()
         where = f"{path}, line {first_lineno + k}"
         if len(f) != 6:
-            raise InputError(f"{where}: expected 6 columns (CHR ID CM POS A1 A2), found {len(f)}")
+            raise InputError(f"{where}: expected 6 columns (CHR ID CM POS A1 A2), found {len(f)}",
+                             kind="its .bim file is invalid")
         try:
             if int(f[3]) < 0:
                 raise ValueError
         except ValueError:
-            raise InputError(f"{where}: position {f[3]!r} is not a non-negative integer") from None
+            raise InputError(f"{where}: position {f[3]!r} is not a non-negative integer",
+                             kind="its .bim file is invalid") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -148,7 +152,7 @@ class BedReader:
         for ext, p in self.paths.items():
             if not p.is_file():
                 raise InputError(f"{p}: .{ext} file not found (--bfile takes the prefix shared by"
-                                 " .bed/.bim/.fam)")
+                                 " .bed/.bim/.fam)", kind="a genotype file is missing")
         self._fam = read_fam(self.paths["fam"])
         self._n_file = len(self._fam)
         self.n_variants = _count_lines(self.paths["bim"])
@@ -157,10 +161,11 @@ class BedReader:
             magic = fh.read(3)
         if magic[:2] != BED_MAGIC[:2]:
             raise InputError(f"{bed}: not a PLINK 1 .bed file (magic bytes {magic.hex()} instead of"
-                             f" {BED_MAGIC.hex()}); re-create it with plink2 --make-bed")
+                             f" {BED_MAGIC.hex()}); re-create it with plink2 --make-bed",
+                             kind="its .bed file is not a PLINK 1 .bed")
         if magic[2:3] != BED_MAGIC[2:3]:
             raise InputError(f"{bed}: sample-major .bed (mode byte {magic[2:3].hex()}) is not supported;"
-                             " convert it with plink2 --bfile PREFIX --make-bed")
+                             " convert it with plink2 --bfile PREFIX --make-bed", kind="its .bed file is sample-major")
         self._width = packed_width(self._n_file)
         expected = 3 + self.n_variants * self._width
         size = bed.stat().st_size
@@ -169,7 +174,8 @@ class BedReader:
             raise InputError(
                 f"{bed} {what}: {size} bytes, but {self.n_variants} variants ({self.paths['bim'].name})"
                 f" x {self._n_file} samples ({self.paths['fam'].name}) need {expected}; the three files"
-                " must come from the same plink run (re-create them, or check for an interrupted copy)")
+                " must come from the same plink run (re-create them, or check for an interrupted copy)",
+                kind="its .bed file does not match its .bim/.fam (truncated or too long)")
         self._index = _resolve_samples(self._fam, samples, self.paths["fam"])
         self.samples = self._fam if self._index is None else self._fam[self._index]
         self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
@@ -198,12 +204,13 @@ class BedReader:
             m = min(self.block_size, self.n_variants - start)
             lines = [bfh.readline() for _ in range(m)]
             if not lines[-1]:
-                raise InputError(f"{bim}: file changed while reading (fewer lines than counted)")
+                raise InputError(f"{bim}: file changed while reading (fewer lines than counted)",
+                                 kind=CHANGED_KIND)
             variants = _parse_bim_lines(bim, lines, start + 1)
             raw = np.empty((m, w), dtype=np.uint8)
             got = bed.readinto(memoryview(raw).cast("B"))
             if got != raw.size:
-                raise InputError(f"{self.paths['bed']}: file changed while reading (short read)")
+                raise InputError(f"{self.paths['bed']}: file changed while reading (short read)", kind=CHANGED_KIND)
             if self._index is None:
                 return GenotypeBlock(variants, start, packed=raw, n_samples=self._n_file)
             return GenotypeBlock(variants, start, dosage=unpack_dosage(raw, self._n_file, self._index))
@@ -235,3 +242,63 @@ def iter_bed(prefix: str | os.PathLike[str], samples: Sequence[str] | np.ndarray
     """Blocks of a .bed/.bim/.fam fileset; see :class:`BedReader`."""
     yield from BedReader(prefix, samples=samples, block_size=block_size).blocks()
 
+
+
+class BedRows:
+    """Random access to the packed rows of a checked .bed: ``rows(idx) -> (len(idx), width) uint8``.
+
+    Reads with ``os.pread`` into owned buffers, never through a memory map: a map
+    of a file that is truncated underneath faults the whole process (SIGBUS),
+    taking every job of a daemon with it. Each read checks that the file still
+    has the size and modification time it had when opened and that every byte
+    arrived; otherwise it raises an :class:`InputError` (kind ``CHANGED_KIND``),
+    which fails the job, not the process. A file *replaced* by a rename is read
+    consistently from the version that was opened (the descriptor keeps it).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], n_variants: int, width: int):
+        self.path = Path(path)
+        self.n_variants, self.width = int(n_variants), int(width)
+        self._fh = open(self.path, "rb")  # closed with this object
+        st = os.fstat(self._fh.fileno())
+        self._stamp = (st.st_size, st.st_mtime_ns)
+        if st.st_size != 3 + self.n_variants * self.width:
+            raise InputError(f"{self.path}: {st.st_size} bytes, expected {3 + self.n_variants * self.width}",
+                             kind="its .bed file does not match its .bim/.fam (truncated or too long)")
+
+    def _changed(self, what: str) -> InputError:
+        return InputError(f"{self.path}: file changed while a job read it ({what}); re-run the job once the"
+                          " fileset is complete", kind=CHANGED_KIND)
+
+    def _pread(self, first: int, count: int) -> np.ndarray:
+        want = count * self.width
+        buf = np.empty((count, self.width), dtype=np.uint8)
+        view = memoryview(buf).cast("B")
+        got = 0
+        while got < want:
+            n = os.preadv(self._fh.fileno(), [view[got:]], 3 + first * self.width + got)
+            if n <= 0:
+                raise self._changed(f"short read at variant {first}: {got} of {want} bytes")
+            got += n
+        return buf
+
+    def rows(self, idx) -> np.ndarray:
+        """Packed rows of the variants ``idx`` (any order, repeats allowed)."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_variants):
+            raise IndexError(f"variant index out of range [0, {self.n_variants})")
+        st = os.fstat(self._fh.fileno())
+        if (st.st_size, st.st_mtime_ns) != self._stamp:
+            raise self._changed(f"size {self._stamp[0]} -> {st.st_size} bytes or modification time changed")
+        if not idx.size:
+            return np.empty((0, self.width), dtype=np.uint8)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        if hi - lo <= 2 * idx.size + 64:  # one read of the span (blocks of consecutive variants)
+            return self._pread(lo, hi - lo)[idx - lo]
+        out = np.empty((idx.size, self.width), dtype=np.uint8)
+        for k, v in enumerate(idx):
+            out[k] = self._pread(int(v), 1)[0]
+        return out
+
+    def close(self) -> None:
+        self._fh.close()

@@ -3,6 +3,8 @@
 A block pairs a :class:`VariantTable` (one row per variant) with the genotypes of those
 variants, held as int8 ALT dosages ``(m, n)`` (0/1/2, -1 missing) and/or as packed
 two-bit codes ``(m, ceil(n/4))``; each form is derived from the other on first use.
+Readers of imputed data (.pgen, BGEN, VCF ``DS``) add ``float_dosage`` ``(m, n)``
+float32 expected ALT counts in [0, 2] (NaN missing) beside the hard calls.
 """
 from __future__ import annotations
 
@@ -96,13 +98,15 @@ class GenotypeBlock:
 
     Attributes: ``variants`` (:class:`VariantTable`, m rows), ``start`` (int),
     ``n_samples`` (int); properties ``dosage`` ``(m, n)`` int8 and ``packed``
-    ``(m, ceil(n/4))`` uint8, each computed from the other on first access.
+    ``(m, ceil(n/4))`` uint8, each computed from the other on first access;
+    ``float_dosage``: ``(m, n)`` float32 ALT dosages (NaN missing) or None for hard calls only.
     """
 
-    __slots__ = ("variants", "start", "n_samples", "_dosage", "_packed")
+    __slots__ = ("variants", "start", "n_samples", "_dosage", "_packed", "float_dosage")
 
     def __init__(self, variants: VariantTable, start: int, *, dosage: np.ndarray | None = None,
-                 packed: np.ndarray | None = None, n_samples: int | None = None):
+                 packed: np.ndarray | None = None, n_samples: int | None = None,
+                 float_dosage: np.ndarray | None = None):
         if dosage is None and packed is None:
             raise ValueError("a block needs dosage or packed genotypes")
         if dosage is not None:
@@ -116,7 +120,10 @@ class GenotypeBlock:
             raise ValueError(f"dosage has {dosage.shape[0]} rows for {m} variants")
         if packed is not None and packed.shape != (m, packed_width(n_samples)):
             raise ValueError(f"packed shape {packed.shape} does not fit {m} x {n_samples}")
+        if float_dosage is not None and float_dosage.shape != (m, n_samples):
+            raise ValueError(f"float_dosage shape {float_dosage.shape} does not fit {m} x {n_samples}")
         self.variants = variants
+        self.float_dosage = float_dosage
         self.start = int(start)
         self.n_samples = int(n_samples)
         self._dosage = dosage

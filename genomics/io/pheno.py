@@ -63,12 +63,12 @@ def _read_table(path: str | os.PathLike[str], names: Sequence[str] | None, what:
     try:
         fh = open(path, encoding="utf-8", errors="replace")
     except OSError as e:
-        raise InputError(f"{path}: cannot open {what} file ({e.strerror})") from None
+        raise InputError(f"{path}: cannot open {what} file ({e.strerror})", kind=f"cannot open its {what} file") from None
     with fh:
         lines = [(i, ln.split()) for i, ln in enumerate(fh, 1)]
     lines = [(i, f) for i, f in lines if f]
     if not lines:
-        raise InputError(f"{path}: the {what} file is empty")
+        raise InputError(f"{path}: the {what} file is empty", kind=f"{what} file is empty")
     lineno, head = lines[0]
     first = head[0].lstrip("#") if head[0].startswith("#") else head[0]
     if head[0] in ("#FID", "FID") and len(head) >= 2 and head[1] == "IID":
@@ -77,27 +77,32 @@ def _read_table(path: str | os.PathLike[str], names: Sequence[str] | None, what:
         has_fid, cols, body = False, head[1:], lines[1:]
     elif head[0].startswith("#"):
         raise InputError(f"{path}, line {lineno}: header must start with '#FID IID', 'FID IID' or"
-                         f" '#IID', found {' '.join(head[:2])!r}")
+                         f" '#IID', found {' '.join(head[:2])!r}",
+                         kind=f"{what} file has an invalid header")
     else:
         has_fid, cols, body = True, [f"PHENO{j + 1}" for j in range(len(head) - 2)], lines
     if not cols:
-        raise InputError(f"{path}: no {what} columns after the sample ID column(s)")
+        raise InputError(f"{path}: no {what} columns after the sample ID column(s)",
+                         kind=f"{what} file has no value columns")
     if len(set(cols)) != len(cols):
         dup = next(c for c in cols if cols.count(c) > 1)
-        raise InputError(f"{path}: column name {dup!r} appears twice in the header")
+        raise InputError(f"{path}: column name {dup!r} appears twice in the header",
+                         kind=f"{what} file repeats a column name")
     if names is None:
         sel = list(range(len(cols)))
     else:
         unknown = [nm for nm in names if nm not in cols]
         if unknown:
-            raise InputError(f"{path}: no column named {unknown[0]!r}; the file has: {' '.join(cols)}")
+            raise InputError(f"{path}: no column named {unknown[0]!r}; the file has: {' '.join(cols)}",
+                             kind=f"{what} file lacks a requested column")
         sel = [cols.index(nm) for nm in names]
     nid = 2 if has_fid else 1
     width = nid + len(cols)
     fid, iid, raw = [], [], []
     for i, f in body:
         if len(f) != width:
-            raise InputError(f"{path}, line {i}: {len(f)} columns, the header has {width}")
+            raise InputError(f"{path}, line {i}: {len(f)} columns, the header has {width}",
+                             kind=f"{what} file has a row with the wrong number of columns")
         if has_fid:
             fid.append(f[0])
         iid.append(f[nid - 1])
@@ -106,7 +111,8 @@ def _read_table(path: str | os.PathLike[str], names: Sequence[str] | None, what:
     for r, key in enumerate(zip(fid if has_fid else iid, iid)):
         if key in seen:
             raise InputError(f"{path}, line {body[r][0]}: sample {' '.join(dict.fromkeys(key))!r} listed"
-                             f" twice (first on line {body[seen[key]][0]})")
+                             f" twice (first on line {body[seen[key]][0]})",
+                             kind=f"{what} file lists a sample twice")
         seen[key] = r
     return path, has_fid, fid, iid, [cols[j] for j in sel], raw, [b[0] for b in body]
 
@@ -123,9 +129,10 @@ def _numbers(path: Path, raw: list[list[str]], linenos: list[int], names: list[s
             except ValueError:
                 raise InputError(f"{path}, line {linenos[a]}, column {names[j]!r}: {tok!r} is not a number"
                                  f" or a missing value (NA, -9, .); categorical {what}s are not supported:"
-                                 " encode them as 0/1 columns") from None
+                                 " encode them as 0/1 columns", kind=f"{what} file has a non-numeric value") from None
             if not np.isfinite(vals[a, j]):
-                raise InputError(f"{path}, line {linenos[a]}, column {names[j]!r}: {tok!r} is not finite")
+                raise InputError(f"{path}, line {linenos[a]}, column {names[j]!r}: {tok!r} is not finite",
+                                 kind=f"{what} file has a non-finite value")
     return vals
 
 
@@ -189,7 +196,8 @@ def match_samples(samples: SampleTable, table: PhenoTable, strict: bool = False)
         for r, i in enumerate(table.iid):
             if i in rows:
                 raise InputError(f"{table.path}: IID {i!r} appears in several families; the genotype file"
-                                 " has no family IDs to tell them apart")
+                                 " has no family IDs to tell them apart",
+                                 kind="an IID appears in several families of its phenotype/covariate file")
             rows[i] = r
         keys = list(samples.iid)
     index = np.array([rows.get(k, -1) for k in keys], dtype=np.int64)
@@ -203,10 +211,12 @@ def match_samples(samples: SampleTable, table: PhenoTable, strict: bool = False)
             r = int(np.flatnonzero(~used)[0])
             who = table.iid[r] if not use_fid else f"{table.fid[r]} {table.iid[r]}"
             raise InputError(f"{table.path}: {n_extra} sample(s) not in the genotype file (matched by {by}),"
-                             f" e.g. {who!r}; remove them or check the sample IDs")
+                             f" e.g. {who!r}; remove them or check the sample IDs",
+                             kind="its phenotype/covariate file lists samples not in its genotype file")
         s = int(np.flatnonzero(index < 0)[0])
         raise InputError(f"{table.path}: {n_absent} genotype sample(s) have no row (matched by {by}), e.g."
-                         f" {samples.iid[s]!r}; add them (with NA) or check the sample IDs")
+                         f" {samples.iid[s]!r}; add them (with NA) or check the sample IDs",
+                         kind="genotype samples lack a row in its phenotype/covariate file")
     if n_extra:
         log.info("%s: %d sample(s) not in the genotype file, ignored", table.path, n_extra)
     if n_absent:

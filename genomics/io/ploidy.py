@@ -14,7 +14,7 @@ import numpy as np
 
 from cipherome.genomics.io.variants import normalize_chroms
 
-__all__ = ["AUTOSOMAL", "CHR_X", "CHR_Y", "CHR_MT", "ploidy_class", "PlinkCounts", "plink_counts"]
+__all__ = ["AUTOSOMAL", "CHR_X", "CHR_Y", "CHR_MT", "ploidy_class", "PlinkCounts", "plink_counts", "dosage_freq"]
 
 AUTOSOMAL, CHR_X, CHR_Y, CHR_MT = 0, 1, 2, 3
 _CLASS = {"X": CHR_X, "Y": CHR_Y, "MT": CHR_MT}
@@ -74,3 +74,23 @@ def plink_counts(counts: np.ndarray, classes: np.ndarray) -> PlinkCounts:
     miss_ct = dmiss + hmiss
     return PlinkCounts(hom_ref, het, two_alt, hap_ref, hap_alt, dmiss + hmiss + hap_het,
                        alt_ct, allele_obs, miss_ct, counted)
+
+
+def dosage_freq(sums: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ALT allele count and OBS_CT of ``plink2 --freq`` on dosages, with the same ploidy rules.
+
+    sums: ``(m, 2, 2)`` float64, for group 0 = males and group 1 = the others, the number
+    of samples with a dosage and the sum of their ALT dosages (:func:`~cipherome.genomics.
+    local.stats.dosage_sums`). A diploid sample adds its dosage and 2 observations; a
+    haploid one (chrX males, chrY males, MT) half its dosage and 1 observation.
+    Returns (alt_ct (m,) float64, allele_obs (m,) int64).
+    """
+    s = np.asarray(sums, dtype=np.float64)
+    cls = np.asarray(classes)
+    male, other = s[:, 0, :], s[:, 1, :]
+    both = male + other
+    auto = (cls == AUTOSOMAL)[:, None]
+    x = (cls == CHR_X)[:, None]
+    hap = male * (x | (cls == CHR_Y)[:, None]) + both * (cls == CHR_MT)[:, None]
+    dip = both * auto + other * x
+    return dip[:, 1] + 0.5 * hap[:, 1], np.rint(2 * dip[:, 0] + hap[:, 0]).astype(np.int64)

@@ -7,7 +7,9 @@ variant's missing samples) are what a site contributes to a joint analysis.
 
 Genotypes come as an int8 dosage matrix ``G`` of shape ``(m, n)`` (0/1/2, -1 missing)
 or as a :class:`~cipherome.genomics.io.blocks.GenotypeBlock`, whose packed two-bit codes
-are then used directly (a .bed block is never decoded). Samples outside ``sample_mask``
+are then used directly (a .bed block is never decoded). :func:`variant_sums` also takes
+imputed dosages, a float ``(m, n)`` matrix in [0, 2] with NaN missing (plink2 --glm
+regresses on dosages where the file has them); its sums are then dense products. Samples outside ``sample_mask``
 (e.g. missing phenotype or covariates, as PLINK drops them) count nowhere.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cipherome.genomics.io.packed import pack_dosage, packed_width
 
 __all__ = [
     "HOM_REF", "HET", "HOM_ALT", "MISSING",
-    "genotype_counts", "group_genotype_counts", "case_control_counts",
+    "genotype_counts", "group_genotype_counts", "dosage_sums", "case_control_counts",
     "CovariateSums", "VariantSums", "SiteDesign", "covariate_sums", "variant_sums",
     "packed_upper", "unpack_upper", "concat_variant_sums",
 ]
@@ -70,6 +72,24 @@ def group_genotype_counts(G: np.ndarray | GenotypeBlock, groups: np.ndarray, n_g
     if gr.shape != (n,):
         raise ValueError(f"groups has shape {gr.shape}, expected ({n},)")
     return count_codes(packed, gr[None, :] == np.arange(n_groups)[:, None])
+
+
+def dosage_sums(D: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per variant and sample group: the number of samples with a dosage and the sum of their dosages.
+
+    D: ``(m, n)`` float ALT dosages, NaN missing; groups: ``(n,)`` int in ``[0, n_groups)``
+    or -1 (counted nowhere). Returns ``(m, n_groups, 2)`` float64 (count, sum); the
+    counts are whole numbers.
+    """
+    d = np.asarray(D)
+    gr = np.asarray(groups)
+    if d.ndim != 2 or gr.shape != (d.shape[1],):
+        raise ValueError(f"dosage shape {d.shape} and groups shape {gr.shape} do not match")
+    onehot = (gr[:, None] == np.arange(n_groups)[None, :]).astype(d.dtype)
+    called = ~np.isnan(d)
+    obs = called.astype(d.dtype) @ onehot
+    tot = np.where(called, d, 0).astype(np.float64) @ onehot.astype(np.float64)
+    return np.stack([obs.astype(np.float64), tot], axis=2)
 
 
 def case_control_counts(G: np.ndarray | GenotypeBlock, is_case: np.ndarray,
@@ -201,6 +221,8 @@ def variant_sums(G: np.ndarray | GenotypeBlock, design: SiteDesign,
     tables over the packed codes; the missing-sample corrections iterate over the
     missing calls only.
     """
+    if isinstance(G, np.ndarray) and G.dtype.kind == "f":
+        return _dosage_variant_sums(G, design)
     packed, n = _packed_and_n(G)
     if n != design.n:
         raise ValueError(f"genotypes have {n} samples, the design {design.n}")
@@ -223,6 +245,32 @@ def variant_sums(G: np.ndarray | GenotypeBlock, design: SiteDesign,
         sum_gy=s[:, -1],
         xtg=xtg,
         miss_n=miss_n,
+        miss_xx=miss[:, :nk],
+        miss_xy=miss[:, nk:nk + k],
+        miss_yy=miss[:, nk + k],
+    )
+
+
+def _dosage_variant_sums(D: np.ndarray, design: SiteDesign) -> VariantSums:
+    """:func:`variant_sums` of float dosages ``(m, n)`` (NaN missing): the same sums as dense products.
+
+    S_j are the included samples with a dosage for variant j, M_j the included ones without.
+    """
+    if D.ndim != 2 or D.shape[1] != design.n:
+        raise ValueError(f"dosages have shape {D.shape}, the design {design.n} samples")
+    called = ~np.isnan(D) & design.mask[None, :]
+    g = np.where(called, D, 0.0).astype(np.float64)
+    missing = (design.mask[None, :] & ~called).astype(np.float64)
+    miss = missing @ design._miss_rows
+    k = design.k
+    nk = k * (k + 1) // 2
+    return VariantSums(
+        n_obs=called.sum(axis=1).astype(np.int64),
+        sum_g=g.sum(axis=1),
+        sum_gg=np.einsum("ij,ij->i", g, g),
+        sum_gy=g @ design.y,
+        xtg=g @ design.X,
+        miss_n=missing.sum(axis=1).astype(np.int64),
         miss_xx=miss[:, :nk],
         miss_xy=miss[:, nk:nk + k],
         miss_yy=miss[:, nk + k],

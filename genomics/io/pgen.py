@@ -1,0 +1,254 @@
+"""PLINK 2 filesets (.pgen/.pvar/.psam) read through ``pgenlib``, the reader maintained with PLINK 2.
+
+Blocks are the same :class:`~cipherome.genomics.io.blocks.GenotypeBlock` s as a .bed
+gives: int8 hard calls (the .pgen's own hard-call track, 0/1/2, -1 missing) and, when
+the file carries dosages, ``float_dosage`` ``(m, n)`` float32 ALT dosages in [0, 2]
+(NaN missing; PLINK 2 stores them in steps of 1/16384, which float32 holds exactly).
+Where a variant has no stored dosage, its dosage is its hard call, as plink2 reads it.
+
+Multi-allelic variants are split as plink2 splits them (``--make-pgen
+multiallelics=-``): one row per ALT allele, same CHROM/POS/REF and ID ``.`` (plink2
+leaves split variants without an ID), whose dosage counts that ALT; every other allele
+counts as "not this ALT". The .afreq/.vmiss/.gcount rows then equal plink2's on the split file.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from numba import prange
+
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.io.bed import _resolve_samples, default_block_size, read_bim
+from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
+from cipherome.genomics.io.packed import CODE_HET, CODE_HOM_ALT, CODE_HOM_REF, CODE_MISSING, packed_width
+from cipherome.genomics.local.threads import twin_kernel
+
+__all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar"]
+
+_PGEN_MAGIC = b"\x6c\x1b"
+
+
+#: (pgenlib hard call & 15) -> .bed code: 0 -> hom REF, 1 -> het, 2 -> hom ALT, -9 (7) and else -> missing
+_CALL_TO_CODE = np.full(16, CODE_MISSING, dtype=np.uint8)
+_CALL_TO_CODE[[0, 1, 2]] = [CODE_HOM_REF, CODE_HET, CODE_HOM_ALT]
+
+
+def _pack_calls_kernel(calls, lut, out):  # pragma: no cover - compiled
+    m, n = calls.shape
+    nfull = n // 4
+    for v in prange(m):
+        row = calls[v]
+        for j in range(nfull):
+            out[v, j] = (lut[row[4 * j] & 15] | (lut[row[4 * j + 1] & 15] << 2)
+                         | (lut[row[4 * j + 2] & 15] << 4) | (lut[row[4 * j + 3] & 15] << 6))
+        if nfull < out.shape[1]:
+            byte = 0
+            for t in range(n - 4 * nfull):
+                byte |= lut[row[4 * nfull + t] & 15] << (2 * t)
+            out[v, nfull] = byte
+
+
+_pack_calls = twin_kernel(_pack_calls_kernel)
+
+
+def pfile_paths(prefix: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{'pgen': prefix.pgen, 'pvar': prefix.pvar, 'psam': prefix.psam}``."""
+    p = Path(prefix)
+    return {ext: p.with_name(p.name + "." + ext) for ext in ("pgen", "pvar", "psam")}
+
+
+def read_psam(path: str | os.PathLike[str]) -> SampleTable:
+    """Read a .psam (header ``#FID IID ...`` or ``#IID ...``; SEX column optional) or a headerless .fam."""
+    from cipherome.genomics.io.bed import read_fam
+
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise InputError(f"{path}: cannot open .psam file ({e.strerror})") from None
+    with fh:
+        lines = [ln for ln in fh.read().splitlines() if ln.strip() and not ln.startswith("##")]
+    if not lines:
+        raise InputError(f"{path}: the .psam file lists no samples")
+    if not lines[0].startswith("#"):
+        return read_fam(path)  # plink2 accepts a .fam as .psam
+    cols = lines[0][1:].split()
+    if "IID" not in cols:
+        raise InputError(f"{path}, line 1: the header has no IID column (expected #FID IID ... or #IID ...)")
+    i_iid, i_fid = cols.index("IID"), cols.index("FID") if "FID" in cols else None
+    i_sex = cols.index("SEX") if "SEX" in cols else None
+    fid, iid, sex = [], [], []
+    for lineno, line in enumerate(lines[1:], 2):
+        f = line.split()
+        if len(f) != len(cols):
+            raise InputError(f"{path}, line {lineno}: expected {len(cols)} columns as in the header, found {len(f)}")
+        iid.append(f[i_iid])
+        if i_fid is not None:
+            fid.append(f[i_fid])
+        s = f[i_sex] if i_sex is not None else "0"
+        sex.append(1 if s == "1" else 2 if s == "2" else 0)
+    if not iid:
+        raise InputError(f"{path}: the .psam file lists no samples")
+    return SampleTable.from_columns(iid, fid if i_fid is not None else None, sex)
+
+
+def read_pvar(path: str | os.PathLike[str]) -> tuple[VariantTable, np.ndarray, np.ndarray, np.ndarray]:
+    """Read a .pvar (``#CHROM POS ID REF ALT ...``) or a headerless .bim-style .pvar, multi-allelics split.
+
+    Returns (variants: one row per ALT allele, file_variant (r,) int64: its record in the
+    .pgen, allele (r,) int64: its allele index (1 = first ALT), allele_offsets (n_records + 1,)
+    uintp: pgenlib's allele index offsets).
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.readlines()
+    k = 0
+    while k < len(lines) and lines[k].startswith("##"):
+        k += 1
+    if k >= len(lines) or not lines[k].startswith("#"):
+        bim = read_bim(path) if k == 0 else None
+        if bim is None:
+            raise InputError(f"{path}: no #CHROM header line after the ## lines")
+        m = len(bim)
+        return bim, np.arange(m, dtype=np.int64), np.ones(m, dtype=np.int64), np.arange(0, 2 * m + 1, 2, dtype=np.uintp)
+    cols = lines[k][1:].split()
+    need = ["CHROM", "POS", "ID", "REF", "ALT"]
+    if any(c not in cols for c in need):
+        raise InputError(f"{path}, line {k + 1}: the header must name CHROM POS ID REF ALT (found {' '.join(cols)})")
+    ic = [cols.index(c) for c in need]
+    body = lines[k + 1:]
+    rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in body]
+    bad = next((i for i, f in enumerate(rows) if len(f) < len(cols)), None)
+    if bad is not None:
+        raise InputError(f"{path}, line {k + 2 + bad}: expected {len(cols)} columns, found {len(rows[bad])}")
+    chrom = [f[ic[0]] for f in rows]
+    try:
+        pos = np.array([f[ic[1]] for f in rows], dtype=np.int64)
+    except ValueError:
+        bad = next(i for i, f in enumerate(rows) if not f[ic[1]].strip().isdigit())
+        raise InputError(f"{path}, line {k + 2 + bad}: position {rows[bad][ic[1]]!r} is not an integer") from None
+    ids = [f[ic[2]] for f in rows]
+    ref = [f[ic[3]] for f in rows]
+    alts = [f[ic[4]].strip().split(",") for f in rows]
+    n_alt = np.array([len(a) for a in alts], dtype=np.int64)
+    rec = np.repeat(np.arange(len(rows), dtype=np.int64), n_alt)
+    allele = np.concatenate([np.arange(1, a + 1, dtype=np.int64) for a in n_alt]) if len(rows) else np.zeros(0, np.int64)
+    offsets = np.zeros(len(rows) + 1, dtype=np.uintp)
+    np.cumsum(n_alt + 1, out=offsets[1:])
+    ids = np.array(ids, dtype=object)
+    ids[n_alt > 1] = "."
+    v = VariantTable.from_columns(np.array(chrom, dtype=object)[rec], pos[rec], ids[rec],
+                                  np.array(ref, dtype=object)[rec],
+                                  [a for aa in alts for a in aa])
+    return v, rec, allele, offsets
+
+
+def _has_dosage_track(pgen: Path) -> bool:
+    """Whether the .pgen may hold dosages (mode 0x10 with stored variant record types).
+
+    A .pgen in fixed-width mode (0x01-0x04, .bed-like) or whose header says record types
+    are not stored (low nibble of byte 11 below 4) holds hard calls only; otherwise some
+    variants may carry dosages and they are read.
+    """
+    with open(pgen, "rb") as fh:
+        head = fh.read(12)
+    if len(head) < 3 or head[:2] != _PGEN_MAGIC:
+        raise InputError(f"{pgen}: not a PLINK 2 .pgen file (magic bytes {head[:3].hex()}); re-create it with"
+                         " plink2 --make-pgen")
+    return head[2] == 0x10 and len(head) == 12 and (head[11] & 15) >= 4
+
+
+class PgenReader:
+    """A PLINK 2 fileset opened for block reading; checks the three files agree on open.
+
+    ``samples``: None (all), IIDs or integer indices (kept in .psam order);
+    ``block_size``: rows (split variants) per block; ``dosages``: read the dosage track
+    (None: when the file may hold one). Attributes: ``samples``, ``variants`` (all rows),
+    ``n_variants``, ``has_dosage``, ``paths``.
+    """
+
+    def __init__(self, prefix: str | os.PathLike[str], samples: Sequence[str] | np.ndarray | None = None,
+                 block_size: int | None = None, dosages: bool | None = None):
+        import pgenlib
+
+        self.paths = pfile_paths(prefix)
+        for ext, p in self.paths.items():
+            if not p.is_file():
+                raise InputError(f"{p}: .{ext} file not found (--pfile takes the prefix shared by"
+                                 " .pgen/.pvar/.psam)")
+        psam = read_psam(self.paths["psam"])
+        self.variants, self._rec, self._allele, offsets = read_pvar(self.paths["pvar"])
+        self.n_variants = len(self.variants)
+        self._index = _resolve_samples(psam, samples, self.paths["psam"])
+        self.samples = psam if self._index is None else psam[self._index]
+        self.has_dosage = _has_dosage_track(self.paths["pgen"]) if dosages is None else bool(dosages)
+        multi = bool(len(offsets) and int(offsets[-1]) != 2 * (len(offsets) - 1))
+        subset = None if self._index is None else self._index.astype(np.uint32)
+        try:
+            self._pgen = pgenlib.PgenReader(bytes(self.paths["pgen"]), raw_sample_ct=len(psam),
+                                            variant_ct=len(offsets) - 1, sample_subset=subset,
+                                            allele_idx_offsets=offsets if multi else None)
+        except RuntimeError as e:
+            raise InputError(f"{self.paths['pgen']}: pgenlib cannot open it ({e}); the .pgen, .pvar and .psam"
+                             " must come from the same plink2 run") from None
+        self._buf = None  # int8 scratch rows for read_packed
+        self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
+        if self.block_size < 1:
+            raise ValueError("block_size must be >= 1")
+
+    def close(self) -> None:
+        self._pgen.close()
+
+    def __iter__(self) -> Iterator[GenotypeBlock]:
+        return self.blocks()
+
+    def _read(self, rows: np.ndarray, out: np.ndarray, dosage: bool) -> np.ndarray:
+        """Fill ``out`` (r, n) with hard calls (int8) or dosages (float32) of ``rows``, grouped by ALT index."""
+        rows = np.asarray(rows, dtype=np.int64)
+        rng, lst = ((self._pgen.read_dosages_range, self._pgen.read_dosages_list) if dosage
+                    else (self._pgen.read_range, self._pgen.read_list))
+        alleles = self._allele[rows]
+        for allele in np.unique(alleles):
+            sel = np.flatnonzero(alleles == allele)
+            rec = np.ascontiguousarray(self._rec[rows[sel]], dtype=np.uint32)
+            contiguous = sel.size == rows.size and bool(np.all(np.diff(rec.astype(np.int64)) == 1))
+            if contiguous:
+                rng(int(rec[0]), int(rec[-1]) + 1, out, allele_idx=int(allele))
+            else:
+                part = np.empty((sel.size, out.shape[1]), dtype=out.dtype)
+                lst(rec, part, allele_idx=int(allele))
+                out[sel] = part
+        return out
+
+    def read_packed(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls of ``rows`` as packed .bed codes ``(r, ceil(n/4))`` uint8, packed straight from pgenlib's output."""
+        n = len(self.samples)
+        if self._buf is None or self._buf.shape[0] < len(rows):
+            self._buf = np.empty((len(rows), n), dtype=np.int8)
+        calls = self._read(rows, self._buf[:len(rows)], False)
+        out = np.empty((len(rows), packed_width(n)), dtype=np.uint8)
+        if out.size:
+            _pack_calls(calls, _CALL_TO_CODE, out)
+        return out
+
+    def read_hard(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls ``(r, n)`` int8 ALT counts, -1 missing, of rows (split variants) in any order."""
+        out = self._read(rows, np.empty((len(rows), len(self.samples)), dtype=np.int8), False)
+        return np.maximum(out, -1, out=out)  # pgenlib writes -9 for a missing call
+
+    def read_dosage(self, rows: np.ndarray) -> np.ndarray:
+        """Dosages ``(r, n)`` float32 ALT counts in [0, 2], NaN missing (the hard call where none is stored)."""
+        out = self._read(rows, np.empty((len(rows), len(self.samples)), dtype=np.float32), True)
+        out[out < 0] = np.nan
+        return out
+
+    def blocks(self) -> Iterator[GenotypeBlock]:
+        """Yield :class:`GenotypeBlock` s of up to ``block_size`` rows, in file order."""
+        for start in range(0, self.n_variants, self.block_size):
+            rows = np.arange(start, min(start + self.block_size, self.n_variants))
+            dos = self.read_dosage(rows) if self.has_dosage else None
+            yield GenotypeBlock(self.variants[rows], start, packed=self.read_packed(rows), n_samples=len(self.samples),
+                                float_dosage=dos)

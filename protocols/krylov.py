@@ -1,0 +1,140 @@
+"""Block Krylov eigensolver for a secret symmetric operator, with opened Gram matrices and a residual stop.
+
+The Krylov basis V = [V_1 .. V_q] (n x qb) stays secret; each pass applies the operator to
+the newest block once and opens the Gram matrix of [V, K V_q], from which the parties
+orthogonalise the next block by a public linear combination, form the Rayleigh-Ritz matrix
+V'KV and bound the error of the top-k Ritz vectors -- all in plaintext on small matrices.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.linalg
+
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ring import encode
+from cipherome.mpc.shares import Shared, concat
+from cipherome.protocols.sketch import open_gram
+from cipherome.protocols.trunc import truncate
+
+__all__ = ["KrylovResult", "block_krylov", "ritz", "GRAM_LIMIT"]
+
+log = logging.getLogger("cipherome.krylov")
+
+GRAM_TARGET = 2.0 ** 8  # largest Gram entry aimed at: far below the 2^15 that a 24-bit Gram allows
+GRAM_FIRST = 2.0 ** 11  # first pass: a guaranteed bound (lambda_1 <= trace), so aim higher
+GRAM_LIMIT = 2.0 ** 13  # an opened Gram above this is treated as overflowed and recomputed smaller
+
+
+def _plausible(g: np.ndarray) -> bool:
+    d = np.diag(g)
+    return bool(np.all(np.isfinite(g)) and np.all(d >= -1e-6) and d.max() < GRAM_LIMIT
+                and np.allclose(g, g.T, atol=1e-3 * max(1.0, d.max())))
+
+
+def _public_combination(x: Shared, coef: np.ndarray) -> Shared:
+    """x @ coef for a public coef, truncated back to x's scale (1 round)."""
+    raw = Shared(x.ctx, ring_matmul(np.ascontiguousarray(x.data), encode(coef, x.frac)), 2 * x.frac)
+    return truncate(raw, x.frac)
+
+
+@dataclass
+class KrylovResult:
+    """basis (n, qb) secret; eigenvalues (qb,) of the
+    Rayleigh-Ritz matrix, descending; coef (qb, qb) Ritz coefficients (basis @ coef = Ritz vectors);
+    passes: operator applications; bound: the residual bound of the top-k subspace at the end."""
+
+    basis: Shared
+    eigenvalues: np.ndarray
+    coef: np.ndarray
+    passes: int
+    bound: float
+    history: list = field(default_factory=list)
+
+
+def ritz(t_mat: np.ndarray, metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of T w = theta B w (B the basis Gram), descending; w B-orthonormal."""
+    t_mat = (t_mat + t_mat.T) / 2.0
+    metric = (metric + metric.T) / 2.0
+    th, w = scipy.linalg.eigh(t_mat, metric)
+    o = np.argsort(th)[::-1]
+    return th[o], w[:, o]
+
+
+def block_krylov(ctx, apply: Callable, start: Shared, k: int, *, scale0: float, tol: float, max_passes: int,
+                 fixed_passes: int | None = None, label: str = "pca.gram") -> KrylovResult:
+    """Top-k eigenpairs of a secret symmetric n x n operator K by block Krylov with Rayleigh-Ritz.
+
+    ``apply(v, t)`` -> shares of (scale0 K) V / 2^t (n x b, scale f) for a block V; ``start``
+    (n x b) orthonormal, secret. Eigenvalues returned are of K.
+
+    Pass q (block size b, basis dimension m = (q-1) b):
+      1. P_q = apply(V_q, t_q): the operator's cost (its own rounds);
+      2. open G = [V, P_q]'[V, P_q] (``open_gram``: 2 rounds, (m + b)^2 values, n(m + b) masked);
+         V'V = B (near I), C = V'P_q, S = P_q'P_q;
+      3. Rayleigh-Ritz in plaintext: T = V'KV has block columns C_j (times 2^t_j / scale0),
+         T w = theta B w; residual of the Ritz pair (theta, V w): ||R_q w_q|| with
+         R_q'R_q = S - C'B^-1 C (the part of K V_q outside the basis); the top-k subspace is
+         within angle sin <= bound = ||residuals_1..k|| / (theta_k - theta_(k+1)) (Davis-Kahan);
+      4. stop when bound <= tol (or at ``fixed_passes``/``max_passes``/basis = n); else
+         V_(q+1) = (P_q - V B^-1 C) U Gamma^-1/2 with U Gamma U' = R_q'R_q: one public
+         combination of [V, P_q] and one truncation (1 round).
+    t_q keeps G in fixed-point range: from a bound on the first pass, then from the previous
+    Gram; an out-of-range Gram is recomputed (the operator applied again) 8 bits smaller.
+    Every opened matrix is a function of Q_0'K^j Q_0 (j >= 0) for the secret start Q_0, and the
+    stop decision a function of those.
+    """
+    n, b = start.shape
+    blocks = [start]
+    cols: list[np.ndarray] = []  # C_q in operator units (V'K V_q)
+    lam_hat, target = min(float(n), math.sqrt(2.0 * b * n) + 10.0) * scale0, GRAM_FIRST
+    bound = math.inf
+    history = []
+    passes = 0
+    limit = fixed_passes if fixed_passes else max_passes
+    while True:
+        passes += 1
+        t_bits = max(0, math.ceil(math.log2(max(lam_hat, 1.0) / math.sqrt(target))))
+        basis = concat(blocks, axis=1)
+        m = basis.shape[1]
+        while True:
+            p = apply(blocks[-1], t_bits)
+            g = open_gram(ctx, concat([basis, p], axis=1), label)
+            if _plausible(g[m:, m:]):
+                break
+            log.warning("krylov: Gram out of range at pass %d (max %.3g), recomputing", passes, np.diag(g).max())
+            t_bits += 8
+        g = (g + g.T) / 2.0
+        bm, c, s = g[:m, :m], g[:m, m:], g[m:, m:]
+        unit = 2.0 ** t_bits / scale0
+        cols.append(c * unit)
+        # Rayleigh-Ritz matrix T = V'KV from the block columns (upper part), symmetrised
+        t_mat = np.zeros((m, m))
+        for j, cj in enumerate(cols):
+            t_mat[: (j + 1) * b, j * b:(j + 1) * b] = cj[: (j + 1) * b]
+        t_mat = np.triu(t_mat) + np.triu(t_mat, 1).T
+        th, w = ritz(t_mat, bm)
+        proj = np.linalg.solve(bm, c)
+        resid = s - c.T @ proj
+        resid = (resid + resid.T) / 2.0
+        if m > k:
+            wq = w[m - b:, :k]
+            res = np.sqrt(np.maximum(np.einsum("ij,ik,kj->j", wq, resid * unit ** 2, wq), 0.0))
+            gap = th[k - 1] - th[k]
+            bound = float(np.sqrt(np.sum(res ** 2)) / gap) if gap > 0 else math.inf
+        history.append({"pass": passes, "dim": m, "bound": bound, "top": th[:k].tolist(), "t": t_bits,
+                        "orth": float(np.abs(bm - np.eye(m)).max())})
+        log.info("krylov: pass %d, basis %d, top-%d residual bound %.3g", passes, m, k, bound)
+        if passes >= limit or m + b > n or (not fixed_passes and bound <= tol):
+            return KrylovResult(basis=basis, eigenvalues=th, coef=w, passes=passes, bound=bound, history=history)
+        gam, u = np.linalg.eigh(resid)
+        gam = np.maximum(gam, gam.max() * 1e-12 + 1e-300)
+        h = u / np.sqrt(gam)[None, :]
+        blocks.append(_public_combination(concat([basis, p], axis=1), np.vstack([-proj @ h, h])))
+        est = math.sqrt(max(np.diag(s).max(), 1e-300)) * 2.0 ** t_bits  # ||scale0 K V_q||
+        lam_hat = 2.0 * est if passes > 1 else min(float(n) * scale0, 3.0 * est * math.sqrt(n / b))
+        target = GRAM_TARGET
