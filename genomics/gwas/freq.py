@@ -21,7 +21,7 @@ from scipy.special import gammaln
 from cipherome.mpc.jobs import job
 from cipherome.mpc.shares import concat
 
-from cipherome.genomics.gwas.variants import intersect_variants, variant_hashes
+from cipherome.genomics.gwas.variants import common_variants
 from cipherome.genomics.io.dosage import DOSAGE_UNIT
 from cipherome.genomics.io.ploidy import AUTOSOMAL, dosage_freq, plink_counts, ploidy_class
 from cipherome.genomics.io.variants import normalize_chroms
@@ -80,9 +80,7 @@ def run_freq(ctx, site, block: int = 4096) -> dict:
     metas = ctx.allgather(meta, "freq.site_policy")
     mcs = max(int(m[0]) for m in metas)
     dosage = any(int(m[1]) for m in metas)
-    hashes, orient = variant_hashes(site.variants)
-    sv = intersect_variants(ctx.allgather(hashes, "freq.variant_keys"),
-                            ctx.allgather(orient.astype(np.uint8), "freq.variant_orientation"), ctx.index)
+    sv = common_variants(ctx, site.variants, None, site.name)  # the secure intersection (genomics.gwas.variants)
     V = len(sv)
     sex = np.zeros(site.n) if site.sex is None else np.asarray(site.sex)
     groups = np.where(everyone, np.where(sex == 1, 0, 1), -1)
