@@ -95,6 +95,13 @@ def _parse_text(t: str) -> tuple[str, list[str], str]:
     return key, [g for g in genes.split(",") if g], cons
 
 
+def _reveal_per_child(ctx, children, r, texts_fn) -> list:
+    """Open each trio's candidates (one anchor group per child table); distinct keys per trio."""
+    with ctx.stage("reveal"):
+        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
+    return [_distinct_candidates(lst) for lst in texts]
+
+
 def _distinct_candidates(texts: list) -> list:
     """Revealed candidate texts -> sorted (key, (gene, consequence)) pairs, first text per key."""
     seen: dict = {}
@@ -316,9 +323,7 @@ def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byte
             del tabs, own
         log.info("filter denovo: %d trios in %d chunk(s) of %d, %d bins x %d parent lanes", len(trios),
                  -(-len(trios) // chunk), chunk, B, Ls)
-    with ctx.stage("reveal"):
-        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
-    cands = [_distinct_candidates(lst) for lst in texts]
+    cands = _reveal_per_child(ctx, children, r, texts_fn)
     rows = []
     if any(cands):
         with ctx.stage("confirm"):
@@ -402,9 +407,7 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byt
             r += [x[0] for x in fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)]
             children += [tr[0] for tr in tabs]
             del tabs, cars, own
-    with ctx.stage("reveal"):
-        texts = reveal_candidates(ctx, [AnchorGroup([c], [rr], [tf]) for c, rr, tf in zip(children, r, texts_fn)])
-    cands = [_distinct_candidates(lst) for lst in texts]
+    cands = _reveal_per_child(ctx, children, r, texts_fn)
     rows = []
     if any(cands):
         with ctx.stage("confirm"):
