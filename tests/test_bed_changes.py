@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 def _child(prefix: str, change: str, q) -> None:
     try:
-        samples, variants, read = load_genotypes(Site("p", {"bfile": prefix}))
+        samples, variants, read, _ = load_genotypes(Site("p", {"bfile": prefix}))
         mask = np.ones(len(samples), bool)
         first = read(np.arange(10), mask)
         bed = Path(prefix + ".bed")

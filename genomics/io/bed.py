@@ -20,8 +20,8 @@ from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTabl
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
 
-__all__ = ["BED_MAGIC", "CHANGED_KIND", "DEFAULT_BLOCK_BYTES", "BedRows", "BedReader", "read_fam", "read_bim",
-           "iter_bed", "bed_paths", "default_block_size"]
+__all__ = ["BED_MAGIC", "CHANGED_KIND", "DEFAULT_BLOCK_BYTES", "BedRows", "BedReader", "resolve_samples", "read_fam",
+           "read_bim", "iter_bed", "bed_paths", "default_block_size"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def read_bim(path: str | os.PathLike[str]) -> VariantTable:
     return _parse_bim_lines(path, lines, 1)
 
 
-def _resolve_samples(fam: SampleTable, samples, where: Path) -> np.ndarray | None:
+def resolve_samples(fam: SampleTable, samples, where: Path) -> np.ndarray | None:
     """Sorted int64 column indices of the requested samples (None = all)."""
     if samples is None:
         return None
@@ -176,7 +176,7 @@ class BedReader:
                 f" x {self._n_file} samples ({self.paths['fam'].name}) need {expected}; the three files"
                 " must come from the same plink run (re-create them, or check for an interrupted copy)",
                 kind="its .bed file does not match its .bim/.fam (truncated or too long)")
-        self._index = _resolve_samples(self._fam, samples, self.paths["fam"])
+        self._index = resolve_samples(self._fam, samples, self.paths["fam"])
         self.samples = self._fam if self._index is None else self._fam[self._index]
         self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
         if self.block_size < 1:

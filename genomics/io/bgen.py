@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.io.bed import _resolve_samples, default_block_size
+from cipherome.genomics.io.bed import resolve_samples, default_block_size
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
 from cipherome.genomics.io.dosage import dosage_from_probs, hard_calls, probability_bits
 
@@ -118,7 +118,7 @@ class BgenReader:
             table = SampleTable.from_columns(ids, ids)
         else:
             raise InputError(f"{self.path}: the BGEN stores no sample IDs; name its .sample file (sample = FILE)")
-        self._index = _resolve_samples(table, samples, Path(sample_file or self.path))
+        self._index = resolve_samples(table, samples, Path(sample_file or self.path))
         self.samples = table if self._index is None else table[self._index]
         bgi = self.path.with_name(self.path.name + ".bgi")
         meta, self._offsets = _variants_from_bgi(bgi) if bgi.is_file() else _variants_from_metafile(self._bgen)

@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.io.bed import _resolve_samples, default_block_size, read_bim
+from cipherome.genomics.io.bed import resolve_samples, default_block_size, read_bim
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
 from cipherome.genomics.io.packed import CODE_HET, CODE_HOM_ALT, CODE_HOM_REF, CODE_MISSING, packed_width
 from cipherome.genomics.local.threads import twin_kernel
@@ -182,7 +182,7 @@ class PgenReader:
         psam = read_psam(self.paths["psam"])
         self.variants, self._rec, self._allele, offsets = read_pvar(self.paths["pvar"])
         self.n_variants = len(self.variants)
-        self._index = _resolve_samples(psam, samples, self.paths["psam"])
+        self._index = resolve_samples(psam, samples, self.paths["psam"])
         self.samples = psam if self._index is None else psam[self._index]
         self.has_dosage = _has_dosage_track(self.paths["pgen"]) if dosages is None else bool(dosages)
         multi = bool(len(offsets) and int(offsets[-1]) != 2 * (len(offsets) - 1))

@@ -37,7 +37,7 @@ from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTabl
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.local.threads import twin_kernel
 
-__all__ = ["VcfReader", "VcfStats", "iter_vcf", "MULTIALLELIC_MODES", "HALF_CALL_MODES"]
+__all__ = ["VcfReader", "VcfStats", "iter_vcf", "open_variant_file", "MULTIALLELIC_MODES", "HALF_CALL_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,8 @@ class VcfStats:
     extra: dict = field(default_factory=dict)
 
 
-def _open(path: Path):
+def open_variant_file(path: Path):
+    """Open a VCF/BCF with pysam, quietly (no htslib chatter about a missing index)."""
     import pysam
 
     # htslib looks for an index on open and prints "Could not retrieve index file" when
@@ -302,7 +303,7 @@ class VcfReader:
         self.region = region
         self.multiallelic = multiallelic
         self.half_call = half_call
-        vf = _open(self.path)
+        vf = open_variant_file(self.path)
         try:
             all_samples = list(vf.header.samples)
             if "GT" not in vf.header.formats:
@@ -339,7 +340,7 @@ class VcfReader:
         genotypes (FILTER, INFO, other FORMAT fields) in the same single pass.
         """
         self.stats = st = VcfStats()
-        vf = _open(self.path)
+        vf = open_variant_file(self.path)
         try:
             if self._subset is not None:
                 vf.subset_samples(self._subset)

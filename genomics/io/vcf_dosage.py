@@ -26,7 +26,7 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import default_block_size
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
 from cipherome.genomics.io.dosage import hard_calls, quantize
-from cipherome.genomics.io.vcf import _open
+from cipherome.genomics.io.vcf import open_variant_file
 
 __all__ = ["VcfDosageReader", "DOSAGE_FIELDS"]
 
@@ -50,7 +50,7 @@ class VcfDosageReader:
         self.path, self.field, self.region = Path(path), field, region
         if not self.path.is_file():
             raise InputError(f"{self.path}: VCF/BCF file not found")
-        with _open(self.path) as vf:
+        with open_variant_file(self.path) as vf:
             names = list(vf.header.samples)
             formats = set(vf.header.formats.keys())
         if field not in formats:  # as plink2: a warning, and the GT calls are the dosages
@@ -64,7 +64,7 @@ class VcfDosageReader:
         self.block_size = int(block_size) if block_size else default_block_size(len(names))
 
     def _records(self):
-        with _open(self.path) as vf:
+        with open_variant_file(self.path) as vf:
             try:
                 it = vf.fetch(region=self.region) if self.region else vf
             except ValueError as e:
