@@ -21,10 +21,13 @@ def _runs(pcs: int):
     from cipherome.genomics.gwas.params import GwasParams
 
     qc = dict(geno=0.05, maf=0.01, hwe=1e-6)
+    # the PCs from 1,000 evenly thinned QC-passing variants (as --pca-thin-count 1000): the demo's two
+    # populations are as clear on them as on all 2,789, and the PCA stage is ~3x cheaper
+    thin = dict(pca=pcs, pca_variants=1000)
     return [
         ("quant_trait", "demo.nopca", GwasParams(pheno_name="quant_trait", **qc)),
-        ("quant_trait", "demo", GwasParams(pheno_name="quant_trait", pca=pcs, **qc)),
-        ("disease", "demo", GwasParams(pheno_name="disease", pca=pcs, **qc)),
+        ("quant_trait", "demo", GwasParams(pheno_name="quant_trait", **thin, **qc)),
+        ("disease", "demo", GwasParams(pheno_name="disease", **thin, **qc)),
     ]
 
 
