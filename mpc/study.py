@@ -281,6 +281,17 @@ def _checked_cert(entry: dict, base: Path, where: str) -> tuple[str, bytes]:
     return fp, pem
 
 
+def _required_name(table: dict, keys: tuple[str, ...], where: str) -> str:
+    """Check that ``table`` has every one of ``keys``; return its party name, checked."""
+    for k in keys:
+        if k not in table:
+            raise ConfigError(f"{where}: missing '{k}'")
+    try:
+        return check_name(str(table["name"]))
+    except TLSError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def load_study(path: str | Path) -> Study:
     """Parse and validate a study file; ``ConfigError`` names the file and the entry at fault."""
     path = Path(path).expanduser().resolve()
@@ -306,13 +317,7 @@ def load_study(path: str | Path) -> Study:
         where = f"{path}: [[party]] #{i + 1}"
         if not isinstance(e, dict):
             raise ConfigError(f"{where}: must be a table")
-        for k in ("name", "role", "address"):
-            if k not in e:
-                raise ConfigError(f"{where}: missing '{k}'")
-        try:
-            name = check_name(str(e["name"]))
-        except TLSError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        name = _required_name(e, ("name", "role", "address"), where)
         where = f"{path}: party {name!r}"
         if e["role"] not in ("site", "dealer"):
             raise ConfigError(f"{where}: role must be 'site' or 'dealer', not {e['role']!r}")
@@ -359,13 +364,7 @@ def load_site_config(path: str | Path) -> SiteConfig:
     head = doc.get("party")
     if not isinstance(head, dict):
         raise ConfigError(f"{path}: missing [party] table (name, key, cert, listen, studies)")
-    for k in ("name", "key", "cert", "listen", "studies"):
-        if k not in head:
-            raise ConfigError(f"{path}: [party] is missing '{k}'")
-    try:
-        name = check_name(str(head["name"]))
-    except TLSError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    name = _required_name(head, ("name", "key", "cert", "listen", "studies"), f"{path}: [party]")
 
     def rel(p) -> Path:
         p = Path(str(p)).expanduser()
