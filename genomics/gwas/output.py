@@ -7,6 +7,7 @@ printed as PLINK 2 prints them (6 significant digits, ``NA`` with an ERRCODE).
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def manhattan_plot(path: str | Path, chrom, pos, p, title: str = "", highlight=N
     ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=8)
     ax.set_xlabel("chromosome")
     ax.set_ylabel("-log10(p)")
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=10)
     fig.tight_layout()
     return _save_png(fig, path)
 
@@ -197,7 +198,8 @@ def qq_plot(path: str | Path, p, title: str = "", p_before=None) -> Path:
     ax.set_ylim(0, y_top * 1.04)
     ax.set_xlabel("expected -log10(p)")
     ax.set_ylabel("observed -log10(p)")
-    ax.set_title(f"{title}  lambda_GC = {lam:.3f}".strip())
+    # a square plot is narrow: the adjustment goes on its own line (textwrap) so the title is never clipped
+    ax.set_title("\n".join(textwrap.wrap(f"{title}  lambda_GC = {lam:.3f}".strip(), 52)), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return _save_png(fig, path)
