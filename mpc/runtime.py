@@ -238,15 +238,18 @@ class Context:
             got[frm] = x.reshape(shape)
         return got
 
-    def allgather(self, value: np.ndarray, label: str) -> list[np.ndarray]:
-        """Exchange a *public* array with every compute party; returns all, in party order.
+    def allgather(self, value: np.ndarray, label: str, *, kind: str) -> list[np.ndarray]:
+        """Send this party's own clear array to every compute party; returns all, in party order.
 
-        For study metadata that is not secret within the study (sample counts,
-        hashed variant keys). The ledger records it as kind ``public``.
+        ``kind`` (no default): ``PUBLIC`` for study metadata that is not secret within
+        the study (sample counts, policy bits, key contributions), ``DISCLOSED`` for a
+        per-site value derived from its data (it is then a disclosure in the ledger).
         """
+        if kind not in (PUBLIC, DISCLOSED):
+            raise ValueError(f"allgather kind must be {PUBLIC!r} or {DISCLOSED!r}, not {kind!r}")
         value = np.ascontiguousarray(value)
         value.flags.writeable = False
-        self.ledger.record(label, PUBLIC, self.parties, value.size)
+        self.ledger.record(label, kind, self.parties, value.size)
         tag = self._next_tag(label)
         for p in self.others:
             self.transport.send(p, tag, value)

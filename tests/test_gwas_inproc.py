@@ -91,7 +91,7 @@ def test_ledger_holds_only_documented_disclosures(linear_run):
         labels = {e["label"] for e in rep["ledger"]}
         assert labels <= documented, labels - documented
         public = {e["label"] for e in rep["ledger"] if e["kind"] == "public"}
-        assert public <= {"gwas.site_counts", "gwas.study_key_contribution", "gwas.missing_bound"}
+        assert public <= {"gwas.site_counts", "gwas.study_key_contribution", "input.shape"}
 
 
 def test_trend_test_matches_plink19_model(tmp_path):

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 #: disclosed outputs that are functions of the phenotype (docs/threat_model.md)
 PHENOTYPE_OUTPUTS = {"gwas.covariate_moments", "gwas.beta_t_stat", "gwas.chisq", "logistic.null_beta",
                      "logistic.null_info", "logistic.score", "logistic.wald_step", "logistic.wald_var",
-                     # each site's Neumann bound under the null model's weights (public kind, per site)
+                     # each site's Neumann bound under the null model's weights (a per-site disclosure)
                      "logistic.missing_bound"}
 #: labels whose content is fresh randomness in every run
 RANDOM = {"gwas.study_key_contribution"}

@@ -23,8 +23,7 @@ from tests.threat_model_doc import documented_labels
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 #: study metadata and fresh key material: the only values a site sends in the clear
-PUBLIC = {"gwas.site_counts", "gwas.study_key_contribution", "gwas.variant_list", "pca.site_counts",
-          "logistic.site_counts", "gwas.missing_bound", "logistic.missing_bound",
+PUBLIC = {"gwas.site_counts", "gwas.study_key_contribution", "pca.site_counts", "logistic.site_counts",
           "filter.job_key_contribution", "filter.study_metadata", "input.shape"}
 
 FILTER_MODELS = [

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cipherome.mpc.jobs import job
-from cipherome.mpc.ledger import DISCLOSED
+from cipherome.mpc.ledger import DISCLOSED, PUBLIC
 from cipherome.mpc.shares import Shared, concat, stack
 
 from cipherome.genomics.filtering import models as fm
@@ -83,7 +83,7 @@ def load_site_variants(site, p: FilterParams) -> SiteVariants:
 
 def _allgather_json(ctx, doc, label: str) -> list:
     raw = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8).copy()
-    return [json.loads(np.asarray(x, np.uint8).tobytes().decode()) for x in ctx.allgather(raw, label)]
+    return [json.loads(np.asarray(x, np.uint8).tobytes().decode()) for x in ctx.allgather(raw, label, kind=PUBLIC)]
 
 
 def _text(sv: SiteVariants, row: int) -> str:

@@ -24,6 +24,7 @@ import math
 import secrets
 
 import numpy as np
+from cipherome.mpc.ledger import PUBLIC
 
 from cipherome.genomics.errors import InputError
 
@@ -44,7 +45,7 @@ def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
     chooses it. Fresh per job: slots of two jobs cannot be linked.
     """
     mine = np.frombuffer(secrets.token_bytes(32), dtype=np.uint8).copy()
-    parts = ctx.allgather(mine, label)
+    parts = ctx.allgather(mine, label, kind=PUBLIC)
     return hashlib.sha256(b"".join(np.asarray(p, dtype=np.uint8).tobytes() for p in parts)).digest()
 
 

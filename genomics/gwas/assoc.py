@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.mpc.shares import Shared, concat
+from cipherome.mpc.ledger import DISCLOSED
 from cipherome.protocols import arith
 from cipherome.protocols.reuse import fix
 
@@ -163,7 +164,7 @@ def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int,
     own = np.zeros(nb)
     for b in np.unique(buckets[buckets > 0]):
         own[b] = _grid_up(site_spectral_bound(miss_xx[buckets == b], ainv, n_total))
-    bounds = ctx.allgather(own, label)
+    bounds = ctx.allgather(own, label, kind=DISCLOSED)
     q = np.sum([np.asarray(b, dtype=np.float64) for b in bounds], axis=0)
     per = np.array([series_terms(qb + A_ROUNDING_MARGIN, tol) if (b > 0 and qb > 0) else 0
                     for b, qb in enumerate(q)], dtype=np.int64)

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from cipherome.mpc.jobs import job
+from cipherome.mpc.ledger import PUBLIC
 from cipherome.mpc.shares import concat
 
 from cipherome.genomics.gwas.variants import common_variants
@@ -77,7 +78,7 @@ def run_freq(ctx, site, block: int = 4096) -> dict:
 
     everyone = np.ones(site.n, dtype=bool) if site.included is None else np.asarray(site.included, bool)
     meta = np.array([int(site.policy.get("min_cell_size", 0)), int(site.read_dosage is not None)], dtype=np.int64)
-    metas = ctx.allgather(meta, "freq.site_policy")
+    metas = ctx.allgather(meta, "freq.site_policy", kind=PUBLIC)
     mcs = max(int(m[0]) for m in metas)
     dosage = any(int(m[1]) for m in metas)
     sv = common_variants(ctx, site.variants, None, site.name)  # the secure intersection (genomics.gwas.variants)

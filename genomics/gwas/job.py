@@ -36,7 +36,7 @@ import numpy as np
 
 from cipherome.mpc.errors import PublicError
 from cipherome.mpc.jobs import job
-from cipherome.mpc.ledger import DISCLOSED
+from cipherome.mpc.ledger import DISCLOSED, PUBLIC
 
 from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
@@ -182,7 +182,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                          int(site.read_dosage is not None), min_sites(site.policy),
                          int(pca_allows_loadings(site.policy)), int(shares_variant_list(site.policy))],
                         dtype=np.int64)
-        metas = ctx.allgather(meta, "gwas.site_counts")
+        metas = ctx.allgather(meta, "gwas.site_counts", kind=PUBLIC)
         require_sites(ctx.n, [int(m[6]) for m in metas], "gwas")
         if len({int(m[3]) for m in metas}) != 1:
             raise PublicError("sites disagree on the number of covariates")

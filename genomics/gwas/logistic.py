@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ledger import PUBLIC
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
@@ -49,7 +50,7 @@ DISCLOSURES = {
                            "all sites"),
     "logistic.null_info": ("disclosed", "4 X'WX / N at the public null beta (covariate-only, k x k)", "all sites"),
     "logistic.obs_ct": ("disclosed", "OBS_CT per tested variant", "all sites"),
-    "logistic.missing_bound": ("public", "per group of tested variants with similar missing counts, each site's "
+    "logistic.missing_bound": ("disclosed", "per group of tested variants with similar missing counts, each site's "
                                "largest eigenvalue of its missing calls' share of the score test's Gram matrix, "
                                "rounded up to 2^(i/4) (sets the Neumann length)", "all sites"),
     "logistic.const": ("disclosed", "genotype constant on the called samples (ERRCODE) per variant", "all sites"),
@@ -162,7 +163,7 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     n, k = x.shape
     f = ctx.frac
     if site_counts is None:
-        site_counts = [int(c[0]) for c in ctx.allgather(np.array([n], dtype=np.int64), "logistic.site_counts")]
+        site_counts = [int(c[0]) for c in ctx.allgather(np.array([n], dtype=np.int64), "logistic.site_counts", kind=PUBLIC)]
     if xtx is None:
         xtx = ctx.open(ctx.inputs_sum((x.T @ x) / n_total, shape=(k, k), frac=_OPEN_FRAC), "logistic.covariate_gram")
     xtx = (np.asarray(xtx, dtype=np.float64) + np.asarray(xtx).T) / 2.0

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cipherome.mpc.kernels import ring_matmul
-from cipherome.mpc.ledger import DISCLOSED
+from cipherome.mpc.ledger import DISCLOSED, PUBLIC
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
@@ -276,7 +276,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
 
     allow = bool(site.policy.get(POLICY_KEY, True))
     metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx)], dtype=np.int64),
-                          "pca.site_counts")
+                          "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
     if refuse:
         raise PCAPolicyError(f"the disclosure policy of {', '.join(refuse)} ({POLICY_KEY} = false) forbids "

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cipherome.mpc.shares import Shared, concat, stack
+from cipherome.mpc.ledger import DISCLOSED
 from cipherome.protocols import arith
 from cipherome.protocols.compare import max as secure_max
 
@@ -190,7 +191,7 @@ def _shared_lists(ctx, key: bytes, keys: np.ndarray, alt_larger: np.ndarray, row
     (the dealer cannot compute them, the sites can: each learns the others' whole lists).
     """
     h, _ = hash_keys(key, keys[rows], 1 << 63)
-    lists = ctx.allgather(np.stack([h, alt_larger[rows].astype(np.int64)]), "gwas.variant_list")
+    lists = ctx.allgather(np.stack([h, alt_larger[rows].astype(np.int64)]), "gwas.variant_list", kind=DISCLOSED)
     where = [{v: i for i, v in enumerate(lst[0].tolist())} for lst in lists]
     lead = lists[0]
     keep = [i for i, v in enumerate(lead[0].tolist()) if all(v in w for w in where[1:])]
