@@ -19,14 +19,15 @@ Steps (every compute party; the dealer never holds the key or any variant):
    (``gwas.common_variants``, to the lead only); the sites learn nothing and no
    party learns anything about another site's non-shared variants or their number.
 5. The lead opens to the other sites, in its file order, each common variant's
-   bin and tag and whether its ALT is the larger allele, padded to T entries
-   (``gwas.variant_order``): the study order is the lead's file order and its
-   REF/ALT the study orientation (as in the output); each site finds the variant
-   in its own bin, and a site whose REF/ALT are swapped flips its dosages (2 - g).
-   All of it is a function of the common variants only.
+   tag and whether its ALT is the larger allele, padded to T entries
+   (``gwas.variant_order``; not the bin, which depends on the lead's cuckoo
+   placement and so on its other variants): the study order is the lead's file
+   order and its REF/ALT the study orientation (as in the output); each site finds
+   the variant by its tag, and a site whose REF/ALT are swapped flips its dosages
+   (2 - g). All of it is a function of the common variants only.
 
 Cost: 4 rounds after the bound (key, 2 of ``common_bins``, the order); per other
-site 8 T L bytes each way between it and the lead (L about 22), 16 T bytes of order,
+site 8 T L bytes each way between it and the lead (L about 22), 8 T bytes of order,
 8 T from the dealer. Measured: see bench/test_bench_intersection.py. Where every
 site consents (policy ``share_variant_list``, e.g. genotyping arrays whose manifest
 is public), the sites exchange their keyed hashes instead (``gwas.variant_list``:
@@ -164,33 +165,35 @@ def common_variants(ctx, variants: VariantTable, bound: int | None = None, name:
     T, L = cuckoo_geometry(B, fail=LANE_OVERFLOW)
     key = agree_job_key(ctx, "gwas.study_key_contribution")
     cand, tags = cuckoo_hashes(key, keys[rows], T, bits=TAG_BITS)
+    if len(np.unique(tags)) != len(tags):  # two of this site's variants with one 60-bit tag (~2^-60 m^2)
+        raise InputError(f"{name}: two variants share a keyed tag (a rare event); simply rerun the job (a new study "
+                         "key is drawn)", kind="a keyed-tag collision (a rare event); simply rerun the job")
     if ctx.is_lead:
         _, slot = cuckoo_table(cand, tags, T, name)
         slot = slot[:, 0]
         member = common_bins(ctx, np.where(slot >= 0, tags[np.maximum(slot, 0)], 0), L, "gwas.common_variants")
         bins = np.flatnonzero(member)
-        order = np.argsort(rows[slot[bins]], kind="stable")  # the lead's file order
-        bins, local = bins[order], rows[slot[bins[order]]]
+        local = np.sort(rows[slot[bins]])  # the lead's file order
         V = len(local)
-        msg = np.full((2, T), -1, dtype=np.int64)
-        msg[0, :V] = bins
-        msg[1, :V] = 2 * tags[slot[bins]].astype(np.int64) + alt_larger[local]
-        ctx.open(ctx.input(ctx.me, msg, shape=(2, T), frac=0), "gwas.variant_order", to=ctx.parties[1:])
+        at = np.empty(len(keys), np.int64)
+        at[rows] = np.arange(len(rows))
+        msg = np.full(T, -1, dtype=np.int64)  # no bin index: the lead's cuckoo placement depends on all its variants
+        msg[:V] = 2 * tags[at[local]].astype(np.int64) + alt_larger[local]
+        ctx.open(ctx.input(ctx.me, msg, shape=(T,), frac=0), "gwas.variant_order", to=ctx.parties[1:])
         return StudyVariants(local, np.zeros(V, bool), local.copy(), dups)
     try:
-        tab, lane_rows = simple_table(cand, tags, T, L, name)
+        table, _ = simple_table(cand, tags, T, L, name)
     except InputError:
         raise InputError(f"{name}: a bin of the hashed variant table overflowed its {L} lanes (probability "
                          f"below {LANE_OVERFLOW:g} per job); simply rerun the job (a new study key is drawn)",
                          kind="a bin of the hashed variant table overflowed (a rare event); simply rerun the job"
                          ) from None
-    common_bins(ctx, tab, L, "gwas.common_variants")
-    got = ctx.open(ctx.input(ctx.lead, None, shape=(2, T), frac=0), "gwas.variant_order", to=ctx.parties[1:])
-    bins, code = got[0], got[1]
-    keep = bins >= 0
-    bins, tag, lead_larger = bins[keep], (code[keep] // 2).astype(np.uint64), (code[keep] % 2).astype(bool)
-    lane = tab[bins] == tag[:, None]
-    if not np.array_equal(lane.sum(axis=1), np.ones(len(bins))):  # cannot happen unless a party deviates
-        raise RuntimeError("the secure variant intersection gave the sites different common variants")
-    local = rows[lane_rows[bins, lane.argmax(axis=1)]]
-    return StudyVariants(local, alt_larger[local] != lead_larger, np.full(len(local), -1, dtype=np.int64), dups)
+    common_bins(ctx, table, L, "gwas.common_variants")
+    code = ctx.open(ctx.input(ctx.lead, None, shape=(T,), frac=0), "gwas.variant_order", to=ctx.parties[1:])
+    code = code[code >= 0]
+    where = dict(zip(tags.tolist(), rows.tolist()))
+    try:
+        local = np.array([where[t] for t in (code // 2).astype(np.uint64).tolist()], dtype=np.int64)
+    except KeyError:  # cannot happen unless a party deviates
+        raise RuntimeError("the secure variant intersection gave the sites different common variants") from None
+    return StudyVariants(local, alt_larger[local] != (code % 2).astype(bool), np.full(len(local), -1, np.int64), dups)
