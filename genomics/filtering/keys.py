@@ -171,7 +171,8 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
     row_tab = np.full((bins, 1), -1, np.int64)
     if m > bins:
         raise InputError(f"{owner}: {m} variants do not fit a cuckoo table of {bins} bins; rerun with more bins "
-                         "(--table-size) or a larger public bound (--max-member-variants)")
+                         "(--table-size) or a larger public bound (--max-member-variants)",
+                         kind='its variants do not fit the hashed variant table; rerun with a larger table')
     occ = row_tab[:, 0]
     rng = np.random.default_rng(0x5EED)
     c = np.asarray(cand, np.int64).tolist()
@@ -187,7 +188,8 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
             occ[b], cur = cur, int(occ[b])
         if cur >= 0:
             raise InputError(f"{owner}: the cuckoo table of {bins} bins could not place every variant (a rare event "
-                             "for a given job key); simply rerun the job (a new job key is drawn)")
+                             "for a given job key); simply rerun the job (a new job key is drawn)",
+                             kind='the cuckoo table could not place every variant (a rare event); simply rerun the job')
     fp_tab[occ >= 0, 0] = np.asarray(fps, np.uint64)[occ[occ >= 0]]
     return fp_tab, row_tab
 
