@@ -37,7 +37,7 @@ from cipherome.genomics.local.stats import CovariateSums, VariantSums, concat_va
 from cipherome.genomics.local.lut import missing_row_sums, weighted_code_sums
 from cipherome.genomics.io.packed import pack_dosage
 
-__all__ = ["LogisticParams", "NullModel", "fit_null", "score_tests", "wald_fits", "logistic_association",
+__all__ = ["LogisticParams", "NullModel", "fit_null", "score_tests", "wald_fits", "firth_fits", "logistic_association",
            "DISCLOSURES", "score_site_sums"]
 
 log = logging.getLogger("cipherome.logistic")
@@ -57,6 +57,10 @@ DISCLOSURES = {
     "logistic.score": ("disclosed", "signed score statistic U/sqrt(V) / (2 sqrt N) per variant (Z_STAT, P)", "all sites"),
     "logistic.wald_step": ("disclosed", "per Newton step, the (k+1) coefficients' change for each top hit", "all sites"),
     "logistic.wald_var": ("disclosed", "sampling variance of ln OR for each top hit (LOG(OR)_SE)", "all sites"),
+    "logistic.firth_step": ("disclosed", "per Firth step, the (k+1) coefficients' change for each Firth slot (top hits "
+                            "whose Wald fit failed; padding slots carry public dummies)", "all sites"),
+    "logistic.firth_var": ("disclosed", "sampling variance of the Firth ln OR for each Firth slot (LOG(OR)_SE)",
+                           "all sites"),
     "logistic.covariate_gram": ("disclosed", "X'X / N of the design (only if the caller has not opened it, "
                                 "as the GWAS does with gwas.covariate_moments)", "all sites"),
 }
@@ -76,7 +80,10 @@ class LogisticParams:
     for its inverse Hessian, tol_null: its last step must be below this (else it has not
     converged: separation or collinear covariates); max_iter_wald; inner_steps:
     preconditioned Richardson steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
-    fraction a variant may have (``--geno``), which sets the Neumann terms."""
+    fraction a variant may have (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this
+    many top hits whose Wald fit fails (a public batch size: the dealer sees no count of failures);
+    firth_iterations, firth_inner_steps: the Firth fits' fixed, public numbers of steps and of Richardson
+    steps per solve."""
 
     top: int = 100
     tol_null: float = 1e-4
@@ -87,6 +94,9 @@ class LogisticParams:
     inner_steps: int = 12
     block: int = 4096
     missing_bound: float = 0.1
+    firth_slots: int = 0
+    firth_iterations: int = 16
+    firth_inner_steps: int = 24
 
     @classmethod
     def from_gwas(cls, p) -> "LogisticParams":
@@ -346,6 +356,125 @@ def _schur_preconditioner(ctx, cu: Shared, du: Shared, ainv: np.ndarray) -> Shar
     return Shared(ctx, m, f)
 
 
+def _firth_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarray, scale: np.ndarray,
+                     live: np.ndarray):
+    """This site's sums for Firth's penalised fit of F slots at public coefficients, in scaled columns.
+
+    Per slot j, over its called samples, with x~ = [x, g_j] * scale (public column scales),
+    eta = [x, g_j] beta_j, mu = sigmoid(eta), w = mu (1 - mu), and the packed pairs
+    (c <= d, off-diagonal pairs counted twice) of Z = x~_c x~_d:
+    info (F, q, q) = X~'WX~; score (F, q) = X~'(y - mu); tens (F, P + q, P), P = q (q + 1) / 2:
+    rows 0..P-1 Q[ab, cd] = sum w^2 x~_a x~_b x~_c x~_d (so that sum_cd Q[ab, cd] G_cd is
+    (X~' diag(h w) X~)_ab for h_i = w_i x~_i' G x~_i), rows P.. T[r, cd] = sum w (1/2 - mu) x~_r x~_c x~_d
+    (so that sum_cd T[r, cd] G_cd = sum_i x~_ir h_i (1/2 - mu_i), Firth's score correction).
+    Slots with live False (padding) get the public-free dummy X~'X~ / 4, score 0, tens 0.
+    g (F, n_s) int8 (-1 missing) or float dosages (NaN missing); beta (F, q).
+    """
+    F, k = g.shape[0], x.shape[1]
+    q = k + 1
+    iu, ju = np.triu_indices(q)
+    npair = iu.size
+    mult = np.where(iu == ju, 1.0, 2.0)
+    info, score = np.zeros((F, q, q)), np.zeros((F, q))
+    tens = np.zeros((F, npair + q, npair))
+    for j in range(F):
+        gj = np.asarray(g[j], dtype=np.float64)
+        called = np.isfinite(gj) & (gj >= 0)
+        xs = np.column_stack([x[called], gj[called]])
+        xt = xs * scale
+        if not live[j]:
+            info[j] = xt.T @ xt / 4.0
+            continue
+        mu = _sigmoid(xs @ beta[j])
+        w = mu * (1.0 - mu)
+        info[j] = xt.T @ (xt * w[:, None])
+        score[j] = xt.T @ (y[called] - mu)
+        z = xt[:, iu] * xt[:, ju]
+        tens[j, :npair] = ((z * (w * w)[:, None]).T @ z) * mult
+        tens[j, npair:] = ((xt * (w * (0.5 - mu))[:, None]).T @ z) * mult
+    return info, score, tens
+
+
+def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarray, n_total: int, pre: Shared,
+               theta: float, live: np.ndarray, params: LogisticParams | None = None) -> dict:
+    """Firth-penalised logistic fits of F slots (twin: ``reference.logistic.glm_firth``), every information secret.
+
+    Firth's fit maximises l*(b) = l(b) + log det I(b) / 2; its score is
+    U*_r = sum_i x_ir (y_i - mu_i + h_i (1/2 - mu_i)) with the hat diagonal
+    h_i = w_i x_i' I^-1 x_i, and the step is I*^-1 U*, I* = X' diag(w (1 + h)) X (Newton-like:
+    the fixed point U* = 0 does not depend on the step matrix; plink2 a3.5 steps with I^-1 and
+    step halving, which needs many more steps, later plink2 with I*). Columns are scaled by the
+    public D = diag(1/sqrt(N) for covariates, s_g = min(1, sqrt(4096 / N)) for g), so the sums
+    of a rare variant's carriers are O(1) in the fixed-point range and no product exceeds it.
+    Sums over individuals of the tensors (``_firth_site_sums``) make the hat terms linear in
+    I^-1: sum_i x_ir h_i (1/2 - mu_i) = T : I^-1 and X' diag(h w) X = Q : I^-1.
+
+    Steps, for a fixed public ``firth_iterations`` from beta0 (the null coefficients, 0):
+    1. sites add info, score and tensors at the public beta (free);
+    2. G ~ I^-1: preconditioned Richardson steps G <- (I - P I) G + P (``firth_inner_steps``, from 0;
+       P = 4 M~^-1 from the Wald preconditioner ``pre`` = theta M^-1: the eigenvalues of P I lie in (0, 1]
+       for every beta since 4 w <= 1, so the partial sums from 0 never exceed I^-1 and h <= 1);
+    3. one product [Q; T] vec(G) (2 rounds): I* = I + Q : G, U* = U + T : G;
+    4. the step z = I*^-1 U* by Richardson steps with P / 2 (I* <= 2 I since h <= 1), from 0;
+    5. the step is opened (``logistic.firth_step``, F q values), scaled down to max |step| = 5 when
+       larger (as plink2), beta updated in plaintext.
+    After the last step, G at the final beta and its genotype entry opened (``logistic.firth_var``):
+    SE = s_g sqrt(G_gg), as plink2 a3.5 reports ([I^-1]_gg of the penalised fit), P = 2 Phi(-|b / SE|).
+    A fit has converged when its last max |step| < ``tol``. Padding slots (live False) enter public dummies.
+    Rounds: about 6 + 4 inner_steps per step, 2 inner_steps + 4 at the end; traffic per step about
+    F (P^2 + P + (4 + 2 inner_steps) q^2) ring elements to each other party, P = q (q + 1) / 2.
+    """
+    pp = params or LogisticParams()
+    f = ctx.frac
+    F, k = g.shape[0], x.shape[1]
+    q = k + 1
+    sg = 1.0 / math.sqrt(max(1.0, n_total / 4096.0))
+    scale = np.r_[np.full(k, 1.0 / math.sqrt(n_total)), sg]
+    dinv = 1.0 / scale
+    sp = 4.0 / (theta * n_total) * np.outer(dinv, dinv)  # P = 4 M~^-1 from pre = theta M^-1
+    ptil = truncate(Shared(ctx, pre.data * encode(sp, f), pre.frac + f), f)
+    fixed_p = fix(ptil, "logistic.firth_precond_mask")
+    pf = ptil.with_frac(f)
+    eye = np.broadcast_to(np.eye(q), (F, q, q))
+    iu, ju = np.triu_indices(q)
+    npair = iu.size
+    beta = np.array(beta0, dtype=np.float64)
+    last = np.full(F, np.inf)
+    for it in range(pp.firth_iterations + 1):
+        info_l, score_l, tens_l = _firth_site_sums(g, x, y, beta, scale, live)
+        info = ctx.inputs_sum(info_l, shape=(F, q, q), frac=f)
+        b = fix(eye - fixed_p.left_mul(info, "logistic.firth_product"), "logistic.firth_iter_mask")
+        ginv = pf  # from 0 at every beta: a previous inverse may exceed this one (h > 1)
+        for _ in range(pp.firth_inner_steps - 1):
+            ginv = b.left_mul(ginv, "logistic.firth_product") + pf
+        if it == pp.firth_iterations:
+            break
+        score = ctx.inputs_sum(score_l[:, :, None], shape=(F, q, 1), frac=f)
+        tens = ctx.inputs_sum(tens_l, shape=(F, npair + q, npair), frac=f)
+        r = arith.matmul(tens, Shared(ctx, np.ascontiguousarray(ginv.data[:, iu, ju])[:, :, None], f))
+        e = np.zeros((F, q, q), dtype=np.uint64)
+        e[:, iu, ju] = r.data[:, :npair, 0]
+        e[:, ju, iu] = r.data[:, :npair, 0]
+        istar = info + Shared(ctx, e, r.frac)
+        ustar = score + r[:, npair:, :]
+        half = lambda v: Shared(ctx, v.data, v.frac + 1)  # noqa: E731  (the same shares read as v / 2)
+        bs = fix(eye - fixed_p.left_mul(half(istar), "logistic.firth_product"), "logistic.firth_iter_mask")
+        cs = fixed_p.left_mul(half(ustar), "logistic.firth_product")
+        sol = cs
+        for _ in range(pp.firth_inner_steps - 1):
+            sol = bs.left_mul(sol, "logistic.firth_product") + cs
+        st = ctx.open(sol[:, :, 0], "logistic.firth_step") * scale
+        big = np.abs(st).max(axis=1)
+        st *= np.minimum(1.0, 5.0 / np.maximum(big, 1e-300))[:, None]
+        beta[live] += st[live]
+        last = np.abs(st).max(axis=1)
+    var = ctx.open(ginv[:, k, k], "logistic.firth_var") * sg * sg
+    ok = live & (last < pp.tol) & (var > 0) & np.all(np.isfinite(beta), axis=1)
+    bg = beta[:, k]
+    se = np.sqrt(np.where(ok, var, np.nan))
+    return {"beta": np.where(ok, bg, np.nan), "se": se, "converged": ok}
+
+
 def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray, n_total: int,
               params: LogisticParams | None = None, xtx: np.ndarray | None = None) -> dict:
     """Logistic Wald fits (twin: ``reference.logistic.glm_logistic``) of T variants at once.
@@ -442,16 +571,40 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
         xvar = b.left_mul(xvar, "logistic.wald_product") + c[:, :, 1:]
     var = ctx.open(xvar[:, k, 0], "logistic.wald_var") / sigma * 4.0 / n_total
     ok = done & active & (var > 0)
-    bg = beta[:, k]
+    bg = beta[:, k].copy()
     se = np.sqrt(np.where(ok, var, np.nan))
     zs = bg / se
     logp = np.log(2.0) + stats.norm.logsf(np.abs(zs))
+    out["converged"] = ok
+    # Firth's fallback (plink2's default firth-fallback) for the fits that failed, in a public number of slots
+    out["firth"] = np.zeros(T, dtype=bool)
+    nslot = min(pp.firth_slots, T)
+    if nslot:
+        failed = np.flatnonzero(~ok)
+        if failed.size > nslot:
+            log.warning("%d Wald fits failed; Firth fits for the first %d (firth_slots), the others stay "
+                        "LOGISTIC_CONVERGE_FAIL", failed.size, nslot)
+        slots = np.zeros(nslot, dtype=np.int64)
+        live = np.zeros(nslot, dtype=bool)
+        slots[: min(failed.size, nslot)] = failed[:nslot]
+        live[: min(failed.size, nslot)] = True
+        b0 = np.zeros((nslot, q))
+        b0[:, :k] = null.beta
+        fr = firth_fits(ctx, x, y, g[slots], b0, n_total, pre[slots], theta, live, pp)
+        out["firth"][slots[live]] = True
+        fok = slots[live & fr["converged"]]
+        bg[fok] = fr["beta"][live & fr["converged"]]
+        se[fok] = fr["se"][live & fr["converged"]]
+        ok = ok.copy()
+        ok[fok] = True
+        zs = bg / se
+        logp = np.log(2.0) + stats.norm.logsf(np.abs(zs))
     out["beta"] = np.where(ok, bg, np.nan)
     out["se"] = np.where(ok, se, np.nan)
     out["z"] = np.where(ok, zs, np.nan)
     out["p"] = np.where(ok, np.exp(logp), np.nan)
     out["neglog10_p"] = np.where(ok, -logp / np.log(10.0), np.nan)
-    out["converged"] = ok
+    out["firth_converged"] = out["firth"] & ok
     return out
 
 

@@ -21,6 +21,7 @@ from cipherome.genomics.reference.logistic import (
     NullModel,
     ScoreResult,
     fit_null_logistic,
+    glm_firth,
     glm_logistic,
     logistic_score_test,
     score_sums,
@@ -59,7 +60,7 @@ __all__ = [
     # trend
     "TrendResult", "trend_test", "residualized_trend_test",
     # logistic
-    "LogisticResult", "ScoreResult", "NullModel", "glm_logistic", "fit_null_logistic",
+    "LogisticResult", "ScoreResult", "NullModel", "glm_firth", "glm_logistic", "fit_null_logistic",
     "logistic_score_test", "score_test_from_sums", "score_sums",
     # PCA
     "PCAResult", "pca_exact", "pca_randomized", "relationship_matrix", "standardize",
