@@ -66,14 +66,11 @@ MAX_BOUND_LOG2 = 40
 def orientation_free_keys(variants: VariantTable) -> tuple[np.ndarray, np.ndarray]:
     """(keys (m,) object array of 'chrom:pos:lo:hi', alt_is_larger (m,) bool), alleles upper-cased."""
     chrom = normalize_chroms(variants.chrom)
-    m = len(variants)
-    keys = np.empty(m, dtype=object)
-    alt_larger = np.empty(m, dtype=bool)
-    for i in range(m):
-        ref, alt = str(variants.ref[i]).upper(), str(variants.alt[i]).upper()
-        lo, hi = (ref, alt) if ref <= alt else (alt, ref)
-        keys[i] = f"{chrom[i]}:{int(variants.pos[i])}:{lo}:{hi}"
-        alt_larger[i] = alt > ref
+    ref = [str(r).upper() for r in variants.ref]
+    alt = [str(a).upper() for a in variants.alt]
+    keys = np.array([f"{c}:{int(p)}:{r}:{a}" if r <= a else f"{c}:{int(p)}:{a}:{r}"
+                     for c, p, r, a in zip(chrom, variants.pos, ref, alt)], dtype=object)
+    alt_larger = np.array([a > r for r, a in zip(ref, alt)], dtype=bool)
     return keys, alt_larger
 
 
