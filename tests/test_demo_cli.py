@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 GLM_LINEAR = "#CHROM POS ID REF ALT A1 TEST OBS_CT BETA SE T_STAT P ERRCODE".split()
-GLM_LOGISTIC = "#CHROM POS ID REF ALT A1 TEST OBS_CT OR LOG(OR)_SE Z_STAT P ERRCODE".split()
+GLM_LOGISTIC = "#CHROM POS ID REF ALT A1 FIRTH? TEST OBS_CT OR LOG(OR)_SE Z_STAT P ERRCODE".split()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -41,7 +41,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> tuple[subproces
 def check_outputs(out: Path) -> None:
     for prefix, pheno, suffix, header in (("demo.nopca", "quant_trait", "glm.linear", GLM_LINEAR),
                                           ("demo", "quant_trait", "glm.linear", GLM_LINEAR),
-                                          ("demo", "disease", "glm.logistic", GLM_LOGISTIC)):
+                                          ("demo", "disease", "glm.logistic.hybrid", GLM_LOGISTIC)):
         base = out / f"{prefix}.{pheno}"
         lines = Path(f"{base}.{suffix}").read_text().splitlines()
         assert lines[0].split("\t") == header

@@ -166,3 +166,63 @@ def test_wald_rare_variants_match_twin():
     assert np.max(np.abs(r["beta"][both] - tw.beta[both])) < 1e-3
     assert np.max(np.abs(r["neglog10_p"][both] - tw.neglog10_p[both])) < 0.01
     assert np.all(np.isnan(r["p"][~r["converged"]]))
+
+
+def test_firth_fallback_rare_variants_match_plink2_firth():
+    """Rare variants (minor allele count 1-15, some separated: no case or no control carries A1): the Wald fits
+    that fail get Firth's penalised fit (plink2's default firth-fallback) in one batch of public slots; its rows
+    match ``plink2 --glm firth`` (ln OR within 1e-3, LOG(OR)_SE 1e-3, -log10 P 0.01) and the twin to 1e-5, and
+    every variant plink2's firth-fallback fits by Firth is one of them."""
+    from cipherome.genomics.gwas.logistic import fit_null, wald_fits
+
+    if not have_plink(PLINK2):
+        pytest.skip("plink2 not installed")
+    d = gwas_data()
+    s = d.study
+    cov = d.covariates12
+    keep = complete_samples(s.binary, cov)
+    n = int(keep.sum())
+    x, y, site = design_matrix(cov[keep], n), s.binary[keep], s.site[keep]
+    g = s.genotypes[:, keep]
+    alt = np.where(g >= 0, g, 0).sum(1)
+    mac = np.minimum(alt, 2 * (g >= 0).sum(1) - alt)
+    cand = np.flatnonzero((mac >= 1) & (mac <= 15))
+    a1 = plink2_a1_is_alt(s.genotypes[cand])
+    pp = LogisticParams(firth_slots=16)
+
+    def job(ctx):
+        sel = site == ctx.index
+        null = fit_null(ctx, x[sel], y[sel], n)
+        return wald_fits(ctx, null, x[sel], y[sel], g[cand][:, sel], n, pp, alt_major=~a1)
+
+    run = run_local(job, 3, frac=24, timeout=900)
+    r = run.results[0]
+    ids = np.asarray(s.variant_id)[cand]
+    extract = d.dir / "secure_firth_rare.txt"
+    extract.write_text("\n".join(ids) + "\n")
+    base = ["--bfile", d.bfile, "--pheno", d.pheno, "--pheno-name", BINARY_PHENO, "--covar", d.covar12,
+            "--covar-variance-standardize", "--extract", extract, "--glm", "hide-covar"]
+    pf = read_glm(run_plink([*base, "firth"], d.dir / "secure_firth", out="log").path(f".{BINARY_PHENO}.glm.firth"))
+    ph = read_glm(run_plink(base, d.dir / "secure_firth_fb", out="log").path(f".{BINARY_PHENO}.glm.logistic.hybrid"))
+    jf = np.array([{v: i for i, v in enumerate(pf["ID"])}[v] for v in ids])
+    jh = np.array([{v: i for i, v in enumerate(ph["ID"])}[v] for v in ids])
+    plink_firth = ph["FIRTH?"][jh] == "Y"
+    assert plink_firth.sum() >= 5
+    assert not (plink_firth & ~r["firth"]).any()  # every plink2 Firth row is a Firth row here
+    fr = r["firth"]
+    assert r["firth_converged"][fr].all()
+    sign = np.where(a1, 1.0, -1.0)
+    d_lnor = np.abs(sign[fr] * r["beta"][fr] - np.log(pf["OR"][jf][fr]))
+    assert d_lnor.max() <= 1e-3, d_lnor.max()
+    np.testing.assert_allclose(r["se"][fr], pf["LOG(OR)_SE"][jf][fr], rtol=1e-3)
+    assert np.abs(r["neglog10_p"][fr] + np.log10(pf["P"][jf][fr])).max() <= 0.01
+    tw = lg.glm_firth(s.genotypes[cand[fr]], s.binary, cov)
+    assert np.abs(r["beta"][fr] - tw.beta).max() < 1e-5
+    np.testing.assert_allclose(r["se"][fr], tw.se, rtol=1e-5)
+    print(f"Firth rows {fr.sum()} (plink2 Y {plink_firth.sum()}): max |d ln OR| vs plink2 --glm firth "
+          f"{d_lnor.max():.2e}, vs twin {np.abs(r['beta'][fr] - tw.beta).max():.2e}")
+    for name, rep in run.reports.items():
+        led = {e["label"]: e["elements"] for e in rep["ledger"] if "firth" in e["label"]}
+        if name != "dealer":
+            assert led == {"logistic.firth_step": pp.firth_iterations * pp.firth_slots * (x.shape[1] + 1),
+                           "logistic.firth_var": pp.firth_slots}

@@ -30,6 +30,7 @@ from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
+from cipherome.protocols.spdinv import newton_schulz
 from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
@@ -82,8 +83,8 @@ class LogisticParams:
     preconditioned Richardson steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
     fraction a variant may have (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this
     many top hits whose Wald fit fails (a public batch size: the dealer sees no count of failures);
-    firth_iterations, firth_inner_steps: the Firth fits' fixed, public numbers of steps and of Richardson
-    steps per solve."""
+    firth_iterations, firth_ns_steps: the Firth fits' fixed, public numbers of steps and of Newton-Schulz
+    steps per inverse."""
 
     top: int = 100
     tol_null: float = 1e-4
@@ -94,9 +95,9 @@ class LogisticParams:
     inner_steps: int = 12
     block: int = 4096
     missing_bound: float = 0.1
-    firth_slots: int = 0
-    firth_iterations: int = 16
-    firth_inner_steps: int = 24
+    firth_slots: int = 8
+    firth_iterations: int = 12
+    firth_ns_steps: int = 5
 
     @classmethod
     def from_gwas(cls, p) -> "LogisticParams":
@@ -357,10 +358,12 @@ def _schur_preconditioner(ctx, cu: Shared, du: Shared, ainv: np.ndarray) -> Shar
 
 
 def _firth_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarray, scale: np.ndarray,
-                     live: np.ndarray):
+                     live: np.ndarray, center: np.ndarray):
     """This site's sums for Firth's penalised fit of F slots at public coefficients, in scaled columns.
 
-    Per slot j, over its called samples, with x~ = [x, g_j] * scale (public column scales),
+    Per slot j, over its called samples, with x~ = [x, g_j - center_j] * scale (public column scales;
+    the public centre 2 for a variant whose ALT allele is the major one keeps the column rare-coded, far
+    from the intercept: the fit's genotype coefficient is unchanged, the intercept absorbs the shift),
     eta = [x, g_j] beta_j, mu = sigmoid(eta), w = mu (1 - mu), and the packed pairs
     (c <= d, off-diagonal pairs counted twice) of Z = x~_c x~_d:
     info (F, q, q) = X~'WX~; score (F, q) = X~'(y - mu); tens (F, P + q, P), P = q (q + 1) / 2:
@@ -380,7 +383,7 @@ def _firth_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarr
     for j in range(F):
         gj = np.asarray(g[j], dtype=np.float64)
         called = np.isfinite(gj) & (gj >= 0)
-        xs = np.column_stack([x[called], gj[called]])
+        xs = np.column_stack([x[called], gj[called] - center[j]])
         xt = xs * scale
         if not live[j]:
             info[j] = xt.T @ xt / 4.0
@@ -395,34 +398,60 @@ def _firth_site_sums(g: np.ndarray, x: np.ndarray, y: np.ndarray, beta: np.ndarr
     return info, score, tens
 
 
-def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarray, n_total: int, pre: Shared,
-               theta: float, live: np.ndarray, params: LogisticParams | None = None) -> dict:
+def _firth_inverse(info: Shared, x0: np.ndarray, steps: int, hi: int) -> Shared:
+    """I^-1 (F, q, q) of a secret information matrix by its block inverse with the genotype's Schur complement.
+
+    The covariate block A (k x k) is well conditioned (its public bound X'X / 4N gives the
+    start x0, with the eigenvalues of x0 A in (0, 2)), so ``steps`` Newton-Schulz steps invert it;
+    the ill-conditioning of a rare variant sits in the scalar s = d - c' A^-1 c, inverted by
+    ``reciprocal`` (s < 2^hi). With a = A^-1 c: I^-1 = [[A^-1 + a a'/s, -a/s], [-a'/s, 1/s]].
+    Rounds: 4 steps + 4 + about 30 (reciprocal).
+    """
+    ctx = info.ctx
+    F, q, _ = info.shape
+    k = q - 1
+    gc = newton_schulz(info[:, :k, :k], Shared.public(ctx, np.broadcast_to(x0, (F, k, k)), info.frac), steps)
+    a = arith.matmul(gc, info[:, :k, k:])  # (F, k, 1)
+    r = reciprocal(info[:, k, k] - arith.dot(info[:, :k, k], a[:, :, 0]), hi=hi)
+    ar = arith.mul(a[:, :, 0], r.reshape(F, 1))
+    outer = arith.mul(a.broadcast_to((F, k, k)), ar.reshape(F, 1, k).broadcast_to((F, k, k)))
+    out = np.zeros((F, q, q), dtype=np.uint64)
+    out[:, :k, :k] = (gc + outer).data
+    out[:, :k, k] = out[:, k, :k] = (-ar).data
+    out[:, k, k] = r.data
+    return Shared(ctx, out, info.frac)
+
+
+def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarray, n_total: int, ainv: np.ndarray,
+               theta: float, live: np.ndarray, params: LogisticParams | None = None,
+               center: np.ndarray | None = None) -> dict:
     """Firth-penalised logistic fits of F slots (twin: ``reference.logistic.glm_firth``), every information secret.
 
     Firth's fit maximises l*(b) = l(b) + log det I(b) / 2; its score is
     U*_r = sum_i x_ir (y_i - mu_i + h_i (1/2 - mu_i)) with the hat diagonal
-    h_i = w_i x_i' I^-1 x_i, and the step is I*^-1 U*, I* = X' diag(w (1 + h)) X (Newton-like:
-    the fixed point U* = 0 does not depend on the step matrix; plink2 a3.5 steps with I^-1 and
-    step halving, which needs many more steps, later plink2 with I*). Columns are scaled by the
-    public D = diag(1/sqrt(N) for covariates, s_g = min(1, sqrt(4096 / N)) for g), so the sums
-    of a rare variant's carriers are O(1) in the fixed-point range and no product exceeds it.
-    Sums over individuals of the tensors (``_firth_site_sums``) make the hat terms linear in
+    h_i = w_i x_i' I^-1 x_i, and the step is I*^-1 U*, I* = X' diag(w (1 + h)) X (Newton-like;
+    the fixed point U* = 0 does not depend on the step matrix: plink2 a3.5 steps with I^-1 and
+    step halving, which needs many more steps, later plink2 versions with I*). Columns are scaled by
+    the public D = diag(1/sqrt(N) for covariates, s_g = min(1, sqrt(4096 / N)) for g), so a rare
+    variant's carrier sums are O(1) in the fixed-point range and no product leaves it.
+    The tensors summed over individuals (``_firth_site_sums``) make the hat terms linear in
     I^-1: sum_i x_ir h_i (1/2 - mu_i) = T : I^-1 and X' diag(h w) X = Q : I^-1.
 
     Steps, for a fixed public ``firth_iterations`` from beta0 (the null coefficients, 0):
     1. sites add info, score and tensors at the public beta (free);
-    2. G ~ I^-1: preconditioned Richardson steps G <- (I - P I) G + P (``firth_inner_steps``, from 0;
-       P = 4 M~^-1 from the Wald preconditioner ``pre`` = theta M^-1: the eigenvalues of P I lie in (0, 1]
-       for every beta since 4 w <= 1, so the partial sums from 0 never exceed I^-1 and h <= 1);
+    2. G = I^-1 (``_firth_inverse``: Newton-Schulz on the covariate block from the public
+       theta (X'X / 4N)^-1, reciprocal of the genotype's Schur complement);
     3. one product [Q; T] vec(G) (2 rounds): I* = I + Q : G, U* = U + T : G;
-    4. the step z = I*^-1 U* by Richardson steps with P / 2 (I* <= 2 I since h <= 1), from 0;
-    5. the step is opened (``logistic.firth_step``, F q values), scaled down to max |step| = 5 when
-       larger (as plink2), beta updated in plaintext.
+    4. G* = I*^-1 by ``firth_ns_steps`` Newton-Schulz steps from 2/3 G (I <= I* <= 2 I since
+       0 <= h <= 1, so the eigenvalues of 2/3 G I* lie in [2/3, 4/3]); the step G* U* (2 rounds);
+    5. the step is opened (``logistic.firth_step``, F q values), scaled down to max |step| = 2
+       when larger (plink2 caps at 5 and halves on a decrease of l*; a MAC-1 variant oscillates
+       at 5 without halving), and beta updated in plaintext.
     After the last step, G at the final beta and its genotype entry opened (``logistic.firth_var``):
-    SE = s_g sqrt(G_gg), as plink2 a3.5 reports ([I^-1]_gg of the penalised fit), P = 2 Phi(-|b / SE|).
+    SE = s_g sqrt(G_gg), as plink2 a3.5 reports it ([I^-1]_gg at the penalised fit), P = 2 Phi(-|b / SE|).
     A fit has converged when its last max |step| < ``tol``. Padding slots (live False) enter public dummies.
-    Rounds: about 6 + 4 inner_steps per step, 2 inner_steps + 4 at the end; traffic per step about
-    F (P^2 + P + (4 + 2 inner_steps) q^2) ring elements to each other party, P = q (q + 1) / 2.
+    Rounds per step: about 4 (5 + firth_ns_steps) + 40; traffic per step about
+    F (P^2 + P + 8 q^2 (firth_ns_steps + 6)) ring elements to each other party, P = q (q + 1) / 2.
     """
     pp = params or LogisticParams()
     f = ctx.frac
@@ -430,23 +459,18 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
     q = k + 1
     sg = 1.0 / math.sqrt(max(1.0, n_total / 4096.0))
     scale = np.r_[np.full(k, 1.0 / math.sqrt(n_total)), sg]
-    dinv = 1.0 / scale
-    sp = 4.0 / (theta * n_total) * np.outer(dinv, dinv)  # P = 4 M~^-1 from pre = theta M^-1
-    ptil = truncate(Shared(ctx, pre.data * encode(sp, f), pre.frac + f), f)
-    fixed_p = fix(ptil, "logistic.firth_precond_mask")
-    pf = ptil.with_frac(f)
-    eye = np.broadcast_to(np.eye(q), (F, q, q))
+    x0 = 4.0 * min(1.9, theta) * np.asarray(ainv, dtype=np.float64)  # X~'WX~ (covariates) <= X'X / 4N
+    hi = max(4, int(math.ceil(math.log2(4.0 * n_total * sg * sg))) + 1)  # s <= sum w (s_g g)^2 <= N s_g^2
     iu, ju = np.triu_indices(q)
     npair = iu.size
+    center = np.zeros(F) if center is None else np.asarray(center, dtype=np.float64)
     beta = np.array(beta0, dtype=np.float64)
+    beta[:, 0] += beta[:, k] * center  # the same model with the genotype column g - center
     last = np.full(F, np.inf)
     for it in range(pp.firth_iterations + 1):
-        info_l, score_l, tens_l = _firth_site_sums(g, x, y, beta, scale, live)
+        info_l, score_l, tens_l = _firth_site_sums(g, x, y, beta, scale, live, center)
         info = ctx.inputs_sum(info_l, shape=(F, q, q), frac=f)
-        b = fix(eye - fixed_p.left_mul(info, "logistic.firth_product"), "logistic.firth_iter_mask")
-        ginv = pf  # from 0 at every beta: a previous inverse may exceed this one (h > 1)
-        for _ in range(pp.firth_inner_steps - 1):
-            ginv = b.left_mul(ginv, "logistic.firth_product") + pf
+        ginv = _firth_inverse(info, x0, pp.firth_ns_steps, hi)
         if it == pp.firth_iterations:
             break
         score = ctx.inputs_sum(score_l[:, :, None], shape=(F, q, 1), frac=f)
@@ -456,34 +480,29 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
         e[:, iu, ju] = r.data[:, :npair, 0]
         e[:, ju, iu] = r.data[:, :npair, 0]
         istar = info + Shared(ctx, e, r.frac)
-        ustar = score + r[:, npair:, :]
-        half = lambda v: Shared(ctx, v.data, v.frac + 1)  # noqa: E731  (the same shares read as v / 2)
-        bs = fix(eye - fixed_p.left_mul(half(istar), "logistic.firth_product"), "logistic.firth_iter_mask")
-        cs = fixed_p.left_mul(half(ustar), "logistic.firth_product")
-        sol = cs
-        for _ in range(pp.firth_inner_steps - 1):
-            sol = bs.left_mul(sol, "logistic.firth_product") + cs
-        st = ctx.open(sol[:, :, 0], "logistic.firth_step") * scale
+        gstar = newton_schulz(istar, arith.mul_public(ginv, 2.0 / 3.0), pp.firth_ns_steps)
+        st = ctx.open(arith.matmul(gstar, score + r[:, npair:, :])[:, :, 0], "logistic.firth_step") * scale
         big = np.abs(st).max(axis=1)
-        st *= np.minimum(1.0, 5.0 / np.maximum(big, 1e-300))[:, None]
+        st *= np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))[:, None]
         beta[live] += st[live]
         last = np.abs(st).max(axis=1)
     var = ctx.open(ginv[:, k, k], "logistic.firth_var") * sg * sg
     ok = live & (last < pp.tol) & (var > 0) & np.all(np.isfinite(beta), axis=1)
-    bg = beta[:, k]
     se = np.sqrt(np.where(ok, var, np.nan))
-    return {"beta": np.where(ok, bg, np.nan), "se": se, "converged": ok}
+    return {"beta": np.where(ok, beta[:, k], np.nan), "se": se, "converged": ok}
 
 
 def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray, n_total: int,
-              params: LogisticParams | None = None, xtx: np.ndarray | None = None) -> dict:
+              params: LogisticParams | None = None, xtx: np.ndarray | None = None,
+              alt_major: np.ndarray | None = None) -> dict:
     """Logistic Wald fits (twin: ``reference.logistic.glm_logistic``) of T variants at once.
 
     g (T, n_s) int8 dosages of the variants at this site's samples (-1 missing), or float
     dosages (NaN missing); each
     variant is fitted on its called samples S_j with the design [x, g_j] (q = k + 1).
     xtx: the public X'X / N of the design over all samples (the GWAS opens it with the
-    covariate moments; if None it is opened here as ``logistic.covariate_gram``).
+    covariate moments; if None it is opened here as ``logistic.covariate_gram``); alt_major (T,) bool:
+    the ALT allele is the major one (public: PLINK's A1 is REF), which centres the Firth fits' genotype column.
 
     Steps. Preconditioner, once: sites add c_j = X_S'g / N and d_j = g'g / N over S_j;
     P_j = theta M_j^-1 (:func:`_schur_preconditioner`, about 35 rounds) with
@@ -590,7 +609,8 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
         live[: min(failed.size, nslot)] = True
         b0 = np.zeros((nslot, q))
         b0[:, :k] = null.beta
-        fr = firth_fits(ctx, x, y, g[slots], b0, n_total, pre[slots], theta, live, pp)
+        center = None if alt_major is None else np.where(np.asarray(alt_major, bool)[slots], 2.0, 0.0)
+        fr = firth_fits(ctx, x, y, g[slots], b0, n_total, ainv, theta, live, pp, center)
         out["firth"][slots[live]] = True
         fok = slots[live & fr["converged"]]
         bg[fok] = fr["beta"][live & fr["converged"]]
@@ -623,8 +643,10 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
     Returns {"columns": {OR, LOG(OR)_SE, Z_STAT, P}, "errcode", "obs_ct", "test", "wald",
     "null_beta", "score_p"}: rows of the top ``params.top`` score p-values carry the Wald fit
     (test "ADD"); the others carry the score test (test "SCORE": Z_STAT = U / sqrt(V), P;
-    OR and SE NA). A top hit whose Wald fit fails keeps its score result with ERRCODE
-    LOGISTIC_CONVERGE_FAIL.
+    OR and SE NA). A top hit whose Wald fit fails gets Firth's fit (plink2's default firth-fallback;
+    "firth" (n_tested,) bool marks those rows, PLINK's FIRTH? column), within ``firth_slots``;
+    if that fails too, it keeps its score result with ERRCODE FIRTH_CONVERGE_FAIL (beyond the slots:
+    LOGISTIC_CONVERGE_FAIL).
     """
     pp = params if isinstance(params, LogisticParams) else (LogisticParams.from_gwas(params) if params is not None
                                                               else LogisticParams())
@@ -634,21 +656,25 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
     cand = np.flatnonzero(ok)
     top = cand[np.lexsort((cand, -np.abs(sc["z"][cand])))][: pp.top]
     top = np.sort(top)
-    wd = wald_fits(ctx, null, x, y, read_block(top), n_total, pp, xtx=xtx)
+    wd = wald_fits(ctx, null, x, y, read_block(top), n_total, pp, xtx=xtx,
+                   alt_major=None if a1_is_alt is None else ~np.asarray(a1_is_alt, bool)[top])
     sign = np.ones(n_tested) if a1_is_alt is None else np.where(np.asarray(a1_is_alt, bool), 1.0, -1.0)
     lnor = np.full(n_tested, np.nan)
     se = np.full(n_tested, np.nan)
     zst = sc["z"] * sign
     p = sc["p"].copy()
     wald = np.zeros(n_tested, dtype=bool)
-    conv = wd["converged"]
+    conv = np.isfinite(wd["beta"]) & np.isfinite(wd["se"])  # Wald, or Firth where the Wald fit failed
+    firth = np.zeros(n_tested, dtype=bool)
+    firth[top[wd["firth"]]] = True
     wald[top[conv]] = True
     lnor[top[conv]] = wd["beta"][conv] * sign[top[conv]]
     se[top[conv]] = wd["se"][conv]
     zst[top[conv]] = wd["z"][conv] * sign[top[conv]]
     p[top[conv]] = wd["p"][conv]
     err = np.where(sc["const"], "CONST_OMITTED_ALLELE", ".").astype(object)
-    err[top[~conv]] = "LOGISTIC_CONVERGE_FAIL"
+    err[top[~conv & ~wd["firth"]]] = "LOGISTIC_CONVERGE_FAIL"
+    err[top[~conv & wd["firth"]]] = "FIRTH_CONVERGE_FAIL"
     test = np.where(wald, "ADD", "SCORE").astype(object)
     return {
         "columns": {"OR": np.exp(lnor), "LOG(OR)_SE": se, "Z_STAT": zst, "P": p},
@@ -656,6 +682,7 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
         "obs_ct": sc["obs_ct"],
         "test": test,
         "wald": wald,
+        "firth": firth,
         "null_beta": null.beta,
         "score_p": sc["p"],
         "score_z": sc["z"] * sign,

@@ -232,6 +232,9 @@ def result_table(result: dict) -> tuple[AssocTable, str]:
         obs_ct=np.asarray(assoc["obs_ct"]), stats={k: np.asarray(c, float) for k, c in assoc["columns"].items()},
         errcode=np.asarray(assoc["errcode"], dtype=object),
     )
+    if "firth" in assoc:  # plink2's default firth-fallback: a FIRTH? column and the .hybrid name
+        table.extra_before_test["FIRTH?"] = np.where(np.asarray(assoc["firth"], bool), "Y", "N")
+        return table, SUFFIX[result["glm"]] + ".hybrid"
     return table, SUFFIX[result["glm"]]
 
 
@@ -239,7 +242,7 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
                        highlight_ids=None, extra: dict | None = None, p_before=None) -> dict[str, Path]:
     """Write the association table, QC summary, plots and run report of a secure GWAS.
 
-    Files: PREFIX.PHENO.glm.linear (or .glm.logistic, .trend), PREFIX.PHENO.qc.json,
+    Files: PREFIX.PHENO.glm.linear (or .glm.logistic.hybrid as plink2's firth-fallback, .trend), PREFIX.PHENO.qc.json,
     PREFIX.PHENO.manhattan.png, PREFIX.PHENO.qq.png, PREFIX.PHENO.run.json, and with
     --pca PREFIX.PHENO.eigenval (so that the next trait never overwrites it). The run report
     has per-party stages with time, bytes and rounds,
