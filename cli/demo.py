@@ -46,7 +46,7 @@ def _runs(pcs: int):
 def demo(outdir: str, sites: int, pcs: int, pcs_alias: int | None, inproc: bool) -> None:
     """Run a secure GWAS on built-in example data and print the hits beside the planted truth.
 
-    Writes into the folder --out: demo.PHENO.glm.linear/.glm.logistic, .qc.json, .manhattan.png, .qq.png,
+    Writes into the folder --out: demo.PHENO.glm.linear/.glm.logistic.hybrid, .qc.json, .manhattan.png, .qq.png,
     .run.json and .eigenval for quant_trait (with secure PCs; demo.nopca.* without) and disease.
     """
     import numpy as np

@@ -169,7 +169,7 @@ def qc_summary(result: dict) -> str:
 def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, covar_standardize,
          ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, block_alias, extract, exclude, chrom,
          from_bp, to_bp, threads):
-    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic, .trend), .qc.json,
+    """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic.hybrid, .trend), .qc.json,
     .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
 
     Prints the QC summary, including the variants withheld by the sites' min_cell_size policy. With
