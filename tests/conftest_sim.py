@@ -27,7 +27,7 @@ _sys.modules.setdefault("conftest_sim", _sys.modules[__name__])
 _sys.modules.setdefault("tests.conftest_sim", _sys.modules[__name__])
 
 __all__ = ["SimData", "scratch_dir", "gwas_config", "gwas_data", "pca_config", "pca_data", "pca_small_data",
-           "pca_gwas_data", "N_PCS"]
+           "pca_gwas_data", "N_PCS", "rare_variants", "plink_firth_reports"]
 
 #: PCs added to the 4 simulated covariates -> 12 covariates in the GWAS tests.
 N_PCS = 8
@@ -131,3 +131,29 @@ def pca_gwas_data() -> SimData:
     calls, 1% missing phenotypes: the study of the --pca 10 association comparison with plink2."""
     return _build(demo_config().replace(n_samples=800, n_variants=2000, pheno_missing_rate=0.01, seed=7),
                   "pca_gwas", with_pcs=False)
+
+
+def rare_variants(genotypes: np.ndarray, lo: int = 1, hi: int = 15) -> np.ndarray:
+    """Indices of the variants whose minor allele count (over called samples) is within [lo, hi]."""
+    alt = np.where(genotypes >= 0, genotypes, 0).sum(1)
+    mac = np.minimum(alt, 2 * (genotypes >= 0).sum(1) - alt)
+    return np.flatnonzero((mac >= lo) & (mac <= hi))
+
+
+def plink_firth_reports(d: SimData, ids, tag: str) -> tuple[dict, dict]:
+    """``plink2 --glm firth`` and ``--glm firth-fallback`` (hybrid) reports of the GWAS study's binary trait with
+    its 12 covariates on the variants ``ids``, each with its rows in the order of ``ids``."""
+    from cipherome.genomics.simulate import BINARY_PHENO
+    from plink_runner import read_glm, run_plink
+
+    extract = d.dir / f"{tag}.txt"
+    extract.write_text("\n".join(ids) + "\n")
+    base = ["--bfile", d.bfile, "--pheno", d.pheno, "--pheno-name", BINARY_PHENO, "--covar", d.covar12,
+            "--covar-variance-standardize", "--extract", extract, "--glm", "hide-covar"]
+    out = []
+    for mode, suffix in (("firth", "glm.firth"), ("firth-fallback", "glm.logistic.hybrid")):
+        t = read_glm(run_plink([*base, mode], d.dir / f"{tag}_{mode}", out="log").path(f".{BINARY_PHENO}.{suffix}"))
+        pos = {v: i for i, v in enumerate(t["ID"])}
+        rows = np.array([pos[v] for v in ids])
+        out.append({k: v[rows] for k, v in t.items()})
+    return out[0], out[1]

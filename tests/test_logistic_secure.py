@@ -9,7 +9,7 @@ from cipherome.genomics.gwas.logistic import DISCLOSURES, LogisticParams, logist
 from cipherome.genomics.reference.linear import complete_samples, design_matrix, plink2_a1_is_alt
 from cipherome.genomics.simulate import BINARY_PHENO
 from cipherome.mpc.local import run_local
-from tests.conftest_sim import gwas_data
+from tests.conftest_sim import gwas_data, plink_firth_reports, rare_variants
 from tests.plink_runner import PLINK2, have_plink, read_glm, run_plink
 
 TOP = 100
@@ -137,21 +137,23 @@ def test_ledger_holds_only_documented_disclosures(secure_run):
         assert {e["label"] for e in rep["ledger"] if e["kind"] == "public"} <= public
 
 
-def test_wald_rare_variants_match_twin():
-    """Rare variants (minor allele count 1-15, no MAF filter): the preconditioned Newton steps still
-    converge to the textbook fit where it converges; where neither converges (separation), NaN."""
-    from cipherome.genomics.gwas.logistic import fit_null, wald_fits
-
+def _rare_study():
+    """The GWAS study's complete samples: (data, study, covariates, N, design, y, site, genotypes (M, N))."""
     d = gwas_data()
     s = d.study
     cov = d.covariates12
     keep = complete_samples(s.binary, cov)
     n = int(keep.sum())
-    x, y, site = design_matrix(cov[keep], n), s.binary[keep], s.site[keep]
-    g = s.genotypes[:, keep]
-    alt = np.where(g >= 0, g, 0).sum(1)
-    mac = np.minimum(alt, 2 * (g >= 0).sum(1) - alt)
-    cand = np.flatnonzero((mac >= 1) & (mac <= 15))[:48]
+    return d, s, cov, n, design_matrix(cov[keep], n), s.binary[keep], s.site[keep], s.genotypes[:, keep]
+
+
+def test_wald_rare_variants_match_twin():
+    """Rare variants (minor allele count 1-15, no MAF filter): the preconditioned Newton steps still
+    converge to the textbook fit where it converges; where neither converges (separation), NaN."""
+    from cipherome.genomics.gwas.logistic import fit_null, wald_fits
+
+    d, s, cov, n, x, y, site, g = _rare_study()
+    cand = rare_variants(g)[:48]
     tw = lg.glm_logistic(s.genotypes[cand], s.binary, cov)
 
     def job(ctx):
@@ -177,16 +179,8 @@ def test_firth_fallback_rare_variants_match_plink2_firth():
 
     if not have_plink(PLINK2):
         pytest.skip("plink2 not installed")
-    d = gwas_data()
-    s = d.study
-    cov = d.covariates12
-    keep = complete_samples(s.binary, cov)
-    n = int(keep.sum())
-    x, y, site = design_matrix(cov[keep], n), s.binary[keep], s.site[keep]
-    g = s.genotypes[:, keep]
-    alt = np.where(g >= 0, g, 0).sum(1)
-    mac = np.minimum(alt, 2 * (g >= 0).sum(1) - alt)
-    cand = np.flatnonzero((mac >= 1) & (mac <= 15))
+    d, s, cov, n, x, y, site, g = _rare_study()
+    cand = rare_variants(g)
     a1 = plink2_a1_is_alt(s.genotypes[cand])
     pp = LogisticParams(firth_slots=16)
 
@@ -197,15 +191,8 @@ def test_firth_fallback_rare_variants_match_plink2_firth():
 
     run = run_local(job, 3, frac=24, timeout=900)
     r = run.results[0]
-    ids = np.asarray(s.variant_id)[cand]
-    extract = d.dir / "secure_firth_rare.txt"
-    extract.write_text("\n".join(ids) + "\n")
-    base = ["--bfile", d.bfile, "--pheno", d.pheno, "--pheno-name", BINARY_PHENO, "--covar", d.covar12,
-            "--covar-variance-standardize", "--extract", extract, "--glm", "hide-covar"]
-    pf = read_glm(run_plink([*base, "firth"], d.dir / "secure_firth", out="log").path(f".{BINARY_PHENO}.glm.firth"))
-    ph = read_glm(run_plink(base, d.dir / "secure_firth_fb", out="log").path(f".{BINARY_PHENO}.glm.logistic.hybrid"))
-    jf = np.array([{v: i for i, v in enumerate(pf["ID"])}[v] for v in ids])
-    jh = np.array([{v: i for i, v in enumerate(ph["ID"])}[v] for v in ids])
+    pf, ph = plink_firth_reports(d, np.asarray(s.variant_id)[cand], "secure_firth_rare")
+    jf = jh = np.arange(len(cand))
     plink_firth = ph["FIRTH?"][jh] == "Y"
     assert plink_firth.sum() >= 5
     assert not (plink_firth & ~r["firth"]).any()  # every plink2 Firth row is a Firth row here

@@ -8,7 +8,7 @@ from cipherome.genomics.reference import logistic as lg
 from cipherome.genomics.reference.linear import complete_samples, design_matrix, plink2_a1_is_alt
 from cipherome.genomics.simulate import BINARY_PHENO
 
-from conftest_sim import gwas_data
+from conftest_sim import gwas_data, plink_firth_reports, rare_variants
 from plink_runner import PLINK2, have_plink, read_glm, run_plink
 
 pytestmark = pytest.mark.skipif(not have_plink(PLINK2), reason="plink2 not installed")
@@ -113,20 +113,11 @@ def test_firth_twin_matches_plink2_firth_on_rare_variants():
     d = gwas_data()
     s = d.study
     g = s.genotypes
-    alt = np.where(g >= 0, g, 0).sum(1)
-    mac = np.minimum(alt, 2 * (g >= 0).sum(1) - alt)
-    cand = np.flatnonzero((mac >= 1) & (mac <= 15))
+    cand = rare_variants(g)
     ids = np.asarray(s.variant_id)[cand]
-    extract = d.dir / "firth_rare.txt"
-    extract.write_text("\n".join(ids) + "\n")
-    base = ["--bfile", d.bfile, "--pheno", d.pheno, "--pheno-name", BINARY_PHENO, "--covar", d.covar12,
-            "--covar-variance-standardize", "--extract", extract, "--glm", "hide-covar"]
-    pf = read_glm(run_plink([*base, "firth"], d.dir / "firth", out="log").path(f".{BINARY_PHENO}.glm.firth"))
-    ph = read_glm(run_plink([*base, "firth-fallback"], d.dir / "firth_fb", out="log")
-                  .path(f".{BINARY_PHENO}.glm.logistic.hybrid"))
+    pf, ph = plink_firth_reports(d, ids, "firth_rare")
     tw = lg.glm_firth(g[cand], s.binary, d.covariates12)
-    pos = {v: i for i, v in enumerate(pf["ID"])}
-    j = np.array([pos[v] for v in ids])
+    j = np.arange(len(cand))
     ok = tw.converged & np.isfinite(pf["P"][j])
     assert ok.sum() >= len(cand) - 1
     sign = np.where(plink2_a1_is_alt(g[cand]), 1.0, -1.0)
@@ -134,7 +125,6 @@ def test_firth_twin_matches_plink2_firth_on_rare_variants():
     assert d_lnor.max() <= 1e-3  # measured 6.7e-4: plink2 a3.5 stops at |step| < 1e-4 in single precision
     np.testing.assert_allclose(tw.se[ok], pf["LOG(OR)_SE"][j][ok], rtol=1e-3)  # measured 2.4e-4
     assert np.abs(tw.neglog10_p[ok] + np.log10(pf["P"][j][ok])).max() <= 0.01  # measured 2.3e-4
-    posh = {v: i for i, v in enumerate(ph["ID"])}
-    jh = np.array([posh[v] for v in ids])
+    jh = j
     irls = lg.glm_logistic(g[cand], s.binary, d.covariates12)
     np.testing.assert_array_equal(ph["FIRTH?"][jh] == "Y", ~irls.converged)
