@@ -70,13 +70,15 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
             glm_mode = word
         elif word == "hide-covar":
             hide = True
+        elif word in ("firth-fallback", "no-firth"):  # firth-fallback is the default, as plink2's
+            extra = {**(extra or {}), "no_firth": word == "no-firth"}
         elif word == "allow-no-covars":
             if covs:
                 raise click.UsageError("--glm allow-no-covars runs without covariates; drop --covar-name")
             covs = []
         else:
             raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar,"
-                                     " allow-no-covars)", param_hint="--glm")
+                                     " firth-fallback, no-firth, allow-no-covars)", param_hint="--glm")
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,

@@ -128,3 +128,16 @@ def test_firth_twin_matches_plink2_firth_on_rare_variants():
     jh = j
     irls = lg.glm_logistic(g[cand], s.binary, d.covariates12)
     np.testing.assert_array_equal(ph["FIRTH?"][jh] == "Y", ~irls.converged)
+
+
+def test_glm_firth_modifiers_set_the_firth_slots():
+    """``--glm firth-fallback`` (the default, as plink2) keeps the Firth slots; ``--glm no-firth`` drops them."""
+    from cipherome.cli.gwas import gwas_params_from_cli
+    from cipherome.genomics.gwas.logistic import LogisticParams
+
+    def slots(*words):
+        p = gwas_params_from_cli("disease", (), None, None, None, None, ("logistic", *words), None, 0, 4096)
+        return LogisticParams.from_gwas(p).firth_slots
+
+    assert slots() == slots("firth-fallback") == LogisticParams().firth_slots > 0
+    assert slots("no-firth") == 0

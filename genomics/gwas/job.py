@@ -267,7 +267,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv), site_counts=[int(m[1]) for m in metas])
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
-                     "test": lres["test"], "firth": lres["firth"]}
+                     "test": lres["test"], **({"firth": lres["firth"]} if "firth" in lres else {})}
         else:
             design = SiteDesign(xs, ys)
             t0 = time.perf_counter()

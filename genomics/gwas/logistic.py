@@ -101,9 +101,11 @@ class LogisticParams:
 
     @classmethod
     def from_gwas(cls, p) -> "LogisticParams":
-        """From ``GwasParams`` (``logistic_top``, ``block``, ``geno`` or ``missing_bound``)."""
+        """From ``GwasParams`` (``logistic_top``, ``block``, ``geno`` or ``missing_bound``, ``extra["no_firth"]``)."""
         mb = p.geno if getattr(p, "geno", None) is not None else getattr(p, "missing_bound", 0.1)
-        return cls(top=int(p.logistic_top), block=int(p.block), missing_bound=float(mb))
+        no_firth = bool((getattr(p, "extra", None) or {}).get("no_firth", False))  # --glm no-firth
+        return cls(top=int(p.logistic_top), block=int(p.block), missing_bound=float(mb),
+                   **({"firth_slots": 0} if no_firth else {}))
 
 
 @dataclass
@@ -644,7 +646,8 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
     "null_beta", "score_p"}: rows of the top ``params.top`` score p-values carry the Wald fit
     (test "ADD"); the others carry the score test (test "SCORE": Z_STAT = U / sqrt(V), P;
     OR and SE NA). A top hit whose Wald fit fails gets Firth's fit (plink2's default firth-fallback;
-    "firth" (n_tested,) bool marks those rows, PLINK's FIRTH? column), within ``firth_slots``;
+    "firth" (n_tested,) bool marks those rows, PLINK's FIRTH? column; absent with firth_slots = 0, ``--glm no-firth``),
+    within ``firth_slots``;
     if that fails too, it keeps its score result with ERRCODE FIRTH_CONVERGE_FAIL (beyond the slots:
     LOGISTIC_CONVERGE_FAIL).
     """
@@ -682,7 +685,7 @@ def logistic_association(ctx, x: np.ndarray, y: np.ndarray, read_block: Callable
         "obs_ct": sc["obs_ct"],
         "test": test,
         "wald": wald,
-        "firth": firth,
+        **({"firth": firth} if pp.firth_slots else {}),  # --glm no-firth: no FIRTH? column (as plink2)
         "null_beta": null.beta,
         "score_p": sc["p"],
         "score_z": sc["z"] * sign,
