@@ -50,5 +50,6 @@ def test_rounds_do_not_grow_with_variants(glm):
     # 500 variants in blocks of 64: 8 blocks; 5,000 variants: 79 blocks; the schedule is the same
     assert one == ten
     # logistic: the secret null model (10 fixed Newton steps, about 37 rounds each) and the Wald fits'
-    # fixed 16 Newton steps (no data-dependent count for the dealer) take about 960 rounds
-    assert one["variant_qc"] < 100 and one["association"] < (200 if glm == "linear" else 1000)
+    # fixed 16 Newton steps (no data-dependent count for the dealer) take about 960 rounds; the Firth fallback's
+    # fixed 12 steps on its public slots (plink2's default firth-fallback) about 990 more
+    assert one["variant_qc"] < 100 and one["association"] < (200 if glm == "linear" else 2100)
