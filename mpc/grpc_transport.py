@@ -11,13 +11,17 @@ with a HELLO (job id, sender, study), then every message is chunks 0..total-1
 (chunk 0 carries dtype, shape and nbytes), then DONE (or ABORT with a reason).
 The HELLO's ``tag`` carries the job digest (job name, study, parameters; see
 ``daemon.job_digest``): the receiver refuses a stream of a job that differs from
-its own, naming the sender. The payload field ``data`` (field 15) is written last by our encoder, so the
+its own, naming the sender. An ABORT's ``tag`` carries the job digests its
+sender knows (JSON ``{party: digest}``) when they disagree, so that every party
+of a job that was submitted with different parameters can name the odd party,
+even one that never saw the odd party's own HELLO. The payload field ``data`` (field 15) is written last by our encoder, so the
 receiver slices it out of the received bytes without copying; any standard
 protobuf encoder produces bytes this decoder reads too. The receiving side
 trusts the peer's TLS certificate, never the ``sender`` field.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
@@ -66,6 +70,8 @@ EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
 HEALTH_METHOD = "/cipherome.v1.Control/Health"
 #: seconds a peer has to answer a health check when a message is overdue
 PROBE_SECONDS = 5.0
+#: trailing-metadata key of a refused stream: the job digests the refusing party knows (JSON)
+DIGESTS_KEY = "cipherome-digests"
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
 _PAD_KEY = bytes([(14 << 3) | 2])  # field 14: padding so that ``data`` is aligned
 _ALIGN = 16
@@ -350,7 +356,7 @@ class _Outgoing:
                 yield encode_chunk(pb.Chunk(kind=pb.Chunk.DONE))
                 return
             if isinstance(item, str):
-                yield encode_chunk(pb.Chunk(kind=pb.Chunk.ABORT, reason=item[:2000]))
+                yield encode_chunk(pb.Chunk(kind=pb.Chunk.ABORT, reason=item[:2000], tag=self.tr.abort_tag()))
                 return
             tag, arr = item
             yield from message_chunks(tag, arr, self.tr.chunk_bytes)
@@ -361,6 +367,7 @@ class _Outgoing:
                 if reply.kind == pb.ExchangeReply.ACCEPTED:
                     self.accepted.set()
         except grpc.RpcError as exc:
+            self.tr._merge_digests(_trailer(exc, DIGESTS_KEY))
             if not self.cancelled:
                 code = exc.code() if hasattr(exc, "code") else None
                 details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -377,6 +384,14 @@ class _Outgoing:
     def cancel(self) -> None:
         self.cancelled = True
         self.call.cancel()
+
+
+def _trailer(exc: grpc.RpcError, key: str) -> str:
+    """The value of ``key`` in the trailing metadata of a failed call, or ''."""
+    try:
+        return next((v for k, v in (exc.trailing_metadata() or ()) if k == key and isinstance(v, str)), "")
+    except Exception:  # noqa: BLE001 - not every RpcError carries metadata
+        return ""
 
 
 def _describe(code, details: str | None) -> str:
@@ -399,7 +414,9 @@ class GrpcTransport(Transport):
     peer gets a health check first (``PROBE_SECONDS``): the error then names the
     party that does not answer (stalled or unreachable), not the one that waits
     for it. ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
-    ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO.
+    ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO;
+    ``digests`` holds the job digest of every party heard of (its HELLO, or the
+    digests carried by an ABORT), so a disagreement can be named by majority.
     """
 
     def __init__(self, me: str, job_id: str, study: str, links: dict[str, PeerLink], pool: ChannelPool, *,
@@ -418,6 +435,7 @@ class GrpcTransport(Transport):
         self._aborted: str | None = None
         self.cancelled = False  # the abort was a cancel (here or at a peer)
         self._finished = False
+        self._digests: dict[str, str] = {me: job_digest}
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "GrpcTransport":
@@ -442,9 +460,14 @@ class GrpcTransport(Transport):
             self._finished = True
             self._box.clear()
             self._cond.notify_all()
-        for out in self._out.values():
+        failed = self._failure[0] if self._failure is not None else None
+        heard = self.digests
+        for peer, out in self._out.items():
             out.put(f"{self.me}: {reason}")
-            if not out.accepted.is_set():  # the peer never took the stream: nothing to flush
+            # a failed peer never heard of (no HELLO: down or unreachable) gets nothing; every other peer may
+            # still be about to take the stream (its job submitted a moment later) and must get the HELLO and
+            # the ABORT, not a cut stream
+            if peer == failed and peer not in heard and not out.accepted.is_set():
                 out.cancel()
         self._drain(2.0)
 
@@ -533,7 +556,48 @@ class GrpcTransport(Transport):
             self._cond.notify_all()
         log.info("job %s: party %s failed: %s", self.job_id, peer, reason)
 
-    def peer_aborted(self, peer: str, reason: str) -> None:
+    def note_digest(self, peer: str, digest: str) -> bool:
+        """Record the job digest in ``peer``'s HELLO; True if it equals this party's."""
+        with self._cond:
+            self._digests[peer] = digest
+            self._cond.notify_all()
+        return digest == self.job_digest
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """The job digest of every party of this job heard of so far (this party's included)."""
+        with self._cond:
+            return dict(self._digests)
+
+    def wait_digests(self, timeout: float) -> dict[str, str]:
+        """Wait (at most ``timeout`` s) until every party's job digest is known; return those known."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._digests) <= len(self.links) and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return dict(self._digests)
+
+    def abort_tag(self) -> str:
+        """The ``tag`` of an ABORT: the known digests as JSON when they disagree, else empty."""
+        known = self.digests
+        return json.dumps(known, sort_keys=True, separators=(",", ":")) if len(set(known.values())) > 1 else ""
+
+    def _merge_digests(self, tag: str) -> None:
+        """Add the digests an ABORT carried for parties not heard of directly (a HELLO is never overridden)."""
+        try:
+            got = json.loads(tag) if tag else {}
+        except ValueError:
+            return
+        if not isinstance(got, dict):
+            return
+        with self._cond:
+            for party, digest in got.items():
+                if (party in self.links or party == self.me) and isinstance(digest, str) and len(digest) <= 128:
+                    self._digests.setdefault(party, digest)
+            self._cond.notify_all()
+
+    def peer_aborted(self, peer: str, reason: str, digests: str = "") -> None:
+        self._merge_digests(digests)
         with self._cond:
             if self._finished or self._aborted is not None:
                 return
@@ -558,11 +622,15 @@ class GrpcTransport(Transport):
 
 # ----------------------------------------------------------------------------- server side
 class Refused(Exception):
-    """A stream or call refused by the daemon: a gRPC status code and a message for the caller."""
+    """A stream or call refused by the daemon: a gRPC status code and a message for the caller.
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    ``digests`` (an ABORT-style tag, see ``GrpcTransport.abort_tag``) goes back in the
+    trailing metadata ``DIGESTS_KEY`` when a stream is refused for a job digest mismatch.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, digests: str = ""):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.digests = code, message, digests
 
 
 _fp_cache: dict[bytes, str] = {}
@@ -606,6 +674,8 @@ def exchange_handler(resolve, max_message_bytes: int):
         try:
             tr = resolve(hello, fp)
         except Refused as exc:
+            if exc.digests:
+                context.set_trailing_metadata(((DIGESTS_KEY, exc.digests),))
             context.abort(exc.code, exc.message)
         sender = hello.sender
         yield pb.ExchangeReply(kind=pb.ExchangeReply.ACCEPTED)
@@ -636,7 +706,7 @@ def exchange_handler(resolve, max_message_bytes: int):
                     ended = True
                     break
                 elif hdr.kind == pb.Chunk.ABORT:
-                    tr.peer_aborted(sender, hdr.reason or "no reason given")
+                    tr.peer_aborted(sender, hdr.reason or "no reason given", hdr.tag)
                     ended = True
                     break
                 else:
