@@ -70,6 +70,8 @@ EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
 HEALTH_METHOD = "/cipherome.v1.Control/Health"
 #: seconds a peer has to answer a health check when a message is overdue
 PROBE_SECONDS = 5.0
+#: a party that is up and runs the job is waited for up to this many round timeouts per message
+PATIENCE = 10
 #: trailing-metadata key of a refused stream: the job digests the refusing party knows (JSON)
 DIGESTS_KEY = "cipherome-digests"
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
@@ -316,6 +318,21 @@ class ChannelPool:
             response_deserializer=pb.HealthReply.FromString,
         )
 
+    def handshake(self, link: PeerLink) -> grpc.Future:
+        """A fresh channel to ``link`` and the future of its readiness (TCP, TLS and HTTP/2 set up).
+
+        gRPC's core completes a handshake without the peer's Python interpreter, so
+        a peer busy in a long step that holds the interpreter lock (it cannot answer
+        a health check) still gets ready; a stopped or unreachable peer does not.
+        The caller closes the channel (``future.channel``).
+        """
+        creds = grpc.ssl_channel_credentials(root_certificates=link.cert_pem, private_key=self._key,
+                                             certificate_chain=self._cert)
+        ch = grpc.secure_channel(link.address, creds, options=channel_options(link.name))
+        fut = grpc.channel_ready_future(ch)
+        fut.channel = ch
+        return fut
+
     def exchange(self, link: PeerLink):
         """The raw ``Exchange`` stream-stream callable (requests are pre-encoded bytes)."""
         return self.channel(link).stream_stream(
@@ -413,7 +430,12 @@ class GrpcTransport(Transport):
     peer as soon as any peer of the job is lost. When a message is overdue, every
     peer gets a health check first (``PROBE_SECONDS``): the error then names the
     party that does not answer (stalled or unreachable), not the one that waits
-    for it. ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
+    for it. A party that is up (it answers the health check, or at least completes a
+    TLS handshake while a long local step holds its interpreter) and still runs the
+    job (its stream to us is open) is waited for again, up to ``patience`` seconds
+    in all (default ``PATIENCE * timeout``): the round timeout detects stalled and
+    lost parties and does not have to exceed the longest local step of a job.
+    ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
     ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO;
     ``digests`` holds the job digest of every party heard of (its HELLO, or the
     digests carried by an ABORT), so a disagreement can be named by majority.
@@ -421,11 +443,12 @@ class GrpcTransport(Transport):
 
     def __init__(self, me: str, job_id: str, study: str, links: dict[str, PeerLink], pool: ChannelPool, *,
                  timeout: float = 60.0, max_message_bytes: int = 16 << 30, chunk_bytes: int = CHUNK_BYTES,
-                 job_digest: str = ""):
+                 job_digest: str = "", patience: float | None = None):
         self.me, self.job_id, self.study, self.job_digest = me, job_id, study, job_digest
         self.links = dict(links)
         self.pool = pool
         self.timeout, self.max_message_bytes, self.chunk_bytes = timeout, max_message_bytes, chunk_bytes
+        self.patience = PATIENCE * timeout if patience is None else patience
         self.stats = TrafficStats()
         self._cond = threading.Condition()
         self._box: dict[tuple[str, str], np.ndarray] = {}
@@ -436,6 +459,7 @@ class GrpcTransport(Transport):
         self.cancelled = False  # the abort was a cancel (here or at a peer)
         self._finished = False
         self._digests: dict[str, str] = {me: job_digest}
+        self._streams_in: set[str] = set()  # peers whose stream to us is open (HELLO taken, no DONE/ABORT/loss yet)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "GrpcTransport":
@@ -494,48 +518,85 @@ class GrpcTransport(Transport):
 
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> np.ndarray:
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         key = (frm, tag)
-        with self._cond:
-            while key not in self._box:
-                if self._aborted is not None:
-                    raise JobAborted(self._aborted)
-                if self._failure is not None:
-                    peer, reason = self._failure
-                    raise PeerError(peer, tag if peer == frm else f"{tag} (waiting for {frm})", reason)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            else:
-                data = self._box.pop(key)
-                self.stats.count_recv(frm, data.nbytes)
-                return data
-        silent = self.unresponsive()
-        if silent:
-            who = frm if frm in silent else silent[0]
-            raise PeerError(who, tag if who == frm else f"{tag} (waiting for {frm})",
-                            f"does not answer (stalled or unreachable): no message from {frm!r} within {timeout:g} s "
-                            f"and no answer to a health check within {PROBE_SECONDS:g} s")
-        raise PeerError(frm, tag, f"no message within {timeout:g} s (the party answers health checks)")
+        while True:
+            with self._cond:
+                while key not in self._box:
+                    if self._aborted is not None:
+                        raise JobAborted(self._aborted)
+                    if self._failure is not None:
+                        peer, reason = self._failure
+                        raise PeerError(peer, tag if peer == frm else f"{tag} (waiting for {frm})", reason)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                else:
+                    data = self._box.pop(key)
+                    self.stats.count_recv(frm, data.nbytes)
+                    return data
+                running = frm in self._streams_in
+            state = self.probe()
+            waited = time.monotonic() - t0
+            silent = [p for p, st in state.items() if st == "silent"]
+            if silent:
+                who = frm if frm in silent else silent[0]
+                raise PeerError(who, tag if who == frm else f"{tag} (waiting for {frm})",
+                                f"does not answer (stalled or unreachable): no message from {frm!r} within "
+                                f"{waited:.0f} s and neither a health check nor a TLS handshake answered within "
+                                f"{PROBE_SECONDS:g} s")
+            how = "it answers health checks" if state[frm] == "answers" else \
+                "busy: it completes TLS handshakes but answers no health check"
+            if running and waited + timeout <= max(self.patience, timeout):
+                log.info("job %s: no message %s from %s for %.0f s; it is up (%s) and runs the job: waiting on",
+                         self.job_id, tag, frm, waited, how)
+                deadline = time.monotonic() + timeout
+                continue
+            why = "is up" if running else "is up but its stream of this job is closed"
+            raise PeerError(frm, tag, f"no message within {waited:.0f} s although the party {why} ({how}); a local "
+                                      f"step longer than {max(self.patience, timeout):g} s needs a longer round timeout")
 
-    def unresponsive(self) -> list[str]:
-        """The peers of this job that do not answer a health check within ``PROBE_SECONDS`` (probed in parallel)."""
-        calls = {}
+    def probe(self) -> dict[str, str]:
+        """Liveness of every peer of this job, probed in parallel within ``PROBE_SECONDS``.
+
+        "answers": it answers a health check; "busy": it does not, but completes a
+        TLS handshake (up, its interpreter held by a long step); "silent": neither
+        (stopped, hung or unreachable).
+        """
+        calls, shakes = {}, {}
         for peer, link in self.links.items():
             try:
                 calls[peer] = self.pool.health(link).future(pb.HealthRequest(), timeout=PROBE_SECONDS)
             except Exception:  # noqa: BLE001 - a probe that cannot start counts as no answer
                 calls[peer] = None
-        silent = []
-        for peer, fut in calls.items():
+            try:
+                shakes[peer] = self.pool.handshake(link)
+            except Exception:  # noqa: BLE001
+                shakes[peer] = None
+        deadline = time.monotonic() + PROBE_SECONDS
+        state = {}
+        for peer in self.links:
+            fut, shake = calls[peer], shakes[peer]
             try:
                 if fut is None:
                     raise RuntimeError("probe not sent")
-                fut.result()
+                fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                state[peer] = "answers"
             except Exception:  # noqa: BLE001
-                silent.append(peer)
-        return silent
+                try:
+                    if shake is None:
+                        raise RuntimeError("handshake not started")
+                    shake.result(timeout=max(0.0, deadline - time.monotonic()))
+                    state[peer] = "busy"
+                except Exception:  # noqa: BLE001
+                    state[peer] = "silent"
+        for shake in shakes.values():
+            if shake is not None:
+                shake.cancel()
+                shake.channel.close()
+        return state
 
     # -- called by the incoming side -----------------------------------------------
     def deliver(self, frm: str, tag: str, array: np.ndarray) -> None:
@@ -550,6 +611,7 @@ class GrpcTransport(Transport):
 
     def _peer_failed(self, peer: str, reason: str) -> None:
         with self._cond:
+            self._streams_in.discard(peer)
             if self._finished or self._failure is not None:
                 return
             self._failure = (peer, reason)
@@ -557,9 +619,11 @@ class GrpcTransport(Transport):
         log.info("job %s: party %s failed: %s", self.job_id, peer, reason)
 
     def note_digest(self, peer: str, digest: str) -> bool:
-        """Record the job digest in ``peer``'s HELLO; True if it equals this party's."""
+        """Record the job digest in ``peer``'s HELLO (its stream to us is open); True if it equals this party's."""
         with self._cond:
             self._digests[peer] = digest
+            if digest == self.job_digest:
+                self._streams_in.add(peer)
             self._cond.notify_all()
         return digest == self.job_digest
 
@@ -596,9 +660,15 @@ class GrpcTransport(Transport):
                     self._digests.setdefault(party, digest)
             self._cond.notify_all()
 
+    def peer_done(self, peer: str) -> None:
+        """``peer`` ended its stream to us normally (DONE): it finished the job."""
+        with self._cond:
+            self._streams_in.discard(peer)
+
     def peer_aborted(self, peer: str, reason: str, digests: str = "") -> None:
         self._merge_digests(digests)
         with self._cond:
+            self._streams_in.discard(peer)
             if self._finished or self._aborted is not None:
                 return
             self._aborted = f"party '{peer}' aborted the job ({reason})"
@@ -703,6 +773,7 @@ def exchange_handler(resolve, max_message_bytes: int):
                     if asm.partial:
                         error = "stream ended inside a message"
                         break
+                    tr.peer_done(sender)
                     ended = True
                     break
                 elif hdr.kind == pb.Chunk.ABORT:
