@@ -565,33 +565,32 @@ class GrpcTransport(Transport):
         TLS handshake (up, its interpreter held by a long step); "silent": neither
         (stopped, hung or unreachable).
         """
-        calls, shakes = {}, {}
-        for peer, link in self.links.items():
+        def start(fn):
             try:
-                calls[peer] = self.pool.health(link).future(pb.HealthRequest(), timeout=PROBE_SECONDS)
+                return fn()
             except Exception:  # noqa: BLE001 - a probe that cannot start counts as no answer
-                calls[peer] = None
+                return None
+
+        def answered(fut, deadline: float) -> bool:
             try:
-                shakes[peer] = self.pool.handshake(link)
-            except Exception:  # noqa: BLE001
-                shakes[peer] = None
+                fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                return True
+            except Exception:  # noqa: BLE001 - failed, refused or timed out
+                return False
+
+        calls = {peer: start(lambda link=link: self.pool.health(link).future(pb.HealthRequest(),
+                                                                              timeout=PROBE_SECONDS))
+                 for peer, link in self.links.items()}
+        shakes = {peer: start(lambda link=link: self.pool.handshake(link)) for peer, link in self.links.items()}
         deadline = time.monotonic() + PROBE_SECONDS
         state = {}
         for peer in self.links:
-            fut, shake = calls[peer], shakes[peer]
-            try:
-                if fut is None:
-                    raise RuntimeError("probe not sent")
-                fut.result(timeout=max(0.0, deadline - time.monotonic()))
+            if calls[peer] is not None and answered(calls[peer], deadline):
                 state[peer] = "answers"
-            except Exception:  # noqa: BLE001
-                try:
-                    if shake is None:
-                        raise RuntimeError("handshake not started")
-                    shake.result(timeout=max(0.0, deadline - time.monotonic()))
-                    state[peer] = "busy"
-                except Exception:  # noqa: BLE001
-                    state[peer] = "silent"
+            elif shakes[peer] is not None and answered(shakes[peer], deadline):
+                state[peer] = "busy"
+            else:
+                state[peer] = "silent"
         for shake in shakes.values():
             if shake is not None:
                 shake.cancel()
