@@ -32,7 +32,6 @@ __all__ = ["FP_BITS", "HASHES", "agree_job_key", "hash_keys", "lane_table", "sug
            "cuckoo_hashes", "cuckoo_table", "simple_table", "cuckoo_geometry"]
 
 FP_BITS = 48
-_FP_MASK = (1 << FP_BITS) - 1
 
 
 def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
@@ -51,15 +50,13 @@ def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
 
 def _macs(job_key: bytes, keys) -> np.ndarray:
     """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key."""
-    out = np.empty((len(keys), 4), dtype=np.uint64)
-    for i, k in enumerate(keys):
-        out[i] = np.frombuffer(hmac.new(job_key, str(k).encode(), hashlib.sha256).digest(), dtype="<u8")
-    return out
+    raw = b"".join(hmac.digest(job_key, str(k).encode(), "sha256") for k in keys)
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(len(keys), 4)
 
 
-def _fingerprints(w: np.ndarray) -> np.ndarray:
-    """48-bit fingerprints (bytes 8-13 of the MAC), never 0."""
-    fp = w[:, 1] & np.uint64(_FP_MASK)
+def _fingerprints(w: np.ndarray, bits: int = FP_BITS) -> np.ndarray:
+    """``bits``-bit fingerprints (the low bits of MAC word 1), never 0."""
+    fp = w[:, 1] & np.uint64((1 << bits) - 1)
     fp[fp == 0] = 1
     return fp
 
@@ -151,8 +148,8 @@ CUCKOO_LOAD = 1.27  # bins per element (Pinkas, Schneider, Weinert, Wieder, Euro
 _MAX_KICKS = 1000
 
 
-def cuckoo_hashes(job_key: bytes, keys, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate bins ``(m, 3)`` int64 and fingerprints ``(m,)`` uint64 of variant keys.
+def cuckoo_hashes(job_key: bytes, keys, bins: int, bits: int = FP_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate bins ``(m, 3)`` int64 and ``bits``-bit fingerprints ``(m,)`` uint64 of variant keys.
 
     Bin k of a key is word k' of its MAC mod ``bins`` (words 0, 2, 3; word 1 is
     the fingerprint), so the three choices are independent of each other and of
@@ -160,7 +157,7 @@ def cuckoo_hashes(job_key: bytes, keys, bins: int) -> tuple[np.ndarray, np.ndarr
     """
     w = _macs(job_key, keys)
     cand = (w[:, [0, 2, 3]] % np.uint64(bins)).astype(np.int64)
-    return cand, _fingerprints(w)
+    return cand, _fingerprints(w, bits)
 
 
 def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +169,8 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
     row_tab = np.full((bins, 1), -1, np.int64)
     if m > bins:
         raise InputError(f"{owner}: {m} variants do not fit a cuckoo table of {bins} bins; rerun with more bins "
-                         "(--table-size) or a larger public bound (--max-member-variants)")
+                         "(--table-size) or a larger public bound (--max-member-variants)",
+                         kind='its variants do not fit the hashed variant table; rerun with a larger table')
     occ = row_tab[:, 0]
     rng = np.random.default_rng(0x5EED)
     c = np.asarray(cand, np.int64).tolist()
@@ -188,7 +186,8 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
             occ[b], cur = cur, int(occ[b])
         if cur >= 0:
             raise InputError(f"{owner}: the cuckoo table of {bins} bins could not place every variant (a rare event "
-                             "for a given job key); simply rerun the job (a new job key is drawn)")
+                             "for a given job key); simply rerun the job (a new job key is drawn)",
+                             kind='the cuckoo table could not place every variant (a rare event); simply rerun the job')
     fp_tab[occ >= 0, 0] = np.asarray(fps, np.uint64)[occ[occ >= 0]]
     return fp_tab, row_tab
 
