@@ -554,9 +554,9 @@ class GrpcTransport(Transport):
                          self.job_id, tag, frm, waited, how)
                 deadline = time.monotonic() + timeout
                 continue
-            why = "is up" if running else "is up but its stream of this job is closed"
-            raise PeerError(frm, tag, f"no message within {waited:.0f} s although the party {why} ({how}); a local "
-                                      f"step longer than {max(self.patience, timeout):g} s needs a longer round timeout")
+            why = (f"is up ({how}); a local step longer than {max(self.patience, timeout):g} s needs a longer round "
+                   "timeout") if running else f"is up ({how}) but has no open stream of this job"
+            raise PeerError(frm, tag, f"no message within {waited:.0f} s although the party {why}")
 
     def probe(self) -> dict[str, str]:
         """Liveness of every peer of this job, probed in parallel within ``PROBE_SECONDS``.
