@@ -70,8 +70,8 @@ EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
 HEALTH_METHOD = "/cipherome.v1.Control/Health"
 #: seconds a peer has to answer a health check when a message is overdue
 PROBE_SECONDS = 5.0
-#: a party that is up and runs the job is waited for up to this many round timeouts per message
-PATIENCE = 10
+#: a sender that is up (health check or TLS handshake) and runs the job may stay silent this many round timeouts before the job fails
+LIVE_PATIENCE = 10
 #: trailing-metadata key of a refused stream: the job digests the refusing party knows (JSON)
 DIGESTS_KEY = "cipherome-digests"
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
@@ -433,7 +433,7 @@ class GrpcTransport(Transport):
     for it. A party that is up (it answers the health check, or at least completes a
     TLS handshake while a long local step holds its interpreter) and still runs the
     job (its stream to us is open) is waited for again, up to ``patience`` seconds
-    in all (default ``PATIENCE * timeout``): the round timeout detects stalled and
+    in all (default ``LIVE_PATIENCE * timeout``): the round timeout detects stalled and
     lost parties and does not have to exceed the longest local step of a job.
     ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
     ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO;
@@ -448,18 +448,18 @@ class GrpcTransport(Transport):
         self.links = dict(links)
         self.pool = pool
         self.timeout, self.max_message_bytes, self.chunk_bytes = timeout, max_message_bytes, chunk_bytes
-        self.patience = PATIENCE * timeout if patience is None else patience
+        self.patience = LIVE_PATIENCE * timeout if patience is None else patience
         self.stats = TrafficStats()
         self._cond = threading.Condition()
         self._box: dict[tuple[str, str], np.ndarray] = {}
         self._seen: set[tuple[str, str]] = set()
+        self._joined: set[str] = set()  # peers whose stream to us is open (accepted, no DONE/ABORT/loss yet)
         self._out: dict[str, _Outgoing] = {}
         self._failure: tuple[str, str] | None = None  # (peer, reason)
         self._aborted: str | None = None
         self.cancelled = False  # the abort was a cancel (here or at a peer)
         self._finished = False
         self._digests: dict[str, str] = {me: job_digest}
-        self._streams_in: set[str] = set()  # peers whose stream to us is open (HELLO taken, no DONE/ABORT/loss yet)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "GrpcTransport":
@@ -517,6 +517,11 @@ class GrpcTransport(Transport):
         out.put((tag, data))
 
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> np.ndarray:
+        """The message (frm, tag). After ``timeout`` s without it, every peer is probed (``probe``: a
+        health check and a TLS handshake): a peer that answers neither fails the job (named); else the
+        sender is up and busy (a long local step, numba compiling on a loaded machine, a step holding
+        the interpreter lock) and, if it has joined this job (its stream is open), the wait goes on, up
+        to ``patience`` seconds in all, with a warning each round timeout."""
         timeout = self.timeout if timeout is None else timeout
         t0 = time.monotonic()
         deadline = t0 + timeout
@@ -537,7 +542,7 @@ class GrpcTransport(Transport):
                     data = self._box.pop(key)
                     self.stats.count_recv(frm, data.nbytes)
                     return data
-                running = frm in self._streams_in
+                running = frm in self._joined
             state = self.probe()
             waited = time.monotonic() - t0
             silent = [p for p, st in state.items() if st == "silent"]
@@ -550,8 +555,8 @@ class GrpcTransport(Transport):
             how = "it answers health checks" if state[frm] == "answers" else \
                 "busy: it completes TLS handshakes but answers no health check"
             if running and waited + timeout <= max(self.patience, timeout):
-                log.info("job %s: no message %s from %s for %.0f s; it is up (%s) and runs the job: waiting on",
-                         self.job_id, tag, frm, waited, how)
+                log.warning("job %s: waiting for %s (%s): no message for %.0f s; %s, still waiting", self.job_id,
+                            frm, tag, waited, how)
                 deadline = time.monotonic() + timeout
                 continue
             why = (f"is up ({how}); a local step longer than {max(self.patience, timeout):g} s needs a longer round "
@@ -598,6 +603,12 @@ class GrpcTransport(Transport):
         return state
 
     # -- called by the incoming side -----------------------------------------------
+    def peer_joined(self, peer: str) -> None:
+        """``peer`` opened its stream for this job (it runs the job, with the same digest); its DONE, ABORT or
+        loss removes it."""
+        with self._cond:
+            self._joined.add(peer)
+
     def deliver(self, frm: str, tag: str, array: np.ndarray) -> None:
         key = (frm, tag)
         with self._cond:
@@ -610,7 +621,7 @@ class GrpcTransport(Transport):
 
     def _peer_failed(self, peer: str, reason: str) -> None:
         with self._cond:
-            self._streams_in.discard(peer)
+            self._joined.discard(peer)
             if self._finished or self._failure is not None:
                 return
             self._failure = (peer, reason)
@@ -618,11 +629,9 @@ class GrpcTransport(Transport):
         log.info("job %s: party %s failed: %s", self.job_id, peer, reason)
 
     def note_digest(self, peer: str, digest: str) -> bool:
-        """Record the job digest in ``peer``'s HELLO (its stream to us is open); True if it equals this party's."""
+        """Record the job digest in ``peer``'s HELLO; True if it equals this party's."""
         with self._cond:
             self._digests[peer] = digest
-            if digest == self.job_digest:
-                self._streams_in.add(peer)
             self._cond.notify_all()
         return digest == self.job_digest
 
@@ -662,12 +671,12 @@ class GrpcTransport(Transport):
     def peer_done(self, peer: str) -> None:
         """``peer`` ended its stream to us normally (DONE): it finished the job."""
         with self._cond:
-            self._streams_in.discard(peer)
+            self._joined.discard(peer)
 
     def peer_aborted(self, peer: str, reason: str, digests: str = "") -> None:
         self._merge_digests(digests)
         with self._cond:
-            self._streams_in.discard(peer)
+            self._joined.discard(peer)
             if self._finished or self._aborted is not None:
                 return
             self._aborted = f"party '{peer}' aborted the job ({reason})"
@@ -747,6 +756,7 @@ def exchange_handler(resolve, max_message_bytes: int):
                 context.set_trailing_metadata(((DIGESTS_KEY, exc.digests),))
             context.abort(exc.code, exc.message)
         sender = hello.sender
+        tr.peer_joined(sender)
         yield pb.ExchangeReply(kind=pb.ExchangeReply.ACCEPTED)
         asm = Assembler(min(max_message_bytes, tr.max_message_bytes))
         messages = nbytes = 0
