@@ -234,7 +234,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         with ctx.stage("pca"):
             n_pca = len(select_pca_variants(site, sv, passed, PCAParams.from_gwas(params)))
             check_pca_loadings(ctx.parties, [int(m[0]) for m in metas], [bool(m[7]) for m in metas], n_pca)
-            pca = secure_pca(ctx, site, sv, passed, keep, params)
+            pca = secure_pca(ctx, site, sv, passed, keep, params, dosage=dosage)
             if site.output_dir:  # this site's own scores, at this site only (PLINK's .eigenvec)
                 stem = Path(str(params.extra.get("out_name") or "cipherome")).name or "cipherome"  # no folders
                 name = f"{stem}.{site.name}.eigenvec"
