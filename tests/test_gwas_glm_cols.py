@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dosage_sim import write_dosage_study
+from dosage_sim import site_data, write_dosage_study
 from genomics_files import needs_plink2, plink2
 
 from cipherome.genomics.gwas.glm_cols import parse_cols
@@ -38,15 +38,7 @@ def dstudy(tmp_path_factory):
 
 
 def _site(ds, s: int, kind: str, policy=None) -> Site:
-    f = ds[f"site{s + 1}"]
-    data = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
-    if kind == "pgen":
-        data["pfile"] = str(f["pfile"])
-    elif kind == "bed":
-        data["bfile"] = str(f["bfile"])
-    else:
-        data["bgen"], data["sample"] = str(f["bgen16"]), str(f["sample16"])
-    return Site(f"site{s + 1}", data, dict(policy or {}))
+    return Site(f"site{s + 1}", site_data(ds, s, kind), dict(policy or {}))
 
 
 def _run(ds, kinds, params, policy=None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dosage_sim import write_dosage_study
+from dosage_sim import site_data, write_dosage_study
 from genomics_files import needs_plink2, plink2
 
 from cipherome.genomics.gwas.pca import PCAParams, dosage_bits, frequency_bits, secure_pca
@@ -44,17 +44,7 @@ def dstudy(tmp_path_factory):
 def _secure(ds, kinds, passed_ids, dosage: bool):
     study = ds["study"]
     params = GwasParams(pheno_name="quant_trait")
-    sites = []
-    for s, kind in enumerate(kinds):
-        f = ds[f"site{s + 1}"]
-        data = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
-        if kind == "pgen":
-            data["pfile"] = str(f["pfile"])
-        elif kind == "bed":
-            data["bfile"] = str(f["bfile"])
-        else:
-            data["bgen"], data["sample"] = str(f["bgen16"]), str(f["sample16"])
-        sites.append(site_from_config(Site(f"site{s + 1}", data, {}), params))
+    sites = [site_from_config(Site(f"site{s + 1}", site_data(ds, s, kind), {}), params) for s, kind in enumerate(kinds)]
     m = len(study.variant_id)
     sv = StudyVariants(np.arange(m), np.zeros(m, bool), np.arange(m), 0)
     passed = np.flatnonzero(np.isin(np.asarray(study.variant_id), list(passed_ids)))
