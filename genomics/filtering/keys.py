@@ -50,10 +50,8 @@ def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
 
 def _macs(job_key: bytes, keys) -> np.ndarray:
     """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key."""
-    out = np.empty((len(keys), 4), dtype=np.uint64)
-    for i, k in enumerate(keys):
-        out[i] = np.frombuffer(hmac.new(job_key, str(k).encode(), hashlib.sha256).digest(), dtype="<u8")
-    return out
+    raw = b"".join(hmac.digest(job_key, str(k).encode(), "sha256") for k in keys)
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(len(keys), 4)
 
 
 def _fingerprints(w: np.ndarray, bits: int = FP_BITS) -> np.ndarray:
