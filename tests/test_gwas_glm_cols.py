@@ -193,3 +193,35 @@ def test_mach_r2_filter_matches_plink2(dstudy, kinds, bounds, tmp_path):
         diff = got ^ set(ref["ID"])
         assert all(min(abs(r2[v] - bounds[0]), abs(r2[v] - bounds[1])) < 1e-3 for v in diff), diff
     print(f"{kinds} {bounds}: {len(got)} tested, {lo} below min, {hi} above max")
+
+
+def test_cli_through_daemons_as_plink2(dstudy, tmp_path):
+    """`cipherome gwas --glm hide-covar cols=+a1freq,+machr2 --mach-r2-filter 0.95 1.1` on three party daemons
+    (gRPC, mutual TLS) whose sites bring a .bed, a .pgen and a BGEN-16: the file has plink2's header and
+    tested set, A1_FREQ within BGEN's grid, MACH_R2 within 2e-4."""
+    from click.testing import CliRunner
+
+    from cipherome.cli.main import cli
+    from cipherome.mpc.launcher import LocalCluster
+
+    ds, d = dstudy
+    data = [site_data(ds, s, k) for s, k in enumerate(["bed", "pgen", "bgen16"])]
+    flags = ["--pheno-name", "quant_trait", "--geno", "0.1", "--maf", "0.02", "--mach-r2-filter", "0.95", "1.1",
+             "--glm", "hide-covar", "cols=+a1freq,+machr2"]
+    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="WARNING", start_timeout=240) as cluster:
+        keys = cluster.dir / "keys"
+        got = CliRunner().invoke(cli, ["gwas", "--study", str(cluster.study_path), "--key", str(keys / "submitter.key"),
+                                       "--cert", str(keys / "submitter.crt"), "--out", str(tmp_path / "res"), *flags])
+        assert got.exit_code == 0, got.output
+    ref = _plink(ds, d, "quant_trait", ["--mach-r2-filter", "0.95", "1.1", "--glm", "hide-covar",
+                                        "cols=+a1freq,+machr2"], "cli").path(".quant_trait.glm.linear")
+    mine, head = _rows(tmp_path / "res.quant_trait.glm.linear")
+    theirs, head_ref = _rows(ref)
+    assert head == head_ref
+    fr = read_table(run_plink(["--pfile", str(ds["pooled"]["pfile"]), "--freq", "cols=+machr2"], d / "fr2").path(".afreq"))
+    r2 = dict(zip(fr["ID"], fr["MACH_R2"]))
+    assert all(min(abs(r2[v] - 0.95), abs(r2[v] - 1.1)) < 1e-3 for v in set(mine) ^ set(theirs))
+    both = sorted(set(mine) & set(theirs))
+    for col, tol in (("A1_FREQ", 2e-5), ("MACH_R2", 2e-4)):
+        j = head.index(col)
+        assert max(abs(float(mine[v][j]) - float(theirs[v][j])) for v in both) <= tol, col
