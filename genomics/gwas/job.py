@@ -320,7 +320,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         li = sv.lead_index
         result["variants"] = {"chrom": v.chrom[li], "pos": v.pos[li], "id": v.id[li], "ref": v.ref[li], "alt": v.alt[li]}
         # the lead returns the results to the submitter: a recipient of the study's outputs
-        ctx.ledger.record("gwas.results", DISCLOSED, ["submitter"], len(passed) * (len(table["columns"]) + 2))
+        n_cols = len(table["columns"]) + 2 + len((table.get("optional") or {}).get("columns", {}))
+        ctx.ledger.record("gwas.results", DISCLOSED, ["submitter"], len(passed) * n_cols)
     return result
 
 
