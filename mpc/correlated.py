@@ -153,6 +153,16 @@ class PartyGen:
         got = self.derived(shape, value)
         return got & U64(mask) if isinstance(got, np.ndarray) else got
 
+    def for_lead(self, shape, value: Callable[[], np.ndarray]):
+        """A dealer-computed value sent whole to the lead (a placeholder until the reply
+        arrives); the other parties get None and draw nothing. A recipe may use it only for
+        a value that is uniformly random to the lead (say c - r for an r the lead lacks)."""
+        if not self.lead:
+            return None
+        slot = _Slot(self.pos, _shape(shape))
+        self.pos += int(np.prod(slot.shape, dtype=np.int64))
+        return slot
+
 
 class DealerGen:
     """The dealer's side of a recipe: full values, every party's PRG share, corrections.
@@ -219,6 +229,12 @@ class DealerGen:
         shape = _shape(shape)
         m = U64(mask)
         return self._correct(self._value(shape, value) & m, np.bitwise_xor, m)
+
+    def for_lead(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
+        """A dealer-computed value sent whole to the lead (see ``PartyGen.for_lead``)."""
+        v = self._value(_shape(shape), value)
+        self._out.append(np.ascontiguousarray(v).ravel())
+        return v
 
     def corrections(self) -> np.ndarray:
         return np.concatenate(self._out) if self._out else np.zeros(0, dtype=U64)

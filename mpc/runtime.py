@@ -71,6 +71,7 @@ class Context:
         self._seq = 0
         self._dealer_seq = 0
         self._prg: dict[str, PRG] = {}
+        self._own: PRG | None = None
         self.provider = Provider(self._fetch)
         self._stages: list[dict] = []
         self._stage: dict | None = None
@@ -118,6 +119,20 @@ class Context:
             self._prg[other] = PRG(seed.tobytes())
         self.rounds += 1
         return self
+
+    def common_random(self, other: str, shape) -> np.ndarray:
+        """Uniform ring elements that this party and ``other`` both draw, from their pairwise
+        seed (no traffic; e.g. zero-sharing among sites). Both must call it at the same
+        step of the protocol, as their other draws from that seed (input shares) follow."""
+        if other == self.me or other not in self._prg:
+            raise ValueError(f"no pairwise seed with {other!r}")
+        return self._prg[other].ring(shape)
+
+    def private_random(self, shape) -> np.ndarray:
+        """Uniform ring elements only this party knows (its own PRG, seeded at first use)."""
+        if self._own is None:
+            self._own = PRG(new_seed())
+        return self._own.ring(shape)
 
     # -- inputs ------------------------------------------------------------------
     def input(self, owner: str, value=None, *, shape=None, frac: int | None = None) -> Shared:

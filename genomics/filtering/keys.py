@@ -32,7 +32,6 @@ __all__ = ["FP_BITS", "HASHES", "agree_job_key", "hash_keys", "lane_table", "sug
            "cuckoo_hashes", "cuckoo_table", "simple_table", "cuckoo_geometry"]
 
 FP_BITS = 48
-_FP_MASK = (1 << FP_BITS) - 1
 
 
 def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
@@ -57,9 +56,9 @@ def _macs(job_key: bytes, keys) -> np.ndarray:
     return out
 
 
-def _fingerprints(w: np.ndarray) -> np.ndarray:
-    """48-bit fingerprints (bytes 8-13 of the MAC), never 0."""
-    fp = w[:, 1] & np.uint64(_FP_MASK)
+def _fingerprints(w: np.ndarray, bits: int = FP_BITS) -> np.ndarray:
+    """``bits``-bit fingerprints (the low bits of MAC word 1), never 0."""
+    fp = w[:, 1] & np.uint64((1 << bits) - 1)
     fp[fp == 0] = 1
     return fp
 
@@ -151,8 +150,8 @@ CUCKOO_LOAD = 1.27  # bins per element (Pinkas, Schneider, Weinert, Wieder, Euro
 _MAX_KICKS = 1000
 
 
-def cuckoo_hashes(job_key: bytes, keys, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate bins ``(m, 3)`` int64 and fingerprints ``(m,)`` uint64 of variant keys.
+def cuckoo_hashes(job_key: bytes, keys, bins: int, bits: int = FP_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate bins ``(m, 3)`` int64 and ``bits``-bit fingerprints ``(m,)`` uint64 of variant keys.
 
     Bin k of a key is word k' of its MAC mod ``bins`` (words 0, 2, 3; word 1 is
     the fingerprint), so the three choices are independent of each other and of
@@ -160,7 +159,7 @@ def cuckoo_hashes(job_key: bytes, keys, bins: int) -> tuple[np.ndarray, np.ndarr
     """
     w = _macs(job_key, keys)
     cand = (w[:, [0, 2, 3]] % np.uint64(bins)).astype(np.int64)
-    return cand, _fingerprints(w)
+    return cand, _fingerprints(w, bits)
 
 
 def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tuple[np.ndarray, np.ndarray]:

@@ -205,6 +205,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
         chosen = np.flatnonzero(select_variants(site.variants, params.extract, params.exclude, params.chroms,
                                                 params.from_bp, params.to_bp))
+    with ctx.stage("variant_intersection"):
         sv = common_variants(ctx, site.variants[chosen], params.variant_bound, site.name,
                              shared_lists=all(int(m[8]) for m in metas))
         sv.local_index = chosen[sv.local_index]  # rows of the site's file

@@ -8,36 +8,30 @@ Steps (every compute party; the dealer never holds the key or any variant):
 2. A study key agreed by the sites (``filtering.keys.agree_job_key``,
    ``gwas.study_key_contribution``: 32 random bytes from each site, fresh per job).
 3. Each site maps the orientation-free key ``chrom:pos:lo:hi`` of each of its
-   variants (duplicates dropped at the site) to a slot and a 48-bit fingerprint
-   with HMAC-SHA256 under the study key, in a (T, L) lane table sized from B only
-   (``filtering.keys.suggest_table``): the table's shape reveals B, not m_s.
-   Empty lanes hold 0 at the lead and 1 elsewhere (fingerprints are >= 2), so
-   an empty lane never matches.
-4. In MPC, for the lead (party 0) against every other site j, the match tensor
-   E_j[s, l, l'] = [fp_lead[s, l] == fp_j[s, l']] (``filtering.align.match_tables``:
-   one batched equality test); a_j[s, l] = sum_l' E_j[s, l, l'] (0/1), the lead's
-   lane is common iff c[s, l] = prod_j a_j[s, l] = 1, and site j's lane l' is
-   common iff c_j[s, l'] = sum_l c[s, l] E_j[s, l, l'] = sum_l r_j[s, l] E_j[s, l, l'] = 1
-   with r_j = prod_{k != j} a_k (as E_j <= a_j; one batched matrix product per slot,
-   none for two sites, where c_j = sum_l E_1[s, l, l']). c is opened to the
-   lead only, c_j to site j only (``gwas.common_variants``): a site learns which
-   of its own variants are common, i.e. the intersection, and nothing about the
-   others' non-shared variants or their number.
-5. Every site lists its common variants in (slot, fingerprint) order, the same
-   order at every site. The lead opens to the other sites, in that order, each
-   variant's rank in the lead's file and whether its ALT is the larger allele
-   (``gwas.variant_order``): the study order is the lead's file order and its
-   REF/ALT the study orientation (as in the output); a site whose REF/ALT are
-   swapped flips its dosages (2 - g). Both are functions of the common variants only.
+   variants (duplicates dropped at the site) with HMAC-SHA256 under the study key to
+   three candidate bins of a table of T = 1.27 B bins and a 60-bit tag
+   (``filtering.keys.cuckoo_hashes``). The lead places each variant in one of its
+   bins (cuckoo hashing, ``cuckoo_table``), every other site each variant in all
+   three (simple hashing, ``simple_table``, at most L per bin). T and L come from B
+   only (``cuckoo_geometry``: lane overflow below 1e-9): no shape reveals m_s.
+4. ``protocols.psi.common_bins``: two rounds in which the lead learns, for each of
+   its bins, whether its variant is in that bin at every other site
+   (``gwas.common_variants``, to the lead only); the sites learn nothing and no
+   party learns anything about another site's non-shared variants or their number.
+5. The lead opens to the other sites, in its file order, each common variant's
+   tag and whether its ALT is the larger allele, padded to T entries
+   (``gwas.variant_order``; not the bin, which depends on the lead's cuckoo
+   placement and so on its other variants): the study order is the lead's file
+   order and its REF/ALT the study orientation (as in the output); each site finds
+   the variant by its tag, and a site whose REF/ALT are swapped flips its dosages
+   (2 - g). All of it is a function of the common variants only.
 
-Cost: T L^2 48-bit equality tests per other site, about 130 per bounded variant
-(chunks of ``MAX_COMPARISONS``, 7 rounds each), one product round for three or more
-sites, one opening per site and one for the order. Measured, 3 sites with 100,000
-variants each (bound 2^17), in process on a 2-core machine at load average ~36: 133 s,
-161 rounds, 1.9 GB sent per party (the dealer 1.1 GB); 20,000 variants: 55 s, 53 rounds,
-0.57 GB. Where every site consents (policy ``share_variant_list``, e.g.
-genotyping arrays whose manifest is public), the sites exchange their keyed hashes
-instead (``gwas.variant_list``: one round, 16 bytes per variant, no MPC).
+Cost: 4 rounds after the bound (key, 2 of ``common_bins``, the order); per other
+site 8 T L bytes each way between it and the lead (L about 22), 8 T bytes of order,
+8 T from the dealer. Measured: see bench/test_bench_intersection.py. Where every
+site consents (policy ``share_variant_list``, e.g. genotyping arrays whose manifest
+is public), the sites exchange their keyed hashes instead (``gwas.variant_list``:
+one round, 16 bytes per variant, no MPC).
 """
 from __future__ import annotations
 
@@ -46,22 +40,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cipherome.mpc.shares import Shared, concat, stack
+from cipherome.mpc.shares import stack
 from cipherome.mpc.ledger import DISCLOSED
-from cipherome.protocols import arith
 from cipherome.protocols.compare import max as secure_max
+from cipherome.protocols.psi import TAG_BITS, common_bins
 
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.filtering.align import OwnerTable, aligned_sums, match_tables
-from cipherome.genomics.filtering.keys import agree_job_key, hash_keys, lane_table, suggest_table
+from cipherome.genomics.filtering.keys import (agree_job_key, cuckoo_geometry, cuckoo_hashes, cuckoo_table,
+                                               hash_keys, simple_table)
 from cipherome.genomics.io.blocks import VariantTable
 from cipherome.genomics.io.variants import flip_dosage, normalize_chroms
 
 __all__ = ["orientation_free_keys", "StudyVariants", "public_variant_bound", "common_variants",
-           "MAX_COMPARISONS", "MIN_BOUND_LOG2"]
+           "LANE_OVERFLOW", "MIN_BOUND_LOG2"]
 
-#: equality tests per matching round (bounds its memory: about 0.17 kB per test and party, measured)
-MAX_COMPARISONS = 1 << 21
+#: the probability that some bin of a site's simple table overflows its L lanes (the job then
+#: stops with an error saying so; a rerun draws a new study key)
+LANE_OVERFLOW = 1e-9
 #: the smallest public bound (2^10 variants), so that tiny studies do not reveal their size either
 MIN_BOUND_LOG2 = 10
 
@@ -131,58 +126,6 @@ def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
     return np.sort(first[counts == 1]), int((counts > 1).sum())
 
 
-def _site_table(ctx, key: bytes, keys: np.ndarray, rows: np.ndarray, T: int, L: int, name: str):
-    """(fp (T, L) uint64, row (T, L) int64) of this site's variants ``rows``; empty lanes 0 (lead) or 1."""
-    slots, fps = hash_keys(key, keys[rows], T)
-    fps[fps == 1] = 2
-    fp, lane_rows = lane_table(slots, fps, T, L, name)
-    if not ctx.is_lead:
-        fp[fp == 0] = 1
-    return fp, np.where(lane_rows >= 0, rows[np.maximum(lane_rows, 0)], -1)
-
-
-def _common_lanes(ctx, tables: list[OwnerTable]) -> list[Shared]:
-    """Shared (T, L) 0/1 per party: c for the lead, c_j for site j (module docstring, step 4)."""
-    T, L, n = tables[0].T, tables[0].L, ctx.n
-    chunk = max(1, MAX_COMPARISONS // ((n - 1) * L * L))
-    parts: list[list[Shared]] = [[] for _ in range(n)]
-    for a in range(0, T, chunk):
-        b = min(T, a + chunk)
-        sub = [OwnerTable(t.site, t.name, b - a, L, shared=t.shared[a:b]) for t in tables]
-        e = match_tables(ctx, [(sub[0], sub[j]) for j in range(1, n)])
-        acc = [x.sum(axis=2) for x in e]
-        if n == 2:
-            parts[0].append(acc[0])
-            parts[1].append(e[0].sum(axis=1))
-            continue
-        rest = _products_of_others(acc)  # r_j = prod_{k != j} a_k (lead lanes)
-        parts[0].append(arith.mul(rest[0], acc[0]))
-        # c_j[s, l'] = sum_l E_j[s, l, l'] r_j[s, l], since E_j <= a_j: (1 x L) @ (L x L) per slot
-        sums = aligned_sums([(r.reshape(b - a, 1, L), x) for r, x in zip(rest, e)])
-        for j in range(1, n):
-            parts[j].append(sums[j - 1].reshape(b - a, L))
-    return [concat(p) for p in parts]
-
-
-def _products_of_others(acc: list[Shared]) -> list[Shared]:
-    """[prod_{k != j} acc_k for each j] (three or more factors): prefix and suffix products, batched per round."""
-    m = len(acc)
-    pre, suf = [acc[0]], [acc[-1]]
-    for k in range(1, m - 1):  # pre[k] = acc_0 ... acc_k, suf[k] = acc_{m-1-k} ... acc_{m-1}
-        both = arith.mul(concat([pre[-1], suf[-1]]), concat([acc[k], acc[m - 1 - k]]))
-        half = both.shape[0] // 2
-        pre.append(both[:half])
-        suf.append(both[half:])
-    out = [suf[m - 2]] + [None] * (m - 2) + [pre[m - 2]]
-    inner = list(range(1, m - 1))
-    if inner:
-        prod = arith.mul(concat([pre[j - 1] for j in inner]), concat([suf[m - 2 - j] for j in inner]))
-        size = acc[0].shape[0]
-        for i, j in enumerate(inner):
-            out[j] = prod[i * size:(i + 1) * size]
-    return out
-
-
 def _shared_lists(ctx, key: bytes, keys: np.ndarray, alt_larger: np.ndarray, rows: np.ndarray,
                   dups: int) -> StudyVariants:
     """With every site's consent: each site's keyed variant hashes and orientations go to every site.
@@ -217,37 +160,40 @@ def common_variants(ctx, variants: VariantTable, bound: int | None = None, name:
     B = public_variant_bound(ctx, len(rows), bound)
     if len(rows) > B:
         raise InputError(f"{name}: has more distinct variants than the study's public bound {B} "
-                         "(variant_bound); raise the bound or restrict the site's variants")
-    T, L = suggest_table(B)
+                         "(variant_bound); raise the bound or restrict the site's variants",
+                         kind="has more distinct variants than the study's public bound (variant_bound)")
+    T, L = cuckoo_geometry(B, fail=LANE_OVERFLOW)
     key = agree_job_key(ctx, "gwas.study_key_contribution")
-    fp, lane_rows = _site_table(ctx, key, keys, rows, T, L, name)
-    tables = [OwnerTable(p, p, T, L) for p in ctx.parties]
-    for t in tables:
-        t.shared = ctx.input(t.site, fp if t.site == ctx.me else None, shape=(T, L), frac=0)
-    bits = _common_lanes(ctx, tables)
-    mine = None
-    for p, x in zip(ctx.parties, bits):
-        got = ctx.open(x, "gwas.common_variants", to=p)
-        if p == ctx.me:
-            mine = got
-    common = lane_rows[mine.astype(bool)]  # row-major: (slot, fingerprint) order, the same at every site
-    V = len(common)
+    cand, tags = cuckoo_hashes(key, keys[rows], T, bits=TAG_BITS)
+    if len(np.unique(tags)) != len(tags):  # two of this site's variants with one 60-bit tag (~2^-60 m^2)
+        raise InputError(f"{name}: two variants share a keyed tag (a rare event); simply rerun the job (a new study "
+                         "key is drawn)", kind="a keyed-tag collision (a rare event); simply rerun the job")
     if ctx.is_lead:
-        rank = np.empty(V, dtype=np.int64)
-        rank[np.argsort(common, kind="stable")] = np.arange(V)
-        order = 2 * rank + alt_larger[common]
-        lead = ctx.input(ctx.me, order, shape=(V,), frac=0)
-    else:
-        lead = ctx.input(ctx.lead, None, shape=(V,), frac=0)
-    got = ctx.open(lead, "gwas.variant_order", to=ctx.parties[1:])
-    if ctx.is_lead:
-        local = np.sort(common)
+        _, slot = cuckoo_table(cand, tags, T, name)
+        slot = slot[:, 0]
+        member = common_bins(ctx, np.where(slot >= 0, tags[np.maximum(slot, 0)], 0), L, "gwas.common_variants")
+        bins = np.flatnonzero(member)
+        local = np.sort(rows[slot[bins]])  # the lead's file order
+        V = len(local)
+        at = np.empty(len(keys), np.int64)
+        at[rows] = np.arange(len(rows))
+        msg = np.full(T, -1, dtype=np.int64)  # no bin index: the lead's cuckoo placement depends on all its variants
+        msg[:V] = 2 * tags[at[local]].astype(np.int64) + alt_larger[local]
+        ctx.open(ctx.input(ctx.me, msg, shape=(T,), frac=0), "gwas.variant_order", to=ctx.parties[1:])
         return StudyVariants(local, np.zeros(V, bool), local.copy(), dups)
-    rank, lead_larger = got // 2, (got % 2).astype(bool)
-    if not np.array_equal(np.sort(rank), np.arange(V)):  # cannot happen unless a party deviates
-        raise RuntimeError("the secure variant intersection gave the sites different common variants")
-    local = np.empty(V, dtype=np.int64)
-    flip = np.empty(V, dtype=bool)
-    local[rank] = common
-    flip[rank] = alt_larger[common] != lead_larger
-    return StudyVariants(local, flip, np.full(V, -1, dtype=np.int64), dups)
+    try:
+        table, _ = simple_table(cand, tags, T, L, name)
+    except InputError:
+        raise InputError(f"{name}: a bin of the hashed variant table overflowed its {L} lanes (probability "
+                         f"below {LANE_OVERFLOW:g} per job); simply rerun the job (a new study key is drawn)",
+                         kind="a bin of the hashed variant table overflowed (a rare event); simply rerun the job"
+                         ) from None
+    common_bins(ctx, table, L, "gwas.common_variants")
+    code = ctx.open(ctx.input(ctx.lead, None, shape=(T,), frac=0), "gwas.variant_order", to=ctx.parties[1:])
+    code = code[code >= 0]
+    where = dict(zip(tags.tolist(), rows.tolist()))
+    try:
+        local = np.array([where[t] for t in (code // 2).astype(np.uint64).tolist()], dtype=np.int64)
+    except KeyError:  # cannot happen unless a party deviates
+        raise RuntimeError("the secure variant intersection gave the sites different common variants") from None
+    return StudyVariants(local, alt_larger[local] != (code % 2).astype(bool), np.full(len(local), -1, np.int64), dups)

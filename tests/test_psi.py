@@ -1,0 +1,108 @@
+"""The prime-field kernels and the per-bin set intersection of protocols/psi.py."""
+import numpy as np
+import pytest
+
+from cipherome.mpc.local import run_local
+from cipherome.protocols import field
+from cipherome.protocols.psi import TAG_BITS, common_bins
+
+P = (1 << 61) - 1
+
+
+def test_field_kernels_match_python_integers():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, P, 500, dtype=np.uint64)
+    y = rng.integers(0, P, 500, dtype=np.uint64)
+    x[:3], y[:3] = [0, P - 1, P - 1], [P - 1, P - 1, 1]
+    assert [int(v) for v in field.mul(x, y)] == [int(a) * int(b) % P for a, b in zip(x, y)]
+    assert [int(v) for v in field.sub(x, y)] == [(int(a) - int(b)) % P for a, b in zip(x, y)]
+    pw = field.powers(x[:40], 6)
+    assert all(int(pw[i, k]) == pow(int(x[i]), k + 1, P) for i in range(40) for k in range(6))
+    d = field.row_dot(pw, pw[::-1])
+    assert all(int(d[i]) == sum(int(a) * int(b) for a, b in zip(pw[i], pw[39 - i])) % P for i in range(40))
+
+
+def test_polynomial_vanishes_exactly_at_its_roots():
+    rng = np.random.default_rng(2)
+    roots = rng.integers(0, P, (30, 7), dtype=np.uint64)
+    scale = rng.integers(1, P, 30, dtype=np.uint64)
+    c = field.poly_from_roots(roots, scale)
+    for i in range(30):
+        def at(t):
+            return sum(int(c[i, k]) * pow(t, k, P) for k in range(8)) % P
+        assert all(at(int(r)) == 0 for r in roots[i])
+        t = int(rng.integers(0, P))
+        want = int(scale[i])
+        for r in roots[i]:
+            want = want * (t - int(r)) % P
+        assert at(t) == want != 0
+
+
+def _tables(n, T, L, seed):
+    rng = np.random.default_rng(seed)
+    lead = rng.integers(1, 1 << TAG_BITS, T, dtype=np.uint64)
+    lead[rng.random(T) < 0.2] = 0
+    tabs = [lead]
+    for _ in range(1, n):
+        t = rng.integers(1, 1 << TAG_BITS, (T, L), dtype=np.uint64)
+        t[rng.random((T, L)) < 0.3] = 0
+        has = rng.random(T) < 0.8
+        t[np.flatnonzero(has), rng.integers(0, L, T)[has]] = lead[has]
+        tabs.append(t)
+    expect = (lead > 0) & np.all([np.any(t == lead[:, None], axis=1) for t in tabs[1:]], axis=0)
+    return tabs, expect
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_the_lead_learns_exactly_which_bins_every_site_shares(n):
+    T, L = 600, 5
+    tabs, expect = _tables(n, T, L, n)
+    assert 50 < expect.sum() < T
+    run = run_local(lambda ctx: common_bins(ctx, tabs[ctx.index], L, "psi.test"), n)
+    np.testing.assert_array_equal(run.results[0], expect)
+    assert all(r is None for r in run.results[1:])
+    assert run.reports["dealer"]["ledger"] == []
+    for name, rep in run.reports.items():
+        if name == "dealer":
+            continue
+        kinds = {(e["label"], e["kind"]) for e in rep["ledger"]}
+        want = {("psi.test.operands", "masked")} | (set() if name == "p0" else {("psi.test", "disclosed")})
+        assert kinds == want, name
+        assert rep["rounds"] <= 3  # the pairwise seeds, then the protocol's two rounds
+
+
+def test_what_the_lead_receives_does_not_depend_on_a_site_lacking_the_variant():
+    """The lead's second-round messages sum to S = sum_j Q_j(a): per site they are masked by the
+    zero-sharing, so a bin that p1 lacks and one that p2 lacks look alike (S uniform non-zero)."""
+    T, L = 4000, 3
+    rng = np.random.default_rng(7)
+    lead = rng.integers(1, 1 << TAG_BITS, T, dtype=np.uint64)
+    t1 = rng.integers(1, 1 << TAG_BITS, (T, L), dtype=np.uint64)
+    t2 = rng.integers(1, 1 << TAG_BITS, (T, L), dtype=np.uint64)
+    t1[: T // 2, 0] = lead[: T // 2]  # first half: p1 has the lead's tag, p2 not; second half: p2 has it
+    t2[T // 2:, 0] = lead[T // 2:]
+    got = {}
+
+    def job(ctx):
+        out = common_bins(ctx, [lead, t1, t2][ctx.index], L, "psi.test")
+        return out
+
+    from cipherome.mpc.runtime import Context
+    exchange = Context.exchange
+
+    def spy(self, outgoing, incoming, label, *, kind):
+        res = exchange(self, outgoing, incoming, label, kind=kind)
+        if self.is_lead and label == "psi.test":
+            got.update(res)
+        return res
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Context, "exchange", spy)
+    try:
+        run = run_local(job, 3)
+    finally:
+        mp.undo()
+    assert not run.results[0].any()
+    for p in ("p1", "p2"):  # each site's message is uniform in both halves: the top bits are fair coins
+        for half in (got[p][: T // 2], got[p][T // 2:]):
+            assert 0.45 < float(np.mean(half >> np.uint64(60) & np.uint64(1))) < 0.55
