@@ -30,7 +30,8 @@ def min_sites(policy: dict | None) -> int:
     """This site's ``min_sites`` (an integer >= 2; default 3)."""
     v = int((policy or {}).get("min_sites", DEFAULT_MIN_SITES))
     if v < 2:
-        raise InputError(f"[policy] min_sites must be at least 2 (got {v})")
+        raise InputError(f"[policy] min_sites must be at least 2 (got {v})",
+                         kind='its policy min_sites is below 2')
     return v
 
 
@@ -38,9 +39,10 @@ def require_sites(n_sites: int, required: list[int], workload: str) -> int:
     """Refuse (``InputError``) if the study has fewer sites than the strictest ``min_sites``; returns it."""
     need = max(required)
     if n_sites < need:
-        raise InputError(f"{workload}: the study has {n_sites} compute sites, and a site's policy requires at "
-                         f"least min_sites = {need} before pooled aggregates are released (with fewer sites a "
-                         "site can subtract its own data from a pooled aggregate); see docs/threat_model.md")
+        msg = (f"{workload}: the study has {n_sites} compute sites, and a site's policy requires at "
+               f"least min_sites = {need} before pooled aggregates are released (with fewer sites a "
+               "site can subtract its own data from a pooled aggregate); see docs/threat_model.md")
+        raise InputError(msg, kind=msg)  # public: computed from study-wide values
     return need
 
 
@@ -63,11 +65,12 @@ def check_pca_loadings(parties: list[str], samples: list[int], allow: list[bool]
     """
     for i, (p, n) in enumerate(zip(parties, samples)):
         if n >= n_variants and not all(a for j, a in enumerate(allow) if j != i):
-            raise InputError(f"--pca: {p} has at least as many samples in the PCA ({n}) as PCA variants "
-                             f"({n_variants}), so its own PC scores would reveal the PCA loadings (a pooled "
-                             f"per-variant aggregate); another site's policy does not allow this "
-                             f"({PCA_LOADINGS_KEY} = false). Use --pca-variants above {n} or let every other "
-                             f"site set {PCA_LOADINGS_KEY} = true")
+            msg = (f"--pca: {p} has at least as many samples in the PCA ({n}) as PCA variants "
+                   f"({n_variants}), so its own PC scores would reveal the PCA loadings (a pooled "
+                   f"per-variant aggregate); another site's policy does not allow this "
+                   f"({PCA_LOADINGS_KEY} = false). Use --pca-variants above {n} or let every other "
+                   f"site set {PCA_LOADINGS_KEY} = true")
+            raise InputError(msg, kind=msg)  # public: computed from study-wide values
 
 
 def shares_variant_list(policy: dict | None) -> bool:

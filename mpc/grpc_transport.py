@@ -67,6 +67,8 @@ EXCHANGE_METHOD = rpc.rpc("Peer", "Exchange").path
 HEALTH_METHOD = rpc.rpc("Control", "Health").path
 #: seconds a peer has to answer a health check when a message is overdue
 PROBE_SECONDS = 5.0
+#: a sender that answers health checks may stay silent this many round timeouts before the job fails
+LIVE_PATIENCE = 10
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
 _PAD_KEY = bytes([(14 << 3) | 2])  # field 14: padding so that ``data`` is aligned
 _ALIGN = 16
@@ -409,6 +411,7 @@ class GrpcTransport(Transport):
         self._cond = threading.Condition()
         self._box: dict[tuple[str, str], np.ndarray] = {}
         self._seen: set[tuple[str, str]] = set()
+        self._joined: set[str] = set()  # peers whose stream for this job was accepted: they run the job
         self._out: dict[str, _Outgoing] = {}
         self._failure: tuple[str, str] | None = None  # (peer, reason)
         self._aborted: str | None = None
@@ -466,31 +469,46 @@ class GrpcTransport(Transport):
         out.put((tag, data))
 
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> np.ndarray:
+        """The message (frm, tag). After ``timeout`` s without it, every peer gets a health check: a
+        peer that does not answer fails the job (named); if all answer, the sender is alive and
+        busy (a long local step, numba compiling on a loaded machine) and, if it has joined this job
+        (its stream was accepted), the wait goes on, up to ``LIVE_PATIENCE`` timeouts in all, with a
+        warning each time."""
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
         key = (frm, tag)
-        with self._cond:
-            while key not in self._box:
-                if self._aborted is not None:
-                    raise JobAborted(self._aborted)
-                if self._failure is not None:
-                    peer, reason = self._failure
-                    raise PeerError(peer, tag if peer == frm else f"{tag} (waiting for {frm})", reason)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            else:
-                data = self._box.pop(key)
-                self.stats.count_recv(frm, data.nbytes)
-                return data
-        silent = self.unresponsive()
-        if silent:
-            who = frm if frm in silent else silent[0]
-            raise PeerError(who, tag if who == frm else f"{tag} (waiting for {frm})",
-                            f"does not answer (stalled or unreachable): no message from {frm!r} within {timeout:g} s "
-                            f"and no answer to a health check within {PROBE_SECONDS:g} s")
-        raise PeerError(frm, tag, f"no message within {timeout:g} s (the party answers health checks)")
+        while True:
+            deadline = time.monotonic() + timeout
+            with self._cond:
+                while key not in self._box:
+                    if self._aborted is not None:
+                        raise JobAborted(self._aborted)
+                    if self._failure is not None:
+                        peer, reason = self._failure
+                        raise PeerError(peer, tag if peer == frm else f"{tag} (waiting for {frm})", reason)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                else:
+                    data = self._box.pop(key)
+                    self.stats.count_recv(frm, data.nbytes)
+                    return data
+            silent = self.unresponsive()
+            if silent:
+                who = frm if frm in silent else silent[0]
+                raise PeerError(who, tag if who == frm else f"{tag} (waiting for {frm})",
+                                f"does not answer (stalled or unreachable): no message from {frm!r} within {timeout:g} s "
+                                f"and no answer to a health check within {PROBE_SECONDS:g} s")
+            waited = time.monotonic() - start
+            if frm not in self._joined:
+                raise PeerError(frm, tag, f"no message within {timeout:g} s (the party answers health checks "
+                                          "but has not joined the job)")
+            if waited >= LIVE_PATIENCE * timeout:
+                raise PeerError(frm, tag, f"no message within {waited:.0f} s although the party answers health "
+                                          "checks (busy or stuck)")
+            log.warning("waiting for %s (%s): no message for %.0f s; it answers health checks, still waiting",
+                        frm, tag, waited)
 
     def unresponsive(self) -> list[str]:
         """The peers of this job that do not answer a health check within ``PROBE_SECONDS`` (probed in parallel)."""
@@ -511,6 +529,11 @@ class GrpcTransport(Transport):
         return silent
 
     # -- called by the incoming side -----------------------------------------------
+    def peer_joined(self, peer: str) -> None:
+        """``peer`` opened its stream for this job (it runs the job, with the same digest)."""
+        with self._cond:
+            self._joined.add(peer)
+
     def deliver(self, frm: str, tag: str, array: np.ndarray) -> None:
         key = (frm, tag)
         with self._cond:
@@ -604,6 +627,7 @@ def exchange_handler(resolve, max_message_bytes: int):
         except Refused as exc:
             context.abort(exc.code, exc.message)
         sender = hello.sender
+        tr.peer_joined(sender)
         yield pb.ExchangeReply(kind=pb.ExchangeReply.ACCEPTED)
         asm = Assembler(min(max_message_bytes, tr.max_message_bytes))
         messages = nbytes = 0

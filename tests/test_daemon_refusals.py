@@ -231,6 +231,14 @@ def test_cancel(cluster):
     still_serving(cluster)
 
 
+def test_a_busy_party_that_answers_health_checks_is_waited_for(cluster):
+    """The lead computes alone for longer than the round timeout (say numba compiling on a loaded
+    machine): the others health-check it, find it alive in the job, warn and wait; the job succeeds."""
+    run = cluster.run("test.slow", {"rounds": 2, "sleep": 0.0, "lead_busy": 1.8 * TIMEOUT}, timeout=120)
+    assert all(r["rounds"] >= 2 for r in run.results)
+    assert "it answers health checks, still waiting" in (cluster.dir / "logs" / "p1.log").read_text()
+
+
 def test_failing_job_fails_everywhere_and_daemons_go_on(cluster):
     with pytest.raises(JobFailed) as err:
         cluster.run("test.fail", {"party": "p1"})

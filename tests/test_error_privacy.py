@@ -84,3 +84,30 @@ def test_duplicate_sample_id_stays_in_the_site_log(marked):
         cluster.run("gwas", GwasParams(pheno_name="disease", glm="trend", maf=0.01).to_dict(), timeout=120)
     assert "covariate file lists a sample twice; see its log" in err.value.errors["p1"]
     _check_markers(cluster, err.value, [PATH_MARK, ID_MARK])
+
+
+#: names that an f-string kind may format: a file category ("phenotype"), a config key, a submitter's parameter error
+CATEGORY_NAMES = {"what", "k", "exc"}
+
+
+def test_every_site_input_error_names_its_kind():
+    """Each InputError raised in genomics/ says which kind of problem crosses the site (``kind=``); a kind
+    is a short fixed text, never an f-string of data (an ID, path or value), unless the message itself is
+    public (``kind=msg``, computed from study-wide values at every party)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "genomics"
+    missing, formatted = [], []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "InputError":
+                kind = next((k.value for k in node.keywords if k.arg == "kind"), None)
+                if kind is None:
+                    missing.append(f"{path.name}:{node.lineno}")
+                elif isinstance(kind, ast.JoinedStr) and any(
+                        not (isinstance(v.value, ast.Name) and v.value.id in CATEGORY_NAMES)
+                        for v in kind.values if isinstance(v, ast.FormattedValue)):
+                    formatted.append(f"{path.name}:{node.lineno}")
+    assert not missing, f"InputError without kind=: {missing}"
+    assert not formatted, f"kind= built from data: {formatted}"

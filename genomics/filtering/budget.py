@@ -38,7 +38,8 @@ def site_budget(policy: dict) -> int:
         return int(DEFAULT_FRACTION * _physical_memory())
     gb = float(v)
     if not gb > 0:
-        raise InputError("policy max_job_memory_gb must be a positive number of gigabytes")
+        raise InputError("policy max_job_memory_gb must be a positive number of gigabytes",
+                         kind='its policy max_job_memory_gb is not a positive number')
     return int(gb * GB)
 
 

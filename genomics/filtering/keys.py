@@ -50,10 +50,8 @@ def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
 
 def _macs(job_key: bytes, keys) -> np.ndarray:
     """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key."""
-    out = np.empty((len(keys), 4), dtype=np.uint64)
-    for i, k in enumerate(keys):
-        out[i] = np.frombuffer(hmac.new(job_key, str(k).encode(), hashlib.sha256).digest(), dtype="<u8")
-    return out
+    raw = b"".join(hmac.digest(job_key, str(k).encode(), "sha256") for k in keys)
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(len(keys), 4)
 
 
 def _fingerprints(w: np.ndarray, bits: int = FP_BITS) -> np.ndarray:
@@ -171,7 +169,8 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
     row_tab = np.full((bins, 1), -1, np.int64)
     if m > bins:
         raise InputError(f"{owner}: {m} variants do not fit a cuckoo table of {bins} bins; rerun with more bins "
-                         "(--table-size) or a larger public bound (--max-member-variants)")
+                         "(--table-size) or a larger public bound (--max-member-variants)",
+                         kind='its variants do not fit the hashed variant table; rerun with a larger table')
     occ = row_tab[:, 0]
     rng = np.random.default_rng(0x5EED)
     c = np.asarray(cand, np.int64).tolist()
@@ -187,7 +186,8 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
             occ[b], cur = cur, int(occ[b])
         if cur >= 0:
             raise InputError(f"{owner}: the cuckoo table of {bins} bins could not place every variant (a rare event "
-                             "for a given job key); simply rerun the job (a new job key is drawn)")
+                             "for a given job key); simply rerun the job (a new job key is drawn)",
+                             kind='the cuckoo table could not place every variant (a rare event); simply rerun the job')
     fp_tab[occ >= 0, 0] = np.asarray(fps, np.uint64)[occ[occ >= 0]]
     return fp_tab, row_tab
 

@@ -100,7 +100,8 @@ def read_ped(path) -> Pedigree:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
-        raise InputError(f"{path}: cannot open PED file ({e.strerror}); check the 'ped' entry of the site config") from None
+        raise InputError(f"{path}: cannot open PED file ({e.strerror}); check the 'ped' entry of the site config",
+                         kind='cannot open its PED file') from None
     rows, seen = [], {}
     for lineno, line in enumerate(text.splitlines(), 1):
         f = line.split()
@@ -108,10 +109,12 @@ def read_ped(path) -> Pedigree:
             continue
         if len(f) < 6:
             raise InputError(f"{path}, line {lineno}: {len(f)} columns; a PED line needs FID IID FATHER MOTHER SEX"
-                             " PHENOTYPE")
+                             " PHENOTYPE",
+                             kind='its PED file has a line with too few columns')
         fid, iid, pat, mat, sex_s, ph = f[:6]
         if sex_s not in ("0", "1", "2") and sex_s.upper() not in ("NA", "-9", "U", "M", "F"):
-            raise InputError(f"{path}, line {lineno}: SEX {sex_s!r} is not 1 (male), 2 (female) or 0 (unknown)")
+            raise InputError(f"{path}, line {lineno}: SEX {sex_s!r} is not 1 (male), 2 (female) or 0 (unknown)",
+                             kind='its PED file has an invalid SEX value')
         sex = {"1": 1, "2": 2, "M": 1, "F": 2}.get(sex_s.upper(), 0)
         if ph in ("2",):
             aff = 1
@@ -121,18 +124,23 @@ def read_ped(path) -> Pedigree:
             aff = -1
         else:
             raise InputError(f"{path}, line {lineno}: PHENOTYPE {ph!r} is not 2 (affected), 1 (unaffected) or"
-                             " 0/-9 (unknown)")
+                             " 0/-9 (unknown)",
+                             kind='its PED file has an invalid PHENOTYPE value')
         if iid == "0":
-            raise InputError(f"{path}, line {lineno}: IID '0' is reserved for 'unknown parent'")
+            raise InputError(f"{path}, line {lineno}: IID '0' is reserved for 'unknown parent'",
+                             kind="its PED file uses the reserved IID '0'")
         if (fid, iid) in seen:
             raise InputError(f"{path}, line {lineno}: individual {fid} {iid} listed twice (first on line"
-                             f" {seen[(fid, iid)]})")
+                             f" {seen[(fid, iid)]})",
+                             kind='its PED file lists an individual twice')
         if iid in (pat, mat):
-            raise InputError(f"{path}, line {lineno}: individual {iid} is listed as its own parent")
+            raise InputError(f"{path}, line {lineno}: individual {iid} is listed as its own parent",
+                             kind='its PED file lists an individual as its own parent')
         seen[(fid, iid)] = lineno
         rows.append([fid, iid, pat, mat, sex, aff])
     if not rows:
-        raise InputError(f"{path}: the PED file has no individuals")
+        raise InputError(f"{path}: the PED file has no individuals",
+                         kind='its PED file has no individuals')
     return Pedigree.from_rows(rows)
 
 
@@ -210,7 +218,8 @@ def read_annotation_tsv(path) -> dict[str, _Annot]:
     try:
         fh = open(path, encoding="utf-8", errors="replace", newline="")
     except OSError as e:
-        raise InputError(f"{path}: cannot open annotation file ({e.strerror})") from None
+        raise InputError(f"{path}: cannot open annotation file ({e.strerror})",
+                         kind='cannot open its annotation file') from None
     out: dict[str, _Annot] = {}
     with fh:
         rd = csv.reader(fh, delimiter="\t")
@@ -223,13 +232,16 @@ def read_annotation_tsv(path) -> dict[str, _Annot]:
                 missing = [c for c in ("CHROM", "POS", "REF", "ALT") if c not in head]
                 if missing:
                     raise InputError(f"{path}, line {lineno}: the header must name CHROM POS REF ALT (missing"
-                                     f" {', '.join(missing)}); optional columns: GENE CONSEQUENCE IMPACT AF")
+                                     f" {', '.join(missing)}); optional columns: GENE CONSEQUENCE IMPACT AF",
+                                     kind="its annotation file's header lacks a required column")
                 idx = {h: i for i, h in enumerate(head)}
                 continue
             if len(row) != len(head):
-                raise InputError(f"{path}, line {lineno}: {len(row)} tab-separated columns, the header has {len(head)}")
+                raise InputError(f"{path}, line {lineno}: {len(row)} tab-separated columns, the header has {len(head)}",
+                                 kind='its annotation file has a line with the wrong number of columns')
             if not row[idx["POS"]].isdigit():
-                raise InputError(f"{path}, line {lineno}: POS {row[idx['POS']]!r} is not a positive integer")
+                raise InputError(f"{path}, line {lineno}: POS {row[idx['POS']]!r} is not a positive integer",
+                                 kind='its annotation file has an invalid POS value')
             key = variant_key(row[idx["CHROM"]], int(row[idx["POS"]]), row[idx["REF"]], row[idx["ALT"]])[0]
             a = out.setdefault(key, _Annot())
             genes = re.split(r"[,&]", row[idx["GENE"]]) if "GENE" in idx else []
@@ -239,12 +251,14 @@ def read_annotation_tsv(path) -> dict[str, _Annot]:
             if "AF" in idx:
                 af = _float_or_none(row[idx["AF"]])
                 if af is None and row[idx["AF"]].strip() not in ("", ".", "NA"):
-                    raise InputError(f"{path}, line {lineno}: AF {row[idx['AF']]!r} is not a number")
+                    raise InputError(f"{path}, line {lineno}: AF {row[idx['AF']]!r} is not a number",
+                                     kind='its annotation file has a non-numeric AF value')
             for g in genes:
                 a.add(g.strip(), [], "", None)
             a.add("", [t.strip() for t in terms], impact, af)
         if head is None:
-            raise InputError(f"{path}: the annotation file is empty (it needs a header line)")
+            raise InputError(f"{path}: the annotation file is empty (it needs a header line)",
+                             kind='its annotation file is empty')
     return out
 
 
@@ -397,10 +411,12 @@ def read_site(vcf, ped, annotation=None, prefilter: PreFilter | None = None, reg
     ped_index = {iid: i for i, iid in enumerate(pedigree.iid)}
     if len(set(pedigree.iid)) != len(pedigree):
         dup = next(i for i in pedigree.iid if list(pedigree.iid).count(i) > 1)
-        raise InputError(f"{ped}: IID {dup!r} appears in two families; IIDs must be unique at a site")
+        raise InputError(f"{ped}: IID {dup!r} appears in two families; IIDs must be unique at a site",
+                         kind='its PED file uses one IID in two families')
     members = [s for s in vcf_samples if s in ped_index]
     if not members:
-        raise InputError(f"{vcf}: none of its {len(vcf_samples)} samples is in the PED file {ped}; check the IIDs")
+        raise InputError(f"{vcf}: none of its {len(vcf_samples)} samples is in the PED file {ped}; check the IIDs",
+                         kind='none of its VCF samples is in its PED file')
     if len(members) < len(vcf_samples):
         log.info("%s: %d VCF samples not in the PED file are ignored", vcf, len(vcf_samples) - len(members))
     sub = pedigree.subset(np.array([ped_index[s] for s in members], dtype=np.int64))

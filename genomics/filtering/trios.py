@@ -147,8 +147,9 @@ def find_trios(ctx, key: bytes, ped: Pedigree, sizes: list[int]) -> list[Trio]:
     peers[ctx.me] = ann
     bad = [parties[i] for i in range(n) if (peers[parties[i]][:, 0] == _CONFLICT).any()]
     if bad:
-        raise InputError(f"site {bad[0]}: a parent of one of its trios is genotyped at more than one site; keep each "
-                         "individual in one site's PED and VCF (details in that site's log)")
+        msg = (f"site {bad[0]}: a parent of one of its trios is genotyped at more than one site; keep each "
+               "individual in one site's PED and VCF (details in that site's log)")
+        raise InputError(msg, kind=msg)  # public: computed from study-wide values
     trios = []
     for i, p in enumerate(parties):
         a = peers[p]

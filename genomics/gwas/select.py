@@ -29,12 +29,14 @@ def parse_chr_list(text: str) -> list[str]:
         if "-" in part:
             a, b = part.split("-", 1)
             if not (a.isdigit() and b.isdigit()) or int(a) > int(b):
-                raise InputError(f"--chr: {part!r} is not a range of chromosome numbers (e.g. 1-22)")
+                raise InputError(f"--chr: {part!r} is not a range of chromosome numbers (e.g. 1-22)",
+                                 kind='--chr has an invalid chromosome range')
             out += [str(i) for i in range(int(a), int(b) + 1)]
         else:
             out.append(part)
     if not out:
-        raise InputError("--chr: no chromosome given")
+        raise InputError("--chr: no chromosome given",
+                         kind='--chr names no chromosome')
     return [str(c) for c in normalize_chroms(np.array(out, dtype=object))]
 
 
@@ -44,7 +46,8 @@ def read_id_list(path: str | os.PathLike[str]) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
-        raise InputError(f"{path}: cannot read the variant ID list ({e.strerror})") from None
+        raise InputError(f"{path}: cannot read the variant ID list ({e.strerror})",
+                         kind='cannot read a variant ID list') from None
     return [ln.split()[0] for ln in text.splitlines() if ln.strip()]
 
 
@@ -72,7 +75,8 @@ def read_sample_list(path: str | os.PathLike[str]) -> tuple[set, set]:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as e:
-        raise InputError(f"{path}: cannot read the sample list ({e.strerror})") from None
+        raise InputError(f"{path}: cannot read the sample list ({e.strerror})",
+                         kind='cannot read its sample list (keep/remove)') from None
     pairs, iids = set(), set()
     for ln in lines:
         f = ln.split()

@@ -3,8 +3,8 @@
 Steps (every compute party; the dealer never holds the key or any variant):
 
 1. A public bound B on variants per site: ``--variant-bound``, or else
-   2^max_s ceil(log2 m_s) computed in MPC (a tournament maximum of the sites'
-   exponents); only the maximum is opened (``gwas.variant_bound``).
+   2^max_s ceil(log2 m_s) computed in MPC (an OR of the sites' thermometer-coded
+   exponents, :func:`public_variant_bound`); only the maximum is opened (``gwas.variant_bound``).
 2. A study key agreed by the sites (``filtering.keys.agree_job_key``,
    ``gwas.study_key_contribution``: 32 random bytes from each site, fresh per job).
 3. Each site maps the orientation-free key ``chrom:pos:lo:hi`` of each of its
@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cipherome.mpc.shares import stack
+from cipherome.mpc.shares import concat
 from cipherome.mpc.ledger import DISCLOSED
-from cipherome.protocols.compare import max as secure_max
+from cipherome.protocols import arith
 from cipherome.protocols.psi import TAG_BITS, common_bins
 
 from cipherome.genomics.errors import InputError
@@ -59,19 +59,18 @@ __all__ = ["orientation_free_keys", "StudyVariants", "public_variant_bound", "co
 LANE_OVERFLOW = 1e-9
 #: the smallest public bound (2^10 variants), so that tiny studies do not reveal their size either
 MIN_BOUND_LOG2 = 10
+#: the largest bound the thermometer code covers (2^40 variants per site)
+MAX_BOUND_LOG2 = 40
 
 
 def orientation_free_keys(variants: VariantTable) -> tuple[np.ndarray, np.ndarray]:
     """(keys (m,) object array of 'chrom:pos:lo:hi', alt_is_larger (m,) bool), alleles upper-cased."""
     chrom = normalize_chroms(variants.chrom)
-    m = len(variants)
-    keys = np.empty(m, dtype=object)
-    alt_larger = np.empty(m, dtype=bool)
-    for i in range(m):
-        ref, alt = str(variants.ref[i]).upper(), str(variants.alt[i]).upper()
-        lo, hi = (ref, alt) if ref <= alt else (alt, ref)
-        keys[i] = f"{chrom[i]}:{int(variants.pos[i])}:{lo}:{hi}"
-        alt_larger[i] = alt > ref
+    ref = [str(r).upper() for r in variants.ref]
+    alt = [str(a).upper() for a in variants.alt]
+    keys = np.array([f"{c}:{int(p)}:{r}:{a}" if r <= a else f"{c}:{int(p)}:{a}:{r}"
+                     for c, p, r, a in zip(chrom, variants.pos, ref, alt)], dtype=object)
+    alt_larger = np.array([a > r for r, a in zip(ref, alt)], dtype=bool)
     return keys, alt_larger
 
 
@@ -109,15 +108,25 @@ class StudyVariants:
 def public_variant_bound(ctx, m: int, bound: int | None = None) -> int:
     """The public bound on variants per site: ``bound`` if given, else 2^max_s max(10, ceil(log2 m_s)).
 
-    Without ``bound`` each site inputs its exponent (free), the tournament maximum is
-    computed in MPC and only it is opened (``gwas.variant_bound``).
+    Without ``bound`` each site inputs the thermometer code t_s[k] = [e_s >= k] of its
+    exponent e_s (k = 11 .. MAX_BOUND_LOG2; free); the product z[k] = prod_s (1 - t_s[k])
+    (ceil(log2 n) product rounds) is opened (``gwas.variant_bound``): z[k] = 0 iff some
+    site has e_s >= k, so z is the thermometer code of the maximum and reveals nothing else.
     """
     if bound:
         return int(bound)
     e = max(MIN_BOUND_LOG2, math.ceil(math.log2(max(m, 1))))
-    exps = stack([ctx.input(p, np.array([e]) if p == ctx.me else None, shape=(1,), frac=0) for p in ctx.parties])
-    top = ctx.open(secure_max(exps, axis=0, bits=8), "gwas.variant_bound")
-    return 1 << int(top[0])
+    if e > MAX_BOUND_LOG2:
+        raise InputError(f"a site has more than 2^{MAX_BOUND_LOG2} variants", kind="has too many variants")
+    ks = np.arange(MIN_BOUND_LOG2 + 1, MAX_BOUND_LOG2 + 1)
+    factors = [1 - ctx.input(p, (e >= ks).astype(np.int64) if p == ctx.me else None, shape=ks.shape, frac=0)
+               for p in ctx.parties]
+    while len(factors) > 1:  # a product tree, one round per level
+        half = len(factors) // 2
+        prod = arith.mul(concat(factors[:half]), concat(factors[half:2 * half]))
+        factors = [prod[i * len(ks):(i + 1) * len(ks)] for i in range(half)] + factors[2 * half:]
+    z = ctx.open(factors[0], "gwas.variant_bound")
+    return 1 << (MIN_BOUND_LOG2 + int((z == 0).sum()))
 
 
 def _unique_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:

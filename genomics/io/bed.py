@@ -118,7 +118,8 @@ def resolve_samples(fam: SampleTable, samples, where: Path) -> np.ndarray | None
     if arr.dtype.kind in "iu":
         idx = np.unique(arr.astype(np.int64))
         if idx.size and (idx[0] < 0 or idx[-1] >= len(fam)):
-            raise InputError(f"{where}: sample index out of range [0, {len(fam)})")
+            raise InputError(f"{where}: sample index out of range [0, {len(fam)})",
+                             kind='a sample index is out of range for its genotype file')
         return idx
     pos: dict[str, int] = {}
     dup = set()
@@ -129,11 +130,13 @@ def resolve_samples(fam: SampleTable, samples, where: Path) -> np.ndarray | None
     missing = [s for s in samples if s not in pos]
     if missing:
         raise InputError(f"{where}: {len(missing)} requested sample(s) not in the file, e.g."
-                         f" {missing[0]!r}; check the sample list")
+                         f" {missing[0]!r}; check the sample list",
+                         kind='requested samples are not in its genotype file')
     ambiguous = [s for s in samples if s in dup]
     if ambiguous:
         raise InputError(f"{where}: IID {ambiguous[0]!r} occurs more than once (several families);"
-                         " select samples by index instead")
+                         " select samples by index instead",
+                         kind='an IID occurs more than once in its genotype file')
     return np.unique(np.array([pos[s] for s in samples], dtype=np.int64))
 
 

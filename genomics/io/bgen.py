@@ -38,16 +38,20 @@ def read_sample_file(path: str | os.PathLike[str]) -> SampleTable:
     try:
         lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     except OSError as e:
-        raise InputError(f"{path}: cannot read the .sample file ({e.strerror})") from None
+        raise InputError(f"{path}: cannot read the .sample file ({e.strerror})",
+                         kind='its BGEN file or its sample file is invalid') from None
     if len(lines) < 2 or lines[0][:2] != ["ID_1", "ID_2"]:
-        raise InputError(f"{path}, line 1: not an Oxford .sample file (the header must start with ID_1 ID_2)")
+        raise InputError(f"{path}, line 1: not an Oxford .sample file (the header must start with ID_1 ID_2)",
+                         kind='its BGEN file or its sample file is invalid')
     head = lines[0]
     body = lines[2:]
     bad = next((i for i, f in enumerate(body) if len(f) != len(head)), None)
     if bad is not None:
-        raise InputError(f"{path}, line {bad + 3}: expected {len(head)} columns as in the header, found {len(body[bad])}")
+        raise InputError(f"{path}, line {bad + 3}: expected {len(head)} columns as in the header, found {len(body[bad])}",
+                         kind='its BGEN file or its sample file is invalid')
     if not body:
-        raise InputError(f"{path}: the .sample file lists no samples")
+        raise InputError(f"{path}: the .sample file lists no samples",
+                         kind='its BGEN file or its sample file is invalid')
     isex = head.index("sex") if "sex" in head else None
     sex = [(1 if f[isex] == "1" else 2 if f[isex] == "2" else 0) if isex is not None else 0 for f in body]
     return SampleTable.from_columns([f[1] for f in body], [f[0] for f in body], sex)
@@ -59,7 +63,8 @@ def _variants_from_bgi(bgi: Path) -> tuple[list, np.ndarray]:
         rows = con.execute("SELECT chromosome, position, rsid, number_of_alleles, allele1, allele2,"
                            " file_start_position FROM Variant ORDER BY file_start_position").fetchall()
     except sqlite3.Error as e:
-        raise InputError(f"{bgi}: not a bgenix .bgi index ({e}); remove it or re-create it with bgenix -index") from None
+        raise InputError(f"{bgi}: not a bgenix .bgi index ({e}); remove it or re-create it with bgenix -index",
+                         kind='its BGEN file or its sample file is invalid') from None
     finally:
         con.close()
     meta = [(str(c), int(p), str(r), int(k), [str(a1), str(a2)]) for c, p, r, k, a1, a2, _ in rows]
@@ -102,22 +107,26 @@ class BgenReader:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"{self.path}: BGEN file not found")
+            raise InputError(f"{self.path}: BGEN file not found",
+                             kind='its BGEN file or its sample file is invalid')
         try:
             self._bgen = cbgen.bgen_file(self.path)
         except RuntimeError as e:
-            raise InputError(f"{self.path}: cbgen cannot open it as a BGEN file ({e})") from None
+            raise InputError(f"{self.path}: cbgen cannot open it as a BGEN file ({e})",
+                             kind='its BGEN file or its sample file is invalid') from None
         n_file = self._bgen.nsamples
         if sample_file is not None:
             table = read_sample_file(sample_file)
             if len(table) != n_file:
                 raise InputError(f"{sample_file}: lists {len(table)} samples but {self.path.name} holds {n_file};"
-                                 " the .sample file must belong to this BGEN")
+                                 " the .sample file must belong to this BGEN",
+                                 kind='its BGEN file or its sample file is invalid')
         elif self._bgen.contain_samples:
             ids = [s.decode() if isinstance(s, bytes) else str(s) for s in self._bgen.read_samples()]
             table = SampleTable.from_columns(ids, ids)
         else:
-            raise InputError(f"{self.path}: the BGEN stores no sample IDs; name its .sample file (sample = FILE)")
+            raise InputError(f"{self.path}: the BGEN stores no sample IDs; name its .sample file (sample = FILE)",
+                             kind='its BGEN file or its sample file is invalid')
         self._index = resolve_samples(table, samples, Path(sample_file or self.path))
         self.samples = table if self._index is None else table[self._index]
         bgi = self.path.with_name(self.path.name + ".bgi")
@@ -126,7 +135,8 @@ class BgenReader:
         if multi:
             c, p, r = multi[0][:3]
             raise InputError(f"{self.path}: variant {r} ({c}:{p}) has {multi[0][3]} alleles; only biallelic BGEN"
-                             " variants are read (split it with plink2 --bgen ... --make-pgen multiallelics=-)")
+                             " variants are read (split it with plink2 --bgen ... --make-pgen multiallelics=-)",
+                             kind='its BGEN file or its sample file is invalid')
         self._alt_first = not ref_first
         a = 0 if self._alt_first else 1
         self.variants = VariantTable.from_columns([m[0] for m in meta], [m[1] for m in meta], [m[2] for m in meta],
@@ -146,7 +156,8 @@ class BgenReader:
             if not np.all(gt.ploidy == 2) or gt.probability.shape[1] != (4 if gt.phased else 3):
                 v = self.variants
                 raise InputError(f"{self.path}: variant {v.id[r]} ({v.chrom[r]}:{v.pos[r]}) is not diploid for every"
-                                 " sample; only diploid BGEN variants are read")
+                                 " sample; only diploid BGEN variants are read",
+                                 kind='its BGEN file or its sample file is invalid')
             bits = probability_bits(gt.probability)
             p = gt.probability if self._index is None else gt.probability[self._index]
             out[k] = dosage_from_probs(p, bool(gt.phased), self._alt_first, bits)

@@ -68,30 +68,35 @@ def read_psam(path: str | os.PathLike[str]) -> SampleTable:
     try:
         fh = open(path, encoding="utf-8", errors="replace")
     except OSError as e:
-        raise InputError(f"{path}: cannot open .psam file ({e.strerror})") from None
+        raise InputError(f"{path}: cannot open .psam file ({e.strerror})",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid') from None
     with fh:
         lines = [ln for ln in fh.read().splitlines() if ln.strip() and not ln.startswith("##")]
     if not lines:
-        raise InputError(f"{path}: the .psam file lists no samples")
+        raise InputError(f"{path}: the .psam file lists no samples",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     if not lines[0].startswith("#"):
         return read_fam(path)  # plink2 accepts a .fam as .psam
     cols = lines[0][1:].split()
     if "IID" not in cols:
-        raise InputError(f"{path}, line 1: the header has no IID column (expected #FID IID ... or #IID ...)")
+        raise InputError(f"{path}, line 1: the header has no IID column (expected #FID IID ... or #IID ...)",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     i_iid, i_fid = cols.index("IID"), cols.index("FID") if "FID" in cols else None
     i_sex = cols.index("SEX") if "SEX" in cols else None
     fid, iid, sex = [], [], []
     for lineno, line in enumerate(lines[1:], 2):
         f = line.split()
         if len(f) != len(cols):
-            raise InputError(f"{path}, line {lineno}: expected {len(cols)} columns as in the header, found {len(f)}")
+            raise InputError(f"{path}, line {lineno}: expected {len(cols)} columns as in the header, found {len(f)}",
+                             kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
         iid.append(f[i_iid])
         if i_fid is not None:
             fid.append(f[i_fid])
         s = f[i_sex] if i_sex is not None else "0"
         sex.append(1 if s == "1" else 2 if s == "2" else 0)
     if not iid:
-        raise InputError(f"{path}: the .psam file lists no samples")
+        raise InputError(f"{path}: the .psam file lists no samples",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     return SampleTable.from_columns(iid, fid if i_fid is not None else None, sex)
 
 
@@ -111,25 +116,29 @@ def read_pvar(path: str | os.PathLike[str]) -> tuple[VariantTable, np.ndarray, n
     if k >= len(lines) or not lines[k].startswith("#"):
         bim = read_bim(path) if k == 0 else None
         if bim is None:
-            raise InputError(f"{path}: no #CHROM header line after the ## lines")
+            raise InputError(f"{path}: no #CHROM header line after the ## lines",
+                             kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
         m = len(bim)
         return bim, np.arange(m, dtype=np.int64), np.ones(m, dtype=np.int64), np.arange(0, 2 * m + 1, 2, dtype=np.uintp)
     cols = lines[k][1:].split()
     need = ["CHROM", "POS", "ID", "REF", "ALT"]
     if any(c not in cols for c in need):
-        raise InputError(f"{path}, line {k + 1}: the header must name CHROM POS ID REF ALT (found {' '.join(cols)})")
+        raise InputError(f"{path}, line {k + 1}: the header must name CHROM POS ID REF ALT (found {' '.join(cols)})",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     ic = [cols.index(c) for c in need]
     body = lines[k + 1:]
     rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in body]
     bad = next((i for i, f in enumerate(rows) if len(f) < len(cols)), None)
     if bad is not None:
-        raise InputError(f"{path}, line {k + 2 + bad}: expected {len(cols)} columns, found {len(rows[bad])}")
+        raise InputError(f"{path}, line {k + 2 + bad}: expected {len(cols)} columns, found {len(rows[bad])}",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     chrom = [f[ic[0]] for f in rows]
     try:
         pos = np.array([f[ic[1]] for f in rows], dtype=np.int64)
     except ValueError:
         bad = next(i for i, f in enumerate(rows) if not f[ic[1]].strip().isdigit())
-        raise InputError(f"{path}, line {k + 2 + bad}: position {rows[bad][ic[1]]!r} is not an integer") from None
+        raise InputError(f"{path}, line {k + 2 + bad}: position {rows[bad][ic[1]]!r} is not an integer",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid') from None
     ids = [f[ic[2]] for f in rows]
     ref = [f[ic[3]] for f in rows]
     alts = [f[ic[4]].strip().split(",") for f in rows]
@@ -157,7 +166,8 @@ def _has_dosage_track(pgen: Path) -> bool:
         head = fh.read(12)
     if len(head) < 3 or head[:2] != _PGEN_MAGIC:
         raise InputError(f"{pgen}: not a PLINK 2 .pgen file (magic bytes {head[:3].hex()}); re-create it with"
-                         " plink2 --make-pgen")
+                         " plink2 --make-pgen",
+                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     return head[2] == 0x10 and len(head) == 12 and (head[11] & 15) >= 4
 
 
@@ -178,7 +188,8 @@ class PgenReader:
         for ext, p in self.paths.items():
             if not p.is_file():
                 raise InputError(f"{p}: .{ext} file not found (--pfile takes the prefix shared by"
-                                 " .pgen/.pvar/.psam)")
+                                 " .pgen/.pvar/.psam)",
+                                 kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
         psam = read_psam(self.paths["psam"])
         self.variants, self._rec, self._allele, offsets = read_pvar(self.paths["pvar"])
         self.n_variants = len(self.variants)
@@ -193,7 +204,8 @@ class PgenReader:
                                             allele_idx_offsets=offsets if multi else None)
         except RuntimeError as e:
             raise InputError(f"{self.paths['pgen']}: pgenlib cannot open it ({e}); the .pgen, .pvar and .psam"
-                             " must come from the same plink2 run") from None
+                             " must come from the same plink2 run",
+                             kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid') from None
         self._buf = None  # int8 scratch rows for read_packed
         self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
         if self.block_size < 1:

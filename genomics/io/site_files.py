@@ -53,7 +53,8 @@ def load_genotypes(site):
         ref = str(data.get("bgen_ref", "last"))
         if ref not in ("first", "last"):
             raise InputError(f"site {getattr(site, 'name', '?')}: bgen_ref must be \"first\" or \"last\" (which"
-                             " BGEN allele is REF; plink2's default is last)")
+                             " BGEN allele is REF; plink2's default is last)",
+                             kind='its config has an invalid bgen_ref')
         reader = BgenReader(_data_path(site, "bgen"), _data_path(site, "sample") if "sample" in data else None,
                             ref_first=ref == "first")
 
@@ -91,7 +92,8 @@ def load_genotypes(site):
         reader = VcfReader(_data_path(site, "vcf"), region=data.get("region"))
         blocks = list(reader.blocks())
         if not blocks:
-            raise InputError(f"{_data_path(site, 'vcf')}: no variants (after region and multi-allelic handling)")
+            raise InputError(f"{_data_path(site, 'vcf')}: no variants (after region and multi-allelic handling)",
+                             kind='its VCF has no variants after region and multi-allelic handling')
         variants = concat_variants([b.variants for b in blocks])
         packed = np.concatenate([b.packed for b in blocks])
         n = len(reader.samples)
@@ -102,7 +104,8 @@ def load_genotypes(site):
         return reader.samples, variants, read, None
     raise InputError(f"site {getattr(site, 'name', '?')}: its config has no genotype file; "
                      "add bfile = PREFIX, pfile = PREFIX, bgen = FILE (with sample = FILE) or vcf = FILE to its"
-                     " [data] table")
+                     " [data] table",
+                     kind='its config has no genotype file')
 
 
 def site_from_config(site, params) -> SiteData:
@@ -110,7 +113,8 @@ def site_from_config(site, params) -> SiteData:
     data = site.data
     samples, variants, read, read_dosage = load_genotypes(site)
     if "pheno" not in data:
-        raise InputError(f"site {site.name}: no phenotype file; add pheno = FILE to its [data] table")
+        raise InputError(f"site {site.name}: no phenotype file; add pheno = FILE to its [data] table",
+                         kind='its config has no phenotype file')
     names = [params.pheno_name] if params.pheno_name else None
     pheno = read_pheno(_data_path(site, "pheno"), names, control_zero=params.case_control_01)
     y = align_to_samples(pheno, samples)[:, 0]
@@ -119,7 +123,8 @@ def site_from_config(site, params) -> SiteData:
         cov, cov_names = align_to_samples(cov_table, samples), list(cov_table.names)
     else:
         if params.covar_names:
-            raise InputError(f"site {site.name}: --covar-name given but its config has no covar file")
+            raise InputError(f"site {site.name}: --covar-name given but its config has no covar file",
+                             kind='--covar-name given but its config has no covariate file')
         cov, cov_names = np.zeros((len(samples), 0)), []
     geno_key = next(k for k in ("bfile", "pfile", "bgen", "vcf") if k in data)
     out_dir = _data_path(site, "output_dir") if "output_dir" in data else _data_path(site, geno_key).parent

@@ -279,7 +279,8 @@ def open_variant_file(path: Path):
         return pysam.VariantFile(str(path), "r")
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: cannot open as VCF/BCF ({e}); check that it is a VCF, bgzipped VCF"
-                         " or BCF file with a complete header") from None
+                         " or BCF file with a complete header",
+                         kind='cannot open its VCF/BCF file') from None
     finally:
         pysam.set_verbosity(old)
 
@@ -300,7 +301,8 @@ class VcfReader:
                  multiallelic: str = "split", half_call: str = "error"):
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"{self.path}: VCF/BCF file not found")
+            raise InputError(f"{self.path}: VCF/BCF file not found",
+                             kind='its VCF/BCF file is missing')
         if multiallelic not in MULTIALLELIC_MODES:
             raise ValueError(f"multiallelic must be one of {MULTIALLELIC_MODES}")
         if half_call not in HALF_CALL_MODES:
@@ -313,7 +315,8 @@ class VcfReader:
             all_samples = list(vf.header.samples)
             if "GT" not in vf.header.formats:
                 raise InputError(f"{self.path}: the header defines no GT FORMAT field, so there are no"
-                                 " genotypes to read")
+                                 " genotypes to read",
+                                 kind='its VCF/BCF header defines no GT field')
         finally:
             vf.close()
         if samples is not None:
@@ -322,12 +325,14 @@ class VcfReader:
             unknown = [s for s in samples if s not in have]
             if unknown:
                 raise InputError(f"{self.path}: {len(unknown)} requested sample(s) not in the header,"
-                                 f" e.g. {unknown[0]!r}; check the sample list")
+                                 f" e.g. {unknown[0]!r}; check the sample list",
+                                 kind='requested samples are not in its VCF/BCF header')
             names = [s for s in all_samples if s in wanted]
         else:
             names = all_samples
         if len(set(names)) != len(names):
-            raise InputError(f"{self.path}: duplicate sample names in the header")
+            raise InputError(f"{self.path}: duplicate sample names in the header",
+                             kind='its VCF/BCF header has duplicate sample names')
         self._subset = None if samples is None else names
         self.samples = SampleTable.from_columns(names)
         self.block_size = int(block_size) if block_size else default_block_size(len(names))
@@ -358,7 +363,8 @@ class VcfReader:
                     raise InputError(f"{self.path}: cannot select region {self.region!r} ({e}); region"
                                      " selection needs an index beside the file (.tbi or .csi: run"
                                      " `bcftools index` or `tabix -p vcf`) and a contig named as in"
-                                     " the header") from None
+                                     " the header",
+                                     kind='cannot select a region of its VCF/BCF file (index missing?)') from None
             batch: list = []  # records whose text is not parsed yet
             parts: list = []  # parsed (variants, dosage) pieces of the current block
             rows = text_size = 0
@@ -447,7 +453,8 @@ class VcfReader:
                 s = int(err_sample[r])
                 who = f" (sample {self.samples.iid[s]!r})" if s < n else ""
             raise InputError(f"{self.path}, record {recno} ({chrom}:{pos}){self._line_hint(recno)}: the"
-                             f" record {_ERRORS[code]}{who}; fix or remove the record")
+                             f" record {_ERRORS[code]}{who}; fix or remove the record",
+                             kind='its VCF/BCF file has an invalid record')
         st = self.stats
         st.haploid_calls += int(n_hap.sum())
         st.half_calls += int(n_half.sum())
@@ -457,7 +464,8 @@ class VcfReader:
             recno, chrom, pos = batch[r][0], batch[r][1], batch[r][2]
             raise InputError(f"{self.path}, record {recno} ({chrom}:{pos}){self._line_hint(recno)}: GT"
                              " half-call such as ./1; choose how to treat half-calls (half_call="
-                             "'missing', 'haploid' or 'reference', like plink2 --vcf-half-call)")
+                             "'missing', 'haploid' or 'reference', like plink2 --vcf-half-call)",
+                             kind='its VCF/BCF file has a GT half-call (set half_call)')
         rec_of_row = np.repeat(np.arange(m, dtype=np.int64), n_alleles - 1)
         alt_of_row = np.concatenate([np.arange(1, k, dtype=np.int64) for k in n_alleles]) \
             if m else np.zeros(0, np.int64)
@@ -509,7 +517,8 @@ class VcfReader:
         after = f" (after {last[0]}:{last[1]})" if last else ""
         reason = self._diagnose(recno) or f"htslib could not parse it ({exc}; its message is on stderr)"
         return InputError(f"{self.path}, record {recno}{after}{self._line_hint(recno)}: {reason};"
-                          " fix or remove the record")
+                          " fix or remove the record",
+                          kind='its VCF/BCF file has a malformed record')
 
     def _diagnose(self, recno: int) -> str | None:
         """Say what is wrong with data line ``recno`` of a text VCF, if we can tell."""

@@ -46,10 +46,12 @@ class VcfDosageReader:
     def __init__(self, path: str | os.PathLike[str], field: str = "DS", region: str | None = None,
                  block_size: int | None = None):
         if field not in DOSAGE_FIELDS:
-            raise InputError(f"dosage field {field!r}: use DS or GP (as plink2 --vcf FILE dosage=DS)")
+            raise InputError(f"dosage field {field!r}: use DS or GP (as plink2 --vcf FILE dosage=DS)",
+                             kind='its VCF dosage (DS/GP) data is invalid')
         self.path, self.field, self.region = Path(path), field, region
         if not self.path.is_file():
-            raise InputError(f"{self.path}: VCF/BCF file not found")
+            raise InputError(f"{self.path}: VCF/BCF file not found",
+                             kind='its VCF dosage (DS/GP) data is invalid')
         with open_variant_file(self.path) as vf:
             names = list(vf.header.samples)
             formats = set(vf.header.formats.keys())
@@ -57,9 +59,11 @@ class VcfDosageReader:
             log.warning("%s: no FORMAT/%s in the header; dosages are the GT calls", self.path, field)
         if field not in formats and "GT" not in formats:
             raise InputError(f"{self.path}: the header declares neither FORMAT/{field} nor FORMAT/GT; there are no"
-                             " genotypes to read")
+                             " genotypes to read",
+                             kind='its VCF dosage (DS/GP) data is invalid')
         if not names:
-            raise InputError(f"{self.path}: the VCF has no samples")
+            raise InputError(f"{self.path}: the VCF has no samples",
+                             kind='its VCF dosage (DS/GP) data is invalid')
         self.samples = SampleTable.from_columns(names)
         self.block_size = int(block_size) if block_size else default_block_size(len(names))
 
@@ -69,7 +73,8 @@ class VcfDosageReader:
                 it = vf.fetch(region=self.region) if self.region else vf
             except ValueError as e:
                 raise InputError(f"{self.path}: cannot read region {self.region!r} ({e}); index the file"
-                                 " (bcftools index) or drop the region") from None
+                                 " (bcftools index) or drop the region",
+                                 kind='its VCF dosage (DS/GP) data is invalid') from None
             yield from it
 
     def _rows(self, rec) -> tuple[list, np.ndarray]:
@@ -78,7 +83,8 @@ class VcfDosageReader:
         d = np.full((len(alts), n), np.nan)
         if self.field == "GP" and len(alts) > 1:
             raise InputError(f"{self.path}: {rec.chrom}:{rec.pos} is multi-allelic; GP dosages are read for"
-                             " biallelic records only (use DS, or split the file with bcftools norm -m-)")
+                             " biallelic records only (use DS, or split the file with bcftools norm -m-)",
+                             kind='its VCF dosage (DS/GP) data is invalid')
         for i, s in enumerate(rec.samples.values()):
             v = s.get(self.field)
             if v is not None and not isinstance(v, tuple):
@@ -127,6 +133,7 @@ class VcfDosageReader:
 
         blocks = list(self.blocks())
         if not blocks:
-            raise InputError(f"{self.path}: no variants{' in ' + self.region if self.region else ''}")
+            raise InputError(f"{self.path}: no variants{' in ' + self.region if self.region else ''}",
+                             kind='its VCF dosage (DS/GP) data is invalid')
         return (concat_variants([b.variants for b in blocks]), np.concatenate([b.dosage for b in blocks]),
                 np.concatenate([b.float_dosage for b in blocks]))
