@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.errors import InputError
+from cipherome.genomics.errors import InputError, read_text
 from cipherome.genomics.io.ploidy import AUTOSOMAL, CHR_MT, CHR_X, CHR_Y, ploidy_class
 from cipherome.genomics.io.variants import normalize_chrom
 
@@ -97,11 +97,8 @@ def read_ped(path) -> Pedigree:
     :class:`InputError` naming the line for short lines, bad codes and duplicate IDs.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise InputError(f"{path}: cannot open PED file ({e.strerror}); check the 'ped' entry of the site config",
-                         kind='cannot open its PED file') from None
+    text = read_text(path, "cannot open PED file", "cannot open its PED file",
+                     "; check the 'ped' entry of the site config")
     rows, seen = [], {}
     for lineno, line in enumerate(text.splitlines(), 1):
         f = line.split()

@@ -34,7 +34,7 @@ from numba import prange
 
 from cipherome.genomics.io.bed import default_block_size
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable, concat_variants
-from cipherome.genomics.errors import InputError
+from cipherome.genomics.errors import InputError, unknown_samples
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["VcfReader", "VcfStats", "iter_vcf", "open_variant_file", "MULTIALLELIC_MODES", "HALF_CALL_MODES"]
@@ -324,9 +324,8 @@ class VcfReader:
             wanted = set(samples)
             unknown = [s for s in samples if s not in have]
             if unknown:
-                raise InputError(f"{self.path}: {len(unknown)} requested sample(s) not in the header,"
-                                 f" e.g. {unknown[0]!r}; check the sample list",
-                                 kind='requested samples are not in its VCF/BCF header')
+                raise unknown_samples(self.path, unknown, "the header",
+                                      "requested samples are not in its VCF/BCF header")
             names = [s for s in all_samples if s in wanted]
         else:
             names = all_samples
