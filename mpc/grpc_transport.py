@@ -33,6 +33,7 @@ import grpc
 import numpy as np
 
 from cipherome.proto import cipherome_pb2 as pb
+from cipherome.proto import rpc
 
 from .transport import JobAborted, PeerError, TrafficStats, Transport
 
@@ -66,8 +67,8 @@ MAX_WIRE_BYTES = CHUNK_BYTES + (64 << 10)
 ALLOWED_DTYPES = frozenset(
     np.dtype(t).str for t in ("bool", "i1", "u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "<c8", "<c16")
 )
-EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
-HEALTH_METHOD = "/cipherome.v1.Control/Health"
+EXCHANGE_METHOD = rpc.rpc("Peer", "Exchange").path
+HEALTH_METHOD = rpc.rpc("Control", "Health").path
 #: seconds a peer has to answer a health check when a message is overdue
 PROBE_SECONDS = 5.0
 #: a sender that is up (health check or TLS handshake) and runs the job may stay silent this many round timeouts before the job fails
@@ -313,10 +314,7 @@ class ChannelPool:
 
     def health(self, link: PeerLink):
         """The ``Control.Health`` unary callable of a peer (the liveness probe)."""
-        return self.channel(link).unary_unary(
-            HEALTH_METHOD, request_serializer=pb.HealthRequest.SerializeToString,
-            response_deserializer=pb.HealthReply.FromString,
-        )
+        return rpc.client_callable(self.channel(link), "Control", "Health")
 
     def handshake(self, link: PeerLink) -> grpc.Future:
         """A fresh channel to ``link`` and the future of its readiness (TCP, TLS and HTTP/2 set up).
@@ -335,9 +333,7 @@ class ChannelPool:
 
     def exchange(self, link: PeerLink):
         """The raw ``Exchange`` stream-stream callable (requests are pre-encoded bytes)."""
-        return self.channel(link).stream_stream(
-            EXCHANGE_METHOD, request_serializer=None, response_deserializer=pb.ExchangeReply.FromString
-        )
+        return rpc.client_callable(self.channel(link), "Peer", "Exchange", request_serializer=None)
 
     def close(self) -> None:
         with self._lock:
@@ -803,6 +799,4 @@ def exchange_handler(resolve, max_message_bytes: int):
             return
         yield pb.ExchangeReply(kind=pb.ExchangeReply.CLOSED, messages=messages, bytes=nbytes)
 
-    return grpc.stream_stream_rpc_method_handler(
-        handle, request_deserializer=decode_chunk, response_serializer=pb.ExchangeReply.SerializeToString
-    )
+    return rpc.method_handler("Peer", "Exchange", handle, request_deserializer=decode_chunk)

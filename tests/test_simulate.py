@@ -111,8 +111,9 @@ def test_bed_roundtrip_and_site_files(tmp_path):
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "x.bed"
     with pytest.raises(ValueError):
-        writebed.write_bed(tmp_path / "x", np.full((2, 3), 5, np.int8), ["1"] * 2, [1, 2],
-                           ["a", "b"], ["A"] * 2, ["C"] * 2, ["s1", "s2", "s3"], ["s1", "s2", "s3"])
+        writebed.write_bed(tmp_path / "x", np.full((2, 3), 5, np.int8),
+                           writebed.Variants(["1"] * 2, [1, 2], ["a", "b"], ["A"] * 2, ["C"] * 2),
+                           ["s1", "s2", "s3"], ["s1", "s2", "s3"])
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
