@@ -1,7 +1,6 @@
 """The simulator is deterministic, writes files PLINK and pysam read back unchanged, and has the properties it claims."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pysam
@@ -61,10 +60,7 @@ def test_shapes_dtypes_and_layout():
 
 
 def test_demo_preset_properties():
-    t = time.perf_counter()
-    s = simulate.simulate_demo()
-    elapsed = time.perf_counter() - t
-    assert elapsed < 3.0
+    s = simulate.simulate_demo()  # its time: bench/test_bench_simulate.py
     cfg = s.config
     assert (cfg.n_sites, cfg.n_populations, cfg.n_causal) == (3, 2, 5)
     assert s.genotypes.shape == (3000, 1500)
