@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cipherome.mpc.client import JobFailed
+from bench.cluster_jobs import time_jobs
 from cipherome.mpc.launcher import LocalCluster
 
 BENCH = Path(__file__).resolve().parent
@@ -42,20 +42,7 @@ def _run(cluster, job: str, params: dict):
 
 
 def _bench(benchmark, cluster, job: str, params: dict, rounds: int = 3):
-    runs = []
-    benchmark.pedantic(lambda: runs.append(_run(cluster, job, params)), rounds=rounds, warmup_rounds=1,
-                       iterations=1)
-    secs = [max(r["seconds"] for r in run.results) for run in runs]
-    last = runs[-1].results
-    benchmark.extra_info.update(
-        parties=cluster.n,
-        job_seconds_min=min(secs),
-        job_seconds_median=float(np.median(secs)),
-        mb_sent_per_party=float(np.mean([r["bytes_sent"] for r in last])) / 1e6,
-        dealer_mb_sent=runs[-1].reports["dealer"]["bytes_sent"] / 1e6,
-        rounds=max(r["rounds"] for r in last),
-    )
-    return last
+    return time_jobs(benchmark, cluster, lambda: _run(cluster, job, params), rounds, "job")
 
 
 @pytest.mark.benchmark(group="filter max-gene 1000 patients x 20000 genes")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.cluster_jobs import time_jobs
 from cipherome.mpc.launcher import LocalCluster
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -28,20 +29,8 @@ def cluster():
 
 
 def _op(benchmark, cluster, op: str, size: int, rounds: int = 5):
-    runs = []
-    benchmark.pedantic(lambda: runs.append(cluster.run("test.once", {"op": op, "size": size})),
-                       rounds=rounds, warmup_rounds=1, iterations=1)
-    op_s = [max(r["seconds"] for r in run.results) for run in runs]
-    last = runs[-1].results
+    last = time_jobs(benchmark, cluster, lambda: cluster.run("test.once", {"op": op, "size": size}), rounds, "op")
     assert all(r["ok"] in (True, None) for r in last)
-    benchmark.extra_info.update(
-        parties=cluster.n,
-        op_seconds_min=min(op_s),
-        op_seconds_median=float(np.median(op_s)),
-        mb_sent_per_party=float(np.mean([r["bytes_sent"] for r in last])) / 1e6,
-        dealer_mb_sent=runs[-1].reports["dealer"]["bytes_sent"] / 1e6,
-        rounds=max(r["rounds"] for r in last),
-    )
 
 
 @pytest.mark.benchmark(group="grpc mul 1e6")

@@ -2,7 +2,7 @@
 
 Flags follow PLINK 2 (``--pheno-name``, ``--covar-name``, ``--geno``, ``--maf``,
 ``--hwe``, ``--mind``, ``--glm``, ``--ci``, ``--extract``/``--exclude``, ``--chr``,
-``--from-bp``/``--to-bp``; sample lists are each site's ``keep``/``remove`` config); each site's daemon reads its own
+``--from-bp``/``--to-bp``, ``--mach-r2-filter``, ``--glm cols=``; sample lists are each site's ``keep``/``remove`` config); each site's daemon reads its own
 genotype, phenotype and covariate files from its config, so the command line
 never names another site's files. Results are written only after the job has
 succeeded everywhere, each file atomically.
@@ -13,7 +13,7 @@ import time
 
 import click
 
-__all__ = ["gwas", "gwas_params_from_cli", "pca_extra", "print_top_hits", "qc_summary"]
+__all__ = ["gwas", "gwas_params_from_cli", "pca_extra", "print_top_hits", "qc_summary", "mach_r2_bounds"]
 
 
 def _read_extract(path) -> list[str]:
@@ -49,9 +49,44 @@ def pca_extra(pca_modifiers=(), pca_extract=None, pca_thin_count=None, pca_bp_sp
     return extra
 
 
+#: --glm modifiers (besides cols=) that may follow the first one without repeating --glm
+GLM_WORDS = ("linear", "logistic", "trend", "hide-covar", "allow-no-covars")
+
+
+def mach_r2_bounds(value, args=()) -> tuple[list[float] | None, list[str]]:
+    """plink2's ``--mach-r2-filter [min] [max]`` (defaults 0.1 and 2.0): (bounds or None, the other extra args).
+
+    ``value``: the option's value ('' when given bare); a max given after it arrives among
+    the command's extra arguments (the first number there).
+    """
+    rest = list(args)
+    if value is None:
+        return None, rest
+    try:
+        lo = float(value) if value != "" else 0.1
+        hi = 2.0
+        nums = [a for a in rest if _is_number(a)]
+        if nums and value != "":
+            hi = float(nums[0])
+            rest.remove(nums[0])
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number", param_hint="--mach-r2-filter") from None
+    return [lo, hi], rest
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block, extract=None,
-                         exclude=None, chrom=None, from_bp=None, to_bp=None, extra=None, pca_variants=0):
+                         exclude=None, chrom=None, from_bp=None, to_bp=None, extra=None, pca_variants=0,
+                         mach_r2_filter=None):
     from cipherome.genomics.errors import InputError
+    from cipherome.genomics.gwas.glm_cols import parse_cols
     from cipherome.genomics.gwas.params import GwasParams
     from cipherome.genomics.gwas.select import parse_chr_list, read_id_list
 
@@ -65,7 +100,14 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
     covs = [c for part in covar_names for c in part.split(",") if c] or None
     glm_mode = "auto"
     hide = True
+    cols, drop = [], []
     for word in glm:
+        if word.startswith("cols="):
+            try:
+                cols, drop = parse_cols(word[5:])
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--glm") from None
+            continue
         if word in ("linear", "logistic", "trend"):
             glm_mode = word
         elif word == "hide-covar":
@@ -78,12 +120,13 @@ def gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci,
             covs = []
         else:
             raise click.BadParameter(f"unknown --glm modifier {word!r} (linear, logistic, trend, hide-covar,"
-                                     " firth-fallback, no-firth, allow-no-covars)", param_hint="--glm")
+                                     " firth-fallback, no-firth, allow-no-covars, cols=)", param_hint="--glm")
     del hide  # covariate rows are never released: hide-covar is the only mode
     try:
         return GwasParams(pheno_name=pheno_name, covar_names=covs, mind=mind, geno=geno, maf=maf, hwe=hwe,
                           glm=glm_mode, ci=ci, pca=pca, block=block, extract=ids_in, exclude=ids_out,
                           chroms=chroms, from_bp=from_bp, to_bp=to_bp, pca_variants=int(pca_variants or 0),
+                          mach_r2_filter=mach_r2_filter, glm_cols=cols, glm_drop=drop,
                           extra=dict(extra or {})).validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -134,9 +177,13 @@ def qc_summary(result: dict) -> str:
 @click.option("--hwe", type=float, default=None,
               help="Remove variants with Hardy-Weinberg p < T (likelihood-ratio test).  [default: off]")
 @click.option("--glm", multiple=True, default=(),
-              help="linear | logistic | trend, optionally hide-covar (always on) and allow-no-covars (ignore the "
-                   "sites' covariate files).  [default: linear for a quantitative trait, logistic for a "
-                   "case/control trait, as PLINK 2]")
+              help="linear | logistic | trend, optionally hide-covar (always on), allow-no-covars (ignore the "
+                   "sites' covariate files) and cols=SETS (plink2's column sets; +a1freq, +a1freqcc, +machr2 "
+                   "release A1_FREQ, A1_CASE_FREQ/A1_CTRL_FREQ, MACH_R2: disclosures, only when asked).  "
+                   "[default: linear for a quantitative trait, logistic for a case/control trait, as PLINK 2]")
+@click.option("--mach-r2-filter", "mach_r2_filter", is_flag=False, flag_value="", default=None, metavar="[MIN [MAX]]",
+              help="Remove variants whose pooled dosages' MaCH r2 is below MIN or above MAX (plink2's defaults 0.1 "
+                   "and 2.0; monomorphic variants stay).  [default: off]")
 @click.option("--covar-variance-standardize", "covar_standardize", is_flag=True,
               help="Accepted for plink2 compatibility: results are invariant, since the secure GWAS always"
                    " standardises the covariates with their pooled means and variances.")
@@ -168,9 +215,9 @@ def qc_summary(result: dict) -> str:
 @click.option("--threads", type=int, default=None,
               help="Accepted for PLINK compatibility and ignored (each daemon uses its own threads).")
 @click.pass_context
-def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, covar_standardize,
-         ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, block_alias, extract, exclude, chrom,
-         from_bp, to_bp, threads):
+def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, mach_r2_filter,
+         covar_standardize, ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, block_alias, extract,
+         exclude, chrom, from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic.hybrid, .trend), .qc.json,
     .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
 
@@ -185,11 +232,15 @@ def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, gen
     from .submit import run_workload
 
     del covar_standardize  # invariant: stage 4 of the job standardises every covariate anyway
-    if cctx.args and not pca:
-        raise click.UsageError(f"unexpected argument(s) {' '.join(cctx.args)}")
-    extra = pca_extra(cctx.args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name) if pca else {}
+    r2_bounds, args = mach_r2_bounds(mach_r2_filter, cctx.args)
+    # plink2 writes --glm's modifiers after one flag (--glm hide-covar cols=+a1freq): the later words arrive here
+    glm = tuple(glm) + tuple(a for a in args if a in GLM_WORDS or a.startswith("cols="))
+    args = [a for a in args if not (a in GLM_WORDS or a.startswith("cols="))]
+    if args and not pca:
+        raise click.UsageError(f"unexpected argument(s) {' '.join(args)}")
+    extra = pca_extra(args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name) if pca else {}
     params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block,
-                                  extract, exclude, chrom, from_bp, to_bp, extra, pca_thin_count)
+                                  extract, exclude, chrom, from_bp, to_bp, extra, pca_thin_count, r2_bounds)
     t0 = time.perf_counter()
     result, reports = run_workload(study_path, key, cert, "gwas", params.to_dict(), "secure GWAS")
     pheno = result.get("pheno") or pheno_name or "PHENO1"

@@ -6,6 +6,7 @@ encoded as in ``cipherome.mpc.results``), one entry per party.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -16,10 +17,20 @@ import click
 __all__ = ["job", "list_names"]
 
 
-def _client(study_path: str, key: str, cert: str):
+@contextlib.contextmanager
+def _session(study_path: str, key: str, cert: str):
+    """The study's client, closed on exit; a client error inside (a party down, a refusal) becomes a CLI error."""
+    from cipherome.mpc.client import ClientError
+
     from .submit import study_client
 
-    return study_client(study_path, key, cert)
+    client = study_client(study_path, key, cert)
+    try:
+        yield client
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        client.close()
 
 
 def _common(f):
@@ -44,6 +55,13 @@ def job() -> None:
     """Submit and manage jobs on a study's party daemons."""
 
 
+def _job_id_command(name: str):
+    """``cipherome job NAME --study --key --cert JOB_ID``: the commands that act on one submitted job."""
+    def wrap(f):
+        return job.command(name)(_common(click.argument("job_id")(f)))
+    return wrap
+
+
 @job.command("submit")
 @_common
 @click.argument("name")
@@ -56,16 +74,13 @@ def job() -> None:
               help="Write every party's result and report to PREFIX.job.json.  [default: not written]")
 def submit(study_path, key, cert, name, params, job_id, round_timeout, wait, prefix) -> None:
     """Submit job NAME (e.g. bench.mul; `cipherome job list-names` lists them) to every party of the study."""
-    from cipherome.mpc.client import ClientError
-
     try:
         p = json.loads(params)
         if not isinstance(p, dict):
             raise ValueError("not an object")
     except ValueError as exc:
         raise click.BadParameter(f"expected a JSON object ({exc})", param_hint="--params") from None
-    client = _client(study_path, key, cert)
-    try:
+    with _session(study_path, key, cert) as client:
         jid = client.submit(name, p, job_id=job_id, round_timeout=round_timeout)
         click.echo(f"job {jid} submitted to {', '.join(client.daemons)}", err=True)
         if not wait:
@@ -84,21 +99,14 @@ def submit(study_path, key, cert, name, params, job_id, round_timeout, wait, pre
         if failed:
             raise click.ClickException(f"job {jid} failed at {', '.join(failed)}")
         click.echo(jid)
-    except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        client.close()
 
 
-@job.command("status")
-@_common
-@click.argument("job_id")
+@_job_id_command("status")
 def status_cmd(study_path, key, cert, job_id) -> None:
     """Print the state of JOB_ID at every party."""
     from cipherome.mpc.client import ClientError
 
-    client = _client(study_path, key, cert)
-    try:
+    with _session(study_path, key, cert) as client:
         for party_name, d in client.daemons.items():
             try:
                 info = d.status(job_id)[0]
@@ -106,41 +114,25 @@ def status_cmd(study_path, key, cert, job_id) -> None:
                            + (f"  error: {info['error']}" if info["error"] else ""))
             except ClientError as exc:
                 click.echo(f"{party_name:<12} ?         {exc}")
-    finally:
-        client.close()
 
 
-@job.command("fetch")
-@_common
-@click.argument("job_id")
+@_job_id_command("fetch")
 @click.option("--out", "prefix", required=True, metavar="PREFIX",
               help="Write every party's result and report to PREFIX.job.json.")
 def fetch_cmd(study_path, key, cert, job_id, prefix) -> None:
     """Fetch every party's result and report of JOB_ID."""
-    from cipherome.mpc.client import ClientError
-
     out = f"{prefix}.job.json"
-    client = _client(study_path, key, cert)
-    try:
+    with _session(study_path, key, cert) as client:
         _write_json(out, client.fetch(job_id))
-    except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        client.close()
     click.echo(f"results written to {out}", err=True)
 
 
-@job.command("cancel")
-@_common
-@click.argument("job_id")
+@_job_id_command("cancel")
 def cancel_cmd(study_path, key, cert, job_id) -> None:
     """Cancel JOB_ID at every party."""
-    client = _client(study_path, key, cert)
-    try:
+    with _session(study_path, key, cert) as client:
         for party_name, r in client.cancel(job_id).items():
             click.echo(f"{party_name:<12} {r.get('state', '')} {r.get('error', '')}")
-    finally:
-        client.close()
 
 
 @job.command("list-names")

@@ -396,11 +396,7 @@ def _write_one(study: Study, prefix: Path, vcf: bool) -> dict[str, Path]:
     paths = writebed.write_bed(
         prefix,
         study.genotypes,
-        study.chrom,
-        study.pos,
-        study.variant_id,
-        study.ref,
-        study.alt,
+        writebed.Variants(study.chrom, study.pos, study.variant_id, study.ref, study.alt),
         study.fid,
         study.iid,
         sex=study.sex,
@@ -419,11 +415,7 @@ def _write_one(study: Study, prefix: Path, vcf: bool) -> dict[str, Path]:
         paths["vcf"] = writebed.write_vcf(
             prefix.with_name(prefix.name + ".vcf.gz"),
             study.genotypes,
-            study.chrom.astype(str),
-            study.pos,
-            study.variant_id,
-            study.ref,
-            study.alt,
+            writebed.Variants(study.chrom.astype(str), study.pos, study.variant_id, study.ref, study.alt),
             study.iid,
             contig_lengths=study.contig_lengths,
         )

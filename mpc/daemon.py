@@ -59,7 +59,7 @@ from .study import SiteConfig, Study
 from .tls import TLSError, check_cert_valid, load_identity
 from .transport import JobAborted, PeerError
 
-__all__ = ["Daemon", "JobRecord", "JOB_ID_RE", "FETCH_PIECE", "job_digest"]
+__all__ = ["Daemon", "JobRecord", "JOB_ID_RE", "FETCH_PIECE", "job_digest", "digest_disagreement"]
 
 log = logging.getLogger("cipherome.daemon")
 
@@ -67,6 +67,8 @@ JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: bytes per FetchChunk
 FETCH_PIECE = 1 << 20
 _TERMINAL = ("done", "failed", "cancelled")
+#: seconds a party whose job digests disagree waits for the other parties' digests (to name the odd one)
+DIGEST_WAIT = 1.0
 
 
 def job_digest(job: str, study_digest: str, params: dict, frac: int) -> str:
@@ -78,6 +80,40 @@ def job_digest(job: str, study_digest: str, params: dict, frac: int) -> str:
     """
     doc = {"job": job, "study": study_digest, "params": params, "frac": int(frac)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _names(parties) -> str:
+    names = [repr(p) for p in sorted(parties)]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def digest_disagreement(job_id: str, digests: dict[str, str]) -> str | None:
+    """Why the parties of ``job_id`` do not run the same job, naming the odd parties; None if they agree.
+
+    ``digests`` maps each party heard of to its job digest. The parties that hold
+    the most common digest (when one digest is held by more parties than any
+    other) are the reference; every other party is named as running the job
+    with different parameters. Without such a majority every party is named with
+    its digest.
+    """
+    groups: dict[str, list[str]] = {}
+    for party, digest in digests.items():
+        groups.setdefault(digest, []).append(party)
+    if len(groups) < 2:
+        return None
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    advice = "the submitter must send identical parameters to every party"
+    if len(ranked[0][1]) > len(ranked[1][1]):
+        ref_digest, ref = ranked[0]
+        odd = sorted(p for d, ps in ranked[1:] for p in ps)
+        verb = "runs" if len(odd) == 1 else "run"
+        shown = ", ".join(sorted({digests[p][:12] or "none" for p in odd}))
+        return (f"{'party' if len(odd) == 1 else 'parties'} {_names(odd)} {verb} job {job_id!r} with a different job "
+                f"name, study or parameters than {'party' if len(ref) == 1 else 'parties'} {_names(ref)} (job digest "
+                f"{shown} vs {ref_digest[:12]}); {advice}")
+    shown = ", ".join(f"{p!r} {digests[p][:12] or 'none'}" for p in sorted(digests))
+    return (f"parties {_names(digests)} run job {job_id!r} with a different job name, study or parameters "
+            f"(job digests: {shown}); {advice}")
 
 
 @dataclass
@@ -283,13 +319,11 @@ class Daemon:
             job = self.jobs[hello.job_id]
         if job.study.id != study.id:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"job {job.id!r} belongs to another study")
-        if hello.tag != job.digest:
-            msg = (f"party {hello.sender!r} runs job {job.id!r} with a different job name, study or parameters than "
-                   f"party {self.me!r} (job digest {hello.tag[:12] or 'none'} vs {job.digest[:12]}); the "
-                   "submitter must send identical parameters to every party")
+        if not job.transport.note_digest(hello.sender, hello.tag):
+            msg = digest_disagreement(job.id, job.transport.digests)
             log.warning("job %s: %s", job.id, msg)
             job.transport.peer_mismatch(hello.sender, msg)
-            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, msg)
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, msg, digests=job.transport.abort_tag())
         return job.transport
 
     # -- Control -------------------------------------------------------------------------
@@ -490,6 +524,11 @@ class Daemon:
             state, error = "failed", f"party {self.me!r}: {public_reason(exc)}"
             log.error("job %s failed here: %s: %s", job.id, type(exc).__name__, exc)
             tr.abort(error)
+        if state == "failed":
+            # a job run with different parameters fails for that reason, whichever symptom came first here:
+            # the peers' HELLOs, ABORTs and refusals carry their digests (wait briefly for all, to name the odd
+            # party; a party down from the start costs this wait once)
+            error = digest_disagreement(job.id, tr.wait_digests(DIGEST_WAIT)) or error
         report = ctx.report() if ctx is not None else {"party": self.me, **tr.stats.as_dict()}
         doc = {"result": payload if state == "done" else None, "report": report, "error": error or None}
         job.report, job.payload = report, json.dumps(doc).encode()

@@ -11,13 +11,17 @@ with a HELLO (job id, sender, study), then every message is chunks 0..total-1
 (chunk 0 carries dtype, shape and nbytes), then DONE (or ABORT with a reason).
 The HELLO's ``tag`` carries the job digest (job name, study, parameters; see
 ``daemon.job_digest``): the receiver refuses a stream of a job that differs from
-its own, naming the sender. The payload field ``data`` (field 15) is written last by our encoder, so the
+its own, naming the sender. An ABORT's ``tag`` carries the job digests its
+sender knows (JSON ``{party: digest}``) when they disagree, so that every party
+of a job that was submitted with different parameters can name the odd party,
+even one that never saw the odd party's own HELLO. The payload field ``data`` (field 15) is written last by our encoder, so the
 receiver slices it out of the received bytes without copying; any standard
 protobuf encoder produces bytes this decoder reads too. The receiving side
 trusts the peer's TLS certificate, never the ``sender`` field.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
@@ -29,6 +33,7 @@ import grpc
 import numpy as np
 
 from cipherome.proto import cipherome_pb2 as pb
+from cipherome.proto import rpc
 
 from .transport import JobAborted, PeerError, TrafficStats, Transport
 
@@ -62,12 +67,14 @@ MAX_WIRE_BYTES = CHUNK_BYTES + (64 << 10)
 ALLOWED_DTYPES = frozenset(
     np.dtype(t).str for t in ("bool", "i1", "u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "<c8", "<c16")
 )
-EXCHANGE_METHOD = "/cipherome.v1.Peer/Exchange"
-HEALTH_METHOD = "/cipherome.v1.Control/Health"
+EXCHANGE_METHOD = rpc.rpc("Peer", "Exchange").path
+HEALTH_METHOD = rpc.rpc("Control", "Health").path
 #: seconds a peer has to answer a health check when a message is overdue
 PROBE_SECONDS = 5.0
-#: a sender that answers health checks may stay silent this many round timeouts before the job fails
+#: a sender that is up (health check or TLS handshake) and runs the job may stay silent this many round timeouts before the job fails
 LIVE_PATIENCE = 10
+#: trailing-metadata key of a refused stream: the job digests the refusing party knows (JSON)
+DIGESTS_KEY = "cipherome-digests"
 _DATA_KEY = bytes([(15 << 3) | 2])  # field 15, wire type 2 (length-delimited)
 _PAD_KEY = bytes([(14 << 3) | 2])  # field 14: padding so that ``data`` is aligned
 _ALIGN = 16
@@ -307,16 +314,26 @@ class ChannelPool:
 
     def health(self, link: PeerLink):
         """The ``Control.Health`` unary callable of a peer (the liveness probe)."""
-        return self.channel(link).unary_unary(
-            HEALTH_METHOD, request_serializer=pb.HealthRequest.SerializeToString,
-            response_deserializer=pb.HealthReply.FromString,
-        )
+        return rpc.client_callable(self.channel(link), "Control", "Health")
+
+    def handshake(self, link: PeerLink) -> grpc.Future:
+        """A fresh channel to ``link`` and the future of its readiness (TCP, TLS and HTTP/2 set up).
+
+        gRPC's core completes a handshake without the peer's Python interpreter, so
+        a peer busy in a long step that holds the interpreter lock (it cannot answer
+        a health check) still gets ready; a stopped or unreachable peer does not.
+        The caller closes the channel (``future.channel``).
+        """
+        creds = grpc.ssl_channel_credentials(root_certificates=link.cert_pem, private_key=self._key,
+                                             certificate_chain=self._cert)
+        ch = grpc.secure_channel(link.address, creds, options=channel_options(link.name))
+        fut = grpc.channel_ready_future(ch)
+        fut.channel = ch
+        return fut
 
     def exchange(self, link: PeerLink):
         """The raw ``Exchange`` stream-stream callable (requests are pre-encoded bytes)."""
-        return self.channel(link).stream_stream(
-            EXCHANGE_METHOD, request_serializer=None, response_deserializer=pb.ExchangeReply.FromString
-        )
+        return rpc.client_callable(self.channel(link), "Peer", "Exchange", request_serializer=None)
 
     def close(self) -> None:
         with self._lock:
@@ -352,7 +369,7 @@ class _Outgoing:
                 yield encode_chunk(pb.Chunk(kind=pb.Chunk.DONE))
                 return
             if isinstance(item, str):
-                yield encode_chunk(pb.Chunk(kind=pb.Chunk.ABORT, reason=item[:2000]))
+                yield encode_chunk(pb.Chunk(kind=pb.Chunk.ABORT, reason=item[:2000], tag=self.tr.abort_tag()))
                 return
             tag, arr = item
             yield from message_chunks(tag, arr, self.tr.chunk_bytes)
@@ -363,6 +380,7 @@ class _Outgoing:
                 if reply.kind == pb.ExchangeReply.ACCEPTED:
                     self.accepted.set()
         except grpc.RpcError as exc:
+            self.tr._merge_digests(_trailer(exc, DIGESTS_KEY))
             if not self.cancelled:
                 code = exc.code() if hasattr(exc, "code") else None
                 details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -379,6 +397,14 @@ class _Outgoing:
     def cancel(self) -> None:
         self.cancelled = True
         self.call.cancel()
+
+
+def _trailer(exc: grpc.RpcError, key: str) -> str:
+    """The value of ``key`` in the trailing metadata of a failed call, or ''."""
+    try:
+        return next((v for k, v in (exc.trailing_metadata() or ()) if k == key and isinstance(v, str)), "")
+    except Exception:  # noqa: BLE001 - not every RpcError carries metadata
+        return ""
 
 
 def _describe(code, details: str | None) -> str:
@@ -400,27 +426,36 @@ class GrpcTransport(Transport):
     peer as soon as any peer of the job is lost. When a message is overdue, every
     peer gets a health check first (``PROBE_SECONDS``): the error then names the
     party that does not answer (stalled or unreachable), not the one that waits
-    for it. ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
-    ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO.
+    for it. A party that is up (it answers the health check, or at least completes a
+    TLS handshake while a long local step holds its interpreter) and still runs the
+    job (its stream to us is open) is waited for again, up to ``patience`` seconds
+    in all (default ``LIVE_PATIENCE * timeout``): the round timeout detects stalled and
+    lost parties and does not have to exceed the longest local step of a job.
+    ``close()`` ends the streams (DONE), ``abort(reason)`` ends them with
+    ABORT and wakes every ``recv``. ``job_digest`` goes in every stream's HELLO;
+    ``digests`` holds the job digest of every party heard of (its HELLO, or the
+    digests carried by an ABORT), so a disagreement can be named by majority.
     """
 
     def __init__(self, me: str, job_id: str, study: str, links: dict[str, PeerLink], pool: ChannelPool, *,
                  timeout: float = 60.0, max_message_bytes: int = 16 << 30, chunk_bytes: int = CHUNK_BYTES,
-                 job_digest: str = ""):
+                 job_digest: str = "", patience: float | None = None):
         self.me, self.job_id, self.study, self.job_digest = me, job_id, study, job_digest
         self.links = dict(links)
         self.pool = pool
         self.timeout, self.max_message_bytes, self.chunk_bytes = timeout, max_message_bytes, chunk_bytes
+        self.patience = LIVE_PATIENCE * timeout if patience is None else patience
         self.stats = TrafficStats()
         self._cond = threading.Condition()
         self._box: dict[tuple[str, str], np.ndarray] = {}
         self._seen: set[tuple[str, str]] = set()
-        self._joined: set[str] = set()  # peers whose stream for this job was accepted: they run the job
+        self._joined: set[str] = set()  # peers whose stream to us is open (accepted, no DONE/ABORT/loss yet)
         self._out: dict[str, _Outgoing] = {}
         self._failure: tuple[str, str] | None = None  # (peer, reason)
         self._aborted: str | None = None
         self.cancelled = False  # the abort was a cancel (here or at a peer)
         self._finished = False
+        self._digests: dict[str, str] = {me: job_digest}
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "GrpcTransport":
@@ -445,9 +480,14 @@ class GrpcTransport(Transport):
             self._finished = True
             self._box.clear()
             self._cond.notify_all()
-        for out in self._out.values():
+        failed = self._failure[0] if self._failure is not None else None
+        heard = self.digests
+        for peer, out in self._out.items():
             out.put(f"{self.me}: {reason}")
-            if not out.accepted.is_set():  # the peer never took the stream: nothing to flush
+            # a failed peer never heard of (no HELLO: down or unreachable) gets nothing; every other peer may
+            # still be about to take the stream (its job submitted a moment later) and must get the HELLO and
+            # the ABORT, not a cut stream
+            if peer == failed and peer not in heard and not out.accepted.is_set():
                 out.cancel()
         self._drain(2.0)
 
@@ -473,16 +513,16 @@ class GrpcTransport(Transport):
         out.put((tag, data))
 
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> np.ndarray:
-        """The message (frm, tag). After ``timeout`` s without it, every peer gets a health check: a
-        peer that does not answer fails the job (named); if all answer, the sender is alive and
-        busy (a long local step, numba compiling on a loaded machine) and, if it has joined this job
-        (its stream was accepted), the wait goes on, up to ``LIVE_PATIENCE`` timeouts in all, with a
-        warning each time."""
+        """The message (frm, tag). After ``timeout`` s without it, every peer is probed (``probe``: a
+        health check and a TLS handshake): a peer that answers neither fails the job (named); else the
+        sender is up and busy (a long local step, numba compiling on a loaded machine, a step holding
+        the interpreter lock) and, if it has joined this job (its stream is open), the wait goes on, up
+        to ``patience`` seconds in all, with a warning each round timeout."""
         timeout = self.timeout if timeout is None else timeout
-        start = time.monotonic()
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         key = (frm, tag)
         while True:
-            deadline = time.monotonic() + timeout
             with self._cond:
                 while key not in self._box:
                     if self._aborted is not None:
@@ -498,43 +538,70 @@ class GrpcTransport(Transport):
                     data = self._box.pop(key)
                     self.stats.count_recv(frm, data.nbytes)
                     return data
-            silent = self.unresponsive()
+                running = frm in self._joined
+            state = self.probe()
+            waited = time.monotonic() - t0
+            silent = [p for p, st in state.items() if st == "silent"]
             if silent:
                 who = frm if frm in silent else silent[0]
                 raise PeerError(who, tag if who == frm else f"{tag} (waiting for {frm})",
-                                f"does not answer (stalled or unreachable): no message from {frm!r} within {timeout:g} s "
-                                f"and no answer to a health check within {PROBE_SECONDS:g} s")
-            waited = time.monotonic() - start
-            if frm not in self._joined:
-                raise PeerError(frm, tag, f"no message within {timeout:g} s (the party answers health checks "
-                                          "but has not joined the job)")
-            if waited >= LIVE_PATIENCE * timeout:
-                raise PeerError(frm, tag, f"no message within {waited:.0f} s although the party answers health "
-                                          "checks (busy or stuck)")
-            log.warning("waiting for %s (%s): no message for %.0f s; it answers health checks, still waiting",
-                        frm, tag, waited)
+                                f"does not answer (stalled or unreachable): no message from {frm!r} within "
+                                f"{waited:.0f} s and neither a health check nor a TLS handshake answered within "
+                                f"{PROBE_SECONDS:g} s")
+            how = "it answers health checks" if state[frm] == "answers" else \
+                "busy: it completes TLS handshakes but answers no health check"
+            if running and waited + timeout <= max(self.patience, timeout):
+                log.warning("job %s: waiting for %s (%s): no message for %.0f s; %s, still waiting", self.job_id,
+                            frm, tag, waited, how)
+                deadline = time.monotonic() + timeout
+                continue
+            why = (f"is up ({how}); a local step longer than {max(self.patience, timeout):g} s needs a longer round "
+                   "timeout") if running else f"is up ({how}) but has no open stream of this job"
+            raise PeerError(frm, tag, f"no message within {waited:.0f} s although the party {why}")
 
-    def unresponsive(self) -> list[str]:
-        """The peers of this job that do not answer a health check within ``PROBE_SECONDS`` (probed in parallel)."""
-        calls = {}
-        for peer, link in self.links.items():
+    def probe(self) -> dict[str, str]:
+        """Liveness of every peer of this job, probed in parallel within ``PROBE_SECONDS``.
+
+        "answers": it answers a health check; "busy": it does not, but completes a
+        TLS handshake (up, its interpreter held by a long step); "silent": neither
+        (stopped, hung or unreachable).
+        """
+        def start(fn):
             try:
-                calls[peer] = self.pool.health(link).future(pb.HealthRequest(), timeout=PROBE_SECONDS)
+                return fn()
             except Exception:  # noqa: BLE001 - a probe that cannot start counts as no answer
-                calls[peer] = None
-        silent = []
-        for peer, fut in calls.items():
+                return None
+
+        def answered(fut, deadline: float) -> bool:
             try:
-                if fut is None:
-                    raise RuntimeError("probe not sent")
-                fut.result()
-            except Exception:  # noqa: BLE001
-                silent.append(peer)
-        return silent
+                fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                return True
+            except Exception:  # noqa: BLE001 - failed, refused or timed out
+                return False
+
+        calls = {peer: start(lambda link=link: self.pool.health(link).future(pb.HealthRequest(),
+                                                                              timeout=PROBE_SECONDS))
+                 for peer, link in self.links.items()}
+        shakes = {peer: start(lambda link=link: self.pool.handshake(link)) for peer, link in self.links.items()}
+        deadline = time.monotonic() + PROBE_SECONDS
+        state = {}
+        for peer in self.links:
+            if calls[peer] is not None and answered(calls[peer], deadline):
+                state[peer] = "answers"
+            elif shakes[peer] is not None and answered(shakes[peer], deadline):
+                state[peer] = "busy"
+            else:
+                state[peer] = "silent"
+        for shake in shakes.values():
+            if shake is not None:
+                shake.cancel()
+                shake.channel.close()
+        return state
 
     # -- called by the incoming side -----------------------------------------------
     def peer_joined(self, peer: str) -> None:
-        """``peer`` opened its stream for this job (it runs the job, with the same digest)."""
+        """``peer`` opened its stream for this job (it runs the job, with the same digest); its DONE, ABORT or
+        loss removes it."""
         with self._cond:
             self._joined.add(peer)
 
@@ -550,14 +617,62 @@ class GrpcTransport(Transport):
 
     def _peer_failed(self, peer: str, reason: str) -> None:
         with self._cond:
+            self._joined.discard(peer)
             if self._finished or self._failure is not None:
                 return
             self._failure = (peer, reason)
             self._cond.notify_all()
         log.info("job %s: party %s failed: %s", self.job_id, peer, reason)
 
-    def peer_aborted(self, peer: str, reason: str) -> None:
+    def note_digest(self, peer: str, digest: str) -> bool:
+        """Record the job digest in ``peer``'s HELLO; True if it equals this party's."""
         with self._cond:
+            self._digests[peer] = digest
+            self._cond.notify_all()
+        return digest == self.job_digest
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """The job digest of every party of this job heard of so far (this party's included)."""
+        with self._cond:
+            return dict(self._digests)
+
+    def wait_digests(self, timeout: float) -> dict[str, str]:
+        """Wait (at most ``timeout`` s) until every party's job digest is known; return those known."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._digests) <= len(self.links) and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return dict(self._digests)
+
+    def abort_tag(self) -> str:
+        """The ``tag`` of an ABORT: the known digests as JSON when they disagree, else empty."""
+        known = self.digests
+        return json.dumps(known, sort_keys=True, separators=(",", ":")) if len(set(known.values())) > 1 else ""
+
+    def _merge_digests(self, tag: str) -> None:
+        """Add the digests an ABORT carried for parties not heard of directly (a HELLO is never overridden)."""
+        try:
+            got = json.loads(tag) if tag else {}
+        except ValueError:
+            return
+        if not isinstance(got, dict):
+            return
+        with self._cond:
+            for party, digest in got.items():
+                if (party in self.links or party == self.me) and isinstance(digest, str) and len(digest) <= 128:
+                    self._digests.setdefault(party, digest)
+            self._cond.notify_all()
+
+    def peer_done(self, peer: str) -> None:
+        """``peer`` ended its stream to us normally (DONE): it finished the job."""
+        with self._cond:
+            self._joined.discard(peer)
+
+    def peer_aborted(self, peer: str, reason: str, digests: str = "") -> None:
+        self._merge_digests(digests)
+        with self._cond:
+            self._joined.discard(peer)
             if self._finished or self._aborted is not None:
                 return
             self._aborted = f"party '{peer}' aborted the job ({reason})"
@@ -581,11 +696,15 @@ class GrpcTransport(Transport):
 
 # ----------------------------------------------------------------------------- server side
 class Refused(Exception):
-    """A stream or call refused by the daemon: a gRPC status code and a message for the caller."""
+    """A stream or call refused by the daemon: a gRPC status code and a message for the caller.
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    ``digests`` (an ABORT-style tag, see ``GrpcTransport.abort_tag``) goes back in the
+    trailing metadata ``DIGESTS_KEY`` when a stream is refused for a job digest mismatch.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, digests: str = ""):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.digests = code, message, digests
 
 
 _fp_cache: dict[bytes, str] = {}
@@ -629,6 +748,8 @@ def exchange_handler(resolve, max_message_bytes: int):
         try:
             tr = resolve(hello, fp)
         except Refused as exc:
+            if exc.digests:
+                context.set_trailing_metadata(((DIGESTS_KEY, exc.digests),))
             context.abort(exc.code, exc.message)
         sender = hello.sender
         tr.peer_joined(sender)
@@ -657,10 +778,11 @@ def exchange_handler(resolve, max_message_bytes: int):
                     if asm.partial:
                         error = "stream ended inside a message"
                         break
+                    tr.peer_done(sender)
                     ended = True
                     break
                 elif hdr.kind == pb.Chunk.ABORT:
-                    tr.peer_aborted(sender, hdr.reason or "no reason given")
+                    tr.peer_aborted(sender, hdr.reason or "no reason given", hdr.tag)
                     ended = True
                     break
                 else:
@@ -677,6 +799,4 @@ def exchange_handler(resolve, max_message_bytes: int):
             return
         yield pb.ExchangeReply(kind=pb.ExchangeReply.CLOSED, messages=messages, bytes=nbytes)
 
-    return grpc.stream_stream_rpc_method_handler(
-        handle, request_deserializer=decode_chunk, response_serializer=pb.ExchangeReply.SerializeToString
-    )
+    return rpc.method_handler("Peer", "Exchange", handle, request_deserializer=decode_chunk)

@@ -13,7 +13,13 @@ __all__ = ["ring_matmul", "ring_matmul_tn", "beaver_combine", "trunc_combine"]
 
 
 @njit(cache=True, nogil=True)
-def _matmul2d(a, b, out):  # pragma: no cover - compiled
+def _matmul2d(a, b, out, a_transposed):  # pragma: no cover - compiled
+    """out += a @ b (or a.T @ b when ``a_transposed``) modulo 2^64.
+
+    a is read row by row in memory order either way: its element a[i, p] adds
+    a[i, p] * b[p, :] to out[i, :] (a @ b) or a[i, p] * b[i, :] to out[p, :] (a.T @ b),
+    so a.T is never copied and the inner loop runs over contiguous rows of b and out.
+    """
     n, k = a.shape
     m = b.shape[1]
     for i in range(n):
@@ -21,14 +27,15 @@ def _matmul2d(a, b, out):  # pragma: no cover - compiled
             aip = a[i, p]
             if aip == 0:
                 continue
+            o, r = (p, i) if a_transposed else (i, p)
             for j in range(m):
-                out[i, j] += aip * b[p, j]
+                out[o, j] += aip * b[r, j]
 
 
 @njit(cache=True, nogil=True)
 def _matmul3d(a, b, out):  # pragma: no cover - compiled
     for t in range(a.shape[0]):
-        _matmul2d(a[t], b[t], out[t])
+        _matmul2d(a[t], b[t], out[t], False)
 
 
 def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -53,26 +60,12 @@ def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if out.size and a.shape[-1]:
         a = np.ascontiguousarray(a)
         b = np.ascontiguousarray(b)
-        (_matmul2d if a.ndim == 2 else _matmul3d)(a, b, out)
+        _matmul2d(a, b, out, False) if a.ndim == 2 else _matmul3d(a, b, out)
     if squeeze_a:
         out = out[..., 0, :]
     if squeeze_b:
         out = out[..., 0]
     return out
-
-
-@njit(cache=True, nogil=True)
-def _matmul_tn(a, b, out):  # pragma: no cover - compiled
-    """out += a.T @ b modulo 2^64, reading a row by row (no transposed copy)."""
-    r, c = a.shape
-    L = b.shape[1]
-    for i in range(r):
-        for j in range(c):
-            aij = a[i, j]
-            if aij == 0:
-                continue
-            for k in range(L):
-                out[j, k] += aij * b[i, k]
 
 
 def ring_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,7 +76,7 @@ def ring_matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"ring_matmul_tn: incompatible shapes {a.shape} and {b.shape}")
     out = np.zeros((a.shape[1], b.shape[1]), dtype=np.uint64)
     if out.size and a.shape[0]:
-        _matmul_tn(a, b, out)
+        _matmul2d(a, b, out, True)
     return out
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "abs",
     "argmax",
     "argmin",
+    "PrefixJob",
     "LtzJob",
     "EqzJob",
     "RING_BITS",
@@ -57,84 +58,92 @@ def _check_bits(bits: int) -> int:
     return bits
 
 
-class LtzJob(BitJob):
-    """[x < 0] for a flat vector, as a ``BitJob`` (see ``ltz`` for the protocol)."""
+class PrefixJob(BitJob):
+    """A ``BitJob`` whose circuit is one prefix circuit over the low ``q`` bits of c = x + r and of the mask r.
 
-    def __init__(self, data: np.ndarray, bits: int):
+    ``op`` "carry": the borrow of the q-bit subtraction c - r (generate ~c & r, propagate
+    ~(c ^ r), combined by a carry tree), i.e. [c mod 2^q < r mod 2^q]; "and": all q bits of c
+    equal r's. Level 1 (bit pairs) is local with the dealer's pair products, each later level
+    one AND round. Subclasses implement ``request(ctx)``, the dealer material: [0] the ring
+    mask r, [1] r's XOR-shared bits, [2] the pair products, [3] the daBit XOR rows ``D``, then
+    whatever their ``finish`` reads; ``offset`` is a public constant the lead adds to the opening.
+    """
+
+    op = "carry"
+    offset = 0
+
+    def __init__(self, data: np.ndarray, q: int, key: tuple):
         self.x = data.ravel()
         self.n = self.x.size
-        self.bits = bits
-        self.q = bits - 1
-        self.rows = self.q + self.q % 2
-        self.key = ("ltz", bits)
-        self.sched = prefix_schedule(self.q, 2, (self.q - 1,), True)
+        self.q = q
+        self.rows = q + q % 2
+        self.key = key
+        self.sched = prefix_schedule(q, 2, (q - 1,), self.op == "carry")
+
+    def request(self, ctx) -> tuple:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def fetch(self, ctx):
         self.ctx, self.lz = ctx, lanes(ctx.n)
-        self.eda = ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
-                                      pairs=True, nda=1, fold=self.bits - 1)
-        self.D = self.eda[3]
+        self.mask = self.request(ctx)
+        self.D = self.mask[3]
 
     def opening(self):
-        m = self.x + self.eda[0]
-        if self.ctx.is_lead:
-            m += U64(1 << (self.bits - 1))
+        m = self.x + self.mask[0]
+        if self.ctx.is_lead and self.offset:
+            m += U64(self.offset % (1 << 64))
         return m
 
     def circuit(self, c, dummy=False):
         q = self.q
         if dummy:
-            G = P = np.zeros((q, 1), U64)
+            z = np.zeros((q, 1), U64)
+            level = (z, z) if self.op == "carry" else z
         else:
             cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
-            G, P = pair_level(cbar, self.eda[1][:q], self.eda[2], self.ctx.is_lead, self.lz.mask, "carry")
-        G, P = yield from prefix_circuit((G, P), self.sched, "carry")
-        return G[q - 1 : q]
+            level = pair_level(cbar, self.mask[1][:q], self.mask[2], self.ctx.is_lead, self.lz.mask, self.op)
+        level = yield from prefix_circuit(level, self.sched, self.op)
+        top = level[0] if self.op == "carry" else level
+        return top[q - 1 : q]
 
-    def finish(self, o, c):
-        t = o[0] ^ ((c >> U64(self.bits - 1)) & U64(1)) ^ U64(1)
-        out = (U64(1) - U64(2) * t) * self.eda[4][0]
+    def b2a(self, t: np.ndarray) -> np.ndarray:
+        """B2A of t ^ d for public t: t + (1 - 2t) [d], the daBit's arithmetic share in ``mask[4][0]``."""
+        out = (U64(1) - U64(2) * t) * self.mask[4][0]
         if self.ctx.is_lead:
             out += t
         return out
 
 
-class EqzJob(BitJob):
-    """[x == 0] for a flat vector, as a ``BitJob`` (see ``eqz``)."""
+class LtzJob(PrefixJob):
+    """[x < 0] for a flat vector, as a ``BitJob`` (see ``ltz`` for the protocol)."""
 
     def __init__(self, data: np.ndarray, bits: int):
-        self.x = data.ravel()
-        self.n = self.x.size
-        self.q = bits
-        self.rows = bits + bits % 2
-        self.key = ("eqz", bits)
-        self.sched = prefix_schedule(bits, 2, (bits - 1,), False)
+        self.bits = bits
+        self.offset = 1 << (bits - 1)
+        super().__init__(data, bits - 1, ("ltz", bits))
 
-    def fetch(self, ctx):
-        self.ctx, self.lz = ctx, lanes(ctx.n)
-        self.eda = ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
-                                      pairs=True, nda=1, fold=-1)
-        self.D = self.eda[3]
-
-    def opening(self):
-        return self.x + self.eda[0]
-
-    def circuit(self, c, dummy=False):
-        q = self.q
-        if dummy:
-            V = np.zeros((q, 1), U64)
-        else:
-            cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
-            V = pair_level(cbar, self.eda[1][:q], self.eda[2], self.ctx.is_lead, self.lz.mask, "and")
-        V = yield from prefix_circuit(V, self.sched, "and")
-        return V[q - 1 : q]
+    def request(self, ctx):
+        return ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
+                                  pairs=True, nda=1, fold=self.bits - 1)
 
     def finish(self, o, c):
-        t = o[0]
-        out = (U64(1) - U64(2) * t) * self.eda[4][0]
-        if self.ctx.is_lead:
-            out += t
-        return out
+        return self.b2a(o[0] ^ ((c >> U64(self.bits - 1)) & U64(1)) ^ U64(1))
+
+
+class EqzJob(PrefixJob):
+    """[x == 0] for a flat vector, as a ``BitJob`` (see ``eqz``)."""
+
+    op = "and"
+
+    def __init__(self, data: np.ndarray, bits: int):
+        super().__init__(data, bits, ("eqz", bits))
+
+    def request(self, ctx):
+        return ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
+                                  pairs=True, nda=1, fold=-1)
+
+    def finish(self, o, c):
+        return self.b2a(o[0])
 
 
 def ltz(x: Shared, bits: int = RING_BITS) -> Shared:

@@ -22,8 +22,8 @@ from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public
-from .bits import BitJob, lanes, low_mask, pair_level, prefix_circuit, prefix_schedule, run_bitjobs
-from .compare import LtzJob
+from .bits import low_mask, run_bitjobs
+from .compare import LtzJob, PrefixJob
 from cipherome.mpc.kernels import ring_matmul
 
 from ._kernels import lane_mask, lut_onehot, slice_bits, unslice_bits
@@ -98,7 +98,7 @@ def _lut_split(gen, n, s, p, beta):
     return r, R, M, D, Dar, rlo, O, DO
 
 
-class SplitJob(BitJob):
+class SplitJob(PrefixJob):
     """Segment one-hot and in-segment offset of T = X + offset >= 0, X the ring integer of x.
 
     With c = T + r opened: T mod 2^p = (c mod 2^p) - (r mod 2^p) + 2^p b, b = [c mod 2^p < r mod 2^p]
@@ -109,48 +109,26 @@ class SplitJob(BitJob):
     """
 
     def __init__(self, data: np.ndarray, p: int, beta: int, offset: int):
-        self.x = data.ravel()
-        self.n = self.x.size
         self.p, self.beta, self.offset = int(p), int(beta), int(offset)
-        self.rows = self.p + self.p % 2
-        self.key = ("split", self.p, self.beta)
-        self.sched = prefix_schedule(self.p, 2, (self.p - 1,), True)
+        super().__init__(data, self.p, ("split", self.p, self.beta))
 
-    def fetch(self, ctx):
-        self.ctx, self.lz = ctx, lanes(ctx.n)
-        self.b = ctx.provider.fetch("lut_split", n=self.n, s=self.lz.s, p=self.p, beta=self.beta)
-        self.D = self.b[3]
-
-    def opening(self):
-        m = self.x + self.b[0]
-        if self.ctx.is_lead:
-            m += U64(self.offset % (1 << 64))
-        return m
-
-    def circuit(self, c, dummy=False):
-        q = self.p
-        if dummy:
-            G = P = np.zeros((q, 1), U64)
-        else:
-            cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
-            G, P = pair_level(cbar, self.b[1][:q], self.b[2], self.ctx.is_lead, self.lz.mask, "carry")
-        G, P = yield from prefix_circuit((G, P), self.sched, "carry")
-        return G[q - 1 : q]
+    def request(self, ctx):
+        return ctx.provider.fetch("lut_split", n=self.n, s=self.lz.s, p=self.p, beta=self.beta)
 
     def finish(self, o, c):
         lead = self.ctx.is_lead
         o = o[0]
         n, size, p = self.n, 1 << self.beta, self.p
         sgn = U64(1) - U64(2) * o
-        bsh = sgn * self.b[4]
+        bsh = sgn * self.mask[4]
         if lead:
             bsh += o
-        phi = (bsh << U64(p)) - self.b[5]
+        phi = (bsh << U64(p)) - self.mask[5]
         if lead:
             phi += c & low_mask(p)
         chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
         # V_k = O[(chi - k) mod S]; every party: [b V] = o [V] + (1 - 2o) [d V]
-        onehot = lut_onehot(self.b[6], self.b[7], chi, o)
+        onehot = lut_onehot(self.mask[6], self.mask[7], chi, o)
         return onehot, phi
 
 

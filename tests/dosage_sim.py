@@ -20,7 +20,7 @@ import numpy as np
 
 from cipherome.genomics.simulate import SimConfig, simulate_study, write_study
 
-__all__ = ["dosages_from_calls", "write_dosage_study"]
+__all__ = ["dosages_from_calls", "write_dosage_study", "site_data"]
 
 
 def dosages_from_calls(genotypes: np.ndarray, seed: int, exact: np.ndarray | None = None) -> np.ndarray:
@@ -101,3 +101,25 @@ def write_dosage_study(cfg: SimConfig, outdir: Path, plink2) -> dict:
                      "sample8": outdir / f"{name}_b8.sample", "sample16": outdir / f"{name}_b16.sample",
                      "vcf": outdir / f"{name}_ds.vcf.gz", "pheno": files[name]["pheno"], "covar": files[name]["covar"]}
     return out
+
+
+def site_data(ds: dict, s: int, kind: str) -> dict:
+    """The ``[data]`` table of site ``s`` (0-based) of a ``write_dosage_study`` that brings the file of ``kind``:
+    pgen (dosages), pgen_hard, bed, vcf (DS), bgen8 or bgen16; with its pheno and covar files."""
+    f = ds[f"site{s + 1}"]
+    data = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
+    if kind == "pgen":
+        data["pfile"] = str(f["pfile"])
+    elif kind == "pgen_hard":
+        data["pfile"] = str(f["hard_pfile"])
+    elif kind == "bed":
+        data["bfile"] = str(f["bfile"])
+    elif kind == "vcf":
+        data["vcf"] = str(f["vcf"])
+        data["vcf_dosage"] = "DS"
+    elif kind in ("bgen8", "bgen16"):
+        data["bgen"] = str(f[kind])
+        data["sample"] = str(f["sample" + kind[4:]])
+    else:
+        raise ValueError(kind)
+    return data

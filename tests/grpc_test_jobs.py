@@ -2,10 +2,12 @@
 
 ``test.check_mul`` checks a secure product against numpy inside the job;
 ``test.slow`` keeps a job in its rounds long enough to kill or cancel it;
-``test.site`` returns what a job sees of its site; ``test.fail`` fails at one party.
+``test.site`` returns what a job sees of its site; ``test.fail`` fails at one party;
+``test.busy`` has one party compute locally (holding the interpreter lock, or not) for longer than a round timeout.
 """
 from __future__ import annotations
 
+import ctypes
 import time
 
 import numpy as np
@@ -13,7 +15,7 @@ import numpy as np
 from cipherome.mpc.jobs import job
 from cipherome.protocols import arith
 
-__all__ = ["check_mul", "slow", "site_info", "fail", "once"]
+__all__ = ["check_mul", "slow", "site_info", "fail", "once", "busy"]
 
 
 def _operands(seed: int, shape):
@@ -76,3 +78,19 @@ def once(ctx, params, site=None):
     ok = run()
     return {"seconds": time.perf_counter() - t0, "bytes_sent": st.bytes_sent - b0, "rounds": ctx.rounds - r0,
             "ok": None if ok is None else bool(ok)}
+
+
+@job("test.busy")
+def busy(ctx, params, site=None):
+    """Two openings; between them ``party`` is busy for ``seconds``: with ``gil`` in one C call that holds the
+    interpreter lock all along (``sleep`` through ``ctypes.PyDLL``, as a long sort of Python strings or a
+    non-nogil kernel would), else in a step that releases it."""
+    x = ctx.input(ctx.parties[0], np.arange(4.0) if ctx.me == ctx.parties[0] else None, shape=(4,), frac=ctx.frac)
+    before = ctx.open(x, "busy.before")
+    if ctx.me == params.get("party", ctx.parties[0]):
+        if params.get("gil"):
+            ctypes.PyDLL(None).sleep(int(params["seconds"]))
+        else:
+            time.sleep(float(params["seconds"]))
+    after = ctx.open(x, "busy.after")
+    return {"ok": bool(np.allclose(before, np.arange(4.0)) and np.allclose(after, before))}

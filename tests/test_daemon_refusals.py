@@ -222,6 +222,24 @@ def test_peer_killed_mid_job(cluster):
     still_serving(cluster)
 
 
+@pytest.mark.parametrize("gil", [True], ids=["holding-the-interpreter"])
+def test_a_long_local_step_is_waited_for_not_taken_for_a_stall(cluster, gil):
+    """The lead computes for 2.5 round timeouts between two messages in one C call that holds its interpreter
+    lock (no health check can be answered): the others probe it, find that it completes TLS handshakes and
+    wait on; the job ends done everywhere. (Releasing the lock: the next test; a stopped party is still named
+    at once: tests/test_faults.py, SIGSTOP cases.)"""
+    seconds = int(2.5 * TIMEOUT)
+    t0 = time.monotonic()
+    run = cluster.run("test.busy", {"party": "p0", "gil": gil, "seconds": seconds}, timeout=120)
+    assert all(r["ok"] is True for r in run.results), run.results
+    assert time.monotonic() - t0 >= seconds
+    how = "busy: it completes TLS handshakes but answers no health check" if gil else "it answers health checks"
+    log = "".join(p.read_text(errors="replace") for p in (cluster.dir / "logs").glob("p1.*"))
+    waits = [ln for ln in log.splitlines() if run.job_id in ln and "waiting for p0" in ln and "busy.after" in ln]
+    assert waits and all(f"{how}, still waiting" in ln for ln in waits), waits
+    still_serving(cluster)
+
+
 def test_cancel(cluster):
     job_id = cluster.client.submit("test.slow", {"rounds": 400, "sleep": 0.02})
     time.sleep(0.5)

@@ -11,6 +11,10 @@ Run with ``-m faults`` (the cases are also marked ``slow``: about 5-10 minutes o
 |    PCA, association)                   |                                                                   |
 | SIGSTOP of role R at stage S, held     | every other party: failed, its error names R ("does not answer"), |
 |   beyond the round timeout             |   within DEADLINE; after SIGCONT R is up and the next job runs    |
+| kill -9 / SIGSTOP of role R in the     | as above, for a variant-filtering job (carrier model) stopped in  |
+|   filtering reveal (opening of the     |   its reveal stage, on a second cluster whose links emulate a WAN |
+|   candidates' keys and texts)          |   (``FILTER_WAN``, so that the stage lasts over a second); the    |
+|                                        |   next filter job's rows equal the baseline's                     |
 | .bed truncated at p1 mid-job           | failed; p1's error: "its genotype file changed while a job read   |
 |                                        |   it"; p1's daemon stays up (no SIGBUS); next job runs            |
 | .bed rewritten in place at p1 mid-job  | same as truncation                                                |
@@ -36,6 +40,7 @@ from cipherome.genomics.gwas.params import GwasParams
 from cipherome.mpc.client import StudyClient
 from cipherome.mpc.grpc_transport import PROBE_SECONDS
 from cipherome.mpc.launcher import LocalCluster
+from tests.filter_sim import simulate, write_site_files
 from tests.site_study import small_study
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -47,6 +52,12 @@ PARAMS = GwasParams(pheno_name="quant_trait", maf=0.01, block=96, pca=2, pca_var
 PLAIN = GwasParams(pheno_name="quant_trait", maf=0.01, block=96).to_dict()
 ROLES = ["p0", "p1", "dealer"]
 STAGES = ["metadata", "variant_qc", "pca", "association"]
+#: the filtering job's stages at the lead, in order (``genomics.filtering.job.run_filter``)
+FILTER_STAGES = ["metadata", "secure_filter", "reveal", "confirm"]
+#: a carrier search whose reveal opens a few dozen candidates in 8-24 rounds
+FILTER = {"model": "carrier", "max_cohort_af": "0.9", "table_size": 1024, "lanes": 8}
+#: the filter cluster's emulated links: ~0.15 s per round, so that the reveal stage lasts 1.2-4 s
+FILTER_WAN = "200ms,1gbit"
 #: every case run: (fault, role, stage reached when injected, seconds to failure at the slowest survivor)
 RUN: list[tuple] = []
 
@@ -59,6 +70,12 @@ def fc(tmp_path_factory):
                       submitters={"alice": "submitter", "bob": "submitter"}) as c:
         base = c.run("gwas", PLAIN, timeout=300)
         yield c, data, base
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary():
+    """Print every case run (fault, role, stage seen at injection, seconds to failure) at the end (``-s``)."""
+    yield
     print("\nfault cases run:", len(RUN))
     for r in RUN:
         print("  ", r)
@@ -72,10 +89,22 @@ def _same(result: dict, base) -> None:
     np.testing.assert_allclose(-np.log10(got), -np.log10(ref), atol=1e-3, rtol=0)
 
 
-def _wait_stage(c, job_id: str, stage: str, limit: float = 120.0) -> str:
-    """Poll the lead's progress until the job is in ``stage`` (or past it); returns the progress seen."""
+@pytest.fixture(scope="module")
+def ffc(tmp_path_factory):
+    """A filtering study (VCF + PED per site, ``tests.filter_sim``) behind emulated WAN links; its baseline rows."""
+    d = tmp_path_factory.mktemp("faults_filter")
+    st = simulate(31, n_positions=300, missing=0.05)
+    data = [write_site_files(st, s, d / f"site{s}") for s in range(3)]
+    with LocalCluster(3, workdir=d / "cluster", data=data, round_timeout=TIMEOUT, log_level="INFO",
+                      wan=FILTER_WAN) as c:
+        base = c.run("filter", FILTER, timeout=300).results[0]["rows"]
+        assert base, "the filter baseline releases no row: the reveal stage would open nothing"
+        yield c, base
+
+
+def _wait_stage(c, job_id: str, stage: str, limit: float = 120.0, order: list[str] = STAGES) -> str:
+    """Poll the lead's progress until the job is in ``stage`` (or past it, in ``order``); returns the progress."""
     d = c.client.daemons["p0"]
-    order = STAGES
     t_end = time.monotonic() + limit
     while time.monotonic() < t_end:
         info = d.status(job_id)[0]
@@ -102,12 +131,13 @@ def _next_job_runs(c) -> None:
     assert all(x["ok"] is True for x in r.results)
 
 
-def _fault_case(c, fault: str, role: str, stage: str, inject, release, expect: str = "") -> None:
-    """Start a GWAS, ``inject`` the fault at ``role`` once the lead is in ``stage``, check every other party's
-    outcome (failed, naming ``role`` and saying ``expect``, within DEADLINE, no result), ``release``; the next
-    job must run."""
-    job_id = c.client.submit("gwas", PARAMS)
-    seen = _wait_stage(c, job_id, stage)
+def _fault_case(c, fault: str, role: str, stage: str, inject, release, expect: str = "", job=("gwas", PARAMS),
+                order: list[str] = STAGES, next_job=_next_job_runs) -> None:
+    """Start ``job`` (a GWAS), ``inject`` the fault at ``role`` once the lead is in ``stage``, check every other
+    party's outcome (failed, naming ``role`` and saying ``expect``, within DEADLINE, no result), ``release``;
+    ``next_job(c)`` must run."""
+    job_id = c.client.submit(*job)
+    seen = _wait_stage(c, job_id, stage, order=order)
     if seen.startswith("ended"):
         pytest.fail(f"the job ended before {stage} could be reached ({seen})")
     t0 = time.monotonic()
@@ -124,7 +154,7 @@ def _fault_case(c, fault: str, role: str, stage: str, inject, release, expect: s
     assert took <= DEADLINE
     assert c.procs[role].poll() is None  # restarted (kill -9) or running again (SIGCONT)
     c.wait_healthy([role])
-    _next_job_runs(c)
+    next_job(c)
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -141,6 +171,33 @@ def test_sigstop(fc, role, stage):
     proc = c.procs[role]
     _fault_case(c, "SIGSTOP", role, stage, lambda: proc.send_signal(signal.SIGSTOP),
                 lambda: proc.send_signal(signal.SIGCONT), expect="does not answer")
+
+
+def _filter_faults(ffc, fault: str, role: str, inject, release, expect: str = "") -> None:
+    """A fault in the filtering job's reveal stage; the next filter job must release the baseline's rows."""
+    c, base = ffc
+
+    def next_filter(c):
+        run = c.run("filter", FILTER, timeout=300)
+        assert all(r["rows"] == base for r in run.results)
+
+    _fault_case(c, fault, role, "reveal", inject, release, expect, job=("filter", FILTER), order=FILTER_STAGES,
+                next_job=next_filter)
+    assert RUN[-1][2] == "reveal", RUN[-1]  # injected while the lead was in the reveal stage, not after it
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_kill9_in_filtering_reveal(ffc, role):
+    c, _ = ffc
+    _filter_faults(ffc, "kill -9 (filter)", role, lambda: c.kill(role), lambda: c.start_party(role))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_sigstop_in_filtering_reveal(ffc, role):
+    c, _ = ffc
+    proc = c.procs[role]
+    _filter_faults(ffc, "SIGSTOP (filter)", role, lambda: proc.send_signal(signal.SIGSTOP),
+                   lambda: proc.send_signal(signal.SIGCONT), expect="does not answer")
 
 
 def _bed(data, i: int) -> Path:

@@ -196,3 +196,15 @@ def test_forked_child_uses_serial_kernels():
         got = pool.starmap(genotype_counts, [(g, mask), (g, mask)])
     for c in got:
         assert (c == expected).all()
+
+
+def test_threading_layer_known_before_any_kernel():
+    """``threading_layer`` starts numba's layer by public API (no private initialiser) when no kernel ran yet."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from cipherome.genomics.local.threads import threading_layer; print(threading_layer())"
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "workqueue", r.stdout + r.stderr

@@ -103,3 +103,17 @@ def test_missing_and_bad_files(tmp_path):
 
     with pytest.raises(InputError, match=r"z\.pvar, line 2: position 'abc'"):
         read_pvar(tmp_path / "z.pvar")
+
+
+def test_pack_kernel_equals_bed_packing():
+    """pgenlib's int8 calls (0, 1, 2, -9) packed by the table-free kernel equal packed.pack_dosage's .bed codes,
+    for widths with and without a partial last byte."""
+    from cipherome.genomics.io.packed import pack_dosage
+    from cipherome.genomics.io.pgen import _pack_calls
+
+    rng = np.random.default_rng(3)
+    for n in (1, 4, 7, 1001):
+        calls = rng.choice(np.array([0, 1, 2, -9], dtype=np.int8), size=(13, n))
+        out = np.empty_like(pack_dosage(np.maximum(calls, -1)))
+        _pack_calls(calls, out)
+        assert np.array_equal(out, pack_dosage(np.maximum(calls, -1))), n

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dosage_sim import write_dosage_study
+from dosage_sim import site_data, write_dosage_study
 from genomics_files import needs_plink2, plink2
 
 from cipherome.genomics.gwas.job import run_gwas
@@ -35,26 +35,7 @@ def dstudy(tmp_path_factory):
 
 def _sites(ds, kinds: list[str]):
     """Site objects whose [data] names the genotype file of the given kind."""
-    sites = []
-    for s, kind in enumerate(kinds):
-        f = ds[f"site{s + 1}"]
-        data = {"pheno": str(f["pheno"]), "covar": str(f["covar"])}
-        if kind == "pgen":
-            data["pfile"] = str(f["pfile"])
-        elif kind == "pgen_hard":
-            data["pfile"] = str(f["hard_pfile"])
-        elif kind == "bed":
-            data["bfile"] = str(f["bfile"])
-        elif kind == "vcf":
-            data["vcf"] = str(f["vcf"])
-            data["vcf_dosage"] = "DS"
-        elif kind in ("bgen8", "bgen16"):
-            data["bgen"] = str(f[kind])
-            data["sample"] = str(f["sample" + kind[4:]])
-        else:
-            raise ValueError(kind)
-        sites.append(Site(f"site{s + 1}", data, {}))
-    return sites
+    return [Site(f"site{s + 1}", site_data(ds, s, kind), {}) for s, kind in enumerate(kinds)]
 
 
 def _secure(ds, kinds, params):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.reference import qc
-from cipherome.genomics.io.writers import write_bed
+from cipherome.genomics.io.writers import Variants, write_bed
 
 from conftest_sim import gwas_data, scratch_dir
 from plink_runner import (
@@ -94,7 +94,7 @@ def boundary_data():
     ids = np.array([f"v{i}" for i in range(m)])
     iid = [f"s{i}" for i in range(n)]
     d = scratch_dir() / "ties"
-    write_bed(d / "ties", G, ["1"] * m, np.arange(1, m + 1) * 100, ids, ["A"] * m, ["C"] * m, iid, iid)
+    write_bed(d / "ties", G, Variants(["1"] * m, np.arange(1, m + 1) * 100, ids, ["A"] * m, ["C"] * m), iid, iid)
     return G, ids, str(d / "ties")
 
 

@@ -271,6 +271,35 @@ def _member_values(ctx, trios: list[Trio], who: str, fn, K: list[int]) -> Shared
     return concat(parts)
 
 
+def _candidate_classes(ctx, sv: SiteVariants, trios: list[Trio], cands: list, classify, wanted) -> list[Shared]:
+    """For each (member, kind) of ``wanted``: the 0/1 class ``kind`` of that member at every revealed candidate.
+
+    ``cands[t]``: trio t's candidates ((key, ...), ...); ``classify(kind, dosage, pclass, present, trio)``
+    gives the class from the member's calls at the candidates' keys, evaluated at the member's site
+    only; the vectors are concatenated over trios (``_member_values``), in the order of ``wanted``.
+    """
+    K = [len(c) for c in cands]
+    idx = sv.index()
+
+    def values(who: str, kind: str) -> Shared:
+        def f(t, col):
+            g, pc, ok = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
+            return classify(kind, g, pc, ok, t).astype(np.int64)
+        return _member_values(ctx, trios, who, f, K)
+
+    return [values(who, kind) for who, kind in wanted]
+
+
+def _denovo_class(kind: str, g: np.ndarray, pc: np.ndarray, ok: np.ndarray, t: Trio) -> np.ndarray:
+    """de novo classes: "het" the child is heterozygous for its ploidy (and has a call), "pres" a call is present."""
+    return member_het(g, t.child_sex, pc) & ok if kind == "het" else g != 0
+
+
+def _comphet_class(kind: str, g: np.ndarray, pc: np.ndarray, ok: np.ndarray, t: Trio) -> np.ndarray:
+    """compound-het classes: "het" one ALT copy, "car" at least one, "pres" any non-reference call."""
+    return {"het": g == 1, "car": g >= 1, "pres": g != 0}[kind]
+
+
 def _family_geometry(p: FilterParams) -> tuple[int, int]:
     """(bins, parent lanes) of the de novo tables."""
     bins, lanes = cuckoo_geometry(p.max_member_variants or p.max_variants)
@@ -327,20 +356,8 @@ def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byte
     rows = []
     if any(cands):
         with ctx.stage("confirm"):
-            K = [len(c) for c in cands]
-            idx = sv.index()
-
-            def cls(kind):
-                def f(t, col):
-                    g, pc, ok = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
-                    if kind == "het":
-                        return (member_het(g, t.child_sex, pc) & ok).astype(np.int64)
-                    return (g != 0).astype(np.int64)
-                return f
-
-            het = _member_values(ctx, trios, "child", cls("het"), K)
-            fpres = _member_values(ctx, trios, "father", cls("pres"), K)
-            mpres = _member_values(ctx, trios, "mother", cls("pres"), K)
+            het, fpres, mpres = _candidate_classes(ctx, sv, trios, cands, _denovo_class,
+                                                   [("child", "het"), ("father", "pres"), ("mother", "pres")])
             ok = ctx.open(fm.denovo_on_classes(het, fpres, mpres), "filter.confirm").astype(bool)
             pos = 0
             for t, lst in zip(trios, cands):
@@ -411,20 +428,9 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byt
     rows = []
     if any(cands):
         with ctx.stage("confirm"):
-            K = [len(c) for c in cands]
-            idx = sv.index()
-
-            def cls(kind):
-                def f(t, col):
-                    g, _, _ = _calls(sv, idx, [k for k, _ in cands[trios.index(t)]], col)
-                    return {"het": g == 1, "car": g >= 1, "pres": g != 0}[kind].astype(np.int64)
-                return f
-
-            het = _member_values(ctx, trios, "child", cls("het"), K)
-            fc = _member_values(ctx, trios, "father", cls("car"), K)
-            fpres = _member_values(ctx, trios, "father", cls("pres"), K)
-            mc = _member_values(ctx, trios, "mother", cls("car"), K)
-            mpres = _member_values(ctx, trios, "mother", cls("pres"), K)
+            het, fc, fpres, mc, mpres = _candidate_classes(
+                ctx, sv, trios, cands, _comphet_class,
+                [("child", "het"), ("father", "car"), ("father", "pres"), ("mother", "car"), ("mother", "pres")])
             pat, mat = fm.comphet_on_classes(het, fc, fpres, mc, mpres)
             got = ctx.disclose([pat.data, mat.data], "filter.confirm")
             pat_o, mat_o = got[0].view(np.int64).astype(bool), got[1].view(np.int64).astype(bool)

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.errors import InputError
+from cipherome.genomics.errors import InputError, read_text
 from cipherome.genomics.io.ploidy import AUTOSOMAL, CHR_MT, CHR_X, CHR_Y, ploidy_class
 from cipherome.genomics.io.variants import normalize_chrom
+
+from .params import PreFilter
 
 __all__ = [
     "Pedigree",
@@ -95,11 +97,8 @@ def read_ped(path) -> Pedigree:
     :class:`InputError` naming the line for short lines, bad codes and duplicate IDs.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise InputError(f"{path}: cannot open PED file ({e.strerror}); check the 'ped' entry of the site config",
-                         kind='cannot open its PED file') from None
+    text = read_text(path, "cannot open PED file", "cannot open its PED file",
+                     "; check the 'ped' entry of the site config")
     rows, seen = [], {}
     for lineno, line in enumerate(text.splitlines(), 1):
         f = line.split()
@@ -171,45 +170,6 @@ def variant_key(chrom: str, pos: int, ref: str, alt: str) -> tuple[str, int, str
     c = normalize_chrom(chrom)
     p, r, a = trim_alleles(int(pos), ref, alt)
     return f"{c}:{p}:{r}:{a}", c, p, r, a
-
-
-# ----------------------------------------------------------------------------- pre-filter
-@dataclass
-class PreFilter:
-    """Public pre-filter criteria, applied by each site to its own rows.
-
-    pass_only: FILTER must be PASS or '.' (otherwise the row's calls are missing);
-    min_gq / min_dp: per-call thresholds (None: off); max_pop_af: drop rows whose
-    population AF (``af_field``: an INFO key or a CSQ/ANN sub-field; absent = 0)
-    is above it; consequences: SO terms and/or impact classes (HIGH, MODERATE,
-    LOW, MODIFIER), a row is kept if any of its terms or its impact is listed
-    (None: off; a row without annotation is then dropped).
-    """
-
-    pass_only: bool = True
-    min_gq: int | None = None
-    min_dp: int | None = None
-    max_pop_af: float | None = None
-    af_field: str | None = None
-    consequences: list[str] | None = None
-
-    @classmethod
-    def from_params(cls, p: dict) -> "PreFilter":
-        cons = p.get("consequences")
-        return cls(bool(p.get("pass_only", True)),
-                   None if p.get("min_gq") is None else int(p["min_gq"]),
-                   None if p.get("min_dp") is None else int(p["min_dp"]),
-                   None if p.get("max_pop_af") is None else float(p["max_pop_af"]),
-                   p.get("af_field"), list(cons) if cons else None)
-
-    def keeps(self, terms: set, impact: set, af: float) -> bool:
-        if self.max_pop_af is not None and af > self.max_pop_af:
-            return False
-        if self.consequences is not None:
-            allowed = set(self.consequences)
-            if not (terms & allowed or impact & allowed):
-                return False
-        return True
 
 
 # ----------------------------------------------------------------------------- annotation

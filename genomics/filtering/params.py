@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["FilterParams", "MODELS", "COHORT_MODELS", "FAMILY_MODELS", "GENE_MODELS"]
+__all__ = ["FilterParams", "PreFilter", "MODELS", "COHORT_MODELS", "FAMILY_MODELS", "GENE_MODELS"]
 
 COHORT_MODELS = ("carrier", "dominant", "recessive", "xlinked")
 FAMILY_MODELS = ("denovo", "comphet")
@@ -17,8 +17,46 @@ MODELS = COHORT_MODELS + FAMILY_MODELS + GENE_MODELS
 
 
 @dataclass
-class FilterParams:
-    """Job parameters (all public).
+class PreFilter:
+    """Public pre-filter criteria, applied by each site to its own rows.
+
+    pass_only: FILTER must be PASS or '.' (otherwise the row's calls are missing);
+    min_gq / min_dp: per-call thresholds (None: off); max_pop_af: drop rows whose
+    population AF (``af_field``: an INFO key or a CSQ/ANN sub-field; absent = 0)
+    is above it; consequences: SO terms and/or impact classes (HIGH, MODERATE,
+    LOW, MODIFIER), a row is kept if any of its terms or its impact is listed
+    (None: off; a row without annotation is then dropped).
+    """
+
+    pass_only: bool = True
+    min_gq: int | None = None
+    min_dp: int | None = None
+    max_pop_af: float | None = None
+    af_field: str | None = None
+    consequences: list[str] | None = None
+
+    @classmethod
+    def from_params(cls, p: dict) -> "PreFilter":
+        cons = p.get("consequences")
+        return cls(bool(p.get("pass_only", True)),
+                   None if p.get("min_gq") is None else int(p["min_gq"]),
+                   None if p.get("min_dp") is None else int(p["min_dp"]),
+                   None if p.get("max_pop_af") is None else float(p["max_pop_af"]),
+                   p.get("af_field"), list(cons) if cons else None)
+
+    def keeps(self, terms: set, impact: set, af: float) -> bool:
+        if self.max_pop_af is not None and af > self.max_pop_af:
+            return False
+        if self.consequences is not None:
+            allowed = set(self.consequences)
+            if not (terms & allowed or impact & allowed):
+                return False
+        return True
+
+
+@dataclass(kw_only=True)
+class FilterParams(PreFilter):
+    """Job parameters (all public), the site pre-filter criteria (:class:`PreFilter`) among them.
 
     model: one of :data:`MODELS`. min_affected (k), max_unaffected (u),
     max_cohort_af (t, a decimal string such as "0.01"): cohort thresholds. top:
@@ -42,12 +80,6 @@ class FilterParams:
     max_unaffected: int = 0
     max_cohort_af: str | None = None
     top: int = 10
-    pass_only: bool = True
-    min_gq: int | None = None
-    min_dp: int | None = None
-    max_pop_af: float | None = None
-    af_field: str | None = None
-    consequences: list[str] | None = None
     table_size: int | None = None
     lanes: int | None = None
     max_variants: int = 20000

@@ -45,6 +45,8 @@ from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_varia
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
+from cipherome.genomics.gwas.machr2 import site_dosage_sums
+from cipherome.genomics.gwas.glm_cols import OPTIONAL, ColumnSums, release_columns
 from cipherome.genomics.gwas.pca import PCAParams, secure_pca, select_pca_variants, write_eigenvec
 from cipherome.genomics.policy import (check_pca_loadings, min_sites, pca_allows_loadings, require_sites,
                                        shares_variant_list)
@@ -130,16 +132,13 @@ def _standardise(ctx, y: np.ndarray, cov: np.ndarray, names: list[str], n_total:
 
 
 def _dosage_qc_columns(site: SiteData, sv, idx: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(V, 2) int64: samples with a dosage and the ALT dosage sum in units of 1/DOSAGE_UNIT (exact).
-
-    A hard-call site gives its called samples and ALT allele count (from ``counts``).
+    """(V, 3) int64: samples with a dosage, the ALT dosage sum and the sum of squared dosages in units
+    of 1/DOSAGE_UNIT (``machr2.site_dosage_sums``). A hard-call site gives its calls (from ``counts``).
     """
     if site.read_dosage is None:
-        return np.column_stack([counts[:, :3].sum(axis=1), (counts[:, 1] + 2 * counts[:, 2]) * DOSAGE_UNIT])
-    d = sv.read(site, idx, mask, dosage=True)
-    called = ~np.isnan(d)
-    units = np.rint(np.where(called, d, 0).astype(np.float64) * DOSAGE_UNIT).sum(axis=1)
-    return np.column_stack([called.sum(axis=1), units]).astype(np.int64)
+        het, hom = counts[:, 1], counts[:, 2]
+        return np.column_stack([counts[:, :3].sum(axis=1), (het + 2 * hom) * DOSAGE_UNIT, (het + 4 * hom) * DOSAGE_UNIT])
+    return site_dosage_sums(sv.read(site, idx, mask, dosage=True), DOSAGE_UNIT)[:, 0, :]
 
 
 def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
@@ -220,7 +219,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     # 3. variant QC ------------------------------------------------------------------------
     with ctx.stage("variant_qc"):
         counts = np.zeros((n_var, 4), dtype=np.int64)
-        dcols = np.zeros((n_var, 2), dtype=np.int64) if dosage else None
+        dcols = np.zeros((n_var, 3), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
             counts[idx] = genotype_counts(sv.read(site, idx, keep))
@@ -235,7 +234,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         with ctx.stage("pca"):
             n_pca = len(select_pca_variants(site, sv, passed, PCAParams.from_gwas(params)))
             check_pca_loadings(ctx.parties, [int(m[0]) for m in metas], [bool(m[7]) for m in metas], n_pca)
-            pca = secure_pca(ctx, site, sv, passed, keep, params)
+            pca = secure_pca(ctx, site, sv, passed, keep, params, dosage=dosage)
             if site.output_dir:  # this site's own scores, at this site only (PLINK's .eigenvec)
                 stem = Path(str(params.extra.get("out_name") or "cipherome")).name or "cipherome"  # no folders
                 name = f"{stem}.{site.name}.eigenvec"
@@ -261,9 +260,14 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
 
     # 5. association ------------------------------------------------------------------------------
     with ctx.stage("association"):
+        read = lambda sel: sv.read(site, passed[sel], complete, dosage)  # noqa: E731
+        cols = None
+        if set(params.glm_cols) & set(OPTIONAL):  # --glm cols=: the optional columns' sums, from the same reads
+            cc = "a1freqcc" in params.glm_cols and is_binary
+            cols = ColumnSums(len(passed), DOSAGE_UNIT if dosage else 1, y[complete].astype(np.int64) if cc else None)
+            read = cols.wrap(read)
         if glm == "logistic":
-            lres = logistic_association(ctx, xs, y[complete],
-                                        lambda sel: sv.read(site, passed[sel], complete, dosage),
+            lres = logistic_association(ctx, xs, y[complete], read,
                                         len(passed), n_assoc, params, a1_is_alt=qc.a1_is_alt[passed],
                                         xtx=np.linalg.inv(ainv), site_counts=[int(m[1]) for m in metas])
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
@@ -274,7 +278,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             if not len(passed):
                 raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
-                            lambda sel: variant_sums(sv.read(site, passed[sel], complete, dosage), design))
+                            lambda sel: variant_sums(read(sel), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
@@ -286,6 +290,9 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                      terms.mean(), terms.max(), time.perf_counter() - t0)
 
             table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
+        if cols is not None:
+            table["optional"] = release_columns(ctx, cols, params.glm_cols, np.asarray(table["obs_ct"]),
+                                                qc.a1_is_alt[passed], params.min_cell_size)
 
     result = {
         "glm": glm,
@@ -301,6 +308,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "tested": passed,
         "a1_is_alt": qc.a1_is_alt[passed],
         "assoc": table,
+        "glm_drop": list(params.glm_drop),
+        "glm_cols": list(params.glm_cols),
         "seconds": time.perf_counter() - t_start,
     }
     if pca is not None:  # public: eigenvalues (PREFIX.eigenval) and the PCA variant subset
@@ -311,7 +320,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         li = sv.lead_index
         result["variants"] = {"chrom": v.chrom[li], "pos": v.pos[li], "id": v.id[li], "ref": v.ref[li], "alt": v.alt[li]}
         # the lead returns the results to the submitter: a recipient of the study's outputs
-        ctx.ledger.record("gwas.results", DISCLOSED, ["submitter"], len(passed) * (len(table["columns"]) + 2))
+        n_cols = len(table["columns"]) + 2 + len((table.get("optional") or {}).get("columns", {}))
+        ctx.ledger.record("gwas.results", DISCLOSED, ["submitter"], len(passed) * n_cols)
     return result
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from cipherome.genomics.gwas.gc import lambda_gc
+from cipherome.genomics.gwas.glm_cols import beta_scale, column_sets_of
 from cipherome.genomics.io.writers import atomic_path
 
 __all__ = ["AssocTable", "write_glm", "write_json", "manhattan_plot", "qq_plot", "qq_band", "adjustment", "fmt_g",
-           "result_table", "write_gwas_outputs", "SUFFIX"]
+           "result_table", "write_gwas_outputs", "SUFFIX", "optional_columns"]
 
 
 def fmt_g(v: float) -> str:
@@ -51,17 +52,21 @@ class AssocTable:
         return len(self.pos)
 
 
-def write_glm(path: str | Path, table: AssocTable, test="ADD") -> Path:
+def write_glm(path: str | Path, table: AssocTable, test="ADD", drop=()) -> Path:
     """Write a ``.glm.linear`` / ``.glm.logistic`` file with PLINK 2's header and column order.
 
-    ``test``: the TEST column, one string for every row or an array (V,) of them.
+    ``test``: the TEST column, one string for every row or an array (V,) of them; ``drop``:
+    column names left out (``--glm cols=`` without their sets; '#' then marks the first column).
     """
     tests = np.broadcast_to(np.asarray(test, dtype=object), (len(table),))
     cols = ["#CHROM", "POS", "ID", "REF", "ALT", "A1", *table.extra_before_test, "TEST", "OBS_CT", *table.stats, "ERRCODE"]
+    keep = [j for j, c in enumerate(cols) if c not in set(drop)]
+    header = [cols[j] for j in keep]
+    header[0] = "#" + header[0].lstrip("#")
     err = table.errcode if table.errcode is not None else np.full(len(table), ".", dtype=object)
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write("\t".join(cols) + "\n")
+        fh.write("\t".join(header) + "\n")
         for i in range(len(table)):
             row = [str(table.chrom[i]), str(int(table.pos[i])), str(table.vid[i]), str(table.ref[i]),
                    str(table.alt[i]), str(table.a1[i])]
@@ -69,8 +74,26 @@ def write_glm(path: str | Path, table: AssocTable, test="ADD") -> Path:
             row += [str(tests[i]), str(int(table.obs_ct[i]))]
             row += [fmt_g(v[i]) for v in table.stats.values()]
             row.append(str(err[i]))
-            fh.write("\t".join(row) + "\n")
+            fh.write("\t".join(row[j] for j in keep) + "\n")
     return path
+
+
+def optional_columns(optional: dict | None) -> dict[str, np.ndarray]:
+    """``--glm cols=``'s released optional columns as printed strings, in plink2's order.
+
+    MACH_R2 prints ``nan`` for a monomorphic variant (as plink2); withheld values print NA.
+    """
+    if not optional:
+        return {}
+    held = np.asarray(optional["withheld"], bool)
+    out = {}
+    for name, v in optional["columns"].items():
+        v = np.asarray(v, float)
+        text = np.array([fmt_g(x) for x in v], dtype=object)
+        if name == "MACH_R2":
+            text[np.isnan(v) & ~held] = "nan"
+        out[name] = text
+    return out
 
 
 def write_json(path: str | Path, obj) -> Path:
@@ -231,8 +254,11 @@ def result_table(result: dict) -> tuple[AssocTable, str]:
         vid=np.asarray(v["id"], dtype=object)[tested], ref=ref, alt=alt, a1=np.where(a1_alt, alt, ref),
         obs_ct=np.asarray(assoc["obs_ct"]), stats={k: np.asarray(c, float) for k, c in assoc["columns"].items()},
         errcode=np.asarray(assoc["errcode"], dtype=object),
+        extra_before_test=optional_columns(assoc.get("optional")),
     )
-    if "firth" in assoc:  # plink2's default firth-fallback: a FIRTH? column and the .hybrid name
+    if "beta" in result.get("glm_cols", ()):
+        table.stats = beta_scale(table.stats)
+    if "firth" in assoc:  # plink2's default firth-fallback: a FIRTH? column (after the optional ones), .hybrid
         table.extra_before_test["FIRTH?"] = np.where(np.asarray(assoc["firth"], bool), "Y", "N")
         return table, SUFFIX[result["glm"]] + ".hybrid"
     return table, SUFFIX[result["glm"]]
@@ -252,7 +278,8 @@ def write_gwas_outputs(prefix: str | Path, pheno: str, result: dict, reports: di
     prefix = str(prefix)
     table, suffix = result_table(result)
     test = result["assoc"].get("test", TEST_NAME[result["glm"]])
-    paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test=test)}
+    drop = column_sets_of(result.get("glm_drop", ()), result.get("glm_cols", ()))
+    paths = {"assoc": write_glm(f"{prefix}.{pheno}.{suffix}", table, test=test, drop=drop)}
     qc = dict(result["qc"], n_samples_qc=result["n_qc"], n_samples_assoc=result["n_assoc"],
               n_common_variants=result["n_variants"], policy_min_cell_size=result.get("min_cell_size", 0))
     base = f"{prefix}.{pheno}"

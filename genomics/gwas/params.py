@@ -31,6 +31,10 @@ class GwasParams:
     intersection (None: the largest site's count rounded up to a power of two, found in MPC).
     extract/exclude: variant ID lists (plink2 --extract/--exclude, sent with the job);
     chroms: --chr names (normalised); from_bp/to_bp: inclusive position bounds (one chromosome).
+    mach_r2_filter: [min, max] of plink2's --mach-r2-filter (None: off);
+    glm_cols: the optional column sets of ``--glm cols=`` that are released (``glm_cols.OPTIONAL``:
+    'a1freq', 'a1freqcc', 'machr2'), each a disclosure the sites see in the job's parameters;
+    glm_drop: default column sets left out of the file (``cols=`` without them).
     """
 
     pheno_name: str | None = None
@@ -56,6 +60,9 @@ class GwasParams:
     from_bp: int | None = None
     to_bp: int | None = None
     variant_bound: int | None = None
+    mach_r2_filter: list[float] | None = None
+    glm_cols: list[str] = field(default_factory=list)
+    glm_drop: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -82,6 +89,13 @@ class GwasParams:
             raise ValueError("--from-bp/--to-bp need --chr with exactly one chromosome (as plink2)")
         if self.variant_bound is not None and self.variant_bound < 1:
             raise ValueError("variant_bound must be positive")
+        if self.mach_r2_filter is not None:
+            lo, hi = (float(v) for v in self.mach_r2_filter)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"--mach-r2-filter needs 0 <= min <= max (got {lo} {hi})")
+        from cipherome.genomics.gwas.glm_cols import check_sets
+
+        check_sets(self.glm_cols, self.glm_drop)
         if self.block < 1:
             raise ValueError("block must be positive")
         return self

@@ -33,7 +33,8 @@ from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
-__all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants",
+__all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants", "dosage_bits",
+           "frequency_bits",
            "standardisation_weights", "open_gram", "pairwise_factors", "write_eigenvec", "DISCLOSURES",
            "POLICY_KEY"]
 
@@ -209,6 +210,34 @@ def standardisation_weights(ctx, alt: Shared, called: Shared, n_total: int, min_
     return stack([stack([a2, ac], axis=1), stack([ac, c2w], axis=1)], axis=1)
 
 
+def dosage_bits(n: int, frac: int, h: int) -> int:
+    """Bits of the dosage grid in the owned matrix: |G D V| stays below 2^61 at scale frac + h + db.
+
+    Rows of V have unit norm, so |sum_a g_a d_a v_a| <= 2 d_max sqrt(n) with d_max <= 2; at most
+    PLINK 2's own 14 bits.
+    """
+    return max(0, min(14, 61 - frac - h - 2 - math.ceil(math.log2(math.sqrt(max(n, 1)))) - 1))
+
+
+def frequency_bits(n: int, min_maf: float) -> int:
+    """Bits of the pooled ALT dosage sum (2^-ub units) that keep ``standardisation_weights``' checks in 62 bits."""
+    from fractions import Fraction
+
+    den = Fraction(str(min_maf)).limit_denominator(1000).denominator
+    used = 2 * math.ceil(math.log2(2 * max(n, 1) + 1)) + 2 * math.ceil(math.log2(den + 1)) + 6
+    return max(0, min(8, (62 - used) // 2))
+
+
+def _site_genotypes(g: np.ndarray, db: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, n_s) int64 genotypes at 2^-db (0 where missing) and the called mask, from int8 calls or float dosages."""
+    g = np.asarray(g)
+    if g.dtype.kind == "f":
+        called = ~np.isnan(g)
+        return np.rint(np.where(called, g, 0.0) * 2.0 ** db).astype(np.int64), called
+    called = g >= 0
+    return np.where(called, g, 0).astype(np.int64) << db, called
+
+
 def pairwise_factors(missing: np.ndarray, m: int, approx: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample (d, e), float64 (n_s,): PLINK 2's relationship matrix as K = (D A D + M diag(e)) / M.
 
@@ -236,7 +265,8 @@ def _site_input(ctx, mine: np.ndarray | None, ns: list, cols: int, frac: int) ->
     return concat(parts, axis=0)
 
 
-def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, params) -> PCAResult:
+def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, params,
+               dosage: bool = False) -> PCAResult:
     """Top-K principal components of the study, ``plink2 --pca K [approx]``; see module docstring.
 
     Every compute party calls it with its ``SiteData``, the ``StudyVariants``, the QC pass set
@@ -263,6 +293,11 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
        below ``tol`` (the pass count: ``pca.passes``, to the dealer) or runs ``passes`` passes;
     6. eigenvalues = top-K Ritz values; scores = basis @ Ritz coefficients, rows of site s opened
        to site s only (``pca.scores``, S rounds).
+    With ``dosage`` (public: some site holds imputed dosages) the matrix is plink2's on dosages:
+    sites read their dosages (hard calls at a hard-call site), the pooled ALT frequency is the
+    dosage frequency, and G holds each dosage on a grid of 2^-db (``dosage_bits``: 13 at
+    n = 1,000, 10 at n = 10^6; PLINK 2 stores 2^-14) with every row of the owned matrix at
+    the same extra scale 2^db, which the first truncation and the final shift remove.
     Rounds: about 50 + 10 P + S for P passes, independent of n and M. Bytes per party and pass q
     (8 per ring element): owned products b (n - n_p) + (S - 1)(2M + 1) b, weights product and
     truncations about 8 (S - 1) M b, Gram (S - 1) n q b masked + (q b)^2 opened; once 8 (2M + 1) n_p
@@ -290,21 +325,22 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     if pp.k < 1 or pp.k >= min(n, M):
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
 
-    # local genotypes of the PCA variants ----------------------------------------------------
-    g = np.asarray(sv.read(site, idx, mask), dtype=np.int8)
-    called = g >= 0
-    gt = np.where(called, g, 0).astype(np.int64)
-    local = np.stack([gt.sum(axis=1), called.sum(axis=1)]).astype(np.int64)
+    # local genotypes (or dosages) of the PCA variants ---------------------------------------
+    h = 0 if pp.approx else _D_BITS
+    db, ub = (dosage_bits(n, f, h), frequency_bits(n, pp.min_maf)) if dosage else (0, 0)
+    gt, called = _site_genotypes(sv.read(site, idx, mask, dosage=dosage), db)
+    alt = np.rint(gt.sum(axis=1) * 2.0 ** (ub - db)).astype(np.int64)  # ALT dosage sum at 2^-ub
+    local = np.stack([alt, called.sum(axis=1) << ub]).astype(np.int64)
     cnt = ctx.inputs_sum(local, shape=(2, M), frac=0)
     d_own, e_own = pairwise_factors((~called).sum(axis=0), M, pp.approx)
 
     # standardisation weights (secret) and masks --------------------------------------------------
-    xw = standardisation_weights(ctx, cnt[0], cnt[1], n, pp.min_maf, f)
+    xw = standardisation_weights(ctx, cnt[0], cnt[1], n << ub, pp.min_maf, f)
     # owned matrix [G D; Miss D; 1' D] (2M + 1 rows) with D = diag(d) at h bits: the same rounded d
-    # on both sides keeps the operator exactly symmetric
-    h = 0 if pp.approx else _D_BITS
+    # on both sides keeps the operator exactly symmetric; with dosages every row carries 2^db
     dq = np.rint(d_own * 2.0 ** h).astype(np.int64)
-    own = np.concatenate([gt * dq, (~called).astype(np.int64) * dq, dq[None, :]], axis=0)
+    own = np.concatenate([gt * dq, ((~called).astype(np.int64) * dq) << db, dq[None, :] << db], axis=0)
+    h += db  # from here on h is the owned matrix's whole extra scale
     xmax = _weight_max(pp.min_maf, n)
     fx = max(8, min(f, 62 - f - math.ceil(math.log2(xmax * 2.0 * math.sqrt(n) * 1.5))))
     xw = truncate(xw, f - fx, frac=fx) if fx < f else xw

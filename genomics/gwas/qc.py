@@ -22,6 +22,12 @@ number of its samples with a dosage and its ALT dosage sum in PLINK 2's units of
 1/16384 (an exact integer; a hard-call site adds its calls), and the checks stay
 integer comparisons, 60 bits wide. --geno and --hwe use the hard calls, as plink2's
 --geno and --hwe do by default.
+
+--mach-r2-filter MIN MAX (``genomics.gwas.machr2``): fail iff the pooled dosages' MaCH
+r2 is below MIN or above MAX (plink2's defaults 0.1 and 2.0; monomorphic variants
+pass), from each site's per-variant count, dosage sum and sum of squared dosages
+(hard calls at a hard-call site), on the minor allele's side (selected by the secret
+A1 bit); only its pass/fail bit joins ``qc.pass``.
 """
 from __future__ import annotations
 
@@ -116,13 +122,26 @@ def _half(x: Shared) -> Shared:
     return Shared(x.ctx, x.data, x.frac + 1)
 
 
+def _mach_r2_fail(ctx, a1_ref: Shared, n: Shared, s1: Shared, s2: Shared, unit: int, n_samples: int,
+                  bounds) -> Shared:
+    """--mach-r2-filter's fail bit from the pooled (n, s1, s2), on the minor allele's side (a1_ref: REF is minor)."""
+    from cipherome.genomics.gwas import machr2
+
+    r1, r2 = machr2.minor_side(n, s1, s2, unit)
+    V = s1.shape[0]
+    flip = arith.mul(concat([a1_ref, a1_ref]), concat([r1 - s1, r2 - s2]))  # one round: select the minor side
+    a, b, mono = machr2.mach_r2_parts(ctx, n, s1 + flip[:V], s2 + flip[V:], unit, n_samples)
+    return machr2.mach_r2_fails(ctx, a, b, mono, *bounds)
+
+
 def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: np.ndarray | None = None,
                       unit: int = 1) -> QCResult:
     """Pool per-site counts (V, 4) int64 and apply the QC filters; returns public bits.
 
-    dosage: None (hard calls), or (V, 2) int64 per site: samples with a dosage and ALT
-    dosage sum in units of 1/``unit``; --maf, A1 and the allele-count disclosure check
-    then use them (every site must pass them or none).
+    dosage: None (hard calls), or (V, 3) int64 per site: samples with a dosage, ALT
+    dosage sum and sum of squared dosages in units of 1/``unit``; --maf, A1, the
+    allele-count disclosure check and --mach-r2-filter then use them (every site must
+    pass them or none).
     """
     from cipherome.protocols import compare, division
 
@@ -133,11 +152,14 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     n_alleles = called * 2
     alt = het + bb * 2
     bits_wide = INT_CHECK_BITS
+    n_dos, sq = called, het + bb * 4  # --mach-r2-filter's sums from hard calls
     if dosage is None:
         unit = 1
     else:  # allele counts from the dosages, scaled by ``unit``
-        dsum = ctx.inputs_sum(np.asarray(dosage, dtype=np.int64), shape=(V, 2), frac=0)
+        dosage = np.asarray(dosage, dtype=np.int64)
+        dsum = ctx.inputs_sum(dosage, shape=dosage.shape, frac=0)
         n_alleles, alt = dsum[:, 0] * (2 * unit), dsum[:, 1]
+        n_dos, sq = dsum[:, 0], dsum[:, 2] if dosage.shape[1] > 2 else None
         bits_wide = DOSAGE_CHECK_BITS
     checks: list[Shared] = [(n_alleles - alt * 2)]  # < 0 -> A1 is REF
     names = ["a1_ref"]
@@ -168,6 +190,11 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
         fails["maf"] = _any_of(row["maf_alt"], row["maf_ref"], row["maf_none"])
     if "hwe" in row:
         fails["hwe"] = row["hwe"]
+    bounds = getattr(params, "mach_r2_filter", None)
+    if bounds is not None:
+        if sq is None:
+            raise ValueError("--mach-r2-filter needs each site's sum of squared dosages")
+        fails["mach_r2"] = _mach_r2_fail(ctx, row["a1_ref"], n_dos, alt, sq, unit, n_samples, bounds)
     if "mcs_alt" in row:
         fails["min_cell_size"] = _any_of(row["mcs_alt"], row["mcs_ref"], row["mcs_obs"])
     keep = 1 - _any_of(*fails.values()) if fails else Shared.public(ctx, np.ones(V, dtype=np.int64), 0)

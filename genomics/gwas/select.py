@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cipherome.genomics.errors import InputError
+from cipherome.genomics.errors import InputError, read_text
 from cipherome.genomics.io.blocks import SampleTable, VariantTable
 from cipherome.genomics.io.variants import normalize_chroms
 
@@ -43,11 +43,7 @@ def parse_chr_list(text: str) -> list[str]:
 def read_id_list(path: str | os.PathLike[str]) -> list[str]:
     """Variant IDs, the first word of each non-empty line (plink2 --extract/--exclude files)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the variant ID list ({e.strerror})",
-                         kind='cannot read a variant ID list') from None
+    text = read_text(path, "cannot read the variant ID list", "cannot read a variant ID list")
     return [ln.split()[0] for ln in text.splitlines() if ln.strip()]
 
 

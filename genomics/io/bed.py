@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
-from cipherome.genomics.errors import InputError
+from cipherome.genomics.errors import InputError, unknown_samples
 from cipherome.genomics.io.packed import packed_width, unpack_dosage
 
 __all__ = ["BED_MAGIC", "CHANGED_KIND", "DEFAULT_BLOCK_BYTES", "BedRows", "BedReader", "resolve_samples", "read_fam",
@@ -129,9 +129,7 @@ def resolve_samples(fam: SampleTable, samples, where: Path) -> np.ndarray | None
         pos[s] = i
     missing = [s for s in samples if s not in pos]
     if missing:
-        raise InputError(f"{where}: {len(missing)} requested sample(s) not in the file, e.g."
-                         f" {missing[0]!r}; check the sample list",
-                         kind='requested samples are not in its genotype file')
+        raise unknown_samples(where, missing, "the file", "requested samples are not in its genotype file")
     ambiguous = [s for s in samples if s in dup]
     if ambiguous:
         raise InputError(f"{where}: IID {ambiguous[0]!r} occurs more than once (several families);"

@@ -23,7 +23,7 @@ from numba import prange
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import resolve_samples, default_block_size, read_bim
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
-from cipherome.genomics.io.packed import CODE_HET, CODE_HOM_ALT, CODE_HOM_REF, CODE_MISSING, packed_width
+from cipherome.genomics.io.packed import packed_width
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar"]
@@ -31,24 +31,33 @@ __all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar"]
 _PGEN_MAGIC = b"\x6c\x1b"
 
 
-#: (pgenlib hard call & 15) -> .bed code: 0 -> hom REF, 1 -> het, 2 -> hom ALT, -9 (7) and else -> missing
-_CALL_TO_CODE = np.full(16, CODE_MISSING, dtype=np.uint8)
-_CALL_TO_CODE[[0, 1, 2]] = [CODE_HOM_REF, CODE_HET, CODE_HOM_ALT]
+def _pack_calls_kernel(calls, out):  # pragma: no cover - compiled
+    """pgenlib's int8 calls (0, 1, 2, -9 missing) -> .bed codes, four per byte, without a table.
 
-
-def _pack_calls_kernel(calls, lut, out):  # pragma: no cover - compiled
+    The low two bits v of a call's byte are 0, 1, 2 or 3 (-9 = 0xF7); the code
+    (v ^ 3) ^ (v >> 1) maps them to ``packed``'s CODE_HOM_REF 0b11, CODE_HET 0b10,
+    CODE_HOM_ALT 0b00 and CODE_MISSING 0b01 (tests/test_genomics_pgen.py checks it against
+    ``pack_dosage``): register arithmetic, where a table lookup per call cost as much CPU as
+    pgenlib's own decoding.
+    """
     m, n = calls.shape
     nfull = n // 4
     for v in prange(m):
-        row = calls[v]
+        row = calls[v].view(np.uint8)
+        o = out[v]
         for j in range(nfull):
-            out[v, j] = (lut[row[4 * j] & 15] | (lut[row[4 * j + 1] & 15] << 2)
-                         | (lut[row[4 * j + 2] & 15] << 4) | (lut[row[4 * j + 3] & 15] << 6))
-        if nfull < out.shape[1]:
+            b0 = row[4 * j] & 3
+            b1 = row[4 * j + 1] & 3
+            b2 = row[4 * j + 2] & 3
+            b3 = row[4 * j + 3] & 3
+            o[j] = (((b0 ^ 3) ^ (b0 >> 1)) | (((b1 ^ 3) ^ (b1 >> 1)) << 2)
+                    | (((b2 ^ 3) ^ (b2 >> 1)) << 4) | (((b3 ^ 3) ^ (b3 >> 1)) << 6))
+        if nfull < o.shape[0]:
             byte = 0
             for t in range(n - 4 * nfull):
-                byte |= lut[row[4 * nfull + t] & 15] << (2 * t)
-            out[v, nfull] = byte
+                b = row[4 * nfull + t] & 3
+                byte |= ((b ^ 3) ^ (b >> 1)) << (2 * t)
+            o[nfull] = byte
 
 
 _pack_calls = twin_kernel(_pack_calls_kernel)
@@ -243,7 +252,7 @@ class PgenReader:
         calls = self._read(rows, self._buf[:len(rows)], False)
         out = np.empty((len(rows), packed_width(n)), dtype=np.uint8)
         if out.size:
-            _pack_calls(calls, _CALL_TO_CODE, out)
+            _pack_calls(calls, out)
         return out
 
     def read_hard(self, rows: np.ndarray) -> np.ndarray:

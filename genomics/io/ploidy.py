@@ -49,6 +49,22 @@ class PlinkCounts(NamedTuple):
     sample_obs: np.ndarray
 
 
+def _ploidy_groups(per_group: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(haploid, diploid) totals of per-sex-group statistics, by PLINK 2's ploidy rules.
+
+    per_group: ``(m, 2, k)``, group 0 = males, group 1 = all other samples. Haploid are
+    males on chrX and chrY and everyone on MT; diploid are everyone on autosomes and the
+    non-males on chrX (non-males on chrY count nowhere).
+    """
+    cls = np.asarray(classes)
+    male, other = per_group[:, 0, :], per_group[:, 1, :]
+    both = male + other
+    x = (cls == CHR_X)[:, None]
+    hap = male * (x | (cls == CHR_Y)[:, None]) + both * (cls == CHR_MT)[:, None]
+    dip = both * (cls == AUTOSOMAL)[:, None] + other * x
+    return hap, dip
+
+
 def plink_counts(counts: np.ndarray, classes: np.ndarray) -> PlinkCounts:
     """Apply PLINK 2's ploidy rules to dosage genotype counts.
 
@@ -57,20 +73,12 @@ def plink_counts(counts: np.ndarray, classes: np.ndarray) -> PlinkCounts:
     classes: ``(m,)`` from :func:`ploidy_class`.
     """
     c = np.asarray(counts, dtype=np.int64)
-    cls = np.asarray(classes)
-    male, other = c[:, 0, :], c[:, 1, :]
-    both = male + other
-    auto = (cls == AUTOSOMAL)[:, None]
-    x = (cls == CHR_X)[:, None]
-    xy = x | (cls == CHR_Y)[:, None]
-    mt = (cls == CHR_MT)[:, None]
-    hap_grp = male * xy + both * mt
-    dip_grp = both * auto + other * x
+    hap_grp, dip_grp = _ploidy_groups(c, classes)
     hom_ref, het, two_alt, dmiss = dip_grp[:, 0], dip_grp[:, 1], dip_grp[:, 2], dip_grp[:, 3]
     hap_ref, hap_het, hap_alt, hmiss = hap_grp[:, 0], hap_grp[:, 1], hap_grp[:, 2], hap_grp[:, 3]
     alt_ct = 2.0 * two_alt + het + hap_alt + 0.5 * hap_het
     allele_obs = 2 * (hom_ref + het + two_alt) + hap_ref + hap_het + hap_alt
-    counted = np.where(cls == CHR_Y, male.sum(axis=1), both.sum(axis=1))
+    counted = np.where(np.asarray(classes) == CHR_Y, c[:, 0, :].sum(axis=1), c.sum(axis=(1, 2)))
     miss_ct = dmiss + hmiss
     return PlinkCounts(hom_ref, het, two_alt, hap_ref, hap_alt, dmiss + hmiss + hap_het,
                        alt_ct, allele_obs, miss_ct, counted)
@@ -85,12 +93,5 @@ def dosage_freq(sums: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.n
     haploid one (chrX males, chrY males, MT) half its dosage and 1 observation.
     Returns (alt_ct (m,) float64, allele_obs (m,) int64).
     """
-    s = np.asarray(sums, dtype=np.float64)
-    cls = np.asarray(classes)
-    male, other = s[:, 0, :], s[:, 1, :]
-    both = male + other
-    auto = (cls == AUTOSOMAL)[:, None]
-    x = (cls == CHR_X)[:, None]
-    hap = male * (x | (cls == CHR_Y)[:, None]) + both * (cls == CHR_MT)[:, None]
-    dip = both * auto + other * x
+    hap, dip = _ploidy_groups(np.asarray(sums, dtype=np.float64), classes)
     return dip[:, 1] + 0.5 * hap[:, 1], np.rint(2 * dip[:, 0] + hap[:, 0]).astype(np.int64)

@@ -26,7 +26,7 @@ import gzip
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import make_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from numba import prange
 
 from cipherome.genomics.io.bed import default_block_size
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable, concat_variants
-from cipherome.genomics.errors import InputError
+from cipherome.genomics.errors import InputError, unknown_samples
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["VcfReader", "VcfStats", "iter_vcf", "open_variant_file", "MULTIALLELIC_MODES", "HALF_CALL_MODES"]
@@ -249,18 +249,23 @@ _parse_gt = twin_kernel(_parse_gt_kernel)
 _dosage = twin_kernel(_dosage_kernel)
 
 
-@dataclass
-class VcfStats:
-    """Counts collected while reading (logged at the end): records, rows, skipped/split multi-allelics, odd calls."""
+#: The counts a read collects (the fields of :class:`VcfStats`) and, for those logged after the read
+#: when non-zero, the log level and what they count.
+_COUNTS = {
+    "records": None,  # records read from the file
+    "rows": None,  # variant rows produced (a split multi-allelic record gives one per ALT allele)
+    "multiallelic_split": (logging.INFO, "multi-allelic records split into one row per ALT allele"),
+    "multiallelic_skipped": (logging.INFO, "multi-allelic records skipped"),
+    "haploid_calls": (logging.INFO, "haploid calls coded as homozygous (PLINK convention)"),
+    "half_calls": (logging.INFO, "half-calls treated as {half_call}"),
+    "polyploid_calls": (logging.WARNING, "calls of ploidy > 2 set to missing"),
+}
 
-    records: int = 0
-    rows: int = 0
-    multiallelic_split: int = 0
-    multiallelic_skipped: int = 0
-    haploid_calls: int = 0
-    half_calls: int = 0
-    polyploid_calls: int = 0
-    extra: dict = field(default_factory=dict)
+VcfStats = make_dataclass("VcfStats", [(name, int, 0) for name in _COUNTS])
+VcfStats.__module__ = __name__
+VcfStats.__doc__ = """Counts collected while reading (logged at the end): records, rows, skipped/split multi-allelics, odd calls.
+
+One ``int`` field per key of ``_COUNTS``, all starting at 0."""
 
 
 def open_variant_file(path: Path):
@@ -319,9 +324,8 @@ class VcfReader:
             wanted = set(samples)
             unknown = [s for s in samples if s not in have]
             if unknown:
-                raise InputError(f"{self.path}: {len(unknown)} requested sample(s) not in the header,"
-                                 f" e.g. {unknown[0]!r}; check the sample list",
-                                 kind='requested samples are not in its VCF/BCF header')
+                raise unknown_samples(self.path, unknown, "the header",
+                                      "requested samples are not in its VCF/BCF header")
             names = [s for s in all_samples if s in wanted]
         else:
             names = all_samples
@@ -411,18 +415,11 @@ class VcfReader:
     def _log_stats(self) -> None:
         st = self.stats
         log.info("%s: %d records read, %d variant rows", self.path, st.records, st.rows)
-        if st.multiallelic_split:
-            log.info("%s: %d multi-allelic records split into one row per ALT allele", self.path,
-                     st.multiallelic_split)
-        if st.multiallelic_skipped:
-            log.info("%s: %d multi-allelic records skipped", self.path, st.multiallelic_skipped)
-        if st.haploid_calls:
-            log.info("%s: %d haploid calls coded as homozygous (PLINK convention)", self.path,
-                     st.haploid_calls)
-        if st.half_calls:
-            log.info("%s: %d half-calls treated as %s", self.path, st.half_calls, self.half_call)
-        if st.polyploid_calls:
-            log.warning("%s: %d calls of ploidy > 2 set to missing", self.path, st.polyploid_calls)
+        for name, note in _COUNTS.items():
+            count = getattr(st, name)
+            if note is not None and count:
+                level, what = note
+                log.log(level, "%s: %d %s", self.path, count, what.format(half_call=self.half_call))
 
     def _parse(self, batch: list) -> tuple[VariantTable, np.ndarray]:
         n = len(self.samples)

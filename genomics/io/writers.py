@@ -12,11 +12,13 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = [
     "BED_MAGIC",
+    "Variants",
     "encode_bed",
     "write_bed",
     "write_bim",
@@ -88,18 +90,32 @@ def encode_bed(genotypes: np.ndarray) -> bytes:
     return BED_MAGIC + np.ascontiguousarray(packed, dtype=np.uint8).tobytes()
 
 
-def write_bim(
-    path: str | os.PathLike[str],
-    chrom: Sequence | np.ndarray,
-    pos: np.ndarray,
-    ids: Sequence[str] | np.ndarray,
-    ref: Sequence[str] | np.ndarray,
-    alt: Sequence[str] | np.ndarray,
-) -> None:
+class Variants(NamedTuple):
+    """The variant columns every genotype file carries, one entry per variant (row of the genotypes)."""
+
+    chrom: Sequence | np.ndarray
+    pos: np.ndarray
+    ids: Sequence[str] | np.ndarray
+    ref: Sequence[str] | np.ndarray
+    alt: Sequence[str] | np.ndarray
+
+
+def _genotype_matrix(genotypes: np.ndarray, variants: Variants, samples: Sequence) -> np.ndarray:
+    """``genotypes`` as an array, checked to be (variants x samples)."""
+    g = np.asarray(genotypes)
+    if g.shape != (len(variants.ids), len(samples)):
+        raise ValueError(
+            f"genotypes shape {g.shape} does not match {len(variants.ids)} variants x {len(samples)} samples"
+        )
+    return g
+
+
+def write_bim(path: str | os.PathLike[str], variants: Variants) -> None:
     """Write a .bim: CHR, ID, cM (0), POS, A1 = ALT, A2 = REF (as ``plink2 --make-bed`` writes)."""
+    v = variants
     lines = [
         f"{c}\t{i}\t0\t{int(p)}\t{a}\t{r}\n"
-        for c, i, p, a, r in zip(chrom, ids, pos, alt, ref, strict=True)
+        for c, i, p, a, r in zip(v.chrom, v.ids, v.pos, v.alt, v.ref, strict=True)
     ]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(lines))
@@ -136,11 +152,7 @@ def write_fam(
 def write_bed(
     prefix: str | os.PathLike[str],
     genotypes: np.ndarray,
-    chrom: Sequence | np.ndarray,
-    pos: np.ndarray,
-    ids: Sequence[str] | np.ndarray,
-    ref: Sequence[str] | np.ndarray,
-    alt: Sequence[str] | np.ndarray,
+    variants: Variants,
     fid: Sequence[str] | np.ndarray,
     iid: Sequence[str] | np.ndarray,
     sex: np.ndarray | None = None,
@@ -151,15 +163,11 @@ def write_bed(
     ``genotypes``: ``(n_variants, n_samples)`` int8 ALT counts, -1 missing.
     """
     prefix = Path(prefix)
-    g = np.asarray(genotypes)
-    if g.shape != (len(ids), len(iid)):
-        raise ValueError(
-            f"genotypes shape {g.shape} does not match {len(ids)} variants x {len(iid)} samples"
-        )
+    g = _genotype_matrix(genotypes, variants, iid)
     paths = {ext: prefix.with_name(prefix.name + "." + ext) for ext in ("bed", "bim", "fam")}
     with atomic_path(paths["bed"]) as tmp:
         tmp.write_bytes(encode_bed(g))
-    write_bim(paths["bim"], chrom, pos, ids, ref, alt)
+    write_bim(paths["bim"], variants)
     write_fam(paths["fam"], fid, iid, sex, pheno)
     return paths
 
@@ -238,11 +246,7 @@ _GT_TEXT = np.array(["0/0", "0/1", "1/1", "./."], dtype=object)
 def write_vcf(
     path: str | os.PathLike[str],
     genotypes: np.ndarray,
-    chrom: Sequence | np.ndarray,
-    pos: np.ndarray,
-    ids: Sequence[str] | np.ndarray,
-    ref: Sequence[str] | np.ndarray,
-    alt: Sequence[str] | np.ndarray,
+    variants: Variants,
     samples: Sequence[str] | np.ndarray,
     contig_lengths: Mapping[str, int] | None = None,
 ) -> Path:
@@ -260,9 +264,8 @@ def write_vcf(
     path = Path(path)
     if not path.name.endswith(".vcf.gz"):
         raise ValueError(f"{path}: a bgzipped VCF must end in .vcf.gz")
-    g = np.asarray(genotypes)
-    if g.shape != (len(ids), len(samples)):
-        raise ValueError(f"genotypes shape {g.shape} does not match variants x samples")
+    g = _genotype_matrix(genotypes, variants, samples)
+    chrom = variants.chrom
     contigs = list(dict.fromkeys(str(c) for c in chrom))
     header = pysam.VariantHeader()
     header.add_line("##source=cipherome.genomics.simulate")
@@ -280,7 +283,7 @@ def write_vcf(
     cells = _GT_TEXT[np.where(g < 0, 3, g).astype(np.intp)]
     body = [
         f"{c}\t{int(p)}\t{i}\t{r}\t{a}\t.\tPASS\t.\tGT\t" + "\t".join(row) + "\n"
-        for c, p, i, r, a, row in zip(chrom, pos, ids, ref, alt, cells, strict=True)
+        for c, p, i, r, a, row in zip(chrom, *variants[1:], cells, strict=True)
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".vcf-") as tmpdir:

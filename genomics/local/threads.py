@@ -52,10 +52,8 @@ def threading_layer() -> str:
         return numba.threading_layer()
     except ValueError:
         pass
-    try:  # the private initialiser numba runs before its first parallel launch
-        from numba.np.ufunc.parallel import _launch_threads
-
-        _launch_threads()
+    try:  # public: reading the pool size starts the threading layer, as a first parallel launch would
+        numba.get_num_threads()
         return numba.threading_layer()
     except Exception:  # pragma: no cover - depends on the numba build
         return "unknown"

@@ -196,13 +196,8 @@ def iter_variant_sums(
         )
 
 
-def glm_linear(
-    genotypes: np.ndarray,
-    y: np.ndarray,
-    covariates: np.ndarray | None = None,
-    missing: str = "drop",
-    chunk: int = 4096,
-) -> LinearResult:
+def glm_linear(genotypes: np.ndarray, y: np.ndarray, covariates: np.ndarray | None = None, missing: str = "drop",
+               chunk: int = 4096) -> LinearResult:
     """Per-variant linear regression, the twin of ``plink2 --glm`` ADD rows (quantitative trait).
 
     Inputs: ``genotypes`` ``(m, n)`` int8 ALT counts (-1 missing); ``y`` ``(n,)``

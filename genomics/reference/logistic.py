@@ -382,13 +382,8 @@ def score_sums(g: np.ndarray, z: np.ndarray, y: np.ndarray, null: NullModel) -> 
     }
 
 
-def logistic_score_test(
-    genotypes: np.ndarray,
-    case: np.ndarray,
-    covariates: np.ndarray | None = None,
-    null: str = "refit",
-    chunk: int = 2048,
-) -> ScoreResult:
+def logistic_score_test(genotypes: np.ndarray, case: np.ndarray, covariates: np.ndarray | None = None,
+                        null: str = "refit", chunk: int = 2048) -> ScoreResult:
     """Per-variant score (Rao) test of b_g = 0 under a covariate-only logistic null model.
 
     ``null`` chooses how the null model meets each variant's missing calls:
