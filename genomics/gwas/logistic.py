@@ -599,7 +599,8 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     out["converged"] = ok
     # Firth's fallback (plink2's default firth-fallback) for the fits that failed, in a public number of slots
     out["firth"] = np.zeros(T, dtype=bool)
-    nslot = min(pp.firth_slots, T)
+    # no Firth work when every Wald fit converged (public: from opened values); the dealer sees that one bit
+    nslot = min(pp.firth_slots, T) if (~ok).any() else 0
     if nslot:
         failed = np.flatnonzero(~ok)
         if failed.size > nslot:
