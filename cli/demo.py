@@ -31,45 +31,6 @@ def _runs(pcs: int):
     ]
 
 
-def _site_tables(files: dict, sites: int) -> list[dict]:
-    """Each site's [data] table (absolute paths) for the files ``write_study`` wrote."""
-    return [{"bfile": str(files[f"site{s + 1}"]["bed"].with_suffix("").resolve()),
-             "pheno": str(files[f"site{s + 1}"]["pheno"].resolve()),
-             "covar": str(files[f"site{s + 1}"]["covar"].resolve())} for s in range(sites)]
-
-
-def _run_inproc(data: list[dict], runs, sites: int, policy: dict) -> list:
-    """The runs with the parties as threads of this process: [(lead's results, reports)]."""
-    from cipherome.genomics.gwas.job import run_gwas
-    from cipherome.genomics.io.site_files import site_from_config
-    from cipherome.mpc.local import run_local
-    from cipherome.mpc.study import Site
-
-    results = []
-    for _, _, params in runs:
-        site_objs = [site_from_config(Site(f"p{s}", data[s], dict(policy)), params) for s in range(sites)]
-        run = run_local(lambda ctx: run_gwas(ctx, params, site_objs[ctx.index]), sites, frac=params.frac)
-        results.append((run.results[0], run.reports))
-    return results
-
-
-def _warm_kernels(sites: int, runs, policy: dict) -> None:
-    """Compile the numba kernels once, here, on a tiny study: they are cached on disk, so the daemons
-    load them instead of each compiling them at its first job (four processes compiling at once on a
-    small machine). Timing only: a failure here is ignored, the real run reports real errors."""
-    import tempfile
-
-    from cipherome.genomics.simulate import demo_config, simulate_study, write_study
-
-    try:
-        tiny = simulate_study(demo_config().replace(n_sites=sites, n_samples=80 * sites, n_variants=400))
-        with tempfile.TemporaryDirectory() as d:
-            files = write_study(tiny, Path(d), prefix="warm", pooled=False, sites=True, vcf=False)
-            _run_inproc(_site_tables(files, sites), runs, sites, policy)
-    except Exception:  # noqa: BLE001 - warming is an optimisation
-        pass
-
-
 @click.command("demo")
 @click.option("--out", "outdir", default="cipherome-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder (not a prefix; relative to the current directory or absolute) for the results "
@@ -108,19 +69,27 @@ def demo(outdir: str, sites: int, pcs: int, pcs_alias: int | None, inproc: bool)
                                    f"{exc.strerror}; choose another --out folder") from None
     click.echo(f"simulated {study.n_samples} individuals x {study.n_variants} variants at {sites} sites, "
                f"{cfg.n_populations} populations mixed unevenly, {len(study.causal_index)} planted causal variants")
-    data = _site_tables(files, sites)
+    data = [{"bfile": str(files[f"site{s + 1}"]["bed"].with_suffix("").resolve()),
+             "pheno": str(files[f"site{s + 1}"]["pheno"].resolve()),
+             "covar": str(files[f"site{s + 1}"]["covar"].resolve())} for s in range(sites)]
     runs = _runs(pcs)
     # a two-site demo: every site consents explicitly (policy min_sites, default 3; docs/threat_model.md)
     policy = {"min_sites": min(sites, 3)}
+    results = []
     if inproc:
-        results = _run_inproc(data, runs, sites, policy)
+        from cipherome.genomics.gwas.job import run_gwas
+        from cipherome.genomics.io.site_files import site_from_config
+        from cipherome.mpc.local import run_local
+        from cipherome.mpc.study import Site
+
+        for _, _, params in runs:
+            site_objs = [site_from_config(Site(f"p{s}", data[s], dict(policy)), params) for s in range(sites)]
+            run = run_local(lambda ctx: run_gwas(ctx, params, site_objs[ctx.index]), sites, frac=params.frac)
+            results.append((run.results[0], run.reports))
         how = "threads (in-process)"
     else:
         from cipherome.mpc.client import ClientError
         from cipherome.mpc.launcher import LocalCluster
-
-        _warm_kernels(sites, runs, policy)
-        results = []
 
         click.echo("starting daemons (mutual TLS on 127.0.0.1) ...")
         try:
