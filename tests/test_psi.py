@@ -71,38 +71,43 @@ def test_the_lead_learns_exactly_which_bins_every_site_shares(n):
         assert rep["rounds"] <= 3  # the pairwise seeds, then the protocol's two rounds
 
 
-def test_what_the_lead_receives_does_not_depend_on_a_site_lacking_the_variant():
-    """The lead's second-round messages sum to S = sum_j Q_j(a): per site they are masked by the
-    zero-sharing, so a bin that p1 lacks and one that p2 lacks look alike (S uniform non-zero)."""
-    T, L = 4000, 3
+def test_the_lead_cannot_evaluate_one_site_s_polynomial(monkeypatch):
+    """Everything the lead holds for site j - its share alpha_j = pi . f_j + zeta'_j (recomputed here from
+    the lead's messages and the dealer's zeta'_j) and j's second-round message m_j - sums to
+    Q_j(a) + z_j: the zero-sharing z_j hides whether site j alone holds a. Without it, alpha_1 + m_1
+    would be 0 on every bin where p1 holds the lead's tag."""
+    from cipherome.mpc import correlated
+    from cipherome.mpc.runtime import Context
+
+    T, L = 2000, 3
     rng = np.random.default_rng(7)
     lead = rng.integers(1, 1 << TAG_BITS, T, dtype=np.uint64)
     t1 = rng.integers(1, 1 << TAG_BITS, (T, L), dtype=np.uint64)
     t2 = rng.integers(1, 1 << TAG_BITS, (T, L), dtype=np.uint64)
-    t1[: T // 2, 0] = lead[: T // 2]  # first half: p1 has the lead's tag, p2 not; second half: p2 has it
-    t2[T // 2:, 0] = lead[T // 2:]
-    got = {}
-
-    def job(ctx):
-        out = common_bins(ctx, [lead, t1, t2][ctx.index], L, "psi.test")
-        return out
-
-    from cipherome.mpc.runtime import Context
-    exchange = Context.exchange
+    t1[:, 0] = lead  # p1 holds every lead tag, p2 none
+    seen, zeta = {}, {}
+    exchange, recipe = Context.exchange, correlated.RECIPES["psi_pair"]
 
     def spy(self, outgoing, incoming, label, *, kind):
         res = exchange(self, outgoing, incoming, label, kind=kind)
-        if self.is_lead and label == "psi.test":
-            got.update(res)
+        if self.is_lead:
+            seen[label] = res
         return res
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(Context, "exchange", spy)
-    try:
-        run = run_local(job, 3)
-    finally:
-        mp.undo()
-    assert not run.results[0].any()
-    for p in ("p1", "p2"):  # each site's message is uniform in both halves: the top bits are fair coins
-        for half in (got[p][: T // 2], got[p][T // 2:]):
-            assert 0.45 < float(np.mean(half >> np.uint64(60) & np.uint64(1))) < 0.55
+    def dealer_spy(gen, bins, lanes, site):
+        items = recipe(gen, bins, lanes, site)
+        if gen.dealer_side:
+            zeta[f"p{site}"] = np.array(items[3])
+        return items
+
+    monkeypatch.setattr(Context, "exchange", spy)
+    monkeypatch.setitem(correlated.RECIPES, "psi_pair", dealer_spy)
+    run = run_local(lambda ctx: common_bins(ctx, [lead, t1, t2][ctx.index], L, "psi.test"), 3)
+    assert not run.results[0].any()  # p2 lacks them all
+    pw = field.powers(lead, L)
+    alpha = {p: field.add(field.row_dot(pw, seen["psi.test.operands"][p]), zeta[p]) for p in ("p1", "p2")}
+    whole = {p: field.add(alpha[p], seen["psi.test"][p]) for p in ("p1", "p2")}
+    total = field.add(whole["p1"], whole["p2"])
+    assert np.all(total != 0)  # S = Q_1(a) + Q_2(a) != 0: the protocol's sum, recomputed
+    assert np.count_nonzero(whole["p1"] == 0) == 0  # Q_1(a) = 0 everywhere, yet hidden by z_1
+    assert 0.45 < float(np.mean(whole["p1"] >> np.uint64(60) & np.uint64(1))) < 0.55
