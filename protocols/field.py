@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["P", "to_field", "add", "sub", "mul", "powers", "poly_from_roots", "row_dot"]
+__all__ = ["P", "to_field", "add", "sub", "powers", "poly_from_roots", "row_dot"]
 
 #: the field's modulus 2^61 - 1
 P = np.uint64((1 << 61) - 1)
@@ -51,21 +51,6 @@ def _mulmod(a, b):  # pragma: no cover - compiled
     r = (a1 * b1 << _S3) + (mid >> _S29) + ((mid & _M29) << _S32) + (low & P) + (low >> _S61)
     r = (r & P) + (r >> _S61)
     return r - P if r >= P else r
-
-
-@njit(cache=True, nogil=True)
-def _mul(x, y, out):  # pragma: no cover - compiled
-    for i in range(x.size):
-        out[i] = _mulmod(x[i], y[i])
-
-
-def mul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Elementwise x y mod p (same shapes)."""
-    x = np.ascontiguousarray(x, np.uint64)
-    y = np.ascontiguousarray(y, np.uint64)
-    out = np.empty_like(x)
-    _mul(x.ravel(), y.ravel(), out.ravel())
-    return out
 
 
 @njit(cache=True, nogil=True)

@@ -39,10 +39,7 @@ def check_mul(ctx, params, site=None):
 
 @job("test.slow")
 def slow(ctx, params, site=None):
-    """``rounds`` openings of a small vector with ``sleep`` seconds between them; the lead first
-    computes alone for ``lead_busy`` seconds (a long local step)."""
-    if ctx.me == ctx.parties[0]:
-        time.sleep(float(params.get("lead_busy", 0.0)))
+    """``rounds`` openings of a small vector with ``sleep`` seconds between them."""
     x = ctx.input(ctx.parties[0], np.arange(4.0) if ctx.me == ctx.parties[0] else None, shape=(4,), frac=ctx.frac)
     for i in range(int(params.get("rounds", 10))):
         ctx.open(x, f"slow.{i}")

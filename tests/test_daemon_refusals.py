@@ -222,12 +222,12 @@ def test_peer_killed_mid_job(cluster):
     still_serving(cluster)
 
 
-@pytest.mark.parametrize("gil", [True], ids=["holding-the-interpreter"])
+@pytest.mark.parametrize("gil", [True, False], ids=["holding-the-interpreter", "releasing-it"])
 def test_a_long_local_step_is_waited_for_not_taken_for_a_stall(cluster, gil):
-    """The lead computes for 2.5 round timeouts between two messages in one C call that holds its interpreter
+    """The lead computes for 2.5 round timeouts between two messages, in one C call that holds its interpreter
     lock (no health check can be answered): the others probe it, find that it completes TLS handshakes and
-    wait on; the job ends done everywhere. (Releasing the lock: the next test; a stopped party is still named
-    at once: tests/test_faults.py, SIGSTOP cases.)"""
+    wait on; the job ends done everywhere. Releasing the lock (numba compiling, a nogil kernel), it answers the
+    health checks themselves. A stopped party is still named at once: tests/test_faults.py, SIGSTOP cases."""
     seconds = int(2.5 * TIMEOUT)
     t0 = time.monotonic()
     run = cluster.run("test.busy", {"party": "p0", "gil": gil, "seconds": seconds}, timeout=120)
@@ -247,14 +247,6 @@ def test_cancel(cluster):
     infos = cluster.client.wait(job_id, timeout=30)
     assert {i["state"] for i in infos.values()} == {"cancelled"}, infos
     still_serving(cluster)
-
-
-def test_a_busy_party_that_answers_health_checks_is_waited_for(cluster):
-    """The lead computes alone for longer than the round timeout (say numba compiling on a loaded
-    machine): the others health-check it, find it alive in the job, warn and wait; the job succeeds."""
-    run = cluster.run("test.slow", {"rounds": 2, "sleep": 0.0, "lead_busy": 1.8 * TIMEOUT}, timeout=120)
-    assert all(r["rounds"] >= 2 for r in run.results)
-    assert "it answers health checks, still waiting" in (cluster.dir / "logs" / "p1.log").read_text()
 
 
 def test_failing_job_fails_everywhere_and_daemons_go_on(cluster):

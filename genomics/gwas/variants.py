@@ -181,13 +181,11 @@ def common_variants(ctx, variants: VariantTable, bound: int | None = None, name:
         _, slot = cuckoo_table(cand, tags, T, name)
         slot = slot[:, 0]
         member = common_bins(ctx, np.where(slot >= 0, tags[np.maximum(slot, 0)], 0), L, "gwas.common_variants")
-        bins = np.flatnonzero(member)
-        local = np.sort(rows[slot[bins]])  # the lead's file order
-        V = len(local)
-        at = np.empty(len(keys), np.int64)
-        at[rows] = np.arange(len(rows))
+        pos = slot[member]  # positions in ``rows`` of the common variants
+        pos = pos[np.argsort(rows[pos])]  # the lead's file order
+        local, V = rows[pos], len(pos)
         msg = np.full(T, -1, dtype=np.int64)  # no bin index: the lead's cuckoo placement depends on all its variants
-        msg[:V] = 2 * tags[at[local]].astype(np.int64) + alt_larger[local]
+        msg[:V] = 2 * tags[pos].astype(np.int64) + alt_larger[local]
         ctx.open(ctx.input(ctx.me, msg, shape=(T,), frac=0), "gwas.variant_order", to=ctx.parties[1:])
         return StudyVariants(local, np.zeros(V, bool), local.copy(), dups)
     try:
