@@ -120,6 +120,20 @@ def simulate(seed: int = 0, n_sites: int = 3, n_positions: int = 60, missing: fl
     return st
 
 
+def genotype_again(st: Study, iid: str, site: int, seed: int = 0, discordant: float = 0.3) -> None:
+    """Genotype individual ``iid`` (its PED row as is) at ``site`` too: a second copy whose calls differ from the
+    first at a fraction ``discordant`` of the autosomal positions (a new het ALT or a hom-ref), so that the result
+    shows which copy was used."""
+    rng = np.random.default_rng(seed)
+    j = [r[2] for r in st.ped].index(iid)
+    st.ped.append([site] + list(st.ped[j][1:]))
+    for i, al in st.alleles.items():
+        row = al[j].copy()
+        if st.positions[i].chrom != "X" and rng.random() < discordant:
+            row = np.array([0, 1]) if row[0] == 0 and row[1] == 0 else np.array([0, 0])
+        st.alleles[i] = np.vstack([al, row[None, :]])
+
+
 def _haploid(st: Study, al: np.ndarray, chrom: str, sex: np.ndarray) -> None:
     if chrom == "X":
         males = sex == 1

@@ -149,3 +149,27 @@ def test_plan_over_budget_is_refused_and_daemons_keep_serving(study, tmp_path):
         assert run.results[0]["rows"] == _twin(study, params)["rows"] and run.results[0]["rows"]
         assert {name: proc.pid for name, proc in cluster.procs.items()} == pids
         assert all(proc.poll() is None for proc in cluster.procs.values())  # no daemon exited or was killed
+
+
+def test_member_genotyped_at_two_sites_through_daemons(tmp_path):
+    """Real daemons reading VCF/PED files where child A1 (site p0) is also in p2's files, child C1 (p2) also in p1's
+    and father B2 (p1) also in p0's, each second copy with discordant calls: de novo and comphet equal the twin that
+    pools the first copy of each individual; each trio once, with a note; the sites' logs name the other site."""
+    from tests.filter_sim import genotype_again
+
+    st = simulate(31, n_positions=70, missing=0.05)
+    for k, (iid, site) in enumerate((("A1", 2), ("C1", 1), ("B2", 0))):
+        genotype_again(st, iid, site, seed=k)
+    data = [write_site_files(st, s, tmp_path / f"site{s}") for s in range(3)]
+    with LocalCluster(3, workdir=tmp_path / "cluster", data=data, log_level="INFO") as cluster:
+        for params in ({"model": "denovo", "table_size": 64, "lanes": 10},
+                       {"model": "comphet", "genes": GENES, "lanes": 12}):
+            run = cluster.run("filter", params)
+            got = run.results[0]
+            want = _twin({"data": data}, params)
+            assert got["rows"] == want["rows"] and got["rows"]
+            assert sorted(got["trios"]) == ["FA", "FB", "FC"]
+            assert sorted(n.split(":")[0] for n in got["notes"]) == ["family FA", "family FB", "family FC"]
+        logs = {p.name: p.read_text() for p in (tmp_path / "cluster" / "logs").glob("*.*")}
+    assert any("child A1 is also genotyped at site p0" in t for t in logs.values())
+    assert not any("Traceback" in t for t in logs.values())

@@ -242,3 +242,28 @@ def test_trio_with_missing_parent_is_skipped_not_an_error(study, caplog):
     assert sorted(run.results[0]["trios"]) == ["FA", "FB", "FC"] and rows
     assert any("genotyped at no site" in r.getMessage() and "trio skipped" in r.getMessage() for r in caplog.records)
     _check(svs, {"model": "comphet", "genes": GENES, "lanes": 10})
+
+
+def test_member_genotyped_at_two_sites_is_used_once_from_the_first_site(caplog):
+    """Child A1 (site p0) also at p2, child C1 (p2) also at p1, father B2 (p1) also at p0, each second copy with
+    discordant calls: every trio is analysed once, from the copy at the first site in the study's order (the twin
+    pools the first copy), with a public note; no error."""
+    from tests.filter_sim import genotype_again
+
+    st = simulate(11, n_positions=70)
+    for k, (iid, site) in enumerate((("A1", 2), ("C1", 1), ("B2", 0))):
+        genotype_again(st, iid, site, seed=k)
+    svs = [site_variants(st, s) for s in range(3)]
+    with caplog.at_level("WARNING", logger="cipherome.filter"):
+        rows, run = _check(svs, {"model": "denovo", "table_size": 64, "lanes": 14})
+    res = run.results[0]
+    assert sorted(res["trios"]) == ["FA", "FB", "FC"] and {r["family"] for r in rows} >= {"FA", "FC"}
+    assert sorted(n.split(":")[0] for n in res["notes"]) == ["family FA", "family FB", "family FC"]
+    assert "the child genotyped at more than one site" in " ".join(res["notes"])
+    msgs = " ".join(r.getMessage() for r in caplog.records)
+    assert "child C1 is also genotyped at site p1" in msgs and "the father is also genotyped at site p1" in msgs
+    # the second copies differ: using them instead would change the answer
+    later = [site_variants(st, s) for s in range(3)]
+    wrong = reference_filter([later[0], later[1], later[2]][::-1], {"model": "denovo"}, 0)["rows"]
+    assert wrong != rows
+    _check(svs, {"model": "comphet", "genes": GENES, "lanes": 12})

@@ -548,6 +548,11 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
         res = _gene_level(ctx, p, sv, cohort, trios, mc)
     res.update({"model": p.model, "min_cell_size": mc, "n_individuals": cohort.n_all, "n_affected": cohort.n_aff,
                 "trios": [t.fid for t in trios], "params": p.to_dict(), "seconds": time.perf_counter() - t0})
+    notes = [f"family {t.fid}: the {' and '.join(dict.fromkeys(r for r, _ in t.copies))} genotyped at more than one "
+             "site; the copy at the first of them in the study's order is used (sites in the sites' logs)"
+             for t in trios if t.copies]
+    if notes:
+        res["notes"] = notes
     if p.model in COHORT_MODELS and p.table_size is not None and p.lanes is not None:
         res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
     elif p.model in COHORT_MODELS:

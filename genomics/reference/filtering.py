@@ -119,7 +119,9 @@ def _cohort(P: Pooled, model: str, k, u: int, t, mc: int) -> list[dict]:
 
 
 def _trios(P: Pooled) -> list[tuple]:
-    where = {(f, i): j for j, (f, i) in enumerate(zip(P.fid, P.iid))}
+    where: dict = {}  # an individual at several sites: the first site's copy (the secure job's public rule)
+    for j, (f, i) in enumerate(zip(P.fid, P.iid)):
+        where.setdefault((f, i), j)
     out = []
     for key in sorted(where):
         j = where[key]
