@@ -8,7 +8,8 @@ daemons, so the reported peak RSS (VmHWM) of every daemon is the job's. Targets:
 peak RSS < 4 GB per daemon; de novo over 500 trios < 5 minutes on loopback.
 Marked slow (not in the default test run); run once, on a quiet machine if possible:
   python -m pytest bench/test_bench_filter_scale.py --benchmark-only -m slow -p no:cacheprovider -o addopts='' -s
-CIPHEROME_FILTER_SCALE=small runs the same code at 1/10 of the sizes.
+CIPHEROME_FILTER_SCALE=small runs the same code at 1/10 of the sizes; CIPHEROME_FILTER_BUDGET_GB=0.25 sets
+every site's max_job_memory_gb (default 2), e.g. to see many chunks.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from cipherome.mpc.launcher import LocalCluster
 BENCH = Path(__file__).resolve().parent
 SMALL = os.environ.get("CIPHEROME_FILTER_SCALE") == "small"
 TRIOS, VARIANTS, INDIVIDUALS = (50, 5000, 200) if SMALL else (500, 50_000, 2000)
-POLICY = {"max_job_memory_gb": 2.0}
+POLICY = {"max_job_memory_gb": float(os.environ.get("CIPHEROME_FILTER_BUDGET_GB", "2.0"))}
 
 
 def _peak_rss_gb(pid: int) -> float:
