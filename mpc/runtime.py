@@ -77,6 +77,8 @@ class Context:
         self._stage: dict | None = None
         #: one line on what the job is doing (stage, items done), shown by job status; never data
         self.progress = ""
+        #: the running ``mpc.pipeline`` scheduler, if any: openings inside its tasks are merged per step
+        self._pipeline = None
 
     # -- identity ------------------------------------------------------------
     @property
@@ -201,30 +203,49 @@ class Context:
         """
         return self._open(shares, label, to, DISCLOSED)
 
+    def _recipients(self, to) -> list[str]:
+        return self.parties if to is None else ([to] if isinstance(to, str) else list(to))
+
     def _open(self, shares: list[np.ndarray], label: str, to, kind: str):
-        recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
-        flat = _flatten(shares)
-        self.ledger.record(label, kind, recipients, flat.size)
-        tag = self._next_tag(label)
-        for r in recipients:
-            if r != self.me:
-                self.transport.send(r, tag, flat)
-        if self.me not in recipients:
-            return None
-        total = None
+        if self._pipeline is not None and self._pipeline.owns():  # inside a pipelined task: merged per step
+            return self._pipeline.submit(shares, label, to, kind)
+        return self.open_batch([(shares, label, to, kind)])[0]
+
+    def open_batch(self, requests: list[tuple]) -> list:
+        """Several openings, each ``(shares, label, to, kind)`` as in ``_open``, in ONE round.
+
+        Each is recorded in the ledger under its own label, kind and recipients;
+        every party sends each other party one message, the concatenation of the
+        openings addressed to it (the structure is the same at every party, as in
+        SPMD code). Returns, per request, what ``open_masked`` / ``disclose`` would.
+        ``_open`` is the case of one request; ``mpc.pipeline`` merges the openings of its tasks in flight.
+        """
+        recips = [self._recipients(to) for _s, _l, to, _k in requests]
+        flats = [_flatten(shares) for shares, _l, _t, _k in requests]
+        for (_s, label, _t, kind), r, f in zip(requests, recips, flats):
+            self.ledger.record(label, kind, r, f.size)
+        tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}")
         for p in self.others:
-            got = self.transport.recv(p, tag, self.timeout)
-            if got.dtype != U64 or got.shape != flat.shape:
-                raise PeerError(p, label, f"malformed message: expected {flat.size} ring elements")
-            if total is None:
-                total = flat + got
-            else:
+            parts = [f for f, r in zip(flats, recips) if p in r]
+            if parts:
+                self.transport.send(p, tag, parts[0] if len(parts) == 1 else np.concatenate(parts))
+        mine = [k for k, r in enumerate(recips) if self.me in r]
+        if mine:
+            total = _flatten([flats[k] for k in mine])
+            for p in self.others:
+                got = self.transport.recv(p, tag, self.timeout)
+                if got.dtype != U64 or got.shape != total.shape:
+                    raise PeerError(p, requests[mine[0]][1], f"malformed message: expected {total.size} ring elements")
                 total += got
-        out, pos = [], 0
-        for s in shares:
-            n = np.size(s)
-            out.append(total[pos : pos + n].reshape(np.shape(s)))
-            pos += n
+        out: list = [None] * len(requests)
+        pos = 0
+        for k in mine:
+            got = []
+            for s in requests[k][0]:
+                n = int(np.size(s))
+                got.append(total[pos : pos + n].reshape(np.shape(s)))
+                pos += n
+            out[k] = got
         return out
 
     def exchange(self, outgoing: dict, incoming: dict, label: str, *, kind: str) -> dict:

@@ -35,13 +35,14 @@ import numpy as np
 
 from cipherome.mpc.jobs import job
 from cipherome.mpc.ledger import DISCLOSED, PUBLIC
+from cipherome.mpc.pipeline import pipeline
 from cipherome.mpc.shares import Shared, concat, stack
 
 from cipherome.genomics.filtering import models as fm
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering.align import OwnerTable, share_tables
 from cipherome.genomics.filtering.features import COUNTS, allele_totals, cohort_counts, member_het
-from cipherome.genomics.filtering.budget import BYTES_PER_TEST, chunk_items, site_budget
+from cipherome.genomics.filtering.budget import BYTES_PER_TEST, pipeline_plan, site_budget
 from cipherome.genomics.filtering.keys import (agree_job_key, cuckoo_geometry, cuckoo_hashes, cuckoo_table, hash_keys,
                                               lane_table, simple_table, suggest_table)
 from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_site
@@ -190,19 +191,21 @@ def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, 
     n = len(anchors)
     tests = (n * (n - 1) // 2) * La * Lm if same else n * (n - 1) * La * Lm
     per_slot = tests * BYTES_PER_TEST + 16 * n * (La + Lm) * C * 8
-    chunk = chunk_items(T, per_slot, 8 * n * T * (La + Lm) * (C + 3), budget[0], budget[1],
-                        "lower --max-variants or --lanes (the table's geometry)")
-    parts = [[] for _ in anchors]
-    for s0 in range(0, T, chunk):  # slots in chunks: constant rounds per chunk, memory bounded by the budget
-        sl = slice(s0, min(T, s0 + chunk))
+    chunk, window = pipeline_plan(T, per_slot, 8 * n * T * (La + Lm) * (C + 3), budget[0], budget[1],
+                                  "lower --max-variants or --lanes (the table's geometry)",
+                                  fm.cohort_rounds(rule, n, max(La, Lm)))
+
+    def run(slots: list) -> tuple[list, list]:  # one chunk of slots: constant rounds, memory within the budget
+        sl = slice(slots[0], slots[-1] + 1)
         a_part = [t.part(sl) for t in anchors]
         m_part = a_part if same else [t.part(sl) for t in matched]
-        got = fm.cohort_anchor_bits(ctx, a_part, m_part, [x[sl] for x in csh], [x[sl] for x in osh],
-                                    last_ok[sl], rule)
-        for acc, x in zip(parts, got):
-            acc.append(x)
-    r = [x[0] if len(x) == 1 else concat(x, axis=0) for x in parts]
-    log.info("filter %s: %d slots x %d anchor lanes x %d lanes in %d chunk(s)", p.model, T, La, Lm, len(parts[0]))
+        return [None], [fm.cohort_anchor_bits(ctx, a_part, m_part, [x[sl] for x in csh], [x[sl] for x in osh],
+                                              last_ok[sl], rule)]
+
+    _, got = _pipelined(ctx, list(range(T)), chunk, window, run)
+    r = [x[0] if len(x) == 1 else concat(list(x), axis=0) for x in zip(*got)]
+    log.info("filter %s: %d slots x %d anchor lanes x %d lanes in %d chunk(s), %d in flight", p.model, T, La, Lm,
+             len(got), window)
     tables = anchors
     texts_fn = [(lambda row: _text(sv, row)) if s == ctx.me else None for s in ctx.parties]
     with ctx.stage("reveal"):
@@ -250,6 +253,17 @@ def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int, 
 
 
 # ----------------------------------------------------------------------------- family models
+def _pipelined(ctx, items: list, chunk: int, window: int, run) -> tuple[list, list]:
+    """``run(items[c0:c0 + chunk])`` -> (tables, bits) for every chunk, ``window`` chunks in flight
+    (``mpc.pipeline``: their openings share rounds); returns the tables and bits of all chunks in order."""
+    parts = [items[c0:c0 + chunk] for c0 in range(0, len(items), chunk)]
+    tables, bits = [], []
+    for tabs, got in pipeline(ctx, [lambda part=part: run(part) for part in parts], window):
+        tables += tabs
+        bits += got
+    return tables, bits
+
+
 def _calls(sv: SiteVariants, idx: dict, keys: list[str], col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dosage (0 where absent), chromosome class and presence of individual ``col`` at public keys."""
     at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
@@ -328,30 +342,31 @@ def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hashes: tuple, B: int, Ls: in
 
 
 def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
-    """De novo candidates: trios in chunks that fit the memory budget; per chunk one batched matching and one
-    comparison (constant rounds per chunk); only the child tables and their 0/1 results stay for the reveal."""
+    """De novo candidates: trios in chunks that fit the memory budget, pipelined (``_pipelined``); per chunk one
+    batched matching and one comparison; only the child tables and their 0/1 results stay for the reveal."""
     B, Ls = _family_geometry(p)
     per_trio = 2 * B * Ls * BYTES_PER_TEST
     fixed = len(trios) * B * 64 + B * 4 * 8 * 3
-    chunk = chunk_items(len(trios), per_trio, fixed, budget[0], budget[1],
-                        "lower --max-member-variants (the public bound on one family member's variants)")
+    chunk, window = pipeline_plan(len(trios), per_trio, fixed, budget[0], budget[1],
+                                  "lower --max-member-variants (the public bound on one family member's variants)",
+                                  fm.denovo_rounds(Ls))
     hs = cuckoo_hashes(key, sv.keys, B)
-    children, r, texts_fn = [], [], []
+    texts_fn = [(lambda row: _text(sv, row)) if ctx.parties[t.child[0]] == ctx.me else None for t in trios]
+
+    def run(part: list[Trio]) -> tuple[list, list]:
+        tabs, own = [], []
+        for t in part:
+            tr = _denovo_tables(ctx, sv, t, hs, B, Ls)
+            tabs.append(tr)
+            o = -(tr[0].rows < 0).astype(np.int64) if tr[0].mine(ctx) else None
+            own.append(ctx.input(tr[0].site, o, shape=(B, 1), frac=0))
+        share_tables(ctx, [x for tr in tabs for x in tr])
+        return [tr[0] for tr in tabs], fm.denovo_anchor_bits(ctx, tabs, own)
+
     with ctx.stage("secure_filter"):
-        for c0 in range(0, len(trios), chunk):
-            tabs, own = [], []
-            for t in trios[c0:c0 + chunk]:
-                tr = _denovo_tables(ctx, sv, t, hs, B, Ls)
-                tabs.append(tr)
-                o = -(tr[0].rows < 0).astype(np.int64) if tr[0].mine(ctx) else None
-                own.append(ctx.input(tr[0].site, o, shape=(B, 1), frac=0))
-                texts_fn.append((lambda row: _text(sv, row)) if tr[0].mine(ctx) else None)
-            share_tables(ctx, [x for tr in tabs for x in tr])
-            r += fm.denovo_anchor_bits(ctx, tabs, own)
-            children += [tr[0] for tr in tabs]
-            del tabs, own
-        log.info("filter denovo: %d trios in %d chunk(s) of %d, %d bins x %d parent lanes", len(trios),
-                 -(-len(trios) // chunk), chunk, B, Ls)
+        children, r = _pipelined(ctx, trios, chunk, window, run)
+        log.info("filter denovo: %d trios in %d chunk(s) of %d, %d in flight, %d bins x %d parent lanes", len(trios),
+                 -(-len(trios) // chunk), chunk, window, B, Ls)
     cands = _reveal_per_child(ctx, children, r, texts_fn)
     rows = []
     if any(cands):
@@ -387,43 +402,43 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byt
     T, L = G * b, int(p.lanes or 4)
     me = ctx.index
     per_trio = 2 * T * (L * L + 2 * L) * BYTES_PER_TEST
-    chunk = chunk_items(len(trios), per_trio, len(trios) * T * L * 64, budget[0], budget[1],
-                        "use a shorter gene list, fewer --gene-buckets or --lanes")
-    children, r, texts_fn = [], [], []
-    with ctx.stage("secure_filter"):
-        for c0 in range(0, len(trios), chunk):
-            tabs, cars, own = [], [], []
-            for t in trios[c0:c0 + chunk]:
-                row, car = [], []
-                for who in ("child", "father", "mother"):
-                    si, col = getattr(t, who)
-                    mine = si == me
-                    tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
+    chunk, window = pipeline_plan(len(trios), per_trio, len(trios) * T * L * 64, budget[0], budget[1],
+                                  "use a shorter gene list, fewer --gene-buckets or --lanes", fm.comphet_rounds(L, b))
+    texts_fn = [(lambda row: _text(sv, row)) if ctx.parties[t.child[0]] == ctx.me else None for t in trios]
+
+    def run(part: list[Trio]) -> tuple[list, list]:
+        tabs, cars, own = [], [], []
+        for t in part:
+            row, car = [], []
+            for who in ("child", "father", "mother"):
+                si, col = getattr(t, who)
+                mine = si == me
+                tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", T, L)
+                if mine:
+                    g = sv.dosage[:, col]
+                    sel = (g == 1) if who == "child" else (g != 0)
+                    er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
+                    slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
+                    tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
+                    tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
+                row.append(tab)
+                if who != "child":
+                    v = None
                     if mine:
-                        g = sv.dosage[:, col]
-                        sel = (g == 1) if who == "child" else (g != 0)
-                        er, eg = _gene_entries(sv, np.flatnonzero(sel), gidx)
-                        slots, fps = hash_keys(key, sv.keys[er] if er.size else [], T, eg, b)
-                        tab.fp, ent = lane_table(slots, fps, T, L, tab.name)
-                        tab.rows = np.where(ent >= 0, er[np.maximum(ent, 0)] if er.size else -1, -1)
-                    row.append(tab)
-                    if who != "child":
-                        v = None
-                        if mine:
-                            v = np.zeros((T, L, 1), np.int64)
-                            occ = tab.rows >= 0
-                            v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
-                        car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
-                tabs.append(tuple(row))
-                cars.append(tuple(car))
-                child = row[0]
-                o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
-                own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
-                texts_fn.append((lambda row: _text(sv, row)) if child.mine(ctx) else None)
-            share_tables(ctx, [x for trio in tabs for x in trio])
-            r += [x[0] for x in fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)]
-            children += [tr[0] for tr in tabs]
-            del tabs, cars, own
+                        v = np.zeros((T, L, 1), np.int64)
+                        occ = tab.rows >= 0
+                        v[occ, 0] = sv.dosage[tab.rows[occ], col] >= 1
+                    car.append(ctx.input(tab.site, v, shape=(T, L, 1), frac=0))
+            tabs.append(tuple(row))
+            cars.append(tuple(car))
+            child = row[0]
+            o = -(L + 2) * (child.rows < 0).astype(np.int64) if child.mine(ctx) else None
+            own.append(ctx.input(child.site, o, shape=(T, L), frac=0))
+        share_tables(ctx, [x for trio in tabs for x in trio])
+        return [tr[0] for tr in tabs], [x[0] for x in fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)]
+
+    with ctx.stage("secure_filter"):
+        children, r = _pipelined(ctx, trios, chunk, window, run)
     cands = _reveal_per_child(ctx, children, r, texts_fn)
     rows = []
     if any(cands):

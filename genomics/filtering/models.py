@@ -11,6 +11,7 @@ here except the gene-level answers, which are the output.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -34,6 +35,10 @@ __all__ = [
     "denovo_anchor_bits",
     "comphet_anchor_bits",
     "rule_on_counts",
+    "ltz_rounds",
+    "cohort_rounds",
+    "denovo_rounds",
+    "comphet_rounds",
     "denovo_on_classes",
     "comphet_on_classes",
     "gene_max",
@@ -188,6 +193,32 @@ def all_nonneg(v: Shared, bits: int, kill: int) -> Shared:
     rest = 1 - compare.ltz(v[..., 1:], bits)
     v0 = v[..., 0] - ((c - 1) - rest.sum(axis=-1)) * kill
     return 1 - compare.ltz(v0, range_bits((1 << (bits - 2)) + kill * (c - 1)))
+
+
+def ltz_rounds(bits: int) -> int:
+    """Rounds of one ``compare.ltz`` on ``bits``: the opening, ceil(log2(bits - 1)) - 1 AND layers, the B2A."""
+    return math.ceil(math.log2(max(bits - 1, 2))) + 1
+
+
+EQ_ROUNDS = ltz_rounds(49)  # the 48-bit fingerprint equality of ``align.match_tables``: 7
+
+
+def cohort_rounds(rule: LinearRule, n: int, lanes: int) -> int:
+    """Rounds of one ``cohort_anchor_bits`` call (a chunk of slots): equality, products, the rule's comparisons."""
+    bits = range_bits(rule.kill * (n * lanes + 2) + rule.bound)
+    wide = ltz_rounds(bits) + (ltz_rounds(range_bits((1 << (bits - 2)) + rule.kill * (rule.forms - 1)))
+                               if rule.forms > 1 else 0)
+    return EQ_ROUNDS + 1 + wide + ltz_rounds(range_bits(n * lanes + 2))
+
+
+def denovo_rounds(lanes: int) -> int:
+    """Rounds of one ``denovo_anchor_bits`` call (a chunk of trios): equality and one small comparison."""
+    return EQ_ROUNDS + ltz_rounds(range_bits(2 * lanes + 2))
+
+
+def comphet_rounds(lanes: int, buckets: int) -> int:
+    """Rounds of one ``comphet_anchor_bits`` call: equality, products, two comparisons, two multiplications."""
+    return EQ_ROUNDS + 1 + ltz_rounds(range_bits(4 * lanes + 8)) + ltz_rounds(range_bits(buckets * lanes + 2)) + 2
 
 
 def _penalty_column(pen: Shared, kill: int, forms: int) -> Shared:
