@@ -92,23 +92,28 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
     results: list[Any] = [None] * len(tasks)
     waiting = list(enumerate(tasks))
     flight: list[tuple[int, _Task]] = []
+    step: list[_Task] = []
+
+    def advance(i: int, task: _Task) -> None:
+        task.resume()
+        if task.error is not None:
+            raise task.error
+        if task.done:
+            results[i] = task.value
+            flight.remove((i, task))
+        else:
+            step.append(task)
+
     ctx._pipeline = sched
     try:
         while waiting or flight:
-            if waiting and len(flight) < window:
-                i, fn = waiting.pop(0)
-                task = _Task(fn, sched)
-                flight.append((i, task))
-            step = []
+            step.clear()
             for i, task in list(flight):
-                task.resume()
-                if task.error is not None:
-                    raise task.error
-                if task.done:
-                    results[i] = task.value
-                    flight.remove((i, task))
-                else:
-                    step.append(task)
+                advance(i, task)
+            if waiting and len(flight) < window:  # one new task per step: tasks in flight are at distinct rounds
+                i, fn = waiting.pop(0)
+                flight.append((i, _Task(fn, sched)))
+                advance(*flight[-1])
             if step:
                 outs = ctx.open_batch([t.request for t in step])
                 for t, o in zip(step, outs):
