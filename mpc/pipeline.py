@@ -86,7 +86,7 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
 
     ``window <= 1`` (or one task, or a call from inside a task) runs them one after the other.
     """
-    if window <= 1 or len(tasks) <= 1 or ctx._pipeline is not None:
+    if window <= 1 or len(tasks) <= 1 or ctx.scheduler is not None:
         return [t() for t in tasks]
     sched = _Scheduler()
     results: list[Any] = [None] * len(tasks)
@@ -104,7 +104,7 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
         else:
             step.append(task)
 
-    ctx._pipeline = sched
+    ctx.scheduler = sched
     try:
         while waiting or flight:
             step.clear()
@@ -119,7 +119,7 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
                 for t, o in zip(step, outs):
                     t.request, t.result = None, o
     finally:
-        ctx._pipeline = None
+        ctx.scheduler = None
         sched.aborted = True
         for _i, task in flight:
             if task.thread.ident is not None and not task.done:

@@ -78,7 +78,7 @@ class Context:
         #: one line on what the job is doing (stage, items done), shown by job status; never data
         self.progress = ""
         #: the running ``mpc.pipeline`` scheduler, if any: openings inside its tasks are merged per step
-        self._pipeline = None
+        self.scheduler = None
 
     # -- identity ------------------------------------------------------------
     @property
@@ -207,8 +207,8 @@ class Context:
         return self.parties if to is None else ([to] if isinstance(to, str) else list(to))
 
     def _open(self, shares: list[np.ndarray], label: str, to, kind: str):
-        if self._pipeline is not None and self._pipeline.owns():  # inside a pipelined task: merged per step
-            return self._pipeline.submit(shares, label, to, kind)
+        if self.scheduler is not None and self.scheduler.owns():  # inside a pipelined task: merged per step
+            return self.scheduler.submit(shares, label, to, kind)
         return self.open_batch([(shares, label, to, kind)])[0]
 
     def open_batch(self, requests: list[tuple]) -> list:
