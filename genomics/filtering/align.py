@@ -70,7 +70,7 @@ def match_tables(ctx, pairs: list[tuple[OwnerTable, OwnerTable]]) -> list[Shared
     difference plus about 2 bytes of AND-layer openings (47 AND gates / 32 lanes).
     """
     out: list[Shared | None] = [None] * len(pairs)
-    diffs, where = [], []
+    where = []
     for k, (a, b) in enumerate(pairs):
         if a.T != b.T:
             raise ValueError("tables of one comparison must have the same number of slots")
@@ -81,13 +81,18 @@ def match_tables(ctx, pairs: list[tuple[OwnerTable, OwnerTable]]) -> list[Shared
                 e = (a.fp[:, :, None] == b.fp[:, None, :]).astype(np.int64)
             out[k] = ctx.input(a.site, e, shape=shape, frac=0)
             continue
-        d = a.shared.reshape(a.T, a.L, 1) - b.shared.reshape(b.T, 1, b.L)
-        diffs.append(d.ravel())
-        where.append((k, shape))
-    if diffs:
-        eq = eqz(concat(diffs), bits=FP_BITS)
+        where.append((k, shape, a, b))
+    if where:  # every difference written once into one flat vector (no list of parts beside its concatenation)
+        flat = np.empty(sum(int(np.prod(shape)) for _k, shape, _a, _b in where), np.uint64)
         pos = 0
-        for k, shape in where:
+        for _k, shape, a, b in where:
+            size = int(np.prod(shape))
+            np.subtract(a.shared.data.reshape(a.T, a.L, 1), b.shared.data.reshape(b.T, 1, b.L),
+                        out=flat[pos:pos + size].reshape(shape))
+            pos += size
+        eq = eqz(Shared(ctx, flat, 0), bits=FP_BITS)
+        pos = 0
+        for k, shape, _a, _b in where:
             size = int(np.prod(shape))
             out[k] = eq[pos:pos + size].reshape(shape)
             pos += size
