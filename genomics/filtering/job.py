@@ -141,6 +141,17 @@ def _owner_table(ctx, site: str, name: str, T: int, L: int, key: bytes | None, k
     return t
 
 
+def _pipelined(ctx, items: list, chunk: int, window: int, run) -> tuple[list, list]:
+    """``run(items[c0:c0 + chunk])`` -> (tables, bits) for every chunk, ``window`` chunks in flight
+    (``mpc.pipeline``: their openings share rounds); returns the tables and bits of all chunks in order."""
+    parts = [items[c0:c0 + chunk] for c0 in range(0, len(items), chunk)]
+    tables, bits = [], []
+    for tabs, got in pipeline(ctx, [lambda part=part: run(part) for part in parts], window):
+        tables += tabs
+        bits += got
+    return tables, bits
+
+
 # ----------------------------------------------------------------------------- cohort models
 def _cohort_tables(ctx, p: FilterParams, sv: SiteVariants, key: bytes) -> tuple[list, list]:
     """Every site's anchor and matched tables: one T x L lane table for both when the job gives table_size and
@@ -253,17 +264,6 @@ def _cohort(ctx, p: FilterParams, sv: SiteVariants, cohort: fm.Cohort, mc: int, 
 
 
 # ----------------------------------------------------------------------------- family models
-def _pipelined(ctx, items: list, chunk: int, window: int, run) -> tuple[list, list]:
-    """``run(items[c0:c0 + chunk])`` -> (tables, bits) for every chunk, ``window`` chunks in flight
-    (``mpc.pipeline``: their openings share rounds); returns the tables and bits of all chunks in order."""
-    parts = [items[c0:c0 + chunk] for c0 in range(0, len(items), chunk)]
-    tables, bits = [], []
-    for tabs, got in pipeline(ctx, [lambda part=part: run(part) for part in parts], window):
-        tables += tabs
-        bits += got
-    return tables, bits
-
-
 def _calls(sv: SiteVariants, idx: dict, keys: list[str], col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dosage (0 where absent), chromosome class and presence of individual ``col`` at public keys."""
     at = np.array([idx.get(k, -1) for k in keys], dtype=np.int64)
