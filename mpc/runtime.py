@@ -29,6 +29,18 @@ U64 = np.uint64
 _STOP = "__stop__"
 
 
+def _low_bytes(flat: np.ndarray, nb: int) -> np.ndarray:
+    """The low ``nb`` bytes of every uint64 (little-endian), as a flat uint8 array of nb * size bytes."""
+    return np.ascontiguousarray(flat.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)[:, :nb]).ravel()
+
+
+def _widen(b: np.ndarray, nb: int) -> np.ndarray:
+    """Inverse of ``_low_bytes``: uint64 values whose low ``nb`` bytes are ``b`` (the rest zero)."""
+    out = np.zeros((b.size // nb, 8), dtype=np.uint8)
+    out[:, :nb] = b.reshape(-1, nb)
+    return out.view("<u8").ravel().astype(U64, copy=False)
+
+
 def _flatten(shares: list[np.ndarray]) -> np.ndarray:
     """One new flat uint64 array holding all shares (the message of one opening)."""
     sizes = [int(np.size(s)) for s in shares]
@@ -183,15 +195,21 @@ class Context:
         self.rounds += 1
         return tag
 
-    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None):
+    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64, xor: bool = False):
         """Open ring values that are uniformly random to their recipients (e.g. x - a in a Beaver product).
 
         One round: every party sends its concatenated shares to each recipient,
         which adds them. Returns the list of opened uint64 arrays on recipients,
         ``None`` elsewhere. The ledger records the opening as kind ``masked``:
         call this only where a fresh uniform mask hides every opened element.
+
+        ``bits`` < 64: the protocol needs the values only modulo 2^bits (the masked input
+        of a bits-wide comparison): every party sends only the low ceil(bits/8) bytes of
+        each share, whose sum is the value modulo 2^(8 ceil(bits/8)), and the results are
+        reduced modulo 2^bits (recipients learn less than the full masked value).
+        ``xor``: XOR shares (bit-packed boolean words), combined by XOR instead of addition.
         """
-        return self._open(shares, label, to, MASKED)
+        return self._open(shares, label, to, MASKED, bits=bits, xor=xor)
 
     def disclose(self, shares: list[np.ndarray], label: str, *, to=None):
         """Open ring values that reveal something about the data: a disclosure, recorded as such.
@@ -201,25 +219,33 @@ class Context:
         """
         return self._open(shares, label, to, DISCLOSED)
 
-    def _open(self, shares: list[np.ndarray], label: str, to, kind: str):
+    def _open(self, shares: list[np.ndarray], label: str, to, kind: str, bits: int = 64, xor: bool = False):
         recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
         flat = _flatten(shares)
         self.ledger.record(label, kind, recipients, flat.size)
         tag = self._next_tag(label)
+        nb = (int(bits) + 7) // 8
+        if not 1 <= nb <= 8:
+            raise ValueError("open: bits must be in 1..64")
+        wire = flat if nb == 8 else _low_bytes(flat, nb)
         for r in recipients:
             if r != self.me:
-                self.transport.send(r, tag, flat)
+                self.transport.send(r, tag, wire)
         if self.me not in recipients:
             return None
-        total = None
+        total = flat.copy()
         for p in self.others:
             got = self.transport.recv(p, tag, self.timeout)
-            if got.dtype != U64 or got.shape != flat.shape:
+            if got.dtype != wire.dtype or got.shape != wire.shape:
                 raise PeerError(p, label, f"malformed message: expected {flat.size} ring elements")
-            if total is None:
-                total = flat + got
+            if nb < 8:
+                got = _widen(got, nb)
+            if xor:
+                total ^= got
             else:
                 total += got
+        if bits < 64:
+            total &= U64((1 << int(bits)) - 1)
         out, pos = [], 0
         for s in shares:
             n = np.size(s)
