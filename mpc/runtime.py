@@ -211,13 +211,15 @@ class Context:
         """
         return self._open(shares, label, to, MASKED, bits=bits, xor=xor)
 
-    def disclose(self, shares: list[np.ndarray], label: str, *, to=None):
+    def disclose(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64):
         """Open ring values that reveal something about the data: a disclosure, recorded as such.
 
         Same round as :meth:`open_masked`; the ledger records kind ``disclosed``
         with the recipients, so the run report lists it for the sites' audit.
+        ``bits``: values known to lie in [0, 2^bits) (bits, counts) go as their low
+        ceil(bits/8) bytes (see :meth:`open_masked`).
         """
-        return self._open(shares, label, to, DISCLOSED)
+        return self._open(shares, label, to, DISCLOSED, bits=bits)
 
     def _open(self, shares: list[np.ndarray], label: str, to, kind: str, bits: int = 64, xor: bool = False):
         recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
@@ -296,13 +298,14 @@ class Context:
             self.transport.send(p, tag, value)
         return [value if p == self.me else self.transport.recv(p, tag, self.timeout) for p in self.parties]
 
-    def open(self, x: Shared, label: str, *, to=None):
+    def open(self, x: Shared, label: str, *, to=None, bits: int = 64):
         """Disclose the secret ``x`` to ``to`` (default: all compute parties).
 
         Returns decoded values (int64 if ``x.frac == 0`` else float64) on
         recipients and ``None`` elsewhere; the ledger records the disclosure.
+        ``bits`` < 64 promises 0 <= x < 2^bits (a 0/1 bit, a count): fewer bytes on the wire.
         """
-        got = self.disclose([x.data], label, to=to)
+        got = self.disclose([x.data], label, to=to, bits=bits)
         return None if got is None else decode(got[0], x.frac)
 
     # -- correlated randomness -------------------------------------------------------

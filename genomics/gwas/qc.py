@@ -210,9 +210,9 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     if "mcs_alt" in row:
         fails["min_cell_size"] = _any_of(row["mcs_alt"], row["mcs_ref"], row["mcs_obs"])
     keep = 1 - _any_of(*fails.values()) if fails else Shared.public(ctx, np.ones(V, dtype=np.int64), 0)
-    passed = ctx.open(keep, "qc.pass").astype(bool)
+    passed = ctx.open(keep, "qc.pass", bits=1).astype(bool)  # 0/1 bits: one byte each on the wire
     a1_is_alt = np.zeros(V, dtype=bool)  # opened only for the variants that are tested
-    a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt").astype(bool)
+    a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt", bits=1).astype(bool)
     totals = {}
     if fails:
         sums = ctx.open(concat([f_.sum().reshape(1) for f_ in fails.values()]), "qc.failed_counts")
