@@ -12,8 +12,9 @@ Lane layout. An opening sums the parties' shares modulo 2^64 (``Context.open_mas
 not XORs them; so lanes sit ``s = bit_length(n)`` bits apart (lane i at bit i*s)
 and every share keeps zeros between lanes: the sum of n lane bits (at most
 n < 2^s) never carries into the next lane, and its lowest bit is their XOR. With
-2 or 3 parties a word carries 32 lanes, with 4-7 parties 21. (An XOR opening in
-the engine would double the lanes and halve the boolean traffic.)
+2 or 3 parties a word carries 32 lanes, with 4-7 parties 21. On the wire the lane
+bits are packed densely, 64 to a word, and combined by XOR (``open_bits``), so an
+opening costs one bit per lane whatever the spacing.
 
 Correlated randomness (recipes run identically by the dealer and the parties):
   * ``edabits``: r uniform in Z_2^64 additively shared, the bits of

@@ -164,8 +164,8 @@ def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
       3. B2A: open o = B ^ d (1 round); [x < 0] = t ^ (d ^ r_(k-1)) with the public
          t = 1 ^ c_(k-1) ^ o, i.e. t + (1 - 2t) [d ^ r_(k-1)].
     Rounds: ceil(log2(k-1)) + 1 (k = 64: 7). Traffic per element to each other party:
-    8 bytes (c) + 89 opened lane bits for k = 64 (32 lanes a word: ~22 bytes), i.e.
-    each party sends about 30 (n-1) bytes per element. Dealer to lead: 8 bytes plus
+    ceil(k/8) bytes (c mod 2^k) + 89 opened lane bits for k = 64 (packed 64 to a word:
+    ~11 bytes), i.e. each party sends about 19 (n-1) bytes per element at k = 64. Dealer to lead: 8 bytes plus
     about 150 lane bits per element (k = 64).
     """
     bits = _check_bits(bits)

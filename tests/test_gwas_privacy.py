@@ -94,8 +94,8 @@ def recorder(monkeypatch):
         log["recv"].setdefault(self.me, []).append((frm, tag, np.array(data, copy=True)))
         return data
 
-    def rec_disclose(self, shares, label, *, to=None):
-        out = disclose(self, shares, label, to=to)
+    def rec_disclose(self, shares, label, *, to=None, bits=64):
+        out = disclose(self, shares, label, to=to, bits=bits)
         if out is not None:
             log["disclosed"].setdefault(self.me, []).append((label, [np.array(o, copy=True) for o in out]))
         return out

@@ -56,7 +56,7 @@ def check_bits(n_samples: int, unit: int, thresholds, mcs: int = 0) -> int:
     |alt D - n_alleles T| <= 2 n unit max(T, D); min_cell_size adds mcs unit; the zero
     tests of HWE, c - 1 for a count c <= 2 n. So every value lies in [-M, M] with
     M = 2 n unit max(2, T, D) + mcs unit, and bits = bit_length(M) + 1 is exact. At
-    10,000 samples with --geno 0.1 --maf 0.01 that is 23 bits where the fixed bound for
+    10,000 samples with --geno 0.1 --maf 0.01 that is 22 bits where the fixed bound for
     2^22 samples and D <= 10^6 was 46: half the opened circuit bits (and the dealer
     learns only this width: the study size and thresholds to a factor of two).
     """

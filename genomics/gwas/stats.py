@@ -31,7 +31,8 @@ def finish(ctx, pm: ProjectedMoments, obs_ct: np.ndarray, k: int, glm: str, n_to
     V = obs_ct.shape[0]
     # constant genotype on S_j: g'Mg < 0.5 / N (N = study size, g'Mg is divided by N)
     eps = Shared.public(ctx, np.full(V, 0.5 / max(n_total, 1)), pm.gmg.frac)
-    const_bit = compare.ltz(pm.gmg - eps)
+    # g'Mg <= g'g / N <= 4: the difference lies far inside [-2^29, 2^29) at frac 24 (a 30-bit comparison)
+    const_bit = compare.ltz(pm.gmg - eps, pm.gmg.frac + 6)
     const = ctx.open(const_bit, "gwas.const", bits=1).astype(bool)
     gmg = pm.gmg + const_bit  # a constant genotype gets 1: finite, and nothing is opened for it
     live = (~const).astype(np.int64)  # public 0/1: a local product, no Beaver round
