@@ -34,12 +34,12 @@ def main(model: str, size: int, variants: int, gb: float, pipelined: bool = Fals
             budget.chunk_items(items, per, fixed, b, site, change), 1)
     opened = Context._open
 
-    def hook(self, shares, label, to, kind):
+    def hook(self, shares, label, to, kind, *args, **kw):
         if self.me == "p0":
             cur, peak = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
             rec.append((self.rounds, label, cur / 1e6, peak / 1e6, self.progress))
-        return opened(self, shares, label, to, kind)
+        return opened(self, shares, label, to, kind, *args, **kw)
 
     Context._open = hook
     if model == "carrier":

@@ -69,10 +69,11 @@ class _Scheduler:
     def owns(self) -> bool:
         return threading.get_ident() in self.by_thread
 
-    def submit(self, shares, label: str, to, kind: str):
-        """Called by ``Context._open`` inside a task: hand the opening over, wait for its values."""
+    def submit(self, request: tuple):
+        """Called by ``Context._open`` inside a task with its opening (as ``Context.open_batch`` takes one):
+        hand it over, wait for its values."""
         task = self.by_thread[threading.get_ident()]
-        task.request = (shares, label, to, kind)
+        task.request = request
         self.back.release()
         task.go.acquire()
         if self.aborted:

@@ -29,6 +29,18 @@ U64 = np.uint64
 _STOP = "__stop__"
 
 
+def _low_bytes(flat: np.ndarray, nb: int) -> np.ndarray:
+    """The low ``nb`` bytes of every uint64 (little-endian), as a flat uint8 array of nb * size bytes."""
+    return np.ascontiguousarray(flat.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)[:, :nb]).ravel()
+
+
+def _widen(b: np.ndarray, nb: int) -> np.ndarray:
+    """Inverse of ``_low_bytes``: uint64 values whose low ``nb`` bytes are ``b`` (the rest zero)."""
+    out = np.zeros((b.size // nb, 8), dtype=np.uint8)
+    out[:, :nb] = b.reshape(-1, nb)
+    return out.view("<u8").ravel().astype(U64, copy=False)
+
+
 def _flatten(shares: list[np.ndarray]) -> np.ndarray:
     """One new flat uint64 array holding all shares (the message of one opening)."""
     sizes = [int(np.size(s)) for s in shares]
@@ -185,65 +197,97 @@ class Context:
         self.rounds += 1
         return tag
 
-    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None):
+    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64, xor: bool = False):
         """Open ring values that are uniformly random to their recipients (e.g. x - a in a Beaver product).
 
         One round: every party sends its concatenated shares to each recipient,
         which adds them. Returns the list of opened uint64 arrays on recipients,
         ``None`` elsewhere. The ledger records the opening as kind ``masked``:
         call this only where a fresh uniform mask hides every opened element.
-        """
-        return self._open(shares, label, to, MASKED)
 
-    def disclose(self, shares: list[np.ndarray], label: str, *, to=None):
+        ``bits`` < 64: the protocol needs the values only modulo 2^bits (the masked input
+        of a bits-wide comparison): every party sends only the low ceil(bits/8) bytes of
+        each share, whose sum is the value modulo 2^(8 ceil(bits/8)), and the results are
+        reduced modulo 2^bits (recipients learn less than the full masked value).
+        ``xor``: XOR shares (bit-packed boolean words), combined by XOR instead of addition.
+        """
+        return self._open(shares, label, to, MASKED, bits=bits, xor=xor)
+
+    def disclose(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64):
         """Open ring values that reveal something about the data: a disclosure, recorded as such.
 
         Same round as :meth:`open_masked`; the ledger records kind ``disclosed``
         with the recipients, so the run report lists it for the sites' audit.
+        ``bits``: values known to lie in [0, 2^bits) (bits, counts) go as their low
+        ceil(bits/8) bytes (see :meth:`open_masked`).
         """
-        return self._open(shares, label, to, DISCLOSED)
+        return self._open(shares, label, to, DISCLOSED, bits=bits)
 
     def _recipients(self, to) -> list[str]:
         return self.parties if to is None else ([to] if isinstance(to, str) else list(to))
 
-    def _open(self, shares: list[np.ndarray], label: str, to, kind: str):
+    def _open(self, shares: list[np.ndarray], label: str, to, kind: str, bits: int = 64, xor: bool = False):
         if self.scheduler is not None and self.scheduler.owns():  # inside a pipelined task: merged per step
-            return self.scheduler.submit(shares, label, to, kind)
-        return self.open_batch([(shares, label, to, kind)])[0]
+            return self.scheduler.submit((shares, label, to, kind, bits, xor))
+        return self.open_batch([(shares, label, to, kind, bits, xor)])[0]
 
     def open_batch(self, requests: list[tuple]) -> list:
-        """Several openings, each ``(shares, label, to, kind)`` as in ``_open``, in ONE round.
+        """Several openings, each ``(shares, label, to, kind, bits, xor)`` as in ``_open``, in ONE round.
 
-        Each is recorded in the ledger under its own label, kind and recipients;
-        every party sends each other party one message, the concatenation of the
-        openings addressed to it (the structure is the same at every party, as in
-        SPMD code). Returns, per request, what ``open_masked`` / ``disclose`` would.
-        ``_open`` is the case of one request; ``mpc.pipeline`` merges the openings of its tasks in flight.
+        Each is recorded in the ledger under its own label, kind and recipients.
+        Every party sends each other party, per wire width (``bits`` rounded up to
+        bytes), one message: the concatenation of the openings of that width
+        addressed to it, all at once (the structure is the same at every party, as
+        in SPMD code). Returns, per request, what ``open_masked`` / ``disclose``
+        would. ``_open`` is the case of one request; ``mpc.pipeline`` merges the
+        openings of its tasks in flight.
         """
-        recips = [self._recipients(to) for _s, _l, to, _k in requests]
-        flats = [_flatten(shares) for shares, _l, _t, _k in requests]
-        for (_s, label, _t, kind), r, f in zip(requests, recips, flats):
+        recips = [self._recipients(r[2]) for r in requests]
+        flats = [_flatten(r[0]) for r in requests]
+        nbs = [(int(r[4]) + 7) // 8 for r in requests]
+        if not all(1 <= nb <= 8 for nb in nbs):
+            raise ValueError("open: bits must be in 1..64")
+        for (_s, label, _t, kind, _b, _x), r, f in zip(requests, recips, flats):
             self.ledger.record(label, kind, r, f.size)
         tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}")
+        wires = [f if nb == 8 else _low_bytes(f, nb) for f, nb in zip(flats, nbs)]
+        widths = list(dict.fromkeys(nbs))
+        tags = {nb: tag if len(widths) == 1 else f"{tag}#{nb}" for nb in widths}
         for p in self.others:
-            parts = [f for f, r in zip(flats, recips) if p in r]
-            if parts:
-                self.transport.send(p, tag, parts[0] if len(parts) == 1 else np.concatenate(parts))
+            for nb in widths:
+                parts = [w for w, r, b in zip(wires, recips, nbs) if b == nb and p in r]
+                if parts:
+                    self.transport.send(p, tags[nb], parts[0] if len(parts) == 1 else np.concatenate(parts))
         mine = [k for k, r in enumerate(recips) if self.me in r]
-        if mine:
-            total = _flatten([flats[k] for k in mine])
-            for p in self.others:
-                got = self.transport.recv(p, tag, self.timeout)
-                if got.dtype != U64 or got.shape != total.shape:
-                    raise PeerError(p, requests[mine[0]][1], f"malformed message: expected {total.size} ring elements")
-                total += got
+        totals = {k: flats[k].copy() for k in mine}
+        for p in self.others:
+            for nb in widths:
+                ks = [k for k in mine if nbs[k] == nb]
+                if not ks:
+                    continue
+                got = self.transport.recv(p, tags[nb], self.timeout)
+                size = sum(wires[k].size for k in ks)
+                if got.dtype != wires[ks[0]].dtype or got.shape != (size,):
+                    raise PeerError(p, requests[ks[0]][1],
+                                    f"malformed message: expected {sum(flats[k].size for k in ks)} ring elements")
+                pos = 0
+                for k in ks:
+                    piece = got[pos : pos + wires[k].size]
+                    pos += wires[k].size
+                    if nb < 8:
+                        piece = _widen(piece, nb)
+                    if requests[k][5]:
+                        totals[k] ^= piece
+                    else:
+                        totals[k] += piece
         out: list = [None] * len(requests)
-        pos = 0
         for k in mine:
-            got = []
+            if int(requests[k][4]) < 64:
+                totals[k] &= U64((1 << int(requests[k][4])) - 1)
+            got, pos = [], 0
             for s in requests[k][0]:
                 n = int(np.size(s))
-                got.append(total[pos : pos + n].reshape(np.shape(s)))
+                got.append(totals[k][pos : pos + n].reshape(np.shape(s)))
                 pos += n
             out[k] = got
         return out
@@ -291,13 +335,14 @@ class Context:
             self.transport.send(p, tag, value)
         return [value if p == self.me else self.transport.recv(p, tag, self.timeout) for p in self.parties]
 
-    def open(self, x: Shared, label: str, *, to=None):
+    def open(self, x: Shared, label: str, *, to=None, bits: int = 64):
         """Disclose the secret ``x`` to ``to`` (default: all compute parties).
 
         Returns decoded values (int64 if ``x.frac == 0`` else float64) on
         recipients and ``None`` elsewhere; the ledger records the disclosure.
+        ``bits`` < 64 promises 0 <= x < 2^bits (a 0/1 bit, a count): fewer bytes on the wire.
         """
-        got = self.disclose([x.data], label, to=to)
+        got = self.disclose([x.data], label, to=to, **({"bits": bits} if bits < 64 else {}))
         return None if got is None else decode(got[0], x.frac)
 
     # -- correlated randomness -------------------------------------------------------
