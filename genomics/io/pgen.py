@@ -311,7 +311,8 @@ class PgenReader:
     def blocks(self) -> Iterator[GenotypeBlock]:
         """Yield :class:`GenotypeBlock` s of up to ``block_size`` rows, in file order."""
         for start in range(0, self.n_variants, self.block_size):
-            rows = np.arange(start, min(start + self.block_size, self.n_variants))
+            stop = min(start + self.block_size, self.n_variants)
+            rows = np.arange(start, stop)
             dos = self.read_dosage(rows) if self.has_dosage else None
-            yield GenotypeBlock(self.variants[rows], start, packed=self.read_packed(rows), n_samples=len(self.samples),
+            yield GenotypeBlock(self.variants[start:stop], start, packed=self.read_packed(rows), n_samples=len(self.samples),
                                 float_dosage=dos)

@@ -99,20 +99,27 @@ def _apply_difflist(buf, pos, end, n, id_bytes, row):  # pragma: no cover - comp
         sid = np.int64(0)
         for b in range(id_bytes):
             sid |= np.int64(buf[first_ids + g * id_bytes + b]) << (8 * b)
-        cnt = min(_DIFFLIST_GROUP, L - g * _DIFFLIST_GROUP)
-        for t in range(cnt):
+        k0 = g * _DIFFLIST_GROUP
+        for t in range(min(_DIFFLIST_GROUP, L - k0)):
             if t:
-                d, pos = _vint(buf, pos, end)
-                if d < 0:
+                if pos >= end:
                     return _BAD
+                d = np.int64(buf[pos])
+                pos += 1
+                if d >= 128:  # a longer increment (rare): decode it again in full
+                    d, pos = _vint(buf, pos - 1, end)
+                    if d < 0:
+                        return _BAD
                 sid += d
             if sid >= n:
                 return _BAD
-            k = g * _DIFFLIST_GROUP + t
-            v = (np.int64(buf[codes + (k >> 2)]) >> (2 * (k & 3))) & 3
+            k = k0 + t
+            if (k & 3) == 0:  # four .pgen codes -> four .bed codes
+                cb = np.int64(buf[codes + (k >> 2)])
+                cb = cb ^ 0xFF ^ ((cb >> 1) & 0x55)
             j = sid >> 2
             sh = 2 * (sid & 3)
-            row[j] = (np.int64(row[j]) & ~(3 << sh)) | (_code(v) << sh)
+            row[j] = (np.int64(row[j]) & ~(3 << sh)) | (((cb >> (2 * (k & 3))) & 3) << sh)
     return _OK
 
 
@@ -175,52 +182,46 @@ def _mask_padding(row, n):  # pragma: no cover - compiled
         row[row.shape[0] - 1] &= (1 << (2 * (n & 3))) - 1
 
 
-def _decode_kernel(buf, offsets, vrtypes, base, n, id_bytes, plink1, expand, out, err):  # pragma: no cover - compiled
+def _decode_kernel(buf, offsets, vrtypes, groups, n, id_bytes, plink1, expand, out, err):  # pragma: no cover - compiled
     """Records ``i`` (bytes ``buf[offsets[i]:offsets[i+1]]``, type ``vrtypes[i]``) -> ``out[i]`` .bed codes.
 
-    Two passes: every record that stands alone, then the LD-compressed ones (vrtype low
-    bits 010/011): a copy of row ``base[i]`` (the last record before it that is not LD
-    compressed, decoded in the first pass), its difflist applied, and for 011 hom REF and
-    hom ALT exchanged. Padding lanes of the last byte are 0, as in a .bed. ``err[i]`` is 1
-    where a record does not parse (cut short, an ID beyond the sample count).
+    ``groups`` (g + 1,) cuts the records into runs that each start with a record standing
+    alone and go on with the LD-compressed records (vrtype low bits 010/011) that refer to
+    it: one parallel loop over the runs, each run in order. An LD-compressed row is a copy
+    of its run's first row with its difflist applied, and for 011 hom REF and hom ALT
+    exchanged. Padding lanes of the last byte are 0, as in a .bed. ``err[i]`` is 1 where a
+    record does not parse (cut short, an ID beyond the sample count; or its run's base did not).
     """
-    k = out.shape[0]
     w = out.shape[1]
-    for i in prange(k):
-        low3 = vrtypes[i] & 7
-        if low3 == 2 or low3 == 3:
-            continue
-        row = out[i]
-        s = offsets[i]
-        e = offsets[i + 1]
-        if plink1:  # PLINK 1 .bed codes already
-            if e - s < w:
-                err[i] = _BAD
-                continue
-            for j in range(w):
-                row[j] = buf[s + j]
-        else:
-            err[i] = _decode_main(buf, s, e, low3, n, id_bytes, expand, row)
-        _mask_padding(row, n)
-    for i in prange(k):
-        low3 = vrtypes[i] & 7
-        if low3 != 2 and low3 != 3:
-            continue
-        b = base[i]
-        if b < 0 or err[b]:
-            err[i] = _BAD
-            continue
-        row = out[i]
-        src = out[b]
-        for j in range(w):
-            row[j] = src[j]
-        err[i] = _apply_difflist(buf, offsets[i], offsets[i + 1], n, id_bytes, row)
-        if low3 == 3:  # exchange 0b11 and 0b00 (lanes whose two bits are equal)
-            for j in range(w):
-                x = np.int64(row[j])
-                eq = ~(x ^ (x >> 1)) & 0x55
-                row[j] = x ^ (eq | (eq << 1))
-        _mask_padding(row, n)
+    for g in prange(groups.shape[0] - 1):
+        b = groups[g]
+        for i in range(b, groups[g + 1]):
+            low3 = vrtypes[i] & 7
+            row = out[i]
+            s = offsets[i]
+            e = offsets[i + 1]
+            if i > b:  # LD compressed against row b
+                if err[b]:
+                    err[i] = _BAD
+                    continue
+                src = out[b]
+                for j in range(w):
+                    row[j] = src[j]
+                err[i] = _apply_difflist(buf, s, e, n, id_bytes, row)
+                if low3 == 3:  # exchange 0b11 and 0b00 (lanes whose two bits are equal)
+                    for j in range(w):
+                        x = np.int64(row[j])
+                        eq = ~(x ^ (x >> 1)) & 0x55
+                        row[j] = x ^ (eq | (eq << 1))
+            elif plink1:  # PLINK 1 .bed codes already
+                if e - s < w:
+                    err[i] = _BAD
+                    continue
+                for j in range(w):
+                    row[j] = buf[s + j]
+            else:
+                err[i] = _decode_main(buf, s, e, low3, n, id_bytes, expand, row)
+            _mask_padding(row, n)
 
 
 _decode = twin_kernel(_decode_kernel)
@@ -254,6 +255,7 @@ class PgenRecords:
         self._fh = open(self.path, "rb")  # closed by close()
         st = os.fstat(self._fh.fileno())
         self._stamp = (st.st_size, st.st_mtime_ns)
+        self._scratch = np.empty(0, dtype=np.uint8)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], n_samples: int, n_records: int) -> PgenRecords | None:
@@ -346,7 +348,10 @@ class PgenRecords:
                           " fileset is complete", kind=CHANGED_KIND)
 
     def _pread(self, lo: int, hi: int) -> np.ndarray:
-        buf = np.empty(hi - lo, dtype=np.uint8)
+        """Bytes ``lo .. hi`` of the file, in a scratch buffer reused by the next read (no fresh pages to fault in)."""
+        if self._scratch.size < hi - lo:
+            self._scratch = np.empty(hi - lo, dtype=np.uint8)
+        buf = self._scratch[:hi - lo]
         view = memoryview(buf).cast("B")
         got = 0
         while got < buf.size:
@@ -371,11 +376,10 @@ class PgenRecords:
         buf = self._pread(lo, hi)
         offsets = self.offsets[start:last + 2] - lo
         vrt = self.vrtypes[start:last + 1]
-        idx = np.arange(len(vrt), dtype=np.int64)
-        base = np.maximum.accumulate(np.where(vrt & 6 != 2, idx, -1))
+        groups = np.append(np.flatnonzero(vrt & 6 != 2), len(vrt)).astype(np.int64)
         out = np.empty((len(vrt), packed_width(self.n_samples)), dtype=np.uint8)
         err = np.zeros(len(vrt), dtype=np.uint8)
-        _decode(buf, offsets, vrt, base, self.n_samples, self._id_bytes, self._plink1, _EXPAND, out, err)
+        _decode(buf, offsets, vrt, groups, self.n_samples, self._id_bytes, self._plink1, _EXPAND, out, err)
         if err.any():
             bad = start + int(np.flatnonzero(err)[0])
             raise _invalid(self.path, f"variant record {bad + 1} does not parse (cut short or damaged)")
