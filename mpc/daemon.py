@@ -42,6 +42,7 @@ import grpc
 from cipherome.proto import cipherome_pb2 as pb
 
 from . import results as results_codec
+from .blas import limit_blas_threads
 from .grpc_transport import (
     ChannelPool,
     GrpcTransport,
@@ -179,6 +180,7 @@ class Daemon:
     def start(self) -> int:
         """Load job plugins, bind the listen address with mutual TLS, start serving; returns the port."""
         self._load_jobs()
+        limit_blas_threads()  # jobs' plaintext algebra is small; BLAS threads would contend for the cores
         self.server = grpc.server(futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="rpc"),
                                   options=server_options())
         peer = grpc.method_handlers_generic_handler("cipherome.v1.Peer", {

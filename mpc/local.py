@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .blas import limit_blas_threads
 from .inproc import InProcNetwork
 from .ring import DEFAULT_FRAC
 from .runtime import Context
@@ -83,10 +84,11 @@ def run_local(
 
     threads = [threading.Thread(target=body, args=(nm, i), name=nm) for i, nm in enumerate(names)]
     threads.append(threading.Thread(target=body, args=(DEALER, None), name=DEALER))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with limit_blas_threads():  # the parties share this process's cores (mpc/blas.py)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     if errors:
         raise errors[0]
     return LocalRun(results, reports)

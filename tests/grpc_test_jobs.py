@@ -2,7 +2,7 @@
 
 ``test.check_mul`` checks a secure product against numpy inside the job;
 ``test.slow`` keeps a job in its rounds long enough to kill or cancel it;
-``test.site`` returns what a job sees of its site; ``test.fail`` fails at one party;
+``test.site`` returns what a job sees of its site (and its BLAS pool sizes); ``test.fail`` fails at one party;
 ``test.busy`` has one party compute locally (holding the interpreter lock, or not) for longer than a round timeout.
 """
 from __future__ import annotations
@@ -49,7 +49,10 @@ def slow(ctx, params, site=None):
 
 @job("test.site")
 def site_info(ctx, params, site=None):
-    return {"party": ctx.me, "name": site.name, "data": site.data, "policy": site.policy}
+    from threadpoolctl import threadpool_info
+
+    blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return {"party": ctx.me, "name": site.name, "data": site.data, "policy": site.policy, "blas_threads": blas}
 
 
 @job("test.fail")

@@ -266,3 +266,20 @@ def test_open_masked_and_disclose_are_separate_ledger_kinds():
     assert run.results == [[0, 1, 2, 3]] * 2
     kinds = {e["label"]: e["kind"] for e in run.reports["p1"]["ledger"]}
     assert kinds == {"looks random": "masked", "the values": "disclosed"}
+
+
+def test_parties_run_with_one_blas_thread_and_the_caller_gets_its_pool_back():
+    """run_local limits BLAS to one thread while the parties run (mpc/blas.py), then restores the caller's."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cipherome.mpc.local import run_local
+
+    def blas():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas()
+        run = run_local(lambda ctx: blas(), 2)
+        assert before and set(before) == {2}
+        assert all(set(r) == {1} for r in run.results)
+        assert blas() == before

@@ -58,6 +58,7 @@ def test_site_tables_reach_jobs(cluster):
         assert r["party"] == f"p{i}" and r["name"] == f"p{i}"
         assert r["data"] == {"cohort": f"/data/site{i}.bed", "index": i}
         assert r["policy"]["min_cell_size"] == 5 + i
+        assert r["blas_threads"] and set(r["blas_threads"]) == {1}  # mpc/blas.py: one BLAS thread per daemon
 
 
 def test_two_jobs_at_once(cluster):
