@@ -124,31 +124,33 @@ def read_pvar(path: str | os.PathLike[str]) -> tuple[VariantTable, np.ndarray, n
     """
     path = Path(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.readlines()
-    k = 0
-    while k < len(lines) and lines[k].startswith("##"):
-        k += 1
-    if k >= len(lines) or not lines[k].startswith("#"):
+        text = fh.read()  # one string, split into tokens at once: no Python string per line
+    start, k = 0, 0  # start of line k
+    while text.startswith("##", start):
+        nl = text.find("\n", start)
+        start, k = (len(text) if nl < 0 else nl + 1), k + 1
+    if start >= len(text) or not text.startswith("#", start):
         bim = read_bim(path) if k == 0 else None
         if bim is None:
             raise InputError(f"{path}: no #CHROM header line after the ## lines",
                              kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
         m = len(bim)
         return bim, np.arange(m, dtype=np.int64), np.ones(m, dtype=np.int64), np.arange(0, 2 * m + 1, 2, dtype=np.uintp)
-    cols = lines[k][1:].split()
+    nl = text.find("\n", start)
+    cols = text[start + 1:len(text) if nl < 0 else nl].split()
     need = ["CHROM", "POS", "ID", "REF", "ALT"]
     if any(c not in cols for c in need):
         raise InputError(f"{path}, line {k + 1}: the header must name CHROM POS ID REF ALT (found {' '.join(cols)})",
                          kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     ic = [cols.index(c) for c in need]
-    body = lines[k + 1:]
-    nc, m = len(cols), len(body)
-    text = "".join(body)
-    tok = text.split()
-    if len(tok) == nc * m and _tabs_per_line_are(text, nc - 1):
+    body = "" if nl < 0 else text[nl + 1:]
+    nc, m = len(cols), body.count("\n") + (bool(body) and not body.endswith("\n"))
+    tok = body.split()
+    if len(tok) == nc * m and _tabs_per_line_are(body, nc - 1):
         columns = [tok[i::nc] for i in ic]  # the usual .pvar: one tab-separated token per column
     else:
-        rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in body]
+        lines = body.split("\n")[:m]
+        rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in lines]
         bad = next((i for i, f in enumerate(rows) if len(f) < nc), None)
         if bad is not None:
             raise InputError(f"{path}, line {k + 2 + bad}: expected {nc} columns, found {len(rows[bad])}",
