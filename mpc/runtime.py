@@ -29,6 +29,18 @@ U64 = np.uint64
 _STOP = "__stop__"
 
 
+def _low_bytes(flat: np.ndarray, nb: int) -> np.ndarray:
+    """The low ``nb`` bytes of every uint64 (little-endian), as a flat uint8 array of nb * size bytes."""
+    return np.ascontiguousarray(flat.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)[:, :nb]).ravel()
+
+
+def _widen(b: np.ndarray, nb: int) -> np.ndarray:
+    """Inverse of ``_low_bytes``: uint64 values whose low ``nb`` bytes are ``b`` (the rest zero)."""
+    out = np.zeros((b.size // nb, 8), dtype=np.uint8)
+    out[:, :nb] = b.reshape(-1, nb)
+    return out.view("<u8").ravel().astype(U64, copy=False)
+
+
 def _flatten(shares: list[np.ndarray]) -> np.ndarray:
     """One new flat uint64 array holding all shares (the message of one opening)."""
     sizes = [int(np.size(s)) for s in shares]
@@ -183,43 +195,59 @@ class Context:
         self.rounds += 1
         return tag
 
-    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None):
+    def open_masked(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64, xor: bool = False):
         """Open ring values that are uniformly random to their recipients (e.g. x - a in a Beaver product).
 
         One round: every party sends its concatenated shares to each recipient,
         which adds them. Returns the list of opened uint64 arrays on recipients,
         ``None`` elsewhere. The ledger records the opening as kind ``masked``:
         call this only where a fresh uniform mask hides every opened element.
-        """
-        return self._open(shares, label, to, MASKED)
 
-    def disclose(self, shares: list[np.ndarray], label: str, *, to=None):
+        ``bits`` < 64: the protocol needs the values only modulo 2^bits (the masked input
+        of a bits-wide comparison): every party sends only the low ceil(bits/8) bytes of
+        each share, whose sum is the value modulo 2^(8 ceil(bits/8)), and the results are
+        reduced modulo 2^bits (recipients learn less than the full masked value).
+        ``xor``: XOR shares (bit-packed boolean words), combined by XOR instead of addition.
+        """
+        return self._open(shares, label, to, MASKED, bits=bits, xor=xor)
+
+    def disclose(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64):
         """Open ring values that reveal something about the data: a disclosure, recorded as such.
 
         Same round as :meth:`open_masked`; the ledger records kind ``disclosed``
         with the recipients, so the run report lists it for the sites' audit.
+        ``bits``: values known to lie in [0, 2^bits) (bits, counts) go as their low
+        ceil(bits/8) bytes (see :meth:`open_masked`).
         """
-        return self._open(shares, label, to, DISCLOSED)
+        return self._open(shares, label, to, DISCLOSED, bits=bits)
 
-    def _open(self, shares: list[np.ndarray], label: str, to, kind: str):
+    def _open(self, shares: list[np.ndarray], label: str, to, kind: str, bits: int = 64, xor: bool = False):
         recipients = self.parties if to is None else ([to] if isinstance(to, str) else list(to))
         flat = _flatten(shares)
         self.ledger.record(label, kind, recipients, flat.size)
         tag = self._next_tag(label)
+        nb = (int(bits) + 7) // 8
+        if not 1 <= nb <= 8:
+            raise ValueError("open: bits must be in 1..64")
+        wire = flat if nb == 8 else _low_bytes(flat, nb)
         for r in recipients:
             if r != self.me:
-                self.transport.send(r, tag, flat)
+                self.transport.send(r, tag, wire)
         if self.me not in recipients:
             return None
-        total = None
+        total = flat.copy()
         for p in self.others:
             got = self.transport.recv(p, tag, self.timeout)
-            if got.dtype != U64 or got.shape != flat.shape:
+            if got.dtype != wire.dtype or got.shape != wire.shape:
                 raise PeerError(p, label, f"malformed message: expected {flat.size} ring elements")
-            if total is None:
-                total = flat + got
+            if nb < 8:
+                got = _widen(got, nb)
+            if xor:
+                total ^= got
             else:
                 total += got
+        if bits < 64:
+            total &= U64((1 << int(bits)) - 1)
         out, pos = [], 0
         for s in shares:
             n = np.size(s)
@@ -270,13 +298,14 @@ class Context:
             self.transport.send(p, tag, value)
         return [value if p == self.me else self.transport.recv(p, tag, self.timeout) for p in self.parties]
 
-    def open(self, x: Shared, label: str, *, to=None):
+    def open(self, x: Shared, label: str, *, to=None, bits: int = 64):
         """Disclose the secret ``x`` to ``to`` (default: all compute parties).
 
         Returns decoded values (int64 if ``x.frac == 0`` else float64) on
         recipients and ``None`` elsewhere; the ledger records the disclosure.
+        ``bits`` < 64 promises 0 <= x < 2^bits (a 0/1 bit, a count): fewer bytes on the wire.
         """
-        got = self.disclose([x.data], label, to=to)
+        got = self.disclose([x.data], label, to=to, **({"bits": bits} if bits < 64 else {}))
         return None if got is None else decode(got[0], x.frac)
 
     # -- correlated randomness -------------------------------------------------------

@@ -12,8 +12,9 @@ Lane layout. An opening sums the parties' shares modulo 2^64 (``Context.open_mas
 not XORs them; so lanes sit ``s = bit_length(n)`` bits apart (lane i at bit i*s)
 and every share keeps zeros between lanes: the sum of n lane bits (at most
 n < 2^s) never carries into the next lane, and its lowest bit is their XOR. With
-2 or 3 parties a word carries 32 lanes, with 4-7 parties 21. (An XOR opening in
-the engine would double the lanes and halve the boolean traffic.)
+2 or 3 parties a word carries 32 lanes, with 4-7 parties 21. On the wire the lane
+bits are packed densely, 64 to a word, and combined by XOR (``open_bits``), so an
+opening costs one bit per lane whatever the spacing.
 
 Correlated randomness (recipes run identically by the dealer and the parties):
   * ``edabits``: r uniform in Z_2^64 additively shared, the bits of
@@ -153,15 +154,84 @@ def _and_layers(gen, w, s, plan):
 # ---------------------------------------------------------------------------
 
 
+_GATHER2 = [(1, 0x3333333333333333), (2, 0x0F0F0F0F0F0F0F0F), (4, 0x00FF00FF00FF00FF),
+            (8, 0x0000FFFF0000FFFF), (16, 0x00000000FFFFFFFF)]
+_SPREAD2 = [(16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
+            (2, 0x3333333333333333), (1, 0x5555555555555555)]
+
+
+def _compress(w: np.ndarray, s: int) -> np.ndarray:
+    """The lane bits of each word (bits i*s) gathered into its low 64 // s bits."""
+    if s == 2:
+        x = w & U64(0x5555555555555555)
+        for sh, m in _GATHER2:
+            x = (x | (x >> U64(sh))) & U64(m)
+        return x
+    out = np.zeros_like(w)
+    for i in range(64 // s):
+        out |= ((w >> U64(i * s)) & U64(1)) << U64(i)
+    return out
+
+
+def _spread(d: np.ndarray, s: int) -> np.ndarray:
+    """Inverse of ``_compress``: the low 64 // s bits of each word back to bits i*s."""
+    if s == 2:
+        x = d.copy()
+        for sh, m in _SPREAD2:
+            x = (x | (x << U64(sh))) & U64(m)
+        return x
+    out = np.zeros_like(d)
+    for i in range(64 // s):
+        out |= ((d >> U64(i)) & U64(1)) << U64(i * s)
+    return out
+
+
+def pack_lanes(words: np.ndarray, s: int) -> np.ndarray:
+    """Lane words (N,) -> dense words: the 64 // s lane bits of k = 64 // (64 // s) words per uint64."""
+    L = 64 // s
+    k = 64 // L
+    d = _compress(words, s)
+    pad = (-d.size) % k
+    if pad:
+        d = np.concatenate([d, np.zeros(pad, U64)])
+    d = d.reshape(-1, k)
+    out = d[:, 0].copy()
+    for j in range(1, k):
+        out |= d[:, j] << U64(j * L)
+    return out
+
+
+def unpack_lanes(dense: np.ndarray, s: int, n: int) -> np.ndarray:
+    """Inverse of ``pack_lanes`` for ``n`` lane words."""
+    L = 64 // s
+    k = 64 // L
+    low = U64((1 << L) - 1)
+    d = np.stack([(dense >> U64(j * L)) & low for j in range(k)], axis=1).ravel()[:n]
+    return _spread(d, s)
+
+
 def open_bits(ctx, arrays: list[np.ndarray], label: str, extra: list[np.ndarray] | None = None):
     """Open XOR-shared lane rows (and optionally ring arrays ``extra`` in the same round).
 
-    Returns the opened rows (lane bits) followed by the opened ring arrays.
+    Returns the opened rows (lane bits) followed by the opened ring arrays. Without
+    ``extra`` the lane bits are sent packed, 64 per word (``pack_lanes``: 32 lanes of two
+    words in one for 2-3 parties), and combined by XOR (``Context.open_masked(xor=True)``):
+    half the words of the additive lane layout, whose spacing only protects sums from
+    carries. Every opened bit is masked by a fresh dealer bit, as before.
     """
     lz = lanes(ctx.n)
-    got = ctx.open_masked(list(arrays) + list(extra or []), label)
-    k = len(arrays)
-    return [g & lz.mask for g in got[:k]] + got[k:]
+    if extra:
+        got = ctx.open_masked(list(arrays) + list(extra or []), label)
+        k = len(arrays)
+        return [g & lz.mask for g in got[:k]] + got[k:]
+    flat = np.concatenate([np.ascontiguousarray(a, dtype=U64).ravel() for a in arrays]) if arrays else np.zeros(0, U64)
+    (got,) = ctx.open_masked([pack_lanes(flat & lz.mask, lz.s)], label, xor=True)
+    words = unpack_lanes(got, lz.s, flat.size)
+    out, pos = [], 0
+    for a in arrays:
+        out.append(words[pos : pos + a.size].reshape(a.shape))
+        pos += a.size
+    return out
 
 
 def _drive(gens: list, and_fn) -> list:
@@ -425,7 +495,7 @@ def run_bitjobs(ctx, jobs: list, label: str) -> list:
         j.fetch(ctx)
     plan = circuit_plan(("jobs",) + tuple(j.key for j in jobs), lambda: [j.circuit(None, True) for j in jobs])
     mat = fetch_and(ctx, w, plan)
-    cs = ctx.open_masked([j.opening() for j in jobs], label)
+    cs = ctx.open_masked([j.opening() for j in jobs], label, bits=max(getattr(j, "wire_bits", 64) for j in jobs))
     rows = run_circuits(ctx, [j.circuit(c) for j, c in zip(jobs, cs)], mat, label + ".and")
     os_ = open_bits(ctx, [r ^ j.D for r, j in zip(rows, jobs)], label + ".b2a")
     return [j.finish(lz.unslice(o, j.n), c) for j, o, c in zip(jobs, os_, cs)]
@@ -488,7 +558,7 @@ def bit_decompose(x: Shared, bits: int = 64) -> Shared:
     key = ("bitdec", bits)
     plan = circuit_plan(key, lambda: [prefix_circuit((np.zeros((q, 1), U64), np.zeros((q, 1), U64)), sched, "carry")])
     mat = fetch_and(ctx, w, plan)
-    (c,) = ctx.open_masked([flat + eda[0]], "bitdec")
+    (c,) = ctx.open_masked([flat + eda[0]], "bitdec", bits=bits)  # only c mod 2^bits is read
     crows = lz.slice(c, bits, rows=max(rows, bits + bits % 2))
     R = eda[1]
     cbar = ~crows & lz.mask

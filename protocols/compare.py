@@ -71,6 +71,8 @@ class PrefixJob(BitJob):
 
     op = "carry"
     offset = 0
+    #: the circuit reads c = x + r only modulo 2^wire_bits, so only that much is opened
+    wire_bits = 64
 
     def __init__(self, data: np.ndarray, q: int, key: tuple):
         self.x = data.ravel()
@@ -118,7 +120,7 @@ class LtzJob(PrefixJob):
     """[x < 0] for a flat vector, as a ``BitJob`` (see ``ltz`` for the protocol)."""
 
     def __init__(self, data: np.ndarray, bits: int):
-        self.bits = bits
+        self.bits = self.wire_bits = bits
         self.offset = 1 << (bits - 1)
         super().__init__(data, bits - 1, ("ltz", bits))
 
@@ -136,6 +138,7 @@ class EqzJob(PrefixJob):
     op = "and"
 
     def __init__(self, data: np.ndarray, bits: int):
+        self.wire_bits = bits
         super().__init__(data, bits, ("eqz", bits))
 
     def request(self, ctx):
@@ -151,7 +154,7 @@ def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
 
     Steps (k = bits, m = k - 1; dealer edaBit r with bits 0..m-1 XOR-shared and a
     daBit d whose arithmetic part is d ^ r_(k-1)):
-      1. open c = x + 2^(k-1) + r (masked, uniform) -- 1 round. Then y = x + 2^(k-1)
+      1. open c = x + 2^(k-1) + r mod 2^k (masked, uniform; ceil(k/8) bytes) -- 1 round. Then y = x + 2^(k-1)
          = c - r mod 2^k lies in [0, 2^k), and x < 0 iff its bit k-1 is 0:
          y_(k-1) = c_(k-1) ^ r_(k-1) ^ B with B = [c mod 2^m < r mod 2^m].
       2. B is the borrow out of the m-bit subtraction c - r: per bit generate
@@ -161,8 +164,8 @@ def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
       3. B2A: open o = B ^ d (1 round); [x < 0] = t ^ (d ^ r_(k-1)) with the public
          t = 1 ^ c_(k-1) ^ o, i.e. t + (1 - 2t) [d ^ r_(k-1)].
     Rounds: ceil(log2(k-1)) + 1 (k = 64: 7). Traffic per element to each other party:
-    8 bytes (c) + 89 opened lane bits for k = 64 (32 lanes a word: ~22 bytes), i.e.
-    each party sends about 30 (n-1) bytes per element. Dealer to lead: 8 bytes plus
+    ceil(k/8) bytes (c mod 2^k) + 89 opened lane bits for k = 64 (packed 64 to a word:
+    ~11 bytes), i.e. each party sends about 19 (n-1) bytes per element at k = 64. Dealer to lead: 8 bytes plus
     about 150 lane bits per element (k = 64).
     """
     bits = _check_bits(bits)

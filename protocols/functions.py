@@ -22,12 +22,13 @@ from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul, mul_public
+from .beaver_multi import MultiProduct
 from .bits import low_mask, run_bitjobs
 from .compare import LtzJob, PrefixJob
 from cipherome.mpc.kernels import ring_matmul
 
 from ._kernels import lane_mask, lut_onehot, slice_bits, unslice_bits
-from .normalize import WORK_FRAC, mul_exact, normalize, scale_pow2
+from .normalize import WORK_FRAC, normalize, scale_pow2
 from .trunc import truncate
 
 __all__ = [
@@ -110,6 +111,7 @@ class SplitJob(PrefixJob):
 
     def __init__(self, data: np.ndarray, p: int, beta: int, offset: int):
         self.p, self.beta, self.offset = int(p), int(beta), int(offset)
+        self.wire_bits = min(64, self.p + self.beta)  # finish reads c mod 2^(p + beta)
         super().__init__(data, self.p, ("split", self.p, self.beta))
 
     def request(self, ctx):
@@ -146,18 +148,57 @@ def split(x: Shared, lo: float, seg_log2: int, beta: int):
     return OneHot(ctx, O), Shared(ctx, phi.reshape(x.shape), p)
 
 
-def _powers(phi: Shared, d: int) -> list[Shared]:
-    """phi^1..phi^d at phi's scale: ceil(log2 d) batched product rounds (each + truncation)."""
-    n = phi.size
-    pw = {1: phi.ravel()}
-    have = 1
+def _power_levels(d: int) -> list[tuple[int, list[int]]]:
+    """The doubling schedule of phi^2..phi^d: levels (h, ks), phi^k = phi^h phi^(k - h) for k in ks."""
+    levels, have = [], 1
     while have < d:
         ks = list(range(have + 1, min(2 * have, d) + 1))
-        prod = mul(concat([pw[have]] * len(ks)), concat([pw[k - have] for k in ks]))
-        for i, k in enumerate(ks):
-            pw[k] = prod[i * n : (i + 1) * n]
+        levels.append((have, ks))
         have = ks[-1]
-    return [pw[k] for k in range(1, d + 1)]
+    return levels
+
+
+def _power_products(phi: Shared, d: int, sel: list[Shared] | None = None):
+    """(phi^1..phi^d at phi's scale, raw sum_k c_k phi^k or None): every vector opened once.
+
+    ``sel``: c_1..c_d (one per power, e.g. one-hot selected coefficients). One ``MultiProduct``
+    over the vectors phi^1..phi^d and c_1..c_d: the dealer gives a mask per vector and the
+    mask products of the pairs used, so a vector that enters several products (phi in
+    phi^2, phi^3, phi^5 ...) is opened once, not once per product (``arith.mul`` opens both
+    operands of every product). Rounds: open phi (and the c_k, known from the start), then
+    per level of the doubling schedule one truncation and one opening of the new powers;
+    the same rounds as multiplying level by level. Traffic per element and peer:
+    (d - 1) truncations + one opening per vector that is an operand (degree 5 with
+    coefficients: 15 ring elements instead of 23).
+    """
+    ctx = phi.ctx
+    n = phi.size
+    levels = _power_levels(d)
+    pairs = [(h - 1, k - h - 1) for h, ks in levels for k in ks]
+    if sel is not None:
+        pairs += [(d + k - 1, k - 1) for k in range(1, d + 1)]
+    needed = {i for pr in pairs for i in pr}
+    mp = MultiProduct(ctx, (n,), 2 * d if sel is not None else d, pairs)
+    flat = phi.reshape(n)
+    pw = {1: flat}
+    first = {0: flat} if 0 in needed else {}
+    if sel is not None:
+        first.update({d + k - 1: sel[k - 1].reshape(n) for k in range(1, d + 1)})
+    if first:
+        mp.open(first)
+    for h, ks in levels:
+        t = truncate(concat([mp.product(h - 1, k - h - 1) for k in ks]), phi.frac)
+        for i, k in enumerate(ks):
+            pw[k] = t[i * n : (i + 1) * n]
+        new = {k - 1: pw[k] for k in ks if k - 1 in needed}
+        if new:
+            mp.open(new)
+    acc = None
+    if sel is not None:
+        acc = mp.product(d, 0)
+        for k in range(2, d + 1):
+            acc = acc + mp.product(d + k - 1, k - 1)
+    return [pw[k].reshape(phi.shape) for k in range(1, d + 1)], acc
 
 
 def _to_frac(v: Shared, frac: int) -> Shared:
@@ -189,11 +230,11 @@ def fit_segments(f, lo: float, seg_log2: int, count: int, degree: int) -> np.nda
 def _eval_selected(onehot: OneHot, coefs: np.ndarray, phi: Shared, frac: int, F: int) -> Shared:
     """sum_k coef_k[m] phi^k with coefficients selected by the one-hot (local), at scale ``frac``.
 
-    Coefficients are encoded with F bits; the d products coef_k phi^k are one batched
-    exact Beaver round, their sum one truncation (2F -> frac).
+    Coefficients are encoded with F bits; the powers and the d exact products coef_k phi^k
+    come from one ``MultiProduct`` (``_power_products``: each of phi^k and coef_k opened
+    once), their sum is one truncation (2F -> frac).
     """
     ctx = phi.ctx
-    n = phi.size
     d = coefs.shape[1] - 1
     enc = np.rint(coefs * 2.0**F).astype(np.int64)
     if np.any(np.abs(coefs).max() * 2.0 ** (2 * F) >= 2.0**61 / (d + 1)):
@@ -201,11 +242,10 @@ def _eval_selected(onehot: OneHot, coefs: np.ndarray, phi: Shared, frac: int, F:
     cs = onehot.tables(enc.astype(object))  # (n, d + 1)
     c = [np.ascontiguousarray(cs[:, k]) for k in range(d + 1)]
     phi = _to_frac(phi, F)
-    pw = _powers(phi, d) if d else []
     acc = Shared(ctx, c[0] << U64(F), 2 * F)
     if d:
-        prods = mul_exact(concat([Shared(ctx, ck, F) for ck in c[1:]]), concat(pw))
-        acc = acc + Shared(ctx, prods.data.reshape(d, n).sum(axis=0, dtype=U64), 2 * F)
+        _, prods = _power_products(phi, d, [Shared(ctx, ck, F) for ck in c[1:]])
+        acc = acc + prods
     return truncate(acc, 2 * F - frac) if 2 * F > frac else acc
 
 
@@ -306,7 +346,7 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     jobs = [SplitJob(t.data, f, beta, off), LtzJob((x - hi).data, bits), LtzJob((x - lo).data, bits)]
     (O, phi), lt_hi, lt_lo = run_bitjobs(ctx, jobs, "exp")
     phi = _to_frac(Shared(ctx, phi, f), F)
-    pw = _powers(phi, len(coefs) - 1)
+    pw, _ = _power_products(phi, len(coefs) - 1)
     acc = Shared(ctx, np.zeros(phi.size, U64), 2 * F) + float(coefs[0])
     for k, pk in enumerate(pw, start=1):
         acc = acc + Shared(ctx, pk.data * encode(coefs[k], F), 2 * F)

@@ -144,7 +144,7 @@ def _thermometer_bits(x: Shared, K: int, J: int) -> np.ndarray:
     plan = circuit_plan(("normalize", K), make)
     eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=K, rows=rows, pairs=True, nda=J, fold=-1)
     mat = fetch_and(ctx, w, plan)
-    (c,) = ctx.open_masked([flat + eda[0]], "normalize")
+    (c,) = ctx.open_masked([flat + eda[0]], "normalize", bits=K)  # the circuit reads c mod 2^K
     crows = lz.slice(c, K, rows=rows)
     cbar = ~crows & lz.mask
     R = eda[1]

@@ -17,9 +17,10 @@ from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.shares import Shared
 
 from .arith import rescale
+from .trunc import truncate
 from .beaver import MATMUL, combine
 
-__all__ = ["FixedOperand", "fix"]
+__all__ = ["FixedOperand", "fix", "series_counts"]
 
 _keys = itertools.count()
 
@@ -71,6 +72,46 @@ def _fixed_product(gen, key, x_shape, y_shape, left, rows=None):
     return b, c
 
 
+def _t(x: np.ndarray) -> np.ndarray:
+    """Batched transpose (..., p, q) -> (..., q, p), contiguous (the ring kernels want C order)."""
+    return np.ascontiguousarray(np.swapaxes(x, -1, -2))
+
+
+def series_counts(half: np.ndarray) -> list[int]:
+    """[n_0, ..., n_H]: how many of the (non-increasing) per-row counts ``half`` are >= a, a = 0..H."""
+    half = np.asarray(half, dtype=np.int64)
+    top = int(half[0]) if half.size else 0
+    return [int(np.count_nonzero(half >= a)) for a in range(top + 1)]
+
+
+@recipe("fixed_series")
+def _fixed_series(gen, key, x_shape, counts):
+    """Masks and products for ``FixedOperand.series_gram``: for a = 0..H uniform b_a (n_a, p, k);
+    C_a = b_a R for the first n_(a+1) rows (a < H); and per row the summed mask products
+    D = sum_a b_a b_a' + sum_(a<H) b_a b_(a+1)' (V, p, p). Cost: |C_a| summed plus V p^2.
+    """
+    p, k = int(x_shape[-2]), int(x_shape[-1])
+    counts = [int(c) for c in counts]
+    r = gen.state[key] if gen.dealer_side else None
+    bs = [gen.random((n, p, k)) for n in counts]
+    out = list(bs)
+    for a in range(len(counts) - 1):
+        n1 = counts[a + 1]
+        out.append(gen.derived((n1, p, k), lambda a=a, n1=n1: ring_matmul(bs[a][:n1], r[:n1])))
+
+    def gram():
+        d = np.zeros((counts[0], p, p), dtype=np.uint64)
+        for a, n in enumerate(counts):
+            d[:n] += ring_matmul(bs[a], _t(bs[a]))
+            if a + 1 < len(counts):
+                n1 = counts[a + 1]
+                d[:n1] += ring_matmul(bs[a][:n1], _t(bs[a + 1]))
+        return d
+
+    out.append(gen.derived((counts[0], p, p), gram))
+    return tuple(out)
+
+
 class FixedOperand:
     """A secret matrix X (2-D, or batched 3-D) whose masked value E = X - R is public.
 
@@ -115,6 +156,54 @@ class FixedOperand:
         else:
             z = combine(MATMUL, f, t[0], e, r, t[1], ctx.is_lead)
         return rescale(Shared(ctx, z, self.frac + y.frac), self.frac, y.frac)
+
+    def series_gram(self, x: Shared, half: np.ndarray, label: str = "fixed.series") -> Shared:
+        """Q_j = sum_(s=0..2 h_j) X_j B_j^s X_j' for the fixed symmetric batch B (V, k, k), X (V, p, k).
+
+        ``half`` (V,): h_j, non-increasing (sort the rows first); at frac x.frac (B at the same scale).
+        The pairing halves the sequential products of a Neumann series: with W_0 = X_j and
+        W_(a+1) = W_a B_j (truncated), B_j symmetric gives X B^(a+b) X' = W_a W_b', so
+            Q_j = sum_(a=0..h) W_a W_a' + sum_(a<h) W_a W_(a+1)'
+        holds all 2h + 1 terms of the series from h products. Steps, a = 0..H (H = max h):
+          1. open F_a = W_a - b_a for the n_a rows with h_j >= a (dealer mask b_a, uniform):
+             1 round, (n-1) 8 p k bytes per row and party;
+          2. a < H: W_(a+1) = W_a B = F_a E + F_a R + b_a E + b_a R (the lead adds F_a E, dealer
+             C_a = b_a R) on the n_(a+1) rows with h_j > a, truncated (1 round, p k per row);
+          3. every Gram product from the openings already made: W_a W_b' = F_a F_b' + F_a b_b' +
+             b_a F_b' + b_a b_b', the dealer giving per row only the sum D of the b_a b_b' (p x p);
+          4. Q truncated back to x.frac (1 round, p (p+1)/2 per row: Q is symmetric).
+        Rounds: 2 H + 2. Traffic per row and party: (n-1) 8 (p k (2 h_j + 1) + p (p+1)/2) bytes,
+        against (n-1) 8 (2 p k (2 h_j) + 2 p k + p^2) for 2 h_j Horner steps and a final product.
+        """
+        ctx = self.ctx
+        V, p, k = x.shape
+        half = np.asarray(half, dtype=np.int64)
+        if np.any(np.diff(half) > 0):
+            raise ValueError("series_gram: half must be non-increasing")
+        counts = series_counts(half) if V else [0]
+        mat = ctx.provider.fetch("fixed_series", key=self.key, x_shape=[V, p, k], counts=counts)
+        H = len(counts) - 1
+        bs, cs, d = [mat[a] for a in range(H + 1)], [mat[H + 1 + a] for a in range(H)], mat[2 * H + 1]
+        lead = ctx.is_lead
+        w = x.data
+        fs = []
+        for a in range(H + 1):
+            (f,) = ctx.open_masked([w - bs[a]], label)
+            fs.append(f)
+            if a < H:
+                n1 = counts[a + 1]
+                z = combine(MATMUL, f[:n1], bs[a][:n1], self.e[:n1], self.r[:n1], cs[a], lead)
+                w = truncate(Shared(ctx, z, x.frac + self.frac), self.frac).data
+        q = d.copy()
+        for a, n in enumerate(counts):
+            q[:n] += combine(MATMUL, fs[a], bs[a], _t(fs[a]), _t(bs[a]), np.zeros((n, p, p), np.uint64), lead)
+            if a < H:
+                n1 = counts[a + 1]
+                q[:n1] += combine(MATMUL, fs[a][:n1], bs[a][:n1], _t(fs[a + 1]), _t(bs[a + 1]),
+                                  np.zeros((n1, p, p), np.uint64), lead)
+        iu, ju = np.triu_indices(p)
+        upper = truncate(Shared(ctx, np.ascontiguousarray(q[:, iu, ju]), 2 * x.frac), x.frac)
+        return Shared(ctx, _unpack_sym(upper.data, p), x.frac)
 
     def left_mul(self, y: Shared, label: str = "fixed.product") -> Shared:
         """X @ Y."""

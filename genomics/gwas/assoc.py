@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cipherome.mpc.shares import Shared, concat
+from cipherome.mpc.shares import Shared
 from cipherome.mpc.ledger import DISCLOSED
-from cipherome.protocols import arith
 from cipherome.protocols.reuse import fix
 
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, unpack_upper
@@ -188,37 +187,33 @@ def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float =
 def project_off_covariates(p: PooledTerms, terms) -> ProjectedMoments:
     """g'Mg, g'My, y'My per variant (over S_j), from pooled terms.
 
-    ``terms``: the Neumann length, one int for all variants or (V,) ints per variant
+    ``terms``: the Neumann length T_j, one int for all variants or (V,) ints per variant
     (public: from public missing counts and disclosed bounds, ``study_series_terms``).
-    Steps (row-vector form, Z_j = [u_j; w_j] S):
+    With Z_j = [u_j; w_j] S (row-vector form), the three moments need only
+    Q_j = Z_j (I - B_j)^-1 Z_j' ~ sum_(s=0..T_j) Z_j B_j^s Z_j' (2 x 2), and since B_j is
+    symmetric, Z B^(a+b) Z' = (Z B^a)(Z B^b)': h_j = ceil(T_j / 2) products W_(a+1) = W_a B_j
+    give every term up to s = 2 h_j >= T_j from Gram products of the W_a
+    (``FixedOperand.series_gram``). Steps:
       1. B_j masked once (fixed operand, symmetric: upper triangle) for the variants with
          at least one term: (n-1) 8 k(k+1)/2 bytes per such variant and party;
-      2. V_0 = Z_j, V_{t+1} = Z_j + V_t B_j for t < T_j, so V_T = Z_j (I - B_j)^-1 up to the
-         series remainder: variants sorted by decreasing T_j, so that step t multiplies a
-         prefix of the batch; per variant and term one fixed product, (n-1) 8 (2k + 2k)
-         bytes; rounds: max_j T_j (twice: product and truncation);
-      3. Q = V_T Z_j' (2 x 2, one batched matrix product: (n-1) 8 4k bytes):
-         q_gg = Q_00, q_gy = Q_01, q_yy = Q_11;
+      2. the paired series, variants sorted by decreasing h_j so that step a works on a
+         prefix of the batch: per variant (n-1) 8 (2k (2 h_j + 1) + 3) bytes; rounds
+         2 max_j h_j + 2 (half the Horner steps of the plain series, and the final
+         product V_T Z' comes free from the openings already made);
+      3. q_gg = Q_00, q_gy = Q_01, q_yy = Q_11;
          g'Mg = g'g - q_gg, g'My = g'y - q_gy, y'My = y'y - q_yy.
     """
     V = p.z.shape[0]
     per = np.broadcast_to(np.asarray(terms, dtype=np.int64), (V,))
-    order = np.argsort(-per, kind="stable")
-    sorted_terms = per[order]
+    half = (per + 1) // 2
+    order = np.argsort(-half, kind="stable")
+    half = half[order]
     perm = not np.array_equal(order, np.arange(V))
     z = p.z[order] if perm else p.z
-    v = z
-    top = int(sorted_terms[0]) if V else 0
-    if top:
-        n1 = int(np.count_nonzero(sorted_terms >= 1))
-        m = p.m[order[:n1]] if perm or n1 < V else p.m
-        fixed = fix(m, "assoc.missing_mask", symmetric=True)
-        for t in range(1, top + 1):
-            nt = int(np.count_nonzero(sorted_terms >= t))
-            head = z[:nt] + fixed.right_mul(v[:nt], "assoc.neumann")  # (nt, 2, k) @ (nt, k, k)
-            v = head if nt == V else concat([head, v[nt:]])
+    n1 = int(np.count_nonzero(half >= 1))
+    m = p.m[order[:n1]] if perm or n1 < V else p.m
+    fixed = fix(m, "assoc.missing_mask", symmetric=True)
+    q = fixed.series_gram(z, half, "assoc.neumann")  # (V, 2, 2)
     if perm:
-        v = v[np.argsort(order, kind="stable")]
-    zt = Shared(p.z.ctx, np.ascontiguousarray(p.z.data.transpose(0, 2, 1)), p.z.frac)
-    q = arith.matmul(v, zt)  # (V, 2, 2)
+        q = q[np.argsort(order, kind="stable")]
     return ProjectedMoments(gmg=p.gg - q[:, 0, 0], gmy=p.gy - q[:, 0, 1], ymy=p.yy - q[:, 1, 1])

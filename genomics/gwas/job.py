@@ -280,7 +280,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
                             lambda sel: variant_sums(read(sel), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
-            obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct").astype(np.int64)
+            obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
+                              bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
             pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
             res = gwas_stats.finish(ctx, pm, obs_ct, k, glm, n_assoc)

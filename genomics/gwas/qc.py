@@ -20,7 +20,7 @@ With imputed dosages at any site, --maf, A1 and the allele-count part of
 disclosure control use the dosage frequencies, as plink2 does: every site adds the
 number of its samples with a dosage and its ALT dosage sum in PLINK 2's units of
 1/16384 (an exact integer; a hard-call site adds its calls), and the checks stay
-integer comparisons, 60 bits wide. --geno and --hwe use the hard calls, as plink2's
+integer comparisons, 14 bits wider (``check_bits``). --geno and --hwe use the hard calls, as plink2's
 --geno and --hwe do by default.
 
 --mach-r2-filter MIN MAX (``genomics.gwas.machr2``): fail iff the pooled dosages' MaCH
@@ -40,18 +40,34 @@ from scipy import stats
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
-from cipherome.protocols.trunc import truncate
 
 __all__ = ["QCResult", "secure_variant_qc", "rational"]
 
 
-#: bit widths of the secure comparisons: integer checks are below D * 2 * n_alleles
-#: <= 2^20 * 2^23 (D <= 10^6, up to 2^22 samples), the HWE check below 4 at 2^-24
-INT_CHECK_BITS = 46
-#: with dosages in units of 1/2^14: D * 2 * n_alleles * 2^14 <= 2^20 * 2^23 * 2^14
-DOSAGE_CHECK_BITS = 60
-HWE_CHECK_BITS = 28
 MAX_SAMPLES = 1 << 22
+
+
+def check_bits(n_samples: int, unit: int, thresholds, mcs: int = 0) -> int:
+    """Width of the batched integer checks, from public parameters only (ltz ``bits``).
+
+    Every check is a difference of integers below 2 n unit (allele counts, in dosage
+    units ``unit``) times a threshold's numerator or denominator: a1_ref
+    |n_alleles - 2 alt| <= 2 n unit; --geno |T n - miss D| <= n max(T, D); --maf
+    |alt D - n_alleles T| <= 2 n unit max(T, D); min_cell_size adds mcs unit; the zero
+    tests of HWE, c - 1 for a count c <= 2 n. So every value lies in [-M, M] with
+    M = 2 n unit max(2, T, D) + mcs unit, and bits = bit_length(M) + 1 is exact. At
+    10,000 samples with --geno 0.1 --maf 0.01 that is 22 bits where the fixed bound for
+    2^22 samples and D <= 10^6 was 46: half the opened circuit bits (and the dealer
+    learns only this width: the study size and thresholds to a factor of two).
+    """
+    coef = max([2] + [max(int(t), int(d)) for t, d in thresholds])
+    bound = 2 * int(n_samples) * int(unit) * coef + int(mcs) * int(unit)
+    return min(64, bound.bit_length() + 1)
+
+
+def hwe_bits(n_samples: int, frac: int) -> int:
+    """Width of the HWE check t*/2 - G^2/2 at ``frac`` bits: |G^2/2| <= 66 n (see ``_hwe_g_check``) < 2^7 n."""
+    return min(64, (128 * max(int(n_samples), 1)).bit_length() + int(frac) + 1)
 
 
 def rational(t: float, max_den: int = 10**6) -> tuple[int, int]:
@@ -70,43 +86,34 @@ class QCResult:
         return {"variants": int(self.passed.size), "passed": int(self.passed.sum()), "failed": self.failed_counts}
 
 
-def _fixed_from_int(x: Shared, scale: float, frac: int, extra: int = 30) -> Shared:
-    """Integer shares times a small public real (e.g. 1/N^2) as fixed point with ``frac`` bits."""
-    z = Shared(x.ctx, x.data * encode(scale, frac + extra), frac + extra)
-    return truncate(z, extra)
+def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, zero: Shared, hwe: float) -> Shared:
+    """Shares of t*/2 - G^2/2 for the likelihood-ratio HWE test (negative: HWE fails), at ctx.frac bits.
 
-
-def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, n_samples: int, hwe: float) -> Shared:
-    """Shares of t*/(2N) - G^2/(2N) for the likelihood-ratio HWE test (negative: HWE fails).
-
-    G^2/2 = n [o_AA ln o_AA + o_Aa ln o_Aa + o_aa ln o_aa - 2p ln p - 2q ln q - o_Aa ln 2]
-    with genotype frequencies o = count / n over the n called samples and allele
-    frequencies p = o_AA + o_Aa/2, q = 1 - p; x ln x = 0 at x = 0 (zero counts are
-    found with ``eqz`` and their log argument replaced by 1). Steps: one ``eqz`` over
-    6 integers per variant; one ``div`` (counts / n, relative error ~1e-8); one ``log``
-    over 5 values (absolute error ~5e-8); one product round; a public scale n/N.
-    Error of G^2/2 about n * 3e-7, against the test's own distance from PLINK's
-    exact test (log10 ratio of p-values: sd 0.035 measured, vs 0.37 for chi-square).
+    With the integer counts (n_AA, n_Aa, n_aa), n called samples, allele counts
+    n_A = 2 n_AA + n_Aa, n_a = 2 n_aa + n_Aa and expected counts E_AA = n_A^2 / 4n,
+    E_Aa = n_A n_a / 2n, E_aa = n_a^2 / 4n, G^2/2 = sum O ln(O / E) is
+        G^2/2 = n_AA ln n_AA + n_Aa ln n_Aa + n_aa ln n_aa - n_A ln n_A - n_a ln n_a
+                + n ln n + (2n - n_Aa) ln 2
+    (sum O ln E = n_A ln n_A + n_a ln n_a - n ln 4n + n_Aa ln 2), with c ln c = 0 at c = 0.
+    ``zero`` (6V, 0/1) flags the six counts that are 0 (their log argument becomes 1).
+    Steps: one ``log`` of the six integers (no reciprocal of n, no frequencies); the six
+    products count * ln count are exact (an integer times a fixed-point value needs no
+    truncation), the ln 2 term is local. Error: ln has absolute error ~5e-8 plus half a
+    unit of 2^-frac, each weighted by its count: |error of G^2/2| <= 66 n 1e-7, the
+    same order as the frequency form's n * 3e-7, against the test's own distance from
+    PLINK's exact test (log10 ratio of p-values: sd 0.035 measured, vs 0.37 for
+    chi-square). Range: |G^2/2| <= (n + 2n + n) ln 2^23 + 2n ln 2 < 66 n.
     """
-    from cipherome.protocols import compare, division, functions
+    from cipherome.protocols import functions
 
     V = aa.shape[0]
     n_a = aa * 2 + het
     n_b = bb * 2 + het
-    zero = compare.eqz(concat([aa, het, bb, n_a, n_b, called])).reshape(6, V)
-    n_safe = called + zero[5]  # n = 0 -> divide by 1; every frequency is then 0
-    inv_n = division.reciprocal(n_safe, hi=23, frac=40)  # 1/n to 2^-40: relative 1e-6 at n = 10^6
-    o = truncate(arith.mul(concat([aa, het, bb]), concat([inv_n, inv_n, inv_n])), 40 - ctx.frac).reshape(3, V)
-    p = o[0] + _half(o[1])
-    q = o[2] + _half(o[1])
-    terms = concat([o[0], o[1], o[2], p, q])
-    logs = functions.log(terms + concat([zero[0], zero[1], zero[2], zero[3], zero[4]]), hi=2)
-    weights = concat([o[0], o[1], o[2], p * (-2), q * (-2)])
-    xl = arith.mul(weights, logs).reshape(5, V).sum(axis=0)
-    k = xl - arith.mul_public(o[1], float(np.log(2.0)))
-    stat = arith.mul(_fixed_from_int(called, 1.0 / n_samples, ctx.frac), k)  # G^2 / (2N)
+    logs = functions.log(concat([aa, het, bb, n_a, n_b, called]) + zero, hi=24, frac=ctx.frac)
+    xl = arith.mul(concat([aa, het, bb, -n_a, -n_b, called]), logs).reshape(6, V).sum(axis=0)
+    lin = Shared(ctx, (called * 2 - het).data * encode(float(np.log(2.0)), ctx.frac), ctx.frac)
     t_star = float(stats.chi2.isf(hwe, 1))
-    return Shared.public(ctx, np.full(V, t_star / (2 * n_samples)), ctx.frac) - stat
+    return Shared.public(ctx, np.full(V, t_star / 2), ctx.frac) - (xl + lin)
 
 
 def _any_of(*bits: Shared) -> Shared:
@@ -115,11 +122,6 @@ def _any_of(*bits: Shared) -> Shared:
     for b in bits[1:]:
         none = arith.mul(none, 1 - b)
     return 1 - none
-
-
-def _half(x: Shared) -> Shared:
-    """x / 2 exactly representable: doubles the scale instead of truncating."""
-    return Shared(x.ctx, x.data, x.frac + 1)
 
 
 def _mach_r2_fail(ctx, a1_ref: Shared, n: Shared, s1: Shared, s2: Shared, unit: int, n_samples: int,
@@ -143,7 +145,7 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     allele-count disclosure check and --mach-r2-filter then use them (every site must
     pass them or none).
     """
-    from cipherome.protocols import compare, division
+    from cipherome.protocols import compare
 
     V = counts.shape[0]
     c = ctx.inputs_sum(counts, shape=counts.shape, frac=0)
@@ -151,7 +153,6 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     called = aa + het + bb
     n_alleles = called * 2
     alt = het + bb * 2
-    bits_wide = INT_CHECK_BITS
     n_dos, sq = called, het + bb * 4  # --mach-r2-filter's sums from hard calls
     if dosage is None:
         unit = 1
@@ -160,15 +161,19 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
         dsum = ctx.inputs_sum(dosage, shape=dosage.shape, frac=0)
         n_alleles, alt = dsum[:, 0] * (2 * unit), dsum[:, 1]
         n_dos, sq = dsum[:, 0], dsum[:, 2] if dosage.shape[1] > 2 else None
-        bits_wide = DOSAGE_CHECK_BITS
     checks: list[Shared] = [(n_alleles - alt * 2)]  # < 0 -> A1 is REF
     names = ["a1_ref"]
+    thresholds = []
     if params.geno is not None:
         T, D = rational(params.geno)
+        thresholds.append((T, D))
         checks.append(Shared.public(ctx, np.full(V, T * n_samples), 0) - miss * D)  # < 0 -> fail
         names.append("geno")
+    maf_exclusive = True
     if params.maf is not None:
         T, D = rational(params.maf)
+        thresholds.append((T, D))
+        maf_exclusive = 2 * T <= D  # maf <= 1/2: at most one of the three can hold
         checks += [alt * D - n_alleles * T, (n_alleles - alt) * D - n_alleles * T, n_alleles - unit]
         names += ["maf_alt", "maf_ref", "maf_none"]
     mcs = int(getattr(params, "min_cell_size", 0) or 0)
@@ -176,18 +181,25 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
         # disclosure control: minor allele count >= mcs and called samples >= mcs
         checks += [alt - mcs * unit, (n_alleles - alt) - mcs * unit, called - mcs]
         names += ["mcs_alt", "mcs_ref", "mcs_obs"]
+    if params.hwe is not None:  # [c == 0] = [c - 1 < 0] for the counts c >= 0 that HWE takes logs of
+        zero_of = [aa, het, bb, aa * 2 + het, bb * 2 + het, called]
+        checks += [c - 1 for c in zero_of]
+        names += [f"zero{i}" for i in range(len(zero_of))]
     fails = {}
     if n_samples >= MAX_SAMPLES:
         raise ValueError(f"secure QC supports up to {MAX_SAMPLES} samples")
-    bits = compare.ltz(concat(checks), bits_wide).reshape(len(checks), V)
+    width = check_bits(n_samples, unit, thresholds, mcs)
+    bits = compare.ltz(concat(checks), width).reshape(len(checks), V)
     row = {name: bits[i] for i, name in enumerate(names)}
     if params.hwe is not None:
-        hwe_check = _hwe_g_check(ctx, aa, het, bb, called, n_samples, params.hwe)
-        row["hwe"] = compare.ltz(hwe_check, HWE_CHECK_BITS)
+        zero = concat([row[f"zero{i}"] for i in range(6)])
+        hwe_check = _hwe_g_check(ctx, aa, het, bb, called, zero, params.hwe)
+        row["hwe"] = compare.ltz(hwe_check, hwe_bits(n_samples, ctx.frac))
     if "geno" in row:
         fails["geno"] = row["geno"]
-    if "maf_alt" in row:
-        fails["maf"] = _any_of(row["maf_alt"], row["maf_ref"], row["maf_none"])
+    if "maf_alt" in row:  # mutually exclusive bits: their OR is their sum (no product round)
+        maf = (row["maf_alt"], row["maf_ref"], row["maf_none"])
+        fails["maf"] = maf[0] + maf[1] + maf[2] if maf_exclusive else _any_of(*maf)
     if "hwe" in row:
         fails["hwe"] = row["hwe"]
     bounds = getattr(params, "mach_r2_filter", None)
@@ -198,9 +210,9 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     if "mcs_alt" in row:
         fails["min_cell_size"] = _any_of(row["mcs_alt"], row["mcs_ref"], row["mcs_obs"])
     keep = 1 - _any_of(*fails.values()) if fails else Shared.public(ctx, np.ones(V, dtype=np.int64), 0)
-    passed = ctx.open(keep, "qc.pass").astype(bool)
+    passed = ctx.open(keep, "qc.pass", bits=1).astype(bool)  # 0/1 bits: one byte each on the wire
     a1_is_alt = np.zeros(V, dtype=bool)  # opened only for the variants that are tested
-    a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt").astype(bool)
+    a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt", bits=1).astype(bool)
     totals = {}
     if fails:
         sums = ctx.open(concat([f_.sum().reshape(1) for f_ in fails.values()]), "qc.failed_counts")

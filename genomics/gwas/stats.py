@@ -31,10 +31,11 @@ def finish(ctx, pm: ProjectedMoments, obs_ct: np.ndarray, k: int, glm: str, n_to
     V = obs_ct.shape[0]
     # constant genotype on S_j: g'Mg < 0.5 / N (N = study size, g'Mg is divided by N)
     eps = Shared.public(ctx, np.full(V, 0.5 / max(n_total, 1)), pm.gmg.frac)
-    const_bit = compare.ltz(pm.gmg - eps)
-    const = ctx.open(const_bit, "gwas.const").astype(bool)
+    # g'Mg <= g'g / N <= 4: the difference lies far inside [-2^29, 2^29) at frac 24 (a 30-bit comparison)
+    const_bit = compare.ltz(pm.gmg - eps, pm.gmg.frac + 6)
+    const = ctx.open(const_bit, "gwas.const", bits=1).astype(bool)
     gmg = pm.gmg + const_bit  # a constant genotype gets 1: finite, and nothing is opened for it
-    live = Shared.public(ctx, (~const).astype(np.int64), 0)
+    live = (~const).astype(np.int64)  # public 0/1: a local product, no Beaver round
     out = {"obs_ct": obs_ct, "const": const}
     if glm == "linear":
         b = division.div(pm.gmy, gmg, hi=3, x_hi=3)  # g'Mg in [0.5/N, 4], |g'My| < 8
@@ -42,14 +43,14 @@ def finish(ctx, pm: ProjectedMoments, obs_ct: np.ndarray, k: int, glm: str, n_to
         df = np.maximum(obs_ct - k - 1, 1)
         inv = roots.invsqrt(arith.mul(gmg, rss) + const_bit, hi=5)  # g'Mg RSS < 16
         t = arith.mul_public(arith.mul(pm.gmy, inv), np.sqrt(df))
-        both = arith.mul(concat([b, t]), concat([live, live]))
+        both = concat([b, t]) * np.concatenate([live, live])
         opened = ctx.open(both, "gwas.beta_t_stat")
         out["beta"], out["t_stat"] = opened[:V], opened[V:]
     elif glm == "trend":
         inv = roots.invsqrt(arith.mul(gmg, pm.ymy) + const_bit, hi=5)
         r = arith.mul(pm.gmy, inv)
         chisq = arith.mul_public(arith.square(r), obs_ct.astype(np.float64))
-        out["chisq"] = ctx.open(arith.mul(chisq, live), "gwas.chisq")
+        out["chisq"] = ctx.open(chisq * live, "gwas.chisq")
     else:
         raise ValueError(f"unknown test {glm!r}")
     return out
