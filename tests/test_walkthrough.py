@@ -161,7 +161,9 @@ def _compare_with_inprocess(d: Path, cmds: list[list[str]]) -> None:
     assert list(map(int, got["OBS_CT"])) == [int(v) for v in table.obs_ct]
     assert list(got["A1"]) == [str(v) for v in table.a1]
     p_daemon = np.array(got["P"], dtype=float)
-    np.testing.assert_allclose(-np.log10(p_daemon), -np.log10(table.stats["P"]), atol=0.01)
+    # two secure runs differ by their masks and their PCA's secret start: PCs agree to the Krylov stop
+    # (sine of the subspace angle <= 0.02), so PC-adjusted p-values to issue 15's 0.05 (0.019 seen under load)
+    np.testing.assert_allclose(-np.log10(p_daemon), -np.log10(table.stats["P"]), atol=0.05)
     np.testing.assert_allclose(np.array(got["BETA"], dtype=float), table.stats["BETA"], atol=2e-3, rtol=1e-3)
     eig = np.array((d / f"{gp['prefix']}.{params.pheno_name}.eigenval").read_text().split(), dtype=float)
     np.testing.assert_allclose(eig, run.results[0]["pca"]["eigenvalues"], rtol=1e-3)

@@ -10,6 +10,11 @@ Multi-allelic variants are split as plink2 splits them (``--make-pgen
 multiallelics=-``): one row per ALT allele, same CHROM/POS/REF and ID ``.`` (plink2
 leaves split variants without an ID), whose dosage counts that ALT; every other allele
 counts as "not this ALT". The .afreq/.vmiss/.gcount rows then equal plink2's on the split file.
+
+Hard calls of biallelic records are decoded straight from the file to .bed packed codes by
+:mod:`~cipherome.genomics.io.pgen_records` (pgenlib's decoding to int8 alone cost more than
+reading the same data as a .bed); multi-allelic records, dosages and header layouts that
+module leaves alone are read through pgenlib.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ from numba import prange
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import resolve_samples, default_block_size, read_bim
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
-from cipherome.genomics.io.packed import packed_width
+from cipherome.genomics.io.packed import pack_dosage, packed_width, unpack_dosage
+from cipherome.genomics.io.pgen_records import PgenRecords
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar"]
@@ -118,50 +124,66 @@ def read_pvar(path: str | os.PathLike[str]) -> tuple[VariantTable, np.ndarray, n
     """
     path = Path(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.readlines()
-    k = 0
-    while k < len(lines) and lines[k].startswith("##"):
-        k += 1
-    if k >= len(lines) or not lines[k].startswith("#"):
+        text = fh.read()  # one string, split into tokens at once: no Python string per line
+    start, k = 0, 0  # start of line k
+    while text.startswith("##", start):
+        nl = text.find("\n", start)
+        start, k = (len(text) if nl < 0 else nl + 1), k + 1
+    if start >= len(text) or not text.startswith("#", start):
         bim = read_bim(path) if k == 0 else None
         if bim is None:
             raise InputError(f"{path}: no #CHROM header line after the ## lines",
                              kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
         m = len(bim)
         return bim, np.arange(m, dtype=np.int64), np.ones(m, dtype=np.int64), np.arange(0, 2 * m + 1, 2, dtype=np.uintp)
-    cols = lines[k][1:].split()
+    nl = text.find("\n", start)
+    cols = text[start + 1:len(text) if nl < 0 else nl].split()
     need = ["CHROM", "POS", "ID", "REF", "ALT"]
     if any(c not in cols for c in need):
         raise InputError(f"{path}, line {k + 1}: the header must name CHROM POS ID REF ALT (found {' '.join(cols)})",
                          kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
     ic = [cols.index(c) for c in need]
-    body = lines[k + 1:]
-    rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in body]
-    bad = next((i for i, f in enumerate(rows) if len(f) < len(cols)), None)
-    if bad is not None:
-        raise InputError(f"{path}, line {k + 2 + bad}: expected {len(cols)} columns, found {len(rows[bad])}",
-                         kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
-    chrom = [f[ic[0]] for f in rows]
+    body = "" if nl < 0 else text[nl + 1:]
+    nc, m = len(cols), body.count("\n") + (bool(body) and not body.endswith("\n"))
+    tok = body.split()
+    if len(tok) == nc * m and _tabs_per_line_are(body, nc - 1):
+        columns = [tok[i::nc] for i in ic]  # the usual .pvar: one tab-separated token per column
+    else:
+        lines = body.split("\n")[:m]
+        rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in lines]
+        bad = next((i for i, f in enumerate(rows) if len(f) < nc), None)
+        if bad is not None:
+            raise InputError(f"{path}, line {k + 2 + bad}: expected {nc} columns, found {len(rows[bad])}",
+                             kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid')
+        columns = [[f[i].strip() for f in rows] for i in ic]
+    chrom, pos_text, ids, ref, alt = columns
     try:
-        pos = np.array([f[ic[1]] for f in rows], dtype=np.int64)
+        pos = np.array(pos_text, dtype=np.int64)
     except ValueError:
-        bad = next(i for i, f in enumerate(rows) if not f[ic[1]].strip().isdigit())
-        raise InputError(f"{path}, line {k + 2 + bad}: position {rows[bad][ic[1]]!r} is not an integer",
+        bad = next(i for i, t in enumerate(pos_text) if not t.strip().isdigit())
+        raise InputError(f"{path}, line {k + 2 + bad}: position {pos_text[bad]!r} is not an integer",
                          kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid') from None
-    ids = [f[ic[2]] for f in rows]
-    ref = [f[ic[3]] for f in rows]
-    alts = [f[ic[4]].strip().split(",") for f in rows]
+    if "," not in "\t".join(alt):  # biallelic only: one row per record
+        return (VariantTable.from_columns(chrom, pos, ids, ref, alt), np.arange(m, dtype=np.int64),
+                np.ones(m, dtype=np.int64), np.arange(0, 2 * m + 1, 2, dtype=np.uintp))
+    alts = [a.split(",") for a in alt]
     n_alt = np.array([len(a) for a in alts], dtype=np.int64)
-    rec = np.repeat(np.arange(len(rows), dtype=np.int64), n_alt)
-    allele = np.concatenate([np.arange(1, a + 1, dtype=np.int64) for a in n_alt]) if len(rows) else np.zeros(0, np.int64)
-    offsets = np.zeros(len(rows) + 1, dtype=np.uintp)
+    rec = np.repeat(np.arange(m, dtype=np.int64), n_alt)
+    allele = np.concatenate([np.arange(1, a + 1, dtype=np.int64) for a in n_alt])
+    offsets = np.zeros(m + 1, dtype=np.uintp)
     np.cumsum(n_alt + 1, out=offsets[1:])
     ids = np.array(ids, dtype=object)
     ids[n_alt > 1] = "."
     v = VariantTable.from_columns(np.array(chrom, dtype=object)[rec], pos[rec], ids[rec],
-                                  np.array(ref, dtype=object)[rec],
-                                  [a for aa in alts for a in aa])
+                                  np.array(ref, dtype=object)[rec], [a for aa in alts for a in aa])
     return v, rec, allele, offsets
+
+
+def _tabs_per_line_are(text: str, k: int) -> bool:
+    """Whether every line of ``text`` holds exactly ``k`` tab characters."""
+    raw = np.frombuffer((text if text.endswith("\n") else text + "\n").encode(), dtype=np.uint8)
+    tabs = np.cumsum(raw == 9)[raw == 10]
+    return bool(np.all(np.diff(tabs, prepend=0) == k))
 
 
 def _has_dosage_track(pgen: Path) -> bool:
@@ -215,13 +237,17 @@ class PgenReader:
             raise InputError(f"{self.paths['pgen']}: pgenlib cannot open it ({e}); the .pgen, .pvar and .psam"
                              " must come from the same plink2 run",
                              kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid') from None
-        self._buf = None  # int8 scratch rows for read_packed
+        self._records = PgenRecords.open(self.paths["pgen"], len(psam), len(offsets) - 1)
+        self._multi = np.diff(offsets.astype(np.int64)) > 2 if multi else None  # per record: > 2 alleles
+        self._buf = None  # int8 scratch rows for pgenlib's calls
         self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
 
     def close(self) -> None:
         self._pgen.close()
+        if self._records is not None:
+            self._records.close()
 
     def __iter__(self) -> Iterator[GenotypeBlock]:
         return self.blocks()
@@ -244,8 +270,8 @@ class PgenReader:
                 out[sel] = part
         return out
 
-    def read_packed(self, rows: np.ndarray) -> np.ndarray:
-        """Hard calls of ``rows`` as packed .bed codes ``(r, ceil(n/4))`` uint8, packed straight from pgenlib's output."""
+    def _pgenlib_packed(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls of ``rows`` through pgenlib (int8), packed to .bed codes."""
         n = len(self.samples)
         if self._buf is None or self._buf.shape[0] < len(rows):
             self._buf = np.empty((len(rows), n), dtype=np.int8)
@@ -255,10 +281,28 @@ class PgenReader:
             _pack_calls(calls, out)
         return out
 
+    def read_packed(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls of ``rows`` as packed .bed codes ``(r, ceil(n/4))`` uint8.
+
+        Biallelic records are decoded from the file by :class:`PgenRecords` (all samples,
+        then the selected ones taken); rows of multi-allelic records come from pgenlib.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self._records is None:
+            return self._pgenlib_packed(rows)
+        rec = self._rec[rows]
+        out = self._records.packed(rec)
+        if self._index is not None:
+            out = pack_dosage(unpack_dosage(out, self._records.n_samples, self._index))
+        if self._multi is not None:
+            sel = np.flatnonzero(self._multi[rec])
+            if sel.size:
+                out[sel] = self._pgenlib_packed(rows[sel])
+        return out
+
     def read_hard(self, rows: np.ndarray) -> np.ndarray:
         """Hard calls ``(r, n)`` int8 ALT counts, -1 missing, of rows (split variants) in any order."""
-        out = self._read(rows, np.empty((len(rows), len(self.samples)), dtype=np.int8), False)
-        return np.maximum(out, -1, out=out)  # pgenlib writes -9 for a missing call
+        return unpack_dosage(self.read_packed(rows), len(self.samples))
 
     def read_dosage(self, rows: np.ndarray) -> np.ndarray:
         """Dosages ``(r, n)`` float32 ALT counts in [0, 2], NaN missing (the hard call where none is stored)."""
@@ -269,7 +313,8 @@ class PgenReader:
     def blocks(self) -> Iterator[GenotypeBlock]:
         """Yield :class:`GenotypeBlock` s of up to ``block_size`` rows, in file order."""
         for start in range(0, self.n_variants, self.block_size):
-            rows = np.arange(start, min(start + self.block_size, self.n_variants))
+            stop = min(start + self.block_size, self.n_variants)
+            rows = np.arange(start, stop)
             dos = self.read_dosage(rows) if self.has_dosage else None
-            yield GenotypeBlock(self.variants[rows], start, packed=self.read_packed(rows), n_samples=len(self.samples),
+            yield GenotypeBlock(self.variants[start:stop], start, packed=self.read_packed(rows), n_samples=len(self.samples),
                                 float_dosage=dos)
