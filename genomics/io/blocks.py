@@ -2,13 +2,14 @@
 
 A block pairs a :class:`VariantTable` (one row per variant) with the genotypes of those
 variants, held as int8 ALT dosages ``(m, n)`` (0/1/2, -1 missing) and/or as packed
-two-bit codes ``(m, ceil(n/4))``; each form is derived from the other on first use.
+two-bit codes ``(m, ceil(n/4))``; each form is given, made by a source the reader
+passes (a callable), or derived from the other on first use.
 Readers of imputed data (.pgen, BGEN, VCF ``DS``) add ``float_dosage`` ``(m, n)``
 float32 expected ALT counts in [0, 2] (NaN missing) beside the hard calls.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,23 +99,32 @@ class GenotypeBlock:
 
     Attributes: ``variants`` (:class:`VariantTable`, m rows), ``start`` (int),
     ``n_samples`` (int); properties ``dosage`` ``(m, n)`` int8 and ``packed``
-    ``(m, ceil(n/4))`` uint8, each computed from the other on first access;
-    ``float_dosage``: ``(m, n)`` float32 ALT dosages (NaN missing) or None for hard calls only.
+    ``(m, ceil(n/4))`` uint8; ``float_dosage``: ``(m, n)`` float32 ALT dosages (NaN
+    missing) or None for hard calls only.
+
+    Each of ``dosage``/``packed`` is, on first access, the array given for it; else what its
+    source gives (``dosage_source``/``packed_source``: a zero-argument callable, called at
+    most once, e.g. decoding bytes a reader kept for the block); else derived from the
+    other form. A reader that can produce either form directly (a .pgen) gives both sources
+    and a consumer pays only for the form it asks for.
     """
 
-    __slots__ = ("variants", "start", "n_samples", "_dosage", "_packed", "float_dosage")
+    __slots__ = ("variants", "start", "n_samples", "_dosage", "_packed", "_dosage_source", "_packed_source",
+                 "float_dosage")
 
     def __init__(self, variants: VariantTable, start: int, *, dosage: np.ndarray | None = None,
                  packed: np.ndarray | None = None, n_samples: int | None = None,
-                 float_dosage: np.ndarray | None = None):
-        if dosage is None and packed is None:
-            raise ValueError("a block needs dosage or packed genotypes")
+                 float_dosage: np.ndarray | None = None,
+                 dosage_source: Callable[[], np.ndarray] | None = None,
+                 packed_source: Callable[[], np.ndarray] | None = None):
+        if dosage is None and packed is None and dosage_source is None and packed_source is None:
+            raise ValueError("a block needs dosage or packed genotypes (or a source of them)")
         if dosage is not None:
             if dosage.dtype != np.int8 or dosage.ndim != 2:
                 raise ValueError("dosage must be a 2-D int8 array")
             n_samples = dosage.shape[1]
         elif n_samples is None:
-            raise ValueError("packed genotypes need n_samples")
+            raise ValueError("a block without a dosage array needs n_samples")
         m = len(variants)
         if dosage is not None and dosage.shape[0] != m:
             raise ValueError(f"dosage has {dosage.shape[0]} rows for {m} variants")
@@ -128,6 +138,8 @@ class GenotypeBlock:
         self.n_samples = int(n_samples)
         self._dosage = dosage
         self._packed = packed
+        self._dosage_source = dosage_source
+        self._packed_source = packed_source
 
     def __len__(self) -> int:
         return len(self.variants)
@@ -136,12 +148,24 @@ class GenotypeBlock:
     def dosage(self) -> np.ndarray:
         """``(m, n)`` int8 ALT dosage, -1 missing."""
         if self._dosage is None:
-            self._dosage = unpack_dosage(self._packed, self.n_samples)
+            if self._dosage_source is not None:
+                d, self._dosage_source = self._dosage_source(), None
+                if d.dtype != np.int8 or d.shape != (len(self), self.n_samples):
+                    raise ValueError(f"dosage source gave {d.dtype} {d.shape} for {len(self)} x {self.n_samples}")
+            else:
+                d = unpack_dosage(self.packed, self.n_samples)
+            self._dosage = d
         return self._dosage
 
     @property
     def packed(self) -> np.ndarray:
         """``(m, ceil(n/4))`` uint8 two-bit codes (see :mod:`cipherome.genomics.io.packed`)."""
         if self._packed is None:
-            self._packed = pack_dosage(self._dosage)
+            if self._packed_source is not None:
+                p, self._packed_source = self._packed_source(), None
+                if p.dtype != np.uint8 or p.shape != (len(self), packed_width(self.n_samples)):
+                    raise ValueError(f"packed source gave {p.dtype} {p.shape} for {len(self)} x {self.n_samples}")
+            else:
+                p = pack_dosage(self.dosage)
+            self._packed = p
         return self._packed

@@ -11,15 +11,19 @@ multiallelics=-``): one row per ALT allele, same CHROM/POS/REF and ID ``.`` (pli
 leaves split variants without an ID), whose dosage counts that ALT; every other allele
 counts as "not this ALT". The .afreq/.vmiss/.gcount rows then equal plink2's on the split file.
 
-Hard calls of biallelic records are decoded straight from the file to .bed packed codes by
+Hard calls of biallelic records are decoded straight from the file by
 :mod:`~cipherome.genomics.io.pgen_records` (pgenlib's decoding to int8 alone cost more than
-reading the same data as a .bed); multi-allelic records, dosages and header layouts that
-module leaves alone are read through pgenlib.
+reading the same data as a .bed): a block keeps its records' bytes and decodes them to
+int8 calls or to .bed packed codes, whichever is asked for first (the other form is decoded
+again from the bytes when asked for too); multi-allelic records, dosages and header layouts
+that module leaves alone are read through pgenlib.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,7 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import resolve_samples, default_block_size, read_bim
 from cipherome.genomics.io.blocks import GenotypeBlock, SampleTable, VariantTable
 from cipherome.genomics.io.packed import pack_dosage, packed_width, unpack_dosage
-from cipherome.genomics.io.pgen_records import PgenRecords
+from cipherome.genomics.io.pgen_records import PgenRecords, RecordBytes
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["PgenReader", "pfile_paths", "read_psam", "read_pvar"]
@@ -202,6 +206,16 @@ def _has_dosage_track(pgen: Path) -> bool:
     return head[2] == 0x10 and len(head) == 12 and (head[11] & 15) >= 4
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """Hard calls of some rows as read from the file: biallelic records' bytes (None: none decoded directly)
+    and pgenlib's int8 calls ``multi_calls`` of the rows at positions ``multi``."""
+
+    records: RecordBytes | None
+    multi: np.ndarray
+    multi_calls: np.ndarray
+
+
 class PgenReader:
     """A PLINK 2 fileset opened for block reading; checks the three files agree on open.
 
@@ -239,7 +253,6 @@ class PgenReader:
                              kind='its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid') from None
         self._records = PgenRecords.open(self.paths["pgen"], len(psam), len(offsets) - 1)
         self._multi = np.diff(offsets.astype(np.int64)) > 2 if multi else None  # per record: > 2 alleles
-        self._buf = None  # int8 scratch rows for pgenlib's calls
         self.block_size = int(block_size) if block_size else default_block_size(len(self.samples))
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
@@ -270,39 +283,61 @@ class PgenReader:
                 out[sel] = part
         return out
 
+    def _pgenlib_calls(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls ``(r, n)`` int8 of ``rows`` through pgenlib, -1 missing."""
+        calls = self._read(rows, np.empty((len(rows), len(self.samples)), dtype=np.int8), False)
+        return np.maximum(calls, -1, out=calls)
+
     def _pgenlib_packed(self, rows: np.ndarray) -> np.ndarray:
-        """Hard calls of ``rows`` through pgenlib (int8), packed to .bed codes."""
-        n = len(self.samples)
-        if self._buf is None or self._buf.shape[0] < len(rows):
-            self._buf = np.empty((len(rows), n), dtype=np.int8)
-        calls = self._read(rows, self._buf[:len(rows)], False)
-        out = np.empty((len(rows), packed_width(n)), dtype=np.uint8)
+        """Hard calls of ``rows`` through pgenlib, packed to .bed codes."""
+        return self._pack(self._pgenlib_calls(rows))
+
+    def _pack(self, calls: np.ndarray) -> np.ndarray:
+        out = np.empty((len(calls), packed_width(len(self.samples))), dtype=np.uint8)
         if out.size:
             _pack_calls(calls, out)
         return out
 
-    def read_packed(self, rows: np.ndarray) -> np.ndarray:
-        """Hard calls of ``rows`` as packed .bed codes ``(r, ceil(n/4))`` uint8.
+    def _stored(self, rows: np.ndarray) -> _Stored:
+        """Read what the hard calls of ``rows`` need from the file now; :meth:`_calls_of`/:meth:`_packed_of` decode it.
 
-        Biallelic records are decoded from the file by :class:`PgenRecords` (all samples,
-        then the selected ones taken); rows of multi-allelic records come from pgenlib.
+        Biallelic records: their bytes (:class:`PgenRecords`, all samples, decoded later);
+        rows of multi-allelic records (or every row, where the direct path does not
+        apply): pgenlib's int8 calls.
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if self._records is None:
-            return self._pgenlib_packed(rows)
+            return _Stored(None, np.arange(len(rows)), self._pgenlib_calls(rows))
         rec = self._rec[rows]
-        out = self._records.packed(rec)
+        multi = np.flatnonzero(self._multi[rec]) if self._multi is not None else np.empty(0, dtype=np.int64)
+        return _Stored(self._records.read(rec), multi, self._pgenlib_calls(rows[multi]))
+
+    def _calls_of(self, st: _Stored) -> np.ndarray:
+        """int8 calls ``(r, n)`` of stored rows: records decoded straight to int8 (a subset: from packed codes)."""
+        if st.records is None:
+            return st.multi_calls
+        n = self._records.n_samples
+        out = st.records.calls() if self._index is None else unpack_dosage(st.records.packed(), n, self._index)
+        out[st.multi] = st.multi_calls
+        return out
+
+    def _packed_of(self, st: _Stored) -> np.ndarray:
+        """.bed packed codes ``(r, ceil(n/4))`` of stored rows."""
+        if st.records is None:
+            return self._pack(st.multi_calls)
+        out = st.records.packed()
         if self._index is not None:
             out = pack_dosage(unpack_dosage(out, self._records.n_samples, self._index))
-        if self._multi is not None:
-            sel = np.flatnonzero(self._multi[rec])
-            if sel.size:
-                out[sel] = self._pgenlib_packed(rows[sel])
+        out[st.multi] = self._pack(st.multi_calls)
         return out
+
+    def read_packed(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls of ``rows`` as packed .bed codes ``(r, ceil(n/4))`` uint8."""
+        return self._packed_of(self._stored(rows))
 
     def read_hard(self, rows: np.ndarray) -> np.ndarray:
         """Hard calls ``(r, n)`` int8 ALT counts, -1 missing, of rows (split variants) in any order."""
-        return unpack_dosage(self.read_packed(rows), len(self.samples))
+        return self._calls_of(self._stored(rows))
 
     def read_dosage(self, rows: np.ndarray) -> np.ndarray:
         """Dosages ``(r, n)`` float32 ALT counts in [0, 2], NaN missing (the hard call where none is stored)."""
@@ -316,5 +351,9 @@ class PgenReader:
             stop = min(start + self.block_size, self.n_variants)
             rows = np.arange(start, stop)
             dos = self.read_dosage(rows) if self.has_dosage else None
-            yield GenotypeBlock(self.variants[start:stop], start, packed=self.read_packed(rows), n_samples=len(self.samples),
-                                float_dosage=dos)
+            st = self._stored(rows)  # read now, decoded to the form the consumer asks for
+            if st.records is None:
+                yield GenotypeBlock(self.variants[start:stop], start, dosage=st.multi_calls, float_dosage=dos)
+            else:
+                yield GenotypeBlock(self.variants[start:stop], start, n_samples=len(self.samples), float_dosage=dos,
+                                    dosage_source=partial(self._calls_of, st), packed_source=partial(self._packed_of, st))

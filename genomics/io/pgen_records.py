@@ -18,18 +18,20 @@ whole byte of four codes that is ``b ^ 0xFF ^ ((b >> 1) & 0x55)``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import CHANGED_KIND
 from cipherome.genomics.io.packed import packed_width
 from cipherome.genomics.local.threads import twin_kernel
 
-__all__ = ["PgenRecords", "PGEN_KIND"]
+__all__ = ["PgenRecords", "RecordBytes", "PGEN_KIND"]
 
 #: public kind of an InputError for a .pgen that is not what its header or its .pvar/.psam say
 PGEN_KIND = "its PLINK 2 fileset (.pgen/.pvar/.psam) is invalid"
@@ -38,18 +40,22 @@ _VBLOCK = 1 << 16  # variants per header block (kPglVblockSize)
 _DIFFLIST_GROUP = 64  # sample IDs per difflist group (kPglDifflistGroupSize)
 
 
-def _expand_table() -> np.ndarray:
-    """``[c0, c1, byte]`` -> the 16 bits of eight 2-bit lanes, lane t = c1 where bit t of byte is set, else c0."""
+def _expand_table(lanes: np.ndarray, bits_per_lane: int) -> np.ndarray:
+    """``[c0, c1, byte]`` -> eight lanes of ``bits_per_lane`` bits: lane t holds ``lanes[c1]`` where bit t of byte is set, else ``lanes[c0]``."""
     t = np.zeros((4, 4, 256), dtype=np.uint64)
     bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
     for c0 in range(4):
         for c1 in range(4):
-            t[c0, c1] = (np.where(bits, c1, c0) << (2 * np.arange(8))).sum(axis=1)
+            t[c0, c1] = (np.where(bits, lanes[c1], lanes[c0]).astype(np.uint64) << (bits_per_lane * np.arange(8, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
     return t
 
 
-#: the 1-bit track expanded eight samples (one byte) at a time
-_EXPAND = _expand_table()
+#: .pgen code -> .bed code, and -> int8 ALT count (as an unsigned byte, 0xFF = -1 missing)
+_TO_BED = np.array([0b11, 0b10, 0b00, 0b01])
+_TO_CALL = np.array([0, 1, 2, 0xFF])
+#: the 1-bit track expanded eight samples (one byte) at a time, to .bed codes and to int8 calls
+_EXPAND = _expand_table(_TO_BED, 2)
+_EXPAND_CALLS = _expand_table(_TO_CALL, 8)
 
 # kernel error codes (per record)
 _OK, _BAD = 0, 1
@@ -57,8 +63,168 @@ _OK, _BAD = 0, 1
 
 @numba.njit(cache=True, nogil=True)
 def _code(v):  # pragma: no cover - compiled
-    """.pgen code 0..3 -> .bed code."""
+    """.pgen code -> .bed code."""
     return (v ^ 3) ^ (v >> 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _call(v):  # pragma: no cover - compiled
+    """.pgen code -> int8 ALT count (3 missing -> -1)."""
+    return v if v < 3 else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread(x):  # pragma: no cover - compiled
+    """16 bits = eight 2-bit .pgen codes -> eight int8 calls in one uint64 (code 3 -> 0xFF, i.e. -1)."""
+    y = (x & np.uint64(0xFF)) | ((x & np.uint64(0xFF00)) << np.uint64(24))
+    y = (y & np.uint64(0x0000000F0000000F)) | ((y & np.uint64(0x000000F0000000F0)) << np.uint64(12))
+    y = (y & np.uint64(0x0003000300030003)) | ((y & np.uint64(0x000C000C000C000C)) << np.uint64(6))
+    three = y & (y >> np.uint64(1)) & np.uint64(0x0101010101010101)
+    return y | (three * np.uint64(0xFF))
+
+
+# Output writers. One record walker (below) fills either output: a row of .bed packed codes
+# (uint8, ceil(n/4) bytes) or a row of int8 calls (n bytes); each writer is a Python stub whose
+# numba implementation is chosen by the row's dtype when the walker is compiled.
+
+def _fill(row, n, v):
+    """Every sample of ``row`` gets .pgen code ``v``."""
+
+
+def _put(row, sid, v):
+    """Sample ``sid`` of ``row`` gets .pgen code ``v``."""
+
+
+def _plain(buf, pos, row, n, bed):
+    """A 2-bit track of ``n`` codes at ``buf[pos]`` (.pgen codes, or .bed codes if ``bed``) -> ``row``."""
+
+
+def _one_bit(buf, pos, row, n, tab):
+    """A 1-bit track of ``n`` samples at ``buf[pos]`` -> ``row`` through ``tab[byte]`` (eight lanes per byte)."""
+
+
+def _swap_homs(row, n):
+    """Exchange hom REF and hom ALT in ``row``."""
+
+
+def _is_packed(row):
+    return isinstance(row, types.Array) and row.dtype == types.uint8
+
+
+@overload(_fill)
+def _fill_impl(row, n, v):
+    if _is_packed(row):
+        def fill(row, n, v):
+            row[:] = _code(v) * 0x55
+            if n & 3:  # padding lanes of the last byte are 0, as in a .bed
+                row[row.shape[0] - 1] &= (1 << (2 * (n & 3))) - 1
+        return fill
+    return lambda row, n, v: row.fill(_call(v))
+
+
+@overload(_put)
+def _put_impl(row, sid, v):
+    if _is_packed(row):
+        def put(row, sid, v):
+            j = sid >> 2
+            sh = 2 * (sid & 3)
+            row[j] = (np.int64(row[j]) & ~(3 << sh)) | (_code(v) << sh)
+        return put
+
+    def put_call(row, sid, v):
+        row[sid] = _call(v)
+    return put_call
+
+
+@overload(_plain)
+def _plain_impl(buf, pos, row, n, bed):
+    if _is_packed(row):
+        def plain(buf, pos, row, n, bed):  # whole 8-byte words through the byte formula, then the tail
+            w = row.shape[0]
+            nw = 0 if bed else w // 8  # a PLINK 1 .bed record: the codes already
+            if bed:
+                row[:] = buf[pos:pos + w]
+            words = row[:8 * nw].view(np.uint64)
+            for j in range(nw):
+                x = np.uint64(0)
+                for t in range(8):
+                    x |= np.uint64(buf[pos + 8 * j + t]) << np.uint64(8 * t)
+                words[j] = ~x ^ ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+            for j in range(8 * nw, w if not bed else 0):
+                b = buf[pos + j]
+                row[j] = b ^ 0xFF ^ ((b >> 1) & 0x55)
+            if n & 3:
+                row[w - 1] &= (1 << (2 * (n & 3))) - 1
+        return plain
+
+    def plain_calls(buf, pos, row, n, bed):  # two input bytes -> eight calls in one word
+        nw = n // 8
+        words = row[:8 * nw].view(np.uint64)
+        for j in range(nw):
+            x = np.uint64(buf[pos + 2 * j]) | (np.uint64(buf[pos + 2 * j + 1]) << np.uint64(8))
+            if bed:  # .bed code c -> .pgen code: h ^ (h >> 1) with h = c ^ 3
+                x ^= np.uint64(0xFFFF)
+                x ^= (x >> np.uint64(1)) & np.uint64(0x5555)
+            words[j] = _spread(x)
+        for i in range(8 * nw, n):
+            v = (np.int64(buf[pos + (i >> 2)]) >> (2 * (i & 3))) & 3
+            if bed:
+                v ^= 3
+                v ^= v >> 1
+            row[i] = _call(v)
+    return plain_calls
+
+
+@overload(_one_bit)
+def _one_bit_impl(buf, pos, row, n, tab):
+    if _is_packed(row):
+        def one_bit(buf, pos, row, n, tab):  # four input bytes -> one 8-byte output word
+            w = row.shape[0]
+            nb = (n + 7) // 8
+            nw = w // 8
+            words = row[:8 * nw].view(np.uint64)
+            for j in range(nw):
+                s4 = pos + 4 * j
+                words[j] = (tab[buf[s4]] | (tab[buf[s4 + 1]] << np.uint64(16)) | (tab[buf[s4 + 2]] << np.uint64(32))
+                            | (tab[buf[s4 + 3]] << np.uint64(48)))
+            for j in range(4 * nw, nb):
+                v = tab[buf[pos + j]]
+                row[2 * j] = v & np.uint64(0xFF)
+                if 2 * j + 1 < w:
+                    row[2 * j + 1] = v >> np.uint64(8)
+            if n & 3:
+                row[w - 1] &= (1 << (2 * (n & 3))) - 1
+        return one_bit
+
+    def one_bit_calls(buf, pos, row, n, tab):  # one input byte -> one 8-byte output word
+        nw = n // 8
+        words = row[:8 * nw].view(np.uint64)
+        for j in range(nw):
+            words[j] = tab[buf[pos + j]]
+        if nw * 8 < n:
+            v = tab[buf[pos + nw]]
+            for i in range(8 * nw, n):
+                row[i] = np.int8(np.uint8((v >> np.uint64(8 * (i - 8 * nw))) & np.uint64(0xFF)))
+    return one_bit_calls
+
+
+@overload(_swap_homs)
+def _swap_homs_impl(row, n):
+    if _is_packed(row):
+        def swap(row, n):  # exchange 0b11 and 0b00 (lanes whose two bits are equal)
+            for j in range(row.shape[0]):
+                x = np.int64(row[j])
+                eq = ~(x ^ (x >> 1)) & 0x55
+                row[j] = x ^ (eq | (eq << 1))
+            if n & 3:  # padding lanes 0b00 became 0b11
+                row[row.shape[0] - 1] &= (1 << (2 * (n & 3))) - 1
+        return swap
+
+    def swap_calls(row, n):
+        for i in range(n):
+            if row[i] >= 0:
+                row[i] = 2 - row[i]
+    return swap_calls
 
 
 @numba.njit(cache=True, nogil=True)
@@ -78,7 +244,7 @@ def _vint(buf, pos, end):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _apply_difflist(buf, pos, end, n, id_bytes, row):  # pragma: no cover - compiled
-    """Overwrite the calls a difflist names in ``row`` (.bed codes); returns an error code.
+    """Overwrite the calls a difflist names in ``row`` (either output); returns an error code.
 
     Layout (``pgenlib_misc.h``): length L (varint); for each group of 64 entries the first
     sample ID (``id_bytes`` bytes, little-endian); one byte per group but the last (a size
@@ -114,32 +280,17 @@ def _apply_difflist(buf, pos, end, n, id_bytes, row):  # pragma: no cover - comp
             if sid >= n:
                 return _BAD
             k = k0 + t
-            if (k & 3) == 0:  # four .pgen codes -> four .bed codes
-                cb = np.int64(buf[codes + (k >> 2)])
-                cb = cb ^ 0xFF ^ ((cb >> 1) & 0x55)
-            j = sid >> 2
-            sh = 2 * (sid & 3)
-            row[j] = (np.int64(row[j]) & ~(3 << sh)) | (((cb >> (2 * (k & 3))) & 3) << sh)
+            _put(row, sid, (np.int64(buf[codes + (k >> 2)]) >> (2 * (k & 3))) & 3)
     return _OK
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_main(buf, pos, end, low3, n, id_bytes, expand, row):  # pragma: no cover - compiled
+def _decode_main(buf, pos, end, low3, n, id_bytes, bed, expand, row):  # pragma: no cover - compiled
     """Decode one record's main track that does not refer to another record into ``row``; error code."""
-    w = row.shape[0]
-    if low3 == 0:  # plain 2-bit: whole 8-byte words through the byte formula, then the tail
-        if end - pos < w:
+    if bed or low3 == 0:  # plain 2-bit
+        if end - pos < (n + 3) // 4:
             return _BAD
-        nw = w // 8
-        words = row[:8 * nw].view(np.uint64)
-        for j in range(nw):
-            x = np.uint64(0)
-            for t in range(8):
-                x |= np.uint64(buf[pos + 8 * j + t]) << np.uint64(8 * t)
-            words[j] = ~x ^ ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-        for j in range(8 * nw, w):
-            b = buf[pos + j]
-            row[j] = b ^ 0xFF ^ ((b >> 1) & 0x55)
+        _plain(buf, pos, row, n, bed)
         return _OK
     if low3 == 1:  # 1 byte (two common codes), 1 bit per sample, then a difflist of the rest
         nb = (n + 7) // 8
@@ -150,49 +301,30 @@ def _decode_main(buf, pos, end, low3, n, id_bytes, expand, row):  # pragma: no c
         hi = unset + (c & 3)
         if hi > 3:
             return _BAD
-        tab = expand[_code(unset), _code(hi)]
-        src = pos + 1
-        nw = w // 8  # output words of 8 bytes = 4 input bytes
-        words = row[:8 * nw].view(np.uint64)
-        for j in range(nw):
-            s4 = src + 4 * j
-            words[j] = (tab[buf[s4]] | (tab[buf[s4 + 1]] << np.uint64(16)) | (tab[buf[s4 + 2]] << np.uint64(32))
-                        | (tab[buf[s4 + 3]] << np.uint64(48)))
-        for j in range(4 * nw, nb):
-            v = tab[buf[src + j]]
-            row[2 * j] = v & np.uint64(0xFF)
-            if 2 * j + 1 < w:
-                row[2 * j + 1] = v >> np.uint64(8)
-        return _apply_difflist(buf, src + nb, end, n, id_bytes, row)
+        _one_bit(buf, pos + 1, row, n, expand[unset, hi])
+        return _apply_difflist(buf, pos + 1 + nb, end, n, id_bytes, row)
     if low3 == 5:  # every call hom REF, nothing stored
-        for j in range(w):
-            row[j] = 0xFF
+        _fill(row, n, 0)
         return _OK
     if low3 == 4 or low3 == 6 or low3 == 7:  # one common code (low 2 bits) and a difflist
-        fill = _code(low3 & 3) * 0x55
-        for j in range(w):
-            row[j] = fill
+        _fill(row, n, low3 & 3)
         return _apply_difflist(buf, pos, end, n, id_bytes, row)
     return _BAD
 
 
-@numba.njit(cache=True, nogil=True)
-def _mask_padding(row, n):  # pragma: no cover - compiled
-    if n & 3:
-        row[row.shape[0] - 1] &= (1 << (2 * (n & 3))) - 1
-
-
 def _decode_kernel(buf, offsets, vrtypes, groups, n, id_bytes, plink1, expand, out, err):  # pragma: no cover - compiled
-    """Records ``i`` (bytes ``buf[offsets[i]:offsets[i+1]]``, type ``vrtypes[i]``) -> ``out[i]`` .bed codes.
+    """Records ``i`` (bytes ``buf[offsets[i]:offsets[i+1]]``, type ``vrtypes[i]``) -> row ``out[i]``.
 
+    ``out`` is uint8 ``(r, ceil(n/4))`` for .bed packed codes (padding lanes 0, as in a
+    .bed; ``expand`` = ``_EXPAND``) or int8 ``(r, n)`` for ALT counts, -1 missing
+    (``expand`` = ``_EXPAND_CALLS``): the walk is the same, the writers differ.
     ``groups`` (g + 1,) cuts the records into runs that each start with a record standing
     alone and go on with the LD-compressed records (vrtype low bits 010/011) that refer to
     it: one parallel loop over the runs, each run in order. An LD-compressed row is a copy
     of its run's first row with its difflist applied, and for 011 hom REF and hom ALT
-    exchanged. Padding lanes of the last byte are 0, as in a .bed. ``err[i]`` is 1 where a
-    record does not parse (cut short, an ID beyond the sample count; or its run's base did not).
+    exchanged. ``err[i]`` is 1 where a record does not parse (cut short, an ID beyond the
+    sample count; or its run's base did not).
     """
-    w = out.shape[1]
     for g in prange(groups.shape[0] - 1):
         b = groups[g]
         for i in range(b, groups[g + 1]):
@@ -204,24 +336,12 @@ def _decode_kernel(buf, offsets, vrtypes, groups, n, id_bytes, plink1, expand, o
                 if err[b]:
                     err[i] = _BAD
                     continue
-                src = out[b]
-                for j in range(w):
-                    row[j] = src[j]
+                row[:] = out[b]
                 err[i] = _apply_difflist(buf, s, e, n, id_bytes, row)
-                if low3 == 3:  # exchange 0b11 and 0b00 (lanes whose two bits are equal)
-                    for j in range(w):
-                        x = np.int64(row[j])
-                        eq = ~(x ^ (x >> 1)) & 0x55
-                        row[j] = x ^ (eq | (eq << 1))
-            elif plink1:  # PLINK 1 .bed codes already
-                if e - s < w:
-                    err[i] = _BAD
-                    continue
-                for j in range(w):
-                    row[j] = buf[s + j]
+                if low3 == 3:
+                    _swap_homs(row, n)
             else:
-                err[i] = _decode_main(buf, s, e, low3, n, id_bytes, expand, row)
-            _mask_padding(row, n)
+                err[i] = _decode_main(buf, s, e, low3, n, id_bytes, plink1, expand, row)
 
 
 _decode = twin_kernel(_decode_kernel)
@@ -255,7 +375,6 @@ class PgenRecords:
         self._fh = open(self.path, "rb")  # closed by close()
         st = os.fstat(self._fh.fileno())
         self._stamp = (st.st_size, st.st_mtime_ns)
-        self._scratch = np.empty(0, dtype=np.uint8)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], n_samples: int, n_records: int) -> PgenRecords | None:
@@ -348,10 +467,8 @@ class PgenRecords:
                           " fileset is complete", kind=CHANGED_KIND)
 
     def _pread(self, lo: int, hi: int) -> np.ndarray:
-        """Bytes ``lo .. hi`` of the file, in a scratch buffer reused by the next read (no fresh pages to fault in)."""
-        if self._scratch.size < hi - lo:
-            self._scratch = np.empty(hi - lo, dtype=np.uint8)
-        buf = self._scratch[:hi - lo]
+        """Bytes ``lo .. hi`` of the file, in a new array (a block keeps it until it is decoded)."""
+        buf = np.empty(hi - lo, dtype=np.uint8)
         view = memoryview(buf).cast("B")
         got = 0
         while got < buf.size:
@@ -369,40 +486,88 @@ class PgenRecords:
         stand = np.flatnonzero(self.vrtypes[lo:rec] & 6 != 2)
         return lo + int(stand[-1])
 
-    def _span(self, first: int, last: int) -> np.ndarray:
-        """Decode records ``start .. last`` where start is ``first`` or its LD base; rows ``(last + 1 - start, w)``."""
+    def _run(self, first: int, last: int, take) -> _Run:
+        """The bytes of records ``start .. last`` (start: ``first`` or its LD base); ``take`` picks rows of it."""
         start = self._ld_start(first)
         lo, hi = int(self.offsets[start]), int(self.offsets[last + 1])
-        buf = self._pread(lo, hi)
-        offsets = self.offsets[start:last + 2] - lo
         vrt = self.vrtypes[start:last + 1]
         groups = np.append(np.flatnonzero(vrt & 6 != 2), len(vrt)).astype(np.int64)
-        out = np.empty((len(vrt), packed_width(self.n_samples)), dtype=np.uint8)
-        err = np.zeros(len(vrt), dtype=np.uint8)
-        _decode(buf, offsets, vrt, groups, self.n_samples, self._id_bytes, self._plink1, _EXPAND, out, err)
-        if err.any():
-            bad = start + int(np.flatnonzero(err)[0])
-            raise _invalid(self.path, f"variant record {bad + 1} does not parse (cut short or damaged)")
-        return out[first - start:]
+        take = slice(first - start, None) if take is None else np.asarray(take) - start
+        return _Run(start, self._pread(lo, hi), self.offsets[start:last + 2] - lo, vrt, groups, take)
 
-    def packed(self, records: np.ndarray) -> np.ndarray:
-        """.bed packed codes ``(len(records), ceil(n/4))`` uint8 of the main tracks of ``records`` (any order)."""
+    def read(self, records: np.ndarray) -> RecordBytes:
+        """Read the stored bytes of ``records`` (any order, repeats allowed) now; decode them later."""
         rec = np.asarray(records, dtype=np.int64).reshape(-1)
-        w = packed_width(self.n_samples)
-        if not rec.size:
-            return np.empty((0, w), dtype=np.uint8)
-        if rec.min() < 0 or rec.max() >= self.n_records:
+        if rec.size and (rec.min() < 0 or rec.max() >= self.n_records):
             raise IndexError(f"record index out of range [0, {self.n_records})")
         st = os.fstat(self._fh.fileno())
         if (st.st_size, st.st_mtime_ns) != self._stamp:
             raise self._changed("size or modification time changed")
+        if not rec.size:
+            return RecordBytes(self, [], None)
         first, last = int(rec[0]), int(rec[-1])
         if last - first + 1 == rec.size and np.all(np.diff(rec) == 1):
-            return self._span(first, last)  # a block of consecutive records, the common case
+            return RecordBytes(self, [self._run(first, last, None)], None)  # consecutive records, the common case
         uniq, inv = np.unique(rec, return_inverse=True)
         cuts = np.flatnonzero(np.diff(uniq) > 64) + 1  # one read per run of nearby records
-        out = np.empty((uniq.size, w), dtype=np.uint8)
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, uniq.size]):
-            span = self._span(int(uniq[a]), int(uniq[b - 1]))
-            out[a:b] = span[uniq[a:b] - uniq[a]]
-        return out[inv.reshape(-1)]
+        runs = [self._run(int(uniq[a]), int(uniq[b - 1]), uniq[a:b]) for a, b in zip(np.r_[0, cuts], np.r_[cuts, uniq.size])]
+        return RecordBytes(self, runs, inv.reshape(-1))
+
+    def packed(self, records: np.ndarray) -> np.ndarray:
+        """.bed packed codes ``(len(records), ceil(n/4))`` uint8 of the main tracks of ``records`` (any order)."""
+        return self.read(records).packed()
+
+    def calls(self, records: np.ndarray) -> np.ndarray:
+        """int8 ALT counts ``(len(records), n)`` (-1 missing) of the main tracks of ``records`` (any order)."""
+        return self.read(records).calls()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Stored bytes of records ``start ..`` (``offsets`` relative to ``buf``), and which decoded rows to keep."""
+
+    start: int
+    buf: np.ndarray
+    offsets: np.ndarray
+    vrtypes: np.ndarray
+    groups: np.ndarray
+    take: slice | np.ndarray
+
+
+class RecordBytes:
+    """The stored bytes of some records of one .pgen, read by :meth:`PgenRecords.read`, decoded on demand.
+
+    :meth:`packed` gives .bed packed codes, :meth:`calls` int8 ALT counts (-1 missing),
+    decoded from the same bytes by the same kernel; rows in the order the records were
+    asked for. Each call decodes again: the caller keeps what it needs. Decoding needs no
+    open file, so a block can hold a ``RecordBytes`` after its reader moved on.
+    """
+
+    def __init__(self, owner: PgenRecords, runs: list[_Run], order: np.ndarray | None):
+        self._path, self._n, self._id_bytes, self._plink1 = owner.path, owner.n_samples, owner._id_bytes, owner._plink1
+        self._runs = runs
+        self._order = order
+        self.n_rows = sum(len(r.vrtypes[r.take]) for r in runs) if order is None else len(order)
+
+    def _decode(self, width: int, dtype, expand: np.ndarray) -> np.ndarray:
+        parts = []
+        for r in self._runs:
+            out = np.empty((len(r.vrtypes), width), dtype=dtype)
+            err = np.zeros(len(r.vrtypes), dtype=np.uint8)
+            _decode(r.buf, r.offsets, r.vrtypes, r.groups, self._n, self._id_bytes, self._plink1, expand, out, err)
+            if err.any():
+                bad = r.start + int(np.flatnonzero(err)[0])
+                raise _invalid(self._path, f"variant record {bad + 1} does not parse (cut short or damaged)")
+            parts.append(out[r.take])
+        if not parts:
+            return np.empty((0, width), dtype=dtype)
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return rows if self._order is None else rows[self._order]
+
+    def packed(self) -> np.ndarray:
+        """.bed packed codes ``(r, ceil(n/4))`` uint8 (padding lanes 0)."""
+        return self._decode(packed_width(self._n), np.uint8, _EXPAND)
+
+    def calls(self) -> np.ndarray:
+        """int8 ALT counts ``(r, n)``, -1 missing."""
+        return self._decode(self._n, np.int8, _EXPAND_CALLS)
