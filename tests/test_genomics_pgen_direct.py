@@ -18,6 +18,7 @@ import pytest
 from genomics_files import needs_plink2, plink2
 
 from cipherome.genomics.errors import InputError
+from cipherome.genomics.io.packed import unpack_dosage
 from cipherome.genomics.io.pgen import PgenReader
 from cipherome.genomics.io.pgen_records import PGEN_KIND, PgenRecords
 
@@ -97,10 +98,21 @@ def _same_as_pgenlib(reader: PgenReader, rng: np.random.Generator) -> None:
     assert np.array_equal(reader.read_packed(every), reader._pgenlib_packed(every))
     shuffled = rng.choice(m, size=2 * m)  # any order, repeats, LD records without their base
     assert np.array_equal(reader.read_hard(shuffled), _pgenlib_hard(reader, shuffled))
-    blocks = np.concatenate([b.dosage for b in PgenReader(reader.paths["pgen"].with_suffix(""),
-                                                          samples=None if reader._index is None else reader._index,
-                                                          block_size=7).blocks()])
-    assert np.array_equal(blocks, _pgenlib_hard(reader, every))
+    # blocks keep their records' bytes: int8 calls and packed codes decoded on demand, asked in either order
+    blocks = list(PgenReader(reader.paths["pgen"].with_suffix(""), samples=None if reader._index is None else reader._index,
+                             block_size=7).blocks())
+    for k, b in enumerate(blocks):
+        if k % 2:
+            b.packed
+    assert np.array_equal(np.concatenate([b.dosage for b in blocks]), _pgenlib_hard(reader, every))
+    assert np.array_equal(np.concatenate([b.packed for b in blocks]), reader._pgenlib_packed(every))
+    if reader._records is not None:  # the int8 decoder alone, without pgenlib's multi-allelic rows
+        biallelic = np.flatnonzero(reader._allele == 1)
+        for rows in (biallelic, shuffled[np.isin(shuffled, biallelic)]):
+            r = reader._rec[rows]
+            assert np.array_equal(reader._records.calls(r), unpack_dosage(reader._records.packed(r), reader._records.n_samples))
+        if reader._multi is None and reader._index is None:
+            assert np.array_equal(reader._records.calls(reader._rec[biallelic]), _pgenlib_hard(reader, biallelic))
 
 
 @needs_plink2

@@ -8,6 +8,7 @@ import pytest
 from genomics_files import expected_dosage, make_vcf, needs_plink2, plink2, write_bfile, write_sex_file
 
 from cipherome.genomics.io.bed import BedReader, read_bim, read_fam
+from cipherome.genomics.io.blocks import GenotypeBlock, VariantTable
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.packed import pack_dosage, swap_alleles, unpack_dosage
 from cipherome.genomics.io.vcf import VcfReader
@@ -177,6 +178,36 @@ def test_not_a_vcf(tmp_path):
 
 
 # --- PLINK 1 .bed ------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 5, 8, 13])
+def test_genotype_block_sources(n):
+    """A block made from sources gives the same arrays as one made from arrays, asked in either order."""
+    g = np.random.default_rng(n).integers(-1, 3, size=(6, n)).astype(np.int8)
+    p = pack_dosage(g)
+    v = VariantTable.from_columns(["1"] * 6, np.arange(6) + 1, ["."] * 6, ["A"] * 6, ["C"] * 6)
+    calls = []
+
+    def source(a, name):
+        def make():
+            calls.append(name)
+            return a.copy()
+        return make
+
+    for kw in ({"dosage_source": source(g, "d"), "packed_source": source(p, "p")},
+               {"dosage_source": source(g, "d")}, {"packed_source": source(p, "p")}):
+        for first in ("dosage", "packed"):
+            calls.clear()
+            b = GenotypeBlock(v, 0, n_samples=n, **kw)
+            getattr(b, first)
+            assert np.array_equal(b.dosage, g) and np.array_equal(b.packed, p)
+            assert np.array_equal(b.dosage, GenotypeBlock(v, 0, packed=p, n_samples=n).dosage)
+            assert np.array_equal(b.packed, GenotypeBlock(v, 0, dosage=g).packed)
+            assert sorted(calls) == sorted(k[0] for k in kw), "each source given is called, and once"
+    with pytest.raises(ValueError, match="source gave"):
+        GenotypeBlock(v, 0, n_samples=n, dosage_source=lambda: g[:3]).dosage
+    with pytest.raises(ValueError, match="needs dosage or packed"):
+        GenotypeBlock(v, 0, n_samples=n)
+
 
 def _small_bfile(tmp_path: Path, m: int = 9, n: int = 7) -> tuple[Path, np.ndarray]:
     g = np.random.default_rng(1).integers(-1, 3, size=(m, n)).astype(np.int8)
