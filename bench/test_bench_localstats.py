@@ -9,8 +9,9 @@ under ``$CIPHEROME_BENCH_DATA`` (default: the system temp folder), never in the 
   missing calls, written straight from numpy (packed codes);
 * ``bench.pgen/.pvar/.psam``: the same data made by ``plink2 --bfile bench --make-pgen``
   (hard calls: 55% plain 2-bit records, 37% 1-bit + difflist, 8% difflist-only), decoded
-  straight to packed codes by ``genomics/io/pgen_records.py``: the .pgen target is "at
-  least as fast as the .bed";
+  by ``genomics/io/pgen_records.py`` straight to the form a block is asked for (int8 calls
+  for ``test_read``, packed codes for the statistics): the .pgen target is "at least as
+  fast as the .bed";
 * ``bench2k_b8.bgen/.sample``: the first 2,000 variants exported by ``plink2 --export
   bgen-1.2 bits=8`` (zlib), read through cbgen as dosages: the stated BGEN figure;
 * ``bench10k.bcf``: the first 10,000 variants exported by ``plink2 --export bcf``. It is
@@ -210,7 +211,7 @@ def read_all(reader) -> int:
 
 @pytest.mark.parametrize("kind", ["bed", "pgen"])
 def test_read(benchmark, files, kind):
-    """Reading alone: every block's int8 hard calls (.bed: packed codes decoded; .pgen: records -> packed -> decoded)."""
+    """Reading alone: every block's int8 hard calls (.bed: packed codes decoded; .pgen: records decoded to int8)."""
     _loop(benchmark, files, kind, read_all)
 
 

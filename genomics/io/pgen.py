@@ -310,7 +310,8 @@ class PgenReader:
             return _Stored(None, np.arange(len(rows)), self._pgenlib_calls(rows))
         rec = self._rec[rows]
         multi = np.flatnonzero(self._multi[rec]) if self._multi is not None else np.empty(0, dtype=np.int64)
-        return _Stored(self._records.read(rec), multi, self._pgenlib_calls(rows[multi]))
+        calls = self._pgenlib_calls(rows[multi]) if multi.size else np.empty((0, len(self.samples)), dtype=np.int8)
+        return _Stored(self._records.read(rec), multi, calls)
 
     def _calls_of(self, st: _Stored) -> np.ndarray:
         """int8 calls ``(r, n)`` of stored rows: records decoded straight to int8 (a subset: from packed codes)."""

@@ -1,19 +1,24 @@
-"""PLINK 2 .pgen hard-call records decoded straight to .bed packed codes, without pgenlib.
+"""PLINK 2 .pgen hard-call records decoded straight to .bed packed codes or int8 calls, without pgenlib.
 
 A .pgen stores each variant's hard calls as a 2-bit "main track" (codes 0 hom REF, 1 het,
 2 hom ALT, 3 missing), compressed per record in one of a few ways chosen by its record type
 (``vrtype``, PLINK 2's format spec in ``pgenlib_misc.h``): plain 2-bit; a 1-bit track of the
 two most common calls plus a list of the others; only a list of the calls that differ from
 one value; or a list of the calls that differ from an earlier record (LD compression). This
-module reads the file header (record offsets and types) and turns the main tracks of
-biallelic records into the .bed codes of :mod:`~cipherome.genomics.io.packed` in one numba
-pass, which costs less than pgenlib's own decoding to int8 (the PgenReader used to decode
-through pgenlib, then pack). Multi-allelic records, dosages and layouts this module does not
-handle stay with pgenlib (:class:`~cipherome.genomics.io.pgen.PgenReader` decides).
+module reads the file header (record offsets and types) and the records' bytes
+(:meth:`PgenRecords.read`, giving a :class:`RecordBytes`), and turns the main tracks of
+biallelic records into either the .bed codes of :mod:`~cipherome.genomics.io.packed` or
+int8 ALT counts in one numba pass, which costs less than pgenlib's own decoding to int8
+(and, for int8, less than decoding to packed codes and unpacking those). One record walker
+serves both outputs; the few writers that differ (fill a row, set one sample, expand a 2-bit
+or 1-bit track, exchange hom REF/hom ALT) are chosen by the output row's dtype when numba
+compiles it. Multi-allelic records, dosages and layouts this module does not handle stay with
+pgenlib (:class:`~cipherome.genomics.io.pgen.PgenReader` decides).
 
 Code map: a .pgen code v in 0..3 becomes the .bed code ``(v ^ 3) ^ (v >> 1)`` (0 -> 0b11
 CODE_HOM_REF, 1 -> 0b10 CODE_HET, 2 -> 0b00 CODE_HOM_ALT, 3 -> 0b01 CODE_MISSING); on a
-whole byte of four codes that is ``b ^ 0xFF ^ ((b >> 1) & 0x55)``.
+whole byte of four codes that is ``b ^ 0xFF ^ ((b >> 1) & 0x55)``; and the int8 call
+``v`` (3 -> -1). A .bed code c goes back to a .pgen code as ``h ^ (h >> 1)``, ``h = c ^ 3``.
 """
 from __future__ import annotations
 
@@ -352,13 +357,13 @@ def _invalid(path: Path, what: str) -> InputError:
 
 
 class PgenRecords:
-    """The hard-call records of one .pgen, read with ``os.pread`` and decoded to .bed packed codes.
+    """The hard-call records of one .pgen, read with ``os.pread`` and decoded to .bed packed codes or int8 calls.
 
     Build with :meth:`open`, which returns None for a layout left to pgenlib (a separate
     .pgi index, the single-sample header encodings, more than one byte per allele count)
     and raises an :class:`InputError` when the header contradicts the .pvar/.psam counts or
-    the file is cut short. ``packed(records)`` serves any record list, but only the main
-    track is decoded: a multi-allelic record's row shows its calls of "REF vs any ALT" (the
+    the file is cut short. ``read(records)`` (bytes now, decoded later), ``packed(records)``
+    and ``calls(records)`` serve any record list, but only the main track is decoded: a multi-allelic record's row shows its calls of "REF vs any ALT" (the
     caller reads those records through pgenlib). Attributes: ``path``, ``n_samples``,
     ``n_records``, ``vrtypes`` (uint8 per record), ``offsets`` (int64 file offset of each
     record, plus the end of the last).
