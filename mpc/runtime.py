@@ -342,7 +342,7 @@ class Context:
         recipients and ``None`` elsewhere; the ledger records the disclosure.
         ``bits`` < 64 promises 0 <= x < 2^bits (a 0/1 bit, a count): fewer bytes on the wire.
         """
-        got = self.disclose([x.data], label, to=to, **({"bits": bits} if bits < 64 else {}))
+        got = self.disclose([x.data], label, to=to, bits=bits)
         return None if got is None else decode(got[0], x.frac)
 
     # -- correlated randomness -------------------------------------------------------

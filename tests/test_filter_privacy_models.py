@@ -39,8 +39,8 @@ def recorder(monkeypatch):
         log["msgs"].setdefault(self.me, []).append((frm, tag, np.array(data, copy=True)))
         return data
 
-    def rec_open(self, shares, label, *, to=None):
-        out = disclose(self, shares, label, to=to)
+    def rec_open(self, shares, label, *, to=None, bits=64):
+        out = disclose(self, shares, label, to=to, bits=bits)
         if out is not None:
             log["opened"].setdefault(self.me, []).append((label, [np.array(o, copy=True) for o in out]))
         return out
