@@ -30,9 +30,10 @@ def _read_extract(path) -> list[str]:
 
 
 def pca_extra(pca_modifiers=(), pca_extract=None, pca_thin_count=None, pca_bp_space=None, pca_passes=None,
-              out_name=None) -> dict:
-    """The ``GwasParams.extra`` keys of the PCA flags (``--pca K [approx]``, ``--pca-extract``, thinning)."""
-    extra = {}
+              out_name=None, pca_mode="shared") -> dict:
+    """The ``GwasParams.extra`` keys of the PCA flags (``--pca K [approx]``, ``--pca-extract``, thinning,
+    ``--pca-mode``)."""
+    extra = {} if pca_mode == "shared" else {"pca_mode": str(pca_mode)}
     for word in pca_modifiers:
         if word == "approx":
             extra["pca_approx"] = True
@@ -202,6 +203,11 @@ def qc_summary(result: dict) -> str:
 @click.option("--pca-passes", type=click.IntRange(min=1), default=None,
               help="Fixed number of Krylov passes instead of the convergence stop (the pass count is then not "
                    "disclosed to the dealer).  [default: stop at the residual tolerance]")
+@click.option("--pca-mode", type=click.Choice(["shared", "pooled"]), default="shared", show_default=True,
+              help="shared: the PCA's iterates stay secret-shared. pooled: each site multiplies its own "
+                   "genotypes in plaintext and only pooled per-variant products are opened (much faster on large "
+                   "studies; a disclosure every site must allow: pca_pooled_products = true, see "
+                   "docs/threat_model.md).")
 @click.option("--block-size", "block", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Variants per association block (bounds memory, not rounds).")
 @click.option("--block", "block_alias", type=click.IntRange(min=1), default=None, hidden=True)  # old spelling
@@ -216,8 +222,8 @@ def qc_summary(result: dict) -> str:
               help="Accepted for PLINK compatibility and ignored (each daemon uses its own threads).")
 @click.pass_context
 def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, mach_r2_filter,
-         covar_standardize, ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, block, block_alias, extract,
-         exclude, chrom, from_bp, to_bp, threads):
+         covar_standardize, ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, pca_mode, block, block_alias,
+         extract, exclude, chrom, from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic.hybrid, .trend), .qc.json,
     .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
 
@@ -238,7 +244,8 @@ def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, gen
     args = [a for a in args if not (a in GLM_WORDS or a.startswith("cols="))]
     if args and not pca:
         raise click.UsageError(f"unexpected argument(s) {' '.join(args)}")
-    extra = pca_extra(args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name) if pca else {}
+    extra = (pca_extra(args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name, pca_mode)
+             if pca else {})
     params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block,
                                   extract, exclude, chrom, from_bp, to_bp, extra, pca_thin_count, r2_bounds)
     t0 = time.perf_counter()

@@ -4,6 +4,11 @@ The Krylov basis V = [V_1 .. V_q] (n x qb) stays secret; each pass applies the o
 the newest block once and opens the Gram matrix of [V, K V_q], from which the parties
 orthogonalise the next block by a public linear combination, form the Rayleigh-Ritz matrix
 V'KV and bound the error of the top-k Ritz vectors -- all in plaintext on small matrices.
+
+Where the basis lives is the ``rows`` argument: :class:`SharedRows` (default) keeps it as
+shares of the whole n x qb matrix; :class:`LocalRows` keeps each site's own rows in
+plaintext at that site (horizontally partitioned samples), so that a Gram matrix is the
+sum of the sites' local Grams and a public combination is a local product.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols.sketch import open_gram
 from cipherome.protocols.trunc import truncate
 
-__all__ = ["KrylovResult", "block_krylov", "ritz", "GRAM_LIMIT"]
+__all__ = ["KrylovResult", "block_krylov", "ritz", "GRAM_LIMIT", "SharedRows", "LocalRows", "open_sum"]
 
 log = logging.getLogger("cipherome.krylov")
 
@@ -40,6 +45,65 @@ def _public_combination(x: Shared, coef: np.ndarray) -> Shared:
     """x @ coef for a public coef, truncated back to x's scale (1 round)."""
     raw = Shared(x.ctx, ring_matmul(np.ascontiguousarray(x.data), encode(coef, x.frac)), 2 * x.frac)
     return truncate(raw, x.frac)
+
+
+class SharedRows:
+    """Krylov vectors as shares of whole n x b blocks (nobody sees a row)."""
+
+    def __init__(self, ctx, n: int):
+        self.ctx, self.n = ctx, int(n)
+
+    def concat(self, blocks: list):
+        return concat(blocks, axis=1)
+
+    def gram(self, x: Shared, label: str) -> np.ndarray:
+        """x'x opened (``open_gram``: 2 rounds)."""
+        return open_gram(self.ctx, x, label)
+
+    def combine(self, x: Shared, coef: np.ndarray) -> Shared:
+        """x @ coef for a public coef (1 round)."""
+        return _public_combination(x, coef)
+
+
+class LocalRows:
+    """Krylov vectors held by their sites: site s keeps its own n_s rows of every block in plaintext.
+
+    x = [x_1; ..; x_S] with x_s at site s, so x'x = sum_s x_s'x_s: each site inputs its local
+    Gram (free) and the sum is opened to the sites (1 round, ``label``); x @ coef is local.
+    ``n`` is the study's total row count (public); ``frac``: fixed-point bits of the opening;
+    ``bits``: ring bits the opened Gram needs (its entries stay below 2^(bits - frac - 2) by
+    the Krylov scaling, checked after opening by ``_plausible``).
+    """
+
+    def __init__(self, ctx, n: int, frac: int, bits: int = 64):
+        self.ctx, self.n, self.frac, self.bits = ctx, int(n), int(frac), int(bits)
+
+    def concat(self, blocks: list) -> np.ndarray:
+        return np.hstack(blocks)
+
+    def gram(self, x: np.ndarray, label: str) -> np.ndarray:
+        local = np.asarray(x, dtype=np.float64).T @ np.asarray(x, dtype=np.float64)
+        return open_sum(self.ctx, local, label, self.frac, self.bits)
+
+    def combine(self, x: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        return np.asarray(x) @ coef
+
+
+def open_sum(ctx, local: np.ndarray, label: str, frac: int, bits: int = 64) -> np.ndarray:
+    """The sum over the sites of their local float arrays (same public shape), opened to the sites.
+
+    Every site inputs its array at ``frac`` fixed-point bits (free: ``inputs_sum``) and the
+    sum is opened in one round; ``bits`` < 64 promises |sum| < 2^(bits - 1 - frac), so that
+    only ceil(bits/8) bytes per element travel (the opened value is offset by 2^(bits-1) to
+    make it non-negative). Only the sum is disclosed: each site's own array stays hidden by
+    the other sites' shares.
+    """
+    local = np.asarray(local, dtype=np.float64)
+    s = ctx.inputs_sum(local, shape=local.shape, frac=frac)
+    if bits >= 64:
+        return ctx.open(s, label)
+    off = 2.0 ** (bits - 1 - frac)
+    return ctx.open(s + off, label, bits=bits) - off
 
 
 @dataclass
@@ -65,12 +129,14 @@ def ritz(t_mat: np.ndarray, metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return th[o], w[:, o]
 
 
-def block_krylov(ctx, apply: Callable, start: Shared, k: int, *, scale0: float, tol: float, max_passes: int,
-                 fixed_passes: int | None = None, label: str = "pca.gram") -> KrylovResult:
+def block_krylov(ctx, apply: Callable, start, k: int, *, scale0: float, tol: float, max_passes: int,
+                 fixed_passes: int | None = None, label: str = "pca.gram", rows=None) -> KrylovResult:
     """Top-k eigenpairs of a secret symmetric n x n operator K by block Krylov with Rayleigh-Ritz.
 
     ``apply(v, t)`` -> shares of (scale0 K) V / 2^t (n x b, scale f) for a block V; ``start``
-    (n x b) orthonormal, secret. Eigenvalues returned are of K.
+    (n x b) orthonormal, secret. Eigenvalues returned are of K. ``rows``: where the basis lives
+    (default ``SharedRows``; with ``LocalRows`` blocks are this site's rows and ``apply``
+    returns this site's rows of the product).
 
     Pass q (block size b, basis dimension m = (q-1) b):
       1. P_q = apply(V_q, t_q): the operator's cost (its own rounds);
@@ -88,7 +154,8 @@ def block_krylov(ctx, apply: Callable, start: Shared, k: int, *, scale0: float, 
     Every opened matrix is a function of Q_0'K^j Q_0 (j >= 0) for the secret start Q_0, and the
     stop decision a function of those.
     """
-    n, b = start.shape
+    rows = rows if rows is not None else SharedRows(ctx, start.shape[0])
+    n, b = rows.n, start.shape[1]
     blocks = [start]
     cols: list[np.ndarray] = []  # C_q in operator units (V'K V_q)
     lam_hat, target = min(float(n), math.sqrt(2.0 * b * n) + 10.0) * scale0, GRAM_FIRST
@@ -99,11 +166,11 @@ def block_krylov(ctx, apply: Callable, start: Shared, k: int, *, scale0: float, 
     while True:
         passes += 1
         t_bits = max(0, math.ceil(math.log2(max(lam_hat, 1.0) / math.sqrt(target))))
-        basis = concat(blocks, axis=1)
+        basis = rows.concat(blocks)
         m = basis.shape[1]
         while True:
             p = apply(blocks[-1], t_bits)
-            g = open_gram(ctx, concat([basis, p], axis=1), label)
+            g = rows.gram(rows.concat([basis, p]), label)
             if _plausible(g[m:, m:]):
                 break
             log.warning("krylov: Gram out of range at pass %d (max %.3g), recomputing", passes, np.diag(g).max())
@@ -134,7 +201,7 @@ def block_krylov(ctx, apply: Callable, start: Shared, k: int, *, scale0: float, 
         gam, u = np.linalg.eigh(resid)
         gam = np.maximum(gam, gam.max() * 1e-12 + 1e-300)
         h = u / np.sqrt(gam)[None, :]
-        blocks.append(_public_combination(concat([basis, p], axis=1), np.vstack([-proj @ h, h])))
+        blocks.append(rows.combine(rows.concat([basis, p]), np.vstack([-proj @ h, h])))
         est = math.sqrt(max(np.diag(s).max(), 1e-300)) * 2.0 ** t_bits  # ||scale0 K V_q||
         lam_hat = 2.0 * est if passes > 1 else min(float(n) * scale0, 3.0 * est * math.sqrt(n / b))
         target = GRAM_TARGET

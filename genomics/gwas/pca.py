@@ -5,6 +5,8 @@ variants (default: every QC-passing variant), computed by block Krylov iteration
 residual stop (``protocols.krylov``) on products with each site's genotypes masked once
 (``protocols.owned``); only Gram matrices of the secret Krylov basis (functions of the
 eigenvalues and a secret Gaussian start) and each site's own scores (to that site) are opened.
+With ``--pca-mode pooled`` (every site's consent) the same iteration runs on the sites'
+plaintext rows with pooled products opened instead (``genomics.gwas.pca_pooled``).
 """
 from __future__ import annotations
 
@@ -31,12 +33,13 @@ from cipherome.protocols.reuse import fix
 from cipherome.protocols.sketch import gaussian, open_gram
 from cipherome.protocols.trunc import truncate
 
+from cipherome.genomics.gwas import pca_pooled
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants", "dosage_bits",
            "frequency_bits",
            "standardisation_weights", "open_gram", "pairwise_factors", "write_eigenvec", "DISCLOSURES",
-           "POLICY_KEY"]
+           "POLICY_KEY", "MODES"]
 
 log = logging.getLogger("cipherome.pca")
 
@@ -55,7 +58,11 @@ DISCLOSURES = {
                                 "of the opened Gram matrices, so of the eigenvalues of K and the start only; "
                                 "not disclosed with a fixed public pass count (pca_passes)", "dealer"),
     "pca.scores": ("disclosed", "the site's own individuals' top-K PC scores (n_s x K)", "that site only"),
+    **pca_pooled.DISCLOSURES,
 }
+
+#: --pca-mode: "shared" (the Krylov basis as shares; the default) or "pooled" (pca_pooled; by consent)
+MODES = ("shared", "pooled")
 
 
 _D_BITS = 16  # fractional bits of the pairwise scaling d (relative rounding <= 8e-6)
@@ -79,7 +86,8 @@ class PCAParams:
     exact top-k subspace is below this; max_passes: cap on Krylov passes; passes: a fixed
     public number of passes instead of the stop (the pass count is then not a disclosure);
     min_maf: variants below this pooled MAF get weight 0 inside MPC (0: only those with one
-    allele, as PLINK); frac: fixed-point bits (default: the context's).
+    allele, as PLINK); frac: fixed-point bits (default: the context's); mode: one of
+    ``MODES`` (``--pca-mode``).
     """
 
     k: int = 10
@@ -93,12 +101,17 @@ class PCAParams:
     passes: int | None = None
     min_maf: float = 0.0
     frac: int | None = None
+    mode: str = "shared"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"--pca-mode {self.mode!r}: expected one of {', '.join(MODES)}")
 
     @classmethod
     def from_gwas(cls, p) -> "PCAParams":
         """From ``GwasParams``: ``pca``, ``pca_variants`` (count thinning, 0 = all) and the optional
         ``extra`` keys ``pca_approx``, ``pca_extract`` (list of IDs), ``pca_bp_space``,
-        ``pca_oversample``, ``pca_tol``, ``pca_max_passes``, ``pca_passes``, ``pca_min_maf``."""
+        ``pca_oversample``, ``pca_tol``, ``pca_max_passes``, ``pca_passes``, ``pca_min_maf``, ``pca_mode``."""
         ex = dict(getattr(p, "extra", {}) or {})
         ext = ex.get("pca_extract")
         fixed = ex.get("pca_passes")
@@ -107,7 +120,8 @@ class PCAParams:
                    thin_count=int(p.pca_variants) or None, bp_space=ex.get("pca_bp_space"),
                    oversample=int(ex.get("pca_oversample", 10)), tol=float(ex.get("pca_tol", 0.02)),
                    max_passes=int(ex.get("pca_max_passes", 40)), passes=int(fixed) if fixed else None,
-                   min_maf=float(ex.get("pca_min_maf", getattr(p, "maf", None) or 0.0)))
+                   min_maf=float(ex.get("pca_min_maf", getattr(p, "maf", None) or 0.0)),
+                   mode=str(ex.get("pca_mode", "shared")))
 
 
 @dataclass
@@ -310,7 +324,8 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     M = int(idx.size)
 
     allow = bool(site.policy.get(POLICY_KEY, True))
-    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx)], dtype=np.int64),
+    pooled = pca_pooled.pooled_allowed(site.policy)
+    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled)], dtype=np.int64),
                           "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
     if refuse:
@@ -324,6 +339,14 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     b = min(pp.k + pp.oversample, n, M)
     if pp.k < 1 or pp.k >= min(n, M):
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
+    if pp.mode == "pooled":
+        pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
+        g = sv.read(site, idx, mask, dosage=dosage)
+        called = ~np.isnan(g) if g.dtype.kind == "f" else g >= 0
+        d_own, e_own = pairwise_factors((~called).sum(axis=0), M, pp.approx)
+        scores, kr = pca_pooled.pooled_pca_run(ctx, g, called, ns, pp, d_own, e_own, f)
+        return PCAResult(scores_own=scores, eigenvalues=kr.eigenvalues[:pp.k].copy(), variants=idx,
+                         sample_mask=mask, passes=kr.passes, bound=kr.bound, history=kr.history)
 
     # local genotypes (or dosages) of the PCA variants ---------------------------------------
     h = 0 if pp.approx else _D_BITS

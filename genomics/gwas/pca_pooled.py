@@ -1,0 +1,185 @@
+"""PCA with pooled products (``--pca K --pca-mode pooled``): plink2 --pca's matrix at BLAS speed, by consent.
+
+The same top-K eigenpairs as ``genomics.gwas.pca`` (PLINK 2's variance-standardised
+relationship matrix K = (D Z Z' D + M diag(e)) / M of the chosen variants, pairwise
+missing-call factors d, e as ``pairwise_factors``), by the same block Krylov iteration
+with the same residual stop (``protocols.krylov``), but with the Krylov basis kept by
+the sites row by row in plaintext (``LocalRows``) instead of as shares:
+
+1. public: the PCA variants, per site its sample count, policy bits and a digest of the
+   variant set (``pca.site_counts``); every site's policy must set
+   ``pca_pooled_products = true`` or the job stops before any data moves;
+2. the pooled ALT dosage sum and call count of each PCA variant are opened
+   (``pca.pooled_counts``, 1 round): every site standardises its own genotypes in
+   plaintext, z = (g - 2p) / sqrt(2p(1-p)) for a call, 0 for a missing call, as plink2;
+3. each site draws its own rows V_s of a Gaussian start; the Gram of the start is opened
+   (``pca.start_gram``) and each site orthonormalises its rows by the same public matrix;
+4. the operator on a block V (n x b), per pass:
+     U = sum_s Z_s' D_s V_s         (M x b; each site's term is local, the sum is opened:
+                                     ``pca.pooled_products``, 1 round)
+     (M K V)_s = D_s Z_s U + M e_s V_s   (local, at site s)
+   then the Gram of [basis, M K V_q] is the sum of the sites' local Grams, opened
+   (``pca.gram``, 1 round); orthogonalisation and Rayleigh-Ritz as ``block_krylov``;
+5. each site's scores are its own rows of the Ritz vectors: computed where they live,
+   never sent.
+Rounds: 3 + 2 P for P passes. Bytes per party per pass: the opened U, (S - 1) M b
+elements of ceil(bits/8) bytes (5 bytes at 24 fractional bits) to each other site, and
+the Gram. Local work per pass: two single-precision products of the site's n_s x M
+standardised matrix with b columns (about 4 n_s M b flops), at BLAS speed.
+
+What this discloses beyond the shared mode, and why a site may accept it, is in
+docs/threat_model.md ("PCA with pooled products"): U is a pooled per-variant aggregate
+of every site's genotypes, of the same kind as the PCA loadings; the pooled frequencies
+are those of ``plink2 --freq`` on the pooled data.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+
+import numpy as np
+from numba import njit
+
+from cipherome.genomics.errors import InputError
+from cipherome.mpc.ledger import DISCLOSED
+from cipherome.protocols.krylov import LocalRows, block_krylov, open_sum
+
+__all__ = ["POOLED_POLICY_KEY", "DISCLOSURES", "pooled_allowed", "check_pooled_policy", "standardised_rows",
+           "pooled_pca_run"]
+
+log = logging.getLogger("cipherome.pca")
+
+#: site policy key: may the pooled products of the PCA (and its pooled allele counts) be opened (default false)
+POOLED_POLICY_KEY = "pca_pooled_products"
+
+#: ledger labels of the pooled mode beyond those of the shared mode (kind, what, to whom)
+DISCLOSURES = {
+    "pca.pooled_counts": ("disclosed", "pooled ALT dosage sum and call count per PCA variant (plink2 --freq "
+                                       "--missing of the pooled PCA variants)", "all sites"),
+    "pca.pooled_products": ("disclosed", "per Krylov pass, U = Z'DV (M x b): each PCA variant's standardised "
+                                         "genotypes summed over all sites' samples with the weights of the "
+                                         "current Krylov block", "all sites"),
+}
+
+_COUNT_FRAC = 14  # PLINK 2's dosage grid: pooled dosage sums are opened at 2^-14
+_CHUNK = 8192  # variants per block of the one-time standardisation
+_D_MAX = 16.0  # largest pairwise factor d = M / (M - missing) the opened products' width allows
+
+
+def pooled_allowed(policy: dict | None) -> bool:
+    """This site's ``pca_pooled_products`` (default false)."""
+    return bool((policy or {}).get(POOLED_POLICY_KEY, False))
+
+
+def check_pooled_policy(parties: list, allowed: list) -> None:
+    """Refuse the pooled mode unless every site's policy allows it (a public decision from public bits)."""
+    refuse = [p for p, a in zip(parties, allowed) if not a]
+    if refuse:
+        msg = (f"--pca-mode pooled opens pooled per-variant products of every site's genotypes; the policy of "
+               f"{', '.join(refuse)} does not allow it ({POOLED_POLICY_KEY} = false). Use --pca-mode shared, or "
+               f"let every site set {POOLED_POLICY_KEY} = true (docs/threat_model.md)")
+        raise InputError(msg, kind=msg)  # public: party names and a policy bit
+
+
+@njit(cache=True, nogil=True)
+def _standardise_calls(g, lut, out):  # pragma: no cover - compiled
+    m, n = g.shape
+    for j in range(m):
+        for i in range(n):
+            out[j, i] = lut[j, g[j, i] + 1]
+
+
+def standardised_rows(g: np.ndarray, p: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """(M, n_s) float32 Z': z = (g - 2p) / sqrt(2p(1-p)) for a call, 0 for a missing call or a dropped variant.
+
+    ``g`` (M, n_s) int8 hard calls (-1 missing) or float dosages (NaN missing); ``p`` (M,) the pooled
+    ALT frequencies; ``keep`` (M,) the variants with weight (the others are rows of zeros).
+    """
+    m = g.shape[0]
+    a = np.zeros(m)
+    pk = p[keep]
+    a[keep] = 1.0 / np.sqrt(2.0 * pk * (1.0 - pk))
+    out = np.empty(g.shape, dtype=np.float32)
+    for lo in range(0, m, _CHUNK):
+        hi = min(m, lo + _CHUNK)
+        aa, pp = a[lo:hi, None], p[lo:hi, None]
+        if g.dtype.kind == "f":
+            blk = g[lo:hi]
+            out[lo:hi] = np.where(np.isnan(blk), 0.0, (blk - 2.0 * pp) * aa)
+        else:
+            lut = np.hstack([np.zeros_like(aa), (np.arange(3.0)[None, :] - 2.0 * pp) * aa]).astype(np.float32)
+            _standardise_calls(np.ascontiguousarray(g[lo:hi], dtype=np.int8), lut, out[lo:hi])
+    return out
+
+
+def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: int) -> int:
+    """Ring bits of the opened U = Z'DV: |U_jk| <= ||z_j|| max(d) for unit-norm columns of V, and
+    ||z_j||^2 <= n max_i z_ij^2 with max |z| = max(2p, 2 - 2p) / sqrt(2p(1-p)) (public p)."""
+    if not keep.any():
+        return frac + 8
+    pk = p[keep]
+    zmax = np.maximum(2.0 * pk, 2.0 - 2.0 * pk) / np.sqrt(2.0 * pk * (1.0 - pk))
+    bound = float(zmax.max()) * math.sqrt(n) * max(d_max, 1.0) * 2.0  # x2: blocks are only near-orthonormal
+    return min(64, frac + math.ceil(math.log2(bound + 1.0)) + 2)
+
+
+def pooled_pca_run(ctx, g: np.ndarray, called: np.ndarray, ns: list, pp, d_own: np.ndarray, e_own: np.ndarray,
+                   frac: int) -> tuple:
+    """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
+    (int8 or float dosages), ``called`` (M, n_s); returns (scores_own (n_s, K), KrylovResult).
+
+    ``d_own``, ``e_own`` (n_s,): this site's pairwise factors (``pairwise_factors``); ``frac``: the
+    fixed-point bits of the openings.
+    """
+    M = g.shape[0]
+    n = int(sum(ns))
+    b = min(pp.k + pp.oversample, n, M)
+    if d_own.size and float(d_own.max()) > _D_MAX:
+        msg = (f"--pca-mode pooled: a sample has calls at fewer than 1/{int(_D_MAX)} of the PCA variants; "
+               "remove such samples with --mind")
+        raise InputError(msg, kind="has a sample with almost no calls among the PCA variants")
+
+    # 2. pooled counts, then local standardisation --------------------------------------------------
+    alt = np.nansum(g, axis=1, dtype=np.float64) if g.dtype.kind == "f" else \
+        np.where(called, g, 0).sum(axis=1, dtype=np.float64)
+    obs = called.sum(axis=1).astype(np.float64)
+    cbits = _COUNT_FRAC + math.ceil(math.log2(2 * n + 2)) + 2
+    counts = open_sum(ctx, np.stack([alt, obs]), "pca.pooled_counts", _COUNT_FRAC, cbits)
+    alt_all, obs_all = counts[0], np.rint(counts[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(obs_all > 0, alt_all / (2.0 * np.maximum(obs_all, 1.0)), 0.0)
+    maf = np.minimum(p, 1.0 - p)
+    keep = (maf > 0) & (maf >= pp.min_maf) & (obs_all > 0)
+    zt = standardised_rows(g, p, keep)  # (M, n_s) float32
+    del g
+
+    # 3. Gaussian start, each site its own rows -------------------------------------------------------
+    rows = LocalRows(ctx, n, frac, bits=min(64, frac + 18))
+    rng = np.random.default_rng(secrets.randbits(128))
+    q0 = rng.standard_normal((zt.shape[1], b)) / math.sqrt(n)
+    g0 = rows.gram(q0, "pca.start_gram")
+    gam, u = np.linalg.eigh((g0 + g0.T) / 2.0)
+    v1 = q0 @ (u / np.sqrt(np.maximum(gam, 1e-12))[None, :])
+
+    # 4. the operator ----------------------------------------------------------------------------------
+    ubits = _product_bits(n, p, keep, _D_MAX, frac)
+    d32 = d_own.astype(np.float32)
+    me = float(M)
+
+    def apply(v: np.ndarray, t_bits: int) -> np.ndarray:
+        """(M K V)_s / 2^t for this site's rows v (n_s, b)."""
+        local = zt @ (d32[:, None] * v.astype(np.float32))  # Z_s' D_s V_s, (M, b)
+        uu = open_sum(ctx, local, "pca.pooled_products", frac, ubits)
+        kv = d_own[:, None] * (zt.T @ uu.astype(np.float32)).astype(np.float64)
+        if not pp.approx:
+            kv += me * e_own[:, None] * v
+        return kv / 2.0 ** t_bits
+
+    kr = block_krylov(ctx, apply, v1, pp.k, scale0=me, tol=pp.tol, max_passes=pp.max_passes,
+                      fixed_passes=pp.passes, label="pca.gram", rows=rows)
+    if kr.bound > pp.tol and not pp.passes:
+        log.warning("pca: top-%d residual bound %.3g above tol %.3g after %d passes (max_passes)",
+                    pp.k, kr.bound, pp.tol, kr.passes)
+    # 5. scores: this site's rows of the Ritz vectors ----------------------------------------------------
+    return kr.basis @ kr.coef[:, :pp.k], kr

@@ -1,0 +1,82 @@
+"""PCA with pooled products (``--pca-mode pooled``, in-process, 3 sites) against ``plink2 --pca 10``: all K PCs.
+
+The study of tests/test_pca_secure.py (3 populations over 3 sites, noise eigenvalues 0.1-0.5% apart,
+1% missing calls). The pooled mode runs the same Krylov iteration on the sites' plaintext rows; it
+must reach the same accuracy, open only its documented labels, and refuse to run unless every site's
+policy allows it.
+"""
+import numpy as np
+import pytest
+
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.gwas.pca import DISCLOSURES, PCAParams, secure_pca
+from cipherome.genomics.reference import pca as rp
+from cipherome.mpc.local import run_local
+from tests.conftest_sim import pca_small_data
+from tests.test_pca_secure import K, _plink, _pooled, _setup, subspace_cosines
+
+ALLOW = {"pca_pooled_products": True}
+
+
+def _run(data, pp, policies=(ALLOW, ALLOW, ALLOW)):
+    s, sites, sv, passed = _setup(data)
+    for site, pol in zip(sites, policies):
+        site.policy = dict(pol)
+    return run_local(lambda ctx: secure_pca(ctx, sites[ctx.index], sv, passed, np.ones(sites[ctx.index].n, bool), pp),
+                     3, frac=24, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def pooled_run():
+    d = pca_small_data()
+    return d, _run(d, PCAParams(k=K, min_maf=0.01, mode="pooled"))
+
+
+def test_all_k_pcs_match_plink2_default(pooled_run):
+    d, run = pooled_run
+    vec, val = _plink(d, "")
+    u = _pooled(d.study, run.results)
+    cos = subspace_cosines(u, vec)
+    print("pooled: passes", run.results[0].passes, "bound", run.results[0].bound, "cosines", cos[:3])
+    assert cos.min() >= 0.999, cos
+    np.testing.assert_allclose(run.results[0].eigenvalues, val, rtol=0.005)
+    for r in run.results[1:]:
+        np.testing.assert_array_equal(r.eigenvalues, run.results[0].eigenvalues)
+
+
+def test_pooled_mode_opens_only_its_documented_labels(pooled_run):
+    d, run = pooled_run
+    M = run.results[0].variants.size
+    b = K + PCAParams().oversample
+    for name, rep in run.reports.items():
+        if name == "dealer":
+            assert not rep["ledger"] or all(e["kind"] != "disclosed" for e in rep["ledger"])
+            continue
+        disclosed = {e["label"]: e for e in rep["ledger"] if e["kind"] == "disclosed"}
+        assert set(disclosed) == {"pca.pooled_counts", "pca.start_gram", "pca.pooled_products", "pca.gram"}
+        assert set(disclosed) <= {k for k, v in DISCLOSURES.items() if v[0] == "disclosed"}
+        assert disclosed["pca.pooled_counts"]["elements"] == 2 * M
+        prods = disclosed["pca.pooled_products"]
+        assert prods["openings"] == run.results[0].passes and prods["elements"] == run.results[0].passes * M * b
+        assert all(sorted(e["recipients"]) == ["p0", "p1", "p2"] for e in disclosed.values())
+        assert "pca.scores" not in disclosed  # scores never leave their site
+    for i, r in enumerate(run.results):
+        assert r.scores_own.shape == (d.study.site_samples(i).size, K)
+
+
+def test_approx_matrix_in_pooled_mode():
+    d = pca_small_data()
+    pp = PCAParams(k=5, approx=True, oversample=10, thin_count=800, mode="pooled")
+    run = _run(d, pp)
+    u = _pooled(d.study, run.results)
+    ex = rp.pca_exact(d.study.genotypes[run.results[0].variants], 5, missing="meanimpute")
+    assert subspace_cosines(u, ex.eigenvectors).min() >= 0.999
+    np.testing.assert_allclose(run.results[0].eigenvalues, ex.eigenvalues, rtol=0.005)
+
+
+def test_pooled_mode_needs_every_sites_consent():
+    d = pca_small_data()
+    with pytest.raises(InputError, match="p1.*pca_pooled_products = false"):
+        _run(d, PCAParams(k=2, thin_count=400, mode="pooled"), policies=(ALLOW, {}, ALLOW))
+    with pytest.raises(ValueError, match="--pca-mode"):
+        PCAParams(mode="open")
