@@ -437,13 +437,12 @@ def prefix_circuit(state, sched, kind: str, outputs: tuple | None = None):
     names = ("G", "P") if carry else ("V",)
     arrays = state if carry else (state,)
     live = _live_rows(tuple(sched), kind, tuple(outputs)) if outputs is not None else None
-    rows = {(nm, pos): (arr[pos].copy() if live is not None else arr[pos])
-            for nm, arr in zip(names, arrays) for pos in range(arr.shape[0])
-            if live is None or (nm, pos) in live[0]}
-    if live is None:  # the whole state is returned: work on copies of it
+    if live is None:  # the whole state is returned: work on a copy of it, row views into it
         arrays = tuple(a.copy() for a in arrays)
         rows = {(nm, pos): arr[pos] for nm, arr in zip(names, arrays) for pos in range(arr.shape[0])}
-    else:
+    else:  # copies of the live rows only, so that the state itself can go
+        rows = {(nm, pos): arr[pos].copy() for nm, arr in zip(names, arrays) for pos in range(arr.shape[0])
+                if (nm, pos) in live[0]}
         del arrays
     del state
     for level, (_b, ups) in enumerate(sched):
