@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from cipherome.genomics.filtering import job as filter_job
 from cipherome.genomics.filtering import models as fm
 from cipherome.genomics.filtering.local import Pedigree, SiteVariants
 from cipherome.genomics.filtering.params import FilterParams
@@ -126,11 +127,24 @@ def bench_family(ctx, params: dict, site=None) -> dict:
 
 
 def measure(ctx, fn) -> dict:
+    """Seconds, bytes sent, rounds of ``fn()`` and the chunk plans its filter job chose (``plans``: items,
+    items per chunk, chunks, chunks in flight), recorded around ``filtering.job.pipeline_plan``."""
     st = ctx.transport.stats
+    plans, real = [], filter_job.pipeline_plan
+
+    def plan(items, *args, **kw):
+        chunk, window = real(items, *args, **kw)
+        plans.append({"items": items, "chunk": chunk, "chunks": -(-max(items, 1) // chunk), "window": window})
+        return chunk, window
+
+    filter_job.pipeline_plan = plan
     b0, r0, t0 = st.bytes_sent, ctx.rounds, time.perf_counter()
-    out = fn()
+    try:
+        out = fn()
+    finally:
+        filter_job.pipeline_plan = real
     return {"seconds": time.perf_counter() - t0, "bytes_sent": st.bytes_sent - b0, "rounds": ctx.rounds - r0,
-            "result": out}
+            "plans": plans, "result": out}
 
 
 @job("filter.bench.model")

@@ -52,6 +52,7 @@ def _one(benchmark, tmp_path, job: str, params: dict) -> dict:
         "job_seconds": round(max(r["seconds"] for r in res.results), 1),
         "mb_sent_per_party": {p: round(r["bytes_sent"] / 1e6, 1) for p, r in res.reports.items()},
         "rounds": max(r["rounds"] for r in res.results),
+        "plans": res.results[0].get("plans"),
         "peak_rss_gb": rss,
         "load_avg_1min_before_after": (round(load0, 1), round(_loadavg(), 1)),
         "candidates": res.results[0]["candidates"],

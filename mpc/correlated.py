@@ -98,7 +98,26 @@ class Bundle:
         return self._corr[item.start : item.start + n].reshape(item.shape)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self._resolve(self._items[i])
+        item = self._items[i]
+        if item is None:
+            raise ValueError("part of a correlated object used after its release")
+        return self._resolve(item)
+
+    def release(self, *parts: int) -> None:
+        """Forget ``parts`` (indices): their memory is freed once the caller drops its own references.
+
+        A protocol releases each part after its last use (a mask after its opening, say),
+        so that a long protocol holds only the material its next rounds need. The dealer's
+        reply is received first if it is still pending, so that it never lingers unread.
+        """
+        items = list(self._items)
+        for i in parts:
+            if isinstance(items[i], _Slot) and self._corr is None:
+                self._corr = self._receive()
+            items[i] = None
+        self._items = tuple(items)
+        if not any(isinstance(it, _Slot) for it in items):
+            self._corr = None
 
     def __len__(self) -> int:
         return len(self._items)

@@ -20,11 +20,16 @@ Correlated randomness (recipes run identically by the dealer and the parties):
   * ``edabits``: r uniform in Z_2^64 additively shared, the bits of
     (r mod 2^width) bit-sliced and XOR-shared, the ANDs of adjacent bit pairs
     (so that the first level of every carry/equality tree is local), and
-    optionally daBits: random bits d XOR-shared *and* additively shared, the
-    arithmetic part optionally XORed with one bit of r (``fold``).
+    optionally daBits: random bits d XOR-shared *and* additively shared.
+  * ``dabits``: daBits alone, fetched by a bit job only at its B2A.
   * ``and_layers``: for each layer of a circuit, masks a for each operand row
     and the ANDs a_i & a_j for each gate; one AND costs one opened lane bit
-    per distinct operand and one bit of dealer traffic per gate.
+    per distinct operand and one bit of dealer traffic per gate. Circuits fetch
+    one layer at a time, when it runs (``AndMaterial``).
+
+Memory: a comparison holds its big state (the masked value c, the mask r and the
+bit rows of both) only around its opening; after the first (local) level it keeps
+the circuit's live rows, the running layer's material and, at the end, one daBit.
 
 Security: every opened value is masked by a fresh uniform dealer value (c = x + r,
 o = b ^ d, e = u ^ a), so openings are uniform to every party (semi-honest,
@@ -49,8 +54,11 @@ __all__ = [
     "prefix_circuit",
     "circuit_plan",
     "run_circuits",
+    "AndMaterial",
+    "fetch_and",
     "BitJob",
     "run_bitjobs",
+    "b2a_bits",
     "b2a_rows",
     "dabits",
     "bit_decompose",
@@ -97,10 +105,9 @@ def lanes(n_parties: int) -> Lanes:
 
 
 @recipe("edabits")
-def _edabits(gen, n, s, width, rows, pairs=True, nda=0, fold=-1):
+def _edabits(gen, n, s, width, rows, pairs=True, nda=0):
     """edaBits: r uniform (additive), bits 0..width-1 of r bit-sliced in ``rows`` XOR-shared rows,
-    ANDs of bit pairs (2i+1, 2i), and ``nda`` daBits (XOR rows, additive (nda, n) part,
-    the first one XORed with bit ``fold`` of r if fold >= 0).
+    ANDs of bit pairs (2i+1, 2i) (rows // 2 of them), and ``nda`` daBits (XOR rows and additive (nda, n) part).
 
     Cost (dealer -> lead): rows + rows/2 + nda lane rows of words, plus nda * n ring elements.
     """
@@ -110,17 +117,10 @@ def _edabits(gen, n, s, width, rows, pairs=True, nda=0, fold=-1):
     R = gen.xor_derived((rows, w), lambda: slice_bits(r & low_mask(width), width, s, rows=rows), mask)
     out = [r, R]
     if pairs:
-        out.append(gen.xor_derived((rows // 2, w), lambda: R[1::2] & R[0::2], mask))
+        out.append(gen.xor_derived((rows // 2, w), lambda: R[1::2] & R[: rows - rows % 2 : 2], mask))
     if nda:
         D = gen.xor_random((nda, w), mask)
-
-        def arith():
-            a = unslice_bits(D, n, s)
-            if fold >= 0:
-                a[0] ^= (r >> U64(fold)) & U64(1)
-            return a
-
-        out += [D, gen.derived((nda, n), arith)]
+        out += [D, gen.derived((nda, n), lambda: unslice_bits(D, n, s))]
     return tuple(out)
 
 
@@ -224,7 +224,10 @@ def open_bits(ctx, arrays: list[np.ndarray], label: str, extra: list[np.ndarray]
         got = ctx.open_masked(list(arrays) + list(extra or []), label)
         k = len(arrays)
         return [g & lz.mask for g in got[:k]] + got[k:]
-    flat = np.concatenate([np.ascontiguousarray(a, dtype=U64).ravel() for a in arrays]) if arrays else np.zeros(0, U64)
+    if len(arrays) == 1:
+        flat = np.ascontiguousarray(arrays[0], dtype=U64).ravel()
+    else:
+        flat = np.concatenate([np.ascontiguousarray(a, dtype=U64).ravel() for a in arrays]) if arrays else np.zeros(0, U64)
     (got,) = ctx.open_masked([pack_lanes(flat & lz.mask, lz.s)], label, xor=True)
     words = unpack_lanes(got, lz.s, flat.size)
     out, pos = [], 0
@@ -237,7 +240,8 @@ def open_bits(ctx, arrays: list[np.ndarray], label: str, extra: list[np.ndarray]
 def _drive(gens: list, and_fn) -> list:
     """Run boolean circuits (generators) in lock-step, one AND layer per step for all of them.
 
-    A circuit yields (operands (U, W), I, J) and receives the rows operands[I] & operands[J].
+    A circuit yields (operands (U, W), I, J) and receives the rows operands[I] & operands[J];
+    it hands the operands array over (``and_fn`` may overwrite it).
     """
     results = [None] * len(gens)
     active = {}
@@ -257,7 +261,11 @@ def _drive(gens: list, and_fn) -> list:
             jj.append(np.asarray(j, dtype=np.intp) + off)
             counts.append(len(i))
             off += o.shape[0]
-        z = and_fn(layer, np.concatenate(ops), np.concatenate(ii), np.concatenate(jj))
+        if len(ops) == 1:
+            z = and_fn(layer, ops.pop(), ii[0], jj[0])
+        else:
+            z = and_fn(layer, np.concatenate(ops), np.concatenate(ii), np.concatenate(jj))
+        del ops
         nxt, pos = {}, 0
         for k, c in zip(keys, counts):
             try:
@@ -293,29 +301,52 @@ def circuit_plan(key, make) -> list:
     return plan
 
 
-def fetch_and(ctx, w: int, plan: list):
-    """Request the AND material of a plan from the dealer (returns at once; used lazily)."""
-    if not plan:
-        return None
-    return ctx.provider.fetch("and_layers", w=int(w), s=lanes(ctx.n).s, plan=plan)
+class AndMaterial:
+    """The AND material of a circuit plan, fetched from the dealer one layer at a time, when that layer runs.
+
+    ``layer(k)`` requests layer k's operand masks A and gate products C = A[I] & A[J]
+    (recipe ``and_layers`` on a one-layer plan). A's shares are every party's own PRG
+    draws, so the layer's opening waits for nothing; the lead needs the dealer's
+    correction for C only after that opening, so the reply overlaps the round. A
+    circuit so holds only its running layer's material, never all layers at once.
+    Every party requests the layers in the same order (SPMD), which keeps the dealer's
+    stream in step; the dealer's traffic is the same as for one request of all layers.
+    """
+
+    __slots__ = ("ctx", "w", "plan")
+
+    def __init__(self, ctx, w: int, plan: list):
+        self.ctx, self.w, self.plan = ctx, int(w), plan
+
+    def layer(self, k: int):
+        return self.ctx.provider.fetch("and_layers", w=self.w, s=lanes(self.ctx.n).s, plan=[self.plan[k]])
 
 
-def run_circuits(ctx, gens: list, material, label: str) -> list:
+def fetch_and(ctx, w: int, plan: list) -> AndMaterial | None:
+    """The AND material of a plan, as a handle that fetches each layer when it runs (``AndMaterial``)."""
+    return AndMaterial(ctx, w, plan) if plan else None
+
+
+def run_circuits(ctx, gens: list, material: AndMaterial | None, label: str) -> list:
     """Evaluate circuits with the dealer's AND material: one opening round per layer.
 
-    Layer step (Beaver for AND on XOR shares): open e = u ^ a for every operand
-    row u (mask a fresh per row), then x & y = c ^ (e_x & a_y) ^ (a_x & e_y)
-    (^ e_x & e_y on the lead), c = a_x & a_y from the dealer.
+    Layer step (Beaver for AND on XOR shares): fetch the layer's material, open
+    e = u ^ a for every operand row u (mask a fresh per row), then
+    x & y = c ^ (e_x & a_y) ^ (a_x & e_y) (^ e_x & e_y on the lead), c = a_x & a_y
+    from the dealer.
     """
     mask = lanes(ctx.n).mask
     lead = ctx.is_lead
 
     def step(layer, ops, ii, jj):
-        a = material[2 * layer]
-        (e,) = open_bits(ctx, [ops ^ a], label)
+        mat = material.layer(layer)
+        a = mat[0]
+        ops ^= a  # the operands are handed over (``_drive``): masked in place
+        (e,) = open_bits(ctx, [ops], label)
+        del ops
         ei, ej = e[ii], e[jj]
         z = (ei & a[jj]) ^ (a[ii] & ej)
-        z ^= material[2 * layer + 1]
+        z ^= mat[1]
         if lead:
             z ^= ei & ej
         return z & mask
@@ -369,51 +400,90 @@ def prefix_schedule(q: int, b0: int, outputs: tuple, carry: bool) -> tuple:
     return tuple(s for s in sched if s[1])
 
 
-def prefix_circuit(state, sched, kind: str):
+@functools.lru_cache(maxsize=None)
+def _live_rows(sched: tuple, kind: str, outputs: tuple) -> tuple:
+    """Per level L of ``sched`` (and after the last): the rows (name, position) read at level L or later,
+    or asked for in ``outputs`` -- the rows a circuit must still hold when level L starts."""
+    name = "G" if kind == "carry" else "V"
+    need = {(name, j) for j in outputs}
+    live = [frozenset(need)]
+    for _b, ups in reversed(sched):
+        for j, t, g, p in ups:
+            if kind != "carry":
+                need |= {("V", j), ("V", t)}
+            else:
+                if g:
+                    need |= {("P", j), ("G", t), ("G", j)}
+                if p:
+                    need |= {("P", j), ("P", t)}
+        live.append(frozenset(need))
+    live.reverse()
+    return tuple(live)
+
+
+def prefix_circuit(state, sched, kind: str, outputs: tuple | None = None):
     """Generator: run a prefix schedule on bit-sliced XOR-shared rows, one AND layer per level.
 
     kind "carry": state = (G, P) arrays (q, W); combine (hi, lo) -> (G_hi ^ P_hi & G_lo, P_hi & P_lo)
     (generate and propagate are exclusive, so XOR is OR). kind "or": v_hi | v_lo =
     v_hi ^ v_lo ^ (v_hi & v_lo). kind "and": v_hi & v_lo. Returns the final state.
+
+    ``outputs`` (positions): return only those rows (of G for "carry"), stacked, and hold
+    from the start only the rows a later level or an output reads (``_live_rows``), each
+    dropped after its last use: the circuit's memory shrinks with its levels. The caller
+    should then hand ``state`` over (pass it as a temporary) so that it is freed too.
     """
-    if kind == "carry":
-        G, P = state
-        G, P = G.copy(), P.copy()
-    else:
-        V = state.copy()
-    for _b, ups in sched:
+    carry = kind == "carry"
+    names = ("G", "P") if carry else ("V",)
+    arrays = state if carry else (state,)
+    live = _live_rows(tuple(sched), kind, tuple(outputs)) if outputs is not None else None
+    if live is None:  # the whole state is returned: work on a copy of it, row views into it
+        arrays = tuple(a.copy() for a in arrays)
+        rows = {(nm, pos): arr[pos] for nm, arr in zip(names, arrays) for pos in range(arr.shape[0])}
+    else:  # copies of the live rows only, so that the state itself can go
+        rows = {(nm, pos): arr[pos].copy() for nm, arr in zip(names, arrays) for pos in range(arr.shape[0])
+                if (nm, pos) in live[0]}
+        del arrays
+    del state
+    for level, (_b, ups) in enumerate(sched):
         keys: dict = {}
-        rows = []
+        order = []
         gi, gj, targets = [], [], []
 
         def op(name, pos):
             key = (name, pos)
             if key not in keys:
-                keys[key] = len(rows)
-                rows.append(key)
+                keys[key] = len(order)
+                order.append(key)
             return keys[key]
 
         for j, t, g, p in ups:
-            if kind == "carry":
+            if carry:
                 if g:
                     gi.append(op("P", j)); gj.append(op("G", t)); targets.append(("G", j))
                 if p:
                     gi.append(op("P", j)); gj.append(op("P", t)); targets.append(("P", j))
             else:
                 gi.append(op("V", j)); gj.append(op("V", t)); targets.append(("V", t, j))
-        src = {"G": G, "P": P} if kind == "carry" else {"V": V}
-        ops = np.stack([src[name][pos] for name, pos in rows])
+        ops = np.stack([rows[key] for key in order])
         z = yield ops, gi, gj
+        del ops
         for k, tg in enumerate(targets):
             if tg[0] == "G":
-                G[tg[1]] ^= z[k]
+                rows[("G", tg[1])] ^= z[k]
             elif tg[0] == "P":
-                P[tg[1]] = z[k]
+                rows[("P", tg[1])][...] = z[k]
             elif kind == "or":
-                V[tg[2]] ^= V[tg[1]] ^ z[k]
+                rows[("V", tg[2])] ^= rows[("V", tg[1])] ^ z[k]
             else:
-                V[tg[2]] = z[k]
-    return (G, P) if kind == "carry" else V
+                rows[("V", tg[2])][...] = z[k]
+        if live is not None:
+            for key in [key for key in rows if key not in live[level + 1]]:
+                del rows[key]
+    if live is not None:
+        name = "G" if carry else "V"
+        return np.stack([rows[(name, j)] for j in outputs])
+    return arrays if carry else arrays[0]
 
 
 def pair_level(cbar: np.ndarray, R: np.ndarray, M: np.ndarray, lead: bool, mask: U64, kind: str):
@@ -458,18 +528,21 @@ def pair_level(cbar: np.ndarray, R: np.ndarray, M: np.ndarray, lead: bool, mask:
 class BitJob:
     """One protocol of the shape "open c = x + r, boolean circuit on c and r's bits, B2A".
 
-    Subclasses set ``key`` (the plan cache key, from sizes only), ``n`` (elements)
-    and implement ``fetch`` (dealer requests; must set ``self.D``, the daBit XOR
-    rows), ``opening`` (the masked ring array), ``circuit(c, dummy)`` (a generator
-    returning the XOR-shared result rows) and ``finish(o, c)`` (arithmetic result
-    from the opened o = rows ^ d, unsliced to (rows, n)). ``run_bitjobs`` runs any
-    number of jobs on equally long vectors in lock-step: one opening round, the
-    AND layers of all circuits merged, one B2A round.
+    Subclasses set ``key`` (the plan cache key, from sizes only) and ``n`` (elements) and
+    implement, in the order ``run_bitjobs`` calls them:
+      * ``fetch(ctx)``: the dealer material the opening and the circuit need (a mask r and its bits);
+      * ``opening()``: the masked ring array c = x + r to open; the job drops x and r here;
+      * ``circuit(c, dummy)``: a generator returning the XOR-shared rows (k, W) to convert; it
+        keeps of c and of r's bits only what ``finish`` reads and drops the rest at its first level;
+      * ``b2a_material(ctx)``: (D, Dar), daBits as XOR rows (k, W) and their arithmetic shares,
+        fetched only now, at the B2A (default: ``dabits``);
+      * ``finish(o, Dar)``: the arithmetic result from the opened lane rows o = rows ^ D.
+    So a job's peak (x, r, c, the bits of r and c) lasts about its opening round; its AND
+    rounds hold their running layer, its B2A round one daBit per element.
     """
 
     key: tuple = ()
     n: int = 0
-    D = None
 
     def fetch(self, ctx):  # pragma: no cover - interface
         raise NotImplementedError
@@ -480,12 +553,19 @@ class BitJob:
     def circuit(self, c, dummy: bool = False):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def finish(self, o: np.ndarray, c):  # pragma: no cover - interface
+    def b2a_material(self, ctx, k: int = 1):
+        return dabits(ctx, self.n, rows=k)
+
+    def finish(self, o: np.ndarray, Dar: np.ndarray):  # pragma: no cover - interface
         raise NotImplementedError
 
 
 def run_bitjobs(ctx, jobs: list, label: str) -> list:
-    """Run ``BitJob``s in lock-step (rounds: 1 + the deepest circuit + 1). Returns their results."""
+    """Run ``BitJob``s in lock-step (rounds: 1 + the deepest circuit + 1). Returns their results.
+
+    One opening round for all jobs, the AND layers of all circuits merged (each layer's
+    material fetched when it runs, ``AndMaterial``), one B2A round with daBits fetched then.
+    """
     lz = lanes(ctx.n)
     ns = {j.n for j in jobs}
     if len(ns) != 1:
@@ -494,16 +574,31 @@ def run_bitjobs(ctx, jobs: list, label: str) -> list:
     for j in jobs:
         j.fetch(ctx)
     plan = circuit_plan(("jobs",) + tuple(j.key for j in jobs), lambda: [j.circuit(None, True) for j in jobs])
-    mat = fetch_and(ctx, w, plan)
     cs = ctx.open_masked([j.opening() for j in jobs], label, bits=max(getattr(j, "wire_bits", 64) for j in jobs))
-    rows = run_circuits(ctx, [j.circuit(c) for j, c in zip(jobs, cs)], mat, label + ".and")
-    os_ = open_bits(ctx, [r ^ j.D for r, j in zip(rows, jobs)], label + ".b2a")
-    return [j.finish(lz.unslice(o, j.n), c) for j, o, c in zip(jobs, os_, cs)]
+    gens = [j.circuit(c) for j, c in zip(jobs, cs)]
+    del cs  # each circuit drops its c at its first level
+    rows = run_circuits(ctx, gens, fetch_and(ctx, w, plan), label + ".and")
+    del gens
+    das = [j.b2a_material(ctx, r.shape[0]) for j, r in zip(jobs, rows)]
+    os_ = open_bits(ctx, [r ^ d[0] for r, d in zip(rows, das)], label + ".b2a")
+    del rows
+    return [j.finish(o, d[1]) for j, o, d in zip(jobs, os_, das)]
 
 
 # ---------------------------------------------------------------------------
 # boolean -> arithmetic, bit decomposition
 # ---------------------------------------------------------------------------
+
+
+def b2a_bits(t: np.ndarray, Dar: np.ndarray, lead: bool) -> np.ndarray:
+    """Arithmetic shares of b = t ^ d for public 0/1 ``t`` and shares ``Dar`` of the daBit d:
+    t + (1 - 2t) [d], the lead adding t. Works in one new buffer besides t."""
+    out = np.left_shift(t, U64(1))
+    np.subtract(U64(1), out, out=out)
+    out *= Dar
+    if lead:
+        out += t
+    return out
 
 
 def b2a_rows(ctx, rows: np.ndarray, D: np.ndarray, Dar: np.ndarray, n: int, label: str, flip=None):
@@ -517,10 +612,7 @@ def b2a_rows(ctx, rows: np.ndarray, D: np.ndarray, Dar: np.ndarray, n: int, labe
     t = lanes(ctx.n).unslice(o, n)
     if flip is not None:
         t ^= flip
-    out = (U64(1) - U64(2) * t) * Dar
-    if ctx.is_lead:
-        out += t
-    return out
+    return b2a_bits(t, Dar, ctx.is_lead)
 
 
 def dabits(ctx, n: int, rows: int = 1):

@@ -21,7 +21,7 @@ import numpy as np
 from cipherome.mpc.shares import Shared, concat
 
 from .arith import mul
-from .bits import BitJob, lanes, pair_level, prefix_circuit, prefix_schedule, run_bitjobs
+from .bits import BitJob, b2a_bits, lanes, pair_level, prefix_circuit, prefix_schedule, run_bitjobs
 
 __all__ = [
     "ltz",
@@ -65,8 +65,12 @@ class PrefixJob(BitJob):
     ~(c ^ r), combined by a carry tree), i.e. [c mod 2^q < r mod 2^q]; "and": all q bits of c
     equal r's. Level 1 (bit pairs) is local with the dealer's pair products, each later level
     one AND round. Subclasses implement ``request(ctx)``, the dealer material: [0] the ring
-    mask r, [1] r's XOR-shared bits, [2] the pair products, [3] the daBit XOR rows ``D``, then
-    whatever their ``finish`` reads; ``offset`` is a public constant the lead adds to the opening.
+    mask r, [1] r's XOR-shared bits (``rows`` rows), [2] the pair products, then whatever their
+    ``finish`` reads; ``offset`` is a public constant the lead adds to the opening.
+
+    Memory: c = x + r is computed in r's buffer and x is dropped; c, r's bits and the pair
+    products are dropped at the circuit's first level (``keep`` saves what ``finish`` needs),
+    which then holds only its live rows (``prefix_circuit(outputs=...)``).
     """
 
     op = "carry"
@@ -74,46 +78,58 @@ class PrefixJob(BitJob):
     #: the circuit reads c = x + r only modulo 2^wire_bits, so only that much is opened
     wire_bits = 64
 
-    def __init__(self, data: np.ndarray, q: int, key: tuple):
+    def __init__(self, data: np.ndarray, q: int, key: tuple, rows: int | None = None):
         self.x = data.ravel()
         self.n = self.x.size
         self.q = q
-        self.rows = q + q % 2
+        self.rows = q + q % 2 if rows is None else rows
         self.key = key
         self.sched = prefix_schedule(q, 2, (q - 1,), self.op == "carry")
 
-    def request(self, ctx) -> tuple:  # pragma: no cover - interface
+    def request(self, ctx):  # pragma: no cover - interface
         raise NotImplementedError
 
     def fetch(self, ctx):
         self.ctx, self.lz = ctx, lanes(ctx.n)
-        self.mask = self.request(ctx)
-        self.D = self.mask[3]
+        self.eda = self.request(ctx)
 
     def opening(self):
-        m = self.x + self.mask[0]
+        m = self.eda[0]  # the mask r's own buffer becomes c = x + r
+        self.eda.release(0)
+        m += self.x
+        self.x = None
         if self.ctx.is_lead and self.offset:
             m += U64(self.offset % (1 << 64))
         return m
+
+    def keep(self, c: np.ndarray, R: np.ndarray) -> None:
+        """Save what ``finish`` reads of the opened c and of r's bit rows R before they are dropped."""
+
+    def result(self, top: np.ndarray) -> np.ndarray:
+        """The XOR-shared rows to convert, from the circuit's top row."""
+        return top
 
     def circuit(self, c, dummy=False):
         q = self.q
         if dummy:
             z = np.zeros((q, 1), U64)
-            level = (z, z) if self.op == "carry" else z
-        else:
-            cbar = ~self.lz.slice(c, q, rows=self.rows)[:q] & self.lz.mask
-            level = pair_level(cbar, self.mask[1][:q], self.mask[2], self.ctx.is_lead, self.lz.mask, self.op)
-        level = yield from prefix_circuit(level, self.sched, self.op)
-        top = level[0] if self.op == "carry" else level
-        return top[q - 1 : q]
+            return (yield from prefix_circuit((z, z) if self.op == "carry" else z, self.sched, self.op, (q - 1,)))
+        lz = self.lz
+        cbar = lz.slice(c, q)
+        np.invert(cbar, out=cbar)
+        cbar &= lz.mask
+        R, M = self.eda[1], self.eda[2]
+        self.keep(c, R)
+        self.eda.release(1, 2)
+        del c
+        level = prefix_circuit(pair_level(cbar, R[:q], M, self.ctx.is_lead, lz.mask, self.op), self.sched, self.op,
+                               (q - 1,))
+        del cbar, R, M
+        return self.result((yield from level))
 
-    def b2a(self, t: np.ndarray) -> np.ndarray:
-        """B2A of t ^ d for public t: t + (1 - 2t) [d], the daBit's arithmetic share in ``mask[4][0]``."""
-        out = (U64(1) - U64(2) * t) * self.mask[4][0]
-        if self.ctx.is_lead:
-            out += t
-        return out
+    def finish(self, o, Dar):
+        """[b] for the opened o = b ^ d: t + (1 - 2t) [d] with t = o."""
+        return b2a_bits(self.lz.unslice(o, self.n)[0], Dar[0], self.ctx.is_lead)
 
 
 class LtzJob(PrefixJob):
@@ -122,14 +138,21 @@ class LtzJob(PrefixJob):
     def __init__(self, data: np.ndarray, bits: int):
         self.bits = self.wire_bits = bits
         self.offset = 1 << (bits - 1)
-        super().__init__(data, bits - 1, ("ltz", bits))
+        super().__init__(data, bits - 1, ("ltz", bits), rows=bits)
 
     def request(self, ctx):
-        return ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
-                                  pairs=True, nda=1, fold=self.bits - 1)
+        return ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.bits, rows=self.rows, pairs=True)
 
-    def finish(self, o, c):
-        return self.b2a(o[0] ^ ((c >> U64(self.bits - 1)) & U64(1)) ^ U64(1))
+    def keep(self, c, R):
+        self.ctop = self.lz.slice(c, 1, lo=self.q)  # bit k-1 of c (a public lane row)
+        self.rtop = R[self.q : self.q + 1].copy()  # bit k-1 of r (XOR-shared)
+
+    def result(self, top):
+        return top ^ self.rtop  # B ^ r_(k-1)
+
+    def finish(self, o, Dar):
+        t = self.lz.unslice(o ^ self.ctop ^ self.lz.mask, self.n)[0]  # 1 ^ c_(k-1) ^ o
+        return b2a_bits(t, Dar[0], self.ctx.is_lead)
 
 
 class EqzJob(PrefixJob):
@@ -142,18 +165,14 @@ class EqzJob(PrefixJob):
         super().__init__(data, bits, ("eqz", bits))
 
     def request(self, ctx):
-        return ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows,
-                                  pairs=True, nda=1, fold=-1)
-
-    def finish(self, o, c):
-        return self.b2a(o[0])
+        return ctx.provider.fetch("edabits", n=self.n, s=self.lz.s, width=self.q, rows=self.rows, pairs=True)
 
 
 def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
     """[x < 0] as an arithmetic share of 0/1 (frac 0), elementwise; exact for x in [-2^(bits-1), 2^(bits-1)).
 
-    Steps (k = bits, m = k - 1; dealer edaBit r with bits 0..m-1 XOR-shared and a
-    daBit d whose arithmetic part is d ^ r_(k-1)):
+    Steps (k = bits, m = k - 1; dealer edaBit r with bits 0..k-1 XOR-shared; a daBit d
+    fetched at step 3):
       1. open c = x + 2^(k-1) + r mod 2^k (masked, uniform; ceil(k/8) bytes) -- 1 round. Then y = x + 2^(k-1)
          = c - r mod 2^k lies in [0, 2^k), and x < 0 iff its bit k-1 is 0:
          y_(k-1) = c_(k-1) ^ r_(k-1) ^ B with B = [c mod 2^m < r mod 2^m].
@@ -161,8 +180,8 @@ def ltz(x: Shared, bits: int = RING_BITS) -> Shared:
          g = ~c & r and propagate p = ~(c ^ r), combined by a carry tree. Level 1
          (bit pairs) is local thanks to the dealer's pair products; the remaining
          ceil(log2 m) - 1 levels are one AND round each (bit-sliced, all elements at once).
-      3. B2A: open o = B ^ d (1 round); [x < 0] = t ^ (d ^ r_(k-1)) with the public
-         t = 1 ^ c_(k-1) ^ o, i.e. t + (1 - 2t) [d ^ r_(k-1)].
+      3. B2A: open o = B ^ r_(k-1) ^ d (1 round; r_(k-1) is XORed in locally); [x < 0] = t ^ d
+         with the public t = 1 ^ c_(k-1) ^ o, i.e. t + (1 - 2t) [d].
     Rounds: ceil(log2(k-1)) + 1 (k = 64: 7). Traffic per element to each other party:
     ceil(k/8) bytes (c mod 2^k) + 89 opened lane bits for k = 64 (packed 64 to a word:
     ~11 bytes), i.e. each party sends about 19 (n-1) bytes per element at k = 64. Dealer to lead: 8 bytes plus

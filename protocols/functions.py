@@ -117,20 +117,26 @@ class SplitJob(PrefixJob):
     def request(self, ctx):
         return ctx.provider.fetch("lut_split", n=self.n, s=self.lz.s, p=self.p, beta=self.beta)
 
-    def finish(self, o, c):
-        lead = self.ctx.is_lead
-        o = o[0]
-        n, size, p = self.n, 1 << self.beta, self.p
+    def keep(self, c, R):
+        self.c = c  # finish reads c's low p + beta bits
+
+    def b2a_material(self, ctx, k=1):
+        return self.eda[3], self.eda[4]  # the daBit tied to the one-hot (d O), from the split's own material
+
+    def finish(self, o, Dar):
+        lead, c = self.ctx.is_lead, self.c
+        o = self.lz.unslice(o, self.n)[0]
+        size, p = 1 << self.beta, self.p
         sgn = U64(1) - U64(2) * o
-        bsh = sgn * self.mask[4]
+        bsh = sgn * Dar
         if lead:
             bsh += o
-        phi = (bsh << U64(p)) - self.mask[5]
+        phi = (bsh << U64(p)) - self.eda[5]
         if lead:
             phi += c & low_mask(p)
         chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
         # V_k = O[(chi - k) mod S]; every party: [b V] = o [V] + (1 - 2o) [d V]
-        onehot = lut_onehot(self.mask[6], self.mask[7], chi, o)
+        onehot = lut_onehot(self.eda[6], self.eda[7], chi, o)
         return onehot, phi
 
 

@@ -142,7 +142,7 @@ def _thermometer_bits(x: Shared, K: int, J: int) -> np.ndarray:
         return [circuit(z[:q], z[:q], z, z, False)]
 
     plan = circuit_plan(("normalize", K), make)
-    eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=K, rows=rows, pairs=True, nda=J, fold=-1)
+    eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=K, rows=rows, pairs=True, nda=J)
     mat = fetch_and(ctx, w, plan)
     (c,) = ctx.open_masked([flat + eda[0]], "normalize", bits=K)  # the circuit reads c mod 2^K
     crows = lz.slice(c, K, rows=rows)

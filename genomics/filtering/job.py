@@ -204,7 +204,7 @@ def _cohort_hashed(ctx, p: FilterParams, sv: SiteVariants, rule: fm.LinearRule, 
     per_slot = tests * BYTES_PER_TEST + 16 * n * (La + Lm) * C * 8
     chunk, window = pipeline_plan(T, per_slot, 8 * n * T * (La + Lm) * (C + 3), budget[0], budget[1],
                                   "lower --max-variants or --lanes (the table's geometry)",
-                                  fm.cohort_rounds(rule, n, max(La, Lm)))
+                                  fm.cohort_rounds(rule, n, max(La, Lm)), products=True)
 
     def run(slots: list) -> tuple[list, list]:  # one chunk of slots: constant rounds, memory within the budget
         sl = slice(slots[0], slots[-1] + 1)
@@ -403,7 +403,8 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byt
     me = ctx.index
     per_trio = 2 * T * (L * L + 2 * L) * BYTES_PER_TEST
     chunk, window = pipeline_plan(len(trios), per_trio, len(trios) * T * L * 64, budget[0], budget[1],
-                                  "use a shorter gene list, fewer --gene-buckets or --lanes", fm.comphet_rounds(L, b))
+                                  "use a shorter gene list, fewer --gene-buckets or --lanes", fm.comphet_rounds(L, b),
+                                  products=True)
     texts_fn = [(lambda row: _text(sv, row)) if ctx.parties[t.child[0]] == ctx.me else None for t in trios]
 
     def run(part: list[Trio]) -> tuple[list, list]:
