@@ -11,7 +11,10 @@ import pytest
 
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering import align
+from cipherome.genomics.filtering.budget import plan_rounds
 from cipherome.genomics.filtering.job import _gene_runs
+from cipherome.genomics.filtering.keys import cuckoo_geometry
+from cipherome.genomics.filtering.models import comphet_cuckoo_rounds
 from cipherome.genomics.filtering.local import Pedigree, SiteVariants
 from cipherome.genomics.reference.filtering import reference_filter
 from cipherome.mpc.local import run_local
@@ -84,12 +87,21 @@ def test_cuckoo_comphet_multigene_variants_equal_twin(seed):
     assert got == want
 
 
-def test_cuckoo_comphet_pipelined_chunks_equal_twin():
+@pytest.mark.parametrize("gb, chunks, window", [(0.004, 6, 1), (0.015, 12, 12)])
+def test_cuckoo_comphet_chunks_equal_twin(gb, chunks, window):
+    """Trios in chunks of the memory budget: 6 chunks one after the other, or 12 one-trio chunks pipelined
+    (their permutation openings share rounds with the other chunks' openings)."""
     svs = multigene_study(4, trios=12)
     params = {"model": "comphet", "genes": PANEL, "max_member_variants": 80}
-    budget = [{"max_job_memory_gb": 0.004, "min_sites": 3}] * 3
-    run = _run(svs, params, budget)
+    B, Ls = cuckoo_geometry(80)
+    R = comphet_cuckoo_rounds(Ls, B)
+    run = _run(svs, params, [{"max_job_memory_gb": gb, "min_sites": 3}] * 3)
     assert run.results[0]["rows"] == reference_filter(svs, params)["rows"]
+    rounds = next(s["rounds"] for s in run.reports["p0"]["stages"] if s["stage"] == "secure_filter")
+    # a chunk whose trio sits at one site skips the 7 equality rounds (its matching is local)
+    assert plan_rounds(chunks, window, R) - 7 <= rounds <= plan_rounds(chunks, window, R)
+    if window > 1:
+        assert rounds < chunks * R / 4
 
 
 def test_forced_overflow_is_a_clear_error_never_a_wrong_answer(sim_study):
