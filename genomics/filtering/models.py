@@ -330,6 +330,22 @@ def denovo_anchor_bits(ctx, trios: list[tuple[OwnerTable, OwnerTable, OwnerTable
     return out
 
 
+def _parent_matches(ctx, trios: list[tuple], carriers: list[tuple]) -> list[tuple]:
+    """Per trio (P_f, P_m, Cr_f, Cr_m), each (T, L_child): the father's and mother's lanes matching each child lane,
+    and those of them that are ALT carriers (E @ carrier). All pairs in one equality test (7 rounds) and all
+    carrier products in one Beaver round."""
+    pairs = []
+    for c, f, m in trios:
+        pairs += [(c, f), (c, m)]
+    E = match_tables(ctx, pairs)
+    items = []
+    for k, (cf, cm) in enumerate(carriers):
+        items += [(E[2 * k], cf), (E[2 * k + 1], cm)]
+    cr = aligned_sums(items)
+    return [(E[2 * k].sum(axis=2), E[2 * k + 1].sum(axis=2), cr[2 * k].reshape(c.T, c.L),
+             cr[2 * k + 1].reshape(c.T, c.L)) for k, (c, _f, _m) in enumerate(trios)]
+
+
 def comphet_anchor_bits(ctx, trios: list[tuple], carriers: list[tuple], own: list[Shared], genes: int,
                         buckets: int) -> list[tuple]:
     """Per trio: (r, pat, mat), each (T, L) 0/1 over the child's gene-partitioned heterozygous lanes.
@@ -347,18 +363,8 @@ def comphet_anchor_bits(ctx, trios: list[tuple], carriers: list[tuple], own: lis
     multiplications. Traffic per trio: 2 T L^2 equality tests, 2 T (L^2 + L) product
     openings, 2 T L + 2 G small comparisons, G + T L products.
     """
-    pairs = []
-    for c, f, m in trios:
-        pairs += [(c, f), (c, m)]
-    E = match_tables(ctx, pairs)
-    items = []
-    for k, (cf, cm) in enumerate(carriers):
-        items += [(E[2 * k], cf), (E[2 * k + 1], cm)]
-    cr = aligned_sums(items)
     forms = []
-    for k, (c, _f, _m) in enumerate(trios):
-        pf, pm = E[2 * k].sum(axis=2), E[2 * k + 1].sum(axis=2)
-        crf, crm = cr[2 * k].reshape(c.T, c.L), cr[2 * k + 1].reshape(c.T, c.L)
+    for k, (pf, pm, crf, crm) in enumerate(_parent_matches(ctx, trios, carriers)):
         forms += [(crf - 1 - pm * 2 + own[k]).ravel(), (crm - 1 - pf * 2 + own[k]).ravel()]
     L = max(t[0].L for t in trios)
     ge = 1 - compare.ltz(concat(forms), range_bits(4 * L + 8))
@@ -424,18 +430,9 @@ def comphet_cuckoo_bits(ctx, trios: list[tuple], carriers: list[tuple], sorts: l
     trio and party: 2 B Ls equality tests and carrier-product openings, 2 B small
     and 2 B wider comparisons, O(B) for the four permutations and two products.
     """
-    pairs = []
-    for c, f, m in trios:
-        pairs += [(c, f), (c, m)]
-    E = match_tables(ctx, pairs)
-    items = []
-    for k, (cf, cm) in enumerate(carriers):
-        items += [(E[2 * k], cf), (E[2 * k + 1], cm)]
-    cr = aligned_sums(items)
     forms = []
-    for k, (c, _f, _m) in enumerate(trios):
-        pf, pm = E[2 * k].sum(axis=2).ravel(), E[2 * k + 1].sum(axis=2).ravel()
-        forms += [cr[2 * k].ravel() - 1 - pm * 2, cr[2 * k + 1].ravel() - 1 - pf * 2]
+    for pf, pm, crf, crm in _parent_matches(ctx, trios, carriers):
+        forms += [(crf - 1 - pm * 2).ravel(), (crm - 1 - pf * 2).ravel()]
     Ls = max(max(f.L, m.L) for _c, f, m in trios)
     ge = 1 - compare.ltz(concat(forms), range_bits(2 * Ls + 1))
     B = [c.T for c, _f, _m in trios]
