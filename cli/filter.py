@@ -82,9 +82,10 @@ def filter_params_from_cli(model, min_affected, max_unaffected, max_cohort_af, t
 @click.option("--max-variants", type=int, default=20000, show_default=True,
               help="Public bound on one site's variants after pre-filtering; sizes the table when not given.")
 @click.option("--max-member-variants", type=int, default=None,
-              help="Public bound on one family member's variants after pre-filtering (denovo; sizes its cuckoo "
-                   "tables; default --max-variants).")
-@click.option("--gene-buckets", type=int, default=1, show_default=True, help="Slots per gene (comphet).")
+              help="Public bound on one family member's variants after pre-filtering (denovo; comphet: its "
+                   "(variant, listed gene) entries; sizes their cuckoo tables; default --max-variants).")
+@click.option("--gene-buckets", type=int, default=1, show_default=True,
+              help="Slots per gene (comphet on the gene-partitioned table: --lanes without --table-size).")
 def filter_cmd(study_path, key, cert, model, prefix, min_affected, max_unaffected, max_cohort_af, top, pass_only,
                min_gq, min_dp, max_pop_af, af_field, consequences, genes, table_size, lanes, max_variants,
                max_member_variants, gene_buckets):

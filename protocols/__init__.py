@@ -8,7 +8,7 @@ package registers every protocol's correlated-randomness recipes.
 # every module that registers dealer recipes must be imported here: a dealer daemon
 # only knows the correlated objects of the modules imported in its process
 from . import bits, compare, division, normalize, reuse, roots, spdinv  # noqa: F401
-from . import beaver_multi, functions, linalg, owned, psi, sketch  # noqa: F401  (non-linear recipes)
+from . import beaver_multi, functions, linalg, owned, permute, psi, sketch  # noqa: F401  (non-linear recipes)
 from .compare import eq, eqz, ge, gt, le, lt, ltz, maximum, minimum, select, sign
 from .division import div, reciprocal
 from .functions import exp, log, sigmoid

@@ -47,6 +47,7 @@ CASES = [
     {"model": "denovo", "min_gq": 20, "table_size": 64, "lanes": 10},
     {"model": "denovo", "table_size": 40, "lanes": 40},
     {"model": "comphet", "genes": GENES, "lanes": 12},
+    {"model": "comphet", "genes": GENES, "max_member_variants": 40},
     {"model": "max-gene", "genes": GENES},
     {"model": "top-genes", "genes": GENES, "top": 4},
     {"model": "gene-intersect", "genes": GENES},

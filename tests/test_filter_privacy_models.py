@@ -110,6 +110,7 @@ CASES = [
     {"model": "dominant", "max_variants": 100},
     {"model": "denovo", "table_size": 48, "lanes": 14},
     {"model": "comphet", "genes": GENES, "lanes": 12},
+    {"model": "comphet", "genes": GENES, "table_size": 40, "lanes": 14},
     {"model": "max-gene", "genes": GENES},
     {"model": "gene-diff", "genes": GENES},
 ]

@@ -30,6 +30,7 @@ FILTER_MODELS = [
     {"model": "carrier", "table_size": 64, "lanes": 8},
     {"model": "denovo", "table_size": 64, "lanes": 8},
     {"model": "comphet", "genes": GENES, "lanes": 10},
+    {"model": "comphet", "genes": GENES, "table_size": 64, "lanes": 10},
     {"model": "max-gene", "genes": GENES, "top": 3},
     {"model": "top-genes", "genes": GENES, "top": 3},
     {"model": "gene-intersect", "genes": GENES, "top": 3},

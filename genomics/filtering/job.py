@@ -45,6 +45,7 @@ from cipherome.genomics.filtering.features import COUNTS, allele_totals, cohort_
 from cipherome.genomics.filtering.budget import BYTES_PER_TEST, pipeline_plan, site_budget
 from cipherome.genomics.filtering.keys import (agree_job_key, cuckoo_geometry, cuckoo_hashes, cuckoo_table, hash_keys,
                                               lane_table, simple_table, suggest_table)
+from cipherome.protocols.permute import private_permutations
 from cipherome.genomics.filtering.local import PreFilter, SiteVariants, read_site
 from cipherome.genomics.filtering.params import COHORT_MODELS, FilterParams
 from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
@@ -53,7 +54,7 @@ from cipherome.genomics.io.ploidy import ploidy_class
 from cipherome.genomics.policy import min_sites, require_sites
 from cipherome.genomics.io.variants import chrom_order, parse_key
 
-__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "sort_rows"]
+__all__ = ["FilterSite", "filter_job", "run_filter", "load_site_variants", "sort_rows", "comphet_lane_table"]
 
 log = logging.getLogger("cipherome.filter")
 
@@ -320,25 +321,35 @@ def _family_geometry(p: FilterParams) -> tuple[int, int]:
     return int(p.table_size or bins), int(p.lanes or lanes)
 
 
-def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hashes: tuple, B: int, Ls: int) -> tuple:
-    """The trio's tables: the child's cuckoo table of its heterozygous rows (one lane), each parent's simple table
-    of its rows not called hom-ref (Ls lanes); ``rows`` index the site's variant rows. ``hashes``: this site's
-    (candidate bins, fingerprints) of all its rows."""
+def _trio_tables(ctx, t: Trio, hashes: tuple, B: int, Ls: int, chosen) -> tuple:
+    """The trio's tables: the child's cuckoo table (one lane per bin), each parent's simple table (Ls lanes).
+
+    ``hashes``: this site's (candidate bins, fingerprints) of its entries (variant rows, or (row, gene)
+    pairs); ``chosen(who, col)``: (entries,) bool, the entries listed in member ``who``'s table. ``rows``
+    of a table index the entries."""
     cand, fps = hashes
     out = []
     for who in ("child", "father", "mother"):
         si, col = getattr(t, who)
         tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", B, 1 if who == "child" else Ls)
         if tab.mine(ctx):
-            g = sv.dosage[:, col]
-            rows = np.flatnonzero(member_het(g, t.child_sex, sv.pclass) if who == "child" else (g != 0))
+            ent = np.flatnonzero(chosen(who, col))
             if who == "child":
-                tab.fp, ent = cuckoo_table(cand[rows], fps[rows], B, tab.name)
+                tab.fp, at = cuckoo_table(cand[ent], fps[ent], B, tab.name)
             else:
-                tab.fp, ent = simple_table(cand[rows], fps[rows], B, Ls, tab.name)
-            tab.rows = np.where(ent >= 0, rows[np.maximum(ent, 0)], -1) if rows.size else ent
+                tab.fp, at = simple_table(cand[ent], fps[ent], B, Ls, tab.name)
+            tab.rows = np.where(at >= 0, ent[np.maximum(at, 0)], -1) if ent.size else at
         out.append(tab)
     return tuple(out)
+
+
+def _denovo_tables(ctx, sv: SiteVariants, t: Trio, hashes: tuple, B: int, Ls: int) -> tuple:
+    """The child's cuckoo table of its heterozygous rows, each parent's simple table of its rows not called
+    hom-ref; ``rows`` index the site's variant rows. ``hashes``: this site's (candidate bins, fingerprints)."""
+    def chosen(who, col):
+        g = sv.dosage[:, col]
+        return member_het(g, t.child_sex, sv.pclass) if who == "child" else g != 0
+    return _trio_tables(ctx, t, hashes, B, Ls, chosen)
 
 
 def _denovo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
@@ -395,17 +406,22 @@ def _gene_entries(sv: SiteVariants, rows: np.ndarray, gidx: dict) -> tuple[np.nd
     return np.array(er, np.int64), np.array(eg, np.int64)
 
 
-def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
-    genes = list(p.genes)
-    gidx = {g: i for i, g in enumerate(genes)}
-    G, b = len(genes), int(p.gene_buckets)
+def comphet_lane_table(p: FilterParams) -> bool:
+    """comphet on the gene-partitioned lane table (``lanes`` or ``gene_buckets`` given without ``table_size``),
+    else on cuckoo against simple hashing (the default)."""
+    return p.table_size is None and (p.lanes is not None or int(p.gene_buckets) > 1)
+
+
+def _comphet_gene_table(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple,
+                        gidx: dict) -> tuple[list, list]:
+    """Children's gene-partitioned tables and 0/1 results: T = G b slots of L lanes, 2 T L^2 tests per trio."""
+    G, b = len(gidx), int(p.gene_buckets)
     T, L = G * b, int(p.lanes or 4)
     me = ctx.index
     per_trio = 2 * T * (L * L + 2 * L) * BYTES_PER_TEST
     chunk, window = pipeline_plan(len(trios), per_trio, len(trios) * T * L * 64, budget[0], budget[1],
                                   "use a shorter gene list, fewer --gene-buckets or --lanes", fm.comphet_rounds(L, b),
                                   products=True)
-    texts_fn = [(lambda row: _text(sv, row)) if ctx.parties[t.child[0]] == ctx.me else None for t in trios]
 
     def run(part: list[Trio]) -> tuple[list, list]:
         tabs, cars, own = [], [], []
@@ -438,8 +454,90 @@ def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: byt
         share_tables(ctx, [x for trio in tabs for x in trio])
         return [tr[0] for tr in tabs], [x[0] for x in fm.comphet_anchor_bits(ctx, tabs, cars, own, G, b)]
 
+    return _pipelined(ctx, trios, chunk, window, run)
+
+
+def _comphet_cuckoo(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple,
+                    gidx: dict) -> tuple[list, list]:
+    """Children's cuckoo tables of (variant, listed gene) entries and their 0/1 results (``fm.comphet_cuckoo_bits``).
+
+    An entry is a row and one of its listed genes (at this site's annotation), hashed as
+    HMAC(job key, "GENE<tab>chrom:pos:ref:alt"); the child lists its heterozygous entries, a parent its
+    entries not called hom-ref. Tables are sized by ``_family_geometry`` from max_member_variants (a public
+    bound on one member's listed entries). The child site privately sorts its bins by gene (``pi1``) and
+    marks the gene boundaries (``pi2``, u) for the per-gene sums."""
+    B, Ls = _family_geometry(p)
+    G = len(gidx)
+    er, eg = _gene_entries(sv, np.arange(len(sv)), gidx)
+    names = list(gidx)
+    hs = cuckoo_hashes(key, [f"{names[g]}\t{sv.keys[r]}" for r, g in zip(er.tolist(), eg.tolist())], B)
+    per_trio = (2 * B * Ls + 4 * B) * BYTES_PER_TEST
+    chunk, window = pipeline_plan(len(trios), per_trio, len(trios) * B * 64, budget[0], budget[1],
+                                  "lower --max-member-variants (the public bound on one family member's listed "
+                                  "variants)", fm.comphet_cuckoo_rounds(Ls, B), products=True)
+
+    def chosen(who, col):
+        g = sv.dosage[er, col]
+        return g == 1 if who == "child" else g != 0
+
+    def run(part: list[Trio]) -> tuple[list, list]:
+        tabs, cars, perms, groups = [], [], [], []
+        for t in part:
+            tr = _trio_tables(ctx, t, hs, B, Ls, chosen)
+            car = []
+            for who, tab in zip(("father", "mother"), tr[1:]):
+                v = None
+                if tab.mine(ctx):
+                    v = np.zeros((B, Ls, 1), np.int64)
+                    occ = tab.rows >= 0
+                    v[occ, 0] = sv.dosage[er[tab.rows[occ]], getattr(t, who)[1]] >= 1
+                car.append(ctx.input(tab.site, v, shape=(B, Ls, 1), frac=0))
+            child = tr[0]
+            pi1 = pi2 = u = None
+            if child.mine(ctx):
+                pi1, pi2, u = _gene_runs(np.where(child.rows[:, 0] >= 0, eg[np.maximum(child.rows[:, 0], 0)], -1), G)
+                child.rows = np.where(child.rows >= 0, er[np.maximum(child.rows, 0)], -1)
+            perms += [(child.site, pi1, B), (child.site, pi2, B + 1)]
+            groups.append(ctx.input(child.site, u, shape=(B,), frac=0))
+            tabs.append(tr)
+            cars.append(tuple(car))
+        pp = private_permutations(ctx, perms)
+        share_tables(ctx, [x for tr in tabs for x in tr])
+        bits = fm.comphet_cuckoo_bits(ctx, tabs, cars, list(zip(pp[0::2], pp[1::2])), groups)
+        for x in pp:
+            x.free()
+        return [tr[0] for tr in tabs], bits
+
+    got = _pipelined(ctx, trios, chunk, window, run)
+    log.info("filter comphet: %d trios in %d chunk(s) of %d, %d in flight, %d bins x %d parent lanes", len(trios),
+             -(-len(trios) // chunk), chunk, window, B, Ls)
+    return got
+
+
+def _gene_runs(gene: np.ndarray, genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The child site's private sort of its B bins (``gene``: gene index per bin, -1 empty): pi1 (bins by gene,
+    empty bins last), pi2 (B + 1 prefix positions: the starts of the J gene runs and the end K of the occupied
+    bins first, the other positions after) and u = [j < J] (B,), as ``fm.comphet_cuckoo_bits`` takes them."""
+    B = gene.size
+    key = np.where(gene >= 0, gene, genes)
+    pi1 = np.lexsort((np.arange(B), key))
+    gs = key[pi1]
+    K = int((gene >= 0).sum())
+    starts = [0] + [i for i in range(1, K) if gs[i] != gs[i - 1]] if K else []
+    bound = starts + [K]
+    rest = np.setdiff1d(np.arange(B + 1), bound)
+    pi2 = np.concatenate([np.array(bound, np.int64), rest])
+    u = (np.arange(B) < len(starts)).astype(np.int64)
+    return pi1.astype(np.int64), pi2, u
+
+
+def _comphet(ctx, p: FilterParams, sv: SiteVariants, trios: list[Trio], key: bytes, budget: tuple) -> dict:
+    genes = list(p.genes)
+    gidx = {g: i for i, g in enumerate(genes)}
+    texts_fn = [(lambda row: _text(sv, row)) if ctx.parties[t.child[0]] == ctx.me else None for t in trios]
     with ctx.stage("secure_filter"):
-        children, r = _pipelined(ctx, trios, chunk, window, run)
+        build = _comphet_gene_table if comphet_lane_table(p) else _comphet_cuckoo
+        children, r = build(ctx, p, sv, trios, key, budget, gidx)
     cands = _reveal_per_child(ctx, children, r, texts_fn)
     rows = []
     if any(cands):
@@ -573,7 +671,7 @@ def run_filter(ctx, p: FilterParams, sv: SiteVariants, policy: dict) -> dict:
         res["table"] = dict(zip(("slots", "lanes"), _geometry(p)))
     elif p.model in COHORT_MODELS:
         res["table"] = dict(zip(("bins", "lanes"), cuckoo_geometry(p.max_variants)))
-    elif p.model == "denovo":
+    elif p.model == "denovo" or (p.model == "comphet" and not comphet_lane_table(p)):
         res["table"] = dict(zip(("bins", "parent_lanes"), _family_geometry(p)))
     res.get("params", {}).pop("genes", None)
     if ctx.is_lead:  # the lead returns the result to the submitter

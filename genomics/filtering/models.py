@@ -20,6 +20,7 @@ import numpy as np
 from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import compare
 from cipherome.protocols.arith import mul
+from cipherome.protocols.permute import PrivatePermutation, permute
 
 from cipherome.genomics.filtering.align import OwnerTable, aligned_sums, match_tables
 from cipherome.genomics.filtering.features import COUNTS, PCLASSES
@@ -34,6 +35,8 @@ __all__ = [
     "cohort_anchor_bits",
     "denovo_anchor_bits",
     "comphet_anchor_bits",
+    "comphet_cuckoo_bits",
+    "comphet_cuckoo_rounds",
     "rule_on_counts",
     "ltz_rounds",
     "cohort_rounds",
@@ -221,6 +224,12 @@ def comphet_rounds(lanes: int, buckets: int) -> int:
     return EQ_ROUNDS + 1 + ltz_rounds(range_bits(4 * lanes + 8)) + ltz_rounds(range_bits(buckets * lanes + 2)) + 2
 
 
+def comphet_cuckoo_rounds(lanes: int, bins: int) -> int:
+    """Rounds of one ``comphet_cuckoo_bits`` call: equality, carrier products, one comparison, two private
+    permutations, one comparison, a multiplication, two permutations back, a multiplication."""
+    return EQ_ROUNDS + 1 + ltz_rounds(range_bits(2 * lanes + 1)) + 2 + ltz_rounds(range_bits(2 * bins + 2)) + 1 + 2 + 1
+
+
 def _penalty_column(pen: Shared, kill: int, forms: int) -> Shared:
     """(T, L, C) with kill * pen in form 0 and zeros elsewhere."""
     cols = [pen * kill] + [Shared.zeros(pen.ctx, pen.shape) for _ in range(forms - 1)]
@@ -321,6 +330,22 @@ def denovo_anchor_bits(ctx, trios: list[tuple[OwnerTable, OwnerTable, OwnerTable
     return out
 
 
+def _parent_matches(ctx, trios: list[tuple], carriers: list[tuple]) -> list[tuple]:
+    """Per trio (P_f, P_m, Cr_f, Cr_m), each (T, L_child): the father's and mother's lanes matching each child lane,
+    and those of them that are ALT carriers (E @ carrier). All pairs in one equality test (7 rounds) and all
+    carrier products in one Beaver round."""
+    pairs = []
+    for c, f, m in trios:
+        pairs += [(c, f), (c, m)]
+    E = match_tables(ctx, pairs)
+    items = []
+    for k, (cf, cm) in enumerate(carriers):
+        items += [(E[2 * k], cf), (E[2 * k + 1], cm)]
+    cr = aligned_sums(items)
+    return [(E[2 * k].sum(axis=2), E[2 * k + 1].sum(axis=2), cr[2 * k].reshape(c.T, c.L),
+             cr[2 * k + 1].reshape(c.T, c.L)) for k, (c, _f, _m) in enumerate(trios)]
+
+
 def comphet_anchor_bits(ctx, trios: list[tuple], carriers: list[tuple], own: list[Shared], genes: int,
                         buckets: int) -> list[tuple]:
     """Per trio: (r, pat, mat), each (T, L) 0/1 over the child's gene-partitioned heterozygous lanes.
@@ -338,18 +363,8 @@ def comphet_anchor_bits(ctx, trios: list[tuple], carriers: list[tuple], own: lis
     multiplications. Traffic per trio: 2 T L^2 equality tests, 2 T (L^2 + L) product
     openings, 2 T L + 2 G small comparisons, G + T L products.
     """
-    pairs = []
-    for c, f, m in trios:
-        pairs += [(c, f), (c, m)]
-    E = match_tables(ctx, pairs)
-    items = []
-    for k, (cf, cm) in enumerate(carriers):
-        items += [(E[2 * k], cf), (E[2 * k + 1], cm)]
-    cr = aligned_sums(items)
     forms = []
-    for k, (c, _f, _m) in enumerate(trios):
-        pf, pm = E[2 * k].sum(axis=2), E[2 * k + 1].sum(axis=2)
-        crf, crm = cr[2 * k].reshape(c.T, c.L), cr[2 * k + 1].reshape(c.T, c.L)
+    for k, (pf, pm, crf, crm) in enumerate(_parent_matches(ctx, trios, carriers)):
         forms += [(crf - 1 - pm * 2 + own[k]).ravel(), (crm - 1 - pf * 2 + own[k]).ravel()]
     L = max(t[0].L for t in trios)
     ge = 1 - compare.ltz(concat(forms), range_bits(4 * L + 8))
@@ -372,6 +387,87 @@ def comphet_anchor_bits(ctx, trios: list[tuple], carriers: list[tuple], own: lis
     out = []
     for k, (c, _f, _m) in enumerate(trios):
         out.append((r[k].reshape(c.T, c.L), pats[k].reshape(c.T, c.L), mats[k].reshape(c.T, c.L)))
+    return out
+
+
+def _prefix(x: Shared, lead_zero: bool) -> Shared:
+    """Inclusive prefix sums over rows (local); with ``lead_zero`` a zero row first: [0, x0, x0 + x1, ...]."""
+    s = np.cumsum(x.data, axis=0, dtype=np.uint64)
+    if lead_zero:
+        s = np.concatenate([np.zeros((1,) + s.shape[1:], np.uint64), s])
+    return Shared(x.ctx, s, x.frac)
+
+
+def comphet_cuckoo_bits(ctx, trios: list[tuple], carriers: list[tuple], sorts: list[tuple[PrivatePermutation, ...]],
+                        groups: list[Shared]) -> list[Shared]:
+    """Per trio a (B, 1) 0/1 share over the child's cuckoo bins: the bin holds a paternal-only or maternal-only
+    heterozygous variant of a gene in which the child has both (compound heterozygous).
+
+    Tables per trio (``trios``: child, father, mother): the child's cuckoo table of its
+    heterozygous (variant, listed gene) entries, one per bin, and each parent's
+    simple table of its entries not called hom-ref (Ls lanes), with a 0/1 lane value
+    "ALT carrier" (``carriers``: (B, Ls, 1) shares). A variant of both sides meets
+    itself in exactly one bin, so matching costs 2 B Ls equality tests per trio (not
+    2 T L^2). For child bin b with matched parent lanes P and matched carrier lanes
+    Cr = E @ carrier (an empty bin matches only empty parent lanes, whose carrier
+    value is 0, so it fails both forms):
+      pat_b = [Cr_f - 1 - 2 P_m >= 0],   mat_b = [Cr_m - 1 - 2 P_f >= 0].
+    Per-gene sums without a public gene layout (the bin -> gene map is the child
+    site's secret): ``sorts`` = (pi1, pi2), the child site's private permutations
+    (``protocols.permute``). pi1 sorts the bins by gene (empty bins last), so the
+    child's genes are contiguous runs starting at s_0 < s_1 < ... < s_{J-1}, s_J = K
+    (occupied bins); with prefix sums S' = [0, cumsum(pat, mat)] (B + 1 rows), gene j
+    sums to S'[s_{j+1}] - S'[s_j]. pi2 puts s_0, ..., s_J first (the other positions
+    after), so D_j = Z_{j+1} - Z_j with Z = S'[pi2] is gene j's sum for j < J and
+    garbage in [-B, B] after; ``groups`` (B,) is the child's 0/1 input u_j = [j < J], so
+      has_j = [D_j - 1 - (B + 1)(1 - u_j) >= 0]  (pat and mat columns, one comparison),
+      comp_j = has_pat_j has_mat_j                (one multiplication; 0 for j >= J).
+    Back to the bins: Delta_j = comp_j - comp_{j-1} put at position s_j by pi2^-1
+    (positions of j > J receive 0) and summed as a prefix gives comp of its gene at
+    every sorted position (0 on empty bins); pi1^-1 returns it to bin order, and
+      r_b = (pat_b + mat_b) comp_{g(b)}   (pat and mat exclude each other).
+    Rounds: 7 + 1 + ltz + 2 + ltz + 1 + 2 + 1 (``comphet_cuckoo_rounds``). Traffic per
+    trio and party: 2 B Ls equality tests and carrier-product openings, 2 B small
+    and 2 B wider comparisons, O(B) for the four permutations and two products.
+    """
+    forms = []
+    for pf, pm, crf, crm in _parent_matches(ctx, trios, carriers):
+        forms += [(crf - 1 - pm * 2).ravel(), (crm - 1 - pf * 2).ravel()]
+    Ls = max(max(f.L, m.L) for _c, f, m in trios)
+    ge = 1 - compare.ltz(concat(forms), range_bits(2 * Ls + 1))
+    B = [c.T for c, _f, _m in trios]
+    pm, pos = [], 0
+    for b in B:
+        pm.append(stack([ge[pos:pos + b], ge[pos + b:pos + 2 * b]], axis=1))  # (B, 2): pat, mat
+        pos += 2 * b
+    xs = permute([(s[0], y) for s, y in zip(sorts, pm)], label="filter.comphet_sort", also=[s[1] for s in sorts])
+    zs = permute([(s[1], _prefix(x, True)) for s, x in zip(sorts, xs)], label="filter.comphet_genes")
+    ds = []
+    for z, u, b in zip(zs, groups, B):
+        d = z[1:] - z[:-1]
+        ds.append((d - 1 - ((1 - u) * (b + 1)).reshape(b, 1)).ravel())
+    has = 1 - compare.ltz(concat(ds), range_bits(2 * max(B) + 2))
+    hp, hm, pos = [], [], 0
+    for b in B:
+        part = has[pos:pos + 2 * b].reshape(b, 2)
+        hp.append(part[:, 0])
+        hm.append(part[:, 1])
+        pos += 2 * b
+    comp = mul(concat(hp), concat(hm))
+    deltas, pos = [], 0
+    for b in B:
+        cj = comp[pos:pos + b]
+        zero = Shared.zeros(ctx, (1,))
+        deltas.append(concat([cj, zero]) - concat([zero, cj]))
+        pos += b
+    vs = permute([(s[1], d) for s, d in zip(sorts, deltas)], inverse=True, label="filter.comphet_genes_back")
+    ys = permute([(s[0], _prefix(v, False)[:b]) for s, v, b in zip(sorts, vs, B)], inverse=True,
+                 label="filter.comphet_sort_back")
+    r = mul(concat([x[:, 0] + x[:, 1] for x in pm]), concat(ys))
+    out, pos = [], 0
+    for b in B:
+        out.append(r[pos:pos + b].reshape(b, 1))
+        pos += b
     return out
 
 

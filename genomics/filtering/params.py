@@ -70,8 +70,10 @@ class FilterParams(PreFilter):
     three candidate bins); both are sized by :func:`cuckoo_geometry` from
     max_member_variants (a public bound on one family member's listed variants;
     default max_variants), or by table_size (bins) and lanes (parent lanes).
-    comphet uses a gene-partitioned table of len(genes) * gene_buckets slots with
-    ``lanes`` (default 4) lanes. genes: the public gene list of gene-level models
+    comphet matches the same way on (variant, listed gene) entries (max_member_variants
+    then bounds one member's entries; table_size and lanes as for denovo); with
+    ``lanes`` or ``gene_buckets`` but no table_size it uses a gene-partitioned table
+    of len(genes) * gene_buckets slots with ``lanes`` lanes. genes: the public gene list of gene-level models
     and comphet (symbols as in the sites' annotation).
     """
 
