@@ -14,8 +14,10 @@ Both PCA modes run: ``shared`` (the Krylov basis as shares, masked genotype matr
 opened; every site's policy allows it here). At 10,000 x 100,000 only the pooled mode runs:
 ``CIPHEROME_BENCH_LARGE=1 python -m pytest bench/test_bench_pca_logistic.py --benchmark-only
 -p no:cacheprovider -o addopts='' -k "10000x100000 and linear"`` runs it and plink2's pipeline
-in the same session.
+in the same session. ``CIPHEROME_BENCH_PCA_EXTRA='{"pca_oversample": 30}'`` passes more PCA
+settings (``GwasParams.extra`` keys) for experiments.
 """
+import json
 import os
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def test_secure_gwas_pca(benchmark, tmp_path, n, m, glm, pheno, mode):
     d = _study_dir(n, m)
     data = [{"bfile": str(d / f"b.site{s + 1}"), "pheno": str(d / f"b.site{s + 1}.pheno"),
              "covar": str(d / f"b.site{s + 1}.covar")} for s in range(3)]
-    params = GwasParams(pheno_name=pheno, glm=glm, pca=K, extra={"pca_mode": mode}, **QC)
+    params = GwasParams(pheno_name=pheno, glm=glm, pca=K, extra={"pca_mode": mode, **json.loads(os.environ.get("CIPHEROME_BENCH_PCA_EXTRA", "{}"))}, **QC)
     policy = {"pca_pooled_products": True} if mode == "pooled" else None
     with LocalCluster(3, workdir=tmp_path / "cluster", data=data, policy=policy, log_level="WARNING",
                       start_timeout=300) as cluster:
@@ -76,6 +78,7 @@ def test_secure_gwas_pca(benchmark, tmp_path, n, m, glm, pheno, mode):
     info["rounds_lead"] = lead["rounds"]
     info["pca_passes"] = int(res.results[0]["pca"]["passes"])
     info["pca_bound"] = float(res.results[0]["pca"]["bound"])
+    info["pca_history"] = res.results[0]["pca"].get("history")
     info["peak_rss_mb"] = {k: (round(v) if v else None) for k, v in rss.items()}
     info["stages_p0"] = [{"stage": s["stage"], "s": round(s["seconds"], 3), "mb": round(s["bytes_sent"] / 1e6, 3),
                           "rounds": s["rounds"]} for s in lead["stages"]]

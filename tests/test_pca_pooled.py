@@ -40,6 +40,10 @@ def test_all_k_pcs_match_plink2_default(pooled_run):
     print("pooled: passes", run.results[0].passes, "bound", run.results[0].bound, "cosines", cos[:3])
     assert cos.min() >= 0.999, cos
     np.testing.assert_allclose(run.results[0].eigenvalues, val, rtol=0.005)
+    assert np.all(np.abs(np.sum(u * vec, axis=0)) >= 0.99)  # each PC on its own too (signs are arbitrary)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=0), 1.0, atol=1e-5)  # PLINK's unit-norm scale
+    r0 = run.results[0]
+    assert r0.history[-1]["rel_residual"] <= 2e-3 and r0.passes < 40  # the residual stop, not the cap
     for r in run.results[1:]:
         np.testing.assert_array_equal(r.eigenvalues, run.results[0].eigenvalues)
 

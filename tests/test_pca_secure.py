@@ -83,7 +83,8 @@ def test_all_k_pcs_match_plink2_default(secure_run):
     assert np.all(np.diff(eig) <= 0)  # sorted descending (the LAPACK-order pitfall)
     np.testing.assert_allclose(np.linalg.norm(u, axis=0), 1.0, atol=1e-5)  # PLINK's unit-norm scale
     r0 = run.results[0]
-    assert r0.bound <= 0.02 and r0.passes < 40  # stopped by the residual bound, not the cap
+    # stopped by a residual stop (the subspace bound or every PC's relative residual), not the cap
+    assert (r0.bound <= 0.02 or r0.history[-1]["rel_residual"] <= 2e-3) and r0.passes < 40
     for r in run.results:  # every site computed the same public values
         np.testing.assert_array_equal(r.eigenvalues, r0.eigenvalues)
         assert r.passes == r0.passes

@@ -177,8 +177,8 @@ def pooled_pca_run(ctx, g: np.ndarray, called: np.ndarray, ns: list, pp, d_own: 
         return kv / 2.0 ** t_bits
 
     kr = block_krylov(ctx, apply, v1, pp.k, scale0=me, tol=pp.tol, max_passes=pp.max_passes,
-                      fixed_passes=pp.passes, label="pca.gram", rows=rows)
-    if kr.bound > pp.tol and not pp.passes:
+                      fixed_passes=pp.passes, label="pca.gram", rows=rows, rtol=pp.rtol)
+    if kr.bound > pp.tol and kr.history[-1]["rel_residual"] > pp.rtol and not pp.passes:
         log.warning("pca: top-%d residual bound %.3g above tol %.3g after %d passes (max_passes)",
                     pp.k, kr.bound, pp.tol, kr.passes)
     # 5. scores: this site's rows of the Ritz vectors ----------------------------------------------------
