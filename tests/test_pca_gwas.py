@@ -4,7 +4,8 @@ PCs as covariates on the pooled data.
 Study: 2 populations mixed unevenly over 3 sites, 800 x 2,000, population-confounded traits, 1% missing
 calls and phenotypes; QC --geno 0.05 --maf 0.01 --hwe 1e-6; the PCs on every QC-passing variant, as
 plink2 --pca uses every variant it is given. PC2-10 are noise directions with clustered eigenvalues:
-the association agrees with PLINK 2's only if all ten PCs are PLINK 2's.
+the association agrees with PLINK 2's only if all ten PCs are PLINK 2's. Both PCA modes (shared,
+and pooled products by consent) must agree.
 """
 import numpy as np
 import pytest
@@ -26,12 +27,16 @@ QC = dict(geno=0.05, maf=0.01, hwe=1e-6)
 QC_FLAGS = ["--geno", "0.05", "--maf", "0.01", "--hwe", "1e-6"]
 
 
-@pytest.fixture(scope="module")
-def secure_quant():
+@pytest.fixture(scope="module", params=["shared", "pooled"])
+def secure_quant(request):
+    """The secure GWAS in each PCA mode (pooled: every site's policy allows it)."""
     d = pca_gwas_data()
     s = d.study
     sites = sites_from_study(s, s.covariates, list(s.covariate_names), "quant")
-    params = GwasParams(pheno_name="quant_trait", glm="linear", pca=K, block=2048, **QC)
+    for site in sites:
+        site.policy = {**(site.policy or {}), "pca_pooled_products": request.param == "pooled"}
+    params = GwasParams(pheno_name="quant_trait", glm="linear", pca=K, block=2048, extra={"pca_mode": request.param},
+                        **QC)
     return run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), 3, frac=params.frac, timeout=2400)
 
 

@@ -31,7 +31,7 @@ def cluster_study(tmp_path_factory):
     study = simulate_study(cfg)
     files = write_study(study, d / "data", prefix="s", pooled=True, sites=True, vcf=True)
     data = site_data_tables(files, cfg.n_sites)
-    policy = [{"pca_own_scores": True} for _ in range(cfg.n_sites)]
+    policy = [{"pca_own_scores": True, "pca_pooled_products": True} for _ in range(cfg.n_sites)]
     with LocalCluster(cfg.n_sites, workdir=d / "cluster", data=data, policy=policy, log_level="WARNING",
                       start_timeout=300) as cluster:
         yield study, files, cluster, d
@@ -73,12 +73,15 @@ def test_daemon_logistic_matches_plink2(cluster_study):
             assert not any(lb.startswith("pca.") for lb in labels)
 
 
-def test_daemon_pca_adjusted_gwas_matches_plink2(cluster_study):
-    """--pca 1 on every QC-passing variant: the eigenvalue and each site's PREFIX.SITE.eigenvec (written by
-    its daemon beside its genotype file) against plink2 --pca 1; lambda_GC after adjustment."""
+@pytest.mark.parametrize("mode", ["shared", "pooled"])
+def test_daemon_pca_adjusted_gwas_matches_plink2(cluster_study, mode):
+    """--pca 1 on every QC-passing variant, in both PCA modes: the eigenvalue and each site's
+    PREFIX.SITE.eigenvec (written by its daemon beside its genotype file) against plink2 --pca 1;
+    lambda_GC after adjustment."""
     study, files, cluster, d = cluster_study
     K = 1
-    params = GwasParams(pheno_name="quant_trait", geno=0.05, maf=0.01, hwe=1e-6, pca=K, extra={"out_name": "e2e"})
+    params = GwasParams(pheno_name="quant_trait", geno=0.05, maf=0.01, hwe=1e-6, pca=K,
+                        extra={"out_name": "e2e", "pca_mode": mode})
     res = cluster.run("gwas", params.to_dict(), timeout=900)
     r = res.results[0]
     pooled = files["pooled"]
@@ -114,5 +117,8 @@ def test_daemon_pca_adjusted_gwas_matches_plink2(cluster_study):
         if name == "dealer":
             continue
         scores = [e for e in rep["ledger"] if e["label"] == "pca.scores"]
-        assert sorted(e["recipients"][0] for e in scores) == sorted(n for n in res.reports if n != "dealer")
+        if mode == "shared":
+            assert sorted(e["recipients"][0] for e in scores) == sorted(n for n in res.reports if n != "dealer")
+        else:  # pooled: the scores never leave their site; pooled products are opened instead
+            assert not scores and any(e["label"] == "pca.pooled_products" for e in rep["ledger"])
         assert any(s["stage"] == "pca" for s in rep["stages"])
