@@ -149,8 +149,10 @@ def _held(rec, label0: str) -> tuple[float, list[float]]:
 def test_comparison_state_lasts_about_one_round(fn, label):
     """tracemalloc at every opening (``bench.filter_round_memory.record_openings``) of one 48-bit equality test
     (or comparison) on 200,000 values: its peak comes with its opening and first level; it holds under 0.6 of
-    it at its second AND round and under a third from its third on, under 2.2 peaks over its 7 rounds
-    (measured: eqz 0.18, 0.40, 0.34, 0.19, 0.07, 0.06, 0.17; ltz 0.26, 0.77, 0.42, 0.20, 0.07, 0.06, 0.17).
+    it at its second AND round and under a third from its third on, under 3 peaks over its 7 rounds
+    (measured: eqz 0.18, 0.40, 0.34, 0.19, 0.07, 0.06, 0.17; ltz 0.26, 0.77, 0.42, 0.20, 0.07, 0.06, 0.17,
+    and in a loaded CI run, where the three parties' threads reach an opening at other moments, ltz 0.64,
+    0.82, 0.47, 0.22, 0.14, 0.05, ...: sum 2.54).
     Before the test dropped its state early (all AND material and daBits fetched up front; x, r, c and the
     bit rows kept to the end) this failed: eqz 0.39, 0.91, 0.91, 0.79, 0.77, 0.74, ...; ltz 0.11, 0.80, 0.82,
     0.75, 0.69, 0.68, ..."""
@@ -175,7 +177,7 @@ def test_comparison_state_lasts_about_one_round(fn, label):
     frac = [h / peak for h in held[:7]]  # the test's 7 rounds: the opening, 5 AND layers, the B2A
     assert peak > 40 * n  # the state of 3 parties and the dealer (bytes per value, all parties)
     assert frac[2] < 0.6 and max(frac[3:]) < 0.34, frac
-    assert sum(frac) < 2.2, frac
+    assert sum(frac) < 3.0, frac
 
 
 def test_chunk_profile_is_within_the_budget_model():
