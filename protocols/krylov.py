@@ -26,7 +26,8 @@ from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols.sketch import open_gram
 from cipherome.protocols.trunc import truncate
 
-__all__ = ["KrylovResult", "block_krylov", "ritz", "GRAM_LIMIT", "SharedRows", "LocalRows", "open_sum"]
+__all__ = ["KrylovResult", "block_krylov", "ritz", "GRAM_LIMIT", "SharedRows", "LocalRows", "open_sum",
+           "orthonormal_start"]
 
 log = logging.getLogger("cipherome.krylov")
 
@@ -104,6 +105,14 @@ def open_sum(ctx, local: np.ndarray, label: str, frac: int, bits: int = 64) -> n
         return ctx.open(s, label)
     off = 2.0 ** (bits - 1 - frac)
     return ctx.open(s + off, label, bits=bits) - off
+
+
+def orthonormal_start(rows, x, label: str):
+    """x (n x b, e.g. Gaussian) made orthonormal: opens G = x'x (``rows.gram``, ``label``) and returns
+    x U Gamma^-1/2 for G = U Gamma U' (``rows.combine``)."""
+    g = rows.gram(x, label)
+    gam, u = np.linalg.eigh((g + g.T) / 2.0)
+    return rows.combine(x, u / np.sqrt(np.maximum(gam, 1e-12))[None, :])
 
 
 @dataclass
@@ -210,7 +219,11 @@ def block_krylov(ctx, apply: Callable, start, k: int, *, scale0: float, tol: flo
         history.append({"pass": passes, "dim": m, "bound": bound, "rel_residual": rel, "top": th[:k].tolist(),
                         "t": t_bits, "orth": float(np.abs(bm - np.eye(m)).max())})
         log.info("krylov: pass %d, basis %d, top-%d residual bound %.3g", passes, m, k, bound)
-        if passes >= limit or m + b > n or (not fixed_passes and (bound <= tol or rel <= rtol)):
+        converged = bound <= tol or rel <= rtol
+        if passes >= limit or m + b > n or (not fixed_passes and converged):
+            if not (fixed_passes or converged):
+                log.warning("krylov: top-%d not converged after %d passes (subspace bound %.3g above %.3g, "
+                            "relative residual %.3g above %.3g)", k, passes, bound, tol, rel, rtol)
             return KrylovResult(basis=basis, eigenvalues=th, coef=w, passes=passes, bound=bound, history=history)
         gam, u = np.linalg.eigh(resid)
         gam = np.maximum(gam, gam.max() * 1e-12 + 1e-300)

@@ -316,7 +316,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     if pca is not None:  # public: eigenvalues (PREFIX.eigenval) and the PCA variant subset
         result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:],
                          "passes": pca.passes, "bound": pca.bound,
-                         "history": [{k: h[k] for k in ("bound", "rel_residual") if k in h} for h in pca.history]}
+                         "rel_residual": pca.history[-1].get("rel_residual") if pca.history else None}
     if ctx.is_lead:
         v = site.variants
         li = sv.lead_index

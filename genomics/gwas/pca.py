@@ -11,7 +11,6 @@ plaintext rows with pooled products opened instead (``genomics.gwas.pca_pooled``
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import os
 import tempfile
@@ -27,7 +26,7 @@ from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
 from cipherome.protocols.compare import ltz
 from cipherome.protocols.division import reciprocal
-from cipherome.protocols.krylov import block_krylov
+from cipherome.protocols.krylov import SharedRows, block_krylov, orthonormal_start
 from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.sketch import gaussian, open_gram
@@ -40,8 +39,6 @@ __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca
            "frequency_bits",
            "standardisation_weights", "open_gram", "pairwise_factors", "write_eigenvec", "DISCLOSURES",
            "POLICY_KEY", "MODES"]
-
-log = logging.getLogger("cipherome.pca")
 
 #: site policy key: may this site's own individuals' PC scores be opened to it (default true)
 POLICY_KEY = "pca_own_scores"
@@ -348,7 +345,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         g = sv.read(site, idx, mask, dosage=dosage)
         called = ~np.isnan(g) if g.dtype.kind == "f" else g >= 0
         d_own, e_own = pairwise_factors((~called).sum(axis=0), M, pp.approx)
-        scores, kr = pca_pooled.pooled_pca_run(ctx, g, called, ns, pp, d_own, e_own, f)
+        scores, kr = pca_pooled.pooled_pca_run(ctx, g, called, ns, b, pp, d_own, e_own, f)
         return PCAResult(scores_own=scores, eigenvalues=kr.eigenvalues[:pp.k].copy(), variants=idx,
                          sample_mask=mask, passes=kr.passes, bound=kr.bound, history=kr.history)
 
@@ -403,10 +400,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
 
     # orthonormal Gaussian start -------------------------------------------------------------------
     q0 = gaussian(ctx, (n, b), f, 1.0 / math.sqrt(n))
-    g0 = open_gram(ctx, q0, "pca.start_gram")
-    gam, u = np.linalg.eigh((g0 + g0.T) / 2.0)
-    h0 = u / np.sqrt(np.maximum(gam, 1e-12))[None, :]
-    v1 = truncate(Shared(ctx, ring_matmul(np.ascontiguousarray(q0.data), encode(h0, f)), 2 * f), f)
+    v1 = orthonormal_start(SharedRows(ctx, n), q0, "pca.start_gram")
 
     kr = block_krylov(ctx, apply, v1, pp.k, scale0=float(M), tol=pp.tol, max_passes=pp.max_passes,
                       fixed_passes=pp.passes, label="pca.gram", rtol=pp.rtol)
@@ -414,9 +408,6 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         om.free()
     if not pp.passes:
         ctx.ledger.record("pca.passes", DISCLOSED, [ctx.dealer], 1)
-    if kr.bound > pp.tol and kr.history[-1]["rel_residual"] > pp.rtol and not pp.passes:
-        log.warning("pca: top-%d residual bound %.3g above tol %.3g after %d passes (max_passes)",
-                    pp.k, kr.bound, pp.tol, kr.passes)
 
     # Ritz vectors, each site's rows to that site only ---------------------------------------------
     vec = Shared(ctx, ring_matmul(np.ascontiguousarray(kr.basis.data), encode(kr.coef[:, :pp.k], f)), 2 * f)

@@ -34,7 +34,6 @@ are those of ``plink2 --freq`` on the pooled data.
 """
 from __future__ import annotations
 
-import logging
 import math
 import secrets
 
@@ -42,13 +41,10 @@ import numpy as np
 from numba import njit
 
 from cipherome.genomics.errors import InputError
-from cipherome.mpc.ledger import DISCLOSED
-from cipherome.protocols.krylov import LocalRows, block_krylov, open_sum
+from cipherome.protocols.krylov import LocalRows, block_krylov, open_sum, orthonormal_start
 
 __all__ = ["POOLED_POLICY_KEY", "DISCLOSURES", "pooled_allowed", "check_pooled_policy", "standardised_rows",
            "pooled_pca_run"]
-
-log = logging.getLogger("cipherome.pca")
 
 #: site policy key: may the pooled products of the PCA (and its pooled allele counts) be opened (default false)
 POOLED_POLICY_KEY = "pca_pooled_products"
@@ -124,17 +120,17 @@ def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: i
     return min(64, frac + math.ceil(math.log2(bound + 1.0)) + 2)
 
 
-def pooled_pca_run(ctx, g: np.ndarray, called: np.ndarray, ns: list, pp, d_own: np.ndarray, e_own: np.ndarray,
-                   frac: int) -> tuple:
+def pooled_pca_run(ctx, g: np.ndarray, called: np.ndarray, ns: list, b: int, pp, d_own: np.ndarray,
+                   e_own: np.ndarray, frac: int) -> tuple:
     """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
-    (int8 or float dosages), ``called`` (M, n_s); returns (scores_own (n_s, K), KrylovResult).
+    (int8 or float dosages), ``called`` (M, n_s); ``ns`` the sites' sample counts, ``b`` the Krylov
+    block size; returns (scores_own (n_s, K), KrylovResult).
 
     ``d_own``, ``e_own`` (n_s,): this site's pairwise factors (``pairwise_factors``); ``frac``: the
     fixed-point bits of the openings.
     """
     M = g.shape[0]
     n = int(sum(ns))
-    b = min(pp.k + pp.oversample, n, M)
     if d_own.size and float(d_own.max()) > _D_MAX:
         msg = (f"--pca-mode pooled: a sample has calls at fewer than 1/{int(_D_MAX)} of the PCA variants; "
                "remove such samples with --mind")
@@ -158,9 +154,7 @@ def pooled_pca_run(ctx, g: np.ndarray, called: np.ndarray, ns: list, pp, d_own: 
     rows = LocalRows(ctx, n, frac, bits=min(64, frac + 18))
     rng = np.random.default_rng(secrets.randbits(128))
     q0 = rng.standard_normal((zt.shape[1], b)) / math.sqrt(n)
-    g0 = rows.gram(q0, "pca.start_gram")
-    gam, u = np.linalg.eigh((g0 + g0.T) / 2.0)
-    v1 = q0 @ (u / np.sqrt(np.maximum(gam, 1e-12))[None, :])
+    v1 = orthonormal_start(rows, q0, "pca.start_gram")
 
     # 4. the operator ----------------------------------------------------------------------------------
     ubits = _product_bits(n, p, keep, _D_MAX, frac)
@@ -178,8 +172,5 @@ def pooled_pca_run(ctx, g: np.ndarray, called: np.ndarray, ns: list, pp, d_own: 
 
     kr = block_krylov(ctx, apply, v1, pp.k, scale0=me, tol=pp.tol, max_passes=pp.max_passes,
                       fixed_passes=pp.passes, label="pca.gram", rows=rows, rtol=pp.rtol)
-    if kr.bound > pp.tol and kr.history[-1]["rel_residual"] > pp.rtol and not pp.passes:
-        log.warning("pca: top-%d residual bound %.3g above tol %.3g after %d passes (max_passes)",
-                    pp.k, kr.bound, pp.tol, kr.passes)
     # 5. scores: this site's rows of the Ritz vectors ----------------------------------------------------
     return kr.basis @ kr.coef[:, :pp.k], kr
