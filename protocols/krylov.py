@@ -93,18 +93,24 @@ class LocalRows:
 def open_sum(ctx, local: np.ndarray, label: str, frac: int, bits: int = 64) -> np.ndarray:
     """The sum over the sites of their local float arrays (same public shape), opened to the sites.
 
-    Every site inputs its array at ``frac`` fixed-point bits (free: ``inputs_sum``) and the
+    Every site inputs round(local 2^frac) as ring integers (free: ``inputs_sum``) and the
     sum is opened in one round; ``bits`` < 64 promises |sum| < 2^(bits - 1 - frac), so that
     only ceil(bits/8) bytes per element travel (the opened value is offset by 2^(bits-1) to
     make it non-negative). Only the sum is disclosed: each site's own array stays hidden by
-    the other sites' shares.
+    the other sites' shares. The result is the opened integer sum times 2^-frac.
     """
     local = np.asarray(local, dtype=np.float64)
-    s = ctx.inputs_sum(local, shape=local.shape, frac=frac)
+    scaled = local * float(1 << frac)
+    if scaled.size and not float(np.max(np.abs(scaled))) < 2.0 ** 62:
+        raise OverflowError(f"{label}: value out of fixed-point range (|x| must be < 2^{62 - frac})")
+    s = ctx.inputs_sum(np.rint(scaled, out=scaled).astype(np.int64), shape=local.shape, frac=0)
     if bits >= 64:
-        return ctx.open(s, label)
-    off = 2.0 ** (bits - 1 - frac)
-    return ctx.open(s + off, label, bits=bits) - off
+        total = ctx.open(s, label)
+    else:
+        off = 1 << (bits - 1)
+        total = ctx.open(s + off, label, bits=bits)
+        total -= off
+    return total / float(1 << frac)
 
 
 def orthonormal_start(rows, x, label: str):
