@@ -84,3 +84,16 @@ def test_pooled_mode_needs_every_sites_consent():
         _run(d, PCAParams(k=2, thin_count=400, mode="pooled"), policies=(ALLOW, {}, ALLOW))
     with pytest.raises(ValueError, match="--pca-mode"):
         PCAParams(mode="open")
+
+
+def test_local_gram_reuses_only_an_equal_prefix():
+    from cipherome.protocols.krylov import LocalRows
+
+    rows = LocalRows(None, 7, 20)
+    rng = np.random.default_rng(5)
+    x1 = rng.standard_normal((7, 6))
+    x2 = np.hstack([x1[:, :4], rng.standard_normal((7, 5))])  # the basis grew: 4 columns reused
+    x3 = x2.copy()
+    x3[3, 0] += 1e-9  # same shape, first column changed: nothing may be reused
+    for x in (x1, x2, x2[:, :3], x3, rng.standard_normal((5, 4))):
+        np.testing.assert_allclose(rows.local_gram(x), x.T @ x, rtol=1e-12, atol=1e-12)
