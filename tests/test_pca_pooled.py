@@ -97,3 +97,15 @@ def test_local_gram_reuses_only_an_equal_prefix():
     x3[3, 0] += 1e-9  # same shape, first column changed: nothing may be reused
     for x in (x1, x2, x2[:, :3], x3, rng.standard_normal((5, 4))):
         np.testing.assert_allclose(rows.local_gram(x), x.T @ x, rtol=1e-12, atol=1e-12)
+
+
+def test_call_counts_match_numpy():
+    from cipherome.genomics.gwas.pca_pooled import call_counts
+
+    rng = np.random.default_rng(3)
+    g = rng.integers(-1, 3, size=(50, 37)).astype(np.int8)
+    for x, called in ((g, g >= 0), (np.where(g < 0, np.nan, g + rng.uniform(0, 0.3, g.shape)), g >= 0)):
+        alt, obs, miss = call_counts(x)
+        np.testing.assert_allclose(alt, np.where(called, x, 0).sum(axis=1))
+        np.testing.assert_array_equal(obs, called.sum(axis=1))
+        np.testing.assert_array_equal(miss, (~called).sum(axis=0))

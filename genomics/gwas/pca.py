@@ -343,9 +343,9 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     if pp.mode == "pooled":
         pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
         g = sv.read(site, idx, mask, dosage=dosage)
-        called = ~np.isnan(g) if g.dtype.kind == "f" else g >= 0
-        d_own, e_own = pairwise_factors((~called).sum(axis=0), M, pp.approx)
-        scores, kr = pca_pooled.pooled_pca_run(ctx, g, called, ns, b, pp, d_own, e_own, f)
+        alt, obs, missing = pca_pooled.call_counts(g)
+        d_own, e_own = pairwise_factors(missing, M, pp.approx)
+        scores, kr = pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d_own, e_own, f)
         return PCAResult(scores_own=scores, eigenvalues=kr.eigenvalues[:pp.k].copy(), variants=idx,
                          sample_mask=mask, passes=kr.passes, bound=kr.bound, history=kr.history)
 
