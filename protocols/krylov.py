@@ -219,7 +219,8 @@ def block_krylov(ctx, apply: Callable, start, k: int, *, scale0: float, tol: flo
         m = basis.shape[1]
         while True:
             p = apply(blocks[-1], t_bits)
-            g = rows.gram(rows.concat([basis, p]), label)
+            bp = rows.concat([basis, p])
+            g = rows.gram(bp, label)
             if _plausible(g[m:, m:]):
                 break
             log.warning("krylov: Gram out of range at pass %d (max %.3g), recomputing", passes, np.diag(g).max())
@@ -256,7 +257,7 @@ def block_krylov(ctx, apply: Callable, start, k: int, *, scale0: float, tol: flo
         gam, u = np.linalg.eigh(resid)
         gam = np.maximum(gam, gam.max() * 1e-12 + 1e-300)
         h = u / np.sqrt(gam)[None, :]
-        blocks.append(rows.combine(rows.concat([basis, p]), np.vstack([-proj @ h, h])))
+        blocks.append(rows.combine(bp, np.vstack([-proj @ h, h])))
         est = math.sqrt(max(np.diag(s).max(), 1e-300)) * 2.0 ** t_bits  # ||scale0 K V_q||
         lam_hat = 2.0 * est if passes > 1 else min(float(n) * scale0, 3.0 * est * math.sqrt(n / b))
         target = GRAM_TARGET
