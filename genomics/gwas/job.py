@@ -222,7 +222,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         dcols = np.zeros((n_var, 3), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
-            counts[idx] = genotype_counts(sv.read(site, idx, keep))
+            counts[idx] = genotype_counts(sv.read_calls(site, idx, keep))
             if dosage:
                 dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
         qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
@@ -277,6 +277,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             t0 = time.perf_counter()
             if not len(passed):
                 raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
+            if cols is None and not dosage:  # hard calls: the kernels read them packed
+                read = lambda sel: sv.read_calls(site, passed[sel], complete)  # noqa: E731
             vs = _site_sums(ctx, "association", len(passed), params.block, t0,
                             lambda sel: variant_sums(read(sel), design))
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
