@@ -166,7 +166,7 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums, stop=No
 def _association_inputs(ctx, site, sv, mask, design: SiteDesign, ainv, n_assoc: int, block: int, stop=None):
     """(VariantSums, SiteTerms) of every common variant: the linear association's local inputs (plaintext)."""
     t0 = time.perf_counter()
-    vs = _site_sums(ctx, "association sums beside QC", len(sv), block, t0,
+    vs = _site_sums(ctx, "variant_qc, association sums beside its rounds", len(sv), block, t0,
                     lambda sel: variant_sums(sv.read_calls(site, sel, mask), design), stop)
     return None if vs is None else (vs, site_terms(design.sums, vs, ainv, n_assoc))
 
