@@ -21,8 +21,8 @@ _KEY = "__ndarray__"
 def to_jsonable(obj):
     """A JSON-serialisable copy of ``obj`` (dicts, lists, tuples, numbers, strings, numpy values)."""
     if isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in "biufc":
-            return [to_jsonable(x) for x in obj.tolist()]
+        if obj.dtype.kind not in "biufc":  # strings (variant IDs, codes): kept as they are, the rest converted
+            return [x if type(x) is str else to_jsonable(x) for x in obj.tolist()]
         a = np.ascontiguousarray(obj)
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("<"))

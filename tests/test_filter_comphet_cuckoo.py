@@ -207,3 +207,67 @@ def test_private_permutation_forward_back_and_what_is_sent(n):
                                                                      else None, 3)])[0],
                                         ctx.input(ctx.parties[0], np.arange(3) if ctx.index == 0 else None,
                                                   shape=(3,), frac=0))], inverse=True), 2, frac=0)
+
+
+def test_released_candidate_slot_does_not_show_which_cuckoo_bin_it_took(monkeypatch):
+    """A cuckoo table places an entry in one of its bins depending on the owner's other entries. The
+    owner shuffles the table (a private uniform permutation) before the slot counts are opened, so the
+    opened slot of the one candidate is its bin moved by that permutation: the same bin gives a different
+    slot under a different shuffle, and two placements of the candidate (bin 2 or bin 9) give the same
+    distribution of slots. The revealed text is the candidate's in every case."""
+    import hashlib
+    import threading
+
+    from cipherome.genomics.filtering.align import OwnerTable, share_tables
+    from cipherome.genomics.filtering.reveal import AnchorGroup, reveal_candidates
+    from cipherome.mpc import runtime
+    from cipherome.mpc.local import run_local
+    from cipherome.mpc.runtime import Context
+
+    T = 16
+    opened = []
+    disclose = Context.disclose
+
+    def rec(self, shares, label, *, to=None, bits=64):
+        out = disclose(self, shares, label, to=to, bits=bits)
+        if label == "filter.candidate_slots" and self.me == "p1":
+            opened.append(out)
+        return out
+
+    monkeypatch.setattr(Context, "disclose", rec)
+
+    def run(bin_: int, run_id: int):
+        calls = {}
+
+        def seed():  # a different shuffle per run_id, reproducible
+            who = threading.current_thread().name
+            calls[who] = calls.get(who, 0) + 1
+            return hashlib.sha256(f"{run_id}/{who}/{calls[who]}".encode()).digest()[:16]
+
+        monkeypatch.setattr(runtime, "new_seed", seed)
+        opened.clear()
+
+        def body(ctx):
+            t = OwnerTable("p2", "child", T, 1, cuckoo=True)
+            if t.mine(ctx):
+                t.fp = np.zeros((T, 1), np.uint64)
+                t.rows = np.full((T, 1), -1, np.int64)
+                t.fp[[bin_, 5, 11], 0] = [777, 123, 456]
+                t.rows[[bin_, 5, 11], 0] = [0, 1, 2]
+            share_tables(ctx, [t])
+            hit = np.zeros((T, 1), np.int64)
+            hit[bin_] = 1 if t.mine(ctx) else 0
+            r = ctx.input("p2", hit if t.mine(ctx) else None, shape=(T, 1), frac=0)
+            text = (lambda row: ["cand", "other1", "other2"][row]) if t.mine(ctx) else None
+            return reveal_candidates(ctx, [AnchorGroup([t], [r], [text])])
+
+        res = run_local(body, 3)
+        assert res.results[0] == [["cand"]]
+        packed = [int(v) for v in np.asarray(opened[0][0]).ravel()]  # 1-bit fields, 64 slots per element
+        assert len(packed) == 1 and packed[0] > 0 and packed[0] & (packed[0] - 1) == 0  # one candidate slot
+        return packed[0].bit_length() - 1
+
+    at2 = [run(2, i) for i in range(12)]
+    at9 = [run(9, i) for i in range(12)]
+    assert len(set(at2)) >= 5 and len(set(at9)) >= 5  # the opened slot moves with the owner's shuffle
+    assert sum(s == 2 for s in at2) <= 4 and sum(s == 9 for s in at9) <= 4

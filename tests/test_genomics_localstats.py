@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -208,3 +209,38 @@ def test_threading_layer_known_before_any_kernel():
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "workqueue", r.stdout + r.stderr
+
+
+def test_packed_subset_and_bed_calls_give_the_same_sums_as_decoded_calls(tmp_path):
+    """``subset_packed`` equals packing the decoded subset; a .bed site's packed reads (``BedCalls.packed``,
+    ``StudyVariants.read_calls`` with flipped rows) give the counting kernels exactly the sums of its int8 reads."""
+    from cipherome.genomics.gwas.variants import StudyVariants
+    from cipherome.genomics.io.packed import subset_packed
+    from cipherome.genomics.io.site_files import load_genotypes
+    from cipherome.genomics.io.writers import Variants, write_bed
+    from cipherome.genomics.local.stats import SiteDesign, genotype_counts, variant_sums
+
+    rng = np.random.default_rng(4)
+    for n in (1, 5, 8, 103):
+        g = rng.integers(-1, 3, size=(7, n)).astype(np.int8)
+        for sel in (np.arange(n), np.flatnonzero(rng.random(n) < 0.5), np.arange(n)[::-1]):
+            assert np.array_equal(subset_packed(pack_dosage(g), n, sel), pack_dosage(g[:, sel]))
+    n, m = 61, 40
+    g = rng.integers(-1, 3, size=(m, n)).astype(np.int8)
+    prefix = tmp_path / "b"
+    vt = Variants(["1"] * m, np.arange(1, m + 1) * 100, [f"v{j}" for j in range(m)], ["A"] * m, ["G"] * m)
+    ids = [f"s{i}" for i in range(n)]
+    write_bed(prefix, g, vt, ids, ids)
+    _, _, read, _ = load_genotypes({"data": {"bfile": str(prefix)}})
+    site = types.SimpleNamespace(read=read, read_dosage=None)
+    sv = StudyVariants(np.arange(m)[::-1].copy(), rng.random(m) < 0.5, np.full(m, -1), 0)
+    mask = rng.random(n) < 0.7
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    design = SiteDesign(X[mask], rng.normal(size=mask.sum()))
+    for idx in (np.arange(m), np.array([3, 1, 30])):
+        dense, packed = sv.read(site, idx, mask), sv.read_calls(site, idx, mask)
+        assert not isinstance(packed, np.ndarray)
+        np.testing.assert_array_equal(genotype_counts(packed), genotype_counts(dense))
+        a, b = variant_sums(packed, design), variant_sums(dense, design)
+        for name in a._fields:
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -18,6 +18,7 @@ two runs on the same data would be identical message for message; then:
 """
 import hashlib
 import json
+import re
 import threading
 
 import numpy as np
@@ -124,7 +125,10 @@ def recorder(monkeypatch):
 
 
 def _label(tag: str) -> str:
-    return tag.split("/", 1)[1] if "/" in tag else tag
+    """The opening's label from a message tag ``seq/label``; a round that merges several openings
+    (``mpc.pipeline``) is tagged ``seq/first+more`` and per wire width ``#bytes``: the first label."""
+    label = tag.split("/", 1)[1] if "/" in tag else tag
+    return re.sub(r"(\+\d+)?(#\d+)?$", "", label)
 
 
 def _request(a: np.ndarray) -> dict:

@@ -104,3 +104,34 @@ def test_hwe_from_integer_counts_decides_as_the_g_test():
     far = np.abs(np.log10(np.maximum(pv, 1e-300)) + 6) > 0.05
     assert far.sum() > 300
     np.testing.assert_array_equal(res.passed[far], (pv >= 1e-6)[far])
+
+
+def test_hwe_runs_last_on_the_variants_passing_the_other_filters():
+    """--hwe is tested only where every other filter passes (opened as ``qc.prefilter``): the six
+    logarithms' openings scale with that count, and the pass set is the same as testing all."""
+    rng = np.random.default_rng(11)
+    n, V = 1500, 300
+    p = np.where(rng.random(V) < 0.5, rng.uniform(0.001, 0.02, V), rng.uniform(0.05, 0.5, V))  # half rare
+    aa = rng.binomial(n, (1 - p) ** 2)
+    bb = rng.binomial(n - aa, np.clip(p**2 / np.maximum(1 - (1 - p) ** 2, 1e-12), 0, 1))
+    counts = np.column_stack([aa, n - aa - bb, bb, np.zeros(V, int)]).astype(np.int64)
+    counts[:20, 1] -= counts[:20, 1] // 2  # some common variants far from HWE
+    counts[:20, 0] += counts[:20, 1]
+    split = [counts // 3, counts // 3, counts - 2 * (counts // 3)]
+
+    def run(params):
+        r = run_local(lambda ctx: gwas_qc.secure_variant_qc(ctx, split[ctx.index], n, params), 3, frac=24)
+        led = {e["label"]: e["elements"] for e in r.reports["p0"]["ledger"]}
+        return r.results[0], led
+
+    both, led_both = run(GwasParams(hwe=1e-6, maf=0.03))
+    maf_only, _ = run(GwasParams(maf=0.03))
+    hwe_only, led_hwe = run(GwasParams(hwe=1e-6))
+    pre = int(maf_only.passed.sum())
+    assert 0.3 * V < pre < 0.7 * V
+    assert led_both["qc.prefilter"] == V and "qc.prefilter" in led_hwe
+    # the log's normalisation opens a fixed number of elements per input: 6 inputs per tested variant
+    assert led_both["normalize"] * V == led_hwe["normalize"] * pre
+    np.testing.assert_array_equal(both.passed, maf_only.passed & hwe_only.passed)
+    assert 0 < both.failed_counts["hwe"] <= hwe_only.failed_counts["hwe"]
+    assert (hwe_only.passed[:20] == 0).sum() >= 5

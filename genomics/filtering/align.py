@@ -39,13 +39,15 @@ class OwnerTable:
     fp: np.ndarray | None = None
     rows: np.ndarray | None = None
     shared: Shared | None = None
+    #: a cuckoo table: an entry's slot depends on the owner's other entries (not on its key alone)
+    cuckoo: bool = False
 
     def mine(self, ctx) -> bool:
         return ctx.me == self.site
 
     def part(self, slots: slice) -> "OwnerTable":
         """The table restricted to a range of slots (views, no copy): one chunk of a streamed matching."""
-        sub = OwnerTable(self.site, self.name, len(range(*slots.indices(self.T))), self.L)
+        sub = OwnerTable(self.site, self.name, len(range(*slots.indices(self.T))), self.L, cuckoo=self.cuckoo)
         if self.fp is not None:
             sub.fp, sub.rows = self.fp[slots], self.rows[slots]
         if self.shared is not None:

@@ -166,7 +166,7 @@ def _cohort_tables(ctx, p: FilterParams, sv: SiteVariants, key: bytes) -> tuple[
     cand, fps = cuckoo_hashes(key, sv.keys, B)
     anchors, matched = [], []
     for s in ctx.parties:
-        a, m = OwnerTable(s, f"site {s}", B, 1), OwnerTable(s, f"site {s}", B, Ls)
+        a, m = OwnerTable(s, f"site {s}", B, 1, cuckoo=True), OwnerTable(s, f"site {s}", B, Ls)
         if s == ctx.me:
             a.fp, a.rows = cuckoo_table(cand, fps, B, a.name)
             m.fp, m.rows = simple_table(cand, fps, B, Ls, m.name)
@@ -331,7 +331,8 @@ def _trio_tables(ctx, t: Trio, hashes: tuple, B: int, Ls: int, chosen) -> tuple:
     out = []
     for who in ("child", "father", "mother"):
         si, col = getattr(t, who)
-        tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", B, 1 if who == "child" else Ls)
+        tab = OwnerTable(ctx.parties[si], f"{who} of family {t.fid}", B, 1 if who == "child" else Ls,
+                         cuckoo=who == "child")
         if tab.mine(ctx):
             ent = np.flatnonzero(chosen(who, col))
             if who == "child":

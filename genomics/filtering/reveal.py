@@ -13,6 +13,13 @@ candidates and the job key only:
      fingerprints; the mark is a private input), the first holder is selected by
      rr_o = sum_l mark_ol r_ol and the text sum_o rr_o text_o is opened.
 Only sums over all owners are opened, so nobody learns which site holds a released variant.
+
+A cuckoo table (``OwnerTable.cuckoo``) places an entry in one of its hash bins depending
+on the owner's other entries, so the slot of a released candidate would tell the other
+sites which bin it took, a function of the owner's non-candidate entries. Such a table
+and its shares r are first put in an order that only its owner knows (a uniformly random
+private permutation, ``protocols.permute``: one round, ``filter.candidate_shuffle``,
+masked); the slot positions opened afterwards are then independent of the data.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import numpy as np
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import compare
 from cipherome.protocols.arith import mul
+from cipherome.protocols.permute import permute, private_permutations
 
 from cipherome.genomics.filtering.align import OwnerTable
 from cipherome.genomics.filtering.keys import FP_BITS
@@ -119,14 +127,43 @@ def _candidate_fingerprints(ctx, R: Shared, FP: Shared, cnt: np.ndarray) -> list
     return res
 
 
+def _shuffle_cuckoo(ctx, groups: list[AnchorGroup]) -> list[AnchorGroup]:
+    """The groups with every cuckoo table (and its r) in a uniformly random order known to its owner only."""
+    items, where = [], []
+    for gi, g in enumerate(groups):
+        for o, t in enumerate(g.tables):
+            if t.cuckoo:
+                pi = np.argsort(ctx.private_random((t.T,)), kind="stable") if t.mine(ctx) else None
+                items.append((t.site, pi, t.T))
+                where.append((gi, o, pi))
+    if not items:
+        return groups
+    perms = private_permutations(ctx, items)
+    pairs = []
+    for pp, (gi, o, _) in zip(perms, where):
+        pairs += [(pp, groups[gi].r[o]), (pp, groups[gi].tables[o].shared)]
+    got = permute(pairs, label="filter.candidate_shuffle")
+    for pp in perms:
+        pp.free()
+    out = [AnchorGroup(list(g.tables), list(g.r), g.text) for g in groups]
+    for k, (gi, o, pi) in enumerate(where):
+        t = groups[gi].tables[o]
+        moved = OwnerTable(t.site, t.name, t.T, t.L, shared=got[2 * k + 1], cuckoo=True)
+        if pi is not None:  # the owner: its fingerprints and rows in the same order
+            moved.fp, moved.rows = t.fp[pi], t.rows[pi]
+        out[gi].tables[o], out[gi].r[o] = moved, got[2 * k]
+    return out
+
+
 def reveal_candidates(ctx, groups: list[AnchorGroup]) -> list[list[str]]:
     """Per group, the texts of its candidates (each once), opened as described in the module docstring.
 
-    Rounds: 1 (slot counts) + 2 (fingerprints; ~20 more if a slot has several
+    Rounds: 1 (the shuffle of cuckoo tables, if any) + 1 (slot counts) + 2 (fingerprints; ~20 more if a slot has several
     candidates) + 4 (first-holder selection, text lengths, texts). Traffic: T/32
     ring elements per group for the counts, then O(K A) for K candidate slots with
     A anchor lanes each and O(C (A + n W)) for C candidates of W text words.
     """
+    groups = _shuffle_cuckoo(ctx, groups)
     counts = []
     for g in groups:
         c = None
@@ -211,7 +248,7 @@ def reveal_candidates(ctx, groups: list[AnchorGroup]) -> list[list[str]]:
     out = mul(first.reshape(C, owners, 1).broadcast_to((C, owners, words)), TXT).sum(axis=1)
     got = ctx.open(out, "filter.candidate_texts")
     result = [[] for _ in groups]
-    index = {id(g): i for i, g in enumerate(groups)}
+    index = {id(g): i for i, g in enumerate(groups)}  # the (possibly shuffled) groups, in the callers' order
     for c, (gi, _, _, _) in enumerate(cand_rows):
         result[index[id(active[gi][0])]].append(decode_text(got[c]))
     return result

@@ -25,7 +25,7 @@ from cipherome.protocols.reuse import fix
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, unpack_upper
 
 __all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
-           "study_series_terms", "missing_buckets", "inv_sqrt_sym", "site_terms", "pool_terms", "project_off_covariates", "SERIES_TOL"]
+           "study_series_terms", "missing_buckets", "inv_sqrt_sym", "congruence", "site_terms", "pool_terms", "project_off_covariates", "SERIES_TOL"]
 
 #: the Neumann series is cut where its remainder q^(T+1) / (1 - q) is below this
 SERIES_TOL = 1e-6
@@ -85,9 +85,21 @@ def site_terms(cov: CovariateSums, vs: VariantSums, ainv: np.ndarray, n_total: i
     w = (cov.xty[None, :] - vs.miss_xy) / n
     z = np.stack([u, w], axis=1) @ sq
     d = unpack_upper(vs.miss_xx, k) / n
-    m = sq @ (d - cov.xtx[None] / n) @ sq
+    d -= cov.xtx[None] / n
+    m = congruence(d, sq)
     return SiteTerms(z=z, m=(m + m.transpose(0, 2, 1)) / 2, gg=vs.sum_gg / n, gy=vs.sum_gy / n,
                      yy=(cov.yty - vs.miss_yy) / n)
+
+
+def congruence(d: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """C' D_j C for a batch of symmetric D_j (V, k, k) and one (k, k) C, as two (V k, k) x (k, k) GEMMs.
+
+    (D_j C)' C = C' D_j C since D_j is symmetric; one flat product per side instead of V
+    tiny batched ones (numpy's batched matmul of 13 x 13 matrices is ~10x slower).
+    """
+    V, k, _ = d.shape
+    t = (d.reshape(V * k, k) @ c).reshape(V, k, k)
+    return (np.ascontiguousarray(t.transpose(0, 2, 1)).reshape(V * k, k) @ c).reshape(V, k, k)
 
 
 def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
@@ -116,7 +128,9 @@ def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, blo
 
     miss_xx (V, k(k+1)/2): the site's sums of x x' over its missing calls (``VariantSums``);
     D_{j,s} = unpack(miss_xx_j) / N. With A^-1 = L L' (Cholesky), D A^-1 is similar to the
-    symmetric positive semidefinite L' D L, whose eigenvalues are real and >= 0.
+    symmetric positive semidefinite L' D L, whose eigenvalues are real and >= 0. The exact
+    eigenvalues are computed only for the matrices whose Gershgorin bound (largest absolute row
+    sum) exceeds the maximum found so far: about a fifth of them on simulated missingness.
     """
     k = ainv.shape[0]
     if miss_xx.shape[0] == 0 or not np.any(miss_xx):
@@ -124,8 +138,16 @@ def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, blo
     chol = np.linalg.cholesky(ainv)
     top = 0.0
     for start in range(0, miss_xx.shape[0], block):
-        d = unpack_upper(miss_xx[start:start + block], k) / float(n_total)
-        top = max(top, float(np.linalg.eigvalsh(chol.T @ d @ chol)[:, -1].max()))
+        mats = congruence(unpack_upper(miss_xx[start:start + block], k) / float(n_total), chol)
+        # Gershgorin: every eigenvalue is at most the largest absolute row sum, so only matrices whose
+        # row-sum bound exceeds the largest eigenvalue found so far can raise it (visited by bound)
+        bound = np.abs(mats).sum(axis=2).max(axis=1)
+        order = np.argsort(-bound, kind="stable")
+        for i in range(0, order.size, 64):
+            part = order[i:i + 64]
+            if bound[part[0]] <= top:
+                break
+            top = max(top, float(np.linalg.eigvalsh(mats[part])[:, -1].max()))
     return top
 
 

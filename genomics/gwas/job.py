@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,9 @@ from cipherome.mpc.ledger import DISCLOSED, PUBLIC
 
 from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
-from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
+from cipherome.genomics.gwas.assoc import (SiteTerms, pool_terms, project_off_covariates, site_terms,
+                                           study_series_terms)
+from cipherome.genomics.local.background import Background
 from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.select import select_variants
@@ -147,13 +150,25 @@ def _progress(ctx, stage: str, done: int, total: int, t0: float) -> None:
     log.info("%s: %d/%d variants, %.1f s, %.1f MB sent", stage, done, total, time.perf_counter() - t0, st.bytes_sent / 1e6)
 
 
-def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums) -> VariantSums:
-    """This site's ``VariantSums`` of variants 0..total-1, read ``block`` at a time (local, no traffic)."""
+def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums, stop=None) -> VariantSums | None:
+    """This site's ``VariantSums`` of variants 0..total-1, read ``block`` at a time (local, no traffic).
+
+    ``stop``: a ``threading.Event``; once set, the loop ends between blocks and returns None."""
     parts = []
     for start in range(0, total, block):
+        if stop is not None and stop.is_set():
+            return None
         parts.append(sums(np.arange(start, min(start + block, total))))
         _progress(ctx, f"{stage} (local sums)", min(start + block, total), total, t0)
     return concat_variant_sums(parts)
+
+
+def _association_inputs(ctx, site, sv, mask, design: SiteDesign, ainv, n_assoc: int, block: int, stop=None):
+    """(VariantSums, SiteTerms) of every common variant: the linear association's local inputs (plaintext)."""
+    t0 = time.perf_counter()
+    vs = _site_sums(ctx, "variant_qc, association sums beside its rounds", len(sv), block, t0,
+                    lambda sel: variant_sums(sv.read_calls(site, sel, mask), design), stop)
+    return None if vs is None else (vs, site_terms(design.sums, vs, ainv, n_assoc))
 
 
 def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
@@ -204,6 +219,14 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                              f"minimum cell size {params.min_cell_size} of the sites' disclosure policies")
         chosen = np.flatnonzero(select_variants(site.variants, params.extract, params.exclude, params.chroms,
                                                 params.from_bp, params.to_bp))
+    glm = params.glm
+    if glm == "auto":  # as PLINK 2: logistic regression for case/control traits
+        glm = "logistic" if is_binary else "linear"
+    if glm == "logistic" and not is_binary:
+        raise PublicError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
+    # linear/trend on hard calls without --pca: the covariates are final before QC, so the public
+    # standardisation comes first and the association's local sums run beside the QC rounds
+    early = (not params.pca and glm != "logistic" and not dosage and not set(params.glm_cols) & set(OPTIONAL))
     with ctx.stage("variant_intersection"):
         sv = common_variants(ctx, site.variants[chosen], params.variant_bound, site.name,
                              shared_lists=all(int(m[8]) for m in metas))
@@ -216,16 +239,31 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                               "every site uses the same genome build and chromosome names")
         log.info("study: %d samples for QC, %d for association, %d common variants", n_qc, n_assoc, n_var)
 
+    prefetch = None
+    if early:
+        with ctx.stage("standardise"):
+            ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc, is_binary)
+            k = xs.shape[1]
+
     # 3. variant QC ------------------------------------------------------------------------
     with ctx.stage("variant_qc"):
         counts = np.zeros((n_var, 4), dtype=np.int64)
         dcols = np.zeros((n_var, 3), dtype=np.int64) if dosage else None
         for start in range(0, n_var, params.block):
             idx = np.arange(start, min(start + params.block, n_var))
-            counts[idx] = genotype_counts(sv.read(site, idx, keep))
+            counts[idx] = genotype_counts(sv.read_calls(site, idx, keep))
             if dosage:
                 dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
-        qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
+        if early:  # every common variant's sums, while the QC rounds wait for the peers
+            design = SiteDesign(xs, ys)
+            prefetch = Background(lambda stop: _association_inputs(ctx, site, sv, complete, design, ainv, n_assoc,
+                                                                   params.block, stop))
+        try:
+            qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
+        except BaseException:
+            if prefetch is not None:
+                prefetch.cancel()
+            raise
         passed = np.flatnonzero(qc.passed)
 
     # 3b. secure PCA (--pca K): each site learns its own samples' scores, added as covariates --------
@@ -247,16 +285,11 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             cov_names = list(cov_names) + names
             complete = keep & np.isfinite(y) & np.all(np.isfinite(cov), axis=1)
 
-    glm = params.glm
-    if glm == "auto":  # as PLINK 2: logistic regression for case/control traits
-        glm = "logistic" if is_binary else "linear"
-    if glm == "logistic" and not is_binary:
-        raise PublicError("--glm logistic needs a case/control phenotype (1 = case, 0 = control at every site)")
-
     # 4. public standardisation -------------------------------------------------------------
-    with ctx.stage("standardise"):
-        ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc, is_binary)
-        k = xs.shape[1]
+    if not early:
+        with ctx.stage("standardise"):
+            ys, xs, ainv, sd_y = _standardise(ctx, y[complete], cov[complete], cov_names, n_assoc, is_binary)
+            k = xs.shape[1]
 
     # 5. association ------------------------------------------------------------------------------
     with ctx.stage("association"):
@@ -273,17 +306,28 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             table = {"columns": lres["columns"], "errcode": lres["errcode"], "obs_ct": lres["obs_ct"],
                      "test": lres["test"], **({"firth": lres["firth"]} if "firth" in lres else {})}
         else:
-            design = SiteDesign(xs, ys)
             t0 = time.perf_counter()
             if not len(passed):
+                if prefetch is not None:
+                    prefetch.cancel()
                 raise ValueError("no variant passed the QC filters; nothing to test (relax --geno/--maf/--hwe)")
-            vs = _site_sums(ctx, "association", len(passed), params.block, t0,
-                            lambda sel: variant_sums(read(sel), design))
+            if prefetch is not None:  # computed during QC for every common variant: keep the tested ones
+                vs_all, st_all = prefetch.result()
+                vs = VariantSums(*(np.asarray(f)[passed] for f in vs_all))
+                st = SiteTerms(*(getattr(st_all, f.name)[passed] for f in fields(SiteTerms)))
+                del vs_all, st_all
+            else:
+                design = SiteDesign(xs, ys)
+                if cols is None and not dosage:  # hard calls: the kernels read them packed
+                    read = lambda sel: sv.read_calls(site, passed[sel], complete)  # noqa: E731
+                vs = _site_sums(ctx, "association", len(passed), params.block, t0,
+                                lambda sel: variant_sums(read(sel), design))
+                st = site_terms(design.sums, vs, ainv, n_assoc)
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
                               bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
-            pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, ainv, n_assoc)), terms)
+            pm = project_off_covariates(pool_terms(ctx, st), terms)
             res = gwas_stats.finish(ctx, pm, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
             const = res["const"]

@@ -3,12 +3,14 @@
 Sites add their genotype counts (hom-ref, het, hom-alt, missing) as shares;
 every threshold becomes an integer comparison, batched into one comparison call
 for all variants and filters, and only the pass/fail bit per variant is opened
-(plus per-filter totals for the log, and the A1 bit that the output needs).
+(plus per-filter totals for the log, the A1 bit that the output needs and, with
+--hwe, the pass bit of the other filters).
 
 * --geno: fail iff missing * D > T * n_samples (geno = T/D exactly, as PLINK 2);
 * --maf: fail iff min(alt, 2n - alt) * D < T * 2n, or no called allele;
 * --hwe: fail iff G^2 > chi2_1^{-1}(1 - hwe), the likelihood-ratio (G) HWE test on
-  all samples. PLINK 2 uses the exact test (Wigginton 2005); of the tests that MPC
+  all samples, run last, on the variants that pass every other filter (``_hwe_after``:
+  their pass bit is opened as ``qc.prefilter``). PLINK 2 uses the exact test (Wigginton 2005); of the tests that MPC
   can compute, G tracks it best: on simulated data the log10 ratio of G to exact
   p-values has sd 0.035 (chi-square: 0.37), and pass sets differ only for variants
   whose p-values straddle the threshold (3 of 2,895 vs 8 for chi-square);
@@ -53,8 +55,8 @@ def check_bits(n_samples: int, unit: int, thresholds, mcs: int = 0) -> int:
     Every check is a difference of integers below 2 n unit (allele counts, in dosage
     units ``unit``) times a threshold's numerator or denominator: a1_ref
     |n_alleles - 2 alt| <= 2 n unit; --geno |T n - miss D| <= n max(T, D); --maf
-    |alt D - n_alleles T| <= 2 n unit max(T, D); min_cell_size adds mcs unit; the zero
-    tests of HWE, c - 1 for a count c <= 2 n. So every value lies in [-M, M] with
+    |alt D - n_alleles T| <= 2 n unit max(T, D); min_cell_size adds mcs unit. So every
+    value lies in [-M, M] with
     M = 2 n unit max(2, T, D) + mcs unit, and bits = bit_length(M) + 1 is exact. At
     10,000 samples with --geno 0.1 --maf 0.01 that is 22 bits where the fixed bound for
     2^22 samples and D <= 10^6 was 46: half the opened circuit bits (and the dealer
@@ -80,13 +82,13 @@ def rational(t: float, max_den: int = 10**6) -> tuple[int, int]:
 class QCResult:
     passed: np.ndarray  # (V,) bool
     a1_is_alt: np.ndarray  # (V,) bool
-    failed_counts: dict  # filter -> number of variants failing it (not exclusive)
+    failed_counts: dict  # filter -> number of variants failing it (not exclusive; --hwe: among those passing the rest)
 
     def summary(self) -> dict:
         return {"variants": int(self.passed.size), "passed": int(self.passed.sum()), "failed": self.failed_counts}
 
 
-def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, zero: Shared, hwe: float) -> Shared:
+def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, hwe: float, n_samples: int) -> Shared:
     """Shares of t*/2 - G^2/2 for the likelihood-ratio HWE test (negative: HWE fails), at ctx.frac bits.
 
     With the integer counts (n_AA, n_Aa, n_aa), n called samples, allele counts
@@ -95,25 +97,51 @@ def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, zero:
         G^2/2 = n_AA ln n_AA + n_Aa ln n_Aa + n_aa ln n_aa - n_A ln n_A - n_a ln n_a
                 + n ln n + (2n - n_Aa) ln 2
     (sum O ln E = n_A ln n_A + n_a ln n_a - n ln 4n + n_Aa ln 2), with c ln c = 0 at c = 0.
-    ``zero`` (6V, 0/1) flags the six counts that are 0 (their log argument becomes 1).
-    Steps: one ``log`` of the six integers (no reciprocal of n, no frequencies); the six
-    products count * ln count are exact (an integer times a fixed-point value needs no
-    truncation), the ln 2 term is local. Error: ln has absolute error ~5e-8 plus half a
-    unit of 2^-frac, each weighted by its count: |error of G^2/2| <= 66 n 1e-7, the
-    same order as the frequency form's n * 3e-7, against the test's own distance from
-    PLINK's exact test (log10 ratio of p-values: sd 0.035 measured, vs 0.37 for
-    chi-square). Range: |G^2/2| <= (n + 2n + n) ln 2^23 + 2n ln 2 < 66 n.
+    Steps: one ``log`` of the six integers (no reciprocal of n, no frequencies), on
+    bit_length(2 N) bits (every count is at most 2 N); the six products count * ln count
+    are exact (an integer times a fixed-point value needs no truncation), the ln 2 term is
+    local. A count of 0 needs no test: ``log`` returns some finite ring value for it, and
+    the exact product 0 * that value is 0, as c ln c is at c = 0. Error: ln has absolute
+    error ~5e-8 plus half a unit of 2^-frac, each weighted by its count: |error of G^2/2|
+    <= 66 n 1e-7, the same order as the frequency form's n * 3e-7, against the test's own
+    distance from PLINK's exact test (log10 ratio of p-values: sd 0.035 measured, vs 0.37
+    for chi-square). Range: |G^2/2| <= (n + 2n + n) ln 2^23 + 2n ln 2 < 66 n.
     """
     from cipherome.protocols import functions
 
     V = aa.shape[0]
     n_a = aa * 2 + het
     n_b = bb * 2 + het
-    logs = functions.log(concat([aa, het, bb, n_a, n_b, called]) + zero, hi=24, frac=ctx.frac)
+    width = max(1, (2 * int(n_samples)).bit_length())
+    logs = functions.log(concat([aa, het, bb, n_a, n_b, called]), hi=width, frac=ctx.frac)
     xl = arith.mul(concat([aa, het, bb, -n_a, -n_b, called]), logs).reshape(6, V).sum(axis=0)
     lin = Shared(ctx, (called * 2 - het).data * encode(float(np.log(2.0)), ctx.frac), ctx.frac)
     t_star = float(stats.chi2.isf(hwe, 1))
     return Shared.public(ctx, np.full(V, t_star / 2), ctx.frac) - (xl + lin)
+
+
+def _hwe_after(ctx, keep: Shared, counts, hwe: float, n_samples: int) -> tuple[Shared, Shared]:
+    """--hwe as the last filter: (fail bits, new keep bits), the test run only where ``keep`` is 1.
+
+    ``keep`` (0/1 per variant: every other filter passed) is opened (``qc.prefilter``, a
+    documented disclosure: for a variant that fails QC it tells whether --hwe alone made
+    it fail), and the G test (``_hwe_g_check``, six logarithms: the largest share of QC
+    traffic) runs on those variants only. Rare variants, most of a sequencing study,
+    fail --maf and so never pay for it. fail = [t*/2 - G^2/2 < 0] there, 0 elsewhere;
+    keep' = keep (1 - fail), a product with a public bit (local). One round more than the
+    test on all variants.
+    """
+    from cipherome.protocols import compare
+
+    V = keep.shape[0]
+    pre = ctx.open(keep, "qc.prefilter", bits=1).astype(bool)
+    idx = np.flatnonzero(pre)
+    fail = np.zeros(V, dtype=np.uint64)
+    if idx.size:
+        check = _hwe_g_check(ctx, *(c[idx] for c in counts), hwe, n_samples)
+        fail[idx] = compare.ltz(check, hwe_bits(n_samples, ctx.frac)).data
+    fail_sh = Shared(ctx, fail, 0)
+    return fail_sh, Shared.public(ctx, pre.astype(np.int64), 0) - fail_sh
 
 
 def _any_of(*bits: Shared) -> Shared:
@@ -181,27 +209,17 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
         # disclosure control: minor allele count >= mcs and called samples >= mcs
         checks += [alt - mcs * unit, (n_alleles - alt) - mcs * unit, called - mcs]
         names += ["mcs_alt", "mcs_ref", "mcs_obs"]
-    if params.hwe is not None:  # [c == 0] = [c - 1 < 0] for the counts c >= 0 that HWE takes logs of
-        zero_of = [aa, het, bb, aa * 2 + het, bb * 2 + het, called]
-        checks += [c - 1 for c in zero_of]
-        names += [f"zero{i}" for i in range(len(zero_of))]
     fails = {}
     if n_samples >= MAX_SAMPLES:
         raise ValueError(f"secure QC supports up to {MAX_SAMPLES} samples")
     width = check_bits(n_samples, unit, thresholds, mcs)
     bits = compare.ltz(concat(checks), width).reshape(len(checks), V)
     row = {name: bits[i] for i, name in enumerate(names)}
-    if params.hwe is not None:
-        zero = concat([row[f"zero{i}"] for i in range(6)])
-        hwe_check = _hwe_g_check(ctx, aa, het, bb, called, zero, params.hwe)
-        row["hwe"] = compare.ltz(hwe_check, hwe_bits(n_samples, ctx.frac))
     if "geno" in row:
         fails["geno"] = row["geno"]
     if "maf_alt" in row:  # mutually exclusive bits: their OR is their sum (no product round)
         maf = (row["maf_alt"], row["maf_ref"], row["maf_none"])
         fails["maf"] = maf[0] + maf[1] + maf[2] if maf_exclusive else _any_of(*maf)
-    if "hwe" in row:
-        fails["hwe"] = row["hwe"]
     bounds = getattr(params, "mach_r2_filter", None)
     if bounds is not None:
         if sq is None:
@@ -210,6 +228,8 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     if "mcs_alt" in row:
         fails["min_cell_size"] = _any_of(row["mcs_alt"], row["mcs_ref"], row["mcs_obs"])
     keep = 1 - _any_of(*fails.values()) if fails else Shared.public(ctx, np.ones(V, dtype=np.int64), 0)
+    if params.hwe is not None:  # HWE last, on the variants that pass every other filter
+        fails["hwe"], keep = _hwe_after(ctx, keep, (aa, het, bb, called), params.hwe, n_samples)
     passed = ctx.open(keep, "qc.pass", bits=1).astype(bool)  # 0/1 bits: one byte each on the wire
     a1_is_alt = np.zeros(V, dtype=bool)  # opened only for the variants that are tested
     a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt", bits=1).astype(bool)

@@ -3,9 +3,11 @@
 From g'Mg, g'My, y'My (shared, over each variant's called samples, / N) and the
 opened OBS_CT n_j with k predictors besides the genotype (intercept included):
 
-* linear (``plink2 --glm``): b = g'My / g'Mg, RSS = y'My - b g'My,
-  T = g'My sqrt(df) / sqrt(g'Mg RSS) with df = n_j - k - 1; b and T are opened,
-  then BETA = b sd(y), SE = BETA / T, P = 2 t_df.sf(|T|) in plaintext;
+* linear (``plink2 --glm``): b = g'My / g'Mg, RSS = y'My - b g'My, and with
+  D = g'Mg RSS = g'Mg y'My - g'My^2, T = g'My sqrt(df) / sqrt(D), df = n_j - k - 1.
+  The division and the inverse square root run side by side (``mpc.pipeline``: their
+  openings share rounds), about 36 rounds instead of 70 one after the other.
+  b and T are opened, then BETA = b sd(y), SE = BETA / T, P = 2 t_df.sf(|T|) in plaintext;
 * trend (Cochran-Armitage, PLINK 1.9 ``--model`` TREND; with covariates the
   residualised form of secure-gwas): CHISQ = n_j r^2, r^2 = g'My^2 / (g'Mg y'My).
 A genotype constant on S_j (g'Mg below half a sample's worth, 0.5/N) gets
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from cipherome.mpc.pipeline import pipeline
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
 
@@ -38,10 +41,13 @@ def finish(ctx, pm: ProjectedMoments, obs_ct: np.ndarray, k: int, glm: str, n_to
     live = (~const).astype(np.int64)  # public 0/1: a local product, no Beaver round
     out = {"obs_ct": obs_ct, "const": const}
     if glm == "linear":
-        b = division.div(pm.gmy, gmg, hi=3, x_hi=3)  # g'Mg in [0.5/N, 4], |g'My| < 8
-        rss = pm.ymy - arith.mul(b, pm.gmy)
+        # D = g'Mg y'My - g'My^2 = g'Mg RSS: both terms in one product round
+        pr = arith.mul(concat([gmg, pm.gmy]), concat([pm.ymy, pm.gmy]))
+        d = pr[:V] - pr[V:] + const_bit
+        # b = g'My / g'Mg and 1/sqrt(D) side by side: their openings share rounds
+        b, inv = pipeline(ctx, [lambda: division.div(pm.gmy, gmg, hi=3, x_hi=3),  # g'Mg in [0.5/N, 4], |g'My| < 8
+                                lambda: roots.invsqrt(d, hi=5)], window=2)  # D <= g'Mg y'My < 16
         df = np.maximum(obs_ct - k - 1, 1)
-        inv = roots.invsqrt(arith.mul(gmg, rss) + const_bit, hi=5)  # g'Mg RSS < 16
         t = arith.mul_public(arith.mul(pm.gmy, inv), np.sqrt(df))
         both = concat([b, t]) * np.concatenate([live, live])
         opened = ctx.open(both, "gwas.beta_t_stat")

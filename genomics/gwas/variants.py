@@ -49,6 +49,7 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering.keys import (agree_job_key, cuckoo_geometry, cuckoo_hashes, cuckoo_table,
                                                hash_keys, simple_table)
 from cipherome.genomics.io.blocks import VariantTable
+from cipherome.genomics.io.packed import PackedCalls, swap_alleles
 from cipherome.genomics.io.variants import flip_dosage, normalize_chroms
 
 __all__ = ["orientation_free_keys", "StudyVariants", "public_variant_bound", "common_variants",
@@ -103,6 +104,16 @@ class StudyVariants:
             return np.where(flip[:, None], 2.0 - d, d).astype(d.dtype) if flip.any() else d
         g = site.read(self.local_index[idx], mask)
         return flip_dosage(g, flip) if flip.any() else g
+
+    def read_calls(self, site, idx: np.ndarray, mask: np.ndarray):
+        """The hard calls of ``read``, for the counting kernels: still packed (``PackedCalls``) where the
+        site's reader can give them so (a .bed file), else the int8 dosages of ``read``."""
+        packed = getattr(site.read, "packed", None)
+        if packed is None:
+            return self.read(site, idx, mask)
+        calls = packed(self.local_index[idx], mask)
+        flip = self.flip[idx]
+        return PackedCalls(swap_alleles(calls.packed, flip), calls.n_samples) if flip.any() else calls
 
 
 def public_variant_bound(ctx, m: int, bound: int | None = None) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 from cipherome.genomics.io.bed import BedReader, BedRows, read_bim
 from cipherome.genomics.io.blocks import concat_variants
 from cipherome.genomics.errors import InputError
-from cipherome.genomics.io.packed import packed_width, unpack_dosage
+from cipherome.genomics.io.packed import PackedCalls, packed_width, subset_packed, unpack_dosage
 from cipherome.genomics.io.bgen import BgenReader
 from cipherome.genomics.io.pgen import PgenReader
 from cipherome.genomics.io.vcf_dosage import VcfDosageReader
@@ -73,10 +73,7 @@ def load_genotypes(site):
         rows = BedRows(reader.paths["bed"], reader.n_variants, w)
         samples = reader.samples
 
-        def read(idx, mask):
-            return unpack_dosage(rows.rows(idx), n, np.flatnonzero(mask))
-
-        return samples, variants, read, None
+        return samples, variants, BedCalls(rows, n), None
     if "vcf" in data and "vcf_dosage" in data:
         reader = VcfDosageReader(_data_path(site, "vcf"), str(data["vcf_dosage"]), region=data.get("region"))
         variants, hard, dos = reader.read_all()
@@ -106,6 +103,25 @@ def load_genotypes(site):
                      "add bfile = PREFIX, pfile = PREFIX, bgen = FILE (with sample = FILE) or vcf = FILE to its"
                      " [data] table",
                      kind='its config has no genotype file')
+
+
+class BedCalls:
+    """A .bed file's hard calls: ``read(idx, mask)`` gives int8 ALT dosages (``SiteData.read``);
+    ``packed(idx, mask)`` gives the same calls still packed (``PackedCalls``), for the counting
+    kernels, without decoding every call to a byte and packing it again."""
+
+    def __init__(self, rows: BedRows, n: int):
+        self.rows, self.n = rows, int(n)
+
+    def __call__(self, idx, mask) -> np.ndarray:
+        return unpack_dosage(self.rows.rows(idx), self.n, np.flatnonzero(mask))
+
+    def packed(self, idx, mask) -> PackedCalls:
+        sel = np.flatnonzero(mask)
+        raw = self.rows.rows(idx)
+        if sel.size == self.n:
+            return PackedCalls(raw, self.n)
+        return PackedCalls(subset_packed(raw, self.n, sel), int(sel.size))
 
 
 def site_from_config(site, params) -> SiteData:

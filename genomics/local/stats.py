@@ -20,7 +20,7 @@ import numpy as np
 
 from cipherome.genomics.io.blocks import GenotypeBlock
 from cipherome.genomics.local.lut import count_codes, missing_row_sums, pad_rows, weighted_code_sums
-from cipherome.genomics.io.packed import pack_dosage, packed_width
+from cipherome.genomics.io.packed import PackedCalls, pack_dosage, packed_width
 
 __all__ = [
     "HOM_REF", "HET", "HOM_ALT", "MISSING",
@@ -33,8 +33,8 @@ __all__ = [
 HOM_REF, HET, HOM_ALT, MISSING = 0, 1, 2, 3
 
 
-def _packed_and_n(G: np.ndarray | GenotypeBlock) -> tuple[np.ndarray, int]:
-    if isinstance(G, GenotypeBlock):
+def _packed_and_n(G: np.ndarray | GenotypeBlock | PackedCalls) -> tuple[np.ndarray, int]:
+    if isinstance(G, (GenotypeBlock, PackedCalls)):
         return G.packed, G.n_samples
     g = np.asarray(G)
     if g.ndim != 2:
