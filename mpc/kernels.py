@@ -126,7 +126,6 @@ def trunc_combine(c, r_msb, r_low, bits: int, lead: bool) -> np.ndarray:
     return out.reshape(shape)
 
 
-
 @njit(cache=True, nogil=True)
 def _low_bytes(x, nb, out):  # pragma: no cover - compiled
     for i in range(x.size):

@@ -150,10 +150,10 @@ def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: i
     return min(64, frac + math.ceil(math.log2(bound + 1.0)) + 2)
 
 
-def pooled_pca_run(ctx, g: np.ndarray, counts: tuple, ns: list, b: int, pp, d_own: np.ndarray,
+def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, d_own: np.ndarray,
                    e_own: np.ndarray, frac: int) -> tuple:
     """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
-    (int8 or float dosages), ``counts`` its (alt, called) per variant (``call_counts``); ``ns`` the
+    (int8 or float dosages), ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the
     sites' sample counts, ``b`` the Krylov block size; returns (scores_own (n_s, K), KrylovResult).
 
     ``d_own``, ``e_own`` (n_s,): this site's pairwise factors (``pairwise_factors``); ``frac``: the
@@ -167,7 +167,7 @@ def pooled_pca_run(ctx, g: np.ndarray, counts: tuple, ns: list, b: int, pp, d_ow
         raise InputError(msg, kind="has a sample with almost no calls among the PCA variants")
 
     # 2. pooled counts, then local standardisation --------------------------------------------------
-    alt, obs = counts
+    alt, obs = own_counts
     cbits = _COUNT_FRAC + math.ceil(math.log2(2 * n + 2)) + 2
     counts = open_sum(ctx, np.stack([alt, obs]), "pca.pooled_counts", _COUNT_FRAC, cbits)
     alt_all, obs_all = counts[0], np.rint(counts[1])
