@@ -42,7 +42,9 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
     """One timed GWAS job on a fresh cluster behind ``link``; a row of the side-by-side table."""
     data = gwas_site_tables(n, m)
     wan = None if parse_wan(link) is None else link
-    with LocalCluster(3, workdir=workdir, data=data, log_level="WARNING", wan=wan, round_timeout=600.0,
+    pooled = params.pca and params.extra.get("pca_mode") == "pooled"
+    policy = {"pca_pooled_products": True} if pooled else None  # every site consents to the pooled mode
+    with LocalCluster(3, workdir=workdir, data=data, policy=policy, log_level="WARNING", wan=wan, round_timeout=600.0,
                       start_timeout=300.0) as cluster:
         if warmup:  # fresh daemons compile their numba kernels on the first job
             cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2,
@@ -51,7 +53,8 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
         res = cluster.run("gwas", params.to_dict(), timeout=7200)
         wall, relay_cpu = time.perf_counter() - t0, time.process_time() - c0
     lead = res.reports["p0"]
-    row = {"size": f"{n}x{m}", "link": link, "pca": params.pca, "glm": params.glm, "wall_s": wall,
+    row = {"size": f"{n}x{m}", "link": link, "pca": params.pca, "pca_mode": params.extra.get("pca_mode", "shared"),
+           "glm": params.glm, "wall_s": wall,
            "mb_lead": lead["bytes_sent"] / 1e6, "rounds_lead": lead["rounds"],
            "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
            "tested": len(res.results[0]["tested"]),
@@ -70,7 +73,7 @@ def markdown(rows: list[dict]) -> str:
     out = ["| size | run | link | wall s | MB sent (lead) | rounds (lead) | floor s (R x RTT + B/bw) | wall / floor "
            "| strict floor s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        run = "QC + " + (f"PCA {r['pca']} + " if r["pca"] else "") + r["glm"]
+        run = "QC + " + (f"PCA {r['pca']} ({r.get('pca_mode', 'shared')}) + " if r["pca"] else "") + r["glm"]
         ratio = f"{r['wall_s'] / r['floor_s']:.2f}" if r["floor_s"] else "-"
         out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {r['mb_lead']:.0f} | {r['rounds_lead']} | "
                    f"{r['floor_s']:.1f} | {ratio} | {r['strict_floor_s']:.1f} | {r['load_avg']:.1f} |")
@@ -82,11 +85,14 @@ def main(argv=None) -> None:
     ap.add_argument("--size", default="2000x2000", help="SAMPLESxVARIANTS")
     ap.add_argument("--link", action="append", help="loopback or RTT,BW (repeatable; default: the issue's links)")
     ap.add_argument("--pca", type=int, default=0)
+    ap.add_argument("--pca-mode", choices=["shared", "pooled"], default="shared")
     ap.add_argument("--json", help="append rows to this JSON-lines file")
     ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up job (numba caches already warm)")
     a = ap.parse_args(argv)
     n, m = (int(v) for v in a.size.lower().split("x"))
     params = GwasParams(**{**PARAMS.to_dict(), "pca": a.pca})
+    if a.pca:
+        params.extra["pca_mode"] = a.pca_mode
     rows = []
     for link in a.link or LINKS:
         row = run_link(n, m, link, params, warmup=not a.no_warmup)

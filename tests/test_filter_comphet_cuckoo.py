@@ -67,7 +67,13 @@ def sim_study():
     {"table_size": 24, "lanes": 20},  # few bins: every parent bin holds several variants
     {"table_size": 200, "lanes": 6},
 ], ids=["geometry", "crowded", "sparse"])
-def test_cuckoo_comphet_equals_twin_on_simulated_study(sim_study, params):
+def test_cuckoo_comphet_equals_twin_on_simulated_study(sim_study, params, monkeypatch):
+    # the job key is pinned: with 24 bins ("crowded") the children's cuckoo insertion fails for some keys
+    # (a clear error asking to rerun, tested below), which would make this comparison flaky
+    from cipherome.genomics.filtering import job as filter_job
+
+    agree = filter_job.agree_job_key
+    monkeypatch.setattr(filter_job, "agree_job_key", lambda ctx: (agree(ctx), b"\x3c" * 32)[1])
     rows, run = _check(sim_study, {"model": "comphet", "genes": GENES, **params})
     assert {r["family"] for r in rows} >= {"FA", "FB"}  # the planted compound hets (GENE1, GENE2)
     assert "bins" in run.results[0]["table"]
