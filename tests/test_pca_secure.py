@@ -176,7 +176,8 @@ def test_out_of_range_gram_is_recomputed_smaller(monkeypatch):
 
     monkeypatch.setattr(kr, "GRAM_TARGET", 2.0**20)  # aim far above the 62-bit range after pass 1
     d = pca_small_data()
-    pp = PCAParams(k=2, approx=True, passes=3, thin_count=400)
+    # 4 fixed passes: with 3 the random start left the subspace at cosine 0.9989 in 2 of ~32 runs
+    pp = PCAParams(k=2, approx=True, passes=4, thin_count=400)
     run = _run(d, pp)
     u = _pooled(d.study, run.results)
     ex = rp.pca_exact(d.study.genotypes[run.results[0].variants], 2, missing="meanimpute")
