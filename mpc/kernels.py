@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ring_matmul", "ring_matmul_tn", "beaver_combine", "trunc_combine", "low_bytes", "add_low_bytes"]
+__all__ = ["ring_matmul", "ring_matmul_tn", "beaver_combine", "trunc_combine"]
 
 
 @njit(cache=True, nogil=True)
@@ -125,34 +125,3 @@ def trunc_combine(c, r_msb, r_low, bits: int, lead: bool) -> np.ndarray:
     _trunc_combine(*args, int(bits), bool(lead), out)
     return out.reshape(shape)
 
-
-@njit(cache=True, nogil=True)
-def _low_bytes(x, nb, out):  # pragma: no cover - compiled
-    for i in range(x.size):
-        v = x[i]
-        for t in range(nb):
-            out[i * nb + t] = np.uint8((v >> np.uint64(8 * t)) & np.uint64(255))
-
-
-@njit(cache=True, nogil=True)
-def _add_low_bytes(total, b, nb):  # pragma: no cover - compiled
-    for i in range(total.size):
-        v = np.uint64(0)
-        for t in range(nb):
-            v |= np.uint64(b[i * nb + t]) << np.uint64(8 * t)
-        total[i] += v
-
-
-def low_bytes(flat: np.ndarray, nb: int) -> np.ndarray:
-    """The low ``nb`` bytes of every uint64 of ``flat``, little-endian, as a flat uint8 array of nb * size
-    bytes (element i's byte t at position i nb + t); one pass, no temporary."""
-    x = np.ascontiguousarray(flat, dtype=np.uint64).ravel()
-    out = np.empty(x.size * nb, dtype=np.uint8)
-    _low_bytes(x, int(nb), out)
-    return out
-
-
-def add_low_bytes(total: np.ndarray, b: np.ndarray, nb: int) -> None:
-    """total += the uint64 values whose low ``nb`` bytes are ``b`` (``low_bytes``' layout), the other
-    bytes zero, modulo 2^64, in place (``total`` flat, contiguous)."""
-    _add_low_bytes(total, np.ascontiguousarray(b, dtype=np.uint8), int(nb))

@@ -93,17 +93,3 @@ def test_beaver_combine_matches_formula():
     c, a, b, e, f = (rng.integers(0, 2**64, (2, 3), dtype=np.uint64) for _ in range(5))
     np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, False), c + e * b + a * f)
     np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, True), c + e * b + a * f + e * f)
-
-
-def test_low_bytes_round_trip_for_every_width():
-    from cipherome.mpc.kernels import add_low_bytes, low_bytes
-
-    x = np.random.default_rng(11).integers(0, 2**63, size=1001, dtype=np.uint64) * np.uint64(3)
-    for nb in range(1, 9):
-        b = low_bytes(x, nb)
-        assert b.dtype == np.uint8 and b.size == nb * x.size
-        np.testing.assert_array_equal(b, x.view(np.uint8).reshape(-1, 8)[:, :nb].ravel())  # little-endian layout
-        total = np.full(x.size, 2**64 - 5, dtype=np.uint64)
-        add_low_bytes(total, b, nb)
-        low = x if nb == 8 else x & np.uint64((1 << (8 * nb)) - 1)
-        np.testing.assert_array_equal(total, low + np.uint64(2**64 - 5))  # modulo 2^64
