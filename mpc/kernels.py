@@ -124,4 +124,3 @@ def trunc_combine(c, r_msb, r_low, bits: int, lead: bool) -> np.ndarray:
     out = np.empty(args[0].size, dtype=np.uint64)
     _trunc_combine(*args, int(bits), bool(lead), out)
     return out.reshape(shape)
-
