@@ -69,11 +69,11 @@ class _Scheduler:
     def owns(self) -> bool:
         return threading.get_ident() in self.by_thread
 
-    def submit(self, request: tuple):
-        """Called by ``Context._open`` inside a task with its opening (as ``Context.open_batch`` takes one):
-        hand it over, wait for its values."""
+    def submit(self, requests: list[tuple]):
+        """Called by ``Context.open_requests`` inside a task with its openings of one round (as
+        ``Context.open_batch`` takes them): hand them over, wait for their values."""
         task = self.by_thread[threading.get_ident()]
-        task.request = request
+        task.request = requests
         self.back.release()
         task.go.acquire()
         if self.aborted:
@@ -116,9 +116,11 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
                 flight.append((i, _Task(fn, sched)))
                 advance(*flight[-1])
             if step:
-                outs = ctx.open_batch([t.request for t in step])
-                for t, o in zip(step, outs):
-                    t.request, t.result = None, o
+                outs = ctx.open_batch([r for t in step for r in t.request])
+                pos = 0
+                for t in step:
+                    k = len(t.request)
+                    t.request, t.result, pos = None, outs[pos : pos + k], pos + k
     finally:
         ctx.scheduler = None
         sched.aborted = True

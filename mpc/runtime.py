@@ -91,6 +91,8 @@ class Context:
         self.progress = ""
         #: the running ``mpc.pipeline`` scheduler, if any: openings inside its tasks are merged per step
         self.scheduler = None
+        #: bandwidth-lean mode (``lean()``): truncations open each masked element to one party
+        self.lean_mode = False
 
     # -- identity ------------------------------------------------------------
     @property
@@ -226,28 +228,49 @@ class Context:
     def _recipients(self, to) -> list[str]:
         return self.parties if to is None else ([to] if isinstance(to, str) else list(to))
 
+    def lean(self) -> "_Lean":
+        """Context manager for stages whose openings are large (O(variants) elements per round).
+
+        Inside it ``protocols.truncate`` spends one more round to send about a third
+        of the bytes (each masked element goes to one party, which returns one bit);
+        outside it, a truncation is one round. Stages choose, so the schedule of a
+        stage is fixed whatever the study size.
+        """
+        return _Lean(self)
+
     def _open(self, shares: list[np.ndarray], label: str, to, kind: str, bits: int = 64, xor: bool = False):
-        if self.scheduler is not None and self.scheduler.owns():  # inside a pipelined task: merged per step
-            return self.scheduler.submit((shares, label, to, kind, bits, xor))
-        return self.open_batch([(shares, label, to, kind, bits, xor)])[0]
+        return self.open_requests([(shares, label, to, kind, bits, xor, None)])[0]
+
+    def open_requests(self, requests: list[tuple]) -> list:
+        """Openings ``(shares, label, to, kind, bits, xor, senders)`` in one round (see ``open_batch``).
+
+        Inside a pipelined task they are handed to the scheduler and merged with
+        the other tasks' openings of the same step.
+        """
+        if self.scheduler is not None and self.scheduler.owns():
+            return self.scheduler.submit(requests)
+        return self.open_batch(requests)
 
     def open_batch(self, requests: list[tuple]) -> list:
-        """Several openings, each ``(shares, label, to, kind, bits, xor)`` as in ``_open``, in ONE round.
+        """Several openings, each ``(shares, label, to, kind, bits, xor, senders)``, in ONE round.
 
         Each is recorded in the ledger under its own label, kind and recipients.
         Every party sends each other party, per wire width (``bits`` rounded up to
         bytes), one message: the concatenation of the openings of that width
         addressed to it, all at once (the structure is the same at every party, as
-        in SPMD code). Returns, per request, what ``open_masked`` / ``disclose``
-        would. ``_open`` is the case of one request; ``mpc.pipeline`` merges the
-        openings of its tasks in flight.
+        in SPMD code). ``senders`` (``None``: every party) restricts who sends its
+        share: the others' shares count as zero, so a single sender passes its own
+        clear value (a masked one) to the recipients. Returns, per request, what
+        ``open_masked`` / ``disclose`` would. ``_open`` is the case of one request;
+        ``mpc.pipeline`` merges the openings of its tasks in flight.
         """
         recips = [self._recipients(r[2]) for r in requests]
+        sends = [self.parties if r[6] is None else self._recipients(r[6]) for r in requests]
         flats = [_flatten(r[0]) for r in requests]
         nbs = [(int(r[4]) + 7) // 8 for r in requests]
         if not all(1 <= nb <= 8 for nb in nbs):
             raise ValueError("open: bits must be in 1..64")
-        for (_s, label, _t, kind, _b, _x), r, f in zip(requests, recips, flats):
+        for (_s, label, _t, kind, *_rest), r, f in zip(requests, recips, flats):
             self.ledger.record(label, kind, r, f.size)
         tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}")
         wires = [f if nb == 8 else _low_bytes(f, nb) for f, nb in zip(flats, nbs)]
@@ -255,14 +278,14 @@ class Context:
         tags = {nb: tag if len(widths) == 1 else f"{tag}#{nb}" for nb in widths}
         for p in self.others:
             for nb in widths:
-                parts = [w for w, r, b in zip(wires, recips, nbs) if b == nb and p in r]
+                parts = [w for w, r, b, f in zip(wires, recips, nbs, sends) if b == nb and p in r and self.me in f]
                 if parts:
                     self.transport.send(p, tags[nb], parts[0] if len(parts) == 1 else np.concatenate(parts))
         mine = [k for k, r in enumerate(recips) if self.me in r]
-        totals = {k: flats[k].copy() for k in mine}
+        totals = {k: flats[k].copy() if self.me in sends[k] else np.zeros_like(flats[k]) for k in mine}
         for p in self.others:
             for nb in widths:
-                ks = [k for k in mine if nbs[k] == nb]
+                ks = [k for k in mine if nbs[k] == nb and p in sends[k]]
                 if not ks:
                     continue
                 got = self.transport.recv(p, tags[nb], self.timeout)
@@ -418,6 +441,19 @@ class Context:
             "stages": list(self._stages),
             "ledger": self.ledger.as_list(),
         }
+
+
+class _Lean:
+    def __init__(self, ctx: Context):
+        self.ctx, self.was = ctx, ctx.lean_mode
+
+    def __enter__(self):
+        self.ctx.lean_mode = True
+        return self.ctx
+
+    def __exit__(self, *exc):
+        self.ctx.lean_mode = self.was
+        return False
 
 
 class _Stage:

@@ -15,6 +15,7 @@ import numpy as np
 from cipherome.mpc.correlated import recipe
 from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.shares import Shared
+from cipherome.mpc.split import open_relayed
 
 from .arith import rescale
 from .trunc import truncate
@@ -131,10 +132,16 @@ class FixedOperand:
         if symmetric:  # X - R is symmetric: open its upper triangles only
             k = x.shape[-1]
             iu, ju = np.triu_indices(k)
-            (e,) = ctx.open_masked([np.ascontiguousarray((x.data - r)[..., iu, ju])], label)
-            self.e = _unpack_sym(e, k)
+            self.e = _unpack_sym(self._open(np.ascontiguousarray((x.data - r)[..., iu, ju]), label), k)
         else:
-            (self.e,) = ctx.open_masked([x.data - r], label)
+            self.e = self._open(x.data - r, label)
+
+    def _open(self, masked: np.ndarray, label: str) -> np.ndarray:
+        """E opened to every party: relayed in two rounds under ``Context.lean()`` (``mpc.split``)."""
+        if self.ctx.lean_mode:
+            return open_relayed(self.ctx, masked, label)
+        (e,) = self.ctx.open_masked([masked], label)
+        return e
 
     def _product(self, y: Shared, left: bool, label: str) -> Shared:
         """X Y = E B + R F + E F + C with F = Y - B opened (left); mirrored for Y X.

@@ -258,8 +258,9 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             design = SiteDesign(xs, ys)
             prefetch = Background(lambda stop: _association_inputs(ctx, site, sv, complete, design, ainv, n_assoc,
                                                                    params.block, stop))
-        try:
-            qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
+        try:  # per-variant arrays: the lean truncation (one more round, a third of the bytes) pays
+            with ctx.lean():
+                qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
         except BaseException:
             if prefetch is not None:
                 prefetch.cancel()
@@ -327,7 +328,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
                               bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
-            pm = project_off_covariates(pool_terms(ctx, st), terms)
+            with ctx.lean():
+                pm = project_off_covariates(pool_terms(ctx, st), terms)
             res = gwas_stats.finish(ctx, pm, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
             const = res["const"]
