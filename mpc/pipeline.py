@@ -34,7 +34,7 @@ class _Task:
     def __init__(self, fn: Callable[[], Any], sched: "_Scheduler"):
         self.fn, self.sched = fn, sched
         self.go = threading.Semaphore(0)
-        self.request = self.result = self.value = self.error = None
+        self.requests = self.result = self.value = self.error = None
         self.done = False
         self.thread = threading.Thread(target=self._main, name="cipherome-pipeline-task", daemon=True)
 
@@ -73,7 +73,7 @@ class _Scheduler:
         """Called by ``Context.open_requests`` inside a task with its openings of one round (as
         ``Context.open_batch`` takes them): hand them over, wait for their values."""
         task = self.by_thread[threading.get_ident()]
-        task.request = requests
+        task.requests = requests
         self.back.release()
         task.go.acquire()
         if self.aborted:
@@ -116,11 +116,11 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
                 flight.append((i, _Task(fn, sched)))
                 advance(*flight[-1])
             if step:
-                outs = ctx.open_batch([r for t in step for r in t.request])
+                outs = ctx.open_batch([r for t in step for r in t.requests])
                 pos = 0
                 for t in step:
-                    k = len(t.request)
-                    t.request, t.result, pos = None, outs[pos : pos + k], pos + k
+                    k = len(t.requests)
+                    t.requests, t.result, pos = None, outs[pos : pos + k], pos + k
     finally:
         ctx.scheduler = None
         sched.aborted = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class Context:
         self.progress = ""
         #: the running ``mpc.pipeline`` scheduler, if any: openings inside its tasks are merged per step
         self.scheduler = None
-        #: bandwidth-lean mode (``lean()``): truncations open each masked element to one party
+        #: inside ``lean()``: split openings (``mpc.split``) where a protocol can use them
         self.lean_mode = False
 
     # -- identity ------------------------------------------------------------
@@ -228,15 +229,21 @@ class Context:
     def _recipients(self, to) -> list[str]:
         return self.parties if to is None else ([to] if isinstance(to, str) else list(to))
 
-    def lean(self) -> "_Lean":
+    @contextmanager
+    def lean(self):
         """Context manager for stages whose openings are large (O(variants) elements per round).
 
-        Inside it ``protocols.truncate`` spends one more round to send about a third
-        of the bytes (each masked element goes to one party, which returns one bit);
-        outside it, a truncation is one round. Stages choose, so the schedule of a
+        Inside it the openings that ``mpc.split`` can split spend one more round for
+        fewer bytes: ``protocols.truncate`` (each masked element to one party, which
+        returns its top bit: about a third of the bytes) and a fixed operand's mask
+        and series openings (relayed: two thirds). Stages choose, so the schedule of a
         stage is fixed whatever the study size.
         """
-        return _Lean(self)
+        was, self.lean_mode = self.lean_mode, True
+        try:
+            yield self
+        finally:
+            self.lean_mode = was
 
     def _open(self, shares: list[np.ndarray], label: str, to, kind: str, bits: int = 64, xor: bool = False):
         return self.open_requests([(shares, label, to, kind, bits, xor, None)])[0]
@@ -441,19 +448,6 @@ class Context:
             "stages": list(self._stages),
             "ledger": self.ledger.as_list(),
         }
-
-
-class _Lean:
-    def __init__(self, ctx: Context):
-        self.ctx, self.was = ctx, ctx.lean_mode
-
-    def __enter__(self):
-        self.ctx.lean_mode = True
-        return self.ctx
-
-    def __exit__(self, *exc):
-        self.ctx.lean_mode = self.was
-        return False
 
 
 class _Stage:

@@ -116,7 +116,7 @@ def _fixed_series(gen, key, x_shape, counts):
 class FixedOperand:
     """A secret matrix X (2-D, or batched 3-D) whose masked value E = X - R is public.
 
-    Build it with :func:`fix` (one round, |X| elements opened, uniformly random; for a
+    Build it with :func:`fix` (one round, two under ``Context.lean()``; |X| elements opened, uniformly random; for a
     symmetric X, k(k+1)/2 per k x k matrix).
     ``x @ y`` style products: ``left_mul(y)`` = X @ Y and ``right_mul(y)`` = Y @ X. For a
     batched X (V, a, b), a batched Y with fewer matrices (V' < V) multiplies the first V'.
