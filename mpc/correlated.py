@@ -34,6 +34,8 @@ __all__ = [
 
 U64 = np.uint64
 RECIPES: dict[str, Callable] = {}
+#: recipes whose corrections may go to any compute party (``recipe(rotate=True)``)
+ROTATING: set[str] = set()
 
 
 #: the modules that register recipes (by name: the engine imports no layer above it);
@@ -47,16 +49,30 @@ def load_recipes() -> None:
         importlib.import_module(mod)
 
 
-def recipe(name: str):
-    """Register ``fn(gen, **args) -> tuple of arrays`` as the correlated object ``name``."""
+def recipe(name: str, rotate: bool = False):
+    """Register ``fn(gen, **args) -> tuple of arrays`` as the correlated object ``name``.
+
+    ``rotate``: the recipe uses only ``random``, ``derived``, ``xor_random``, ``xor_derived`` and
+    ``private``, whose corrections are uniformly random to whichever party receives them (the
+    other parties' PRG draws are unknown to it); the dealer then sends request i's corrections
+    to compute party i mod n (``corrected_party``), which spreads its traffic over every link
+    instead of the lead's alone. Recipes that use ``for_lead`` or ``random_among`` do not rotate.
+    """
 
     def deco(fn):
         if name in RECIPES:
             raise ValueError(f"recipe {name!r} registered twice")
         RECIPES[name] = fn
+        if rotate:
+            ROTATING.add(name)
         return fn
 
     return deco
+
+
+def corrected_party(kind: str, seq: int, n: int) -> int:
+    """Index of the compute party that receives the dealer's corrections of request ``seq`` (0: the lead)."""
+    return int(seq) % int(n) if kind in ROTATING else 0
 
 
 def _shape(shape) -> tuple[int, ...]:
@@ -81,11 +97,28 @@ class Bundle:
     (``a, b, c = bundle``) resolves every part.
     """
 
-    __slots__ = ("_items", "_receive", "_corr")
+    __slots__ = ("_items", "_receive", "_corr", "_derived", "_wait")
 
-    def __init__(self, items, receive: Callable[[], np.ndarray] | None = None):
+    def __init__(self, items, receive: Callable[[], np.ndarray] | None = None, derived_ids=frozenset(),
+                 wait: Callable | None = None):
         self._items = items if isinstance(items, tuple) else (items,)
         self._receive, self._corr = receive, None
+        #: the parts made by ``derived``/``xor_derived`` (at every party: the same program points)
+        self._derived = frozenset(i for i, it in enumerate(self._items) if id(it) in derived_ids)
+        #: ``wait(receive or None)`` at the first use of a derived part (``Context.wait_point``): the party
+        #: with the corrections receives them there, every party may let other staggered work run
+        self._wait = wait if self._derived else None
+
+    def _get(self, i: int) -> np.ndarray:
+        item = self._items[i]
+        if item is None:
+            raise ValueError("part of a correlated object used after its release")
+        if self._wait is not None and i in self._derived:
+            wait, self._wait = self._wait, None
+            got = wait(self._receive if (self._corr is None and self._receive is not None) else None)
+            if got is not None:
+                self._corr = got
+        return self._resolve(item)
 
     def _resolve(self, item):
         if not isinstance(item, _Slot):
@@ -98,10 +131,7 @@ class Bundle:
         return self._corr[item.start : item.start + n].reshape(item.shape)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        item = self._items[i]
-        if item is None:
-            raise ValueError("part of a correlated object used after its release")
-        return self._resolve(item)
+        return self._get(i)
 
     def release(self, *parts: int) -> None:
         """Forget ``parts`` (indices): their memory is freed once the caller drops its own references.
@@ -123,13 +153,14 @@ class Bundle:
         return len(self._items)
 
     def __iter__(self):
-        return (self._resolve(it) for it in self._items)
+        return (self._get(i) for i in range(len(self._items)))
 
 
 class PartyGen:
     """A compute party's side of a recipe: its own shares, from its PRG with the dealer.
 
-    On the lead party (``lead=True``) derived shares are the dealer's corrections,
+    On the party that receives this request's corrections (``lead=True``: the lead, or for a
+    rotating recipe compute party seq mod n, ``corrected_party``) derived shares are the dealer's corrections,
     returned as placeholders that ``Bundle`` fills from the dealer's reply.
     Recipes must therefore not compute with derived shares on the party side.
     ``index`` is this party's position among the ``n`` compute parties (the lead is 0).
@@ -142,6 +173,7 @@ class PartyGen:
     def __init__(self, prg: PRG, lead: bool, index: int = 0, n: int = 0):
         self.prg, self.lead, self.pos = prg, lead, 0
         self.index, self.n = int(index), int(n)
+        self.derived_ids: set[int] = set()  # the parts made by derived/xor_derived (``Bundle``)
 
     def random(self, shape) -> np.ndarray:
         return self.prg.ring(_shape(shape))
@@ -161,16 +193,21 @@ class PartyGen:
     def derived(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
         shape = _shape(shape)
         if not self.lead:
-            return self.prg.ring(shape)
-        slot = _Slot(self.pos, shape)
-        self.pos += int(np.prod(shape, dtype=np.int64))
-        return slot
+            got = self.prg.ring(shape)
+        else:
+            got = _Slot(self.pos, shape)
+            self.pos += int(np.prod(shape, dtype=np.int64))
+        self.derived_ids.add(id(got))
+        return got
 
     def xor_derived(self, shape, value: Callable[[], np.ndarray], mask):
         """A dealer-computed value under ``mask``, XOR-shared: non-leads draw, the lead gets the
         dealer's correction (a placeholder until the reply arrives, already masked)."""
         got = self.derived(shape, value)
-        return got & U64(mask) if isinstance(got, np.ndarray) else got
+        if isinstance(got, np.ndarray):
+            got = got & U64(mask)
+            self.derived_ids.add(id(got))
+        return got
 
     def for_lead(self, shape, value: Callable[[], np.ndarray]):
         """A dealer-computed value sent whole to the lead (a placeholder until the reply
@@ -207,6 +244,9 @@ class DealerGen:
 
     def random_among(self, shape, parties) -> np.ndarray:
         """The sum of the draws of compute parties ``parties`` (indices): a value only they share."""
+        parties = list(parties)
+        if len(parties) < self.n and self._lead != 0:
+            raise ValueError("random_among in a rotating recipe (its corrections must go to the lead)")
         shape = _shape(shape)
         total = np.zeros(shape, dtype=U64)
         for i in parties:
@@ -251,6 +291,8 @@ class DealerGen:
 
     def for_lead(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
         """A dealer-computed value sent whole to the lead (see ``PartyGen.for_lead``)."""
+        if self._lead != 0:
+            raise ValueError("for_lead in a rotating recipe (its corrections must go to the lead)")
         v = self._value(_shape(shape), value)
         self._out.append(np.ascontiguousarray(v).ravel())
         return v
@@ -277,7 +319,7 @@ def correction_elements(kind: str, **args) -> int:
 # ---------------------------------------------------------------------------
 
 
-@recipe("triple")
+@recipe("triple", rotate=True)
 def _triple(gen, shape):
     """Beaver triple: uniform a, b and c = a*b (elementwise). Cost: |c|."""
     a = gen.random(shape)
@@ -286,7 +328,7 @@ def _triple(gen, shape):
     return a, b, c
 
 
-@recipe("square")
+@recipe("square", rotate=True)
 def _square(gen, shape):
     """Square pair: uniform a and c = a*a. Cost: |c|."""
     a = gen.random(shape)
@@ -294,7 +336,7 @@ def _square(gen, shape):
     return a, c
 
 
-@recipe("matrix_triple")
+@recipe("matrix_triple", rotate=True)
 def _matrix_triple(gen, a_shape, b_shape):
     """Matrix triple: uniform A (..,p,q), B (..,q,r) and C = A @ B. Cost: |C|."""
     a = gen.random(a_shape)
@@ -304,7 +346,7 @@ def _matrix_triple(gen, a_shape, b_shape):
     return a, b, c
 
 
-@recipe("trunc")
+@recipe("trunc", rotate=True)
 def _trunc_pair(gen, shape, bits):
     """Truncation pair: uniform r, its top bit r_msb and (r mod 2^63) >> bits. Cost: 2|r|."""
     r = gen.random(shape)
@@ -313,7 +355,7 @@ def _trunc_pair(gen, shape, bits):
     return r, msb, low
 
 
-@recipe("bits")
+@recipe("bits", rotate=True)
 def _bits(gen, shape):
     """Uniform random bits b in {0, 1}, additively shared in the ring. Cost: |b|."""
     b = gen.private(shape, bits=True)

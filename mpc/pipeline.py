@@ -1,4 +1,5 @@
-"""Pipelined MPC tasks: independent pieces of work whose openings share rounds, in a wavefront.
+"""Pipelined MPC tasks: independent pieces of work whose openings share rounds (``pipeline``) or
+whose rounds overlap each other's computation (``stagger``).
 
 A task is a function of no arguments that runs protocol code on one ``Context``
 (a chunk of a batched matching, say) and opens values only through
@@ -17,13 +18,25 @@ merged: it costs its own round as before. The coroutines are threads handed one
 baton (a pair of semaphores): only one of them ever runs, and the protocol code
 needs no rewrite into generators. Memory: the tasks in flight hold their state
 at once; callers size tasks and the window so that this fits their budget.
+
+``stagger(ctx, tasks)`` runs every task from the start, each with its own messages: a task's
+openings are sent as soon as it reaches them, and their values are collected only when its
+turn comes again, after the other tasks have computed their step. On a link with round-trip
+time L where one step of all tasks computes for C, a step costs about max(L, C) instead of
+C + L: the wait for one task's round is spent on the others' work. The tasks' exchanges of
+one cycle (one step of each task) travel together, so a cycle is one round of latency and
+is counted as one (``Context.post_batch(count=False)`` for all but the first); bytes are
+those of the tasks run one by one. A ``pipeline`` inside a staggered task merges its own
+tasks' openings and hands them to the stagger as that task's step.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any, Callable
 
-__all__ = ["pipeline", "PipelineAborted"]
+import numpy as np
+
+__all__ = ["pipeline", "stagger", "contiguous_parts", "PipelineAborted"]
 
 
 class PipelineAborted(RuntimeError):
@@ -53,25 +66,58 @@ class _Task:
         """Run the task (start it the first time) until its next opening or its end; the scheduler waits."""
         if self.thread.ident is None:
             self.thread.start()
-            self.sched.by_thread[self.thread.ident] = self
+            self.sched.register(self)
         self.go.release()
         self.sched.back.acquire()
 
 
-class _Scheduler:
-    """The baton between the scheduling thread and the task threads of one ``pipeline`` call."""
+class _Wait:
+    """A staggered task's wait for something other than an opening (a dealer reply): no message, no round."""
 
-    def __init__(self):
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self):
+        return None if self.fn is None else self.fn()
+
+
+class _Scheduler:
+    """The baton between the scheduling thread and the task threads of one ``pipeline``/``stagger`` call."""
+
+    def __init__(self, ctx, staggered: bool = False):
+        self.ctx, self.staggered = ctx, staggered
         self.back = threading.Semaphore(0)
         self.aborted = False
         self.by_thread: dict[int, _Task] = {}
 
-    def owns(self) -> bool:
-        return threading.get_ident() in self.by_thread
+    def register(self, task: _Task) -> None:
+        """Route the task thread's openings here (``Context.open_requests``)."""
+        self.by_thread[task.thread.ident] = task
+        self.ctx.schedulers[task.thread.ident] = self
 
-    def submit(self, requests: list[tuple]):
+    def close(self, tasks) -> None:
+        """Abandon the tasks still running (after an error) and unregister every task thread."""
+        self.aborted = True
+        for task in tasks:
+            if task.thread.ident is not None and not task.done:
+                task.go.release()
+                self.back.acquire()
+        for ident in self.by_thread:
+            self.ctx.schedulers.pop(ident, None)
+
+    def wait(self, fn):
+        """Called by ``Context.wait_point`` inside a task: in a stagger, hand the wait over (the other
+        tasks run before it is collected); in a pipeline, wait here (its steps are merged rounds)."""
+        if not self.staggered:
+            return None if fn is None else fn()
+        return self.submit(_Wait(fn))
+
+    def submit(self, requests):
         """Called by ``Context.open_requests`` inside a task with its openings of one round (as
-        ``Context.open_batch`` takes them): hand them over, wait for their values."""
+        ``Context.open_batch`` takes them), or by ``wait`` with a ``_Wait``: hand them over, wait for
+        their values."""
         task = self.by_thread[threading.get_ident()]
         task.requests = requests
         self.back.release()
@@ -85,11 +131,12 @@ class _Scheduler:
 def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
     """Results of ``tasks`` (in order), run in a wavefront of at most ``window`` in flight (see the module docstring).
 
-    ``window <= 1`` (or one task, or a call from inside a task) runs them one after the other.
+    ``window <= 1`` (or one task) runs them one after the other. Inside a task of another
+    pipeline or stagger, each merged step is that task's opening.
     """
-    if window <= 1 or len(tasks) <= 1 or ctx.scheduler is not None:
+    if window <= 1 or len(tasks) <= 1:
         return [t() for t in tasks]
-    sched = _Scheduler()
+    sched = _Scheduler(ctx)
     results: list[Any] = [None] * len(tasks)
     waiting = list(enumerate(tasks))
     flight: list[tuple[int, _Task]] = []
@@ -105,7 +152,6 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
         else:
             step.append(task)
 
-    ctx.scheduler = sched
     try:
         while waiting or flight:
             step.clear()
@@ -116,16 +162,56 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
                 flight.append((i, _Task(fn, sched)))
                 advance(*flight[-1])
             if step:
-                outs = ctx.open_batch([r for t in step for r in t.requests])
+                outs = ctx.open_requests([r for t in step for r in t.requests])
                 pos = 0
                 for t in step:
                     k = len(t.requests)
                     t.requests, t.result, pos = None, outs[pos : pos + k], pos + k
     finally:
-        ctx.scheduler = None
-        sched.aborted = True
-        for _i, task in flight:
-            if task.thread.ident is not None and not task.done:
-                task.go.release()
-                sched.back.acquire()
+        sched.close([task for _i, task in flight])
     return results
+
+
+def stagger(ctx, tasks: list[Callable[[], Any]]) -> list[Any]:
+    """Results of ``tasks`` (in order), all started at once, each task's rounds overlapping the others'
+    computation (see the module docstring). One task, or a call inside another task, runs them in turn.
+
+    Cycle c: for each unfinished task in order, collect its round c - 1 (sent one cycle ago),
+    run it to its next opening and send that (round c). Every party runs the same order, so
+    PRG draws, dealer requests and message tags stay in lock-step.
+    """
+    if len(tasks) <= 1 or threading.get_ident() in ctx.schedulers:
+        return [t() for t in tasks]
+    sched = _Scheduler(ctx, staggered=True)
+    live = [_Task(fn, sched) for fn in tasks]
+    results: list[Any] = [None] * len(tasks)
+    posted: dict[int, Callable[[], list]] = {}
+    try:
+        while not all(t.done for t in live):
+            first = True
+            for i, task in enumerate(live):
+                if task.done:
+                    continue
+                if i in posted:
+                    task.result = posted.pop(i)()
+                task.resume()
+                if task.error is not None:
+                    raise task.error
+                if task.done:
+                    results[i] = task.value
+                    continue
+                if isinstance(task.requests, _Wait):  # collected at its next turn, like an opening
+                    posted[i] = task.requests
+                else:
+                    posted[i] = ctx.post_batch(task.requests, count=first)
+                    first = False
+                task.requests = None
+    finally:
+        sched.close(live)
+    return results
+
+
+def contiguous_parts(n: int, parts: int) -> list[slice]:
+    """At most ``parts`` contiguous, nearly equal, non-empty slices covering range(n) (one empty slice if n = 0)."""
+    cuts = np.linspace(0, n, max(1, min(int(parts), n)) + 1).astype(np.int64)
+    return [slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from contextlib import contextmanager
+from typing import Callable
 
 import numpy as np
 
-from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider, load_recipes
+from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider, corrected_party, load_recipes
 from .ledger import DISCLOSED, MASKED, PUBLIC, Ledger
 from .prg import PRG, new_seed
 from .ring import DEFAULT_FRAC, decode, encode, to_ring
@@ -81,6 +83,8 @@ class Context:
         self.ledger = Ledger()
         self.rounds = 0
         self.dealer_requests = 0
+        #: seconds this party waited for other parties' openings and for the dealer's replies (not computing)
+        self.waited = {"openings": 0.0, "dealer": 0.0}
         self._seq = 0
         self._dealer_seq = 0
         self._prg: dict[str, PRG] = {}
@@ -90,8 +94,9 @@ class Context:
         self._stage: dict | None = None
         #: one line on what the job is doing (stage, items done), shown by job status; never data
         self.progress = ""
-        #: the running ``mpc.pipeline`` scheduler, if any: openings inside its tasks are merged per step
-        self.scheduler = None
+        #: ``mpc.pipeline`` schedulers by the ident of each task thread they run: a task's openings go to its
+        #: scheduler (merged per step, or posted early), anyone else's straight to ``open_batch``
+        self.schedulers: dict[int, object] = {}
         #: inside ``lean()``: split openings (``mpc.split``) where a protocol can use them
         self.lean_mode = False
 
@@ -193,11 +198,13 @@ class Context:
         return total
 
     # -- openings ----------------------------------------------------------------
-    def _next_tag(self, what: str) -> str:
-        """The message tag of the next round (``seq/label``); advances the sequence and counts the round."""
+    def _next_tag(self, what: str, count: bool = True) -> str:
+        """The message tag of the next round (``seq/label``); advances the sequence and counts the round
+        (``count=False``: an exchange that travels while another one of the same round is in flight,
+        ``mpc.pipeline.stagger``)."""
         tag = f"{self._seq}/{what}"
         self._seq += 1
-        self.rounds += 1
+        self.rounds += int(count)
         return tag
 
     def open_masked(self, shares: list[np.ndarray], label: str, *, to=None, bits: int = 64, xor: bool = False):
@@ -251,14 +258,18 @@ class Context:
     def open_requests(self, requests: list[tuple]) -> list:
         """Openings ``(shares, label, to, kind, bits, xor, senders)`` in one round (see ``open_batch``).
 
-        Inside a pipelined task they are handed to the scheduler and merged with
-        the other tasks' openings of the same step.
+        Inside a pipelined task they are handed to its scheduler (``mpc.pipeline``).
         """
-        if self.scheduler is not None and self.scheduler.owns():
-            return self.scheduler.submit(requests)
+        sched = self.schedulers.get(threading.get_ident())
+        if sched is not None:
+            return sched.submit(requests)
         return self.open_batch(requests)
 
     def open_batch(self, requests: list[tuple]) -> list:
+        """``post_batch(requests)()``: send, then wait for the values (see ``post_batch``)."""
+        return self.post_batch(requests)()
+
+    def post_batch(self, requests: list[tuple], count: bool = True):
         """Several openings, each ``(shares, label, to, kind, bits, xor, senders)``, in ONE round.
 
         Each is recorded in the ledger under its own label, kind and recipients.
@@ -267,9 +278,13 @@ class Context:
         addressed to it, all at once (the structure is the same at every party, as
         in SPMD code). ``senders`` (``None``: every party) restricts who sends its
         share: the others' shares count as zero, so a single sender passes its own
-        clear value (a masked one) to the recipients. Returns, per request, what
-        ``open_masked`` / ``disclose`` would. ``_open`` is the case of one request;
-        ``mpc.pipeline`` merges the openings of its tasks in flight.
+        clear value (a masked one) to the recipients. ``_open`` is the case of one
+        request; ``mpc.pipeline`` merges the openings of its tasks in flight.
+
+        Sends at once and returns ``collect()``, which waits for the other parties'
+        messages and returns, per request, what ``open_masked`` / ``disclose`` would
+        (``open_batch`` calls it at once; ``mpc.pipeline.stagger`` computes first).
+        ``count=False``: not counted as a round (see ``_next_tag``).
         """
         recips = [self._recipients(r[2]) for r in requests]
         sends = [self.parties if r[6] is None else self._recipients(r[6]) for r in requests]
@@ -279,7 +294,7 @@ class Context:
             raise ValueError("open: bits must be in 1..64")
         for (_s, label, _t, kind, *_rest), r, f in zip(requests, recips, flats):
             self.ledger.record(label, kind, r, f.size)
-        tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}")
+        tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}", count)
         wires = [f if nb == 8 else _low_bytes(f, nb) for f, nb in zip(flats, nbs)]
         widths = list(dict.fromkeys(nbs))
         tags = {nb: tag if len(widths) == 1 else f"{tag}#{nb}" for nb in widths}
@@ -288,6 +303,10 @@ class Context:
                 parts = [w for w, r, b, f in zip(wires, recips, nbs, sends) if b == nb and p in r and self.me in f]
                 if parts:
                     self.transport.send(p, tags[nb], parts[0] if len(parts) == 1 else np.concatenate(parts))
+        return lambda: self._collect(requests, recips, sends, flats, wires, nbs, widths, tags)
+
+    def _collect(self, requests, recips, sends, flats, wires, nbs, widths, tags) -> list:
+        """The receiving half of ``post_batch``."""
         mine = [k for k, r in enumerate(recips) if self.me in r]
         totals = {k: flats[k].copy() if self.me in sends[k] else np.zeros_like(flats[k]) for k in mine}
         for p in self.others:
@@ -295,7 +314,9 @@ class Context:
                 ks = [k for k in mine if nbs[k] == nb and p in sends[k]]
                 if not ks:
                     continue
+                t0 = time.perf_counter()
                 got = self.transport.recv(p, tags[nb], self.timeout)
+                self.waited["openings"] += time.perf_counter() - t0
                 size = sum(wires[k].size for k in ks)
                 if got.dtype != wires[ks[0]].dtype or got.shape != (size,):
                     raise PeerError(p, requests[ks[0]][1],
@@ -377,28 +398,43 @@ class Context:
 
     # -- correlated randomness -------------------------------------------------------
     def _fetch(self, kind: str, **args) -> Bundle:
-        """Run recipe ``kind`` for this party; the lead asks the dealer for the corrections.
+        """Run recipe ``kind`` for this party; the lead asks the dealer, one party gets the corrections.
 
         The request leaves at once and the reply is awaited only when a derived
         share is first used (see ``Bundle``), so dealer work overlaps protocol work.
+        The corrections go to the lead, or for a rotating recipe to compute party
+        seq mod n (``correlated.corrected_party``): the dealer's traffic is spread over
+        every party's link.
         """
         self.dealer_requests += 1
         seq = self._dealer_seq
         self._dealer_seq += 1
-        gen = PartyGen(self._prg[self.dealer], lead=self.is_lead, index=self.index, n=self.n)
+        corrected = self.parties[corrected_party(kind, seq, self.n)]
+        gen = PartyGen(self._prg[self.dealer], lead=self.me == corrected, index=self.index, n=self.n)
         items = RECIPES[kind](gen, **args)
-        if not self.is_lead:
-            return Bundle(items)
-        req = json.dumps({"kind": kind, "args": args}).encode()
-        self.transport.send(self.dealer, f"dealer/{seq}", np.frombuffer(req, dtype=np.uint8))
+        if self.is_lead:
+            req = json.dumps({"kind": kind, "args": args}).encode()
+            self.transport.send(self.dealer, f"dealer/{seq}", np.frombuffer(req, dtype=np.uint8))
+        if self.me != corrected:
+            return Bundle(items, derived_ids=gen.derived_ids, wait=self.wait_point)
 
         def receive() -> np.ndarray:
+            t0 = time.perf_counter()
             got = self.transport.recv(self.dealer, f"dealer/{seq}", self.timeout)
+            self.waited["dealer"] += time.perf_counter() - t0
             if got.dtype != U64 or got.size != gen.pos:
                 raise PeerError(self.dealer, f"correlated randomness ({kind})", "malformed reply")
             return got
 
-        return Bundle(items, receive)
+        return Bundle(items, receive, derived_ids=gen.derived_ids, wait=self.wait_point)
+
+    def wait_point(self, fn: Callable[[], np.ndarray] | None):
+        """``fn()`` (a dealer reply; ``None``: nothing to wait for) at a point every party reaches in its
+        program; inside a staggered task (``mpc.pipeline.stagger``) the other tasks run meanwhile."""
+        sched = self.schedulers.get(threading.get_ident())
+        if sched is not None:
+            return sched.wait(fn)
+        return None if fn is None else fn()
 
     def serve_dealer(self) -> None:
         """The dealer's loop: answer the lead's requests in order until it says stop."""
@@ -410,7 +446,9 @@ class Context:
         state: dict = {}
         seq = 0
         while True:
+            t0 = time.perf_counter()
             raw = self.transport.recv(self.lead, f"dealer/{seq}", self.timeout)
+            self.waited["openings"] += time.perf_counter() - t0  # the dealer waits only for requests
             try:
                 req = json.loads(raw.tobytes().decode())
                 kind, args = req["kind"], req["args"]
@@ -420,9 +458,10 @@ class Context:
                 return
             if kind not in RECIPES:
                 raise PeerError(self.lead, "dealer request", f"unknown correlated object {kind!r}")
-            gen = DealerGen(prgs, 0, own, state)
+            corrected = corrected_party(kind, seq, len(prgs))
+            gen = DealerGen(prgs, corrected, own, state)
             RECIPES[kind](gen, **args)
-            self.transport.send(self.lead, f"dealer/{seq}", gen.corrections())
+            self.transport.send(self.parties[corrected], f"dealer/{seq}", gen.corrections())
             seq += 1
             self.dealer_requests += 1
 
@@ -445,6 +484,7 @@ class Context:
             **self.transport.stats.as_dict(),
             "rounds": self.rounds,
             "dealer_requests": self.dealer_requests,
+            "waited_s": {k: round(v, 3) for k, v in self.waited.items()},
             "stages": list(self._stages),
             "ledger": self.ledger.as_list(),
         }
@@ -457,6 +497,7 @@ class _Stage:
     def __enter__(self):
         st = self.ctx.transport.stats
         self.t0, self.b0, self.r0 = time.perf_counter(), st.bytes_sent, self.ctx.rounds
+        self.w0 = dict(self.ctx.waited)
         self.ctx.progress = self.name
         log.info("stage %s started", self.name)
         return self
@@ -468,6 +509,7 @@ class _Stage:
             "seconds": time.perf_counter() - self.t0,
             "bytes_sent": st.bytes_sent - self.b0,
             "rounds": self.ctx.rounds - self.r0,
+            "waited_s": {k: round(v - self.w0[k], 3) for k, v in self.ctx.waited.items()},
         }
         self.ctx._stages.append(rec)
         log.info("stage %s done in %.3f s, %d bytes sent, %d rounds", self.name, rec["seconds"], rec["bytes_sent"], rec["rounds"])

@@ -21,7 +21,7 @@ __all__ = ["MultiProduct"]
 U64 = np.uint64
 
 
-@recipe("mask_products")
+@recipe("mask_products", rotate=True)
 def _mask_products(gen, shape, m, pairs):
     """m uniform masks a_i (shape each) and c_k = a_i a_j for each listed pair (i, j) (i = j: squares).
 

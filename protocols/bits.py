@@ -104,7 +104,7 @@ def lanes(n_parties: int) -> Lanes:
 # (the dealer XORs the parties' PRG draws where ``random``/``derived`` add them).
 
 
-@recipe("edabits")
+@recipe("edabits", rotate=True)
 def _edabits(gen, n, s, width, rows, pairs=True, nda=0):
     """edaBits: r uniform (additive), bits 0..width-1 of r bit-sliced in ``rows`` XOR-shared rows,
     ANDs of bit pairs (2i+1, 2i) (rows // 2 of them), and ``nda`` daBits (XOR rows and additive (nda, n) part).
@@ -124,7 +124,7 @@ def _edabits(gen, n, s, width, rows, pairs=True, nda=0):
     return tuple(out)
 
 
-@recipe("dabits")
+@recipe("dabits", rotate=True)
 def _dabits(gen, n, s, rows):
     """daBits: random bits d as XOR-shared lane rows (rows, W) and as additive shares (rows, n)."""
     mask = lane_mask(s)
@@ -133,7 +133,7 @@ def _dabits(gen, n, s, rows):
     return D, gen.derived((rows, n), lambda: unslice_bits(D, n, s))
 
 
-@recipe("and_layers")
+@recipe("and_layers", rotate=True)
 def _and_layers(gen, w, s, plan):
     """AND material for a circuit: per layer (U, I, J), masks A (U, w) and C = A[I] & A[J].
 
@@ -302,24 +302,31 @@ def circuit_plan(key, make) -> list:
 
 
 class AndMaterial:
-    """The AND material of a circuit plan, fetched from the dealer one layer at a time, when that layer runs.
+    """The AND material of a circuit plan, fetched from the dealer one layer ahead of its use.
 
-    ``layer(k)`` requests layer k's operand masks A and gate products C = A[I] & A[J]
-    (recipe ``and_layers`` on a one-layer plan). A's shares are every party's own PRG
-    draws, so the layer's opening waits for nothing; the lead needs the dealer's
-    correction for C only after that opening, so the reply overlaps the round. A
-    circuit so holds only its running layer's material, never all layers at once.
-    Every party requests the layers in the same order (SPMD), which keeps the dealer's
-    stream in step; the dealer's traffic is the same as for one request of all layers.
+    ``layer(k)`` returns layer k's operand masks A and gate products C = A[I] & A[J]
+    (recipe ``and_layers`` on a one-layer plan) and requests layer k + 1's. A's shares
+    are every party's own PRG draws, so the layer's opening waits for nothing; the
+    party that gets the dealer's correction for C needs it only after that opening, and
+    since it was requested a layer earlier, the reply has two rounds to arrive. A
+    circuit so holds at most two layers' material, never all layers at once. Every
+    party requests the layers in the same order (SPMD), which keeps the dealer's stream
+    in step; the dealer's traffic is the same as for one request of all layers.
     """
 
-    __slots__ = ("ctx", "w", "plan")
+    __slots__ = ("ctx", "w", "plan", "ahead")
 
     def __init__(self, ctx, w: int, plan: list):
-        self.ctx, self.w, self.plan = ctx, int(w), plan
+        self.ctx, self.w, self.plan, self.ahead = ctx, int(w), plan, {}
+
+    def _fetch(self, k: int):
+        return self.ctx.provider.fetch("and_layers", w=self.w, s=lanes(self.ctx.n).s, plan=[self.plan[k]])
 
     def layer(self, k: int):
-        return self.ctx.provider.fetch("and_layers", w=self.w, s=lanes(self.ctx.n).s, plan=[self.plan[k]])
+        got = self.ahead.pop(k) if k in self.ahead else self._fetch(k)
+        if k + 1 < len(self.plan) and k + 1 not in self.ahead:
+            self.ahead[k + 1] = self._fetch(k + 1)
+        return got
 
 
 def fetch_and(ctx, w: int, plan: list) -> AndMaterial | None:

@@ -64,7 +64,7 @@ class OneHot:
         return self.tables(np.asarray(g, dtype=object)[:, None])[:, 0]
 
 
-@recipe("lut_split")
+@recipe("lut_split", rotate=True)
 def _lut_split(gen, n, s, p, beta):
     """r uniform; bits 0..p-1 of r XOR-shared (+ pair ANDs); a daBit d (XOR row and additive);
     r mod 2^p (additive); the one-hot O of rho = (r >> p) mod 2^beta and d * O (additive, n x 2^beta each).

@@ -42,7 +42,7 @@ def _unpack_sym(packed: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-@recipe("fixed_mask")
+@recipe("fixed_mask", rotate=True)
 def _fixed_mask(gen, key, shape, symmetric=False):
     """A uniform mask R for a fixed operand; the dealer keeps R under ``key``. Cost: 0.
 
@@ -58,7 +58,7 @@ def _fixed_mask(gen, key, shape, symmetric=False):
     return (r,)
 
 
-@recipe("fixed_product")
+@recipe("fixed_product", rotate=True)
 def _fixed_product(gen, key, x_shape, y_shape, left, rows=None):
     """Uniform B (shape of Y) and C = R @ B (``left``) or B @ R for the stored mask R. Cost: |C|.
 
@@ -85,7 +85,7 @@ def series_counts(half: np.ndarray) -> list[int]:
     return [int(np.count_nonzero(half >= a)) for a in range(top + 1)]
 
 
-@recipe("fixed_series")
+@recipe("fixed_series", rotate=True)
 def _fixed_series(gen, key, x_shape, counts):
     """Masks and products for ``FixedOperand.series_gram``: for a = 0..H uniform b_a (n_a, p, k);
     C_a = b_a R for the first n_(a+1) rows (a < H); and per row the summed mask products

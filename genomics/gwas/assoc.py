@@ -60,6 +60,10 @@ class PooledTerms:
     gy: Shared
     yy: Shared
 
+    def part(self, sl: slice) -> "PooledTerms":
+        """The terms of the variants ``sl``."""
+        return PooledTerms(z=self.z[sl], m=self.m[sl], gg=self.gg[sl], gy=self.gy[sl], yy=self.yy[sl])
+
 
 @dataclass
 class ProjectedMoments:

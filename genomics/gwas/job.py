@@ -38,6 +38,7 @@ import numpy as np
 from cipherome.mpc.errors import PublicError
 from cipherome.mpc.jobs import job
 from cipherome.mpc.ledger import DISCLOSED, PUBLIC
+from cipherome.mpc.pipeline import contiguous_parts, stagger
 
 from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
@@ -60,6 +61,23 @@ from cipherome.genomics.io.dosage import DOSAGE_UNIT
 __all__ = ["run_gwas", "gwas_job", "local_sample_qc"]
 
 log = logging.getLogger("cipherome.gwas")
+
+
+#: the per-variant stages (variant QC, the association's projection and statistics) run their
+#: variants in this many parts whose rounds overlap each other's computation (``mpc.pipeline.stagger``):
+#: the same bytes and rounds; on a link with round-trip time L a round costs max(L, compute)
+#: instead of L + compute
+STAGGER_PARTS = 4
+
+
+def _statistics(ctx, pooled, terms: np.ndarray, obs_ct: np.ndarray, k: int, glm: str, n_total: int) -> dict:
+    """``stats.finish`` of ``project_off_covariates`` (lean) over every tested variant, in staggered parts."""
+    parts = contiguous_parts(obs_ct.shape[0], STAGGER_PARTS)
+    with ctx.lean():  # per-variant arrays: the lean openings (one more round, a third of the bytes) pay
+        pms = stagger(ctx, [lambda sl=sl: project_off_covariates(pooled.part(sl), terms[sl]) for sl in parts])
+    outs = stagger(ctx, [lambda sl=sl, pm=pm: gwas_stats.finish(ctx, pm, obs_ct[sl], k, glm, n_total)
+                         for sl, pm in zip(parts, pms)])
+    return {key: np.concatenate([o[key] for o in outs]) for key in outs[0]}
 
 
 def local_sample_qc(site: SiteData, mind: float | None, block: int = 8192) -> np.ndarray:
@@ -260,7 +278,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                                                                    params.block, stop))
         try:  # per-variant arrays: the lean truncation (one more round, a third of the bytes) pays
             with ctx.lean():
-                qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT)
+                qc = gwas_qc.secure_variant_qc(ctx, counts, n_qc, params, dosage=dcols, unit=DOSAGE_UNIT,
+                                               parts=STAGGER_PARTS)
         except BaseException:
             if prefetch is not None:
                 prefetch.cancel()
@@ -328,9 +347,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
                               bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N
             terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
-            with ctx.lean():
-                pm = project_off_covariates(pool_terms(ctx, st), terms)
-            res = gwas_stats.finish(ctx, pm, obs_ct, k, glm, n_assoc)
+            res = _statistics(ctx, pool_terms(ctx, st), terms, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
             const = res["const"]
             log.info("association: %d variants, %.2f series terms on average (at most %d), %.1f s", len(passed),

@@ -39,6 +39,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import stats
 
+from cipherome.mpc.pipeline import contiguous_parts, stagger
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
@@ -165,30 +166,49 @@ def _mach_r2_fail(ctx, a1_ref: Shared, n: Shared, s1: Shared, s2: Shared, unit: 
 
 
 def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: np.ndarray | None = None,
-                      unit: int = 1) -> QCResult:
+                      unit: int = 1, parts: int = 1) -> QCResult:
     """Pool per-site counts (V, 4) int64 and apply the QC filters; returns public bits.
 
     dosage: None (hard calls), or (V, 3) int64 per site: samples with a dosage, ALT
     dosage sum and sum of squared dosages in units of 1/``unit``; --maf, A1, the
     allele-count disclosure check and --mach-r2-filter then use them (every site must
-    pass them or none).
+    pass them or none). ``parts``: the variants are checked in that many contiguous
+    parts whose rounds overlap each other's computation (``mpc.pipeline.stagger``: the
+    same bytes and, per cycle of parts, one round); the per-filter totals are opened once.
     """
-    from cipherome.protocols import compare
-
     V = counts.shape[0]
     c = ctx.inputs_sum(counts, shape=counts.shape, frac=0)
+    dsum = None
+    if dosage is not None:
+        dosage = np.asarray(dosage, dtype=np.int64)
+        dsum = ctx.inputs_sum(dosage, shape=dosage.shape, frac=0)
+    outs = stagger(ctx, [lambda sl=sl: _qc_part(ctx, c[sl], None if dsum is None else dsum[sl], n_samples, params,
+                                                unit) for sl in contiguous_parts(V, parts)])
+    passed = np.concatenate([o[0] for o in outs])
+    a1_is_alt = np.concatenate([o[1] for o in outs])
+    totals = {}
+    names = list(outs[0][2])
+    if names:
+        sums = concat([concat([o[2][name] for o in outs]).sum().reshape(1) for name in names])
+        totals = {name: int(v) for name, v in zip(names, ctx.open(sums, "qc.failed_counts"))}
+    return QCResult(passed, a1_is_alt, totals)
+
+
+def _qc_part(ctx, c: Shared, dsum: Shared | None, n_samples: int, params, unit: int):
+    """(passed, a1_is_alt, fail bits per filter) of the variants whose pooled counts are ``c`` (V, 4)."""
+    from cipherome.protocols import compare
+
+    V = c.shape[0]
     aa, het, bb, miss = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
     called = aa + het + bb
     n_alleles = called * 2
     alt = het + bb * 2
     n_dos, sq = called, het + bb * 4  # --mach-r2-filter's sums from hard calls
-    if dosage is None:
+    if dsum is None:
         unit = 1
     else:  # allele counts from the dosages, scaled by ``unit``
-        dosage = np.asarray(dosage, dtype=np.int64)
-        dsum = ctx.inputs_sum(dosage, shape=dosage.shape, frac=0)
         n_alleles, alt = dsum[:, 0] * (2 * unit), dsum[:, 1]
-        n_dos, sq = dsum[:, 0], dsum[:, 2] if dosage.shape[1] > 2 else None
+        n_dos, sq = dsum[:, 0], dsum[:, 2] if dsum.shape[1] > 2 else None
     checks: list[Shared] = [(n_alleles - alt * 2)]  # < 0 -> A1 is REF
     names = ["a1_ref"]
     thresholds = []
@@ -233,8 +253,4 @@ def secure_variant_qc(ctx, counts: np.ndarray, n_samples: int, params, dosage: n
     passed = ctx.open(keep, "qc.pass", bits=1).astype(bool)  # 0/1 bits: one byte each on the wire
     a1_is_alt = np.zeros(V, dtype=bool)  # opened only for the variants that are tested
     a1_is_alt[passed] = ~ctx.open(row["a1_ref"][np.flatnonzero(passed)], "gwas.a1_is_alt", bits=1).astype(bool)
-    totals = {}
-    if fails:
-        sums = ctx.open(concat([f_.sum().reshape(1) for f_ in fails.values()]), "qc.failed_counts")
-        totals = {name: int(v) for name, v in zip(fails, sums)}
-    return QCResult(passed, a1_is_alt, totals)
+    return passed, a1_is_alt, fails
