@@ -110,9 +110,7 @@ class _Scheduler:
     def wait(self, fn):
         """Called by ``Context.wait_point`` inside a task: in a stagger, hand the wait over (the other
         tasks run before it is collected); in a pipeline, wait here (its steps are merged rounds)."""
-        if not self.staggered:
-            return None if fn is None else fn()
-        return self.submit(_Wait(fn))
+        return self.submit(_Wait(fn)) if self.staggered else _Wait(fn)()
 
     def submit(self, requests):
         """Called by ``Context.open_requests`` inside a task with its openings of one round (as

@@ -83,8 +83,9 @@ class Context:
         self.ledger = Ledger()
         self.rounds = 0
         self.dealer_requests = 0
-        #: seconds this party waited for other parties' openings and for the dealer's replies (not computing)
-        self.waited = {"openings": 0.0, "dealer": 0.0}
+        #: seconds this party waited for other parties' openings and for the dealer's replies (the dealer:
+        #: for the lead's requests), not computing
+        self.waited = {"openings": 0.0, "dealer": 0.0, "requests": 0.0}
         self._seq = 0
         self._dealer_seq = 0
         self._prg: dict[str, PRG] = {}
@@ -448,7 +449,7 @@ class Context:
         while True:
             t0 = time.perf_counter()
             raw = self.transport.recv(self.lead, f"dealer/{seq}", self.timeout)
-            self.waited["openings"] += time.perf_counter() - t0  # the dealer waits only for requests
+            self.waited["requests"] += time.perf_counter() - t0
             try:
                 req = json.loads(raw.tobytes().decode())
                 kind, args = req["kind"], req["args"]

@@ -37,6 +37,8 @@ _UNITS_B = {"kbit": 1e3 / 8, "mbit": 1e6 / 8, "gbit": 1e9 / 8, "kbps": 1e3 / 8, 
 READ_BYTES = 256 << 10
 #: router queue beyond the bandwidth-delay product before the relay stops reading
 QUEUE_BYTES = 4 << 20
+#: ``pump_out``'s marker for "nothing taken from the queue yet" (None is the end of the stream)
+_NOTHING = object()
 #: the relay's socket read buffer (asyncio's default 64 KB would cut reads below READ_BYTES)
 _STREAM_LIMIT = 1 << 20
 
@@ -120,36 +122,30 @@ class _Direction:
 
     async def pump_out(self) -> None:
         loop = asyncio.get_running_loop()
+        item = _NOTHING  # what was taken from the queue but not written yet (a chunk not due, or the end)
         try:
             while True:
-                item = await self.queue.get()
+                if item is _NOTHING:
+                    item = await self.queue.get()
                 if item is None:
                     if self.writer.can_write_eof():
                         self.writer.write_eof()
                     break
-                at, data = item
-                wait = at - loop.time()
+                wait = item[0] - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                chunks, end = [data], False
+                chunks, item = [item[1]], _NOTHING
                 while not self.queue.empty():  # every chunk already due goes out in the same write
-                    nxt = self.queue._queue[0]  # noqa: SLF001 - peek: asyncio.Queue has no public peek
-                    if nxt is not None and nxt[0] > loop.time():
+                    item = self.queue.get_nowait()
+                    if item is None or item[0] > loop.time():
                         break
-                    self.queue.get_nowait()
-                    if nxt is None:
-                        end = True
-                        break
-                    chunks.append(nxt[1])
+                    chunks.append(item[1])
+                    item = _NOTHING
                 self.writer.writelines(chunks)
                 await self.writer.drain()
                 self.held -= sum(len(c) for c in chunks)
                 if self.held <= self.limit:
                     self.room.set()
-                if end:
-                    if self.writer.can_write_eof():
-                        self.writer.write_eof()
-                    break
         except (ConnectionError, OSError):
             pass
         finally:

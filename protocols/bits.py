@@ -302,31 +302,25 @@ def circuit_plan(key, make) -> list:
 
 
 class AndMaterial:
-    """The AND material of a circuit plan, fetched from the dealer one layer ahead of its use.
+    """The AND material of a circuit plan, fetched from the dealer one layer at a time, when that layer runs.
 
-    ``layer(k)`` returns layer k's operand masks A and gate products C = A[I] & A[J]
-    (recipe ``and_layers`` on a one-layer plan) and requests layer k + 1's. A's shares
-    are every party's own PRG draws, so the layer's opening waits for nothing; the
-    party that gets the dealer's correction for C needs it only after that opening, and
-    since it was requested a layer earlier, the reply has two rounds to arrive. A
-    circuit so holds at most two layers' material, never all layers at once. Every
-    party requests the layers in the same order (SPMD), which keeps the dealer's stream
-    in step; the dealer's traffic is the same as for one request of all layers.
+    ``layer(k)`` requests layer k's operand masks A and gate products C = A[I] & A[J]
+    (recipe ``and_layers`` on a one-layer plan). A's shares are every party's own PRG
+    draws, so the layer's opening waits for nothing; the party that gets the dealer's
+    correction for C (``correlated.corrected_party``) needs it only after that opening, so
+    the reply overlaps the round. A
+    circuit so holds only its running layer's material, never all layers at once.
+    Every party requests the layers in the same order (SPMD), which keeps the dealer's
+    stream in step; the dealer's traffic is the same as for one request of all layers.
     """
 
-    __slots__ = ("ctx", "w", "plan", "ahead")
+    __slots__ = ("ctx", "w", "plan")
 
     def __init__(self, ctx, w: int, plan: list):
-        self.ctx, self.w, self.plan, self.ahead = ctx, int(w), plan, {}
-
-    def _fetch(self, k: int):
-        return self.ctx.provider.fetch("and_layers", w=self.w, s=lanes(self.ctx.n).s, plan=[self.plan[k]])
+        self.ctx, self.w, self.plan = ctx, int(w), plan
 
     def layer(self, k: int):
-        got = self.ahead.pop(k) if k in self.ahead else self._fetch(k)
-        if k + 1 < len(self.plan) and k + 1 not in self.ahead:
-            self.ahead[k + 1] = self._fetch(k + 1)
-        return got
+        return self.ctx.provider.fetch("and_layers", w=self.w, s=lanes(self.ctx.n).s, plan=[self.plan[k]])
 
 
 def fetch_and(ctx, w: int, plan: list) -> AndMaterial | None:
