@@ -40,6 +40,8 @@ class SiteData:
     ``policy``: the site's disclosure policy table (e.g. min_cell_size). ``fid`` (n,) str or None;
     ``output_dir``: the site's own output folder (``[data] output_dir``, default beside its
     genotype file) for files that never leave the site (``PREFIX.SITE.eigenvec``).
+    ``check_inputs``: raises ``InputError`` (kind ``CHANGED_KIND``) if the genotype file changed in place since
+    it was opened; a job calls it after its last read, before its last collective step.
     """
 
     iid: np.ndarray
@@ -56,6 +58,7 @@ class SiteData:
     sex: np.ndarray | None = None
     fid: np.ndarray | None = None
     output_dir: str | None = None  # where site-only outputs go (PREFIX.SITE.eigenvec); None: not written
+    check_inputs: Callable[[], None] | None = None  # raises if the genotype file changed since it was opened
 
     @property
     def n(self) -> int:

@@ -61,3 +61,24 @@ def test_changed_bed_fails_with_a_clear_error(tmp_path, change):
 def test_bed_replaced_by_rename_is_read_consistently(tmp_path):
     got = _run(tmp_path, "replace")
     assert got[0] == "ok" and got[1] is True, got
+
+
+def test_a_change_after_the_last_read_is_caught_by_the_job_check(tmp_path):
+    """``SiteData.check_inputs`` (run by the GWAS before its last collective steps) sees an in-place change
+    made after every read; a rename keeps the opened version and passes."""
+    study, files, data = small_study(tmp_path / "d", n_variants=200, n_samples=60)
+    samples, _, read, _ = load_genotypes(Site("p", {"bfile": data[0]["bfile"]}))
+    read(np.arange(200), np.ones(len(samples), bool))
+    read.check()  # unchanged: passes
+    bed = Path(data[0]["bfile"] + ".bed")
+    saved = bed.read_bytes()
+    tmp = bed.with_name("new.bed")
+    tmp.write_bytes(saved)
+    os.replace(tmp, bed)
+    read.check()  # replaced by rename: the opened version is still whole
+    samples, _, read, _ = load_genotypes(Site("p", {"bfile": data[0]["bfile"]}))
+    read(np.arange(200), np.ones(len(samples), bool))
+    os.truncate(bed, len(saved) - 1)
+    with pytest.raises(InputError) as err:
+        read.check()
+    assert err.value.kind == CHANGED_KIND

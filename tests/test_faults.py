@@ -207,7 +207,8 @@ def _bed(data, i: int) -> Path:
 @pytest.mark.parametrize("how,params", [("truncate", PARAMS), ("rewrite", PARAMS), ("truncate", PLAIN)],
                          ids=["truncate", "rewrite", "truncate-no-pca"])
 def test_bed_changed_mid_job_fails_the_job_not_the_daemon(fc, how, params):
-    """(Without --pca the association's sums are read in a background thread during QC: its error reaches the job.)"""
+    """(Without --pca the association's sums are read in a background thread during QC; a change after those
+    reads fails the job too, at the check before the association's openings: the outcome does not depend on timing.)"""
     c, data, _ = fc
     bed = _bed(data, 1)
     saved = bed.read_bytes()

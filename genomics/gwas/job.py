@@ -343,6 +343,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                 vs = _site_sums(ctx, "association", len(passed), params.block, t0,
                                 lambda sel: variant_sums(read(sel), design))
                 st = site_terms(design.sums, vs, ainv, n_assoc)
+            if site.check_inputs is not None:  # a file changed after the (background) reads still fails the job
+                site.check_inputs()
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
                               bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N

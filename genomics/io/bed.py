@@ -283,14 +283,19 @@ class BedRows:
             got += n
         return buf
 
+    def check(self) -> None:
+        """Raise the ``CHANGED_KIND`` error if the file no longer has the size and modification time it was
+        opened with (a job calls this after its last read, so a change after the reads also fails it)."""
+        st = os.fstat(self._fh.fileno())
+        if (st.st_size, st.st_mtime_ns) != self._stamp:
+            raise self._changed(f"size {self._stamp[0]} -> {st.st_size} bytes or modification time changed")
+
     def rows(self, idx) -> np.ndarray:
         """Packed rows of the variants ``idx`` (any order, repeats allowed)."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_variants):
             raise IndexError(f"variant index out of range [0, {self.n_variants})")
-        st = os.fstat(self._fh.fileno())
-        if (st.st_size, st.st_mtime_ns) != self._stamp:
-            raise self._changed(f"size {self._stamp[0]} -> {st.st_size} bytes or modification time changed")
+        self.check()
         if not idx.size:
             return np.empty((0, self.width), dtype=np.uint8)
         lo, hi = int(idx.min()), int(idx.max()) + 1

@@ -257,6 +257,11 @@ class PgenReader:
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
 
+    def check(self) -> None:
+        """Raise the ``CHANGED_KIND`` error if the .pgen changed since it was opened (see ``PgenRecords.check``)."""
+        if self._records is not None:
+            self._records.check()
+
     def close(self) -> None:
         self._pgen.close()
         if self._records is not None:

@@ -467,6 +467,12 @@ class PgenRecords:
     def close(self) -> None:
         self._fh.close()
 
+    def check(self) -> None:
+        """Raise the ``CHANGED_KIND`` error if the file's size or modification time moved since it was opened."""
+        st = os.fstat(self._fh.fileno())
+        if (st.st_size, st.st_mtime_ns) != self._stamp:
+            raise self._changed("size or modification time changed")
+
     def _changed(self, what: str) -> InputError:
         return InputError(f"{self.path}: file changed while a job read it ({what}); re-run the job once the"
                           " fileset is complete", kind=CHANGED_KIND)
@@ -505,9 +511,7 @@ class PgenRecords:
         rec = np.asarray(records, dtype=np.int64).reshape(-1)
         if rec.size and (rec.min() < 0 or rec.max() >= self.n_records):
             raise IndexError(f"record index out of range [0, {self.n_records})")
-        st = os.fstat(self._fh.fileno())
-        if (st.st_size, st.st_mtime_ns) != self._stamp:
-            raise self._changed("size or modification time changed")
+        self.check()
         if not rec.size:
             return RecordBytes(self, [], None)
         first, last = int(rec[0]), int(rec[-1])

@@ -48,6 +48,7 @@ def load_genotypes(site):
         def read_dosage(idx, mask):
             return reader.read_dosage(idx)[:, np.asarray(mask, bool)]
 
+        read.check = reader.check  # SiteData.check_inputs: the .pgen unchanged since it was opened
         return reader.samples, reader.variants, read, read_dosage if reader.has_dosage else None
     if "bgen" in data:
         ref = str(data.get("bgen_ref", "last"))
@@ -116,6 +117,10 @@ class BedCalls:
     def __call__(self, idx, mask) -> np.ndarray:
         return unpack_dosage(self.rows.rows(idx), self.n, np.flatnonzero(mask))
 
+    def check(self) -> None:
+        """Raise if the .bed changed since it was opened (``SiteData.check_inputs``)."""
+        self.rows.check()
+
     def packed(self, idx, mask) -> PackedCalls:
         sel = np.flatnonzero(mask)
         raw = self.rows.rows(idx)
@@ -147,7 +152,7 @@ def site_from_config(site, params) -> SiteData:
     return SiteData(np.asarray(samples.iid, dtype=object), y, cov, cov_names, variants, read,
                     dict(site.policy), site.name, pheno.names[0], read_dosage, site_inclusion(site, samples),
                     samples.sex, fid=None if samples.fid is None else np.asarray(samples.fid, dtype=object),
-                    output_dir=str(out_dir))
+                    output_dir=str(out_dir), check_inputs=getattr(read, "check", None))
 
 
 def site_inclusion(site, samples) -> np.ndarray | None:
