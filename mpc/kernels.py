@@ -9,7 +9,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ring_matmul", "ring_matmul_tn", "beaver_combine", "trunc_combine"]
+__all__ = ["ring_matmul", "ring_matmul_tn", "beaver_combine", "trunc_combine", "fixed_point"]
+
+
+@njit(cache=True, nogil=True)
+def _fixed_point(x, scale, limit, out):  # pragma: no cover - compiled
+    """out[i] = rint(x[i] * scale) as int64; False (out partly written) if some |x[i] * scale| >= limit or NaN."""
+    for i in range(x.size):
+        v = np.rint(x[i] * scale)
+        if not abs(v) < limit:
+            return False
+        out[i] = np.int64(v)
+    return True
+
+
+def fixed_point(x: np.ndarray, scale: float, limit: float) -> np.ndarray | None:
+    """round(x * scale) (half to even, as ``np.rint``) as int64 of x's shape in one pass over float64 ``x``;
+    None if a value is not finite or not below ``limit`` in magnitude (``ring.encode``: 6 numpy passes and
+    their temporaries took 0.5 s for 13.7 M values, this pass 0.03 s)."""
+    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    out = np.empty(flat.size, dtype=np.int64)
+    if not _fixed_point(flat, float(scale), float(limit), out):
+        return None
+    return out.reshape(np.shape(x))
 
 
 @njit(cache=True, nogil=True)

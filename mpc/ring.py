@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import fixed_point
+
 __all__ = [
     "RING_BITS",
     "DEFAULT_FRAC",
@@ -41,12 +43,12 @@ def encode(x, frac: int) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind in "iub" and frac == 0:
         return a.astype(np.int64).view(_U64) if a.dtype != _U64 else a.copy()
-    scaled = np.rint(a.astype(np.float64) * float(1 << frac))
-    if scaled.size and not np.all(np.abs(scaled) < 2.0**62):
+    scaled = fixed_point(a, float(1 << frac), 2.0**62)
+    if scaled is None:
         raise OverflowError(
             f"value out of fixed-point range: |x| must be < 2^{62 - frac} with {frac} fractional bits"
         )
-    return scaled.astype(np.int64).view(_U64)
+    return scaled.view(_U64)
 
 
 def signed(u: np.ndarray) -> np.ndarray:

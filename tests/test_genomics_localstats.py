@@ -211,6 +211,26 @@ def test_threading_layer_known_before_any_kernel():
     assert r.returncode == 0 and r.stdout.strip() == "workqueue", r.stdout + r.stderr
 
 
+def test_openmp_workers_sleep_unless_the_environment_chose():
+    """Importing the kernels' module sets OMP_WAIT_POLICY=PASSIVE before numba starts libgomp; a choice
+    already in the environment is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from cipherome.genomics.local.stats import genotype_counts\n"
+            "import numpy as np, numba\n"
+            "genotype_counts(np.zeros((64, 32), np.int8))\n"
+            "print(os.environ['OMP_WAIT_POLICY'], numba.threading_layer())\n")
+    for given, want in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if given:
+            env["OMP_WAIT_POLICY"] = given
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0 and r.stdout.split()[0] == want, r.stdout + r.stderr
+
+
 def test_packed_subset_and_bed_calls_give_the_same_sums_as_decoded_calls(tmp_path):
     """``subset_packed`` equals packing the decoded subset; a .bed site's packed reads (``BedCalls.packed``,
     ``StudyVariants.read_calls`` with flipped rows) give the counting kernels exactly the sums of its int8 reads."""

@@ -13,6 +13,15 @@ nogil build, which still runs concurrently with other sites because it releases 
 GIL.  Other packages in this process that launch parallel kernels under "workqueue"
 should follow the same main-thread-only rule.
 
+GNU OpenMP's idle workers spin after every parallel region (``OMP_WAIT_POLICY`` unset:
+up to 300,000 spins each) while the other parties' processes, the dealer and the
+relay wait for a core. Importing this module sets ``OMP_WAIT_POLICY=PASSIVE`` unless
+the environment already chose (libgomp reads it once, when numba first starts its
+"omp" layer, after this import): the workers sleep as soon as a kernel ends. Measured
+on the 10,000 x 100,000 benchmark study (3 daemons and the dealer on 2 cores,
+loopback, ``bench.gwas_wan``'s job; 3 runs each): 12.8-13.3 s wall and 23.4-24.5
+core-seconds with spinning workers, 11.2-12.7 s and 21.3-24.2 passive.
+
 A process forked from one that already ran a parallel kernel (``multiprocessing`` with
 the "fork" start method) only gets the single-threaded builds: GNU OpenMP, numba's
 "omp" layer on Linux, is not fork-safe and aborts such a child.
@@ -29,6 +38,8 @@ import types
 import numba
 
 __all__ = ["threading_layer", "pick", "parallel_section", "twin_kernel"]
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before numba loads libgomp (module doc)
 
 _LOCK = threading.RLock()
 _THREADSAFE_LAYERS = frozenset({"omp", "tbb"})
