@@ -1,4 +1,4 @@
-"""Numba kernels for ring arithmetic that numpy cannot do fast: products modulo 2^64.
+"""Numba kernels for ring arithmetic that numpy cannot do fast: products modulo 2^64, and fixed-point encoding in one pass.
 
 numpy's integer ``@`` has no BLAS path (about 1.2 s for 1000x1000x1000 here);
 these loops compile to vectorised machine code (about 0.3 s on one core). They
@@ -26,7 +26,7 @@ def _fixed_point(x, scale, limit, out):  # pragma: no cover - compiled
 def fixed_point(x: np.ndarray, scale: float, limit: float) -> np.ndarray | None:
     """round(x * scale) (half to even, as ``np.rint``) as int64 of x's shape in one pass over float64 ``x``;
     None if a value is not finite or not below ``limit`` in magnitude (``ring.encode``: 6 numpy passes and
-    their temporaries took 0.5 s for 13.7 M values, this pass 0.03 s)."""
+    their temporaries took 0.3-0.5 s for 13.7 M values, this pass 0.016 s)."""
     flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.empty(flat.size, dtype=np.int64)
     if not _fixed_point(flat, float(scale), float(limit), out):

@@ -19,8 +19,8 @@ relay wait for a core. Importing this module sets ``OMP_WAIT_POLICY=PASSIVE`` un
 the environment already chose (libgomp reads it once, when numba first starts its
 "omp" layer, after this import): the workers sleep as soon as a kernel ends. Measured
 on the 10,000 x 100,000 benchmark study (3 daemons and the dealer on 2 cores,
-loopback, ``bench.gwas_wan``'s job; 3 runs each): 12.8-13.3 s wall and 23.4-24.5
-core-seconds with spinning workers, 11.2-12.7 s and 21.3-24.2 passive.
+loopback, ``bench.gwas_wan``'s job; 3 runs each): 12.8-13.3 s wall and 24.3-25.2
+core-seconds with spinning workers, 11.2-12.7 s and 21.3-24.1 passive.
 
 A process forked from one that already ran a parallel kernel (``multiprocessing`` with
 the "fork" start method) only gets the single-threaded builds: GNU OpenMP, numba's
