@@ -17,6 +17,7 @@ opening, as a fraction of the peak, next to the budget's model
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import tracemalloc
 
@@ -32,18 +33,30 @@ from bench.filter_bench_jobs import synthetic_site, synthetic_trio_site
 
 __all__ = ["record_openings", "chunk_profile", "profile_job"]
 
+#: seconds a party waits at an opening for the others before the profile gives up (a party that failed)
+_PHASE_TIMEOUT = 600.0
 
-def record_openings(fn):
+
+def record_openings(fn, parties: int = 3):
     """Run ``fn()`` under tracemalloc; returns (its value, [(round, label, traced, peak since the previous
-    opening, stage)] at every opening of party p0). Bytes are the whole process's (all parties)."""
+    opening, stage)] at every opening of party p0). Bytes are the whole process's (all parties).
+
+    tracemalloc cannot tell the party threads apart, so they are brought into phase instead: at every
+    opening each of the ``parties`` compute parties waits for the others (a barrier) before p0 reads the
+    counters, and again before any of them goes on. Every reading is then the parties' memory at the same
+    opening of the same round, whatever the machine's load (without the barrier a party that ran ahead
+    added its next round's arrays to p0's reading)."""
     rec = []
     opened = Context._open
+    phase = threading.Barrier(parties, timeout=_PHASE_TIMEOUT)
 
     def hook(self, shares, label, to, kind, *args, **kw):
+        phase.wait()
         if self.me == "p0":
             cur, peak = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
             rec.append((self.rounds, label, cur, peak, self.progress))
+        phase.wait()
         return opened(self, shares, label, to, kind, *args, **kw)
 
     Context._open = hook
