@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from cipherome.mpc.correlated import recipe
-from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.kernels import pack_upper, ring_matmul, unpack_upper
 from cipherome.mpc.shares import Shared
 from cipherome.mpc.split import open_relayed
 
@@ -33,15 +33,6 @@ def _product_shape(x_shape, y_shape, left: bool) -> tuple[int, ...]:
     return tuple(y_shape[:-1]) + (x_shape[-1],)
 
 
-def _unpack_sym(packed: np.ndarray, k: int) -> np.ndarray:
-    """(..., k, k) symmetric matrices from (..., k(k+1)/2) upper triangles (``np.triu_indices`` order)."""
-    iu, ju = np.triu_indices(k)
-    out = np.zeros(packed.shape[:-1] + (k, k), dtype=packed.dtype)
-    out[..., iu, ju] = packed
-    out[..., ju, iu] = packed
-    return out
-
-
 @recipe("fixed_mask", rotate=True)
 def _fixed_mask(gen, key, shape, symmetric=False):
     """A uniform mask R for a fixed operand; the dealer keeps R under ``key``. Cost: 0.
@@ -50,7 +41,7 @@ def _fixed_mask(gen, key, shape, symmetric=False):
     """
     if symmetric:
         k = shape[-1]
-        r = _unpack_sym(gen.random([*shape[:-2], k * (k + 1) // 2]), k)
+        r = unpack_upper(gen.random([*shape[:-2], k * (k + 1) // 2]), k)
     else:
         r = gen.random(shape)
     if gen.dealer_side:
@@ -130,9 +121,7 @@ class FixedOperand:
         (r,) = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(x.shape), **extra)
         self.r = r
         if symmetric:  # X - R is symmetric: open its upper triangles only
-            k = x.shape[-1]
-            iu, ju = np.triu_indices(k)
-            self.e = _unpack_sym(self._open(np.ascontiguousarray((x.data - r)[..., iu, ju]), label), k)
+            self.e = unpack_upper(self._open(pack_upper(x.data - r), label), x.shape[-1])
         else:
             self.e = self._open(x.data - r, label)
 
@@ -210,9 +199,8 @@ class FixedOperand:
                 n1 = counts[a + 1]
                 q[:n1] += combine(MATMUL, fs[a][:n1], bs[a][:n1], _t(fs[a + 1]), _t(bs[a + 1]),
                                   np.zeros((n1, p, p), np.uint64), lead)
-        iu, ju = np.triu_indices(p)
-        upper = truncate(Shared(ctx, np.ascontiguousarray(q[:, iu, ju]), 2 * x.frac), x.frac)
-        return Shared(ctx, _unpack_sym(upper.data, p), x.frac)
+        upper = truncate(Shared(ctx, pack_upper(q), 2 * x.frac), x.frac)
+        return Shared(ctx, unpack_upper(upper.data, p), x.frac)
 
     def left_mul(self, y: Shared, label: str = "fixed.product") -> Shared:
         """X @ Y."""

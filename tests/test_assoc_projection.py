@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cipherome.genomics.gwas.assoc import neumann_terms, pool_terms, project_off_covariates, site_terms
+from cipherome.genomics.gwas.assoc import (neumann_terms, packed_congruence, pool_terms, project_off_covariates,
+                                          site_terms)
 from cipherome.genomics.local.stats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
@@ -82,3 +83,21 @@ def test_without_missing_calls_no_neumann_terms_needed():
 
     got = run_local(job, 2, frac=FRAC).results[0]
     np.testing.assert_allclose(got, _direct(sites)[:, 1], atol=2e-6)
+
+
+def test_packed_congruence_is_c_transpose_d_c():
+    """C' D_j C for D_j = scale unpack(packed_j) - base, against numpy on unpacked matrices; exactly symmetric."""
+    rng = np.random.default_rng(4)
+    V, k = 300, 6
+    d = rng.normal(size=(V, k, k))
+    d = d + d.transpose(0, 2, 1)
+    iu, ju = np.triu_indices(k)
+    base = rng.normal(size=(k, k))
+    base = base + base.T
+    c = rng.normal(size=(k, k))
+    got = packed_congruence(d[:, iu, ju], 0.5, base, c)
+    want = np.einsum("ea,jeb,bf->jaf", c, 0.5 * d - base, c)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got, got.transpose(0, 2, 1))
+    with pytest.raises(ValueError, match="expected"):
+        packed_congruence(d[:, iu, ju][:, 1:], 0.5, base, c)

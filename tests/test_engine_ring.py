@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cipherome.mpc.kernels import beaver_combine, ring_matmul
+from cipherome.mpc.kernels import beaver_combine, pack_upper, ring_matmul, unpack_upper
 from cipherome.mpc.prg import PRG, derive_seed
 from cipherome.mpc.ring import decode, encode, ring_scalar, signed, to_ring
 
@@ -93,3 +93,20 @@ def test_beaver_combine_matches_formula():
     c, a, b, e, f = (rng.integers(0, 2**64, (2, 3), dtype=np.uint64) for _ in range(5))
     np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, False), c + e * b + a * f)
     np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, True), c + e * b + a * f + e * f)
+
+
+@pytest.mark.parametrize("dtype", [np.uint64, np.int64, np.float64])
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
+def test_upper_triangles_pack_and_unpack_in_triu_order(dtype, lead):
+    """pack_upper is x[..., iu, ju] with np.triu_indices; unpack_upper its symmetric inverse (ring shares included)."""
+    k = 4
+    rng = np.random.default_rng(len(lead))
+    x = rng.integers(0, 2**63, (*lead, k, k)).astype(dtype)
+    x = np.triu(x) + np.swapaxes(np.triu(x, 1), -1, -2)
+    iu, ju = np.triu_indices(k)
+    packed = pack_upper(x)
+    np.testing.assert_array_equal(packed, x[..., iu, ju])
+    assert packed.dtype == x.dtype
+    np.testing.assert_array_equal(unpack_upper(packed, k), x)
+    with pytest.raises(ValueError, match="10 elements"):
+        unpack_upper(packed[..., :-1], k)

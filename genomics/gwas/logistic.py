@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.kernels import ring_matmul, unpack_upper
 from cipherome.mpc.ledger import PUBLIC
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
@@ -136,11 +136,7 @@ def _null_matrix(x: np.ndarray) -> np.ndarray:
 
 def _unpack_upper(v: Shared, k: int) -> Shared:
     """(k (k + 1) / 2,) packed upper triangle -> symmetric (k, k), locally."""
-    iu, ju = packed_upper(k)
-    m = np.zeros((k, k), dtype=np.uint64)
-    m[iu, ju] = v.data
-    m[ju, iu] = v.data
-    return Shared(v.ctx, m, v.frac)
+    return Shared(v.ctx, unpack_upper(np.asarray(v.data, dtype=np.uint64), k), v.frac)
 
 
 def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticParams | None = None,

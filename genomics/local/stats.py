@@ -21,6 +21,7 @@ import numpy as np
 from cipherome.genomics.io.blocks import GenotypeBlock
 from cipherome.genomics.local.lut import count_codes, missing_row_sums, pad_rows, weighted_code_sums
 from cipherome.genomics.io.packed import PackedCalls, pack_dosage, packed_width
+from cipherome.mpc.kernels import unpack_upper
 
 __all__ = [
     "HOM_REF", "HET", "HOM_ALT", "MISSING",
@@ -114,14 +115,6 @@ def packed_upper(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(k)
 
 
-def unpack_upper(packed: np.ndarray, k: int) -> np.ndarray:
-    """Symmetric ``(..., k, k)`` matrices from packed upper triangles ``(..., k(k+1)/2)``."""
-    p = np.asarray(packed)
-    iu, ju = packed_upper(k)
-    out = np.zeros(p.shape[:-1] + (k, k), dtype=p.dtype)
-    out[..., iu, ju] = p
-    out[..., ju, iu] = p
-    return out
 
 
 class CovariateSums(NamedTuple):
