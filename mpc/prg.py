@@ -61,6 +61,18 @@ class PRG:
         self.drawn += n
         return out[:n]
 
+    def ring_into(self, buf: np.ndarray, shape) -> np.ndarray:
+        """``ring(shape)`` written into ``buf`` (uint8, at least 8 n + 15 bytes for n elements: AES-CTR's
+        ``update_into`` needs a spare block): the same draw, without a fresh array per draw."""
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = 8 * int(np.prod(shape, dtype=np.int64))
+        if buf.dtype != np.uint8 or buf.size < n + 15 or not buf.flags.c_contiguous:
+            raise ValueError(f"ring_into needs a contiguous uint8 buffer of at least {n + 15} bytes")
+        written = self._enc.update_into(_zeros(n), buf) if n else 0
+        assert written == n
+        self.drawn += n
+        return buf[:n].view(np.uint64).reshape(shape)
+
     def ring(self, shape) -> np.ndarray:
         """Uniform ring elements (uint64) of the given shape."""
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)

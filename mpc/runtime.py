@@ -192,11 +192,27 @@ class Context:
         This is how horizontally partitioned sites pool their local aggregates:
         all inputs are free and summing shares is free, so the cost is zero traffic.
         """
-        total = None
+        if self.is_dealer:
+            raise RuntimeError("the dealer never holds inputs")
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        arr = np.asarray(value)
+        if arr.shape != shape:
+            raise ValueError(f"inputs_sum: value has shape {arr.shape}, the public shape is {shape}")
+        f = int(frac)
+        total = encode(arr, f) if (f or arr.dtype.kind == "f") else to_ring(arr)
+        if np.shares_memory(total, arr):
+            total = total.copy()
+        # The draws of ``input`` for every owner in turn (owner: its value minus one draw per other party;
+        # the others: one draw from the owner), added up in place: one scratch buffer instead of a fresh
+        # array per draw and per partial sum (at 10^7 elements each fresh array costs its page faults).
+        buf = np.empty(8 * total.size + 15, dtype=np.uint8)
         for owner in self.parties:
-            x = self.input(owner, value if owner == self.me else None, shape=shape, frac=frac)
-            total = x if total is None else total + x
-        return total
+            if owner == self.me:
+                for p in self.others:
+                    total -= self._prg[p].ring_into(buf, shape)
+            else:
+                total += self._prg[owner].ring_into(buf, shape)
+        return Shared(self, total, f)
 
     # -- openings ----------------------------------------------------------------
     def _next_tag(self, what: str, count: bool = True) -> str:

@@ -314,3 +314,30 @@ def test_parties_run_with_one_blas_thread_and_the_caller_gets_its_pool_back():
         assert before and set(before) == {2}
         assert all(set(r) == {1} for r in run.results)
         assert blas() == before
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_inputs_sum_pools_every_partys_array_and_keeps_the_streams_in_step(n):
+    """inputs_sum (draws added in place) opens to the sum of the parties' arrays, for floats (fixed point) and
+    ring integers (uint64 wraps), and a second pooling after it still opens right (the pairwise PRG streams
+    advanced as every party expects); a value whose shape is not the public one is refused."""
+    from cipherome.mpc.local import run_local
+
+    rng = np.random.default_rng(n)
+    floats = [rng.normal(size=(4, 3)) for _ in range(n)]
+    ints = [rng.integers(0, 2**64, 5, dtype=np.uint64) for _ in range(n)]
+    before = [x.copy() for x in ints]
+
+    def job(ctx):
+        a = ctx.open(ctx.inputs_sum(floats[ctx.index], shape=(4, 3), frac=20), "test.a")
+        b = ctx.open(ctx.inputs_sum(ints[ctx.index], shape=5, frac=0), "test.b")
+        with pytest.raises(ValueError, match="public shape"):
+            ctx.inputs_sum(floats[ctx.index], shape=(3, 4), frac=20)
+        return a, b
+
+    run = run_local(job, n)
+    for a, b in run.results:
+        np.testing.assert_allclose(a, sum(floats), atol=n * 2.0**-20)
+        np.testing.assert_array_equal(np.asarray(b).view(np.uint64), sum(ints, np.zeros(5, np.uint64)))
+    for x, y in zip(ints, before):  # a uint64 value is the ring element itself: not changed in place
+        np.testing.assert_array_equal(x, y)
