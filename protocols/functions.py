@@ -29,7 +29,7 @@ from cipherome.mpc.kernels import ring_matmul
 
 from ._kernels import lane_mask, lut_onehot, slice_bits, unslice_bits
 from .normalize import WORK_FRAC, normalize, scale_pow2
-from .trunc import truncate
+from .trunc import prefetch_pairs, truncate
 
 __all__ = [
     "OneHot",
@@ -164,7 +164,18 @@ def _power_levels(d: int) -> list[tuple[int, list[int]]]:
     return levels
 
 
-def _power_products(phi: Shared, d: int, sel: list[Shared] | None = None):
+def _power_plan(ctx, n: int, d: int, with_sel: bool, frac: int):
+    """The dealer material of ``_power_products`` for n elements and degree d, requested now: its
+    ``MultiProduct`` and the truncation pair of every level (``trunc.prefetch_pairs``)."""
+    levels = _power_levels(d)
+    pairs = [(h - 1, k - h - 1) for h, ks in levels for k in ks]
+    if with_sel:
+        pairs += [(d + k - 1, k - 1) for k in range(1, d + 1)]
+    mp = MultiProduct(ctx, (n,), 2 * d if with_sel else d, pairs)
+    return mp, pairs, prefetch_pairs(ctx, [((len(ks) * n,), frac) for _, ks in levels])
+
+
+def _power_products(phi: Shared, d: int, sel: list[Shared] | None = None, plan=None):
     """(phi^1..phi^d at phi's scale, raw sum_k c_k phi^k or None): every vector opened once.
 
     ``sel``: c_1..c_d (one per power, e.g. one-hot selected coefficients). One ``MultiProduct``
@@ -176,15 +187,13 @@ def _power_products(phi: Shared, d: int, sel: list[Shared] | None = None):
     the same rounds as multiplying level by level. Traffic per element and peer:
     (d - 1) truncations + one opening per vector that is an operand (degree 5 with
     coefficients: 15 ring elements instead of 23).
+    ``plan``: ``_power_plan(ctx, phi.size, d, sel is not None, phi.frac)``, requested earlier by the caller.
     """
     ctx = phi.ctx
     n = phi.size
     levels = _power_levels(d)
-    pairs = [(h - 1, k - h - 1) for h, ks in levels for k in ks]
-    if sel is not None:
-        pairs += [(d + k - 1, k - 1) for k in range(1, d + 1)]
+    mp, pairs, tpairs = plan if plan is not None else _power_plan(ctx, n, d, sel is not None, phi.frac)
     needed = {i for pr in pairs for i in pr}
-    mp = MultiProduct(ctx, (n,), 2 * d if sel is not None else d, pairs)
     flat = phi.reshape(n)
     pw = {1: flat}
     first = {0: flat} if 0 in needed else {}
@@ -192,8 +201,8 @@ def _power_products(phi: Shared, d: int, sel: list[Shared] | None = None):
         first.update({d + k - 1: sel[k - 1].reshape(n) for k in range(1, d + 1)})
     if first:
         mp.open(first)
-    for h, ks in levels:
-        t = truncate(concat([mp.product(h - 1, k - h - 1) for k in ks]), phi.frac)
+    for (h, ks), tp in zip(levels, tpairs):
+        t = truncate(concat([mp.product(h - 1, k - h - 1) for k in ks]), phi.frac, pair=tp)
         for i, k in enumerate(ks):
             pw[k] = t[i * n : (i + 1) * n]
         new = {k - 1: pw[k] for k in ks if k - 1 in needed}
@@ -247,12 +256,16 @@ def _eval_selected(onehot: OneHot, coefs: np.ndarray, phi: Shared, frac: int, F:
         raise ValueError("piecewise polynomial coefficients too large for the working scale")
     cs = onehot.tables(enc.astype(object))  # (n, d + 1)
     c = [np.ascontiguousarray(cs[:, k]) for k in range(d + 1)]
-    phi = _to_frac(phi, F)
+    # every dealer request of this evaluation leaves now, in the order of use (the dealer answers in order)
+    first = ctx.provider.trunc_pair(phi.shape, phi.frac - F) if phi.frac > F else None
+    plan = _power_plan(ctx, phi.size, d, True, F) if d else None
+    last = ctx.provider.trunc_pair(c[0].shape, 2 * F - frac) if 2 * F > frac else None
+    phi = truncate(phi, phi.frac - F, pair=first) if first is not None else phi.with_frac(F)
     acc = Shared(ctx, c[0] << U64(F), 2 * F)
     if d:
-        _, prods = _power_products(phi, d, [Shared(ctx, ck, F) for ck in c[1:]])
+        _, prods = _power_products(phi, d, [Shared(ctx, ck, F) for ck in c[1:]], plan=plan)
         acc = acc + prods
-    return truncate(acc, 2 * F - frac) if 2 * F > frac else acc
+    return truncate(acc, 2 * F - frac, pair=last) if last is not None else acc
 
 
 def piecewise_poly(x: Shared, lo: float, seg_log2: int, coefs: np.ndarray, *, below: float | None = None,

@@ -18,7 +18,7 @@ from cipherome.mpc.shares import Shared
 from cipherome.mpc.split import open_relayed
 
 from .arith import rescale
-from .trunc import truncate
+from .trunc import prefetch_pairs, truncate
 from .beaver import MATMUL, combine
 
 __all__ = ["FixedOperand", "fix", "series_counts"]
@@ -182,6 +182,8 @@ class FixedOperand:
         counts = series_counts(half) if V else [0]
         mat = ctx.provider.fetch("fixed_series", key=self.key, x_shape=[V, p, k], counts=counts)
         H = len(counts) - 1
+        pairs = prefetch_pairs(ctx, [((counts[a + 1], p, k), self.frac) for a in range(H)]
+                               + [((V, p * (p + 1) // 2), x.frac)])  # every truncation below, requested now
         bs, cs, d = [mat[a] for a in range(H + 1)], [mat[H + 1 + a] for a in range(H)], mat[2 * H + 1]
         lead = ctx.is_lead
         w = x.data
@@ -191,7 +193,7 @@ class FixedOperand:
             if a < H:
                 n1 = counts[a + 1]
                 z = combine(MATMUL, fs[a][:n1], bs[a][:n1], self.e[:n1], self.r[:n1], cs[a], lead)
-                w = truncate(Shared(ctx, z, x.frac + self.frac), self.frac).data
+                w = truncate(Shared(ctx, z, x.frac + self.frac), self.frac, pair=pairs[a]).data
         q = d.copy()
         for a, n in enumerate(counts):
             q[:n] += combine(MATMUL, fs[a], bs[a], _t(fs[a]), _t(bs[a]), np.zeros((n, p, p), np.uint64), lead)
@@ -199,7 +201,7 @@ class FixedOperand:
                 n1 = counts[a + 1]
                 q[:n1] += combine(MATMUL, fs[a][:n1], bs[a][:n1], _t(fs[a + 1]), _t(bs[a + 1]),
                                   np.zeros((n1, p, p), np.uint64), lead)
-        upper = truncate(Shared(ctx, pack_upper(q), 2 * x.frac), x.frac)
+        upper = truncate(Shared(ctx, pack_upper(q), 2 * x.frac), x.frac, pair=pairs[H])
         return Shared(ctx, unpack_upper(upper.data, p), x.frac)
 
     def left_mul(self, y: Shared, label: str = "fixed.product") -> Shared:

@@ -19,14 +19,14 @@ from cipherome.mpc.kernels import trunc_combine
 from cipherome.mpc.shares import Shared
 from cipherome.mpc.split import blocks, open_blocks, pass_blocks
 
-__all__ = ["truncate", "TRUNC_RANGE_BITS"]
+__all__ = ["truncate", "prefetch_pairs", "TRUNC_RANGE_BITS"]
 
 U64 = np.uint64
 #: inputs must satisfy |x| < 2^62 (as ring integers) for the result to be correct
 TRUNC_RANGE_BITS = 62
 
 
-def truncate(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
+def truncate(x: Shared, bits: int, *, frac: int | None = None, pair=None) -> Shared:
     """Shares of floor(x / 2^bits) (possibly one less), for |x| < 2^62 as a ring integer.
 
     Steps (k = 64, d = bits; dealer gives r uniform, [r_msb], [(r mod 2^63) >> d]):
@@ -45,6 +45,9 @@ def truncate(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
     Cost: 1 round; each party sends (n-1) * 8 bytes per element; the dealer sends
     the lead 16 bytes per element.
     ``frac`` is the scale of the result (default: x.frac - bits, which must then be >= 0).
+    ``pair``: the dealer's material, ``ctx.provider.trunc_pair(x.shape, bits)``, fetched earlier by
+    a caller that knows its truncations ahead (``prefetch_pairs``): the request then travels while
+    the caller's previous rounds run instead of before this one.
     """
     if bits == 0:
         return x
@@ -53,8 +56,11 @@ def truncate(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
     if frac is None and x.frac < bits:
         raise ValueError(f"truncating a value with {x.frac} fractional bits by {bits}: pass frac=")
     ctx = x.ctx
-    pair = ctx.provider.trunc_pair(x.shape, bits)
+    if pair is None:
+        pair = ctx.provider.trunc_pair(x.shape, bits)
     r = pair[0]
+    if r.shape != x.shape:
+        raise ValueError(f"truncation material of shape {r.shape} for a value of shape {x.shape}")
     masked = x.data + r
     if ctx.is_lead:
         masked += U64(1 << 62)
@@ -64,6 +70,17 @@ def truncate(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
         (c,) = ctx.open_masked([masked], "trunc")
         out = trunc_combine(c, pair[1], pair[2], bits, ctx.is_lead)
     return Shared(ctx, out, x.frac - bits if frac is None else frac)
+
+
+def prefetch_pairs(ctx, specs) -> list:
+    """Truncation material for the ``(shape, bits)`` of each coming ``truncate`` call, requested now.
+
+    Every request leaves at once and is awaited only at its truncation (``mpc.correlated.Bundle``),
+    so a protocol that knows its truncations before its first round takes the dealer's round trip
+    off its critical path (each request otherwise costs one latency before its truncation's round).
+    Every party makes the same requests in the same order, as always (SPMD).
+    """
+    return [ctx.provider.trunc_pair(shape, bits) for shape, bits in specs]
 
 
 def _split_combine(ctx, masked: np.ndarray, r_msb: np.ndarray, r_low: np.ndarray, bits: int) -> np.ndarray:
