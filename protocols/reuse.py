@@ -113,15 +113,22 @@ class FixedOperand:
     batched X (V, a, b), a batched Y with fewer matrices (V' < V) multiplies the first V'.
     """
 
-    def __init__(self, x: Shared, label: str, symmetric: bool = False):
+    def __init__(self, x: Shared, label: str, symmetric: bool = False, packed_k: int | None = None):
         ctx = x.ctx
-        self.ctx, self.frac, self.shape = ctx, x.frac, x.shape
+        shape = tuple(x.shape)
+        if packed_k is not None:  # x holds upper triangles (..., k(k+1)/2) of symmetric k x k matrices
+            if shape[-1] != packed_k * (packed_k + 1) // 2:
+                raise ValueError(f"fix: {shape[-1]} packed elements are not the upper triangle of a "
+                                 f"{packed_k} x {packed_k} matrix")
+            symmetric, shape = True, (*shape[:-1], packed_k, packed_k)
+        self.ctx, self.frac, self.shape = ctx, x.frac, shape
         self.key = f"fixed/{next(_keys)}"
         extra = {"symmetric": True} if symmetric else {}
-        (r,) = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(x.shape), **extra)
+        (r,) = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(shape), **extra)
         self.r = r
         if symmetric:  # X - R is symmetric: open its upper triangles only
-            self.e = unpack_upper(self._open(pack_upper(x.data - r), label), x.shape[-1])
+            upper = x.data - pack_upper(r) if packed_k is not None else pack_upper(x.data - r)
+            self.e = unpack_upper(self._open(upper, label), shape[-1])
         else:
             self.e = self._open(x.data - r, label)
 
@@ -213,11 +220,13 @@ class FixedOperand:
         return self._product(y, False, label)
 
 
-def fix(x: Shared, label: str = "fixed.mask", *, symmetric: bool = False) -> FixedOperand:
+def fix(x: Shared, label: str = "fixed.mask", *, symmetric: bool = False, packed_k: int | None = None) -> FixedOperand:
     """Mask ``x`` once so that later products with it are cheap (see module docstring).
 
     ``symmetric=True`` promises that x (the sum of the shares; a batch of square matrices)
     is symmetric: the mask is symmetric too and only the k(k+1)/2 upper entries of each
-    matrix are opened.
+    matrix are opened. ``packed_k=k``: x is already those upper triangles, (..., k(k+1)/2) in
+    ``np.triu_indices`` order (half the values for the parties to input, add and mask); the
+    operand is the symmetric (..., k, k) they stand for.
     """
-    return FixedOperand(x, label, symmetric)
+    return FixedOperand(x, label, symmetric, packed_k)

@@ -54,7 +54,9 @@ def test_narrow_and_xor_openings():
         np.testing.assert_array_equal(got, want)
 
 
-def test_series_gram_matches_the_plain_series():
+@pytest.mark.parametrize("packed", [False, True])
+def test_series_gram_matches_the_plain_series(packed):
+    """B given as (V, k, k) with symmetric=True, or as its upper triangles with packed_k=k: the same Q."""
     rng = np.random.default_rng(2)
     V, p, k, frac = 7, 2, 5, 24
     z = rng.normal(size=(V, p, k))
@@ -64,8 +66,16 @@ def test_series_gram_matches_the_plain_series():
 
     def job(ctx):
         zs = ctx.input("p0", z if ctx.is_lead else None, shape=z.shape, frac=frac)
-        bs = ctx.input("p1", b if ctx.index == 1 else None, shape=b.shape, frac=frac)
-        q = fix(bs, "b", symmetric=True).series_gram(zs, half, "series")
+        if packed:
+            iu, ju = np.triu_indices(k)
+            bs = ctx.input("p1", b[:, iu, ju] if ctx.index == 1 else None, shape=(V, len(iu)), frac=frac)
+            with pytest.raises(ValueError, match="upper triangle"):
+                fix(bs, "b", packed_k=k + 1)
+            fixed = fix(bs, "b", packed_k=k)
+        else:
+            bs = ctx.input("p1", b if ctx.index == 1 else None, shape=b.shape, frac=frac)
+            fixed = fix(bs, "b", symmetric=True)
+        q = fixed.series_gram(zs, half, "series")
         return ctx.open(q, "q")
 
     got = run_local(job, 3, frac=frac).results[0]

@@ -23,7 +23,8 @@ from cipherome.mpc.shares import Shared
 from cipherome.mpc.ledger import DISCLOSED
 from cipherome.protocols.reuse import fix
 
-from cipherome.genomics.local.stats import CovariateSums, VariantSums
+from cipherome.genomics.local.stats import CovariateSums, VariantSums, packed_upper
+from cipherome.mpc.kernels import unpack_upper
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
@@ -40,9 +41,10 @@ class SiteTerms:
     """One site's plaintext inputs for a block of V variants, k predictors (all / N).
 
     z (V, 2, k): rows u_j S and w_j S, with u_j = X_S'g and w_j = X_S'y over the site's
-    called samples and S = A^-1/2; m (V, k, k) = S (D_j - A_site) S (symmetric), with D_j
-    the sum of x x' over the site's missing calls and A_site its share of X'X (the lead
-    adds I); gg, gy, yy (V,): g'g, g'y, y'y over the site's called samples.
+    called samples and S = A^-1/2; m (V, k(k+1)/2): the upper triangles (``local.stats.packed_upper``
+    order) of the symmetric S (D_j - A_site) S, with D_j the sum of x x' over the site's missing calls
+    and A_site its share of X'X (the lead adds I); gg, gy, yy (V,): g'g, g'y, y'y over the site's
+    called samples.
     """
 
     z: np.ndarray
@@ -54,7 +56,7 @@ class SiteTerms:
 
 @dataclass
 class PooledTerms:
-    """The same, summed over sites as shares (``pool_terms``)."""
+    """The same, summed over sites as shares (``pool_terms``; m still packed)."""
 
     z: Shared
     m: Shared
@@ -94,7 +96,7 @@ def site_terms(cov: CovariateSums, vs: VariantSums, ainv: np.ndarray, n_total: i
 
 
 def _packed_congruence_kernel(packed, scale, base, c, out):  # pragma: no cover - compiled
-    k = c.shape[0]
+    k = c.shape[0]  # out: (V, k(k+1)/2), the upper triangles of C' D_j C
     for j in numba.prange(packed.shape[0]):
         d = np.empty((k, k))
         p = 0
@@ -110,31 +112,33 @@ def _packed_congruence_kernel(packed, scale, base, c, out):  # pragma: no cover 
                 dae = d[a, e]
                 for b in range(k):
                     t[a, b] += dae * c[e, b]
-        for a in range(k):  # C' (D C), upper triangle, mirrored
+        p = 0
+        for a in range(k):  # C' (D C), upper triangle
             for b in range(a, k):
                 v = 0.0
                 for e in range(k):
                     v += c[e, a] * t[e, b]
-                out[j, a, b] = v
-                out[j, b, a] = v
+                out[j, p] = v
+                p += 1
 
 
 _packed_congruence = twin_kernel(_packed_congruence_kernel)
 
 
 def packed_congruence(packed: np.ndarray, scale: float, base: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """C' D_j C (V, k, k), exactly symmetric, for D_j = scale unpack(packed_j) - base and one (k, k) C.
+    """C' D_j C for D_j = scale unpack(packed_j) - base and one (k, k) C, as upper triangles (V, k(k+1)/2).
 
-    ``packed`` (V, k(k+1)/2): upper triangles (``local.stats.packed_upper`` order); ``base`` (k, k)
-    symmetric (symmetrised here). One compiled pass per variant on k x k matrices that stay in
-    cache: unpacking to (V, k, k) and two flat GEMMs (with their temporaries and transposed copy)
-    cost about ten times as much at V = 100,000, k = 13, where the 135 MB arrays are new memory.
+    ``packed`` (V, k(k+1)/2): upper triangles (``local.stats.packed_upper`` order), and so is the
+    result (C' D_j C is symmetric); ``base`` (k, k) symmetric (symmetrised here). One compiled pass
+    per variant on k x k matrices that stay in cache: unpacking to (V, k, k) and two flat GEMMs
+    (with their temporaries and transposed copy) cost about ten times as much at V = 100,000,
+    k = 13, where the 135 MB arrays are new memory.
     """
     packed = np.ascontiguousarray(packed, dtype=np.float64)
     k = c.shape[0]
     if packed.ndim != 2 or packed.shape[1] != k * (k + 1) // 2:
         raise ValueError(f"packed has shape {packed.shape}, expected (V, {k * (k + 1) // 2})")
-    out = np.empty((packed.shape[0], k, k))
+    out = np.empty(packed.shape)
     base = np.asarray(base, dtype=np.float64)
     _packed_congruence(packed, float(scale), np.ascontiguousarray((base + base.T) / 2.0),
                        np.ascontiguousarray(c, dtype=np.float64), out)
@@ -150,7 +154,8 @@ def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
     """
     V, _, k = t.z.shape
     pool = lambda v: ctx.inputs_sum(np.asarray(v, dtype=np.float64), shape=np.shape(v), frac=ctx.frac)
-    m = pool(t.m) + np.broadcast_to(np.eye(k), (V, k, k))
+    iu, ju = packed_upper(k)
+    m = pool(t.m) + np.broadcast_to((iu == ju).astype(np.float64), (V, len(iu)))  # + I, packed
     return PooledTerms(z=pool(t.z), m=m, gg=pool(t.gg), gy=pool(t.gy), yy=pool(t.yy))
 
 
@@ -177,7 +182,8 @@ def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, blo
     chol = np.linalg.cholesky(ainv)
     top = 0.0
     for start in range(0, miss_xx.shape[0], block):
-        mats = packed_congruence(miss_xx[start:start + block], 1.0 / float(n_total), np.zeros((k, k)), chol)
+        mats = unpack_upper(packed_congruence(miss_xx[start:start + block], 1.0 / float(n_total), np.zeros((k, k)),
+                                              chol), k)
         # Gershgorin: every eigenvalue is at most the largest absolute row sum, so only matrices whose
         # row-sum bound exceeds the largest eigenvalue found so far can raise it (visited by bound)
         bound = np.abs(mats).sum(axis=2).max(axis=1)
@@ -273,7 +279,7 @@ def project_off_covariates(p: PooledTerms, terms) -> ProjectedMoments:
     z = p.z[order] if perm else p.z
     n1 = int(np.count_nonzero(half >= 1))
     m = p.m[order[:n1]] if perm or n1 < V else p.m
-    fixed = fix(m, "assoc.missing_mask", symmetric=True)
+    fixed = fix(m, "assoc.missing_mask", packed_k=z.shape[-1])
     q = fixed.series_gram(z, half, "assoc.neumann")  # (V, 2, 2)
     if perm:
         q = q[np.argsort(order, kind="stable")]
