@@ -149,25 +149,18 @@ def trunc_combine(c, r_msb, r_low, bits: int, lead: bool) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _pack_upper(x, out):  # pragma: no cover - compiled
-    k = x.shape[1]
-    for j in range(x.shape[0]):
+def _triangles(full, packed, pack):  # pragma: no cover - compiled
+    """pack: packed[j] = upper triangle of full[j] (row-major); else full[j] = the symmetric matrix of packed[j]."""
+    k = full.shape[1]
+    for j in range(full.shape[0]):
         p = 0
         for a in range(k):
             for b in range(a, k):
-                out[j, p] = x[j, a, b]
-                p += 1
-
-
-@njit(cache=True, nogil=True)
-def _unpack_upper(packed, out):  # pragma: no cover - compiled
-    k = out.shape[1]
-    for j in range(packed.shape[0]):
-        p = 0
-        for a in range(k):
-            for b in range(a, k):
-                out[j, a, b] = packed[j, p]
-                out[j, b, a] = packed[j, p]
+                if pack:
+                    packed[j, p] = full[j, a, b]
+                else:
+                    full[j, a, b] = packed[j, p]
+                    full[j, b, a] = packed[j, p]
                 p += 1
 
 
@@ -177,7 +170,7 @@ def pack_upper(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     k = x.shape[-1]
     out = np.empty(x.shape[:-2] + (k * (k + 1) // 2,), dtype=x.dtype)
-    _pack_upper(np.ascontiguousarray(x).reshape(-1, k, k), out.reshape(-1, out.shape[-1]))
+    _triangles(np.ascontiguousarray(x).reshape(-1, k, k), out.reshape(-1, out.shape[-1]), True)
     return out
 
 
@@ -188,5 +181,5 @@ def unpack_upper(packed: np.ndarray, k: int) -> np.ndarray:
         raise ValueError(f"packed upper triangles of {k} x {k} matrices have {k * (k + 1) // 2} elements, "
                          f"not {packed.shape[-1]}")
     out = np.empty(packed.shape[:-1] + (k, k), dtype=packed.dtype)
-    _unpack_upper(packed.reshape(-1, packed.shape[-1]), out.reshape(-1, k, k))
+    _triangles(out.reshape(-1, k, k), packed.reshape(-1, packed.shape[-1]), False)
     return out
