@@ -52,32 +52,31 @@ class PRG:
         self._enc = Cipher(algorithms.AES(seed), modes.CTR(b"\x00" * 16)).encryptor()
         self.drawn = 0
 
-    def bytes(self, n: int) -> np.ndarray:
-        """n pseudo-random bytes as a uint8 array."""
-        # update_into needs room for one extra block in the output buffer
-        out = np.empty(n + 15, dtype=np.uint8)
-        written = self._enc.update_into(_zeros(n), out) if n else 0
-        assert written == n
-        self.drawn += n
-        return out[:n]
-
-    def ring_into(self, buf: np.ndarray, shape) -> np.ndarray:
-        """``ring(shape)`` written into ``buf`` (uint8, at least 8 n + 15 bytes for n elements: AES-CTR's
-        ``update_into`` needs a spare block): the same draw, without a fresh array per draw."""
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        n = 8 * int(np.prod(shape, dtype=np.int64))
+    def bytes_into(self, buf: np.ndarray, n: int) -> np.ndarray:
+        """The next n keystream bytes written into ``buf`` (contiguous uint8 of at least n + 15 bytes:
+        ``update_into`` needs room for one extra block); returns ``buf[:n]``."""
         if buf.dtype != np.uint8 or buf.size < n + 15 or not buf.flags.c_contiguous:
-            raise ValueError(f"ring_into needs a contiguous uint8 buffer of at least {n + 15} bytes")
+            raise ValueError(f"the keystream needs a contiguous uint8 buffer of at least {n + 15} bytes")
         written = self._enc.update_into(_zeros(n), buf) if n else 0
         assert written == n
         self.drawn += n
-        return buf[:n].view(np.uint64).reshape(shape)
+        return buf[:n]
+
+    def bytes(self, n: int) -> np.ndarray:
+        """n pseudo-random bytes as a uint8 array."""
+        return self.bytes_into(np.empty(n + 15, dtype=np.uint8), n)
+
+    def ring_into(self, buf: np.ndarray, shape) -> np.ndarray:
+        """``ring(shape)`` written into ``buf`` (see ``bytes_into``): the same draw without a fresh array."""
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = 8 * int(np.prod(shape, dtype=np.int64))
+        return self.bytes_into(buf, n).view(np.uint64).reshape(shape)
 
     def ring(self, shape) -> np.ndarray:
         """Uniform ring elements (uint64) of the given shape."""
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
-        return self.bytes(8 * n)[: 8 * n].view(np.uint64).reshape(shape)
+        return self.ring_into(np.empty(8 * n + 15, dtype=np.uint8), shape)
 
     def bits(self, shape) -> np.ndarray:
         """Uniform bits as uint64 0/1 values of the given shape."""

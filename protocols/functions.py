@@ -216,10 +216,11 @@ def _power_products(phi: Shared, d: int, sel: list[Shared] | None = None, plan=N
     return [pw[k].reshape(phi.shape) for k in range(1, d + 1)], acc
 
 
-def _to_frac(v: Shared, frac: int) -> Shared:
+def _to_frac(v: Shared, frac: int, pair=None) -> Shared:
+    """v at scale ``frac``: shifted up locally, or truncated (with a prefetched ``pair``, if given)."""
     if v.frac <= frac:
         return v.with_frac(frac)
-    return truncate(v, v.frac - frac)
+    return truncate(v, v.frac - frac, pair=pair)
 
 
 def fit_segments(f, lo: float, seg_log2: int, count: int, degree: int) -> np.ndarray:
@@ -260,7 +261,7 @@ def _eval_selected(onehot: OneHot, coefs: np.ndarray, phi: Shared, frac: int, F:
     first = ctx.provider.trunc_pair(phi.shape, phi.frac - F) if phi.frac > F else None
     plan = _power_plan(ctx, phi.size, d, True, F) if d else None
     last = ctx.provider.trunc_pair(c[0].shape, 2 * F - frac) if 2 * F > frac else None
-    phi = truncate(phi, phi.frac - F, pair=first) if first is not None else phi.with_frac(F)
+    phi = _to_frac(phi, F, pair=first)
     acc = Shared(ctx, c[0] << U64(F), 2 * F)
     if d:
         _, prods = _power_products(phi, d, [Shared(ctx, ck, F) for ck in c[1:]], plan=plan)

@@ -37,16 +37,18 @@ def _product_shape(x_shape, y_shape, left: bool) -> tuple[int, ...]:
 def _fixed_mask(gen, key, shape, symmetric=False):
     """A uniform mask R for a fixed operand; the dealer keeps R under ``key``. Cost: 0.
 
-    ``symmetric``: R is uniform among symmetric matrices (every share is, so their sum is).
+    ``symmetric``: R is uniform among symmetric matrices (every share is, so their sum is); its
+    upper triangles (the draw itself) come second, for an operand given packed.
     """
     if symmetric:
         k = shape[-1]
-        r = unpack_upper(gen.random([*shape[:-2], k * (k + 1) // 2]), k)
+        upper = gen.random([*shape[:-2], k * (k + 1) // 2])
+        r = unpack_upper(upper, k)
     else:
         r = gen.random(shape)
     if gen.dealer_side:
         gen.state[key] = r
-    return (r,)
+    return (r, upper) if symmetric else (r,)
 
 
 @recipe("fixed_product", rotate=True)
@@ -124,10 +126,10 @@ class FixedOperand:
         self.ctx, self.frac, self.shape = ctx, x.frac, shape
         self.key = f"fixed/{next(_keys)}"
         extra = {"symmetric": True} if symmetric else {}
-        (r,) = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(shape), **extra)
-        self.r = r
+        mask = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(shape), **extra)
+        self.r = r = mask[0]
         if symmetric:  # X - R is symmetric: open its upper triangles only
-            upper = x.data - pack_upper(r) if packed_k is not None else pack_upper(x.data - r)
+            upper = x.data - mask[1] if packed_k is not None else pack_upper(x.data - r)
             self.e = unpack_upper(self._open(upper, label), shape[-1])
         else:
             self.e = self._open(x.data - r, label)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from cipherome.mpc.kernels import unpack_upper
 from cipherome.mpc.shares import Shared
 from cipherome.mpc.ledger import DISCLOSED
 from cipherome.protocols.reuse import fix
 
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, packed_upper
-from cipherome.mpc.kernels import unpack_upper
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",

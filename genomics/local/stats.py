@@ -115,8 +115,6 @@ def packed_upper(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(k)
 
 
-
-
 class CovariateSums(NamedTuple):
     """Sums over the included samples that do not depend on a variant.
 
