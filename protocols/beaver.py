@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from cipherome.mpc.kernels import beaver_combine, ring_matmul, ring_matmul_tn
+from cipherome.mpc.kernels import beaver_combine, ring_matmul, ring_matmul_sym, ring_matmul_tn
 
-__all__ = ["MUL", "MATMUL", "MATMUL_TN", "apply", "combine", "beaver_products"]
+__all__ = ["MUL", "MATMUL", "MATMUL_TN", "MATMUL_SYM", "apply", "combine", "beaver_products"]
 
 U64 = np.uint64
 
-#: the bilinear ops: elementwise product, X @ Y, X^T @ Y (all mod 2^64)
-MUL, MATMUL, MATMUL_TN = "mul", "matmul", "matmul_tn"
-_OPS = {MUL: np.multiply, MATMUL: ring_matmul, MATMUL_TN: ring_matmul_tn}
+#: the bilinear ops: elementwise product, X @ Y, X^T @ Y, and X @ S for a batch of symmetric S given as upper
+#: triangles (all mod 2^64; unpacking is linear, so masks and openings of S stay packed)
+MUL, MATMUL, MATMUL_TN, MATMUL_SYM = "mul", "matmul", "matmul_tn", "matmul_sym"
+_OPS = {MUL: np.multiply, MATMUL: ring_matmul, MATMUL_TN: ring_matmul_tn, MATMUL_SYM: ring_matmul_sym}
 
 
 def apply(op: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:

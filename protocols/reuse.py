@@ -13,13 +13,13 @@ import itertools
 import numpy as np
 
 from cipherome.mpc.correlated import recipe
-from cipherome.mpc.kernels import pack_upper, ring_matmul, unpack_upper
+from cipherome.mpc.kernels import pack_upper, ring_matmul, ring_matmul_sym, unpack_upper
 from cipherome.mpc.shares import Shared
 from cipherome.mpc.split import open_relayed
 
 from .arith import rescale
 from .trunc import prefetch_pairs, truncate
-from .beaver import MATMUL, combine
+from .beaver import MATMUL, MATMUL_SYM, combine
 
 __all__ = ["FixedOperand", "fix", "series_counts"]
 
@@ -37,18 +37,22 @@ def _product_shape(x_shape, y_shape, left: bool) -> tuple[int, ...]:
 def _fixed_mask(gen, key, shape, symmetric=False):
     """A uniform mask R for a fixed operand; the dealer keeps R under ``key``. Cost: 0.
 
-    ``symmetric``: R is uniform among symmetric matrices (every share is, so their sum is); its
-    upper triangles (the draw itself) come second, for an operand given packed.
+    ``symmetric``: R is uniform among symmetric matrices (every share is, so their sum is), drawn and
+    kept as its upper triangles (..., k(k+1)/2).
     """
     if symmetric:
         k = shape[-1]
-        upper = gen.random([*shape[:-2], k * (k + 1) // 2])
-        r = unpack_upper(upper, k)
+        r = gen.random([*shape[:-2], k * (k + 1) // 2])
     else:
         r = gen.random(shape)
     if gen.dealer_side:
         gen.state[key] = r
-    return (r, upper) if symmetric else (r,)
+    return (r,)
+
+
+def _full_mask(r: np.ndarray, x_shape) -> np.ndarray:
+    """The stored mask R as (..., a, b): unpacked if it was kept as upper triangles."""
+    return unpack_upper(r, int(x_shape[-1])) if r.ndim == len(x_shape) - 1 else r
 
 
 @recipe("fixed_product", rotate=True)
@@ -58,7 +62,7 @@ def _fixed_product(gen, key, x_shape, y_shape, left, rows=None):
     ``rows``: a batched X is used through its first ``rows`` matrices only (a prefix).
     """
     b = gen.random(y_shape)
-    r = gen.state[key] if gen.dealer_side else None
+    r = _full_mask(gen.state[key], x_shape) if gen.dealer_side else None
     if rows is not None and r is not None:
         r = r[:rows]
     value = (lambda: ring_matmul(r, b)) if left else (lambda: ring_matmul(b, r))
@@ -91,7 +95,7 @@ def _fixed_series(gen, key, x_shape, counts):
     out = list(bs)
     for a in range(len(counts) - 1):
         n1 = counts[a + 1]
-        out.append(gen.derived((n1, p, k), lambda a=a, n1=n1: ring_matmul(bs[a][:n1], r[:n1])))
+        out.append(gen.derived((n1, p, k), lambda a=a, n1=n1: ring_matmul_sym(bs[a][:n1], r[:n1])))  # R packed
 
     def gram():
         d = np.zeros((counts[0], p, p), dtype=np.uint64)
@@ -125,14 +129,21 @@ class FixedOperand:
             symmetric, shape = True, (*shape[:-1], packed_k, packed_k)
         self.ctx, self.frac, self.shape = ctx, x.frac, shape
         self.key = f"fixed/{next(_keys)}"
+        self.symmetric = symmetric
         extra = {"symmetric": True} if symmetric else {}
-        mask = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(shape), **extra)
-        self.r = r = mask[0]
-        if symmetric:  # X - R is symmetric: open its upper triangles only
-            upper = x.data - mask[1] if packed_k is not None else pack_upper(x.data - r)
-            self.e = unpack_upper(self._open(upper, label), shape[-1])
+        self.r = ctx.provider.fetch("fixed_mask", key=self.key, shape=list(shape), **extra)[0]
+        if symmetric:  # X - R is symmetric: E and R are kept (and E opened) as upper triangles only
+            upper = x.data if packed_k is not None else pack_upper(x.data)
+            self.e = self._open(upper - self.r, label)
         else:
-            self.e = self._open(x.data - r, label)
+            self.e = self._open(x.data - self.r, label)
+
+    def _full(self) -> tuple[np.ndarray, np.ndarray]:
+        """(E, R) as (..., a, b) matrices (unpacked if kept as upper triangles)."""
+        if not self.symmetric:
+            return self.e, self.r
+        k = self.shape[-1]
+        return unpack_upper(self.e, k), unpack_upper(self.r, k)
 
     def _open(self, masked: np.ndarray, label: str) -> np.ndarray:
         """A masked value (E, or F_a of a series) opened to every party: relayed in two rounds under
@@ -150,7 +161,7 @@ class FixedOperand:
         Traffic per party: (n-1) 8 |Y| bytes; the dealer sends the lead 8 |XY|.
         """
         ctx = self.ctx
-        e, r, x_shape, extra = self.e, self.r, list(self.shape), {}
+        (e, r), x_shape, extra = self._full(), list(self.shape), {}
         if len(self.shape) == 3 and y.ndim == 3 and y.shape[0] < self.shape[0]:  # a prefix of the batch
             rows = int(y.shape[0])
             e, r, x_shape, extra = e[:rows], r[:rows], [rows, *self.shape[1:]], {"rows": rows}
@@ -184,6 +195,8 @@ class FixedOperand:
         4 H + 4 rounds, and about (n-1)/n 16 instead of (n-1) 8 bytes per opened element.
         """
         ctx = self.ctx
+        if not self.symmetric:
+            raise ValueError("series_gram needs a symmetric fixed operand (fix(..., symmetric=True) or packed_k)")
         V, p, k = x.shape
         half = np.asarray(half, dtype=np.int64)
         if np.any(np.diff(half) > 0):
@@ -201,7 +214,7 @@ class FixedOperand:
             fs.append(self._open(w - bs[a], label))
             if a < H:
                 n1 = counts[a + 1]
-                z = combine(MATMUL, fs[a][:n1], bs[a][:n1], self.e[:n1], self.r[:n1], cs[a], lead)
+                z = combine(MATMUL_SYM, fs[a][:n1], bs[a][:n1], self.e[:n1], self.r[:n1], cs[a], lead)
                 w = truncate(Shared(ctx, z, x.frac + self.frac), self.frac, pair=pairs[a]).data
         q = d.copy()
         for a, n in enumerate(counts):

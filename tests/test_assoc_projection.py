@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.gwas.assoc import (neumann_terms, packed_congruence, pool_terms, project_off_covariates,
-                                          site_terms)
+                                          site_spectral_bound, site_terms)
 from cipherome.genomics.local.stats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
@@ -101,3 +101,35 @@ def test_packed_congruence_is_c_transpose_d_c():
     np.testing.assert_allclose(got, want[:, iu, ju], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="expected"):
         packed_congruence(d[:, iu, ju][:, 1:], 0.5, base, c)
+
+
+@pytest.mark.parametrize("k", [1, 4, 13])
+def test_site_spectral_bound_is_the_grid_point_above_the_largest_eigenvalue(k):
+    """The Cholesky search returns 2^(ceil(4 log2 lambda)/4) for lambda = max_j eig_max(D_j A^-1), against
+    eigvalsh; a variant moved just past a grid point moves the bound one grid step up."""
+    rng = np.random.default_rng(k)
+    n, V = 400, 300
+    x = np.column_stack([np.ones(n), rng.normal(size=(n, k - 1)) * rng.uniform(0.5, 3, k - 1)])
+    a = x.T @ x / n
+    ainv = np.linalg.inv(a)
+    iu, ju = np.triu_indices(k)
+    miss = np.zeros((V, iu.size))
+    for j in range(V):
+        rows = rng.choice(n, size=rng.integers(0, 15), replace=False)
+        miss[j] = (x[rows].T @ x[rows])[iu, ju]
+    sq = np.linalg.cholesky(ainv)
+
+    def top(m):
+        d = np.zeros((m.shape[0], k, k))
+        d[:, iu, ju] = m
+        d[:, ju, iu] = m
+        return np.linalg.eigvalsh(np.einsum("ea,jef,fb->jab", sq, d / n, sq))[:, -1].max()
+
+    lam = top(miss)
+    want = 2.0 ** (np.ceil(4 * np.log2(lam)) / 4)
+    assert site_spectral_bound(miss, ainv, n) == pytest.approx(want, rel=1e-12)
+    # scale the worst variant just past the grid point: the bound is the next grid point
+    worst = int(np.argmax([top(miss[j:j + 1]) for j in range(V)]))
+    miss[worst] *= want * 1.01 / lam
+    assert site_spectral_bound(miss, ainv, n) == pytest.approx(want * 2 ** 0.25, rel=1e-12)
+    assert site_spectral_bound(np.zeros((5, iu.size)), ainv, n) == 0.0

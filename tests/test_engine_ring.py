@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cipherome.mpc.kernels import beaver_combine, pack_upper, ring_matmul, unpack_upper
+from cipherome.mpc.kernels import beaver_combine, pack_upper, ring_matmul, ring_matmul_sym, unpack_upper
 from cipherome.mpc.prg import PRG, derive_seed
 from cipherome.mpc.ring import decode, encode, ring_scalar, signed, to_ring
 
@@ -93,6 +93,17 @@ def test_beaver_combine_matches_formula():
     c, a, b, e, f = (rng.integers(0, 2**64, (2, 3), dtype=np.uint64) for _ in range(5))
     np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, False), c + e * b + a * f)
     np.testing.assert_array_equal(beaver_combine(c, a, b, e, f, True), c + e * b + a * f + e * f)
+
+
+def test_product_with_packed_symmetric_matrices_wraps_like_the_unpacked_product():
+    """ring_matmul_sym(a, s) = a @ unpack_upper(s) modulo 2^64 (full-range values, so products wrap)."""
+    rng = np.random.default_rng(7)
+    t, p, k = 9, 2, 6
+    a = rng.integers(0, 2**64, (t, p, k), dtype=np.uint64)
+    s = rng.integers(0, 2**64, (t, k * (k + 1) // 2), dtype=np.uint64)
+    np.testing.assert_array_equal(ring_matmul_sym(a, s), ring_matmul(a, unpack_upper(s, k)))
+    with pytest.raises(ValueError, match="incompatible"):
+        ring_matmul_sym(a, s[:, 1:])
 
 
 @pytest.mark.parametrize("dtype", [np.uint64, np.int64, np.float64])

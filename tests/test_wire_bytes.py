@@ -76,12 +76,13 @@ def test_series_gram_matches_the_plain_series(packed):
             bs = ctx.input("p1", b if ctx.index == 1 else None, shape=b.shape, frac=frac)
             fixed = fix(bs, "b", symmetric=True)
         q = fixed.series_gram(zs, half, "series")
-        return ctx.open(q, "q")
+        return ctx.open(q, "q"), ctx.open(fixed.right_mul(zs, "product"), "zb")  # the product unpacks E and R
 
-    got = run_local(job, 3, frac=frac).results[0]
+    got, zb = run_local(job, 3, frac=frac).results[0]
     for j in range(V):
         want = sum(z[j] @ np.linalg.matrix_power(b[j], s) @ z[j].T for s in range(2 * half[j] + 1))
         np.testing.assert_allclose(got[j], want, atol=1e-5)
+    np.testing.assert_allclose(zb, z @ b, atol=1e-5)
 
 
 def test_check_bits_cover_every_check():

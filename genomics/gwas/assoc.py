@@ -167,33 +167,67 @@ def series_terms(q: float, tol: float = SERIES_TOL) -> int:
     return max(1, math.ceil(math.log(tol * (1 - q)) / math.log(q)) - 1)
 
 
-def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, block: int = 16384) -> float:
-    """max_j of the largest eigenvalue of D_{j,s} A^-1 over this site's variants (plaintext, local).
+def _below_kernel(packed, scale, base, idx, out):  # pragma: no cover - compiled
+    k = base.shape[0]  # out[t]: is base - scale unpack(packed[idx[t]]) positive definite (Cholesky)?
+    for t in numba.prange(idx.size):
+        j = idx[t]
+        m = np.empty((k, k))
+        p = 0
+        for a in range(k):
+            for b in range(a, k):
+                m[b, a] = base[a, b] - scale * packed[j, p]  # the lower triangle
+                p += 1
+        ok = True
+        for c in range(k):  # Cholesky, column by column
+            d = m[c, c]
+            for e in range(c):
+                d -= m[c, e] * m[c, e]
+            if not d > 0.0:
+                ok = False
+                break
+            d = math.sqrt(d)
+            m[c, c] = d
+            for a in range(c + 1, k):
+                v = m[a, c]
+                for e in range(c):
+                    v -= m[a, e] * m[c, e]
+                m[a, c] = v / d
+        out[t] = ok
+
+
+_below = twin_kernel(_below_kernel)
+
+
+def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int) -> float:
+    """max_j of the largest eigenvalue of D_{j,s} A^-1 over this site's variants, rounded up to the grid
+    2^(i/4) (what the site discloses; plaintext, local).
 
     miss_xx (V, k(k+1)/2): the site's sums of x x' over its missing calls (``VariantSums``);
-    D_{j,s} = unpack(miss_xx_j) / N. With A^-1 = L L' (Cholesky), D A^-1 is similar to the
-    symmetric positive semidefinite L' D L, whose eigenvalues are real and >= 0. The exact
-    eigenvalues are computed only for the matrices whose Gershgorin bound (largest absolute row
-    sum) exceeds the maximum found so far: about a fifth of them on simulated missingness.
+    D_{j,s} = unpack(miss_xx_j) / N. D A^-1 is similar to the symmetric PSD A^-1/2 D A^-1/2, so
+    its largest eigenvalue is below G exactly when G A - D is positive definite, which one Cholesky
+    factorisation of k x k decides (no eigenvalues computed). Start from the grid point above the
+    largest diagonal ratio D_aa / A_aa (a lower bound: the Rayleigh quotient of e_a) and step up the
+    grid, testing again only the variants that failed: the result is the smallest grid point above
+    every variant's largest eigenvalue, i.e. the grid value of the exact maximum.
     """
+    packed = np.ascontiguousarray(miss_xx, dtype=np.float64)
     k = ainv.shape[0]
-    if miss_xx.shape[0] == 0 or not np.any(miss_xx):
+    if packed.shape[0] == 0 or not np.any(packed):
         return 0.0
-    chol = np.linalg.cholesky(ainv)
-    top = 0.0
-    for start in range(0, miss_xx.shape[0], block):
-        mats = unpack_upper(packed_congruence(miss_xx[start:start + block], 1.0 / float(n_total), np.zeros((k, k)),
-                                              chol), k)
-        # Gershgorin: every eigenvalue is at most the largest absolute row sum, so only matrices whose
-        # row-sum bound exceeds the largest eigenvalue found so far can raise it (visited by bound)
-        bound = np.abs(mats).sum(axis=2).max(axis=1)
-        order = np.argsort(-bound, kind="stable")
-        for i in range(0, order.size, 64):
-            part = order[i:i + 64]
-            if bound[part[0]] <= top:
-                break
-            top = max(top, float(np.linalg.eigvalsh(mats[part])[:, -1].max()))
-    return top
+    a = np.linalg.inv(np.asarray(ainv, dtype=np.float64))
+    a = (a + a.T) / 2.0
+    scale = 1.0 / float(n_total)
+    diag = np.cumsum(np.r_[0, np.arange(k, 1, -1)])  # the diagonal's positions in a packed row
+    lower = float((packed[:, diag] * scale / np.diag(a)).max())
+    i = math.ceil(4 * math.log2(lower)) if lower > 0 else -200  # the grid point 2^(i/4) to test first
+    idx = np.arange(packed.shape[0], dtype=np.int64)
+    while True:
+        ok = np.empty(idx.size, dtype=np.bool_)
+        _below(packed, scale, 2.0 ** (i / 4) * a, idx, ok)
+        idx = idx[~ok]
+        if not idx.size:
+            return float(2.0 ** (i / 4))
+        i += 1
 
 
 def _grid_up(x: float) -> float:
@@ -229,7 +263,7 @@ def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int,
     nb = int(buckets.max()) + 1 if buckets.size else 1
     own = np.zeros(nb)
     for b in np.unique(buckets[buckets > 0]):
-        own[b] = _grid_up(site_spectral_bound(miss_xx[buckets == b], ainv, n_total))
+        own[b] = site_spectral_bound(miss_xx[buckets == b], ainv, n_total)
     bounds = ctx.allgather(own, label, kind=DISCLOSED)
     q = np.sum([np.asarray(b, dtype=np.float64) for b in bounds], axis=0)
     per = np.array([series_terms(qb + A_ROUNDING_MARGIN, tol) if (b > 0 and qb > 0) else 0
