@@ -208,13 +208,15 @@ class FixedOperand:
                                + [((V, p * (p + 1) // 2), x.frac)])  # every truncation below, requested now
         bs, cs, d = [mat[a] for a in range(H + 1)], [mat[H + 1 + a] for a in range(H)], mat[2 * H + 1]
         lead = ctx.is_lead
+        # F_a B = F_a (R + E) at the lead (R + E formed once for every level), F_a R elsewhere
+        rb = self.r + self.e if lead and H else self.r
         w = x.data
         fs = []
         for a in range(H + 1):
             fs.append(self._open(w - bs[a], label))
             if a < H:
                 n1 = counts[a + 1]
-                z = combine(MATMUL_SYM, fs[a][:n1], bs[a][:n1], self.e[:n1], self.r[:n1], cs[a], lead)
+                z = combine(MATMUL_SYM, fs[a][:n1], bs[a][:n1], self.e[:n1], rb[:n1], cs[a], False)
                 w = truncate(Shared(ctx, z, x.frac + self.frac), self.frac, pair=pairs[a]).data
         q = d.copy()
         for a, n in enumerate(counts):

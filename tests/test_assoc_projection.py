@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.gwas.assoc import (neumann_terms, packed_congruence, pool_terms, project_off_covariates,
-                                          site_spectral_bound, site_terms)
+                                          site_spectral_bound, site_terms, whiten)
 from cipherome.genomics.local.stats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
@@ -45,8 +45,9 @@ def _direct(sites):
     return np.array(out)
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
-def test_projection_matches_least_squares_with_sample_drop(n_parties):
+@pytest.mark.parametrize("n_parties,whitened", [(2, False), (3, False), (3, True)])
+def test_projection_matches_least_squares_with_sample_drop(n_parties, whitened):
+    """Sums of the design as it is and A^-1, or of the whitened design X A^-1/2 (no per-variant congruence)."""
     rng = np.random.default_rng(42)
     sites = _site_data(rng, n_sites=n_parties, n=(120, 90, 150)[:n_parties])
     N = sum(s[2].size for s in sites)
@@ -54,8 +55,12 @@ def test_projection_matches_least_squares_with_sample_drop(n_parties):
 
     def job(ctx):
         g, x, y = sites[ctx.index]
-        design = SiteDesign(x, y)
-        terms = site_terms(design.sums, variant_sums(g, design), ainv, N)
+        if whitened:
+            design = SiteDesign(whiten(x, ainv), y)
+            terms = site_terms(design.sums, variant_sums(g, design), None, N)
+        else:
+            design = SiteDesign(x, y)
+            terms = site_terms(design.sums, variant_sums(g, design), ainv, N)
         pm = project_off_covariates(pool_terms(ctx, terms), neumann_terms(0.1))
         return [ctx.open(v, "test") for v in (pm.gmg, pm.gmy, pm.ymy)]
 
@@ -133,3 +138,17 @@ def test_site_spectral_bound_is_the_grid_point_above_the_largest_eigenvalue(k):
     miss[worst] *= want * 1.01 / lam
     assert site_spectral_bound(miss, ainv, n) == pytest.approx(want * 2 ** 0.25, rel=1e-12)
     assert site_spectral_bound(np.zeros((5, iu.size)), ainv, n) == 0.0
+
+
+def test_whitening_a_standardised_design_keeps_the_intercept_column():
+    """A = [[1, 0], [0, corr]] (intercept and centred covariates): X S has an exact column of ones and
+    X S's Gram is I; the local sums then take the intercept's sums from the counts, as unwhitened."""
+    rng = np.random.default_rng(5)
+    c = rng.normal(size=(200, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 1.0]])
+    c = (c - c.mean(0)) / c.std(0)
+    a = np.eye(4)
+    a[1:, 1:] = np.corrcoef(c.T)
+    x = np.column_stack([np.ones(200), c])
+    w = whiten(x, np.linalg.inv(a))
+    assert np.all(w[:, 0] == 1.0)
+    np.testing.assert_allclose(w.T @ w / 200, np.eye(4), atol=1e-12)

@@ -42,7 +42,7 @@ from cipherome.mpc.pipeline import contiguous_parts, stagger
 
 from cipherome.genomics.gwas import qc as gwas_qc
 from cipherome.genomics.gwas import stats as gwas_stats
-from cipherome.genomics.gwas.assoc import (SiteTerms, pool_terms, project_off_covariates, site_terms,
+from cipherome.genomics.gwas.assoc import (SiteTerms, pool_terms, project_off_covariates, site_terms, whiten,
                                            study_series_terms)
 from cipherome.genomics.local.background import Background
 from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
@@ -181,12 +181,13 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums, stop=No
     return concat_variant_sums(parts)
 
 
-def _association_inputs(ctx, site, sv, mask, design: SiteDesign, ainv, n_assoc: int, block: int, stop=None):
-    """(VariantSums, SiteTerms) of every common variant: the linear association's local inputs (plaintext)."""
+def _association_inputs(ctx, site, sv, mask, design: SiteDesign, n_assoc: int, block: int, stop=None):
+    """(VariantSums, SiteTerms) of every common variant: the linear association's local inputs (plaintext),
+    from the whitened design (``assoc.whiten``)."""
     t0 = time.perf_counter()
     vs = _site_sums(ctx, "variant_qc, association sums beside its rounds", len(sv), block, t0,
                     lambda sel: variant_sums(sv.read_calls(site, sel, mask), design), stop)
-    return None if vs is None else (vs, site_terms(design.sums, vs, ainv, n_assoc))
+    return None if vs is None else (vs, site_terms(design.sums, vs, None, n_assoc))
 
 
 def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
@@ -273,8 +274,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             if dosage:
                 dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
         if early:  # every common variant's sums, while the QC rounds wait for the peers
-            design = SiteDesign(xs, ys)
-            prefetch = Background(lambda stop: _association_inputs(ctx, site, sv, complete, design, ainv, n_assoc,
+            design = SiteDesign(whiten(xs, ainv), ys)
+            prefetch = Background(lambda stop: _association_inputs(ctx, site, sv, complete, design, n_assoc,
                                                                    params.block, stop))
         try:  # per-variant arrays: the lean truncation (one more round, a third of the bytes) pays
             with ctx.lean():
@@ -337,18 +338,19 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
                 st = SiteTerms(*(getattr(st_all, f.name)[passed] for f in fields(SiteTerms)))
                 del vs_all, st_all
             else:
-                design = SiteDesign(xs, ys)
+                design = SiteDesign(whiten(xs, ainv), ys)
                 if cols is None and not dosage:  # hard calls: the kernels read them packed
                     read = lambda sel: sv.read_calls(site, passed[sel], complete)  # noqa: E731
                 vs = _site_sums(ctx, "association", len(passed), params.block, t0,
                                 lambda sel: variant_sums(read(sel), design))
-                st = site_terms(design.sums, vs, ainv, n_assoc)
+                st = site_terms(design.sums, vs, None, n_assoc)
             if site.check_inputs is not None:  # a file changed after the (background) reads still fails the job
                 site.check_inputs()
             # one protocol run for every tested variant: the stage's rounds do not grow with the study
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
                               bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N
-            terms = study_series_terms(ctx, vs.miss_xx, ainv, n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
+            # the sums are of the whitened design: A^-1 is I for them
+            terms = study_series_terms(ctx, vs.miss_xx, np.eye(k), n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
             res = _statistics(ctx, pool_terms(ctx, st), terms, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
             const = res["const"]
