@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cipherome.genomics.gwas.assoc import (neumann_terms, packed_congruence, pool_terms, project_off_covariates,
-                                          site_spectral_bound, site_terms, whiten)
+                                          shifted_series, site_spectral_bound, site_terms, study_series_terms, whiten)
 from cipherome.genomics.local.stats import SiteDesign, variant_sums
 from cipherome.mpc.local import run_local
 
@@ -152,3 +152,43 @@ def test_whitening_a_standardised_design_keeps_the_intercept_column():
     w = whiten(x, np.linalg.inv(a))
     assert np.all(w[:, 0] == 1.0)
     np.testing.assert_allclose(w.T @ w / 200, np.eye(4), atol=1e-12)
+
+
+@pytest.mark.parametrize("bound", [0.01, 0.2, 0.6])
+def test_shifted_series_meets_its_tolerance(bound):
+    """For symmetric B with eigenvalues anywhere in [-margin, bound + margin]: ||(I - B)^-1 - 1/(1-c)
+    sum_(t<=T) ((B - cI)/(1-c))^t|| <= tol, with fewer terms than the unshifted series needs."""
+    from cipherome.genomics.gwas.assoc import A_ROUNDING_MARGIN, SERIES_TOL, series_terms
+    T, c = shifted_series(bound)
+    assert T < series_terms(bound + A_ROUNDING_MARGIN)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q, _r = np.linalg.qr(rng.normal(size=(6, 6)))
+        lam = rng.uniform(-A_ROUNDING_MARGIN, bound + A_ROUNDING_MARGIN, 6)
+        lam[:2] = [-A_ROUNDING_MARGIN, bound + A_ROUNDING_MARGIN]  # both ends of the interval
+        b = (q * lam) @ q.T
+        bp = (b - c * np.eye(6)) / (1 - c)
+        approx = sum(np.linalg.matrix_power(bp, t) for t in range(T + 1)) / (1 - c)
+        assert np.linalg.norm(np.linalg.inv(np.eye(6) - b) - approx, 2) <= SERIES_TOL
+
+
+def test_projection_with_the_studys_shifted_series_matches_least_squares():
+    """The GWAS path: disclosed bounds -> per-variant (T, c) -> shifted pooled terms -> projection."""
+    rng = np.random.default_rng(8)
+    sites = _site_data(rng, n_sites=3, miss=0.08)
+    N = sum(s[2].size for s in sites)
+    ainv = _public_ainv(sites)
+    k = sites[0][1].shape[1]
+
+    def job(ctx):
+        g, x, y = sites[ctx.index]
+        design = SiteDesign(whiten(x, ainv), y)
+        vs = variant_sums(g, design)
+        obs = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "obs").astype(np.int64)
+        terms, shift = study_series_terms(ctx, vs.miss_xx, np.eye(k), N, N - obs, "bound")
+        pm = project_off_covariates(pool_terms(ctx, site_terms(design.sums, vs, None, N), shift), terms)
+        return [ctx.open(v, "test") for v in (pm.gmg, pm.gmy, pm.ymy)], terms, shift
+
+    (got, terms, shift) = run_local(job, 3, frac=FRAC).results[0]
+    assert np.all(shift > 0) and np.all(terms >= 1)
+    np.testing.assert_allclose(np.column_stack(got), _direct(sites), atol=2e-6, rtol=1e-5)

@@ -28,7 +28,7 @@ from cipherome.genomics.local.stats import CovariateSums, VariantSums, packed_up
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
-           "study_series_terms", "missing_buckets", "inv_sqrt_sym", "packed_congruence", "site_terms", "whiten",
+           "study_series_terms", "shifted_series", "missing_buckets", "inv_sqrt_sym", "packed_congruence", "site_terms", "whiten",
            "pool_terms", "project_off_covariates", "SERIES_TOL"]
 
 #: the Neumann series is cut where its remainder q^(T+1) / (1 - q) is below this
@@ -173,8 +173,13 @@ def packed_congruence(packed: np.ndarray, scale: float, base: np.ndarray, c: np.
     return out
 
 
-def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
+def pool_terms(ctx, t: SiteTerms, shift: np.ndarray | None = None) -> PooledTerms:
     """Secret-share every site's terms and add them (inputs and sums cost no traffic).
+
+    ``shift`` (V,) public (``study_series_terms``): the series is taken about c_j I, so every site
+    first divides its m rows by (1 - c_j) and its z rows by sqrt(1 - c_j) (in place, plaintext):
+    the pooled B'_j = sum_s m_s / (1 - c_j) + I = (B_j - c_j I)/(1 - c_j), and z' B'^t z summed
+    is z (I - B_j)^-1 z' with the 1/(1 - c_j) factor carried by z.
 
     The lead adds the identity to B so that B_j = S (D_j + A_pub - A) S: the small
     difference between the public A (opened, rounded; S A_pub S = I) and the exact
@@ -183,6 +188,10 @@ def pool_terms(ctx, t: SiteTerms) -> PooledTerms:
     never encoded as a separate (V, k(k+1)/2) array.
     """
     k = t.z.shape[-1]
+    if shift is not None and np.any(shift):
+        scale = 1.0 / (1.0 - np.asarray(shift, dtype=np.float64))
+        t.m *= scale[:, None]
+        t.z *= np.sqrt(scale)[:, None, None]
     pool = lambda v: ctx.inputs_sum(np.asarray(v, dtype=np.float64), shape=np.shape(v), frac=ctx.frac)
     if ctx.is_lead:
         iu, ju = packed_upper(k)
@@ -275,20 +284,39 @@ def missing_buckets(n_missing: np.ndarray) -> np.ndarray:
     return out
 
 
+def shifted_series(bound: float, margin: float = A_ROUNDING_MARGIN, tol: float = SERIES_TOL) -> tuple[int, float]:
+    """(T, c): the Neumann length and shift for a B_j whose eigenvalues lie in [-margin, bound + margin].
+
+    (I - B)^-1 = 1/(1-c) sum_t B'^t with B' = (B - c I)/(1 - c): centring the spectrum at
+    c = bound / 2 gives ||B'|| <= rho = (bound/2 + margin)/(1 - c), about half of the
+    unshifted radius bound + margin, and the remainder rho^(T+1) / ((1 - c)(1 - rho)) <= tol
+    needs fewer terms (bound 0.2: 6 instead of 8). ``bound`` 0: (0, 0.0), no series. The top of
+    the interval is capped at 0.95 as ``series_terms`` caps q (a Weyl sum of site bounds at or above
+    1 says little: the true radius is below 1 whenever the called samples' covariates have full rank).
+    """
+    if bound <= 0:
+        return 0, 0.0
+    top = min(float(bound) + margin, 0.95)
+    c, r = (top - margin) / 2.0, (top + margin) / 2.0
+    rho = r / (1.0 - c)
+    return max(1, math.ceil(math.log(tol * (1.0 - c) * (1.0 - rho)) / math.log(rho)) - 1), c
+
+
 def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, n_missing: np.ndarray,
-                       label: str, tol: float = SERIES_TOL) -> np.ndarray:
-    """(V,) Neumann length per variant from the study's actual missingness (not the ``--geno`` bound).
+                       label: str, tol: float = SERIES_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) Neumann length and (V,) shift per variant from the study's actual missingness (not the
+    ``--geno`` bound); give both to ``pool_terms`` and the length to ``project_off_covariates``.
 
     n_missing (V,): the pooled number of missing calls per variant, public (N - OBS_CT,
     which the output discloses). Variants are grouped by ``missing_buckets``; every site
     discloses (``label``, public within the study) per group its largest eigenvalue of
     D_{j,s} A^-1, rounded up to the grid 2^(i/4). The spectral radius of D_j A^-1
     (similar to the symmetric PSD A^-1/2 D_j A^-1/2, D_j = sum_s D_{j,s}) is at most
-    the sum of the sites' largest eigenvalues (Weyl), so with q = sum_s bound_s +
-    margin (the public A's rounding) the remainder ||sum_{t>T} (D_j A^-1)^t|| <=
-    q^(T+1)/(1-q) <= tol holds for every variant of the group: a proven bound, where
-    the ``--geno`` rule relied on a measured ratio (safety 2). Variants without missing
-    calls need no term, and rarely-missing ones fewer than the worst.
+    the sum of the sites' largest eigenvalues (Weyl), so the eigenvalues of B_j lie in
+    [-margin, sum_s bound_s + margin] (margin: the public A's rounding) and the shifted
+    series of ``shifted_series`` meets ``tol`` for every variant of the group: a proven
+    bound, where the ``--geno`` rule relied on a measured ratio (safety 2). Variants
+    without missing calls need no term, and rarely-missing ones fewer than the worst.
     """
     buckets = missing_buckets(n_missing)
     nb = int(buckets.max()) + 1 if buckets.size else 1
@@ -297,9 +325,10 @@ def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int,
         own[b] = site_spectral_bound(miss_xx[buckets == b], ainv, n_total)
     bounds = ctx.allgather(own, label, kind=DISCLOSED)
     q = np.sum([np.asarray(b, dtype=np.float64) for b in bounds], axis=0)
-    per = np.array([series_terms(qb + A_ROUNDING_MARGIN, tol) if (b > 0 and qb > 0) else 0
-                    for b, qb in enumerate(q)], dtype=np.int64)
-    return per[buckets]
+    plans = [shifted_series(qb, A_ROUNDING_MARGIN, tol) if b > 0 else (0, 0.0) for b, qb in enumerate(q)]
+    per = np.array([t for t, _ in plans], dtype=np.int64)
+    shift = np.array([c for _, c in plans], dtype=np.float64)
+    return per[buckets], shift[buckets]
 
 
 def neumann_terms(max_missing_fraction: float, safety: float = 2.0, tol: float = SERIES_TOL) -> int:

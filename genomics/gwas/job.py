@@ -350,8 +350,9 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=vs.n_obs.shape, frac=0), "gwas.obs_ct",
                               bits=max(1, n_assoc.bit_length())).astype(np.int64)  # 0 <= OBS_CT <= N
             # the sums are of the whitened design: A^-1 is I for them
-            terms = study_series_terms(ctx, vs.miss_xx, np.eye(k), n_assoc, n_assoc - obs_ct, "gwas.missing_bound")
-            res = _statistics(ctx, pool_terms(ctx, st), terms, obs_ct, k, glm, n_assoc)
+            terms, shift = study_series_terms(ctx, vs.miss_xx, np.eye(k), n_assoc, n_assoc - obs_ct,
+                                              "gwas.missing_bound")
+            res = _statistics(ctx, pool_terms(ctx, st, shift), terms, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
             const = res["const"]
             log.info("association: %d variants, %.2f series terms on average (at most %d), %.1f s", len(passed),

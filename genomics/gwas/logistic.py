@@ -286,8 +286,8 @@ def score_tests(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, read_block: 
     vs = concat_variant_sums(parts)
     # one protocol run for every tested variant: the stage's rounds do not grow with the study
     obs_ct = ctx.open(ctx.inputs_sum(vs.n_obs, shape=(n_tested,), frac=0), "logistic.obs_ct").astype(np.int64)
-    terms = study_series_terms(ctx, vs.miss_xx, ainv, n_total, n_total - obs_ct, "logistic.missing_bound")
-    pm = project_off_covariates(pool_terms(ctx, site_terms(cov, vs, ainv, n_total)), terms)
+    terms, shift = study_series_terms(ctx, vs.miss_xx, ainv, n_total, n_total - obs_ct, "logistic.missing_bound")
+    pm = project_off_covariates(pool_terms(ctx, site_terms(cov, vs, ainv, n_total), shift), terms)
     eps = Shared.public(ctx, np.full(n_tested, max(0.1 / max(n_total, 1), 2e-6)), pm.gmg.frac)
     cbit = ltz(pm.gmg - eps)
     const = ctx.open(cbit, "logistic.const").astype(bool)
