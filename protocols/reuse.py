@@ -114,7 +114,8 @@ class FixedOperand:
     """A secret matrix X (2-D, or batched 3-D) whose masked value E = X - R is public.
 
     Build it with :func:`fix` (one round, two under ``Context.lean()``; |X| elements opened, uniformly random; for a
-    symmetric X, k(k+1)/2 per k x k matrix).
+    symmetric X, k(k+1)/2 per k x k matrix, and E and R are then kept as upper triangles: the series products
+    use ``beaver.MATMUL_SYM``, a general product unpacks them on demand).
     ``x @ y`` style products: ``left_mul(y)`` = X @ Y and ``right_mul(y)`` = Y @ X. For a
     batched X (V, a, b), a batched Y with fewer matrices (V' < V) multiplies the first V'.
     """
