@@ -138,6 +138,9 @@ def test_site_spectral_bound_is_the_grid_point_above_the_largest_eigenvalue(k):
     miss[worst] *= want * 1.01 / lam
     assert site_spectral_bound(miss, ainv, n) == pytest.approx(want * 2 ** 0.25, rel=1e-12)
     assert site_spectral_bound(np.zeros((5, iu.size)), ainv, n) == 0.0
+    miss[3, 0] = np.nan  # a broken sum is refused, not looped on
+    with pytest.raises(ValueError, match="non-finite"):
+        site_spectral_bound(miss, ainv, n)
 
 
 def test_whitening_a_standardised_design_keeps_the_intercept_column():

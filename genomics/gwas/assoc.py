@@ -28,8 +28,8 @@ from cipherome.genomics.local.stats import CovariateSums, VariantSums, packed_up
 from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["SiteTerms", "PooledTerms", "ProjectedMoments", "neumann_terms", "series_terms", "site_spectral_bound",
-           "study_series_terms", "shifted_series", "missing_buckets", "inv_sqrt_sym", "packed_congruence", "site_terms", "whiten",
-           "pool_terms", "project_off_covariates", "SERIES_TOL"]
+           "study_series_terms", "shifted_series", "missing_buckets", "inv_sqrt_sym", "packed_congruence",
+           "site_terms", "whiten", "pool_terms", "project_off_covariates", "SERIES_TOL"]
 
 #: the Neumann series is cut where its remainder q^(T+1) / (1 - q) is below this
 SERIES_TOL = 1e-6
@@ -254,25 +254,27 @@ def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int) -> 
     k = ainv.shape[0]
     if packed.shape[0] == 0 or not np.any(packed):
         return 0.0
+    if not np.isfinite(packed).all():
+        raise ValueError("the missing-call sums hold a non-finite value")
     a = np.linalg.inv(np.asarray(ainv, dtype=np.float64))
     a = (a + a.T) / 2.0
     scale = 1.0 / float(n_total)
     diag = np.cumsum(np.r_[0, np.arange(k, 1, -1)])  # the diagonal's positions in a packed row
     lower = float((packed[:, diag] * scale / np.diag(a)).max())
+    # an upper bound to stop at: the largest eigenvalue is at most the trace of D A^-1 (D PSD)
+    ainv_packed = pack_upper(2.0 * np.asarray(ainv, dtype=np.float64) - np.diag(np.diag(ainv)))
+    upper = float((packed @ ainv_packed).max()) * scale
     i = math.ceil(4 * math.log2(lower)) if lower > 0 else -200  # the grid point 2^(i/4) to test first
+    last = math.ceil(4 * math.log2(upper)) + 1 if upper > 0 else i
     idx = np.arange(packed.shape[0], dtype=np.int64)
-    while True:
+    while i <= last:
         ok = np.empty(idx.size, dtype=np.bool_)
         _below(packed, scale, 2.0 ** (i / 4) * a, idx, ok)
         idx = idx[~ok]
         if not idx.size:
             return float(2.0 ** (i / 4))
         i += 1
-
-
-def _grid_up(x: float) -> float:
-    """x rounded up to the grid 2^(i/4) (what a site discloses of its bound); 0 stays 0."""
-    return 0.0 if x <= 0 else float(2.0 ** (math.ceil(4 * math.log2(x)) / 4))
+    raise ValueError("the missing-call sums are not positive semidefinite (no grid point bounds them)")
 
 
 def missing_buckets(n_missing: np.ndarray) -> np.ndarray:
