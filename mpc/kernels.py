@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ring_matmul", "ring_matmul_tn", "ring_matmul_sym", "beaver_combine", "trunc_combine", "fixed_point", "pack_upper", "unpack_upper"]
+__all__ = ["ring_matmul", "ring_matmul_tn", "ring_matmul_sym", "beaver_combine", "trunc_combine", "fixed_point",
+           "pack_upper", "unpack_upper"]
 
 
 @njit(cache=True, nogil=True)

@@ -138,6 +138,9 @@ def test_site_spectral_bound_is_the_grid_point_above_the_largest_eigenvalue(k):
     miss[worst] *= want * 1.01 / lam
     assert site_spectral_bound(miss, ainv, n) == pytest.approx(want * 2 ** 0.25, rel=1e-12)
     assert site_spectral_bound(np.zeros((5, iu.size)), ainv, n) == 0.0
+    rows = np.setdiff1d([1, 7, 42, 199], [worst])  # a group of rows, read in place: as the same rows copied out
+    assert site_spectral_bound(miss, ainv, n, rows=rows) == site_spectral_bound(miss[rows], ainv, n)
+    assert site_spectral_bound(miss, ainv, n, rows=rows) < site_spectral_bound(miss, ainv, n)  # the pushed variant is not in it
     miss[3, 0] = np.nan  # a broken sum is refused, not looped on
     with pytest.raises(ValueError, match="non-finite"):
         site_spectral_bound(miss, ainv, n)
@@ -152,9 +155,22 @@ def test_whitening_a_standardised_design_keeps_the_intercept_column():
     a = np.eye(4)
     a[1:, 1:] = np.corrcoef(c.T)
     x = np.column_stack([np.ones(200), c])
-    w = whiten(x, np.linalg.inv(a))
+    ainv = np.linalg.inv(a)
+    w = whiten(x, ainv)
     assert np.all(w[:, 0] == 1.0)
     np.testing.assert_allclose(w.T @ w / 200, np.eye(4), atol=1e-12)
+    # the local sums of X S are S' (sums of X) S: what site_terms(..., ainv=None) relies on
+    g = rng.binomial(2, 0.3, (30, 200)).astype(np.int8)
+    g[rng.random(g.shape) < 0.05] = -1
+    y = rng.normal(size=200)
+    plain, white = variant_sums(g, SiteDesign(x, y)), variant_sums(g, SiteDesign(w, y))
+    s = np.linalg.lstsq(x, w, rcond=None)[0]  # the S of X S
+    np.testing.assert_allclose(white.xtg, plain.xtg @ s, atol=1e-9)
+    iu, ju = np.triu_indices(4)
+    full = np.zeros((30, 4, 4))
+    full[:, iu, ju] = plain.miss_xx
+    full[:, ju, iu] = plain.miss_xx
+    np.testing.assert_allclose(white.miss_xx, np.einsum("ea,jef,fb->jab", s, full, s)[:, iu, ju], atol=1e-9)
 
 
 @pytest.mark.parametrize("bound", [0.01, 0.2, 0.6])

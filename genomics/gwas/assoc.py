@@ -238,9 +238,9 @@ def _below_kernel(packed, scale, base, idx, out):  # pragma: no cover - compiled
 _below = twin_kernel(_below_kernel)
 
 
-def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int) -> float:
-    """max_j of the largest eigenvalue of D_{j,s} A^-1 over this site's variants, rounded up to the grid
-    2^(i/4) (what the site discloses; plaintext, local).
+def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, rows: np.ndarray | None = None) -> float:
+    """max_j of the largest eigenvalue of D_{j,s} A^-1 over this site's variants ``rows`` (default: all),
+    rounded up to the grid 2^(i/4) (what the site discloses; plaintext, local).
 
     miss_xx (V, k(k+1)/2): the site's sums of x x' over its missing calls (``VariantSums``);
     D_{j,s} = unpack(miss_xx_j) / N. D A^-1 is similar to the symmetric PSD A^-1/2 D A^-1/2, so
@@ -248,33 +248,35 @@ def site_spectral_bound(miss_xx: np.ndarray, ainv: np.ndarray, n_total: int) -> 
     factorisation of k x k decides (no eigenvalues computed). Start from the grid point above the
     largest diagonal ratio D_aa / A_aa (a lower bound: the Rayleigh quotient of e_a) and step up the
     grid, testing again only the variants that failed: the result is the smallest grid point above
-    every variant's largest eigenvalue, i.e. the grid value of the exact maximum.
+    every variant's largest eigenvalue, i.e. the grid value of the exact maximum. The search ends by
+    the grid point above lambda_max(A^-1) trace(D) >= trace(D A^-1) >= lambda_max(D A^-1); sums that
+    no grid point bounds (not PSD, or not finite) are refused. Only the rows' diagonals are gathered:
+    the kernel reads the rows in place.
     """
     packed = np.ascontiguousarray(miss_xx, dtype=np.float64)
     k = ainv.shape[0]
-    if packed.shape[0] == 0 or not np.any(packed):
-        return 0.0
-    if not np.isfinite(packed).all():
-        raise ValueError("the missing-call sums hold a non-finite value")
-    a = np.linalg.inv(np.asarray(ainv, dtype=np.float64))
-    a = (a + a.T) / 2.0
-    scale = 1.0 / float(n_total)
+    idx = np.arange(packed.shape[0], dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     diag = np.cumsum(np.r_[0, np.arange(k, 1, -1)])  # the diagonal's positions in a packed row
-    lower = float((packed[:, diag] * scale / np.diag(a)).max())
-    # an upper bound to stop at: the largest eigenvalue is at most the trace of D A^-1 (D PSD)
-    ainv_packed = pack_upper(2.0 * np.asarray(ainv, dtype=np.float64) - np.diag(np.diag(ainv)))
-    upper = float((packed @ ainv_packed).max()) * scale
-    i = math.ceil(4 * math.log2(lower)) if lower > 0 else -200  # the grid point 2^(i/4) to test first
-    last = math.ceil(4 * math.log2(upper)) + 1 if upper > 0 else i
-    idx = np.arange(packed.shape[0], dtype=np.int64)
+    d = packed[np.ix_(idx, diag)] / float(n_total)  # (rows, k)
+    if not np.isfinite(d).all():
+        raise ValueError("the missing-call sums hold a non-finite value")
+    if not d.size or not np.any(d):
+        return 0.0  # a PSD sum with a zero diagonal is zero
+    ainv = np.asarray(ainv, dtype=np.float64)
+    a = np.linalg.inv(ainv)
+    a = (a + a.T) / 2.0
+    lower = float((d / np.diag(a)).max())
+    upper = float(np.linalg.eigvalsh((ainv + ainv.T) / 2.0)[-1] * d.sum(axis=1).max())
+    i = math.ceil(4 * math.log2(lower))  # the first grid point to test (lower > 0: D has a positive diagonal)
+    last = math.ceil(4 * math.log2(upper)) + 1
     while i <= last:
         ok = np.empty(idx.size, dtype=np.bool_)
-        _below(packed, scale, 2.0 ** (i / 4) * a, idx, ok)
+        _below(packed, 1.0 / float(n_total), 2.0 ** (i / 4) * a, idx, ok)
         idx = idx[~ok]
         if not idx.size:
             return float(2.0 ** (i / 4))
         i += 1
-    raise ValueError("the missing-call sums are not positive semidefinite (no grid point bounds them)")
+    raise ValueError("the missing-call sums are not positive semidefinite or not finite (no grid point bounds them)")
 
 
 def missing_buckets(n_missing: np.ndarray) -> np.ndarray:
@@ -324,7 +326,7 @@ def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int,
     nb = int(buckets.max()) + 1 if buckets.size else 1
     own = np.zeros(nb)
     for b in np.unique(buckets[buckets > 0]):
-        own[b] = site_spectral_bound(miss_xx[buckets == b], ainv, n_total)
+        own[b] = site_spectral_bound(miss_xx, ainv, n_total, rows=np.flatnonzero(buckets == b))
     bounds = ctx.allgather(own, label, kind=DISCLOSED)
     q = np.sum([np.asarray(b, dtype=np.float64) for b in bounds], axis=0)
     plans = [shifted_series(qb, A_ROUNDING_MARGIN, tol) if b > 0 else (0, 0.0) for b, qb in enumerate(q)]
