@@ -30,9 +30,9 @@ def _read_extract(path) -> list[str]:
 
 
 def pca_extra(pca_modifiers=(), pca_extract=None, pca_thin_count=None, pca_bp_space=None, pca_passes=None,
-              out_name=None, pca_mode="shared") -> dict:
+              out_name=None, pca_mode="shared", pca_rtol=None) -> dict:
     """The ``GwasParams.extra`` keys of the PCA flags (``--pca K [approx]``, ``--pca-extract``, thinning,
-    ``--pca-mode``)."""
+    ``--pca-passes``, ``--pca-rtol``, ``--pca-mode``)."""
     extra = {} if pca_mode == "shared" else {"pca_mode": str(pca_mode)}
     for word in pca_modifiers:
         if word == "approx":
@@ -45,6 +45,8 @@ def pca_extra(pca_modifiers=(), pca_extract=None, pca_thin_count=None, pca_bp_sp
         extra["pca_bp_space"] = int(pca_bp_space)
     if pca_passes:
         extra["pca_passes"] = int(pca_passes)
+    if pca_rtol is not None:
+        extra["pca_rtol"] = float(pca_rtol)
     if out_name:
         extra["out_name"] = str(out_name)
     return extra
@@ -203,6 +205,11 @@ def qc_summary(result: dict) -> str:
 @click.option("--pca-passes", type=click.IntRange(min=1), default=None,
               help="Fixed number of Krylov passes instead of the convergence stop (the pass count is then not "
                    "disclosed to the dealer).  [default: stop at the residual tolerance]")
+@click.option("--pca-rtol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+              help="Stop the PCA when every PC's relative residual |Kv - lambda v| / lambda is at most this: each "
+                   "eigenvalue is then within this fraction of the exact one. Larger is faster; the PCs themselves "
+                   "may then mix with noise components of nearly equal eigenvalue (docs/pca_logistic.md, 'When to "
+                   "stop').  [default: 0.002]")
 @click.option("--pca-mode", type=click.Choice(["shared", "pooled"]), default="shared", show_default=True,
               help="shared: the PCA's iterates stay secret-shared. pooled: each site multiplies its own "
                    "genotypes in plaintext and only pooled per-variant products are opened (much faster on large "
@@ -222,7 +229,8 @@ def qc_summary(result: dict) -> str:
               help="Accepted for PLINK compatibility and ignored (each daemon uses its own threads).")
 @click.pass_context
 def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, geno, maf, hwe, glm, mach_r2_filter,
-         covar_standardize, ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, pca_mode, block, block_alias,
+         covar_standardize, ci, pca, pca_extract, pca_thin_count, pca_bp_space, pca_passes, pca_rtol, pca_mode, block,
+         block_alias,
          extract, exclude, chrom, from_bp, to_bp, threads):
     """Secure GWAS over the study's sites; writes PREFIX.PHENO.glm.linear (.glm.logistic.hybrid, .trend), .qc.json,
     .manhattan.png, .qq.png, .run.json (and .eigenval with --pca).
@@ -244,8 +252,8 @@ def gwas(cctx, study_path, key, cert, prefix, pheno_name, covar_names, mind, gen
     args = [a for a in args if not (a in GLM_WORDS or a.startswith("cols="))]
     if args and not pca:
         raise click.UsageError(f"unexpected argument(s) {' '.join(args)}")
-    extra = (pca_extra(args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name, pca_mode)
-             if pca else {})
+    extra = (pca_extra(args, pca_extract, pca_thin_count, pca_bp_space, pca_passes, Path(prefix).name, pca_mode,
+                       pca_rtol) if pca else {})
     params = gwas_params_from_cli(pheno_name, covar_names, mind, geno, maf, hwe, glm, ci, pca, block_alias or block,
                                   extract, exclude, chrom, from_bp, to_bp, extra, pca_thin_count, r2_bounds)
     t0 = time.perf_counter()
