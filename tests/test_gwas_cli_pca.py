@@ -19,3 +19,9 @@ def test_pca_rtol_outside_zero_one_is_refused(value):
     opt = next(p for p in gwas.params if p.name == "pca_rtol")
     with pytest.raises(click.BadParameter):
         opt.type.convert(value, opt, None)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 2.0])
+def test_a_job_with_pca_rtol_outside_zero_one_is_refused(value):
+    with pytest.raises(ValueError, match="--pca-rtol"):
+        PCAParams.from_gwas(GwasParams(pheno_name="y", pca=10, extra={"pca_rtol": value}))

@@ -106,6 +106,8 @@ class PCAParams:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"--pca-mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if not 0.0 < self.rtol < 1.0:
+            raise ValueError(f"--pca-rtol {self.rtol:g}: expected a relative residual between 0 and 1 (default 0.002)")
 
     @classmethod
     def from_gwas(cls, p) -> "PCAParams":
