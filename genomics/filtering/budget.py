@@ -64,11 +64,12 @@ def _physical_memory() -> int:
         return 8 * GB
 
 
-def site_budget(policy: dict) -> int:
-    """This site's budget in bytes: ``[policy] max_job_memory_gb`` or DEFAULT_FRACTION of physical memory."""
-    v = policy.get("max_job_memory_gb")
+def site_budget(policy: dict, default_fraction: float = DEFAULT_FRACTION) -> int:
+    """This site's budget in bytes: ``[policy] max_job_memory_gb`` or ``default_fraction`` of physical memory
+    (a filtering job's default: DEFAULT_FRACTION)."""
+    v = (policy or {}).get("max_job_memory_gb")
     if v is None:
-        return int(DEFAULT_FRACTION * _physical_memory())
+        return int(default_fraction * _physical_memory())
     gb = float(v)
     if not gb > 0:
         raise InputError("policy max_job_memory_gb must be a positive number of gigabytes",

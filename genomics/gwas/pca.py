@@ -32,21 +32,24 @@ from cipherome.protocols.reuse import fix
 from cipherome.protocols.sketch import gaussian, open_gram
 from cipherome.protocols.trunc import truncate
 
+from cipherome.genomics.errors import InputError
+from cipherome.genomics.filtering.budget import GB, site_budget
 from cipherome.genomics.gwas import pca_pooled
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants", "dosage_bits",
            "frequency_bits",
            "standardisation_weights", "open_gram", "pairwise_factors", "write_eigenvec", "DISCLOSURES",
-           "POLICY_KEY", "MODES"]
+           "POLICY_KEY", "MODES", "memory_need", "check_memory", "MEMORY_FRACTION"]
 
 #: site policy key: may this site's own individuals' PC scores be opened to it (default true)
 POLICY_KEY = "pca_own_scores"
 
 #: ledger labels of this stage: kind, what, to whom (docs/pca_logistic.md has the sizes)
 DISCLOSURES = {
-    "pca.site_counts": ("public", "per site: samples in the PCA, scores policy bit, PCA variant count and "
-                                  "a digest of the (public) PCA variant set", "all sites"),
+    "pca.site_counts": ("public", "per site: samples in the PCA, scores policy bit, PCA variant count, "
+                                  "a digest of the (public) PCA variant set, pooled-mode policy bit and "
+                                  "memory budget (policy max_job_memory_gb)", "all sites"),
     "pca.start_gram": ("disclosed", "b x b Gram of the secret Gaussian start (independent of the data)",
                        "all sites"),
     "pca.gram": ("disclosed", "Gram matrix of [Krylov basis, K x newest block] per pass; depends on the "
@@ -63,6 +66,8 @@ MODES = ("shared", "pooled")
 
 
 _D_BITS = 16  # fractional bits of the pairwise scaling d (relative rounding <= 8e-6)
+#: a GWAS job's memory budget without ``[policy] max_job_memory_gb``: this fraction of physical memory
+MEMORY_FRACTION = 0.5
 
 
 class PCAPolicyError(ValueError):
@@ -282,6 +287,32 @@ def _site_input(ctx, mine: np.ndarray | None, ns: list, cols: int, frac: int) ->
     return concat(parts, axis=0)
 
 
+def memory_need(mode: str, m: int, ns: list) -> list:
+    """Bytes of the PCA's largest arrays at each compute party (from public sizes; a lower bound on its peak).
+
+    ``shared``: every party holds one (2M + 1) x n_p matrix of 8-byte ring elements per site p (its own
+    mask, and the other sites' masked matrices: ``owned.mask_owned``), 8 (2M + 1) n bytes in all;
+    ``pooled``: site s holds its calls of the PCA variants (int8) and their standardised float32 copy,
+    5 M n_s bytes.
+    """
+    if mode == "pooled":
+        return [5 * int(m) * int(n_s) for n_s in ns]
+    return [8 * (2 * int(m) + 1) * int(sum(ns))] * len(ns)
+
+
+def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list) -> None:
+    """Refuse (``InputError``, the same at every party) a PCA whose arrays exceed a site's memory budget,
+    before any of them is allocated: a daemon is not to be killed for want of memory."""
+    for party, need, budget in zip(parties, memory_need(mode, m, ns), budgets):
+        if need > budget:
+            other = ", --pca-mode pooled" if mode == "shared" else ""
+            msg = (f"--pca: the PCA's matrices need at least {need / GB:.2f} GB at party {party} ({m} PCA variants, "
+                   f"{sum(ns)} samples, --pca-mode {mode}) but its policy allows {budget / GB:.2f} GB "
+                   f"(max_job_memory_gb; default {MEMORY_FRACTION:g} of the machine's memory); choose fewer PCA "
+                   f"variants (--pca-thin-count, --pca-extract){other}, or raise max_job_memory_gb at {party}")
+            raise InputError(msg, kind=msg)  # public: from the sizes and budgets every site sent
+
+
 def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, params,
                dosage: bool = False) -> PCAResult:
     """Top-K principal components of the study, ``plink2 --pca K [approx]``; see module docstring.
@@ -328,8 +359,9 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
 
     allow = bool(site.policy.get(POLICY_KEY, True))
     pooled = pca_pooled.pooled_allowed(site.policy)
-    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled)], dtype=np.int64),
-                          "pca.site_counts", kind=PUBLIC)
+    budget = site_budget(site.policy, MEMORY_FRACTION) >> 20  # MiB
+    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget],
+                                   dtype=np.int64), "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
     if refuse:
         raise PCAPolicyError(f"the disclosure policy of {', '.join(refuse)} ({POLICY_KEY} = false) forbids "
@@ -344,6 +376,8 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
     if pp.mode == "pooled":
         pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
+    check_memory(list(ctx.parties), pp.mode, M, ns, [int(mt[5]) << 20 for mt in metas])
+    if pp.mode == "pooled":
         g = sv.read(site, idx, mask, dosage=dosage)
         alt, obs, missing = pca_pooled.call_counts(g)
         d_own, e_own = pairwise_factors(missing, M, pp.approx)
