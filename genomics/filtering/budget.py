@@ -32,15 +32,14 @@ budget: large chunks, pipelined, rather than many tiny ones.
 """
 from __future__ import annotations
 
-import os
-
+from cipherome.genomics import job_memory
 from cipherome.genomics.errors import InputError
 
 __all__ = ["BYTES_PER_TEST", "DEFAULT_FRACTION", "EQ_HELD", "PRODUCT_HELD", "LOW_FRACTION", "ROUND_SECONDS", "CHUNK_SECONDS",
            "site_budget", "chunk_items", "held_profile", "in_flight", "pipeline_plan", "plan_rounds", "plan_seconds",
            "GB"]
 
-GB = 1 << 30
+GB = job_memory.GB
 BYTES_PER_TEST = 320
 DEFAULT_FRACTION = 0.125
 #: memory a chunk holds while it waits at each round of the 48-bit fingerprint equality test (the opening of c,
@@ -57,24 +56,9 @@ ROUND_SECONDS = 0.05  # the planner's cost of one round: sites 10-100 ms apart
 CHUNK_SECONDS = 0.025  # the planner's cost of one more chunk (measured 22-25 ms per de novo chunk, in process)
 
 
-def _physical_memory() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * GB
-
-
 def site_budget(policy: dict, default_fraction: float = DEFAULT_FRACTION) -> int:
-    """This site's budget in bytes: ``[policy] max_job_memory_gb`` or ``default_fraction`` of physical memory
-    (a filtering job's default: DEFAULT_FRACTION)."""
-    v = (policy or {}).get("max_job_memory_gb")
-    if v is None:
-        return int(default_fraction * _physical_memory())
-    gb = float(v)
-    if not gb > 0:
-        raise InputError("policy max_job_memory_gb must be a positive number of gigabytes",
-                         kind='its policy max_job_memory_gb is not a positive number')
-    return int(gb * GB)
+    """This site's budget in bytes for a filtering job (``job_memory.site_budget``, default DEFAULT_FRACTION)."""
+    return job_memory.site_budget(policy, default_fraction)
 
 
 def chunk_items(items: int, per_item: int, fixed: int, budget: int, site: str, change: str) -> int:

@@ -32,8 +32,7 @@ from cipherome.protocols.reuse import fix
 from cipherome.protocols.sketch import gaussian, open_gram
 from cipherome.protocols.trunc import truncate
 
-from cipherome.genomics.errors import InputError
-from cipherome.genomics.filtering.budget import GB, site_budget
+from cipherome.genomics.job_memory import refuse_over_budget, site_budget
 from cipherome.genomics.gwas import pca_pooled
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
@@ -302,15 +301,11 @@ def memory_need(mode: str, m: int, ns: list) -> list:
 
 def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list) -> None:
     """Refuse (``InputError``, the same at every party) a PCA whose arrays exceed a site's memory budget,
-    before any of them is allocated: a daemon is not to be killed for want of memory."""
-    for party, need, budget in zip(parties, memory_need(mode, m, ns), budgets):
-        if need > budget:
-            other = ", --pca-mode pooled" if mode == "shared" else ""
-            msg = (f"--pca: the PCA's matrices need at least {need / GB:.2f} GB at party {party} ({m} PCA variants, "
-                   f"{sum(ns)} samples, --pca-mode {mode}) but its policy allows {budget / GB:.2f} GB "
-                   f"(max_job_memory_gb; default {MEMORY_FRACTION:g} of the machine's memory); choose fewer PCA "
-                   f"variants (--pca-thin-count, --pca-extract){other}, or raise max_job_memory_gb at {party}")
-            raise InputError(msg, kind=msg)  # public: from the sizes and budgets every site sent
+    before any of them is allocated (``job_memory.refuse_over_budget``)."""
+    other = ", --pca-mode pooled" if mode == "shared" else ""
+    refuse_over_budget(parties, memory_need(mode, m, ns), budgets,
+                       f"--pca: the PCA's matrices ({m} PCA variants, {sum(ns)} samples, --pca-mode {mode}) need at least",
+                       f"choose fewer PCA variants (--pca-thin-count, --pca-extract){other}", MEMORY_FRACTION)
 
 
 def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, params,
