@@ -43,7 +43,7 @@ def refuse_over_budget(parties: list, needs: list, budgets: list, what: str, cha
     Y GB ...; {change}, or raise max_job_memory_gb at p" (``what`` ends e.g. in "need at least")."""
     for party, need, budget in zip(parties, needs, budgets):
         if need > budget:
-            msg = (f"{what} {need / GB:.2f} GB at party {party} but its policy allows {budget / GB:.2f} "
+            msg = (f"{what} {need / GB:.3g} GB at party {party} but its policy allows {budget / GB:.3g} "
                    f"GB (max_job_memory_gb; default {default_fraction:g} of the machine's memory); {change}, or "
                    f"raise max_job_memory_gb at {party}")
             raise InputError(msg, kind=msg)

@@ -22,8 +22,8 @@ def test_memory_need_counts_the_masked_matrices_or_the_local_copies():
 
 
 def test_check_memory_names_the_site_and_the_remedies():
-    with pytest.raises(InputError, match=r"--pca-mode shared\) need at least 11\.92 GB at party p2 but its policy "
-                                         r"allows 1\.00 GB .*--pca-extract\), --pca-mode pooled, or raise "
+    with pytest.raises(InputError, match=r"--pca-mode shared\) need at least 11\.9 GB at party p2 but its policy "
+                                         r"allows 1 GB .*--pca-extract\), --pca-mode pooled, or raise "
                                          r"max_job_memory_gb at p2"):
         check_memory(["p0", "p1", "p2"], "shared", 80_000, [3334, 3333, 3333], [64 * GB, 64 * GB, GB])
     check_memory(["p0", "p1", "p2"], "pooled", 80_000, [3334, 3333, 3333], [2 * GB] * 3)  # fits: no error
