@@ -302,8 +302,7 @@ def shifted_series(bound: float, margin: float = A_ROUNDING_MARGIN, tol: float =
         return 0, 0.0
     top = min(float(bound) + margin, 0.95)
     c, r = (top - margin) / 2.0, (top + margin) / 2.0
-    rho = r / (1.0 - c)
-    return max(1, math.ceil(math.log(tol * (1.0 - c) * (1.0 - rho)) / math.log(rho)) - 1), c
+    return series_terms(r / (1.0 - c), tol * (1.0 - c)), c  # rho <= 0.905 here: series_terms' cap does not bite
 
 
 def study_series_terms(ctx, miss_xx: np.ndarray, ainv: np.ndarray, n_total: int, n_missing: np.ndarray,

@@ -73,10 +73,11 @@ STAGGER_PARTS = 4
 #: the association's memory per party and tested variant, about ASSOC_BYTES + ASSOC_TERM_BYTES k(k+1)/2
 #: for k design columns: every tested variant is in one protocol run (its rounds do not grow with the
 #: study), so its per-variant arrays (sums, shares, the missing-call masks, the series) are held at once.
-#: Measured peak traced memory of 3 parties and the dealer in process (1,500 samples, 6,000 variants;
-#: linear), divided by 4: 3.1 kB at k = 5, 9.4 kB at k = 13, 20.9 kB at k = 23; the line through the ends
-#: (8.3 kB at k = 13) errs low, so that no job that fits is refused
-ASSOC_BYTES, ASSOC_TERM_BYTES = 2000, 68
+#: Measured peak traced memory of 3 parties and the dealer in process (1,500 samples, 3,000 and 6,000
+#: variants; linear), divided by 4, per tested variant: 3.1 kB at k = 5, 8.2-9.4 kB at k = 13, 20.9-21.8 kB
+#: at k = 23. The estimate stays about 20% below them (2.3, 6.5, 16.7 kB), so that no job that fits is
+#: refused (``tests/test_gwas_memory.py`` checks it against a measured peak)
+ASSOC_BYTES, ASSOC_TERM_BYTES = 1500, 55
 
 
 def association_memory(n_tested: int, k: int) -> int:
@@ -89,7 +90,6 @@ def _statistics(ctx, pooled, terms: np.ndarray, obs_ct: np.ndarray, k: int, glm:
     parts = contiguous_parts(obs_ct.shape[0], STAGGER_PARTS)
     with ctx.lean():  # per-variant arrays: the lean openings (one more round, a third of the bytes) pay
         pms = stagger(ctx, [lambda sl=sl: project_off_covariates(pooled.part(sl), terms[sl]) for sl in parts])
-    del pooled  # the pooled shares are not needed by the statistics' second half
     outs = stagger(ctx, [lambda sl=sl, pm=pm: gwas_stats.finish(ctx, pm, obs_ct[sl], k, glm, n_total)
                          for sl, pm in zip(parts, pms)])
     return {key: np.concatenate([o[key] for o in outs]) for key in outs[0]}
@@ -377,11 +377,9 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             # the sums are of the whitened design: A^-1 is I for them
             terms, shift = study_series_terms(ctx, vs.miss_xx, np.eye(k), n_assoc, n_assoc - obs_ct,
                                               "gwas.missing_bound")
-            # the sites' own float sums are input by pool_terms and not needed after it: dropped before the
-            # statistics, the association's peak (-16% of it at k = 23, measured)
-            box = [st]
-            del st, vs
-            res = _statistics(ctx, pool_terms(ctx, box.pop(), shift), terms, obs_ct, k, glm, n_assoc)
+            pooled = pool_terms(ctx, st, shift)
+            del st, vs  # the sites' own float sums, input now: not held through the statistics (their peak)
+            res = _statistics(ctx, pooled, terms, obs_ct, k, glm, n_assoc)
             out = {name: res.get(name, np.full(len(passed), np.nan)) for name in ("beta", "t_stat", "chisq")}
             const = res["const"]
             log.info("association: %d variants, %.2f series terms on average (at most %d), %.1f s", len(passed),

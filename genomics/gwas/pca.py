@@ -369,10 +369,9 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     b = min(pp.k + pp.oversample, n, M)
     if pp.k < 1 or pp.k >= min(n, M):
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
-    if pp.mode == "pooled":
-        pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
     check_memory(list(ctx.parties), pp.mode, M, ns, [int(mt[5]) << 20 for mt in metas])
     if pp.mode == "pooled":
+        pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
         g = sv.read(site, idx, mask, dosage=dosage)
         alt, obs, missing = pca_pooled.call_counts(g)
         d_own, e_own = pairwise_factors(missing, M, pp.approx)
