@@ -27,8 +27,8 @@ def site_genotypes(size: str, geno: float, maf: float) -> list[np.ndarray]:
     """Each site's (M, n_s) int8 calls of the variants passing --geno/--maf on the pooled counts."""
     n, m = (int(x) for x in size.split("x"))
     gs = [np.concatenate([blk.dosage for blk in iter_bed(t["bfile"])]) for t in gwas_site_tables(n, m)]
-    called = sum((g >= 0).sum(axis=1) for g in gs)
-    alt = sum(np.where(g >= 0, g, 0).sum(axis=1) for g in gs)
+    counts = [pca_pooled.call_counts(g)[:2] for g in gs]  # per site (ALT sum, calls) per variant
+    alt, called = sum(c[0] for c in counts), sum(c[1] for c in counts)
     p = alt / np.maximum(2.0 * called, 1.0)
     keep = (called >= (1.0 - geno) * n) & (np.minimum(p, 1.0 - p) >= maf)
     return [np.ascontiguousarray(g[keep]) for g in gs]
