@@ -40,7 +40,7 @@ def krylov_history(gs: list[np.ndarray], k: int, b: int, passes: int) -> list[di
     pp = PCAParams(k=k, oversample=b - k, passes=passes, mode="pooled")
 
     def site(ctx):
-        g = gs[ctx.index]
+        g = gs[ctx.index].copy()  # pooled_pca_run consumes its calls (pca_operator turns them into G in place)
         alt, obs, missing = pca_pooled.call_counts(g)
         d, e = pairwise_factors(missing, g.shape[0], False)
         return pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d, e, 24)[1].history

@@ -34,6 +34,8 @@ from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.job_memory import refuse_over_budget, site_budget
 from cipherome.genomics.gwas import pca_pooled
+from cipherome.genomics.gwas.pca_operator import bytes_per_call
+from cipherome.genomics.local import vnni
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants", "dosage_bits",
@@ -47,8 +49,9 @@ POLICY_KEY = "pca_own_scores"
 #: ledger labels of this stage: kind, what, to whom (docs/pca_logistic.md has the sizes)
 DISCLOSURES = {
     "pca.site_counts": ("public", "per site: samples in the PCA, scores policy bit, PCA variant count, "
-                                  "a digest of the (public) PCA variant set, pooled-mode policy bit and "
-                                  "memory budget (policy max_job_memory_gb)", "all sites"),
+                                  "a digest of the (public) PCA variant set, pooled-mode policy bit, "
+                                  "memory budget (policy max_job_memory_gb) and whether its CPU has "
+                                  "AVX-512 VNNI (the pooled mode's memory need)", "all sites"),
     "pca.start_gram": ("disclosed", "b x b Gram of the secret Gaussian start (independent of the data)",
                        "all sites"),
     "pca.gram": ("disclosed", "Gram matrix of [Krylov basis, K x newest block] per pass; depends on the "
@@ -286,24 +289,25 @@ def _site_input(ctx, mine: np.ndarray | None, ns: list, cols: int, frac: int) ->
     return concat(parts, axis=0)
 
 
-def memory_need(mode: str, m: int, ns: list) -> list:
+def memory_need(mode: str, m: int, ns: list, int8: list | None = None) -> list:
     """Bytes of the PCA's largest arrays at each compute party (from public sizes; a lower bound on its peak).
 
     ``shared``: every party holds one (2M + 1) x n_p matrix of 8-byte ring elements per site p (its own
     mask, and the other sites' masked matrices: ``owned.mask_owned``), 8 (2M + 1) n bytes in all;
-    ``pooled``: site s holds its calls of the PCA variants (int8) and their standardised float32 copy,
-    5 M n_s bytes.
+    ``pooled``: site s holds its calls of the PCA variants (int8) and ``pca_operator``'s copy, a transposed
+    uint8 one (``int8[s]``: hard calls and a CPU with VNNI) or a float32 one: 2 or 5 M n_s bytes.
     """
     if mode == "pooled":
-        return [5 * int(m) * int(n_s) for n_s in ns]
+        int8 = [False] * len(ns) if int8 is None else int8
+        return [(1 + bytes_per_call(bool(i8))) * int(m) * int(n_s) for n_s, i8 in zip(ns, int8)]
     return [8 * (2 * int(m) + 1) * int(sum(ns))] * len(ns)
 
 
-def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list) -> None:
+def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list, int8: list | None = None) -> None:
     """Refuse (``InputError``, the same at every party) a PCA whose arrays exceed a site's memory budget,
     before any of them is allocated (``job_memory.refuse_over_budget``)."""
     other = ", --pca-mode pooled" if mode == "shared" else ""
-    refuse_over_budget(parties, memory_need(mode, m, ns), budgets,
+    refuse_over_budget(parties, memory_need(mode, m, ns, int8), budgets,
                        f"--pca: the PCA's matrices ({m} PCA variants, {sum(ns)} samples, --pca-mode {mode}) need at least",
                        f"choose fewer PCA variants (--pca-thin-count, --pca-extract){other}", MEMORY_FRACTION)
 
@@ -355,7 +359,8 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     allow = bool(site.policy.get(POLICY_KEY, True))
     pooled = pca_pooled.pooled_allowed(site.policy)
     budget = site_budget(site.policy, MEMORY_FRACTION) >> 20  # MiB
-    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget],
+    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget,
+                                    int(vnni.available())],
                                    dtype=np.int64), "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
     if refuse:
@@ -369,7 +374,8 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     b = min(pp.k + pp.oversample, n, M)
     if pp.k < 1 or pp.k >= min(n, M):
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
-    check_memory(list(ctx.parties), pp.mode, M, ns, [int(mt[5]) << 20 for mt in metas])
+    check_memory(list(ctx.parties), pp.mode, M, ns, [int(mt[5]) << 20 for mt in metas],
+                 [bool(mt[6]) and not dosage for mt in metas])
     if pp.mode == "pooled":
         pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
         g = sv.read(site, idx, mask, dosage=dosage)

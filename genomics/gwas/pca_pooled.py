@@ -1,4 +1,4 @@
-"""PCA with pooled products (``--pca K --pca-mode pooled``): plink2 --pca's matrix at BLAS speed, by consent.
+"""PCA with pooled products (``--pca K --pca-mode pooled``): plink2 --pca's matrix at plaintext speed, by consent.
 
 The same top-K eigenpairs as ``genomics.gwas.pca`` (PLINK 2's variance-standardised
 relationship matrix K = (D Z Z' D + M diag(e)) / M of the chosen variants, pairwise
@@ -24,8 +24,9 @@ the sites row by row in plaintext (``LocalRows``) instead of as shares:
    never sent.
 Rounds: 3 + 2 P for P passes. Bytes per party per pass: the opened U, (S - 1) M b
 elements of ceil(bits/8) bytes (5 bytes at 24 fractional bits) to each other site, and
-the Gram. Local work per pass: two single-precision products of the site's n_s x M
-standardised matrix with b columns (about 4 n_s M b flops), at BLAS speed.
+the Gram. Local work per pass: two products of the site's n_s x M standardised matrix with b
+columns (about 4 n_s M b multiply-adds; ``pca_operator``: exact int8 products of the hard calls by
+AVX-512 VNNI where the CPU has it, float32 SGEMM otherwise).
 
 What this discloses beyond the shared mode, and why a site may accept it, is in
 docs/threat_model.md ("PCA with pooled products"): U is a pooled per-variant aggregate
@@ -43,8 +44,10 @@ from numba import njit
 from cipherome.genomics.errors import InputError
 from cipherome.protocols.krylov import LocalRows, block_krylov, open_sum, orthonormal_start
 
+from .pca_operator import StandardisedCalls
+
 __all__ = ["POOLED_POLICY_KEY", "DISCLOSURES", "pooled_allowed", "check_pooled_policy", "call_counts",
-           "standardised_rows", "pooled_pca_run"]
+           "pooled_pca_run"]
 
 #: site policy key: may the pooled products of the PCA (and its pooled allele counts) be opened (default false)
 POOLED_POLICY_KEY = "pca_pooled_products"
@@ -59,7 +62,6 @@ DISCLOSURES = {
 }
 
 _COUNT_FRAC = 14  # PLINK 2's dosage grid: pooled dosage sums are opened at 2^-14
-_CHUNK = 8192  # variants per block of the one-time standardisation
 _D_MAX = 16.0  # largest pairwise factor d = M / (M - missing) the opened products' width allows
 
 
@@ -108,37 +110,6 @@ def call_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return alt.astype(np.float64), obs.astype(np.float64), miss
 
 
-@njit(cache=True, nogil=True)
-def _standardise_calls(g, lut, out):  # pragma: no cover - compiled
-    m, n = g.shape
-    for j in range(m):
-        for i in range(n):
-            out[j, i] = lut[j, g[j, i] + 1]
-
-
-def standardised_rows(g: np.ndarray, p: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """(M, n_s) float32 Z': z = (g - 2p) / sqrt(2p(1-p)) for a call, 0 for a missing call or a dropped variant.
-
-    ``g`` (M, n_s) int8 hard calls (-1 missing) or float dosages (NaN missing); ``p`` (M,) the pooled
-    ALT frequencies; ``keep`` (M,) the variants with weight (the others are rows of zeros).
-    """
-    m = g.shape[0]
-    a = np.zeros(m)
-    pk = p[keep]
-    a[keep] = 1.0 / np.sqrt(2.0 * pk * (1.0 - pk))
-    out = np.empty(g.shape, dtype=np.float32)
-    for lo in range(0, m, _CHUNK):
-        hi = min(m, lo + _CHUNK)
-        aa, pp = a[lo:hi, None], p[lo:hi, None]
-        if g.dtype.kind == "f":
-            blk = g[lo:hi]
-            out[lo:hi] = np.where(np.isnan(blk), 0.0, (blk - 2.0 * pp) * aa)
-        else:
-            lut = np.hstack([np.zeros_like(aa), (np.arange(3.0)[None, :] - 2.0 * pp) * aa]).astype(np.float32)
-            _standardise_calls(np.ascontiguousarray(g[lo:hi], dtype=np.int8), lut, out[lo:hi])
-    return out
-
-
 def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: int) -> int:
     """Ring bits of the opened U = Z'DV: |U_jk| <= ||z_j|| max(d) for unit-norm columns of V, and
     ||z_j||^2 <= n max_i z_ij^2 with max |z| = max(2p, 2 - 2p) / sqrt(2p(1-p)) (public p)."""
@@ -153,7 +124,7 @@ def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: i
 def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, d_own: np.ndarray,
                    e_own: np.ndarray, frac: int) -> tuple:
     """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
-    (int8 or float dosages), ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the
+    (int8 or float dosages; consumed: ``pca_operator`` may turn int8 calls into its matrix in place), ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the
     sites' sample counts, ``b`` the Krylov block size; returns (scores_own (n_s, K), KrylovResult).
 
     ``d_own``, ``e_own`` (n_s,): this site's pairwise factors (``pairwise_factors``); ``frac``: the
@@ -175,7 +146,7 @@ def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, 
         p = np.where(obs_all > 0, alt_all / (2.0 * np.maximum(obs_all, 1.0)), 0.0)
     maf = np.minimum(p, 1.0 - p)
     keep = (maf > 0) & (maf >= pp.min_maf) & (obs_all > 0)
-    zt = standardised_rows(g, p, keep)  # (M, n_s) float32
+    zt = StandardisedCalls(g, p, keep)  # Z' (M, n_s); with VNNI it takes over g's memory as its calls
     del g
 
     # 3. Gaussian start, each site its own rows -------------------------------------------------------
@@ -186,19 +157,13 @@ def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, 
 
     # 4. the operator ----------------------------------------------------------------------------------
     ubits = _product_bits(n, p, keep, _D_MAX, frac)
-    d32 = d_own.astype(np.float32)
     me = float(M)
 
     def apply(v: np.ndarray, t_bits: int) -> np.ndarray:
-        """(M K V)_s / 2^t for this site's rows v (n_s, b).
-
-        Both products read the stored (M, n_s) C-ordered Z' as it is: single-threaded OpenBLAS
-        at M = 80,150, n_s = 3,334, b = 20 takes 0.31 s for Z'Y = zt @ y and 0.20 s for Z U
-        written as (U' zt)', against 0.44 s for zt.T @ U (measured; the transposed large
-        operand is the slow case)."""
-        local = zt @ (d32[:, None] * v.astype(np.float32))  # Z_s' D_s V_s, (M, b)
-        uu = open_sum(ctx, local, "pca.pooled_products", frac, ubits)
-        kv = d_own[:, None] * (uu.T.astype(np.float32) @ zt).T  # D_s Z_s U, (n_s, b)
+        """(M K V)_s / 2^t for this site's rows v (n_s, b): Z_s' D_s V_s pooled, then D_s Z_s U
+        (``pca_operator.StandardisedCalls``: exact integer products of the calls with VNNI, else SGEMM)."""
+        uu = open_sum(ctx, zt.left(d_own[:, None] * v), "pca.pooled_products", frac, ubits)
+        kv = d_own[:, None] * zt.right(uu)
         if not pp.approx:
             kv += me * e_own[:, None] * v
         return kv / 2.0 ** t_bits

@@ -1,0 +1,78 @@
+"""The pooled PCA's local products: exact int8 products by AVX-512 VNNI, and the standardised operator on them.
+
+Both paths of ``StandardisedCalls`` (int8 with VNNI, float32 BLAS) are compared with the float64
+product of plink2's standardised matrix written out densely, on shapes that leave partial tiles,
+quads and column groups, with missing calls and dropped variants.
+"""
+import numpy as np
+import pytest
+
+from cipherome.genomics.gwas.pca_operator import StandardisedCalls, quantise, standardised_rows
+from cipherome.genomics.local import vnni
+
+needs_vnni = pytest.mark.skipif(not vnni.available(), reason="CPU without AVX-512 VNNI")
+
+
+@needs_vnni
+@pytest.mark.parametrize("rows,k,c", [(1, 1, 1), (7, 5, 3), (13, 9, 70), (6, 4, 64), (25, 4 * vnni.CHUNK_QUADS + 7, 60),
+                                      (100, 16, 129)])
+def test_matmul_u8s8_is_exact(rows, k, c):
+    rng = np.random.default_rng(rows * 1000 + k)
+    a = rng.integers(0, 256, (rows, k), dtype=np.uint8)
+    b = rng.integers(-128, 128, (k, c), dtype=np.int8)
+    assert np.array_equal(vnni.matmul_u8s8(a, b), a.astype(np.int64) @ b.astype(np.int64))
+
+
+def test_matmul_u8s8_refuses_wrong_types():
+    with pytest.raises(ValueError, match="matmul_u8s8"):
+        vnni.matmul_u8s8(np.zeros((3, 4), np.int8), np.zeros((4, 2), np.int8))
+    with pytest.raises(ValueError, match="matmul_u8s8"):
+        vnni.matmul_u8s8(np.zeros((3, 4), np.uint8), np.zeros((5, 2), np.int8))
+
+
+def test_available_honours_the_switch(monkeypatch):
+    monkeypatch.setenv(vnni.DISABLE_ENV, "1")
+    assert not vnni.available()
+
+
+def test_quantise_keeps_24_bits_per_column():
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((500, 4)) * np.array([1.0, 1e-6, 1e6, 0.0])
+    digits, scale = quantise(y)
+    assert digits.dtype == np.int8 and digits.shape == (500, 12) and scale[3] == 0.0
+    d = digits.astype(np.int64)
+    back = (d[:, :4] + 256 * d[:, 4:8] + 65536 * d[:, 8:]) * scale
+    assert np.all(np.abs(back - y) <= 0.5 * scale + 1e-300)
+    assert np.all(np.abs(back - y).max(axis=0)[:3] / np.abs(y).max(axis=0)[:3] < 2.0 ** -23)
+
+
+def _study(m, n, seed, missing=0.05):
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 3, (m, n)).astype(np.int8)
+    g[rng.random((m, n)) < missing] = -1
+    p = np.clip(rng.random(m), 0.01, 0.99)
+    keep = rng.random(m) > 0.1
+    s = np.where(keep, 1.0 / np.sqrt(2.0 * p * (1.0 - p)), 0.0)
+    dense = np.where(g >= 0, (g - 2.0 * p[:, None]) * s[:, None], 0.0)
+    return g, p, keep, dense, rng
+
+
+@pytest.mark.parametrize("int8", [pytest.param(True, marks=needs_vnni), False])
+@pytest.mark.parametrize("m,n,b", [(37, 23, 5), (500, 301, 20), (1201, 999, 21), (64, 70, 30)])
+def test_standardised_products_match_the_dense_matrix(int8, m, n, b):
+    g, p, keep, dense, rng = _study(m, n, m + n)
+    op = StandardisedCalls(g.copy(), p, keep, int8_products=int8)
+    assert op.int8 == int8
+    y, u = rng.standard_normal((n, b)), rng.standard_normal((m, b))
+    for got, ref in [(op.left(y), dense @ y), (op.right(u), dense.T @ u)]:
+        assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_dosages_use_the_float_path():
+    g, p, keep, dense, rng = _study(40, 30, 7)
+    dos = np.where(g >= 0, g.astype(np.float64), np.nan)
+    op = StandardisedCalls(dos, p, keep, int8_products=True)
+    assert not op.int8
+    y = rng.standard_normal((30, 4))
+    assert np.abs(op.left(y) - dense @ y).max() <= 1e-5 * np.abs(dense @ y).max()
+    assert np.allclose(standardised_rows(dos, p, keep), dense, atol=1e-6)
