@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from cipherome.genomics.local import vnni
-from cipherome.genomics.local.threads import pick
+from cipherome.genomics.local.threads import twin_kernel
 
 __all__ = ["StandardisedCalls", "standardised_rows", "quantise", "bytes_per_call"]
 
@@ -101,8 +101,8 @@ def _right_kernel(acc, scale, musum, ptr, idx, mu, u, out):  # pragma: no cover 
                 out[i, c] += mu[j] * u[j, c]
 
 
-_left_combine = pick(njit(nogil=True, parallel=True)(_left_kernel), njit(nogil=True)(_left_kernel))
-_right_combine = pick(njit(nogil=True, parallel=True)(_right_kernel), njit(nogil=True)(_right_kernel))
+_left_combine = twin_kernel(_left_kernel)
+_right_combine = twin_kernel(_right_kernel)
 
 
 @njit(cache=True, nogil=True)

@@ -28,7 +28,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .threads import pick
+from .threads import twin_kernel
 
 __all__ = ["available", "packed_shape", "pack_columns", "matmul_into", "matmul_u8s8", "CHUNK_QUADS", "DISABLE_ENV"]
 
@@ -189,8 +189,8 @@ def _tail_kernel(a, b, t0, out):  # pragma: no cover - compiled
                     out[r, c] += v * np.int64(b[t, c])
 
 
-_products = pick(njit(nogil=True, parallel=True)(_product_kernel), njit(nogil=True)(_product_kernel))
-_tail = pick(njit(nogil=True, parallel=True)(_tail_kernel), njit(nogil=True)(_tail_kernel))
+_products = twin_kernel(_product_kernel)
+_tail = twin_kernel(_tail_kernel)
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> None:
