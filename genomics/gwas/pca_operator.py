@@ -89,16 +89,25 @@ def _left_kernel(acc, scale, s, mu, colsum, ptr, idx, y, out):  # pragma: no cov
                     out[j, c] += mu[j] * y[i, c]
 
 
-def _right_kernel(acc, scale, musum, ptr, idx, mu, u, out):  # pragma: no cover - compiled
-    """out[i] = (G'(s o U))_i - sum_j mu_j u_j + sum_(j: i missing at j) mu_j u_j (by-sample CSR)."""
+def _right_kernel(acc, scale, musum, out):  # pragma: no cover - compiled
+    """out[i] = (G'(s o U))_i - sum_j mu_j u_j, G'(s o U) from the digit products ``acc``."""
     b = scale.size
     for i in prange(acc.shape[0]):
         for c in range(b):
             out[i, c] = (acc[i, c] + 256 * acc[i, b + c] + 65536 * acc[i, 2 * b + c]) * scale[c] - musum[c]
-        for p in range(ptr[i], ptr[i + 1]):
-            j = idx[p]
-            for c in range(b):
-                out[i, c] += mu[j] * u[j, c]
+
+
+@njit(cache=True, nogil=True)
+def _right_missing(ptr, idx, mu, u, out):  # pragma: no cover - compiled
+    """out[i] += sum_(j: i missing at j) mu_j u_j: per variant its row of U read once and added to the
+    rows of its missing samples (out, n_s x b, stays in cache; a gather by sample from U, which does
+    not, took 0.040 s against 0.015 s at 96,000 x 3,334 x 20 with 1% missing)."""
+    for j in range(ptr.size - 1):
+        if mu[j] != 0.0:
+            for p in range(ptr[j], ptr[j + 1]):
+                i = idx[p]
+                for c in range(u.shape[1]):
+                    out[i, c] += mu[j] * u[j, c]
 
 
 _left_combine = twin_kernel(_left_kernel)
@@ -174,21 +183,6 @@ def _weights(p: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return s
 
 
-@njit(cache=True, nogil=True)
-def _by_sample(ptr, idx, n, sptr, sidx):  # pragma: no cover - compiled
-    """The missing calls' CSR by sample (sptr (n + 1,), sidx: variants) from the CSR by variant."""
-    for p in range(idx.size):
-        sptr[idx[p] + 1] += 1
-    for i in range(n):
-        sptr[i + 1] += sptr[i]
-    fill = sptr[:-1].copy()
-    for j in range(ptr.size - 1):
-        for p in range(ptr[j], ptr[j + 1]):
-            i = idx[p]
-            sidx[fill[i]] = j
-            fill[i] += 1
-
-
 class StandardisedCalls:
     """Z' of one site (module docstring), built once; ``left(y)`` = Z' Y, ``right(u)`` = Z U.
 
@@ -218,9 +212,6 @@ class StandardisedCalls:
         self.gt = np.empty((n, m), dtype=np.uint8)
         _split_calls(g, self.gt, self.miss_ptr, self.miss_idx)
         self.g = g.view(np.uint8)
-        self.sample_ptr = np.zeros(n + 1, dtype=np.int64)
-        self.sample_idx = np.empty(self.miss_idx.size, dtype=np.int32)
-        _by_sample(self.miss_ptr, self.miss_idx, n, self.sample_ptr, self.sample_idx)
         self._buffers: dict = {}
 
     def _buf(self, side: str, k: int, rows: int, b: int) -> tuple:
@@ -253,5 +244,6 @@ class StandardisedCalls:
         dig, bp, acc, out = self._buf("right", m, n, u.shape[1])
         digits, scale = quantise(u, self.s, out=dig)
         vnni.matmul_into(self.gt, digits, bp, acc)
-        _right_combine(acc, scale, self.mu @ u, self.sample_ptr, self.sample_idx, self.mu, u, out)
+        _right_combine(acc, scale, self.mu @ u, out)
+        _right_missing(self.miss_ptr, self.miss_idx, self.mu, u, out)
         return out
