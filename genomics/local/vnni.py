@@ -5,7 +5,7 @@ P[r, c] = sum_t A[r, t] B[t, c]. One instruction, ``vpdpbusd``, adds to each of 
 the four products of 4 consecutive uint8 with 4 int8: with B packed so that one 64-byte vector
 holds B[4q:4q+4, c] for 16 columns c, and A[r, 4q:4q+4] broadcast as one 32-bit word, a tile of
 ``_ROWS`` rows x 64 columns is 24 accumulators in registers, and A is read once, 4 bytes per
-row and quad, for all 64 columns (``_tile``, generated as LLVM IR: numba's loop vectoriser does
+row and quad, for all 64 columns (``_make_tile``, generated as LLVM IR: numba's loop vectoriser does
 not emit ``vpdpbusd`` from a plain loop, measured: 49 Gop/s against 420 here).
 
 Why: the pooled PCA multiplies each site's standardised hard calls, 3 values per variant, with
@@ -14,8 +14,8 @@ b = 20 Krylov columns twice per pass (``genomics.gwas.pca_operator``). As float3
 the calls {0, 1, 2} with the columns quantised to 24 bits (three int8 digits: 60 columns) it is
 0.08 s, exact in the integers.
 
-Range: |P| <= 255 * 128 * K must fit int32, so K < 65,793 per call; longer contractions are cut
-into chunks of ``CHUNK_QUADS`` quads whose partial sums are added in int64 (``matmul_u8s8``).
+Range: |P| <= 255 * 128 * K must fit the tile's int32, so K < 65,793; contractions are cut into
+chunks of ``CHUNK_QUADS`` quads whose partial sums are added in int64 (``matmul_into``).
 Only for hosts with AVX-512 VNNI (``available``); elsewhere callers use float32 BLAS.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ __all__ = ["available", "packed_shape", "pack_columns", "matmul_into", "matmul_u
 
 #: rows of A per register tile (6 x 4 accumulators + 4 B vectors + 1 broadcast fit 32 zmm registers)
 _ROWS = 6
-#: quads (4 contraction steps) per chunk: 255 * 128 * 4 * 16,384 < 2^31, and B's chunk (1 MB) stays in L2
+#: quads (4 contraction steps) per chunk: 255 * 128 * 16,384 steps < 2^31 (int32 tile sums), and B's chunk (1 MB) stays in L2
 CHUNK_QUADS = 16384 // 4
 #: set to 1 to make ``available()`` false (tests of the BLAS path on a VNNI host)
 DISABLE_ENV = "CIPHEROME_NO_VNNI"
