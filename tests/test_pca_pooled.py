@@ -109,3 +109,18 @@ def test_call_counts_match_numpy():
         np.testing.assert_allclose(alt, np.where(called, x, 0).sum(axis=1))
         np.testing.assert_array_equal(obs, called.sum(axis=1))
         np.testing.assert_array_equal(miss, (~called).sum(axis=0))
+
+
+def test_float32_products_give_the_same_pcs(pooled_run, monkeypatch):
+    """Where a site's CPU lacks AVX-512 VNNI (forced here) the products run as float32 SGEMMs: same PCs."""
+    from cipherome.genomics.local import vnni
+
+    d, run = pooled_run
+    monkeypatch.setenv(vnni.DISABLE_ENV, "1")
+    assert not vnni.available()
+    flt = _run(d, PCAParams(k=K, min_maf=0.01, mode="pooled"))
+    vec, val = _plink(d, "")
+    cos = subspace_cosines(_pooled(d.study, flt.results), vec)
+    assert cos.min() >= 0.999, cos
+    np.testing.assert_allclose(flt.results[0].eigenvalues, val, rtol=0.005)
+    assert flt.results[0].history[-1]["rel_residual"] <= 2e-3
