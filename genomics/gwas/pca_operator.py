@@ -35,19 +35,19 @@ def bytes_per_call(int8_products: bool) -> int:
     return 1 if int8_products else 4
 
 
-def quantise(y: np.ndarray, w: np.ndarray | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantise(y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(digits (K, 3b) int8, scale (b,)): w o y ~ scale * (65536 hi + 256 mid + lo), columns [lo | mid | hi].
 
     ``w`` (K,): row weights (default 1). Each column is scaled so that its largest |entry| is
     ``_DIGIT_MAX`` (24 bits), rounded to integers and split into balanced base-256 digits in
-    [-128, 127]. Zero columns get scale 0. ``out``: a (K, 3b) int8 buffer to reuse.
+    [-128, 127]. Zero columns get scale 0.
     """
     y = np.ascontiguousarray(y, dtype=np.float64)
     w = np.ones(y.shape[0]) if w is None else np.ascontiguousarray(w, dtype=np.float64)
     top = np.zeros(y.shape[1])
     _col_max(y, w, top)
     scale = np.where(top > 0, top / _DIGIT_MAX, 0.0)
-    digits = np.empty((y.shape[0], 3 * y.shape[1]), dtype=np.int8) if out is None else out
+    digits = np.empty((y.shape[0], 3 * y.shape[1]), dtype=np.int8)
     _digits(y, w, np.where(scale > 0, 1.0 / np.where(scale > 0, scale, 1.0), 0.0), digits)
     return digits, scale
 
@@ -187,11 +187,7 @@ class StandardisedCalls:
     """Z' of one site (module docstring), built once; ``left(y)`` = Z' Y, ``right(u)`` = Z U.
 
     ``g`` (M, n_s): int8 hard calls (-1 missing; with VNNI they are turned into G in place, so the
-    caller must not use them afterwards) or float dosages (NaN missing). With VNNI, each product's
-    buffers (digits, packed digits, int64 sums and the float64 result) are kept for the next call
-    with the same number of columns, and the result returned is that buffer: valid until the next
-    call of the same product (fresh 15-50 MB arrays per call cost page faults: in the job, 3 sites
-    on 2 cores, Z' Y took 0.30 s per call with fresh arrays against 0.17 s with kept buffers).
+    caller must not use them afterwards) or float dosages (NaN missing).
     ``int8_products``: None (default) uses the int8 path where ``vnni.available()``; False forces
     float32; True asks for int8, which still needs a VNNI host.
     """
@@ -214,26 +210,15 @@ class StandardisedCalls:
         self.gt = np.empty((n, m), dtype=np.uint8)
         _split_calls(g, self.gt, self.miss_ptr, self.miss_idx)
         self.g = g.view(np.uint8)
-        self._buffers: dict = {}
-
-    def _buf(self, side: str, k: int, rows: int, b: int) -> tuple:
-        """(digits (k, 3b), packed digits, int64 sums (rows, 64 groups), result (rows, b)) of one product."""
-        key = (side, b)
-        if key not in self._buffers:
-            shape = vnni.packed_shape(k, 3 * b)
-            self._buffers[key] = (np.empty((k, 3 * b), dtype=np.int8), np.empty(shape, dtype=np.int8),
-                                  np.empty((rows, shape[0] * 64), dtype=np.int64), np.empty((rows, b)))
-        return self._buffers[key]
 
     def left(self, y: np.ndarray) -> np.ndarray:
         """Z' Y (M x b) for Y (n_s x b), float64."""
         if not self.int8:
             return (self.zt @ np.asarray(y, dtype=np.float32)).astype(np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
-        m, n = self.shape
-        dig, bp, acc, out = self._buf("left", n, m, y.shape[1])
-        digits, scale = quantise(y, out=dig)
-        vnni.matmul_into(self.g, digits, bp, acc)
+        digits, scale = quantise(y)
+        acc = vnni.matmul_u8s8(self.g, digits)
+        out = np.empty((self.shape[0], y.shape[1]))
         _left_combine(acc, scale, self.s, self.mu, y.sum(axis=0), self.miss_ptr, self.miss_idx, y, out)
         return out
 
@@ -242,10 +227,9 @@ class StandardisedCalls:
         if not self.int8:
             return (np.asarray(u, dtype=np.float32).T @ self.zt).T.astype(np.float64)
         u = np.ascontiguousarray(u, dtype=np.float64)
-        m, n = self.shape
-        dig, bp, acc, out = self._buf("right", m, n, u.shape[1])
-        digits, scale = quantise(u, self.s, out=dig)
-        vnni.matmul_into(self.gt, digits, bp, acc)
+        digits, scale = quantise(u, self.s)
+        acc = vnni.matmul_u8s8(self.gt, digits)
+        out = np.empty((self.shape[1], u.shape[1]))
         _right_combine(acc, scale, self.mu @ u, out)
         _right_missing(self.miss_ptr, self.miss_idx, self.mu, u, out)
         return out

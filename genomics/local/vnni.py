@@ -15,7 +15,7 @@ the calls {0, 1, 2} with the columns quantised to 24 bits (three int8 digits: 60
 0.08 s, exact in the integers.
 
 Range: |P| <= 255 * 128 * K must fit the tile's int32, so K < 65,793; contractions are cut into
-chunks of ``CHUNK_QUADS`` quads whose partial sums are added in int64 (``matmul_into``).
+chunks of ``CHUNK_QUADS`` quads whose partial sums are added in int64 (``matmul_u8s8``).
 Only for hosts with AVX-512 VNNI (``available``); elsewhere callers use float32 BLAS.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from numba.extending import intrinsic
 
 from .threads import twin_kernel
 
-__all__ = ["available", "packed_shape", "pack_columns", "matmul_into", "matmul_u8s8", "CHUNK_QUADS", "DISABLE_ENV"]
+__all__ = ["available", "packed_shape", "pack_columns", "matmul_u8s8", "CHUNK_QUADS", "DISABLE_ENV"]
 
 #: rows of A per register tile (6 x 4 accumulators + 4 B vectors + 1 broadcast fit 32 zmm registers)
 _ROWS = 6
@@ -141,14 +141,11 @@ def _pack(b, bp):  # pragma: no cover - compiled
                     bp[g, q, cc, r] = b[4 * q + r, col] if col < c else 0
 
 
-def pack_columns(b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def pack_columns(b: np.ndarray) -> np.ndarray:
     """B (K x C int8) in ``packed_shape``: per group of 64 columns and quad q, the 64-byte vectors the
     tile reads (B[4q:4q+4, c] for 16 columns each; columns past C are 0). The last K mod 4 rows are
-    not packed (``matmul_into`` adds them separately). ``out``: a buffer of that shape to reuse."""
-    shape = packed_shape(*b.shape)
-    bp = np.empty(shape, dtype=np.int8) if out is None else out
-    if bp.shape != shape or bp.dtype != np.int8:
-        raise ValueError(f"pack_columns: buffer {bp.dtype}{bp.shape}, expected int8{shape}")
+    not packed (``matmul_u8s8`` adds them separately)."""
+    bp = np.empty(packed_shape(*b.shape), dtype=np.int8)
     _pack(np.ascontiguousarray(b, dtype=np.int8), bp)
     return bp
 
@@ -193,26 +190,19 @@ _products = twin_kernel(_product_kernel)
 _tail = twin_kernel(_tail_kernel)
 
 
-def _check(a: np.ndarray, b: np.ndarray) -> None:
-    if a.dtype != np.uint8 or b.dtype != np.int8 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"matmul_u8s8: A {a.dtype}{a.shape} and B {b.dtype}{b.shape}")
-
-
-def matmul_into(a: np.ndarray, b: np.ndarray, bp: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """A B exactly into ``out`` (rows x 64 groups, int64; columns past C are 0), for A (rows x K) uint8
-    in C order and B (K x C) int8; ``bp`` a ``packed_shape(K, C)`` int8 buffer. Reusing both buffers
-    across calls spares a new allocation's page faults (15-50 MB per product at 10^5 variants).
+def matmul_u8s8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A B exactly, int64 (rows x C), for A (rows x K) uint8 and B (K x C) int8 (a view of a
+    rows x 64-column-group array).
 
     The contraction runs in chunks of ``CHUNK_QUADS`` quads (int32 in the tile, int64 across
     chunks); the last K mod 4 steps in a scalar loop. Needs ``available()``.
     """
-    _check(a, b)
-    if not a.flags.c_contiguous:
-        raise ValueError("matmul_u8s8: A must be C-contiguous")
+    if a.dtype != np.uint8 or b.dtype != np.int8 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul_u8s8: A {a.dtype}{a.shape} and B {b.dtype}{b.shape}")
+    a = np.ascontiguousarray(a)
     rows, k = a.shape
-    pack_columns(b, bp)
-    if out.shape != (rows, bp.shape[0] * 64) or out.dtype != np.int64:
-        raise ValueError(f"matmul_u8s8: output buffer {out.dtype}{out.shape}")
+    bp = pack_columns(b)
+    out = np.empty((rows, bp.shape[0] * 64), dtype=np.int64)
     nq = k // 4
     if nq == 0:
         out[:] = 0
@@ -220,13 +210,4 @@ def matmul_into(a: np.ndarray, b: np.ndarray, bp: np.ndarray, out: np.ndarray) -
         _products(a, bp, q0, min(nq, q0 + CHUNK_QUADS), q0 == 0, out)
     if k % 4:
         _tail(a, b, nq * 4, out)
-    return out
-
-
-def matmul_u8s8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A B exactly, as a new int64 (rows x C) array (``matmul_into`` with fresh buffers)."""
-    _check(a, b)
-    a = np.ascontiguousarray(a)
-    bp = np.empty(packed_shape(*b.shape), dtype=np.int8)
-    out = np.empty((a.shape[0], bp.shape[0] * 64), dtype=np.int64)
-    return matmul_into(a, b, bp, out)[:, :b.shape[1]]
+    return out[:, :b.shape[1]]
