@@ -50,8 +50,8 @@ POLICY_KEY = "pca_own_scores"
 DISCLOSURES = {
     "pca.site_counts": ("public", "per site: samples in the PCA, scores policy bit, PCA variant count, "
                                   "a digest of the (public) PCA variant set, pooled-mode policy bit, "
-                                  "memory budget (policy max_job_memory_gb) and whether its CPU has "
-                                  "AVX-512 VNNI (the pooled mode's memory need)", "all sites"),
+                                  "memory budget (policy max_job_memory_gb) and whether its pooled-mode "
+                                  "products run in int8 (AVX-512 VNNI and hard calls: the memory need)", "all sites"),
     "pca.start_gram": ("disclosed", "b x b Gram of the secret Gaussian start (independent of the data)",
                        "all sites"),
     "pca.gram": ("disclosed", "Gram matrix of [Krylov basis, K x newest block] per pass; depends on the "
@@ -359,8 +359,9 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     allow = bool(site.policy.get(POLICY_KEY, True))
     pooled = pca_pooled.pooled_allowed(site.policy)
     budget = site_budget(site.policy, MEMORY_FRACTION) >> 20  # MiB
-    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget,
-                                    int(vnni.available())],
+    # the pooled operator runs in int8 where the CPU has VNNI and the site reads hard calls (sv.read)
+    int8 = vnni.available() and not (dosage and site.read_dosage is not None)
+    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget, int(int8)],
                                    dtype=np.int64), "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
     if refuse:
@@ -375,7 +376,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     if pp.k < 1 or pp.k >= min(n, M):
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
     check_memory(list(ctx.parties), pp.mode, M, ns, [int(mt[5]) << 20 for mt in metas],
-                 [bool(mt[6]) and not dosage for mt in metas])
+                 [bool(mt[6]) for mt in metas])
     if pp.mode == "pooled":
         pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
         g = sv.read(site, idx, mask, dosage=dosage)
