@@ -142,8 +142,8 @@ def orthonormal_start(rows, x, label: str):
 
 @dataclass
 class KrylovResult:
-    """basis (n, qb) secret; eigenvalues (k + 1,) the top of the
-    Rayleigh-Ritz matrix's, descending; coef (qb, k + 1) their Ritz coefficients (basis @ coef = Ritz vectors);
+    """basis (n, qb) secret; eigenvalues (min(k + 1, qb),) the top of the Rayleigh-Ritz matrix's,
+    descending; coef (qb, min(k + 1, qb)) their Ritz coefficients (basis @ coef = Ritz vectors);
     passes: operator applications; bound: the residual bound of the top-k subspace at the end."""
 
     basis: Shared

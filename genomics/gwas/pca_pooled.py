@@ -124,8 +124,9 @@ def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: i
 def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, d_own: np.ndarray,
                    e_own: np.ndarray, frac: int) -> tuple:
     """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
-    (int8 or float dosages; consumed: ``pca_operator`` may turn int8 calls into its matrix in place), ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the
-    sites' sample counts, ``b`` the Krylov block size; returns (scores_own (n_s, K), KrylovResult).
+    (int8 or float dosages; consumed: ``pca_operator`` may turn int8 calls into its matrix in place),
+    ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the sites' sample counts,
+    ``b`` the Krylov block size; returns (scores_own (n_s, K), KrylovResult).
 
     ``d_own``, ``e_own`` (n_s,): this site's pairwise factors (``pairwise_factors``); ``frac``: the
     fixed-point bits of the openings.
