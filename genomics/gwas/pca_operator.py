@@ -8,10 +8,13 @@ Hard calls with AVX-512 VNNI (``genomics.local.vnni``): with G (calls, 0 where m
 missing-call pairs, Z' = diag(s) G - diag(2 p s) C for the call indicator C = 1 - Miss, so
     Z' Y = s o (G Y) - (2 p s) o (1' Y - Miss Y)          (o: per-row scaling)
     Z U  = G' (s o U) - 1 (2 p s)' U + Miss' ((2 p s) o U)
-G Y and G' (s o U) are exact integer products of the calls with the columns quantised to 24 bits
-(three int8 digits per column, ``quantise``), on G and a transposed copy G' (one byte per call each,
-against four for a float32 Z'); the Miss terms are sums over the missing calls only. The only
-rounding is the quantisation: relative 2^-23 of each column's largest entry, the order of float32's.
+G Y and G' (s o U) are exact integer products of the calls with the columns quantised to 16 bits
+(``DIGITS`` = 2 int8 digits per column, ``quantise``), on G and a transposed copy G' (one byte per call
+each, against four for a float32 Z'); the Miss terms are sums over the missing calls only. The only
+rounding is the quantisation: at most 2^-16 of each column's largest entry per entry (relative error
+of a product 1.5e-5 to 3e-5 measured; three digits, 24 bits, give float32's 1e-7 to 3e-7 at 1.5x the
+work). The Krylov iteration stops at a relative residual of 2e-3 (``PCAParams.rtol``), 70 times
+the products' error; docs/pca_logistic.md has the agreement with plink2 for both.
 
 Dosages, or a host without VNNI: Z' as float32, products by BLAS (one core, OpenBLAS's SGEMM).
 """
@@ -26,7 +29,8 @@ from cipherome.genomics.local.threads import twin_kernel
 __all__ = ["StandardisedCalls", "standardised_rows", "quantise", "bytes_per_call"]
 
 _CHUNK = 8192  # variants per block of the one-time float32 standardisation
-_DIGIT_MAX = 127 * 65536 + 127 * 256 + 127  # the largest integer three balanced int8 digits hold
+#: int8 digits per quantised column (module doc)
+DIGITS = 2
 
 
 def bytes_per_call(int8_products: bool) -> int:
@@ -35,21 +39,27 @@ def bytes_per_call(int8_products: bool) -> int:
     return 1 if int8_products else 4
 
 
-def quantise(y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(digits (K, 3b) int8, scale (b,)): w o y ~ scale * (65536 hi + 256 mid + lo), columns [lo | mid | hi].
+def digit_max(digits: int) -> int:
+    """The largest integer that ``digits`` balanced int8 digits hold: 127 (256^d - 1) / 255."""
+    return 127 * (256 ** digits - 1) // 255
+
+
+def quantise(y: np.ndarray, w: np.ndarray | None = None, digits: int = DIGITS) -> tuple[np.ndarray, np.ndarray]:
+    """(digits (K, d b) int8, scale (b,)): w o y ~ scale * sum_t 256^t D_t, columns [D_0 | D_1 | ..], d = ``digits``.
 
     ``w`` (K,): row weights (default 1). Each column is scaled so that its largest |entry| is
-    ``_DIGIT_MAX`` (24 bits), rounded to integers and split into balanced base-256 digits in
-    [-128, 127]. Zero columns get scale 0.
+    ``digit_max(d)`` (8d bits), rounded to integers and split into balanced base-256 digits in
+    [-128, 127]: relative rounding at most 2^-(8d - 1) of the column's largest entry. Zero
+    columns get scale 0.
     """
     y = np.ascontiguousarray(y, dtype=np.float64)
     w = np.ones(y.shape[0]) if w is None else np.ascontiguousarray(w, dtype=np.float64)
     top = np.zeros(y.shape[1])
     _col_max(y, w, top)
-    scale = np.where(top > 0, top / _DIGIT_MAX, 0.0)
-    digits = np.empty((y.shape[0], 3 * y.shape[1]), dtype=np.int8)
-    _digits(y, w, np.where(scale > 0, 1.0 / np.where(scale > 0, scale, 1.0), 0.0), digits)
-    return digits, scale
+    scale = np.where(top > 0, top / digit_max(digits), 0.0)
+    out = np.empty((y.shape[0], digits * y.shape[1]), dtype=np.int8)
+    _digits(y, w, np.where(scale > 0, 1.0 / np.where(scale > 0, scale, 1.0), 0.0), out)
+    return out, scale
 
 
 @njit(cache=True, nogil=True)
@@ -64,15 +74,25 @@ def _col_max(y, w, top):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _digits(y, w, inv, out):  # pragma: no cover - compiled
     k, b = y.shape
+    d = out.shape[1] // b
     for r in range(k):
         for c in range(b):
             v = np.int64(np.rint(w[r] * y[r, c] * inv[c]))
-            lo = (v + 128) % 256 - 128
-            v = (v - lo) // 256
-            mid = (v + 128) % 256 - 128
-            out[r, c] = lo
-            out[r, b + c] = mid
-            out[r, 2 * b + c] = (v - mid) // 256
+            for t in range(d - 1):
+                lo = (v + 128) % 256 - 128
+                out[r, t * b + c] = lo
+                v = (v - lo) // 256
+            out[r, (d - 1) * b + c] = v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _digit_sum(acc, r, c, b):  # pragma: no cover - compiled
+    """sum_t 256^t acc[r, t b + c]: the product of the quantised column c from its digit products."""
+    d = acc.shape[1] // b
+    v = acc[r, (d - 1) * b + c]
+    for t in range(d - 2, -1, -1):
+        v = 256 * v + acc[r, t * b + c]
+    return v
 
 
 def _left_kernel(acc, scale, s, mu, colsum, ptr, idx, y, out):  # pragma: no cover - compiled
@@ -80,7 +100,7 @@ def _left_kernel(acc, scale, s, mu, colsum, ptr, idx, y, out):  # pragma: no cov
     b = scale.size
     for j in prange(acc.shape[0]):
         for c in range(b):
-            gy = (acc[j, c] + 256 * acc[j, b + c] + 65536 * acc[j, 2 * b + c]) * scale[c]
+            gy = _digit_sum(acc, j, c, b) * scale[c]
             out[j, c] = s[j] * gy - mu[j] * colsum[c]
         if mu[j] != 0.0:
             for p in range(ptr[j], ptr[j + 1]):
@@ -94,7 +114,7 @@ def _right_kernel(acc, scale, musum, out):  # pragma: no cover - compiled
     b = scale.size
     for i in prange(acc.shape[0]):
         for c in range(b):
-            out[i, c] = (acc[i, c] + 256 * acc[i, b + c] + 65536 * acc[i, 2 * b + c]) * scale[c] - musum[c]
+            out[i, c] = _digit_sum(acc, i, c, b) * scale[c] - musum[c]
 
 
 @njit(cache=True, nogil=True)
@@ -189,12 +209,14 @@ class StandardisedCalls:
     ``g`` (M, n_s): int8 hard calls (-1 missing; with VNNI they are turned into G in place, so the
     caller must not use them afterwards) or float dosages (NaN missing).
     ``int8_products``: None (default) uses the int8 path where ``vnni.available()``; False forces
-    float32; True asks for int8, which still needs a VNNI host.
+    float32; True asks for int8, which still needs a VNNI host. ``digits``: int8 digits per
+    quantised column (``quantise``).
     """
 
-    def __init__(self, g: np.ndarray, p: np.ndarray, keep: np.ndarray, int8_products: bool | None = None):
+    def __init__(self, g: np.ndarray, p: np.ndarray, keep: np.ndarray, int8_products: bool | None = None,
+                 digits: int = DIGITS):
         p = np.asarray(p, dtype=np.float64)
-        self.shape = g.shape
+        self.shape, self.digits = g.shape, int(digits)
         use = vnni.available() and (int8_products is None or bool(int8_products))
         self.int8 = use and g.dtype == np.int8
         if not self.int8:
@@ -216,7 +238,7 @@ class StandardisedCalls:
         if not self.int8:
             return (self.zt @ np.asarray(y, dtype=np.float32)).astype(np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
-        digits, scale = quantise(y)
+        digits, scale = quantise(y, digits=self.digits)
         acc = vnni.matmul_u8s8(self.g, digits)
         out = np.empty((self.shape[0], y.shape[1]))
         _left_combine(acc, scale, self.s, self.mu, y.sum(axis=0), self.miss_ptr, self.miss_idx, y, out)
@@ -227,7 +249,7 @@ class StandardisedCalls:
         if not self.int8:
             return (np.asarray(u, dtype=np.float32).T @ self.zt).T.astype(np.float64)
         u = np.ascontiguousarray(u, dtype=np.float64)
-        digits, scale = quantise(u, self.s)
+        digits, scale = quantise(u, self.s, self.digits)
         acc = vnni.matmul_u8s8(self.gt, digits)
         out = np.empty((self.shape[1], u.shape[1]))
         _right_combine(acc, scale, self.mu @ u, out)
