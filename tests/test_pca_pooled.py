@@ -124,3 +124,30 @@ def test_float32_products_give_the_same_pcs(pooled_run, monkeypatch):
     assert cos.min() >= 0.999, cos
     np.testing.assert_allclose(flt.results[0].eigenvalues, val, rtol=0.005)
     assert flt.results[0].history[-1]["rel_residual"] <= 2e-3
+
+
+def test_opened_products_fit_their_ring_width():
+    """||z_j||^2 <= 2 c_j for every variant (``_product_bits``), at extreme frequencies and with missing calls,
+    so |U_jk| = |z_j' D v_k| stays below the width the opening promises."""
+    from cipherome.genomics.gwas.pca_operator import standardised_rows
+    from cipherome.genomics.gwas.pca_pooled import _D_MAX, _PRODUCT_FRAC, _product_bits, call_counts
+
+    rng = np.random.default_rng(5)
+    m, n = 400, 3000
+    q = np.concatenate([rng.uniform(0.0005, 0.01, m // 2), rng.uniform(0.01, 0.9995, m // 2)])
+    g = (rng.random((m, n)) < q[:, None]).astype(np.int8) + (rng.random((m, n)) < q[:, None]).astype(np.int8)
+    g[rng.random((m, n)) < 0.2] = -1
+    g[:5, :] = np.where(g[:5, :] >= 0, 2, -1)  # monomorphic rows are dropped (weight 0)
+    g[5, :] = np.where(np.arange(n) % 3 == 0, 2, 0)  # a variant of homozygotes only: ||z||^2 = 2 c exactly
+    alt, called, _ = call_counts(g)
+    p = alt / (2.0 * called)
+    keep = (p > 0) & (p < 1)
+    z = standardised_rows(g, p, keep).astype(np.float64)
+    norms = (z ** 2).sum(axis=1)
+    assert np.all(norms <= 2.0 * called * (1 + 1e-6)) and norms[5] == pytest.approx(2.0 * called[5], rel=1e-5)
+    v = np.zeros(n)
+    j = int(np.argmax(norms))
+    v[:] = z[j] / np.linalg.norm(z[j])  # the worst unit column: aligned with the largest z_j
+    u = _D_MAX * abs(z[j] @ v)
+    assert u * 2.0 ** _PRODUCT_FRAC < 2.0 ** (_product_bits(n, _D_MAX, _PRODUCT_FRAC) - 2)
+    assert _product_bits(10_000, _D_MAX, _PRODUCT_FRAC) == 31 and _product_bits(131_000, _D_MAX, _PRODUCT_FRAC) == 32

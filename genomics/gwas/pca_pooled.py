@@ -23,8 +23,8 @@ the sites row by row in plaintext (``LocalRows``) instead of as shares:
 5. each site's scores are its own rows of the Ritz vectors: computed where they live,
    never sent.
 Rounds: 3 + 2 P for P passes. Bytes per party per pass: the opened U, (S - 1) M b
-elements of ceil(bits/8) bytes (5 bytes at 24 fractional bits) to each other site, and
-the Gram. Local work per pass: two products of the site's n_s x M standardised matrix with b
+elements of ceil(bits/8) bytes to each other site (16 fractional bits, ``_product_bits``:
+4 bytes up to n = 131,000 samples, 5 beyond), and the Gram. Local work per pass: two products of the site's n_s x M standardised matrix with b
 columns (about 4 n_s M b multiply-adds; ``pca_operator``: exact int8 products of the hard calls by
 AVX-512 VNNI where the CPU has it, float32 SGEMM otherwise).
 
@@ -63,6 +63,9 @@ DISCLOSURES = {
 
 _COUNT_FRAC = 14  # PLINK 2's dosage grid: pooled dosage sums are opened at 2^-14
 _D_MAX = 16.0  # largest pairwise factor d = M / (M - missing) the opened products' width allows
+#: fractional bits of the opened U: entries are O(1) (rms sqrt(theta) for a Ritz value theta of K), so 2^-17
+#: rounding is far below the 2^-15 relative quantisation of the next product (``pca_operator.DIGITS``)
+_PRODUCT_FRAC = 16
 
 
 def pooled_allowed(policy: dict | None) -> bool:
@@ -110,14 +113,13 @@ def call_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return alt.astype(np.float64), obs.astype(np.float64), miss
 
 
-def _product_bits(n: int, p: np.ndarray, keep: np.ndarray, d_max: float, frac: int) -> int:
-    """Ring bits of the opened U = Z'DV: |U_jk| <= ||z_j|| max(d) for unit-norm columns of V, and
-    ||z_j||^2 <= n max_i z_ij^2 with max |z| = max(2p, 2 - 2p) / sqrt(2p(1-p)) (public p)."""
-    if not keep.any():
-        return frac + 8
-    pk = p[keep]
-    zmax = np.maximum(2.0 * pk, 2.0 - 2.0 * pk) / np.sqrt(2.0 * pk * (1.0 - pk))
-    bound = float(zmax.max()) * math.sqrt(n) * max(d_max, 1.0) * 2.0  # x2: blocks are only near-orthonormal
+def _product_bits(n: int, d_max: float, frac: int) -> int:
+    """Ring bits of the opened U = Z'DV at ``frac`` fractional bits: |U_jk| <= ||D z_j|| ||v_k|| with
+    ||D z_j|| <= d_max ||z_j|| and ||z_j||^2 <= 2 n for every variant j. The last because
+    g^2 <= 2 g for a call or dosage g in [0, 2] and sum_i g_i = 2 p c over the c called samples
+    (p the pooled frequency of those calls): sum_i (g_i - 2p)^2 = sum g^2 - 4 p^2 c <= 4 p (1 - p) c,
+    times s^2 = 1 / (2 p (1 - p)) that is 2 c. Columns of V have norm ~1; the bound allows 2."""
+    bound = 2.0 * math.sqrt(2.0 * n) * max(d_max, 1.0)
     return min(64, frac + math.ceil(math.log2(bound + 1.0)) + 2)
 
 
@@ -157,13 +159,13 @@ def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, 
     v1 = orthonormal_start(rows, q0, "pca.start_gram")
 
     # 4. the operator ----------------------------------------------------------------------------------
-    ubits = _product_bits(n, p, keep, _D_MAX, frac)
+    ubits = _product_bits(n, _D_MAX, _PRODUCT_FRAC)
     me = float(M)
 
     def apply(v: np.ndarray, t_bits: int) -> np.ndarray:
         """(M K V)_s / 2^t for this site's rows v (n_s, b): Z_s' D_s V_s pooled, then D_s Z_s U
         (``pca_operator.StandardisedCalls``: exact integer products of the calls with VNNI, else SGEMM)."""
-        uu = open_sum(ctx, zt.left(d_own[:, None] * v), "pca.pooled_products", frac, ubits)
+        uu = open_sum(ctx, zt.left(d_own[:, None] * v), "pca.pooled_products", _PRODUCT_FRAC, ubits)
         kv = d_own[:, None] * zt.right(uu)
         if not pp.approx:
             kv += me * e_own[:, None] * v
