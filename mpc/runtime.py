@@ -21,6 +21,7 @@ import numpy as np
 from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider, corrected_party, load_recipes
 from .ledger import DISCLOSED, MASKED, PUBLIC, Ledger
 from .prg import PRG, new_seed
+from .kernels import add_low_bytes, low_bytes
 from .ring import DEFAULT_FRAC, decode, encode, to_ring
 from .shares import Shared
 from .transport import PeerError, Transport
@@ -30,18 +31,6 @@ __all__ = ["Context"]
 log = logging.getLogger("cipherome.runtime")
 U64 = np.uint64
 _STOP = "__stop__"
-
-
-def _low_bytes(flat: np.ndarray, nb: int) -> np.ndarray:
-    """The low ``nb`` bytes of every uint64 (little-endian), as a flat uint8 array of nb * size bytes."""
-    return np.ascontiguousarray(flat.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)[:, :nb]).ravel()
-
-
-def _widen(b: np.ndarray, nb: int) -> np.ndarray:
-    """Inverse of ``_low_bytes``: uint64 values whose low ``nb`` bytes are ``b`` (the rest zero)."""
-    out = np.zeros((b.size // nb, 8), dtype=np.uint8)
-    out[:, :nb] = b.reshape(-1, nb)
-    return out.view("<u8").ravel().astype(U64, copy=False)
 
 
 def _flatten(shares: list[np.ndarray]) -> np.ndarray:
@@ -312,7 +301,7 @@ class Context:
         for (_s, label, _t, kind, *_rest), r, f in zip(requests, recips, flats):
             self.ledger.record(label, kind, r, f.size)
         tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}", count)
-        wires = [f if nb == 8 else _low_bytes(f, nb) for f, nb in zip(flats, nbs)]
+        wires = [f if nb == 8 else low_bytes(f, nb) for f, nb in zip(flats, nbs)]
         widths = list(dict.fromkeys(nbs))
         tags = {nb: tag if len(widths) == 1 else f"{tag}#{nb}" for nb in widths}
         for p in self.others:
@@ -343,8 +332,8 @@ class Context:
                     piece = got[pos : pos + wires[k].size]
                     pos += wires[k].size
                     if nb < 8:
-                        piece = _widen(piece, nb)
-                    if requests[k][5]:
+                        add_low_bytes(totals[k], piece, nb, bool(requests[k][5]))
+                    elif requests[k][5]:
                         totals[k] ^= piece
                     else:
                         totals[k] += piece

@@ -121,3 +121,20 @@ def test_upper_triangles_pack_and_unpack_in_triu_order(dtype, lead):
     np.testing.assert_array_equal(unpack_upper(packed, k), x)
     with pytest.raises(ValueError, match="10 elements"):
         unpack_upper(packed[..., :-1], k)
+
+
+@pytest.mark.parametrize("nb", range(1, 8))
+def test_low_bytes_round_trip_into_a_sum_or_xor(nb):
+    from cipherome.mpc.kernels import add_low_bytes, low_bytes
+
+    rng = np.random.default_rng(nb)
+    x = rng.integers(0, 2**63, 1001, dtype=np.int64).view(np.uint64) & np.uint64((1 << (8 * nb)) - 1)
+    wire = low_bytes(x, nb)
+    assert wire.dtype == np.uint8 and np.array_equal(wire, x.view(np.uint8).reshape(-1, 8)[:, :nb].ravel())
+    base = rng.integers(0, 2**63, x.size, dtype=np.int64).view(np.uint64)
+    for xor in (False, True):
+        total = base.copy()
+        add_low_bytes(total, np.concatenate([np.zeros(3, np.uint8), wire])[3:], nb, xor)  # an unaligned slice
+        assert np.array_equal(total, (base ^ x) if xor else (base + x))
+    with pytest.raises(ValueError, match="add_low_bytes"):
+        add_low_bytes(base.copy(), wire[:-1], nb)
