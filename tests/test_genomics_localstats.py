@@ -264,6 +264,7 @@ def test_packed_subset_and_bed_calls_give_the_same_sums_as_decoded_calls(tmp_pat
     X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
     for mask in (rng.random(n) < 0.7, np.ones(n, bool)):  # a subset (repacked), every sample (the file's bytes)
         design = SiteDesign(X[mask], rng.normal(size=mask.sum()))
+        np.testing.assert_array_equal(read(np.array([5, 0, 39]), mask), g[[5, 0, 39]][:, mask])
         for idx in (np.arange(m), np.array([3, 1, 30])):
             dense, packed = sv.read(site, idx, mask), sv.read_calls(site, idx, mask)
             assert not isinstance(packed, np.ndarray)
