@@ -46,9 +46,10 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
     policy = {"pca_pooled_products": True} if pooled else None  # every site consents to the pooled mode
     with LocalCluster(3, workdir=workdir, data=data, policy=policy, log_level="WARNING", wan=wan, round_timeout=600.0,
                       start_timeout=300.0) as cluster:
-        if warmup:  # fresh daemons compile their numba kernels on the first job
-            cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2,
-                                           hwe=1e-6).to_dict(), timeout=3600)
+        if warmup:  # fresh daemons load their numba kernels on the first job: a short job of the same kind
+            extra = {**params.extra, "pca_passes": 2} if params.pca else {}
+            cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2, hwe=1e-6, pca=params.pca,
+                                           extra=extra).to_dict(), timeout=3600)
         t0, c0 = time.perf_counter(), time.process_time()
         res = cluster.run("gwas", params.to_dict(), timeout=7200)
         wall, relay_cpu = time.perf_counter() - t0, time.process_time() - c0
