@@ -191,16 +191,20 @@ class Context:
         total = encode(arr, f) if (f or arr.dtype.kind == "f") else to_ring(arr)
         if np.shares_memory(total, arr):
             total = total.copy()
-        # The draws of ``input`` for every owner in turn (owner: its value minus one draw per other party;
-        # the others: one draw from the owner), added up in place: one scratch buffer instead of a fresh
-        # array per draw and per partial sum (at 10^7 elements each fresh array costs its page faults).
+        # Pairwise masks: both parties of each pair draw the same r from their common stream; the earlier
+        # in ``parties`` adds it, the later subtracts it. The masks cancel in the sum, and a party's share
+        # is its value plus one mask per other party, so with three or more parties no single other party
+        # can remove them all (one
+        # draw per pair and call, where ``input`` per owner would take two). Added up in place in one
+        # scratch buffer (at 10^7 elements each fresh array costs its page faults).
         buf = np.empty(8 * total.size + 15, dtype=np.uint8)
-        for owner in self.parties:
-            if owner == self.me:
-                for p in self.others:
-                    total -= self._prg[p].ring_into(buf, shape)
+        mine = self.parties.index(self.me)
+        for p in self.others:
+            r = self._prg[p].ring_into(buf, shape)
+            if mine < self.parties.index(p):
+                total += r
             else:
-                total += self._prg[owner].ring_into(buf, shape)
+                total -= r
         return Shared(self, total, f)
 
     # -- openings ----------------------------------------------------------------
