@@ -193,10 +193,10 @@ class Context:
             total = total.copy()
         # Pairwise masks: both parties of each pair draw the same r from their common stream; the earlier
         # in ``parties`` adds it, the later subtracts it. The masks cancel in the sum, and a party's share
-        # is its value plus one mask per other party, so with three or more parties no single other party
-        # can remove them all (one
-        # draw per pair and call, where ``input`` per owner would take two). Added up in place in one
-        # scratch buffer (at 10^7 elements each fresh array costs its page faults).
+        # is its value plus one mask per other party, so with three or more parties no single other
+        # party can remove them all (one draw per pair and call, where ``input`` per owner would take
+        # two). Added up in place in one scratch buffer (at 10^7 elements each fresh array costs its
+        # page faults).
         buf = np.empty(8 * total.size + 15, dtype=np.uint8)
         mine = self.parties.index(self.me)
         for p in self.others:
