@@ -2,7 +2,7 @@
 
 One site of the 10,000 x 100,000 benchmark study: Z' (M x n_s) with M = 96,000 PCA variants and
 n_s = 3,334 samples, hard calls with 1% missing, b = 20 Krylov columns (K = 10, oversampling 10).
-Timed per product, one thread (a site of a 3-site study on this 2-core machine has about one core):
+Timed per product, one thread, with the columns quantised to 16 bits (the default) and to 24 bits (a site of a 3-site study on this 2-core machine has about one core):
 ``left`` = Z' Y (M x b), ``right`` = Z U (n_s x b), through ``pca_operator.StandardisedCalls``
 exactly as ``pca_pooled`` calls them. The build (calls to G in
 place, the transposed copy, the missing-call lists; or the float32 standardisation) is timed once.
@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cipherome.genomics.gwas.pca_operator import StandardisedCalls
+from cipherome.genomics.gwas.pca_operator import DIGITS, StandardisedCalls
 from cipherome.genomics.local import vnni
 
 M, N_S, B = 96_000, 3_334, 20
-PATHS = [pytest.param(True, id="int8-vnni", marks=pytest.mark.skipif(not vnni.available(), reason="no VNNI")),
-         pytest.param(False, id="float32-sgemm")]
+_VNNI = pytest.mark.skipif(not vnni.available(), reason="no VNNI")
+#: (int8 products, digits per quantised column): the default 16 bits, 24 bits, float32
+PATHS = [pytest.param(True, DIGITS, id=f"int8-vnni-{8 * DIGITS}bit", marks=_VNNI),
+         pytest.param(True, 3, id="int8-vnni-24bit", marks=_VNNI), pytest.param(False, DIGITS, id="float32-sgemm")]
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +37,22 @@ def calls():
     return g, p, rng.standard_normal((N_S, B)), rng.standard_normal((M, B))
 
 
-@pytest.mark.parametrize("int8", PATHS)
+@pytest.mark.parametrize("int8,digits", PATHS)
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_pca_product(benchmark, calls, int8, side):
+def test_pca_product(benchmark, calls, int8, digits, side):
     g, p, y, u = calls
     with threadpool_limits(1):
         old = numba.get_num_threads()
         numba.set_num_threads(1)
         try:
             t = time.perf_counter()
-            op = StandardisedCalls(g.copy(), p, np.ones(M, bool), int8_products=int8)
+            op = StandardisedCalls(g.copy(), p, np.ones(M, bool), int8_products=int8, digits=digits)
             build = time.perf_counter() - t
             f, x = (op.left, y) if side == "left" else (op.right, u)
             f(x)  # compilation (cached) and first allocation
             benchmark.pedantic(f, args=(x,), rounds=5, iterations=1)
         finally:
             numba.set_num_threads(old)
-    benchmark.extra_info.update(build_s=round(build, 3), shape=f"{M}x{N_S}x{B}", path="int8" if op.int8 else "float32")
-    print(f"\n{side} {'int8' if op.int8 else 'float32'}: best {benchmark.stats['min']:.3f} s, build {build:.2f} s")
+    path = f"int8 {8 * digits}-bit" if op.int8 else "float32"
+    benchmark.extra_info.update(build_s=round(build, 3), shape=f"{M}x{N_S}x{B}", path=path)
+    print(f"\n{side} {path}: best {benchmark.stats['min']:.3f} s, build {build:.2f} s")
