@@ -86,9 +86,13 @@ def _digits(y, w, inv, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _digit_sum(acc, r, c, b):  # pragma: no cover - compiled
-    """sum_t 256^t acc[r, t b + c]: the product of the quantised column c from its digit products."""
-    d = acc.shape[1] // b
+def _digit_sum(acc, r, c, b, d):  # pragma: no cover - compiled
+    """sum_t 256^t acc[r, t b + c]: the product of the quantised column c from its digit products (the
+    usual digit counts spelt out: a loop over t here cost 14 ms more per left product at M = 96,000)."""
+    if d == 2:
+        return acc[r, c] + 256 * acc[r, b + c]
+    if d == 3:
+        return acc[r, c] + 256 * acc[r, b + c] + 65536 * acc[r, 2 * b + c]
     v = acc[r, (d - 1) * b + c]
     for t in range(d - 2, -1, -1):
         v = 256 * v + acc[r, t * b + c]
@@ -98,10 +102,10 @@ def _digit_sum(acc, r, c, b):  # pragma: no cover - compiled
 def _left_kernel(acc, scale, s, mu, colsum, ptr, idx, y, out):  # pragma: no cover - compiled
     """out[j] = s_j (G Y)_j - mu_j (1'Y - sum_(i missing at j) y_i), G Y from the digit products ``acc``."""
     b = scale.size
+    d = acc.shape[1] // b
     for j in prange(acc.shape[0]):
         for c in range(b):
-            gy = _digit_sum(acc, j, c, b) * scale[c]
-            out[j, c] = s[j] * gy - mu[j] * colsum[c]
+            out[j, c] = s[j] * (_digit_sum(acc, j, c, b, d) * scale[c]) - mu[j] * colsum[c]
         if mu[j] != 0.0:
             for p in range(ptr[j], ptr[j + 1]):
                 i = idx[p]
@@ -112,9 +116,10 @@ def _left_kernel(acc, scale, s, mu, colsum, ptr, idx, y, out):  # pragma: no cov
 def _right_kernel(acc, scale, musum, out):  # pragma: no cover - compiled
     """out[i] = (G'(s o U))_i - sum_j mu_j u_j, G'(s o U) from the digit products ``acc``."""
     b = scale.size
+    d = acc.shape[1] // b
     for i in prange(acc.shape[0]):
         for c in range(b):
-            out[i, c] = _digit_sum(acc, i, c, b) * scale[c] - musum[c]
+            out[i, c] = _digit_sum(acc, i, c, b, d) * scale[c] - musum[c]
 
 
 @njit(cache=True, nogil=True)
