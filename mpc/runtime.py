@@ -33,6 +33,10 @@ U64 = np.uint64
 _STOP = "__stop__"
 
 
+#: elements per chunk of ``inputs_sum``'s masks (1 MiB of keystream)
+_MASK_CHUNK = 1 << 17
+
+
 def _flatten(shares: list[np.ndarray]) -> np.ndarray:
     """One new flat uint64 array holding all shares (the message of one opening)."""
     sizes = [int(np.size(s)) for s in shares]
@@ -195,16 +199,23 @@ class Context:
         # in ``parties`` adds it, the later subtracts it. The masks cancel in the sum, and a party's share
         # is its value plus one mask per other party, so with three or more parties no single other
         # party can remove them all (one draw per pair and call, where ``input`` per owner would take
-        # two). Added up in place in one scratch buffer (at 10^7 elements each fresh array costs its
-        # page faults).
-        buf = np.empty(8 * total.size + 15, dtype=np.uint8)
-        mine = self.parties.index(self.me)
-        for p in self.others:
-            r = self._prg[p].ring_into(buf, shape)
-            if mine < self.parties.index(p):
-                total += r
-            else:
-                total -= r
+        # two). Drawn in chunks into one small scratch buffer that stays in cache (the same keystream as
+        # one draw of the whole array; a scratch array as large as the input, and a pass through memory
+        # per mask, cost 0.5-1.0 core-seconds for the association's 22 M elements, now 0.07-0.09 with
+        # the encoding).
+        sign = [self.parties.index(self.me) < self.parties.index(p) for p in self.others]
+        total = np.ascontiguousarray(total)
+        flat = total.reshape(-1)  # a view: the masks are added in place
+        step = max(1, min(flat.size, _MASK_CHUNK))
+        buf = np.empty(8 * step + 15, dtype=np.uint8)
+        for lo in range(0, flat.size, step):
+            part = flat[lo:lo + step]
+            for p, add in zip(self.others, sign):
+                r = self._prg[p].ring_into(buf, part.size)
+                if add:
+                    part += r
+                else:
+                    part -= r
         return Shared(self, total, f)
 
     # -- openings ----------------------------------------------------------------

@@ -316,7 +316,7 @@ def test_parties_run_with_one_blas_thread_and_the_caller_gets_its_pool_back():
         assert blas() == before
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("n", [2, 3, 4])
 def test_inputs_sum_pools_every_partys_array_and_keeps_the_streams_in_step(n):
     """inputs_sum (draws added in place) opens to the sum of the parties' arrays, for floats (fixed point) and
     ring integers (uint64 wraps), and a second pooling after it still opens right (the pairwise PRG streams
@@ -328,16 +328,24 @@ def test_inputs_sum_pools_every_partys_array_and_keeps_the_streams_in_step(n):
     ints = [rng.integers(0, 2**64, 5, dtype=np.uint64) for _ in range(n)]
     before = [x.copy() for x in ints]
 
+    from cipherome.mpc.runtime import _MASK_CHUNK
+
+    big = [rng.integers(-1000, 1000, (3, _MASK_CHUNK // 2 + 7)) for _ in range(n)]  # masks in several chunks
+
     def job(ctx):
         a = ctx.open(ctx.inputs_sum(floats[ctx.index], shape=(4, 3), frac=20), "test.a")
+        c = ctx.open(ctx.inputs_sum(big[ctx.index], shape=big[0].shape, frac=0), "test.c")
+        e = ctx.open(ctx.inputs_sum(np.zeros((0, 3)), shape=(0, 3), frac=20), "test.e")
         b = ctx.open(ctx.inputs_sum(ints[ctx.index], shape=5, frac=0), "test.b")
         with pytest.raises(ValueError, match="public shape"):
             ctx.inputs_sum(floats[ctx.index], shape=(3, 4), frac=20)
-        return a, b
+        return a, b, c, e
 
     run = run_local(job, n)
-    for a, b in run.results:
+    for a, b, c, e in run.results:
         np.testing.assert_allclose(a, sum(floats), atol=n * 2.0**-20)
         np.testing.assert_array_equal(np.asarray(b).view(np.uint64), sum(ints, np.zeros(5, np.uint64)))
+        np.testing.assert_array_equal(c, sum(big))
+        assert np.shape(e) == (0, 3)
     for x, y in zip(ints, before):  # a uint64 value is the ring element itself: not changed in place
         np.testing.assert_array_equal(x, y)
