@@ -54,6 +54,12 @@ def test_quantise_keeps_8d_bits_per_column(d):
     assert np.all(np.abs(back - y).max(axis=0)[:3] / np.abs(y).max(axis=0)[:3] > 2.0 ** -(8 * d + 4))  # not finer
 
 
+def test_quantise_refuses_digit_counts_it_cannot_sum_exactly():
+    for d in (0, 5):
+        with pytest.raises(ValueError, match="digits"):
+            quantise(np.ones((3, 2)), digits=d)
+
+
 def _study(m, n, seed, missing=0.05):
     rng = np.random.default_rng(seed)
     g = rng.integers(0, 3, (m, n)).astype(np.int8)

@@ -12,8 +12,8 @@ G Y and G' (s o U) are exact integer products of the calls with the columns quan
 (``DIGITS`` = 2 int8 digits per column, ``quantise``), on G and a transposed copy G' (one byte per call
 each, against four for a float32 Z'); the Miss terms are sums over the missing calls only. The only
 rounding is the quantisation: at most 2^-16 of each column's largest entry per entry (relative error
-of a product 1.5e-5 to 3e-5 measured; three digits, 24 bits, give float32's 1e-7 to 3e-7 at 1.5x the
-work). The Krylov iteration stops at a relative residual of 2e-3 (``PCAParams.rtol``), 70 times
+of a product 1.9e-5 to 2.5e-5 measured; three digits, 24 bits, give float32's 1e-7 to 3e-7 at 1.5x the
+work). The Krylov iteration stops at a relative residual of 2e-3 (``PCAParams.rtol``), 80 times
 the products' error; docs/pca_logistic.md has the agreement with plink2 for both.
 
 Dosages, or a host without VNNI: Z' as float32, products by BLAS (one core, OpenBLAS's SGEMM).
@@ -50,8 +50,10 @@ def quantise(y: np.ndarray, w: np.ndarray | None = None, digits: int = DIGITS) -
     ``w`` (K,): row weights (default 1). Each column is scaled so that its largest |entry| is
     ``digit_max(d)`` (8d bits), rounded to integers and split into balanced base-256 digits in
     [-128, 127]: relative rounding at most 2^-(8d - 1) of the column's largest entry. Zero
-    columns get scale 0.
+    columns get scale 0. 1 <= d <= 4 (the digit products' sums then stay exact in int64).
     """
+    if not 1 <= int(digits) <= 4:
+        raise ValueError(f"quantise: {digits} digits per column; 1 to 4 are supported")
     y = np.ascontiguousarray(y, dtype=np.float64)
     w = np.ones(y.shape[0]) if w is None else np.ascontiguousarray(w, dtype=np.float64)
     top = np.zeros(y.shape[1])
