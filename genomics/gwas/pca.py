@@ -382,7 +382,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
         g = sv.read(site, idx, mask, dosage=dosage)
         alt, obs, missing = pca_pooled.call_counts(g)
         d_own, e_own = pairwise_factors(missing, M, pp.approx)
-        scores, kr = pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d_own, e_own, f)
+        scores, kr = pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d_own, e_own, f, int8)
         return PCAResult(scores_own=scores, eigenvalues=kr.eigenvalues[:pp.k].copy(), variants=idx,
                          sample_mask=mask, passes=kr.passes, bound=kr.bound, history=kr.history)
 

@@ -24,9 +24,10 @@ the sites row by row in plaintext (``LocalRows``) instead of as shares:
    never sent.
 Rounds: 3 + 2 P for P passes. Bytes per party per pass: the opened U, (S - 1) M b
 elements of ceil(bits/8) bytes to each other site (16 fractional bits, ``_product_bits``:
-4 bytes up to n = 131,000 samples, 5 beyond), and the Gram. Local work per pass: two products of the site's n_s x M standardised matrix with b
-columns (about 4 n_s M b multiply-adds; ``pca_operator``: exact int8 products of the hard calls by
-AVX-512 VNNI where the CPU has it, float32 SGEMM otherwise).
+4 bytes up to n = 131,000 samples, 5 beyond), and the Gram. Local work per pass: two products
+of the site's n_s x M standardised matrix with b columns (about 4 n_s M b multiply-adds;
+``pca_operator``: int8 products of the hard calls by AVX-512 VNNI where the CPU has it, float32
+SGEMM otherwise).
 
 What this discloses beyond the shared mode, and why a site may accept it, is in
 docs/threat_model.md ("PCA with pooled products"): U is a pooled per-variant aggregate
@@ -64,7 +65,7 @@ DISCLOSURES = {
 _COUNT_FRAC = 14  # PLINK 2's dosage grid: pooled dosage sums are opened at 2^-14
 _D_MAX = 16.0  # largest pairwise factor d = M / (M - missing) the opened products' width allows
 #: fractional bits of the opened U: entries are O(1) (rms sqrt(theta) for a Ritz value theta of K), so 2^-17
-#: rounding is far below the 2^-15 relative quantisation of the next product (``pca_operator.DIGITS``)
+#: rounding is far below the next product's quantisation, 2^-16 of a column's largest entry (``pca_operator``)
 _PRODUCT_FRAC = 16
 
 
@@ -124,14 +125,15 @@ def _product_bits(n: int, d_max: float, frac: int) -> int:
 
 
 def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, d_own: np.ndarray,
-                   e_own: np.ndarray, frac: int) -> tuple:
+                   e_own: np.ndarray, frac: int, int8_products: bool | None = None) -> tuple:
     """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
     (int8 or float dosages; consumed: ``pca_operator`` may turn int8 calls into its matrix in place),
     ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the sites' sample counts,
     ``b`` the Krylov block size; returns (scores_own (n_s, K), KrylovResult).
 
     ``d_own``, ``e_own`` (n_s,): this site's pairwise factors (``pairwise_factors``); ``frac``: the
-    fixed-point bits of the openings.
+    fixed-point bits of the Gram openings (U has its own, ``_PRODUCT_FRAC``); ``int8_products``: the
+    product path this site announced in ``pca.site_counts`` (``StandardisedCalls``; None: its default).
     """
     M = g.shape[0]
     n = int(sum(ns))
@@ -149,7 +151,7 @@ def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, 
         p = np.where(obs_all > 0, alt_all / (2.0 * np.maximum(obs_all, 1.0)), 0.0)
     maf = np.minimum(p, 1.0 - p)
     keep = (maf > 0) & (maf >= pp.min_maf) & (obs_all > 0)
-    zt = StandardisedCalls(g, p, keep)  # Z' (M, n_s); with VNNI it takes over g's memory as its calls
+    zt = StandardisedCalls(g, p, keep, int8_products)  # Z' (M, n_s); in int8 it takes over g's memory
     del g
 
     # 3. Gaussian start, each site its own rows -------------------------------------------------------
