@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from .correlated import RECIPES, Bundle, DealerGen, PartyGen, Provider, corrected_party, load_recipes
+from .kernels import add_low_bytes, low_bytes
 from .ledger import DISCLOSED, MASKED, PUBLIC, Ledger
 from .prg import PRG, new_seed
-from .kernels import add_low_bytes, low_bytes
 from .ring import DEFAULT_FRAC, decode, encode, to_ring
 from .shares import Shared
 from .transport import PeerError, Transport

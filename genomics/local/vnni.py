@@ -75,8 +75,8 @@ def _make_tile(rows: int):
             ity = r0v.type
             i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
             vty = {16: ir.VectorType(i32, 16), 8: ir.VectorType(i32, 8)}
-            dots = {w: cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t, t]),
-                                                      f"llvm.x86.avx512.vpdpbusd.{32 * w}") for w, t in vty.items()}
+            dots = {w: cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty[w], [vty[w]] * 3),
+                                                      f"llvm.x86.avx512.vpdpbusd.{32 * w}") for w in set(lanes)}
             offs = [sum(lanes[:k]) * 4 for k in range(len(lanes))]  # byte offset of vector k in a row of W int32
             row_bytes = sum(lanes) * 4
             lda = builder.extract_value(arr.strides, 0)
@@ -111,7 +111,8 @@ def _make_tile(rows: int):
                 ap = builder.gep(base, [builder.add(builder.mul(ir.Constant(ity, r), lda), q4)])
                 word = builder.load(builder.bitcast(ap, i32.as_pointer()), align=1)
                 bcast = {}
-                for w, t in vty.items():
+                for w in set(lanes):
+                    t = vty[w]
                     bc = builder.insert_element(ir.Constant(t, ir.Undefined), word, ir.Constant(i32, 0))
                     bcast[w] = builder.shuffle_vector(bc, ir.Constant(t, ir.Undefined), ir.Constant(t, [0] * w))
                 for k, w in enumerate(lanes):
