@@ -318,18 +318,17 @@ def test_parties_run_with_one_blas_thread_and_the_caller_gets_its_pool_back():
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_inputs_sum_pools_every_partys_array_and_keeps_the_streams_in_step(n):
-    """inputs_sum (draws added in place) opens to the sum of the parties' arrays, for floats (fixed point) and
-    ring integers (uint64 wraps), and a second pooling after it still opens right (the pairwise PRG streams
-    advanced as every party expects); a value whose shape is not the public one is refused."""
+    """inputs_sum (masks added in place, in chunks) opens to the sum of the parties' arrays, for floats (fixed
+    point), ring integers (uint64 wraps), an array of several mask chunks and an empty one, and each later
+    pooling still opens right (the pairwise PRG streams advanced as every party expects); a value whose
+    shape is not the public one is refused."""
     from cipherome.mpc.local import run_local
+    from cipherome.mpc.runtime import _MASK_CHUNK
 
     rng = np.random.default_rng(n)
     floats = [rng.normal(size=(4, 3)) for _ in range(n)]
     ints = [rng.integers(0, 2**64, 5, dtype=np.uint64) for _ in range(n)]
     before = [x.copy() for x in ints]
-
-    from cipherome.mpc.runtime import _MASK_CHUNK
-
     big = [rng.integers(-1000, 1000, (3, _MASK_CHUNK // 2 + 7)) for _ in range(n)]  # masks in several chunks
 
     def job(ctx):
