@@ -7,7 +7,9 @@ quads and column groups, with missing calls and dropped variants.
 import numpy as np
 import pytest
 
+from cipherome.genomics.gwas.pca_calls import OperatorCalls
 from cipherome.genomics.gwas.pca_operator import DIGITS, StandardisedCalls, quantise, standardised_rows
+from cipherome.genomics.io.packed import PackedCalls, pack_dosage
 from cipherome.genomics.local import vnni
 
 needs_vnni = pytest.mark.skipif(not vnni.available(), reason="CPU without AVX-512 VNNI")
@@ -96,3 +98,26 @@ def test_dosages_use_the_float_path():
     y = rng.standard_normal((30, 4))
     assert np.abs(op.left(y) - dense @ y).max() <= 1e-5 * np.abs(dense @ y).max()
     assert np.allclose(standardised_rows(dos, p, keep), dense, atol=1e-6)
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (7, 3), (64, 8), (65, 9), (130, 13), (999, 333), (128, 129), (257, 4),
+                                 (200, 1030)])
+@pytest.mark.parametrize("missing", [0.0, 0.05, 1.0])
+def test_operator_calls_from_packed_and_int8_match_numpy(m, n, missing):
+    """G, G', the missing-call CSR and the counts, from packed .bed rows and from int8 calls (in place),
+    on shapes that leave partial bands, words and bytes (the .bed padding codes decode as ALT homozygotes)."""
+    rng = np.random.default_rng(m * 7 + n)
+    g = rng.integers(0, 3, (m, n)).astype(np.int8)
+    g[rng.random((m, n)) < missing] = -1
+    called = g >= 0
+    want_g = np.where(called, g, 0).astype(np.uint8)
+    rows, cols = np.nonzero(~called)
+    want_ptr = np.concatenate([[0], np.cumsum((~called).sum(axis=1))])
+    for calls in (PackedCalls(pack_dosage(g), n), g.copy()):
+        got = OperatorCalls.build(calls)
+        assert np.array_equal(got.g, want_g) and np.array_equal(got.gt, want_g.T)
+        assert np.array_equal(got.miss_ptr, want_ptr) and np.array_equal(got.miss_idx, cols)
+        assert np.array_equal(got.alt, want_g.sum(axis=1)) and np.array_equal(got.obs, called.sum(axis=1))
+        assert np.array_equal(got.missing, (~called).sum(axis=0))
+    with pytest.raises(ValueError, match="int8"):
+        OperatorCalls.build(g.astype(np.float32))

@@ -34,6 +34,7 @@ from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.job_memory import refuse_over_budget, site_budget
 from cipherome.genomics.gwas import pca_pooled
+from cipherome.genomics.gwas.pca_calls import OperatorCalls
 from cipherome.genomics.gwas.pca_operator import bytes_per_call
 from cipherome.genomics.local import vnni
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
@@ -379,8 +380,12 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
                  [bool(mt[6]) for mt in metas])
     if pp.mode == "pooled":
         pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
-        g = sv.read(site, idx, mask, dosage=dosage)
-        alt, obs, missing = pca_pooled.call_counts(g)
+        if int8:  # straight into the int8 products' layout (a .bed site's packed rows without an int8 matrix)
+            g = OperatorCalls.build(sv.read_calls(site, idx, mask))
+            alt, obs, missing = g.alt, g.obs, g.missing
+        else:
+            g = sv.read(site, idx, mask, dosage=dosage)
+            alt, obs, missing = pca_pooled.call_counts(g)
         d_own, e_own = pairwise_factors(missing, M, pp.approx)
         scores, kr = pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d_own, e_own, f, int8)
         return PCAResult(scores_own=scores, eigenvalues=kr.eigenvalues[:pp.k].copy(), variants=idx,

@@ -26,6 +26,8 @@ from numba import njit, prange
 from cipherome.genomics.local import vnni
 from cipherome.genomics.local.threads import twin_kernel
 
+from .pca_calls import OperatorCalls
+
 __all__ = ["StandardisedCalls", "standardised_rows", "quantise", "bytes_per_call"]
 
 _CHUNK = 8192  # variants per block of the one-time float32 standardisation
@@ -142,38 +144,6 @@ _right_combine = twin_kernel(_right_kernel)
 
 
 @njit(cache=True, nogil=True)
-def _split_calls(g, gt, miss_ptr, miss_idx):  # pragma: no cover - compiled
-    """In place: g (M, n) int8 calls -> 0 where missing (-1); gt (n, M) = g' as uint8 (64 x 64 tiles);
-    CSR of the missing samples per variant (miss_ptr from a first count)."""
-    m, n = g.shape
-    for j in range(m):
-        p = miss_ptr[j]
-        for i in range(n):
-            if g[j, i] < 0:
-                miss_idx[p] = i
-                p += 1
-                g[j, i] = 0
-    for j0 in range(0, m, 64):
-        j1 = min(m, j0 + 64)
-        for i0 in range(0, n, 64):
-            i1 = min(n, i0 + 64)
-            for i in range(i0, i1):
-                for j in range(j0, j1):
-                    gt[i, j] = g[j, i]
-
-
-@njit(cache=True, nogil=True)
-def _count_missing(g, ptr):  # pragma: no cover - compiled
-    m, n = g.shape
-    for j in range(m):
-        c = 0
-        for i in range(n):
-            if g[j, i] < 0:
-                c += 1
-        ptr[j + 1] = ptr[j] + c
-
-
-@njit(cache=True, nogil=True)
 def _standardise_calls(g, lut, out):  # pragma: no cover - compiled
     m, n = g.shape
     for j in range(m):
@@ -214,31 +184,28 @@ class StandardisedCalls:
     """Z' of one site (module docstring), built once; ``left(y)`` = Z' Y, ``right(u)`` = Z U.
 
     ``g`` (M, n_s): int8 hard calls (-1 missing; with VNNI they are turned into G in place, so the
-    caller must not use them afterwards) or float dosages (NaN missing).
+    caller must not use them afterwards), float dosages (NaN missing), or the calls already in the
+    int8 products' layout (``pca_calls.OperatorCalls``).
     ``int8_products``: None (default) uses the int8 path where ``vnni.available()``; False forces
     float32; True asks for int8, which still needs a VNNI host. ``digits``: int8 digits per
     quantised column (``quantise``).
     """
 
-    def __init__(self, g: np.ndarray, p: np.ndarray, keep: np.ndarray, int8_products: bool | None = None,
-                 digits: int = DIGITS):
+    def __init__(self, g, p: np.ndarray, keep: np.ndarray, int8_products: bool | None = None, digits: int = DIGITS):
         p = np.asarray(p, dtype=np.float64)
         self.shape, self.digits = g.shape, int(digits)
         use = vnni.available() and (int8_products is None or bool(int8_products))
-        self.int8 = use and g.dtype == np.int8
+        built = isinstance(g, OperatorCalls)
+        self.int8 = use and (built or g.dtype == np.int8)
+        if built and not self.int8:
+            raise ValueError("StandardisedCalls: calls in the int8 layout need the int8 products (a VNNI host)")
         if not self.int8:
             self.zt = standardised_rows(g, p, np.asarray(keep, dtype=bool))
             return
-        m, n = g.shape
         self.s = _weights(p, np.asarray(keep, dtype=bool))
         self.mu = 2.0 * p * self.s  # 2 p s: the per-row shift of the calls
-        g = np.ascontiguousarray(g)
-        self.miss_ptr = np.zeros(m + 1, dtype=np.int64)
-        _count_missing(g, self.miss_ptr)
-        self.miss_idx = np.empty(int(self.miss_ptr[-1]), dtype=np.int32)
-        self.gt = np.empty((n, m), dtype=np.uint8)
-        _split_calls(g, self.gt, self.miss_ptr, self.miss_idx)
-        self.g = g.view(np.uint8)
+        calls = g if built else OperatorCalls.build(g)
+        self.g, self.gt, self.miss_ptr, self.miss_idx = calls.g, calls.gt, calls.miss_ptr, calls.miss_idx
 
     def left(self, y: np.ndarray) -> np.ndarray:
         """Z' Y (M x b) for Y (n_s x b), float64."""

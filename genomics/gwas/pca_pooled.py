@@ -127,7 +127,8 @@ def _product_bits(n: int, d_max: float, frac: int) -> int:
 def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, d_own: np.ndarray,
                    e_own: np.ndarray, frac: int, int8_products: bool | None = None) -> tuple:
     """Steps 2-5 of the module docstring for one site: ``g`` (M, n_s) its genotypes of the PCA variants
-    (int8 or float dosages; consumed: ``pca_operator`` may turn int8 calls into its matrix in place),
+    (int8 or float dosages, or ``pca_calls.OperatorCalls``; consumed: ``pca_operator`` may turn int8
+    calls into its matrix in place),
     ``own_counts`` its (alt, called) per variant (``call_counts``); ``ns`` the sites' sample counts,
     ``b`` the Krylov block size; returns (scores_own (n_s, K), KrylovResult).
 
