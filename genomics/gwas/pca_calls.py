@@ -70,9 +70,8 @@ class OperatorCalls:
         ptr = np.concatenate([[0], np.cumsum(miss)]).astype(np.int64)
         g = np.empty((m, n), dtype=np.uint8)
         gt, idx, missing = _outputs(m, n, int(ptr[-1]))
-        scratch = _scratch(n)
-        _bands_packed(packed, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, missing, scratch, scratch.view(np.uint32), g,
-                      _word_view(gt), gt)
+        _bands(packed, np.empty((0, 0), dtype=np.int8), n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, missing, _scratch(n),
+               g, _word_view(gt), gt)
         return cls(g, gt, ptr, idx, alt.astype(np.float64), (n - miss).astype(np.float64), missing)
 
     @classmethod
@@ -82,8 +81,8 @@ class OperatorCalls:
         _count_int8(g, alt, miss)
         ptr = np.concatenate([[0], np.cumsum(miss)]).astype(np.int64)
         gt, idx, missing = _outputs(m, n, int(ptr[-1]))
-        scratch = _scratch(n)
-        _bands_int8(g, ptr, idx, missing, scratch, g.view(np.uint8), _word_view(gt), gt)
+        _bands(np.empty((0, 0), dtype=np.uint8), g, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, missing, _scratch(n),
+               g.view(np.uint8), _word_view(gt), gt)
         return cls(g.view(np.uint8), gt, ptr, idx, alt.astype(np.float64), (n - miss).astype(np.float64), missing)
 
 
@@ -216,56 +215,54 @@ def _band_to_gt(scratch, rows, j0, gt64, gt):  # pragma: no cover - compiled
                     gt64[i0 + c, wc] = cs[c]
 
 
-@njit(cache=True, nogil=True)
-def _bands_packed(packed, n, byte_calls, byte_miss, ptr, idx, missing, scratch, s32, g, gt64,
-                  gt):  # pragma: no cover - compiled
-    """Each band: rows decoded four calls per word into ``scratch`` (missing -> 0, listed), copied to G,
-    transposed into G'."""
-    m, nb = packed.shape
-    for j0 in range(0, m, scratch.shape[0]):
-        rows = min(scratch.shape[0], m - j0)
-        for r in range(rows):
-            j = j0 + r
-            p = ptr[j]
-            for k in range(nb):
-                b = packed[j, k]
-                s32[r, k] = byte_calls[b]
-                if byte_miss[b] != 0:
-                    for t in range(4):
-                        i = 4 * k + t
-                        if i < n and (b >> (2 * t)) & 3 == 1:
-                            idx[p] = i
-                            p += 1
-                            missing[i] += 1
-            for i in range(n, scratch.shape[1]):  # the padding codes decode as ALT homozygotes
-                scratch[r, i] = 0
-            for i in range(n):
-                g[j, i] = scratch[r, i]
-        _band_to_gt(scratch, rows, j0, gt64, gt)
-
-
-@njit(cache=True, nogil=True)
-def _bands_int8(g, ptr, idx, missing, scratch, gu, gt64, gt):  # pragma: no cover - compiled
-    """Each band: int8 rows copied into ``scratch``, a missing call (-1) set to 0 there and in G and
-    listed; then transposed into G'."""
-    m, n = g.shape
-    for j0 in range(0, m, scratch.shape[0]):
-        rows = min(scratch.shape[0], m - j0)
-        for r in range(rows):
-            j = j0 + r
-            p = ptr[j]
-            if ptr[j + 1] == p:
-                for i in range(n):
-                    scratch[r, i] = gu[j, i]
-                continue
-            for i in range(n):
-                x = g[j, i]
-                if x < 0:
+@njit(cache=True, nogil=True, inline="always")
+def _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, p, missing, scratch, s32):  # pragma: no cover
+    """Row j decoded four calls per word into scratch row r (missing -> 0, listed from CSR slot p on)."""
+    for k in range(packed.shape[1]):
+        b = packed[j, k]
+        s32[r, k] = byte_calls[b]
+        if byte_miss[b] != 0:
+            for t in range(4):
+                i = 4 * k + t
+                if i < n and (b >> (2 * t)) & 3 == 1:
                     idx[p] = i
                     p += 1
                     missing[i] += 1
-                    gu[j, i] = 0
-                    scratch[r, i] = 0
-                else:
-                    scratch[r, i] = x
+    for i in range(n, scratch.shape[1]):  # the padding codes decode as ALT homozygotes
+        scratch[r, i] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _int8_row(calls, g, j, r, idx, p, missing, scratch):  # pragma: no cover - compiled
+    """Int8 row j copied into scratch row r; a missing call (-1) set to 0 there and in G (in place), listed."""
+    for i in range(calls.shape[1]):
+        x = calls[j, i]
+        if x < 0:
+            idx[p] = i
+            p += 1
+            missing[i] += 1
+            g[j, i] = 0
+            scratch[r, i] = 0
+        else:
+            scratch[r, i] = x
+
+
+@njit(cache=True, nogil=True)
+def _bands(packed, calls, n, byte_calls, byte_miss, ptr, idx, missing, scratch, g, gt64,
+           gt):  # pragma: no cover - compiled
+    """Each band of rows: from ``packed`` (two-bit rows; then copied to G) or, if it has no rows, from the
+    int8 ``calls`` (G is their uint8 view, changed in place) into ``scratch``; then transposed into G'."""
+    from_packed = packed.shape[0] > 0
+    m = g.shape[0]
+    s32 = scratch.view(np.uint32)
+    for j0 in range(0, m, scratch.shape[0]):
+        rows = min(scratch.shape[0], m - j0)
+        for r in range(rows):
+            j = j0 + r
+            if from_packed:
+                _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, ptr[j], missing, scratch, s32)
+                for i in range(n):
+                    g[j, i] = scratch[r, i]
+            else:
+                _int8_row(calls, g, j, r, idx, ptr[j], missing, scratch)
         _band_to_gt(scratch, rows, j0, gt64, gt)
