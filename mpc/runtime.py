@@ -309,14 +309,16 @@ class Context:
         """
         recips = [self._recipients(r[2]) for r in requests]
         sends = [self.parties if r[6] is None else self._recipients(r[6]) for r in requests]
-        flats = [_flatten(r[0]) for r in requests]
+        sizes = [sum(int(np.size(s)) for s in r[0]) for r in requests]
+        # a party that does not send a request's share needs only its size (its shares are placeholders)
+        flats = [_flatten(r[0]) if self.me in f else None for r, f in zip(requests, sends)]
         nbs = [(int(r[4]) + 7) // 8 for r in requests]
         if not all(1 <= nb <= 8 for nb in nbs):
             raise ValueError("open: bits must be in 1..64")
-        for (_s, label, _t, kind, *_rest), r, f in zip(requests, recips, flats):
-            self.ledger.record(label, kind, r, f.size)
+        for (_s, label, _t, kind, *_rest), r, size in zip(requests, recips, sizes):
+            self.ledger.record(label, kind, r, size)
         tag = self._next_tag(requests[0][1] if len(requests) == 1 else f"{requests[0][1]}+{len(requests) - 1}", count)
-        wires = [f if nb == 8 else low_bytes(f, nb) for f, nb in zip(flats, nbs)]
+        wires = [None if f is None else f if nb == 8 else low_bytes(f, nb) for f, nb in zip(flats, nbs)]
         widths = list(dict.fromkeys(nbs))
         tags = {nb: tag if len(widths) == 1 else f"{tag}#{nb}" for nb in widths}
         for p in self.others:
@@ -324,12 +326,12 @@ class Context:
                 parts = [w for w, r, b, f in zip(wires, recips, nbs, sends) if b == nb and p in r and self.me in f]
                 if parts:
                     self.transport.send(p, tags[nb], parts[0] if len(parts) == 1 else np.concatenate(parts))
-        return lambda: self._collect(requests, recips, sends, flats, wires, nbs, widths, tags)
+        return lambda: self._collect(requests, recips, sends, flats, sizes, nbs, widths, tags)
 
-    def _collect(self, requests, recips, sends, flats, wires, nbs, widths, tags) -> list:
+    def _collect(self, requests, recips, sends, flats, sizes, nbs, widths, tags) -> list:
         """The receiving half of ``post_batch``."""
         mine = [k for k, r in enumerate(recips) if self.me in r]
-        totals = {k: flats[k].copy() if self.me in sends[k] else np.zeros_like(flats[k]) for k in mine}
+        totals = {k: flats[k].copy() if flats[k] is not None else np.zeros(sizes[k], dtype=U64) for k in mine}
         for p in self.others:
             for nb in widths:
                 ks = [k for k in mine if nbs[k] == nb and p in sends[k]]
@@ -338,14 +340,14 @@ class Context:
                 t0 = time.perf_counter()
                 got = self.transport.recv(p, tags[nb], self.timeout)
                 self.waited["openings"] += time.perf_counter() - t0
-                size = sum(wires[k].size for k in ks)
-                if got.dtype != wires[ks[0]].dtype or got.shape != (size,):
+                size = sum(sizes[k] for k in ks) * (1 if nb == 8 else nb)
+                if got.dtype != (U64 if nb == 8 else np.uint8) or got.shape != (size,):
                     raise PeerError(p, requests[ks[0]][1],
-                                    f"malformed message: expected {sum(flats[k].size for k in ks)} ring elements")
+                                    f"malformed message: expected {sum(sizes[k] for k in ks)} ring elements")
                 pos = 0
                 for k in ks:
-                    piece = got[pos : pos + wires[k].size]
-                    pos += wires[k].size
+                    piece = got[pos : pos + sizes[k] * (1 if nb == 8 else nb)]
+                    pos += piece.size
                     if nb < 8:
                         add_low_bytes(totals[k], piece, nb, bool(requests[k][5]))
                     elif requests[k][5]:

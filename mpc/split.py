@@ -47,7 +47,7 @@ def pass_blocks(ctx, own: np.ndarray, sizes: list[int], label: str) -> list[np.n
     Returns every party's array in party order (this party's own included); one round.
     """
     me = ctx.index
-    mine = [own if j == me else np.zeros(s, dtype=U64) for j, s in enumerate(sizes)]
+    mine = [own if j == me else np.broadcast_to(U64(0), (s,)) for j, s in enumerate(sizes)]  # sizes only
     got = ctx.open_requests([([mine[j]], label, [q for q in ctx.parties if q != p], MASKED, 64, False, [p])
                              for j, p in enumerate(ctx.parties)])
     return [own if j == me else got[j][0] for j in range(ctx.n)]
