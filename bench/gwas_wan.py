@@ -55,7 +55,7 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
         wall, relay_cpu = time.perf_counter() - t0, time.process_time() - c0
     lead = res.reports["p0"]
     row = {"size": f"{n}x{m}", "link": link, "pca": params.pca, "pca_mode": params.extra.get("pca_mode", "shared"),
-           "pca_rtol": params.extra.get("pca_rtol"),
+           "pca_rtol": params.extra.get("pca_rtol"), "pca_oversample": params.extra.get("pca_oversample"),
            "glm": params.glm, "wall_s": wall,
            "mb_lead": lead["bytes_sent"] / 1e6, "rounds_lead": lead["rounds"],
            "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
@@ -89,6 +89,8 @@ def main(argv=None) -> None:
     ap.add_argument("--pca", type=int, default=0)
     ap.add_argument("--pca-mode", choices=["shared", "pooled"], default="shared")
     ap.add_argument("--pca-rtol", type=float, default=None, help="the PCA's residual stop (default: the job's, 2e-3)")
+    ap.add_argument("--pca-oversample", type=int, default=None,
+                    help="the Krylov block size beyond K (default: the job's, 10)")
     ap.add_argument("--json", help="append rows to this JSON-lines file")
     ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up job (numba caches already warm)")
     a = ap.parse_args(argv)
@@ -98,6 +100,8 @@ def main(argv=None) -> None:
         params.extra["pca_mode"] = a.pca_mode
         if a.pca_rtol is not None:
             params.extra["pca_rtol"] = a.pca_rtol
+        if a.pca_oversample is not None:
+            params.extra["pca_oversample"] = a.pca_oversample
     rows = []
     for link in a.link or LINKS:
         row = run_link(n, m, link, params, warmup=not a.no_warmup)
