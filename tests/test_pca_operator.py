@@ -121,3 +121,31 @@ def test_operator_calls_from_packed_and_int8_match_numpy(m, n, missing):
         assert np.array_equal(got.missing, (~called).sum(axis=0))
     with pytest.raises(ValueError, match="int8"):
         OperatorCalls.build(g.astype(np.float32))
+
+
+def test_pca_calls_of_a_bed_site_match_its_int8_read(tmp_path):
+    """The pooled PCA reads a .bed site through ``read_calls`` (packed rows, REF/ALT swapped where the study
+    orientation differs, samples masked): the same operator calls as from its int8 ``read``."""
+    from types import SimpleNamespace
+
+    from cipherome.genomics.gwas.variants import StudyVariants
+    from cipherome.genomics.io.bed import BedRows
+    from cipherome.genomics.io.site_files import BedCalls
+
+    rng = np.random.default_rng(3)
+    m, n = 150, 37
+    g = rng.integers(0, 3, (m, n)).astype(np.int8)
+    g[rng.random((m, n)) < 0.05] = -1
+    packed = pack_dosage(g)
+    path = tmp_path / "s.bed"
+    path.write_bytes(bytes([0x6C, 0x1B, 0x01]) + packed.tobytes())
+    site = SimpleNamespace(read=BedCalls(BedRows(path, m, packed.shape[1]), n), read_dosage=None)
+    sv = StudyVariants(local_index=rng.permutation(m)[:120], flip=rng.random(120) < 0.4,
+                       lead_index=np.full(120, -1), dropped_duplicates=0)
+    idx = np.sort(rng.choice(120, 90, replace=False))
+    for mask in (np.ones(n, bool), rng.random(n) < 0.7):
+        packed_calls, int8_calls = sv.read_calls(site, idx, mask), sv.read(site, idx, mask)
+        assert isinstance(packed_calls, PackedCalls)
+        a, b = OperatorCalls.build(packed_calls), OperatorCalls.build(int8_calls)
+        for name in ("g", "gt", "miss_ptr", "miss_idx", "alt", "obs", "missing"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
