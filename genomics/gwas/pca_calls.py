@@ -1,4 +1,4 @@
-"""A site's hard calls in the layout of the pooled PCA's int8 products, built in one pass.
+"""A site's hard calls in the layout of the pooled PCA's int8 products, built in two passes.
 
 The operator (``pca_operator.StandardisedCalls``) multiplies by G (M x n_s, the ALT dosage of each
 call, 0 where the call is missing) from both sides, so it keeps G and its transpose G' (one byte per
@@ -12,8 +12,10 @@ sample its missing calls (``pca_pooled``). ``OperatorCalls`` builds all of them:
   (three butterfly steps); no int8 matrix in between;
 - from int8 calls (-1 missing; any other reader), in place: the same bands, the calls copied in.
 
-At 96,000 x 3,334 the scalar transpose took 0.32-0.35 s and the missing-call split 0.17 s; the word
-transpose from an aligned band takes 0.10-0.13 s.
+At 96,000 x 3,334 with 1% missing calls (one thread, warm): 0.32-0.37 s from packed rows, 0.28-0.32 s
+from int8 calls, where decoding to int8 (0.06-0.11 s), counting and splitting off the missing calls with
+a transpose by scalar 64 x 64 tiles took 0.63-0.72 s; the transpose alone 0.32-0.36 s by tiles, 0.10-0.13
+s by words from the aligned band (0.31-0.36 s by words read from G's unaligned rows).
 """
 from __future__ import annotations
 
