@@ -24,10 +24,10 @@ from numba import njit
 
 from cipherome.genomics.io.packed import CODE_TO_DOSAGE, PackedCalls
 
-__all__ = ["OperatorCalls"]
+__all__ = ["OperatorCalls", "count_int8_calls"]
 
 _BAND = 64  # variants per band: 64 bytes of each G' row written at once (one cache line)
-_CODES = (np.arange(256)[:, None] >> (2 * np.arange(4))) & 3  # byte -> its four two-bit codes
+_CODES = ((np.arange(256)[:, None] >> (2 * np.arange(4))) & 3).astype(np.uint8)  # byte -> its four codes
 _CALLS = np.where(CODE_TO_DOSAGE[_CODES] < 0, 0, CODE_TO_DOSAGE[_CODES]).astype(np.uint32)
 #: byte -> its four calls as bytes of a little-endian word (missing -> 0)
 _BYTE_CALLS = (_CALLS << (8 * np.arange(4, dtype=np.uint32))).sum(axis=1).astype(np.uint32)
@@ -58,45 +58,26 @@ class OperatorCalls:
         """From ``PackedCalls`` or int8 calls (M, n_s), -1 missing (turned into G in place: the caller
         must not use them afterwards)."""
         if isinstance(calls, PackedCalls):
-            return cls._from_packed(np.ascontiguousarray(calls.packed, dtype=np.uint8), int(calls.n_samples))
-        g = np.ascontiguousarray(calls)
-        if g.dtype != np.int8 or g.ndim != 2:
-            raise ValueError(f"OperatorCalls: int8 (M, n) calls expected, got {g.dtype}{g.shape}")
-        return cls._from_int8(g)
-
-    @classmethod
-    def _from_packed(cls, packed: np.ndarray, n: int) -> "OperatorCalls":
-        m = packed.shape[0]
-        alt, miss = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
-        _count_packed(packed, n, _BYTE_ALT, _BYTE_MISS, _CODES.astype(np.uint8), alt, miss)
-        ptr = np.concatenate([[0], np.cumsum(miss)]).astype(np.int64)
-        g = np.empty((m, n), dtype=np.uint8)
-        gt, idx, missing = _outputs(m, n, int(ptr[-1]))
-        _bands(packed, np.empty((0, 0), dtype=np.int8), n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, missing, _scratch(n),
-               g, _word_view(gt), gt)
-        return cls(g, gt, ptr, idx, alt.astype(np.float64), (n - miss).astype(np.float64), missing)
-
-    @classmethod
-    def _from_int8(cls, g: np.ndarray) -> "OperatorCalls":
-        m, n = g.shape
-        alt, miss = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
-        _count_int8(g, alt, miss)
-        ptr = np.concatenate([[0], np.cumsum(miss)]).astype(np.int64)
-        gt, idx, missing = _outputs(m, n, int(ptr[-1]))
-        _bands(np.empty((0, 0), dtype=np.uint8), g, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, missing, _scratch(n),
-               g.view(np.uint8), _word_view(gt), gt)
-        return cls(g.view(np.uint8), gt, ptr, idx, alt.astype(np.float64), (n - miss).astype(np.float64), missing)
-
-
-def _outputs(m: int, n: int, nmiss: int):
-    """G' (n, m), the CSR's sample indices, the per-sample missing counts."""
-    return np.empty((n, m), dtype=np.uint8), np.empty(nmiss, dtype=np.int32), np.zeros(n, dtype=np.int64)
-
-
-def _scratch(n: int) -> np.ndarray:
-    """A band of _BAND rows, each padded to whole 64-bit words (aligned: the word loads of an unaligned
-    view of G itself made the transpose 2.3x slower)."""
-    return np.zeros((_BAND, max(8, (n + 7) // 8 * 8)), dtype=np.uint8)
+            packed, n = np.ascontiguousarray(calls.packed, dtype=np.uint8), int(calls.n_samples)
+            m = packed.shape[0]
+            alt, obs = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
+            _count_packed(packed, n, _BYTE_ALT, _BYTE_MISS, _CODES, alt, obs)
+            int8, g, missing = np.empty((0, 0), dtype=np.int8), np.empty((m, n), dtype=np.uint8), None
+        else:
+            int8 = np.ascontiguousarray(calls)
+            if int8.dtype != np.int8 or int8.ndim != 2:
+                raise ValueError(f"OperatorCalls: int8 (M, n) calls expected, got {int8.dtype}{int8.shape}")
+            (m, n), packed, g = int8.shape, np.empty((0, 0), dtype=np.uint8), int8.view(np.uint8)
+            alt, obs = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
+            missing = np.zeros(n, dtype=np.int64)
+            count_int8_calls(int8, alt, obs, missing)
+        ptr = np.concatenate([[0], np.cumsum(n - obs)]).astype(np.int64)
+        gt, idx = np.empty((n, m), dtype=np.uint8), np.empty(int(ptr[-1]), dtype=np.int32)
+        scratch = np.zeros((_BAND, max(8, (n + 7) // 8 * 8)), dtype=np.uint8)  # rows padded to whole words
+        _bands(packed, int8, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, scratch, g, _word_view(gt), gt)
+        if missing is None:
+            missing = np.bincount(idx, minlength=n).astype(np.int64)
+        return cls(g, gt, ptr, idx, alt.astype(np.float64), obs.astype(np.float64), missing)
 
 
 def _word_view(gt: np.ndarray) -> np.ndarray:
@@ -106,8 +87,27 @@ def _word_view(gt: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _count_packed(packed, n, byte_alt, byte_miss, codes, alt, miss):  # pragma: no cover - compiled
-    """Per row the ALT sum and missing count: whole bytes by table, the last byte's live codes one by one."""
+def count_int8_calls(g, alt, obs, miss):  # pragma: no cover - compiled
+    """Per variant (row of int8 calls g, -1 missing) the ALT dosage sum and the call count; per sample
+    (column) its missing calls, added to ``miss``."""
+    m, n = g.shape
+    for j in range(m):
+        a = 0
+        c = 0
+        for i in range(n):
+            x = g[j, i]
+            if x >= 0:
+                a += x
+                c += 1
+            else:
+                miss[i] += 1
+        alt[j] = a
+        obs[j] = c
+
+
+@njit(cache=True, nogil=True)
+def _count_packed(packed, n, byte_alt, byte_miss, codes, alt, obs):  # pragma: no cover - compiled
+    """Per row the ALT sum and call count: whole bytes by table, the last byte's live codes one by one."""
     full = n // 4
     for j in range(packed.shape[0]):
         a = 0
@@ -123,22 +123,7 @@ def _count_packed(packed, n, byte_alt, byte_miss, codes, alt, miss):  # pragma: 
             else:
                 a += 2 if code == 0 else (1 if code == 2 else 0)
         alt[j] = a
-        miss[j] = c
-
-
-@njit(cache=True, nogil=True)
-def _count_int8(g, alt, miss):  # pragma: no cover - compiled
-    for j in range(g.shape[0]):
-        a = 0
-        c = 0
-        for i in range(g.shape[1]):
-            x = g[j, i]
-            if x < 0:
-                c += 1
-            else:
-                a += x
-        alt[j] = a
-        miss[j] = c
+        obs[j] = n - c
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -218,7 +203,7 @@ def _band_to_gt(scratch, rows, j0, gt64, gt):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, p, missing, scratch, s32):  # pragma: no cover
+def _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, p, scratch, s32):  # pragma: no cover - compiled
     """Row j decoded four calls per word into scratch row r (missing -> 0, listed from CSR slot p on)."""
     for k in range(packed.shape[1]):
         b = packed[j, k]
@@ -229,20 +214,18 @@ def _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, p, missing, scratch
                 if i < n and (b >> (2 * t)) & 3 == 1:
                     idx[p] = i
                     p += 1
-                    missing[i] += 1
     for i in range(n, scratch.shape[1]):  # the padding codes decode as ALT homozygotes
         scratch[r, i] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _int8_row(calls, g, j, r, idx, p, missing, scratch):  # pragma: no cover - compiled
+def _int8_row(calls, g, j, r, idx, p, scratch):  # pragma: no cover - compiled
     """Int8 row j copied into scratch row r; a missing call (-1) set to 0 there and in G (in place), listed."""
     for i in range(calls.shape[1]):
         x = calls[j, i]
         if x < 0:
             idx[p] = i
             p += 1
-            missing[i] += 1
             g[j, i] = 0
             scratch[r, i] = 0
         else:
@@ -250,8 +233,7 @@ def _int8_row(calls, g, j, r, idx, p, missing, scratch):  # pragma: no cover - c
 
 
 @njit(cache=True, nogil=True)
-def _bands(packed, calls, n, byte_calls, byte_miss, ptr, idx, missing, scratch, g, gt64,
-           gt):  # pragma: no cover - compiled
+def _bands(packed, calls, n, byte_calls, byte_miss, ptr, idx, scratch, g, gt64, gt):  # pragma: no cover - compiled
     """Each band of rows: from ``packed`` (two-bit rows; then copied to G) or, if it has no rows, from the
     int8 ``calls`` (G is their uint8 view, changed in place) into ``scratch``; then transposed into G'."""
     from_packed = packed.shape[0] > 0
@@ -262,9 +244,9 @@ def _bands(packed, calls, n, byte_calls, byte_miss, ptr, idx, missing, scratch, 
         for r in range(rows):
             j = j0 + r
             if from_packed:
-                _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, ptr[j], missing, scratch, s32)
+                _packed_row(packed, j, r, n, byte_calls, byte_miss, idx, ptr[j], scratch, s32)
                 for i in range(n):
                     g[j, i] = scratch[r, i]
             else:
-                _int8_row(calls, g, j, r, idx, ptr[j], missing, scratch)
+                _int8_row(calls, g, j, r, idx, ptr[j], scratch)
         _band_to_gt(scratch, rows, j0, gt64, gt)

@@ -40,11 +40,11 @@ import math
 import secrets
 
 import numpy as np
-from numba import njit
 
 from cipherome.genomics.errors import InputError
 from cipherome.protocols.krylov import LocalRows, block_krylov, open_sum, orthonormal_start
 
+from .pca_calls import count_int8_calls
 from .pca_operator import StandardisedCalls
 
 __all__ = ["POOLED_POLICY_KEY", "DISCLOSURES", "pooled_allowed", "check_pooled_policy", "call_counts",
@@ -84,23 +84,6 @@ def check_pooled_policy(parties: list, allowed: list) -> None:
         raise InputError(msg, kind=msg)  # public: party names and a policy bit
 
 
-@njit(cache=True, nogil=True)
-def _count_calls(g, alt, obs, miss):  # pragma: no cover - compiled
-    m, n = g.shape
-    for j in range(m):
-        a = 0
-        c = 0
-        for i in range(n):
-            x = g[j, i]
-            if x >= 0:
-                a += x
-                c += 1
-            else:
-                miss[i] += 1
-        alt[j] = a
-        obs[j] = c
-
-
 def call_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(alt (M,), called (M,), missing (n_s,)) of ``g`` (M, n_s): per variant the ALT dosage sum and the
     call count, per sample the missing calls. int8 hard calls (-1 missing) in one compiled pass (a
@@ -110,7 +93,7 @@ def call_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.nansum(g, axis=1, dtype=np.float64), (~miss).sum(axis=1).astype(np.float64), miss.sum(axis=0)
     alt, obs = np.zeros(g.shape[0], dtype=np.int64), np.zeros(g.shape[0], dtype=np.int64)
     miss = np.zeros(g.shape[1], dtype=np.int64)
-    _count_calls(np.ascontiguousarray(g, dtype=np.int8), alt, obs, miss)
+    count_int8_calls(np.ascontiguousarray(g, dtype=np.int8), alt, obs, miss)
     return alt.astype(np.float64), obs.astype(np.float64), miss
 
 
