@@ -59,6 +59,7 @@ class _Task:
             self.value = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the scheduler, which re-raises it
             self.error = exc
+        self.fn = None  # the task and its scheduler form a cycle: drop what the closure holds now, not at a GC
         self.done = True
         self.sched.back.release()
 
@@ -106,6 +107,7 @@ class _Scheduler:
                 self.back.acquire()
         for ident in self.by_thread:
             self.ctx.schedulers.pop(ident, None)
+        self.by_thread.clear()
 
     def wait(self, fn):
         """Called by ``Context.wait_point`` inside a task: in a stagger, hand the wait over (the other
@@ -145,7 +147,7 @@ def pipeline(ctx, tasks: list[Callable[[], Any]], window: int) -> list[Any]:
         if task.error is not None:
             raise task.error
         if task.done:
-            results[i] = task.value
+            results[i], task.value = task.value, None
             flight.remove((i, task))
         else:
             step.append(task)
@@ -196,7 +198,7 @@ def stagger(ctx, tasks: list[Callable[[], Any]]) -> list[Any]:
                 if task.error is not None:
                     raise task.error
                 if task.done:
-                    results[i] = task.value
+                    results[i], task.value = task.value, None
                     continue
                 if isinstance(task.requests, _Wait):  # collected at its next turn, like an opening
                     posted[i] = task.requests

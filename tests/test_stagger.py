@@ -5,12 +5,15 @@ rounds of one part (a cycle of parts is one round), with the bytes of the parts 
 corrections of rotating recipes reach every compute party; a rotating recipe may not use the
 lead-only primitives.
 """
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
 from cipherome import protocols as P
 from cipherome.mpc.correlated import DealerGen, corrected_party
-from cipherome.mpc.pipeline import contiguous_parts, stagger
+from cipherome.mpc.pipeline import contiguous_parts, pipeline, stagger
 from cipherome.mpc.prg import PRG
 from cipherome.mpc.shares import concat
 from tests.mpc_helpers import run_shared
@@ -45,6 +48,35 @@ def test_stagger_gives_the_batch_values_in_the_rounds_of_one_part(parts):
     rep, rep1 = run.reports["p0"], run1.reports["p0"]
     assert rep["rounds"] == rep1["rounds"]  # one round per cycle of parts
     assert abs(rep["bytes_sent"] - rep1["bytes_sent"]) < 0.01 * rep1["bytes_sent"] + 200 * parts
+
+
+@pytest.mark.parametrize("runner", ["stagger", "pipeline"])
+def test_finished_tasks_release_their_arrays_without_a_garbage_collection(runner):
+    """A task and its scheduler reference each other; what a task's closure holds (a site's calls, say)
+    and the results it returned must still be freed when the call returns, not at the next cyclic GC
+    (which numeric code may not trigger for a whole job stage)."""
+    class Big:
+        pass
+
+    refs = []
+
+    def job(ctx, a):
+        def task(k):
+            held = Big()
+            refs.append(weakref.ref(held))
+            return lambda: (held, P.mul(a, a) + float(k))[1]
+
+        run = stagger if runner == "stagger" else (lambda c, t: pipeline(c, t, 2))
+        outs = run(ctx, [task(k) for k in range(3)])
+        return concat(outs)
+
+    gc.disable()
+    try:
+        got, _ = run_shared(job, [X[:10]])
+        assert refs and all(r() is None for r in refs)
+    finally:
+        gc.enable()
+    np.testing.assert_allclose(got, np.concatenate([X[:10] ** 2 + k for k in range(3)]), atol=1e-4)
 
 
 def test_stagger_inside_a_task_runs_in_turn():
