@@ -26,6 +26,19 @@ def test_matmul_u8s8_is_exact(rows, k, c):
     assert np.array_equal(vnni.matmul_u8s8(a, b), a.astype(np.int64) @ b.astype(np.int64))
 
 
+@needs_vnni
+@pytest.mark.parametrize("lo,hi", [(0, 40), (3, 41), (64, 133), (7, 8), (100, 100)])
+def test_matmul_u8s8_of_a_column_range_reads_the_view(lo, hi):
+    """A column range of A (rows contiguous, further apart than their length) as used by the
+    pooled PCA's right product per range of variants: exact, including ranges that start off a quad."""
+    rng = np.random.default_rng(lo + hi)
+    a = rng.integers(0, 256, (29, 140), dtype=np.uint8)
+    b = rng.integers(-128, 128, (hi - lo, 24), dtype=np.int8)
+    view = a[:, lo:hi]
+    assert not view.flags.c_contiguous or hi - lo in (0, 140)
+    assert np.array_equal(vnni.matmul_u8s8(view, b), view.astype(np.int64) @ b.astype(np.int64))
+
+
 def test_matmul_u8s8_refuses_wrong_types():
     with pytest.raises(ValueError, match="matmul_u8s8"):
         vnni.matmul_u8s8(np.zeros((3, 4), np.int8), np.zeros((4, 2), np.int8))
@@ -88,6 +101,27 @@ def test_standardised_products_match_the_dense_matrix(int8, digits, m, n, b):
     y, u = rng.standard_normal((n, b)), rng.standard_normal((m, b))
     for got, ref in [(op.left(y), dense @ y), (op.right(u), dense.T @ u)]:
         assert np.abs(got - ref).max() <= _REL[digits if int8 else None] * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("int8", [pytest.param(True, marks=needs_vnni), False])
+def test_products_by_ranges_of_variants_add_up_to_the_whole(int8):
+    """``left_rows`` of a partition of the variants stack to ``left``; ``right_rows`` of it (each range
+    quantised on its own) add up to ``right`` within the products' error (``pca_pooled.apply``)."""
+    m, n, b = 1201, 333, 12
+    g, p, keep, dense, rng = _study(m, n, 5)
+    op = StandardisedCalls(g.copy(), p, keep, int8_products=int8)
+    y, u = rng.standard_normal((n, b)), rng.standard_normal((m, b))
+    ranges = [slice(0, 256), slice(256, 643), slice(643, 1200), slice(1200, 1201)]
+    prep = op.left_input(y)
+    stacked, left = np.vstack([op.left_rows(prep, r) for r in ranges]), op.left(y)
+    if int8:  # exact integer products: the same numbers
+        np.testing.assert_array_equal(stacked, left)
+    else:  # SGEMM blocks a range differently from the whole: float32 rounding
+        assert np.abs(stacked - left).max() <= 1e-6 * np.abs(left).max()
+    whole = sum(op.right_rows(u[r], r) for r in ranges)
+    ref = dense.T @ u
+    tol = _REL[DIGITS if int8 else None] * np.abs(ref).max()
+    assert np.abs(whole - ref).max() <= tol and np.abs(op.right(u) - ref).max() <= tol
 
 
 def test_dosages_use_the_float_path():

@@ -10,6 +10,7 @@ import pytest
 
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.gwas.pca import DISCLOSURES, PCAParams, secure_pca
+from cipherome.genomics.gwas.pca_pooled import product_parts
 from cipherome.genomics.reference import pca as rp
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import pca_small_data
@@ -51,7 +52,7 @@ def test_all_k_pcs_match_plink2_default(pooled_run):
 def test_pooled_mode_opens_only_its_documented_labels(pooled_run):
     d, run = pooled_run
     M = run.results[0].variants.size
-    b = K + PCAParams().oversample
+    b = K + PCAParams(mode="pooled").oversample
     for name, rep in run.reports.items():
         if name == "dealer":
             assert not rep["ledger"] or all(e["kind"] != "disclosed" for e in rep["ledger"])
@@ -61,7 +62,9 @@ def test_pooled_mode_opens_only_its_documented_labels(pooled_run):
         assert set(disclosed) <= {k for k, v in DISCLOSURES.items() if v[0] == "disclosed"}
         assert disclosed["pca.pooled_counts"]["elements"] == 2 * M
         prods = disclosed["pca.pooled_products"]
-        assert prods["openings"] == run.results[0].passes and prods["elements"] == run.results[0].passes * M * b
+        parts = len(product_parts(M))  # the pass's ranges of variants, opened in one round
+        assert parts > 1 and prods["openings"] == run.results[0].passes * parts
+        assert prods["elements"] == run.results[0].passes * M * b
         assert all(sorted(e["recipients"]) == ["p0", "p1", "p2"] for e in disclosed.values())
         assert "pca.scores" not in disclosed  # scores never leave their site
     for i, r in enumerate(run.results):
@@ -151,3 +154,13 @@ def test_opened_products_fit_their_ring_width():
     u = _D_MAX * abs(z[j] @ v)
     assert u * 2.0 ** _PRODUCT_FRAC < 2.0 ** (_product_bits(n, _D_MAX, _PRODUCT_FRAC) - 2)
     assert _product_bits(10_000, _D_MAX, _PRODUCT_FRAC) == 31 and _product_bits(131_000, _D_MAX, _PRODUCT_FRAC) == 32
+
+
+def test_product_parts_partition_the_variants_at_multiples_of_64():
+    for m in (0, 1, 511, 512, 1000, 96_040):
+        parts = product_parts(m)
+        assert parts[0].start == 0 and parts[-1].stop == m
+        assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+        assert all(p.start % 64 == 0 for p in parts) and len(parts) <= 4
+        assert len(parts) == 1 or all(p.stop - p.start >= 192 for p in parts)
+    assert len(product_parts(96_040)) == 4 and len(product_parts(511)) == 1

@@ -209,23 +209,42 @@ class StandardisedCalls:
 
     def left(self, y: np.ndarray) -> np.ndarray:
         """Z' Y (M x b) for Y (n_s x b), float64."""
-        if not self.int8:
-            return (self.zt @ np.asarray(y, dtype=np.float32)).astype(np.float64)
-        y = np.ascontiguousarray(y, dtype=np.float64)
-        digits, scale = quantise(y, digits=self.digits)
-        acc = vnni.matmul_u8s8(self.g, digits)
-        out = np.empty((self.shape[0], y.shape[1]))
-        _left_combine(acc, scale, self.s, self.mu, y.sum(axis=0), self.miss_ptr, self.miss_idx, y, out)
-        return out
+        return self.left_rows(self.left_input(y), slice(0, self.shape[0]))
 
     def right(self, u: np.ndarray) -> np.ndarray:
         """Z U (n_s x b) for U (M x b), float64."""
+        return self.right_rows(u, slice(0, self.shape[0]))
+
+    def left_input(self, y: np.ndarray):
+        """Y (n_s x b) prepared once for ``left_rows`` (quantised to int8 digits, or float32)."""
         if not self.int8:
-            return (np.asarray(u, dtype=np.float32).T @ self.zt).T.astype(np.float64)
+            return np.asarray(y, dtype=np.float32)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        digits, scale = quantise(y, digits=self.digits)
+        return y, digits, scale, y.sum(axis=0)
+
+    def left_rows(self, prep, rows: slice) -> np.ndarray:
+        """Rows ``rows`` (a range of variants) of Z' Y, float64, from ``left_input(Y)``."""
+        if not self.int8:
+            return (self.zt[rows] @ prep).astype(np.float64)
+        y, digits, scale, colsum = prep
+        lo, hi, _ = rows.indices(self.shape[0])
+        acc = vnni.matmul_u8s8(self.g[lo:hi], digits)
+        out = np.empty((hi - lo, y.shape[1]))
+        _left_combine(acc, scale, self.s[lo:hi], self.mu[lo:hi], colsum, self.miss_ptr[lo:hi + 1], self.miss_idx,
+                      y, out)
+        return out
+
+    def right_rows(self, u: np.ndarray, rows: slice) -> np.ndarray:
+        """Z[:, rows] U (n_s x b) for the rows ``rows`` of U (u: (len(rows), b)), float64: the products of
+        the ranges of a partition of the variants add up to ``right(U)`` (each range quantised on its own)."""
+        lo, hi, _ = rows.indices(self.shape[0])
+        if not self.int8:
+            return (np.asarray(u, dtype=np.float32).T @ self.zt[lo:hi]).T.astype(np.float64)
         u = np.ascontiguousarray(u, dtype=np.float64)
-        digits, scale = quantise(u, self.s, self.digits)
-        acc = vnni.matmul_u8s8(self.gt, digits)
+        digits, scale = quantise(u, self.s[lo:hi], self.digits)
+        acc = vnni.matmul_u8s8(self.gt[:, lo:hi], digits)
         out = np.empty((self.shape[1], u.shape[1]))
-        _right_combine(acc, scale, self.mu @ u, out)
-        _right_missing(self.miss_ptr, self.miss_idx, self.mu, u, out)
+        _right_combine(acc, scale, self.mu[lo:hi] @ u, out)
+        _right_missing(self.miss_ptr[lo:hi + 1], self.miss_idx, self.mu[lo:hi], u, out)
         return out

@@ -16,7 +16,9 @@ the sites row by row in plaintext (``LocalRows``) instead of as shares:
    (``pca.start_gram``) and each site orthonormalises its rows by the same public matrix;
 4. the operator on a block V (n x b), per pass:
      U = sum_s Z_s' D_s V_s         (M x b; each site's term is local, the sum is opened:
-                                     ``pca.pooled_products``, 1 round)
+                                     ``pca.pooled_products``, 1 round, by ranges of variants
+                                     whose transfers overlap the other ranges' products,
+                                     ``product_parts``)
      (M K V)_s = D_s Z_s U + M e_s V_s   (local, at site s)
    then the Gram of [basis, M K V_q] is the sum of the sites' local Grams, opened
    (``pca.gram``, 1 round); orthogonalisation and Rayleigh-Ritz as ``block_krylov``;
@@ -36,19 +38,21 @@ are those of ``plink2 --freq`` on the pooled data.
 """
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 
 import numpy as np
 
 from cipherome.genomics.errors import InputError
+from cipherome.mpc.pipeline import stagger
 from cipherome.protocols.krylov import LocalRows, block_krylov, open_sum, orthonormal_start
 
 from .pca_calls import count_int8_calls
 from .pca_operator import StandardisedCalls
 
 __all__ = ["POOLED_POLICY_KEY", "DISCLOSURES", "pooled_allowed", "check_pooled_policy", "call_counts",
-           "pooled_pca_run"]
+           "product_parts", "pooled_pca_run"]
 
 #: site policy key: may the pooled products of the PCA (and its pooled allele counts) be opened (default false)
 POOLED_POLICY_KEY = "pca_pooled_products"
@@ -67,6 +71,8 @@ _D_MAX = 16.0  # largest pairwise factor d = M / (M - missing) the opened produc
 #: fractional bits of the opened U: entries are O(1) (rms sqrt(theta) for a Ritz value theta of K), so 2^-17
 #: rounding is far below the next product's quantisation, 2^-16 of a column's largest entry (``pca_operator``)
 _PRODUCT_FRAC = 16
+#: ranges of variants per pass whose openings overlap the others' products, and their least size (``product_parts``)
+_PARTS, _MIN_PART = 4, 256
 
 
 def pooled_allowed(policy: dict | None) -> bool:
@@ -95,6 +101,16 @@ def call_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     miss = np.zeros(g.shape[1], dtype=np.int64)
     count_int8_calls(np.ascontiguousarray(g, dtype=np.int8), alt, obs, miss)
     return alt.astype(np.float64), obs.astype(np.float64), miss
+
+
+def product_parts(m: int) -> list[slice]:
+    """The ranges of the M PCA variants whose products U_r = sum_s (Z_s' D_s V_s)[r] are opened one after
+    another within a pass (``mpc.pipeline.stagger``: one round): while range r travels, the sites
+    compute range r + 1's left product, and range r's right product Z_s[:, r] U_r while later ranges
+    travel. ``_PARTS`` ranges, at least ``_MIN_PART`` variants each, cut at multiples of 64."""
+    count = max(1, min(_PARTS, m // _MIN_PART))
+    cuts = [0] + [int(round(m * i / count / 64)) * 64 for i in range(1, count)] + [m]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def _product_bits(n: int, d_max: float, frac: int) -> int:
@@ -148,11 +164,22 @@ def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, 
     ubits = _product_bits(n, _D_MAX, _PRODUCT_FRAC)
     me = float(M)
 
+    parts = product_parts(M)
+
     def apply(v: np.ndarray, t_bits: int) -> np.ndarray:
         """(M K V)_s / 2^t for this site's rows v (n_s, b): Z_s' D_s V_s pooled, then D_s Z_s U
-        (``pca_operator.StandardisedCalls``: exact integer products of the calls with VNNI, else SGEMM)."""
-        uu = open_sum(ctx, zt.left(d_own[:, None] * v), "pca.pooled_products", _PRODUCT_FRAC, ubits)
-        kv = d_own[:, None] * zt.right(uu)
+        (``pca_operator.StandardisedCalls``: exact integer products of the calls with VNNI, else SGEMM),
+        by ranges of variants whose openings overlap the other ranges' products (``product_parts``)."""
+        y = zt.left_input(d_own[:, None] * v)
+
+        def part(rows: slice):
+            def run() -> np.ndarray:
+                uu = open_sum(ctx, zt.left_rows(y, rows), "pca.pooled_products", _PRODUCT_FRAC, ubits)
+                return zt.right_rows(uu, rows)
+            return run
+
+        kv = functools.reduce(np.add, stagger(ctx, [part(r) for r in parts]))
+        kv *= d_own[:, None]
         if not pp.approx:
             kv += me * e_own[:, None] * v
         return kv / 2.0 ** t_bits

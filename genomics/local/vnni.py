@@ -219,14 +219,16 @@ _tail = twin_kernel(_tail_kernel)
 
 def matmul_u8s8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A B exactly, int64 (rows x C), for A (rows x K) uint8 and B (K x C) int8 (a view of a
-    rows x (groups x W) array, ``packed_shape``).
+    rows x (groups x W) array, ``packed_shape``). A may be a view whose rows are contiguous
+    but further apart than K (a range of columns: the tile reads rows by A's stride).
 
     The contraction runs in chunks of ``CHUNK_QUADS`` quads (int32 in the tile, int64 across
     chunks); the last K mod 4 steps in a scalar loop. Needs ``available()``.
     """
     if a.dtype != np.uint8 or b.dtype != np.int8 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul_u8s8: A {a.dtype}{a.shape} and B {b.dtype}{b.shape}")
-    a = np.ascontiguousarray(a)
+    if a.strides[1] != 1 or a.strides[0] < a.shape[1]:  # rows of contiguous bytes are enough (column ranges)
+        a = np.ascontiguousarray(a)
     rows, k = a.shape
     bp = pack_columns(b)
     out = np.empty((rows, bp.shape[0] * bp.shape[2]), dtype=np.int64)
