@@ -66,6 +66,13 @@ DISCLOSURES = {
 
 #: --pca-mode: "shared" (the Krylov basis as shares; the default) or "pooled" (pca_pooled; by consent)
 MODES = ("shared", "pooled")
+#: Krylov block b = K + oversample and pass cap by mode. A shared pass is rounds of MPC (fewer, wider passes
+#: are cheaper); a pooled pass is two local products whose work grows with b (its int8 products in groups
+#: of 8 columns per digit: b = K + 2 = 12 is 3 groups against 5 at b = 20) and two rounds: at K = 10 on the
+#: benchmark study b = 12 needs 36-39 passes, 432-468 columns, against 28-33 passes and 560-660 columns at
+#: b = 20 (docs/wan.md, twelfth pass), hence more passes allowed.
+DEFAULT_OVERSAMPLE = {"shared": 10, "pooled": 2}
+DEFAULT_MAX_PASSES = {"shared": 40, "pooled": 80}
 
 
 _D_BITS = 16  # fractional bits of the pairwise scaling d (relative rounding <= 8e-6)
@@ -86,11 +93,12 @@ class PCAParams:
     cross-product over the variants called in both); extract: variant IDs
     (``--pca-extract FILE``, public) to restrict the PCA to; thin_count: evenly spaced count
     thinning of the chosen variants (``--pca-thin-count N``); bp_space: distance thinning
-    (``--bp-space``); oversample: block size b = k + oversample of the Krylov iteration;
+    (``--bp-space``); oversample: block size b = k + oversample of the Krylov iteration (default
+    by mode, ``DEFAULT_OVERSAMPLE``);
     tol: stop when the residual bound on the sine of the angle between the computed and the
     exact top-k subspace is below this; rtol: or when every top-k Ritz pair's relative
     residual is below this (``block_krylov``: the stop that also ends on clustered noise
-    eigenvalues); max_passes: cap on Krylov passes; passes: a fixed
+    eigenvalues); max_passes: cap on Krylov passes (default by mode, ``DEFAULT_MAX_PASSES``); passes: a fixed
     public number of passes instead of the stop (the pass count is then not a disclosure);
     min_maf: variants below this pooled MAF get weight 0 inside MPC (0: only those with one
     allele, as PLINK); frac: fixed-point bits (default: the context's); mode: one of
@@ -102,10 +110,10 @@ class PCAParams:
     extract: tuple | None = None
     thin_count: int | None = None
     bp_space: int | None = None
-    oversample: int = 10
+    oversample: int | None = None
     tol: float = 0.02
     rtol: float = 2e-3
-    max_passes: int = 40
+    max_passes: int | None = None
     passes: int | None = None
     min_maf: float = 0.0
     frac: int | None = None
@@ -114,6 +122,10 @@ class PCAParams:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"--pca-mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.oversample is None:
+            self.oversample = DEFAULT_OVERSAMPLE[self.mode]
+        if self.max_passes is None:
+            self.max_passes = DEFAULT_MAX_PASSES[self.mode]
         if not 0.0 < self.rtol < 1.0:
             raise ValueError(f"--pca-rtol {self.rtol:g}: expected a relative residual between 0 and 1 (default 0.002)")
 
@@ -128,11 +140,16 @@ class PCAParams:
         return cls(k=int(p.pca), approx=bool(ex.get("pca_approx", False)),
                    extract=tuple(str(v) for v in ext) if ext is not None else None,
                    thin_count=int(p.pca_variants) or None, bp_space=ex.get("pca_bp_space"),
-                   oversample=int(ex.get("pca_oversample", 10)), tol=float(ex.get("pca_tol", 0.02)),
+                   oversample=_opt_int(ex.get("pca_oversample")), tol=float(ex.get("pca_tol", 0.02)),
                    rtol=float(ex.get("pca_rtol", 2e-3)),
-                   max_passes=int(ex.get("pca_max_passes", 40)), passes=int(fixed) if fixed else None,
+                   max_passes=_opt_int(ex.get("pca_max_passes")), passes=int(fixed) if fixed else None,
                    min_maf=float(ex.get("pca_min_maf", getattr(p, "maf", None) or 0.0)),
                    mode=str(ex.get("pca_mode", "shared")))
+
+
+def _opt_int(v) -> int | None:
+    """An optional integer parameter (None: the mode's default)."""
+    return None if v is None else int(v)
 
 
 @dataclass
