@@ -164,3 +164,21 @@ def test_product_parts_partition_the_variants_at_multiples_of_64():
         assert all(p.start % 64 == 0 for p in parts) and len(parts) <= 4
         assert len(parts) == 1 or all(p.stop - p.start >= 192 for p in parts)
     assert len(product_parts(96_040)) == 4 and len(product_parts(511)) == 1
+
+
+def test_prefault_only_for_the_pooled_int8_operator_a_site_allows():
+    from types import SimpleNamespace
+
+    from cipherome.genomics.gwas.pca import prefault_operator
+    from cipherome.genomics.local import vnni
+
+    site = SimpleNamespace(policy=ALLOW, read_dosage=None)
+    assert prefault_operator(site, PCAParams(k=10), 1000, 50) is None  # shared mode: no int8 matrices
+    assert prefault_operator(SimpleNamespace(policy={}, read_dosage=None), PCAParams(k=10, mode="pooled"), 1000,
+                             50) is None  # the site does not allow the pooled products
+    big = prefault_operator(site, PCAParams(k=10, mode="pooled"), 10 ** 7, 10 ** 5)  # 2 TB: over any budget
+    assert big is None
+    warm = prefault_operator(site, PCAParams(k=10, mode="pooled"), 1000, 50)
+    assert (warm is not None) == vnni.available()
+    if warm is not None:
+        warm.release()

@@ -51,7 +51,8 @@ from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
 from cipherome.genomics.gwas.machr2 import site_dosage_sums
 from cipherome.genomics.gwas.glm_cols import OPTIONAL, ColumnSums, release_columns
-from cipherome.genomics.gwas.pca import MEMORY_FRACTION, PCAParams, secure_pca, select_pca_variants, write_eigenvec
+from cipherome.genomics.gwas.pca import (MEMORY_FRACTION, PCAParams, prefault_operator, secure_pca, select_pca_variants,
+                                         write_eigenvec)
 from cipherome.genomics.job_memory import refuse_over_budget, site_budget
 from cipherome.genomics.policy import (check_pca_loadings, min_sites, pca_allows_loadings, require_sites,
                                        shares_variant_list)
@@ -281,6 +282,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             k = xs.shape[1]
 
     # 3. variant QC ------------------------------------------------------------------------
+    # the pooled PCA's matrices are faulted in while the QC rounds wait (``pca.prefault_operator``)
+    warm = prefault_operator(site, params, n_var, int(keep.sum()), dosage) if params.pca else None
     with ctx.stage("variant_qc"):
         counts = np.zeros((n_var, 4), dtype=np.int64)
         dcols = np.zeros((n_var, 3), dtype=np.int64) if dosage else None
@@ -309,6 +312,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         with ctx.stage("pca"):
             n_pca = len(select_pca_variants(site, sv, passed, PCAParams.from_gwas(params)))
             check_pca_loadings(ctx.parties, [int(m[0]) for m in metas], [bool(m[7]) for m in metas], n_pca)
+            if warm is not None:
+                warm.release()  # its pages back to the heap, for the PCA's matrices
             pca = secure_pca(ctx, site, sv, passed, keep, params, dosage=dosage)
             if site.output_dir:  # this site's own scores, at this site only (PLINK's .eigenvec)
                 stem = Path(str(params.extra.get("out_name") or "cipherome")).name or "cipherome"  # no folders

@@ -21,6 +21,7 @@ import numpy as np
 
 from cipherome.mpc.kernels import ring_matmul
 from cipherome.mpc.ledger import DISCLOSED, PUBLIC
+from cipherome.mpc.memory import Prefault
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat, stack
 from cipherome.protocols import arith
@@ -42,7 +43,7 @@ from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants", "dosage_bits",
            "frequency_bits",
            "standardisation_weights", "open_gram", "pairwise_factors", "write_eigenvec", "DISCLOSURES",
-           "POLICY_KEY", "MODES", "memory_need", "check_memory", "MEMORY_FRACTION"]
+           "POLICY_KEY", "MODES", "memory_need", "check_memory", "MEMORY_FRACTION", "prefault_operator"]
 
 #: site policy key: may this site's own individuals' PC scores be opened to it (default true)
 POLICY_KEY = "pca_own_scores"
@@ -67,12 +68,19 @@ DISCLOSURES = {
 #: --pca-mode: "shared" (the Krylov basis as shares; the default) or "pooled" (pca_pooled; by consent)
 MODES = ("shared", "pooled")
 #: Krylov block b = K + oversample and pass cap by mode. A shared pass is rounds of MPC (fewer, wider passes
-#: are cheaper); a pooled pass is two local products whose work grows with b (its int8 products in groups
-#: of 8 columns per digit: b = K + 2 = 12 is 3 groups against 5 at b = 20) and two rounds: at K = 10 on the
-#: benchmark study b = 12 needs 36-39 passes, 432-468 columns, against 28-33 passes and 560-660 columns at
-#: b = 20 (docs/wan.md, twelfth pass), hence more passes allowed.
+#: are cheaper): b = K + 10. A pooled pass is two local products whose work grows with b and two rounds:
+#: b = K + 2 rounded up to a multiple of 4 and at least 12 (``pooled_block``; the int8 products run in groups
+#: of 8 columns, 4 Krylov columns at 2 digits, so 22 columns cost what 24 do). At K = 10 on the benchmark
+#: study b = 12 needs 36-39 passes, 432-468 columns, against 28-33 passes and 560-660 columns at b = 20
+#: (docs/wan.md, twelfth pass), hence more passes allowed.
 DEFAULT_OVERSAMPLE = {"shared": 10, "pooled": 2}
 DEFAULT_MAX_PASSES = {"shared": 40, "pooled": 80}
+POOLED_MIN_BLOCK = 12
+
+
+def pooled_block(k: int) -> int:
+    """The pooled mode's default Krylov block for K PCs (``DEFAULT_OVERSAMPLE``'s comment)."""
+    return max(POOLED_MIN_BLOCK, -(-(int(k) + DEFAULT_OVERSAMPLE["pooled"]) // 4) * 4)
 
 
 _D_BITS = 16  # fractional bits of the pairwise scaling d (relative rounding <= 8e-6)
@@ -123,7 +131,7 @@ class PCAParams:
         if self.mode not in MODES:
             raise ValueError(f"--pca-mode {self.mode!r}: expected one of {', '.join(MODES)}")
         if self.oversample is None:
-            self.oversample = DEFAULT_OVERSAMPLE[self.mode]
+            self.oversample = pooled_block(self.k) - self.k if self.mode == "pooled" else DEFAULT_OVERSAMPLE[self.mode]
         if self.max_passes is None:
             self.max_passes = DEFAULT_MAX_PASSES[self.mode]
         if not 0.0 < self.rtol < 1.0:
@@ -328,6 +336,21 @@ def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list, int8
     refuse_over_budget(parties, memory_need(mode, m, ns, int8), budgets,
                        f"--pca: the PCA's matrices ({m} PCA variants, {sum(ns)} samples, --pca-mode {mode}) need at least",
                        f"choose fewer PCA variants (--pca-thin-count, --pca-extract){other}", MEMORY_FRACTION)
+
+
+def prefault_operator(site, params, n_var: int, n_s: int, dosage: bool = False) -> Prefault | None:
+    """The pooled int8 operator's two call matrices (G and G', at most ``n_var`` PCA variants x ``n_s``
+    samples each) faulted in by a background thread (``mpc.memory.Prefault``) while variant QC waits on
+    its rounds; None for the other modes and paths, a site that does not allow the pooled products, or
+    matrices beyond this site's PCA memory budget. ``release()`` it before ``secure_pca``."""
+    pp = params if isinstance(params, PCAParams) else PCAParams.from_gwas(params)
+    int8 = vnni.available() and not (dosage and site.read_dosage is not None)
+    if pp.mode != "pooled" or not int8 or not pca_pooled.pooled_allowed(site.policy):
+        return None
+    need = memory_need("pooled", n_var, [n_s], [True])[0]
+    if need > site_budget(site.policy, MEMORY_FRACTION):
+        return None
+    return Prefault([n_var * n_s, n_var * n_s])
 
 
 def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, params,
