@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pca-mode", choices=["shared", "pooled"], default="shared")
     ap.add_argument("--pca-rtol", type=float, default=None, help="the PCA's residual stop (default: the job's, 2e-3)")
     ap.add_argument("--pca-oversample", type=int, default=None,
-                    help="the Krylov block size beyond K (default: the job's, 10)")
+                    help="the Krylov block size beyond K (default: the job's; pooled mode max(12, K + 2 rounded up to 4) - K)")
     ap.add_argument("--json", help="append rows to this JSON-lines file")
     ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up job (numba caches already warm)")
     a = ap.parse_args(argv)

@@ -14,8 +14,8 @@ thread's 700 + 300 MB allocated, touched and freed, then again 5 s later took
 
 ``Prefault``: memory a later step will need, faulted in ahead by a background thread while
 the job waits on rounds, then freed back to the heap, where that step's arrays find it.
-A page touched for the first time costs the kernel a zeroed page (measured on this VM:
-0.8-2.1 s of system time per GB); the pooled PCA's two call matrices of a 10,000 x 100,000
+A page touched for the first time costs the kernel a zeroed page (measured on this VM: the
+1 GB above in 0.72-1.0 s of system time; 600 MB touched by ``Prefault`` in 1.3 s); the pooled PCA's two call matrices of a 10,000 x 100,000
 study are 640 MB per site: faulted in when the PCA builds them, 0.8-1.1 s of system time
 per site while the three sites compete for two cores, or ahead, while variant QC waits
 on its rounds (``genomics.gwas.pca.prefault_operator``).

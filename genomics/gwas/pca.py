@@ -338,14 +338,18 @@ def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list, int8
                        f"choose fewer PCA variants (--pca-thin-count, --pca-extract){other}", MEMORY_FRACTION)
 
 
+def _int8_products(site, dosage: bool) -> bool:
+    """Whether this site's pooled operator runs in int8: a CPU with VNNI and a site that reads hard calls."""
+    return vnni.available() and not (dosage and site.read_dosage is not None)
+
+
 def prefault_operator(site, params, n_var: int, n_s: int, dosage: bool = False) -> Prefault | None:
     """The pooled int8 operator's two call matrices (G and G', at most ``n_var`` PCA variants x ``n_s``
     samples each) faulted in by a background thread (``mpc.memory.Prefault``) while variant QC waits on
     its rounds; None for the other modes and paths, a site that does not allow the pooled products, or
     matrices beyond this site's PCA memory budget. ``release()`` it before ``secure_pca``."""
     pp = params if isinstance(params, PCAParams) else PCAParams.from_gwas(params)
-    int8 = vnni.available() and not (dosage and site.read_dosage is not None)
-    if pp.mode != "pooled" or not int8 or not pca_pooled.pooled_allowed(site.policy):
+    if pp.mode != "pooled" or not _int8_products(site, dosage) or not pca_pooled.pooled_allowed(site.policy):
         return None
     need = memory_need("pooled", n_var, [n_s], [True])[0]
     if need > site_budget(site.policy, MEMORY_FRACTION):
@@ -400,8 +404,7 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     allow = bool(site.policy.get(POLICY_KEY, True))
     pooled = pca_pooled.pooled_allowed(site.policy)
     budget = site_budget(site.policy, MEMORY_FRACTION) >> 20  # MiB
-    # the pooled operator runs in int8 where the CPU has VNNI and the site reads hard calls (sv.read)
-    int8 = vnni.available() and not (dosage and site.read_dosage is not None)
+    int8 = _int8_products(site, dosage)
     metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget, int(int8)],
                                    dtype=np.int64), "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
