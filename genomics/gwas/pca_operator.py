@@ -10,10 +10,11 @@ missing-call pairs, Z' = diag(s) G - diag(2 p s) C for the call indicator C = 1 
     Z U  = G' (s o U) - 1 (2 p s)' U + Miss' ((2 p s) o U)
 G Y and G' (s o U) are exact integer products of the calls with the columns quantised to 16 bits
 (``DIGITS`` = 2 int8 digits per column, ``quantise``), on G and a transposed copy G' (one byte per call
-each, against four for a float32 Z'); the Miss terms are sums over the missing calls only. The only
-rounding is the quantisation: at most 2^-16 of each column's largest entry per entry (relative error
-of a product 1.9e-5 to 2.5e-5 measured; three digits, 24 bits, give float32's 1e-7 to 3e-7 at 1.5x the
-work). The Krylov iteration stops at a relative residual of 2e-3 (``PCAParams.rtol``), 80 times
+each, against four for a float32 Z'); the Miss terms are sums over the missing calls only, one float32
+vector per missing call (``genomics.local.sparse_rows``). The rounding is the quantisation: at most
+2^-16 of each column's largest entry per entry (relative error of a product 1.9e-5 to 2.5e-5 measured;
+three digits, 24 bits, give float32's 1e-7 to 3e-7 at 1.5x the work), and the Miss terms' float32
+sums, two orders of magnitude below it. The Krylov iteration stops at a relative residual of 2e-3 (``PCAParams.rtol``), 80 times
 the products' error; docs/pca_logistic.md has the agreement with plink2 for both.
 
 Dosages, or a host without VNNI: Z' as float32, products by BLAS (one core, OpenBLAS's SGEMM).
@@ -23,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from cipherome.genomics.local import vnni
+from cipherome.genomics.local import sparse_rows, vnni
 from cipherome.genomics.local.threads import twin_kernel
 
 from .pca_calls import OperatorCalls
@@ -103,40 +104,29 @@ def _digit_sum(acc, r, c, b, d):  # pragma: no cover - compiled
     return v
 
 
-def _left_kernel(acc, scale, s, mu, colsum, ptr, idx, y, out):  # pragma: no cover - compiled
-    """out[j] = s_j (G Y)_j - mu_j (1'Y - sum_(i missing at j) y_i), G Y from the digit products ``acc``."""
+def _left_kernel(acc, scale, s, mu, colsum, miss_sum, out):  # pragma: no cover - compiled
+    """out[j] = s_j (G Y)_j - mu_j (1'Y - (Miss Y)_j), G Y from the digit products ``acc``, Miss Y = ``miss_sum``."""
     b = scale.size
     d = acc.shape[1] // b
     for j in prange(acc.shape[0]):
         for c in range(b):
-            out[j, c] = s[j] * (_digit_sum(acc, j, c, b, d) * scale[c]) - mu[j] * colsum[c]
-        if mu[j] != 0.0:
-            for p in range(ptr[j], ptr[j + 1]):
-                i = idx[p]
-                for c in range(b):
-                    out[j, c] += mu[j] * y[i, c]
+            out[j, c] = s[j] * (_digit_sum(acc, j, c, b, d) * scale[c]) - mu[j] * (colsum[c] - miss_sum[j, c])
 
 
-def _right_kernel(acc, scale, musum, out):  # pragma: no cover - compiled
-    """out[i] = (G'(s o U))_i - sum_j mu_j u_j, G'(s o U) from the digit products ``acc``."""
+def _right_kernel(acc, scale, musum, miss_sum, out):  # pragma: no cover - compiled
+    """out[i] = (G'(s o U))_i - sum_j mu_j u_j + (Miss'(mu o U))_i, G'(s o U) from the digit products ``acc``."""
     b = scale.size
     d = acc.shape[1] // b
     for i in prange(acc.shape[0]):
         for c in range(b):
-            out[i, c] = _digit_sum(acc, i, c, b, d) * scale[c] - musum[c]
+            out[i, c] = _digit_sum(acc, i, c, b, d) * scale[c] - musum[c] + miss_sum[i, c]
 
 
-@njit(cache=True, nogil=True)
-def _right_missing(ptr, idx, mu, u, out):  # pragma: no cover - compiled
-    """out[i] += sum_(j: i missing at j) mu_j u_j: per variant its row of U read once and added to the
-    rows of its missing samples (out, n_s x b, stays in cache; a gather by sample from U, which does
-    not, took 0.040 s against 0.015 s at 96,000 x 3,334 x 20 with 1% missing)."""
-    for j in range(ptr.size - 1):
-        if mu[j] != 0.0:
-            for p in range(ptr[j], ptr[j + 1]):
-                i = idx[p]
-                for c in range(u.shape[1]):
-                    out[i, c] += mu[j] * u[j, c]
+def _padded32(x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """(w o x) as float32 with its columns padded to ``sparse_rows.padded_width`` (zeros)."""
+    out = np.zeros((x.shape[0], sparse_rows.padded_width(x.shape[1])), dtype=np.float32)
+    out[:, :x.shape[1]] = x if w is None else w[:, None] * x
+    return out
 
 
 _left_combine = twin_kernel(_left_kernel)
@@ -216,23 +206,24 @@ class StandardisedCalls:
         return self.right_rows(u, slice(0, self.shape[0]))
 
     def left_input(self, y: np.ndarray):
-        """Y (n_s x b) prepared once for ``left_rows`` (quantised to int8 digits, or float32)."""
+        """Y (n_s x b) prepared once for ``left_rows`` (quantised to int8 digits and a float32 copy for the
+        missing calls, or float32)."""
         if not self.int8:
             return np.asarray(y, dtype=np.float32)
         y = np.ascontiguousarray(y, dtype=np.float64)
         digits, scale = quantise(y, digits=self.digits)
-        return y, digits, scale, y.sum(axis=0)
+        return digits, scale, y.sum(axis=0), _padded32(y)
 
     def left_rows(self, prep, rows: slice) -> np.ndarray:
         """Rows ``rows`` (a range of variants) of Z' Y, float64, from ``left_input(Y)``."""
         if not self.int8:
             return (self.zt[rows] @ prep).astype(np.float64)
-        y, digits, scale, colsum = prep
+        digits, scale, colsum, y32 = prep
         lo, hi, _ = rows.indices(self.shape[0])
         acc = vnni.matmul_u8s8(self.g[lo:hi], digits)
-        out = np.empty((hi - lo, y.shape[1]))
-        _left_combine(acc, scale, self.s[lo:hi], self.mu[lo:hi], colsum, self.miss_ptr[lo:hi + 1], self.miss_idx,
-                      y, out)
+        miss = sparse_rows.gather_rows(y32, self.miss_ptr[lo:hi + 1], self.miss_idx)
+        out = np.empty((hi - lo, scale.size))
+        _left_combine(acc, scale, self.s[lo:hi], self.mu[lo:hi], colsum, miss, out)
         return out
 
     def right_rows(self, u: np.ndarray, rows: slice) -> np.ndarray:
@@ -244,7 +235,8 @@ class StandardisedCalls:
         u = np.ascontiguousarray(u, dtype=np.float64)
         digits, scale = quantise(u, self.s[lo:hi], self.digits)
         acc = vnni.matmul_u8s8(self.gt[:, lo:hi], digits)
+        miss = np.zeros((self.shape[1], sparse_rows.padded_width(u.shape[1])), dtype=np.float32)
+        sparse_rows.scatter_rows(_padded32(u, self.mu[lo:hi]), self.miss_ptr[lo:hi + 1], self.miss_idx, miss)
         out = np.empty((self.shape[1], u.shape[1]))
-        _right_combine(acc, scale, self.mu[lo:hi] @ u, out)
-        _right_missing(self.miss_ptr[lo:hi + 1], self.miss_idx, self.mu[lo:hi], u, out)
+        _right_combine(acc, scale, self.mu[lo:hi] @ u, miss, out)
         return out
