@@ -7,7 +7,7 @@ import pytest
 
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.gwas.pca import PCAParams, check_memory, memory_need, secure_pca
-from cipherome.genomics.local import vnni
+from cipherome.genomics.gwas.pca_operator import kernel_for
 from cipherome.mpc.local import run_local
 from tests.conftest_sim import pca_small_data
 from tests.test_pca_secure import _setup
@@ -29,13 +29,14 @@ def test_memory_need_is_a_lower_bound_of_the_measured_peak(mode):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    int8 = [vnni.available()] * 3  # hard calls: the pooled products run in int8 on a VNNI host
-    need = sum(memory_need(mode, run.results[0].variants.size, [site.n for site in sites], int8))
+    kernels = [kernel_for(True)] * 3  # hard calls: int8 on a VNNI host, else base-3 tables
+    need = sum(memory_need(mode, run.results[0].variants.size, [site.n for site in sites], kernels))
     assert need <= peak <= 8 * need, (need, peak)
     # the 10,000 x 100,000 study: ~12 GB per party shared, ~1.3 GB per site pooled
     assert memory_need("shared", 80_000, [3334, 3333, 3333])[0] / GB > 11.9
     assert memory_need("pooled", 80_000, [3334, 3333, 3333])[0] / GB < 1.25
-    assert memory_need("pooled", 80_000, [3334], [True])[0] * 5 == memory_need("pooled", 80_000, [3334], [False])[0] * 2
+    one = {k: memory_need("pooled", 80_000, [3334], [k])[0] for k in ("vnni", "tables", "float")}
+    assert one["vnni"] * 5 == one["float"] * 2 and one["tables"] * 4 == one["vnni"] * 3
 
 
 def test_check_memory_names_the_site_and_the_remedies():

@@ -1,16 +1,17 @@
 """The pooled PCA's local products: exact int8 products by AVX-512 VNNI, and the standardised operator on them.
 
-Both paths of ``StandardisedCalls`` (int8 with VNNI, float32 BLAS) are compared with the float64
-product of plink2's standardised matrix written out densely, on shapes that leave partial tiles,
-quads and column groups, with missing calls and dropped variants.
+The kernels of ``StandardisedCalls`` (int8 with VNNI, float32 table sums over base-3 codes, float32
+BLAS) are compared with the float64 product of plink2's standardised matrix written out densely, on
+shapes that leave partial tiles, quads, code chunks and column groups, with missing calls and dropped
+variants.
 """
 import numpy as np
 import pytest
 
 from cipherome.genomics.gwas.pca_calls import OperatorCalls
-from cipherome.genomics.gwas.pca_operator import DIGITS, StandardisedCalls, quantise, standardised_rows
+from cipherome.genomics.gwas.pca_operator import DIGITS, KERNEL_ENV, StandardisedCalls, quantise, standardised_rows
 from cipherome.genomics.io.packed import PackedCalls, pack_dosage
-from cipherome.genomics.local import vnni
+from cipherome.genomics.local import call_tables, vnni
 
 needs_vnni = pytest.mark.skipif(not vnni.available(), reason="CPU without AVX-512 VNNI")
 
@@ -86,49 +87,80 @@ def _study(m, n, seed, missing=0.05):
     return g, p, keep, dense, rng
 
 
-#: relative error of a product (largest |error| / largest |entry|) by path: float32, and int8 with d digits
+#: relative error of a product (largest |error| / largest |entry|) by kernel: float32 (SGEMM or tables),
+#: and int8 with d digits
 _REL = {None: 1e-6, 1: 2e-2, 2: 1e-4, 3: 1e-6, 4: 1e-6}
+_KERNELS = [pytest.param("vnni", DIGITS, marks=needs_vnni), pytest.param("vnni", 1, marks=needs_vnni),
+            pytest.param("vnni", 3, marks=needs_vnni), pytest.param("vnni", 4, marks=needs_vnni),
+            ("tables", DIGITS), ("float", DIGITS)]
 
 
-@pytest.mark.parametrize("int8,digits", [pytest.param(True, DIGITS, marks=needs_vnni),
-                                         pytest.param(True, 1, marks=needs_vnni), pytest.param(True, 3, marks=needs_vnni),
-                                         pytest.param(True, 4, marks=needs_vnni), (False, DIGITS)])
-@pytest.mark.parametrize("m,n,b", [(37, 23, 5), (500, 301, 20), (1201, 999, 21), (64, 70, 30)])
-def test_standardised_products_match_the_dense_matrix(int8, digits, m, n, b):
+def _operator(monkeypatch, g, p, keep, kernel, digits=DIGITS):
+    monkeypatch.setenv(KERNEL_ENV, "" if kernel == "vnni" else kernel)
+    op = StandardisedCalls(g.copy(), p, keep, digits=digits)
+    assert op.kernel == kernel and op.int8 == (kernel == "vnni")
+    return op
+
+
+@pytest.mark.parametrize("kernel,digits", _KERNELS)
+@pytest.mark.parametrize("m,n,b", [(37, 23, 5), (500, 301, 20), (1201, 999, 21), (64, 70, 30), (3, 2, 1)])
+def test_standardised_products_match_the_dense_matrix(monkeypatch, kernel, digits, m, n, b):
     g, p, keep, dense, rng = _study(m, n, m + n)
-    op = StandardisedCalls(g.copy(), p, keep, int8_products=int8, digits=digits)
-    assert op.int8 == int8
+    op = _operator(monkeypatch, g, p, keep, kernel, digits)
     y, u = rng.standard_normal((n, b)), rng.standard_normal((m, b))
     for got, ref in [(op.left(y), dense @ y), (op.right(u), dense.T @ u)]:
-        assert np.abs(got - ref).max() <= _REL[digits if int8 else None] * np.abs(ref).max()
+        assert np.abs(got - ref).max() <= _REL[digits if kernel == "vnni" else None] * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("int8", [pytest.param(True, marks=needs_vnni), False])
-def test_products_by_ranges_of_variants_add_up_to_the_whole(int8):
+@pytest.mark.parametrize("kernel", [pytest.param("vnni", marks=needs_vnni), "tables", "float"])
+def test_products_by_ranges_of_variants_add_up_to_the_whole(monkeypatch, kernel):
     """``left_rows`` of a partition of the variants stack to ``left``; ``right_rows`` of it (each range
-    quantised on its own) add up to ``right`` within the products' error (``pca_pooled.apply``)."""
+    quantised on its own; ranges that split a group of four calls) add up to ``right`` within the products'
+    error (``pca_pooled.apply``)."""
     m, n, b = 1201, 333, 12
     g, p, keep, dense, rng = _study(m, n, 5)
-    op = StandardisedCalls(g.copy(), p, keep, int8_products=int8)
+    op = _operator(monkeypatch, g, p, keep, kernel)
     y, u = rng.standard_normal((n, b)), rng.standard_normal((m, b))
     ranges = [slice(0, 256), slice(256, 643), slice(643, 1200), slice(1200, 1201)]
     prep = op.left_input(y)
     stacked, left = np.vstack([op.left_rows(prep, r) for r in ranges]), op.left(y)
-    if int8:  # exact integer products: the same numbers
+    if kernel != "float":  # the same sums row by row: the same numbers
         np.testing.assert_array_equal(stacked, left)
     else:  # SGEMM blocks a range differently from the whole: float32 rounding
         assert np.abs(stacked - left).max() <= 1e-6 * np.abs(left).max()
     whole = sum(op.right_rows(u[r], r) for r in ranges)
     ref = dense.T @ u
-    tol = _REL[DIGITS if int8 else None] * np.abs(ref).max()
+    tol = _REL[DIGITS if kernel == "vnni" else None] * np.abs(ref).max()
     assert np.abs(whole - ref).max() <= tol and np.abs(op.right(u) - ref).max() <= tol
+
+
+@pytest.mark.parametrize("r,c,b,start,rows", [(1, 1, 1, 0, (0, 1)), (7, 13, 3, 0, (0, 7)), (50, 101, 12, 8, (2, 49)),
+                                              (33, 164, 20, 5, (0, 33)), (5, 257, 32, 63, (1, 4)), (9, 64, 4, 64, (3, 3))])
+def test_table_product_matches_numpy(r, c, b, start, rows):
+    """``call_tables.product`` on calls from any start (a group split), row ranges and widths 4 to 32: G Y in
+    float32, the padding columns zero."""
+    rng = np.random.default_rng(r * c + b)
+    g = rng.integers(0, 3, (r, c)).astype(np.uint8)
+    y = rng.standard_normal((c - start, b)).astype(np.float32)
+    got = call_tables.product(call_tables.pack(g), y, slice(*rows), start)
+    ref = g[slice(*rows), start:].astype(np.float64) @ y.astype(np.float64)
+    assert got.shape == (ref.shape[0], -(-b // 4) * 4) and not got[:, b:].any()
+    assert np.abs(got[:, :b] - ref).max(initial=0.0) <= 1e-6 * max(1.0, np.abs(ref).max(initial=0.0))
+
+
+def test_table_product_refuses_what_it_cannot_sum():
+    codes = call_tables.pack(np.zeros((3, 10), np.uint8))
+    with pytest.raises(ValueError, match="at most 32 columns"):
+        call_tables.product(codes, np.zeros((10, 33), np.float32))
+    with pytest.raises(ValueError, match="codes from pack"):
+        call_tables.product(codes[0], np.zeros((10, 3), np.float32))
 
 
 def test_dosages_use_the_float_path():
     g, p, keep, dense, rng = _study(40, 30, 7)
     dos = np.where(g >= 0, g.astype(np.float64), np.nan)
     op = StandardisedCalls(dos, p, keep, int8_products=True)
-    assert not op.int8
+    assert not op.int8 and op.kernel == "float"
     y = rng.standard_normal((30, 4))
     assert np.abs(op.left(y) - dense @ y).max() <= 1e-5 * np.abs(dense @ y).max()
     assert np.allclose(standardised_rows(dos, p, keep), dense, atol=1e-6)
@@ -147,9 +179,14 @@ def test_operator_calls_from_packed_and_int8_match_numpy(m, n, missing):
     want_g = np.where(called, g, 0).astype(np.uint8)
     rows, cols = np.nonzero(~called)
     want_ptr = np.concatenate([[0], np.cumsum((~called).sum(axis=1))])
-    for calls in (PackedCalls(pack_dosage(g), n), g.copy()):
-        got = OperatorCalls.build(calls)
-        assert np.array_equal(got.g, want_g) and np.array_equal(got.gt, want_g.T)
+    for calls, codes in [(PackedCalls(pack_dosage(g), n), False), (g.copy(), False),
+                         (PackedCalls(pack_dosage(g), n), True), (g.copy(), True)]:
+        got = OperatorCalls.build(calls, codes=codes)
+        if codes:  # base-3 codes of G and G', built band by band
+            assert got.codes_layout
+            assert np.array_equal(got.g, call_tables.pack(want_g)) and np.array_equal(got.gt, call_tables.pack(want_g.T))
+        else:
+            assert np.array_equal(got.g, want_g) and np.array_equal(got.gt, want_g.T)
         assert np.array_equal(got.miss_ptr, want_ptr) and np.array_equal(got.miss_idx, cols)
         assert np.array_equal(got.alt, want_g.sum(axis=1)) and np.array_equal(got.obs, called.sum(axis=1))
         assert np.array_equal(got.missing, (~called).sum(axis=0))

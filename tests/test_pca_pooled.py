@@ -114,13 +114,15 @@ def test_call_counts_match_numpy():
         np.testing.assert_array_equal(miss, (~called).sum(axis=0))
 
 
-def test_float32_products_give_the_same_pcs(pooled_run, monkeypatch):
-    """Where a site's CPU lacks AVX-512 VNNI (forced here) the products run as float32 SGEMMs: same PCs."""
-    from cipherome.genomics.local import vnni
+@pytest.mark.parametrize("kernel", ["tables", "float"])
+def test_every_product_kernel_gives_the_same_pcs(pooled_run, monkeypatch, kernel):
+    """The base-3 table sums (a CPU without AVX-512 VNNI) and the float32 SGEMMs (dosages), forced here for
+    hard calls: the same PCs as plink2."""
+    from cipherome.genomics.gwas.pca_operator import KERNEL_ENV, kernel_for
 
     d, run = pooled_run
-    monkeypatch.setenv(vnni.DISABLE_ENV, "1")
-    assert not vnni.available()
+    monkeypatch.setenv(KERNEL_ENV, kernel)
+    assert kernel_for(True) == kernel
     flt = _run(d, PCAParams(k=K, min_maf=0.01, mode="pooled"))
     vec, val = _plink(d, "")
     cos = subspace_cosines(_pooled(d.study, flt.results), vec)

@@ -36,7 +36,7 @@ from cipherome.protocols.trunc import truncate
 from cipherome.genomics.job_memory import refuse_over_budget, site_budget
 from cipherome.genomics.gwas import pca_pooled
 from cipherome.genomics.gwas.pca_calls import OperatorCalls
-from cipherome.genomics.gwas.pca_operator import bytes_per_call
+from cipherome.genomics.gwas.pca_operator import KERNELS, bytes_per_call, kernel_for
 from cipherome.genomics.local import vnni
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
@@ -52,8 +52,10 @@ POLICY_KEY = "pca_own_scores"
 DISCLOSURES = {
     "pca.site_counts": ("public", "per site: samples in the PCA, scores policy bit, PCA variant count, "
                                   "a digest of the (public) PCA variant set, pooled-mode policy bit, "
-                                  "memory budget (policy max_job_memory_gb) and whether its pooled-mode "
-                                  "products run in int8 (AVX-512 VNNI and hard calls: the memory need)", "all sites"),
+                                  "memory budget (policy max_job_memory_gb) and its pooled-mode product "
+                                  "kernel (int8 by AVX-512 VNNI or base-3 tables for hard calls, float32 "
+                                  "for dosages: the memory need; tells the others the site's CPU has "
+                                  "VNNI or not, and whether it holds dosages)", "all sites"),
     "pca.start_gram": ("disclosed", "b x b Gram of the secret Gaussian start (independent of the data)",
                        "all sites"),
     "pca.gram": ("disclosed", "Gram matrix of [Krylov basis, K x newest block] per pass; depends on the "
@@ -315,32 +317,34 @@ def _site_input(ctx, mine: np.ndarray | None, ns: list, cols: int, frac: int) ->
     return concat(parts, axis=0)
 
 
-def memory_need(mode: str, m: int, ns: list, int8: list | None = None) -> list:
+def memory_need(mode: str, m: int, ns: list, kernels: list | None = None) -> list:
     """Bytes of the PCA's largest arrays at each compute party (from public sizes; a lower bound on its peak).
 
     ``shared``: every party holds one (2M + 1) x n_p matrix of 8-byte ring elements per site p (its own
     mask, and the other sites' masked matrices: ``owned.mask_owned``), 8 (2M + 1) n bytes in all;
-    ``pooled``: site s holds its calls of the PCA variants (int8) and ``pca_operator``'s copy, a transposed
-    uint8 one (``int8[s]``: hard calls and a CPU with VNNI) or a float32 one: 2 or 5 M n_s bytes.
+    ``pooled``: site s holds its calls of the PCA variants (int8) and ``pca_operator``'s matrices for its
+    kernel (``kernels[s]``, default "float"): 1 + ``bytes_per_call`` bytes per call, 2 (a transposed uint8 G'
+    beside G, VNNI), 1.5 (base-3 codes of G and G', tables) or 5 (float32 Z').
     """
     if mode == "pooled":
-        int8 = [False] * len(ns) if int8 is None else int8
-        return [(1 + bytes_per_call(bool(i8))) * int(m) * int(n_s) for n_s, i8 in zip(ns, int8)]
+        kernels = ["float"] * len(ns) if kernels is None else kernels
+        return [int((1 + bytes_per_call(k)) * int(m) * int(n_s)) for n_s, k in zip(ns, kernels)]
     return [8 * (2 * int(m) + 1) * int(sum(ns))] * len(ns)
 
 
-def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list, int8: list | None = None) -> None:
+def check_memory(parties: list, mode: str, m: int, ns: list, budgets: list, kernels: list | None = None) -> None:
     """Refuse (``InputError``, the same at every party) a PCA whose arrays exceed a site's memory budget,
     before any of them is allocated (``job_memory.refuse_over_budget``)."""
     other = ", --pca-mode pooled" if mode == "shared" else ""
-    refuse_over_budget(parties, memory_need(mode, m, ns, int8), budgets,
+    refuse_over_budget(parties, memory_need(mode, m, ns, kernels), budgets,
                        f"--pca: the PCA's matrices ({m} PCA variants, {sum(ns)} samples, --pca-mode {mode}) need at least",
                        f"choose fewer PCA variants (--pca-thin-count, --pca-extract){other}", MEMORY_FRACTION)
 
 
-def _int8_products(site, dosage: bool) -> bool:
-    """Whether this site's pooled operator runs in int8: a CPU with VNNI and a site that reads hard calls."""
-    return vnni.available() and not (dosage and site.read_dosage is not None)
+def _kernel(site, dosage: bool) -> str:
+    """This site's pooled product kernel (``pca_operator.kernel_for``): int8 by VNNI or base-3 tables for a
+    site that reads hard calls, float32 for dosages."""
+    return kernel_for(not (dosage and site.read_dosage is not None))
 
 
 def prefault_operator(site, params, n_var: int, n_s: int, dosage: bool = False) -> Prefault | None:
@@ -349,9 +353,9 @@ def prefault_operator(site, params, n_var: int, n_s: int, dosage: bool = False) 
     its rounds; None for the other modes and paths, a site that does not allow the pooled products, or
     matrices beyond this site's PCA memory budget. ``release()`` it before ``secure_pca``."""
     pp = params if isinstance(params, PCAParams) else PCAParams.from_gwas(params)
-    if pp.mode != "pooled" or not _int8_products(site, dosage) or not pca_pooled.pooled_allowed(site.policy):
+    if pp.mode != "pooled" or _kernel(site, dosage) != "vnni" or not pca_pooled.pooled_allowed(site.policy):
         return None
-    need = memory_need("pooled", n_var, [n_s], [True])[0]
+    need = memory_need("pooled", n_var, [n_s], ["vnni"])[0]
     if need > site_budget(site.policy, MEMORY_FRACTION):
         return None
     return Prefault([n_var * n_s, n_var * n_s])
@@ -404,8 +408,9 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     allow = bool(site.policy.get(POLICY_KEY, True))
     pooled = pca_pooled.pooled_allowed(site.policy)
     budget = site_budget(site.policy, MEMORY_FRACTION) >> 20  # MiB
-    int8 = _int8_products(site, dosage)
-    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget, int(int8)],
+    kernel = _kernel(site, dosage)
+    metas = ctx.allgather(np.array([int(mask.sum()), int(allow), M, _digest(idx), int(pooled), budget,
+                                    KERNELS.index(kernel)],
                                    dtype=np.int64), "pca.site_counts", kind=PUBLIC)
     refuse = [p for p, mt in zip(ctx.parties, metas) if not int(mt[1])]
     if refuse:
@@ -420,17 +425,17 @@ def secure_pca(ctx, site, sv, passed_idx: np.ndarray, sample_mask: np.ndarray, p
     if pp.k < 1 or pp.k >= min(n, M):
         raise ValueError(f"--pca {pp.k}: needs 1 <= K < min(samples {n}, PCA variants {M})")
     check_memory(list(ctx.parties), pp.mode, M, ns, [int(mt[5]) << 20 for mt in metas],
-                 [bool(mt[6]) for mt in metas])
+                 [KERNELS[int(mt[6])] for mt in metas])
     if pp.mode == "pooled":
         pca_pooled.check_pooled_policy(ctx.parties, [bool(mt[4]) for mt in metas])
-        if int8:  # straight into the int8 products' layout (a .bed site's packed rows without an int8 matrix)
-            g = OperatorCalls.build(sv.read_calls(site, idx, mask))
+        if kernel != "float":  # straight into the operator's layout (a .bed site's packed rows without an int8 matrix)
+            g = OperatorCalls.build(sv.read_calls(site, idx, mask), codes=kernel == "tables")
             alt, obs, missing = g.alt, g.obs, g.missing
         else:
             g = sv.read(site, idx, mask, dosage=dosage)
             alt, obs, missing = pca_pooled.call_counts(g)
         d_own, e_own = pairwise_factors(missing, M, pp.approx)
-        scores, kr = pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d_own, e_own, f, int8)
+        scores, kr = pca_pooled.pooled_pca_run(ctx, g, (alt, obs), ns, b, pp, d_own, e_own, f, kernel != "float")
         return PCAResult(scores_own=scores, eigenvalues=kr.eigenvalues[:pp.k].copy(), variants=idx,
                          sample_mask=mask, passes=kr.passes, bound=kr.bound, history=kr.history)
 

@@ -23,10 +23,12 @@ import numpy as np
 from numba import njit
 
 from cipherome.genomics.io.packed import CODE_TO_DOSAGE, PackedCalls
+from cipherome.genomics.local import call_tables
 
 __all__ = ["OperatorCalls", "count_int8_calls"]
 
 _BAND = 64  # variants per band: 64 bytes of each G' row written at once (one cache line)
+assert _BAND == call_tables.CALLS_PER_BYTE * call_tables.CHUNK  # a band is one chunk of G' codes
 _CODES = ((np.arange(256)[:, None] >> (2 * np.arange(4))) & 3).astype(np.uint8)  # byte -> its four codes
 _CALLS = np.where(CODE_TO_DOSAGE[_CODES] < 0, 0, CODE_TO_DOSAGE[_CODES]).astype(np.uint32)
 #: byte -> its four calls as bytes of a little-endian word (missing -> 0)
@@ -51,18 +53,26 @@ class OperatorCalls:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.g.shape
+        """(M, n_s): variants and samples (whatever the layout)."""
+        return self.alt.shape[0], self.missing.shape[0]
+
+    @property
+    def codes_layout(self) -> bool:
+        """True when built with ``codes=True``: ``g`` and ``gt`` hold base-3 codes (``call_tables.pack``)."""
+        return self.g.ndim == 3
 
     @classmethod
-    def build(cls, calls) -> "OperatorCalls":
+    def build(cls, calls, codes: bool = False) -> "OperatorCalls":
         """From ``PackedCalls`` or int8 calls (M, n_s), -1 missing (turned into G in place: the caller
-        must not use them afterwards)."""
+        must not use them afterwards). ``codes``: ``g`` and ``gt`` as base-3 codes four calls per byte
+        (``genomics.local.call_tables.pack`` of G and of G'), built band by band without G or G'."""
         if isinstance(calls, PackedCalls):
             packed, n = np.ascontiguousarray(calls.packed, dtype=np.uint8), int(calls.n_samples)
             m = packed.shape[0]
             alt, obs = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
             _count_packed(packed, n, _BYTE_ALT, _BYTE_MISS, _CODES, alt, obs)
-            int8, g, missing = np.empty((0, 0), dtype=np.int8), np.empty((m, n), dtype=np.uint8), None
+            int8, missing = np.empty((0, 0), dtype=np.int8), None
+            g = np.empty((0 if codes else m, n), dtype=np.uint8)
         else:
             int8 = np.ascontiguousarray(calls)
             if int8.dtype != np.int8 or int8.ndim != 2:
@@ -72,9 +82,14 @@ class OperatorCalls:
             missing = np.zeros(n, dtype=np.int64)
             count_int8_calls(int8, alt, obs, missing)
         ptr = np.concatenate([[0], np.cumsum(n - obs)]).astype(np.int64)
-        gt, idx = np.empty((n, m), dtype=np.uint8), np.empty(int(ptr[-1]), dtype=np.int32)
+        idx = np.empty(int(ptr[-1]), dtype=np.int32)
         scratch = np.zeros((_BAND, max(8, (n + 7) // 8 * 8)), dtype=np.uint8)  # rows padded to whole words
-        _bands(packed, int8, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, scratch, g, _word_view(gt), gt)
+        if codes:
+            g, gt = call_tables.empty_codes(m, n), call_tables.empty_codes(n, m)
+            _code_bands(packed, int8, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, scratch, g, gt)
+        else:
+            gt = np.empty((n, m), dtype=np.uint8)
+            _bands(packed, int8, n, _BYTE_CALLS, _BYTE_MISS, ptr, idx, scratch, g, _word_view(gt), gt)
         if missing is None:
             missing = np.bincount(idx, minlength=n).astype(np.int64)
         return cls(g, gt, ptr, idx, alt.astype(np.float64), obs.astype(np.float64), missing)
@@ -250,3 +265,24 @@ def _bands(packed, calls, n, byte_calls, byte_miss, ptr, idx, scratch, g, gt64, 
             else:
                 _int8_row(calls, g, j, r, idx, ptr[j], scratch)
         _band_to_gt(scratch, rows, j0, gt64, gt)
+
+
+@njit(cache=True, nogil=True)
+def _code_bands(packed, calls, n, byte_calls, byte_miss, ptr, idx, scratch, codes, codes_t):  # pragma: no cover
+    """``_bands`` into the base-3 code layout: each band of ``_BAND`` rows decoded into ``scratch`` (from
+    ``packed`` or, if it has no rows, the int8 ``calls``, whose missing calls become 0 in place), then its
+    rows packed into ``codes`` and its columns into ``codes_t`` (a band is one chunk of G' codes)."""
+    from_packed = packed.shape[0] > 0
+    m = codes.shape[1]
+    s32 = scratch.view(np.uint32)
+    g = calls.view(np.uint8)
+    for j0 in range(0, m, scratch.shape[0]):
+        rows = min(scratch.shape[0], m - j0)
+        for r in range(rows):
+            if from_packed:
+                _packed_row(packed, j0 + r, r, n, byte_calls, byte_miss, idx, ptr[j0 + r], scratch, s32)
+            else:
+                _int8_row(calls, g, j0 + r, r, idx, ptr[j0 + r], scratch)
+            call_tables.pack_row(scratch[r], n, codes, j0 + r)
+        scratch[rows:] = 0
+        call_tables.pack_columns(scratch, n, codes_t, j0)

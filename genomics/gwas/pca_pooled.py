@@ -29,7 +29,7 @@ elements of ceil(bits/8) bytes to each other site (16 fractional bits, ``_produc
 4 bytes up to n = 131,000 samples, 5 beyond), and the Gram. Local work per pass: two products
 of the site's n_s x M standardised matrix with b columns (about 4 n_s M b multiply-adds;
 ``pca_operator``: int8 products of the hard calls by AVX-512 VNNI where the CPU has it, float32
-SGEMM otherwise).
+table sums over base-3 codes of the calls elsewhere, float32 SGEMM for dosages).
 
 What this discloses beyond the shared mode, and why a site may accept it, is in
 docs/threat_model.md ("PCA with pooled products"): U is a pooled per-variant aggregate
@@ -168,7 +168,7 @@ def pooled_pca_run(ctx, g: np.ndarray, own_counts: tuple, ns: list, b: int, pp, 
 
     def apply(v: np.ndarray, t_bits: int) -> np.ndarray:
         """(M K V)_s / 2^t for this site's rows v (n_s, b): Z_s' D_s V_s pooled, then D_s Z_s U
-        (``pca_operator.StandardisedCalls``: exact integer products of the calls with VNNI, else SGEMM),
+        (``pca_operator.StandardisedCalls``: integer products with VNNI, table sums, or SGEMM for dosages),
         by ranges of variants whose openings overlap the other ranges' products (``product_parts``)."""
         y = zt.left_input(d_own[:, None] * v)
 
