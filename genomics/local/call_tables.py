@@ -12,14 +12,16 @@ is C / 4 row loads and additions of W floats instead of C multiply-adds (``produ
 Why: the pooled PCA multiplies each site's calls with b = 12 Krylov columns twice per pass
 (``genomics.gwas.pca_operator``). Without AVX-512 VNNI (``genomics.local.vnni``) that was float32
 SGEMM on a float32 copy of the standardised calls: on an AMD EPYC (Zen 1, AVX2) VM, one thread,
-96,000 x 3,334 x 20, 0.51 s (left) and 0.69 s (right) per product and 1.3 GB per site. The table
-sums read one table row per four calls and stay in L1/L2: the tables of ``_CHUNK`` groups at a time
-(81 W floats each), each row's sum over them held in a register vector (``_table_sum``, LLVM IR:
-numba leaves the short loop over W columns scalar).
+81,000 x 3,334 x 12, 0.39 s (left) and 0.83 s (right) per product and 1.08 GB per site; table sums
+0.10 s and 0.11 s with 134 MB of codes (docs/pca_logistic.md, "Without VNNI"). The codes are stored
+chunk by chunk (``CHUNK`` groups): a chunk's tables stay in L2 while every row adds its 16 table rows,
+in registers (``_chunk_sum``, LLVM IR: numba leaves the short loop over W columns scalar, and LLVM
+itself scalarises a ``<12 x float>`` accumulator, so the code uses 256- and 128-bit vectors).
 
-Exactness: the table rows are float32 sums of at most 4 terms (exact to 2^-24 relative); a product
-row adds C / 4 of them in float32 within a chunk and the chunk sums in float32: relative rounding
-about sqrt(C / 4) 2^-24 of the sum of magnitudes (measured: ``tests/test_call_tables.py``).
+Exactness: the table rows are float32 sums of at most 4 terms; a product row adds C / 4 of them in
+float32 (each chunk's 16 in four partial sums, then into the row): relative rounding about
+sqrt(C / 4) 2^-24 of the sum of magnitudes, 1e-7 to 3e-7 of a product's largest entry measured at
+C = 3,334 and 81,000 (``tests/test_pca_operator.py`` bounds it by 1e-6).
 """
 from __future__ import annotations
 
@@ -98,8 +100,8 @@ def pack(g: np.ndarray) -> np.ndarray:
 
 def _width_loop(builder, w: int, crow, tab, orow):
     """out row += sum_(j < CHUNK) tab[j, code_j] for W = w floats, straight-line: 256-bit vectors (and a
-    128-bit one for w mod 8 = 4; a <12 x float> value is scalarised), two sums for even and odd j so that
-    the additions do not wait on each other."""
+    128-bit one for w mod 8 = 4; a <12 x float> value is scalarised), ``_SUMS`` partial sums (j mod
+    ``_SUMS``) so that the additions do not wait on each other."""
     parts = [8] * (w // 8) + [4] * (w % 8 // 4)
     vecs = [ir.VectorType(_F32, n) for n in parts]
     offs = [sum(parts[:i]) for i in range(len(parts))]
@@ -123,8 +125,8 @@ def _width_loop(builder, w: int, crow, tab, orow):
 @intrinsic
 def _chunk_sum(typingctx, tab, codes, r, out, orow):
     """out[orow, :W] += sum_(j < CHUNK) tab[j, codes[r, j], :W] (``tab`` (CHUNK, 81, W) float32 contiguous,
-    ``codes`` one chunk (R, CHUNK) uint8 with contiguous rows, W = out's row width, 4 to 32 in steps of 4:
-    a switch picks the straight-line code for it)."""
+    ``codes`` one chunk (R, CHUNK) uint8 with contiguous rows, W = tab's third dimension and out's row
+    width, 4 to 32 in steps of 4: a switch picks the straight-line code for it)."""
     sig = types.void(tab, codes, r, out, orow)
 
     def codegen(context, builder, signature, args):
