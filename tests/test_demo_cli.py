@@ -66,9 +66,13 @@ def test_demo_default_from_fresh_folder(tmp_path):
     assert "Traceback" not in r.stderr
     check_outputs(tmp_path / "cipherome-demo")
     assert "*" in r.stdout  # top hits printed beside the planted truth
+    cfg = (tmp_path / "cipherome-demo" / "cluster" / "p0.toml").read_text()
+    assert "cluster/keys" not in cfg or str(tmp_path) in cfg  # the default --out is relative: absolute paths
     print(f"cipherome demo from a fresh folder: {secs:.1f} s\n{r.stdout}")
 
 
+@pytest.mark.slow
+@pytest.mark.long_e2e  # 71 s on a Zen 1 host; the default run's demo test covers a relative default --out
 def test_demo_relative_out(tmp_path):
     r, _ = run_cli(["demo", "--out", "rel/dir"], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -22,6 +22,7 @@ from tests.gwas_sites import site_data_tables
 from tests.plink_runner import PLINK2, have_plink, read_glm, run_plink
 
 pytestmark = [pytest.mark.skipif(not have_plink(PLINK2), reason="plink2 not installed"),
+              pytest.mark.slow, pytest.mark.long_e2e,  # 53 s with its cluster on a Zen 1 host: .ci/run runs it
               pytest.mark.filterwarnings("ignore::RuntimeWarning")]  # 34 s at load 5 on 2 cores, 80-120 s at load 10-17
 
 N_PLANTED = 6
