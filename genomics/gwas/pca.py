@@ -37,7 +37,6 @@ from cipherome.genomics.job_memory import refuse_over_budget, site_budget
 from cipherome.genomics.gwas import pca_pooled
 from cipherome.genomics.gwas.pca_calls import OperatorCalls
 from cipherome.genomics.gwas.pca_operator import KERNELS, bytes_per_call, kernel_for
-from cipherome.genomics.local import vnni
 from cipherome.genomics.gwas.thinning import thin_by_count, thin_by_distance
 
 __all__ = ["PCAParams", "PCAResult", "PCAPolicyError", "secure_pca", "select_pca_variants", "dosage_bits",
