@@ -166,7 +166,9 @@ def test_workqueue_layer_threads_subprocess(tmp_path):
     code = (
         "import threading, numpy as np, numba\n"
         "from cipherome.genomics.local.stats import SiteDesign, variant_sums, genotype_counts\n"
+        "from cipherome.genomics.local import threads\n"
         "from cipherome.genomics.local.threads import threading_layer\n"
+        "threads.SMALL_BYTES = 0  # every call of the main thread takes the parallel build\n"
         "rng = np.random.default_rng(0)\n"
         "g = rng.integers(-1, 3, size=(3000, 800)).astype(np.int8)\n"
         "X = np.column_stack([np.ones(800), rng.normal(size=(800, 3))]); y = rng.normal(size=800)\n"
@@ -187,10 +189,13 @@ def test_workqueue_layer_threads_subprocess(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-def test_forked_child_uses_serial_kernels():
+def test_forked_child_uses_serial_kernels(monkeypatch):
     """After a parallel kernel ran, a fork()ed child (GNU OpenMP is not fork-safe) still computes."""
     import multiprocessing as mp
 
+    from cipherome.genomics.local import threads
+
+    monkeypatch.setattr(threads, "SMALL_BYTES", 0)  # the parent's calls take the parallel build
     g, X, y, mask = _data(4)
     expected = genotype_counts(g, mask)  # the parent has now launched parallel kernels
     with mp.get_context("fork").Pool(2) as pool:
@@ -221,6 +226,8 @@ def test_openmp_workers_sleep_unless_the_environment_chose():
     code = ("import os\n"
             "from cipherome.genomics.local.stats import genotype_counts\n"
             "import numpy as np, numba\n"
+            "from cipherome.genomics.local import threads\n"
+            "threads.SMALL_BYTES = 0  # a parallel build runs, which starts libgomp\n"
             "genotype_counts(np.zeros((64, 32), np.int8))\n"
             "print(os.environ['OMP_WAIT_POLICY'], numba.threading_layer())\n")
     for given, want in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
@@ -272,3 +279,15 @@ def test_packed_subset_and_bed_calls_give_the_same_sums_as_decoded_calls(tmp_pat
             a, b = variant_sums(packed, design), variant_sums(dense, design)
             for name in a._fields:
                 np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_small_inputs_take_the_serial_build(monkeypatch):
+    """A call whose arrays are all under ``SMALL_BYTES`` runs the single-threaded build, even on the main thread."""
+    from cipherome.genomics.local import threads
+
+    calls = []
+    run = threads.pick(lambda *a: calls.append("parallel"), lambda *a: calls.append("serial"))
+    run(np.zeros(10), 3)
+    monkeypatch.setattr(threads, "SMALL_BYTES", 0)
+    run(np.zeros(10), 3)
+    assert calls == ["serial", "parallel"]

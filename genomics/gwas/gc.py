@@ -7,7 +7,7 @@ constant 0.456 for the median of chi2(1) (0.45494...).
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from cipherome.genomics.gwas.tails import chi2_isf
 
 __all__ = ["CHI2_1DF_MEDIAN_PLINK", "lambda_gc", "p_to_chi2"]
 
@@ -17,7 +17,7 @@ CHI2_1DF_MEDIAN_PLINK = 0.456
 
 def p_to_chi2(p: np.ndarray) -> np.ndarray:
     """1-df chi-square statistics ``(m,)`` float64 with upper-tail probability ``p``."""
-    return stats.chi2.isf(np.asarray(p, dtype=np.float64), 1)
+    return chi2_isf(p, 1)
 
 
 def lambda_gc(

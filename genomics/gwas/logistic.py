@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from cipherome.mpc.kernels import ring_matmul, unpack_upper
 from cipherome.mpc.ledger import PUBLIC
@@ -37,6 +36,7 @@ from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, si
 from cipherome.genomics.local.stats import CovariateSums, VariantSums, concat_variant_sums, packed_upper
 from cipherome.genomics.local.lut import missing_row_sums, weighted_code_sums
 from cipherome.genomics.io.packed import pack_dosage
+from cipherome.genomics.gwas.tails import chi2_1df_logsf, norm_logsf
 
 __all__ = ["LogisticParams", "NullModel", "fit_null", "score_tests", "wald_fits", "firth_fits", "logistic_association",
            "DISCLOSURES", "score_site_sums"]
@@ -297,7 +297,7 @@ def score_tests(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, read_block: 
     z = np.where(const, np.nan, ctx.open(r, "logistic.score") * 2.0 * math.sqrt(n_total))
     chi2 = z**2
     with np.errstate(invalid="ignore"):
-        logp = stats.chi2.logsf(chi2, 1)
+        logp = chi2_1df_logsf(chi2)
     return {"z": z, "chi2": chi2, "p": np.exp(logp), "neglog10_p": -logp / np.log(10.0),
             "obs_ct": obs_ct, "const": const}
 
@@ -591,7 +591,7 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     bg = beta[:, k].copy()
     se = np.sqrt(np.where(ok, var, np.nan))
     zs = bg / se
-    logp = np.log(2.0) + stats.norm.logsf(np.abs(zs))
+    logp = np.log(2.0) + norm_logsf(np.abs(zs))
     out["converged"] = ok
     # Firth's fallback (plink2's default firth-fallback) for the fits that failed, in a public number of slots
     out["firth"] = np.zeros(T, dtype=bool)
@@ -617,7 +617,7 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
         ok = ok.copy()
         ok[fok] = True
         zs = bg / se
-        logp = np.log(2.0) + stats.norm.logsf(np.abs(zs))
+        logp = np.log(2.0) + norm_logsf(np.abs(zs))
     out["beta"] = np.where(ok, bg, np.nan)
     out["se"] = np.where(ok, se, np.nan)
     out["z"] = np.where(ok, zs, np.nan)

@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy import stats
 
 from cipherome.mpc.pipeline import contiguous_parts, stagger
 from cipherome.mpc.ring import encode
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
+
+from cipherome.genomics.gwas.tails import chi2_isf
 
 __all__ = ["QCResult", "secure_variant_qc", "rational"]
 
@@ -117,7 +118,7 @@ def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, hwe: 
     logs = functions.log(concat([aa, het, bb, n_a, n_b, called]), hi=width, frac=ctx.frac)
     xl = arith.mul(concat([aa, het, bb, -n_a, -n_b, called]), logs).reshape(6, V).sum(axis=0)
     lin = Shared(ctx, (called * 2 - het).data * encode(float(np.log(2.0)), ctx.frac), ctx.frac)
-    t_star = float(stats.chi2.isf(hwe, 1))
+    t_star = float(chi2_isf(hwe, 1))
     return Shared.public(ctx, np.full(V, t_star / 2), ctx.frac) - (xl + lin)
 
 

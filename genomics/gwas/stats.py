@@ -16,13 +16,13 @@ ERRCODE CONST_OMITTED_ALLELE, as PLINK reports it, and nothing else is opened fo
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from cipherome.mpc.pipeline import pipeline
 from cipherome.mpc.shares import Shared, concat
 from cipherome.protocols import arith
 
 from cipherome.genomics.gwas.assoc import ProjectedMoments
+from cipherome.genomics.gwas.tails import chi2_sf, norm_isf, t_sf
 
 __all__ = ["finish", "output_columns"]
 
@@ -76,13 +76,13 @@ def output_columns(out: dict, obs_ct: np.ndarray, const: np.ndarray, k: int, glm
             se = beta / t
         cols["BETA"], cols["SE"] = beta, se
         if ci is not None:
-            zq = stats.norm.isf((1 - ci) / 2)
+            zq = float(norm_isf((1 - ci) / 2))
             cols["L95" if abs(ci - 0.95) < 1e-12 else f"L{int(round(ci * 100))}"] = beta - zq * se
             cols["U95" if abs(ci - 0.95) < 1e-12 else f"U{int(round(ci * 100))}"] = beta + zq * se
         cols["T_STAT"] = t
-        cols["P"] = 2 * stats.t.sf(np.abs(t), np.maximum(df, 1))
+        cols["P"] = 2 * t_sf(np.abs(t), np.maximum(df, 1))
     else:
         chisq = np.where(const, np.nan, out["chisq"])
         cols["CHISQ"] = chisq
-        cols["P"] = stats.chi2.sf(chisq, 1)
+        cols["P"] = chi2_sf(chisq, 1)
     return {"columns": cols, "errcode": err, "obs_ct": obs_ct}
