@@ -95,12 +95,15 @@ def demo(outdir: str, sites: int, pcs: int, pcs_alias: int | None, inproc: bool)
         try:
             with LocalCluster(sites, workdir=out / "cluster", data=data, policy=policy,
                               log_level="WARNING") as cluster:
-                click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s")
-                for pheno, _, params in runs:
-                    t1 = time.perf_counter()
-                    res = cluster.run("gwas", params.to_dict())
+                click.echo(f"  {sites} sites + dealer healthy after {time.perf_counter() - t0:.1f} s; "
+                           f"{len(runs)} jobs submitted at once (the daemons run them concurrently)")
+                # concurrent jobs fill the cores while each one waits on its rounds
+                t1 = time.perf_counter()
+                job_ids = [cluster.client.submit("gwas", params.to_dict()) for _, _, params in runs]
+                for (pheno, _, params), job_id in zip(runs, job_ids):
+                    res = cluster.client.result(job_id)
                     click.echo(f"  secure GWAS of {pheno} ({'PCA ' + str(params.pca) + ', ' if params.pca else ''}"
-                               f"{res.results[0]['glm']}): {time.perf_counter() - t1:.1f} s")
+                               f"{res.results[0]['glm']}): done {time.perf_counter() - t1:.1f} s after submission")
                     results.append((res.results[0], res.reports))
         except (ClientError, RuntimeError, OSError) as exc:
             why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)

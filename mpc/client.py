@@ -216,7 +216,10 @@ class StudyClient:
 
     def run(self, job: str, params: dict | None = None, *, timeout: float = 3600.0, **kw) -> JobResult:
         """Submit, wait and fetch; ``JobFailed`` if the job failed anywhere (errors by party)."""
-        job_id = self.submit(job, params, **kw)
+        return self.result(self.submit(job, params, **kw), timeout)
+
+    def result(self, job_id: str, timeout: float = 3600.0) -> JobResult:
+        """Wait for a submitted job and fetch its results; ``JobFailed`` if it failed anywhere (errors by party)."""
         infos = self.wait(job_id, timeout)
         if any(i["state"] != "done" for i in infos.values()):
             raise JobFailed(job_id, {p: i["error"] or i["state"] for p, i in infos.items() if i["state"] != "done"},

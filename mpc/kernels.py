@@ -7,7 +7,7 @@ release the GIL so that parties running as threads of one process use all cores.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from cipherome.mpc.jit import njit
 
 __all__ = ["ring_matmul", "ring_matmul_tn", "ring_matmul_sym", "beaver_combine", "trunc_combine", "fixed_point",
            "pack_upper", "unpack_upper", "low_bytes", "add_low_bytes"]

@@ -10,7 +10,7 @@ layout; they release the GIL so that parties running as threads overlap.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from cipherome.mpc.jit import njit
 
 __all__ = ["slice_bits", "unslice_bits", "lane_mask", "lut_onehot"]
 

@@ -13,7 +13,7 @@ m 2^32 = (m >> 29) + (m & (2^29 - 1)) 2^32 (mod p). Kernels are Numba, GIL-free.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from cipherome.mpc.jit import njit
 
 __all__ = ["P", "to_field", "add", "sub", "powers", "poly_from_roots", "row_dot"]
 

@@ -114,12 +114,16 @@ def lane_table(slots: np.ndarray, fps: np.ndarray, table_size: int, lanes: int, 
 
 def overflow_probability(entries: int, table_size: int, lanes: int) -> float:
     """Upper bound (union over slots) on the probability that some slot gets more than ``lanes`` of ``entries``
-    uniformly hashed entries: T * P[Binomial(entries, 1/T) > lanes]."""
-    from scipy.stats import binom
+    uniformly hashed entries: T * P[Binomial(entries, 1/T) > lanes].
+
+    ``scipy.special.bdtrc`` is the binomial upper tail that ``scipy.stats.binom.sf`` evaluates; calling it
+    directly spares each daemon the 1.5-2.7 s import of ``scipy.stats`` on its first GWAS (the variant
+    intersection sizes its cuckoo table here)."""
+    from scipy.special import bdtrc
 
     if entries <= lanes:
         return 0.0
-    return float(min(1.0, table_size * binom.sf(lanes, entries, 1.0 / table_size)))
+    return float(min(1.0, table_size * bdtrc(lanes, entries, 1.0 / table_size)))
 
 
 def suggest_table(max_entries: int, fail: float = 1e-6, max_slots: int = 1 << 22) -> tuple[int, int]:

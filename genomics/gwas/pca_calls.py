@@ -20,7 +20,7 @@ s by words from the aligned band (0.31-0.36 s by words read from G's unaligned r
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from cipherome.mpc.jit import njit
 
 from cipherome.genomics.io.packed import CODE_TO_DOSAGE, PackedCalls
 from cipherome.genomics.local import call_tables

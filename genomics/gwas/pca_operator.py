@@ -30,7 +30,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from cipherome.mpc.jit import njit
 
 from cipherome.genomics.local import call_tables, sparse_rows, vnni
 from cipherome.genomics.local.threads import twin_kernel

@@ -26,7 +26,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
@@ -35,6 +34,7 @@ from cipherome.genomics.errors import InputError
 from cipherome.genomics.io.bed import CHANGED_KIND
 from cipherome.genomics.io.packed import packed_width
 from cipherome.genomics.local.threads import twin_kernel
+from cipherome.mpc.jit import njit
 
 __all__ = ["PgenRecords", "RecordBytes", "PGEN_KIND"]
 
@@ -66,19 +66,19 @@ _EXPAND_CALLS = _expand_table(_TO_CALL, 8)
 _OK, _BAD = 0, 1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _code(v):  # pragma: no cover - compiled
     """.pgen code -> .bed code."""
     return (v ^ 3) ^ (v >> 1)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _call(v):  # pragma: no cover - compiled
     """.pgen code -> int8 ALT count (3 missing -> -1)."""
     return v if v < 3 else -1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _spread(x):  # pragma: no cover - compiled
     """16 bits = eight 2-bit .pgen codes -> eight int8 calls in one uint64 (code 3 -> 0xFF, i.e. -1)."""
     y = (x & np.uint64(0xFF)) | ((x & np.uint64(0xFF00)) << np.uint64(24))
@@ -232,7 +232,7 @@ def _swap_homs_impl(row, n):
     return swap_calls
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _vint(buf, pos, end):  # pragma: no cover - compiled
     """PLINK 2's little-endian base-128 integer at ``buf[pos]``: (value, next pos); value -1 if cut or too long."""
     v = 0
@@ -247,7 +247,7 @@ def _vint(buf, pos, end):  # pragma: no cover - compiled
     return -1, pos
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _apply_difflist(buf, pos, end, n, id_bytes, row):  # pragma: no cover - compiled
     """Overwrite the calls a difflist names in ``row`` (either output); returns an error code.
 
@@ -289,7 +289,7 @@ def _apply_difflist(buf, pos, end, n, id_bytes, row):  # pragma: no cover - comp
     return _OK
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _decode_main(buf, pos, end, low3, n, id_bytes, bed, expand, row):  # pragma: no cover - compiled
     """Decode one record's main track that does not refer to another record into ``row``; error code."""
     if bed or low3 == 0:  # plain 2-bit

@@ -28,7 +28,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
+
+from cipherome.mpc.jit import njit
 from numba.extending import intrinsic
 
 from .threads import twin_kernel

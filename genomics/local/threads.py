@@ -47,6 +47,8 @@ import types
 import numba
 import numpy as np
 
+from cipherome.mpc.jit import njit
+
 __all__ = ["threading_layer", "pick", "parallel_section", "twin_kernel", "SMALL_BYTES"]
 
 #: calls whose largest array argument has fewer bytes take the single-threaded build (module doc)
@@ -123,6 +125,6 @@ def twin_kernel(fn: Callable) -> Callable:
     )
     serial_py.__qualname__ = fn.__qualname__ + "_serial"
     serial_py.__doc__ = fn.__doc__
-    parallel = numba.njit(cache=True, nogil=True, parallel=True)(fn)
-    serial = numba.njit(cache=True, nogil=True)(serial_py)
+    parallel = njit(cache=True, nogil=True, parallel=True)(fn)
+    serial = njit(cache=True, nogil=True)(serial_py)
     return pick(parallel, serial)

@@ -28,7 +28,9 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
+
+from cipherome.mpc.jit import njit
 from numba.core import cgutils
 from numba.extending import intrinsic
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import numba
 import numpy as np
 from scipy import stats
+
+from cipherome.mpc.jit import njit
 
 __all__ = [
     "genotype_counts",
@@ -71,7 +72,7 @@ def minor_allele_freq(genotypes: np.ndarray) -> np.ndarray:
     return np.minimum(p, 1.0 - p)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _hwe_exact_one(het: int, hom1: int, hom2: int, midp: bool) -> float:
     homr = min(hom1, hom2)
     homc = max(hom1, hom2)
@@ -120,7 +121,7 @@ def _hwe_exact_one(het: int, hom1: int, hom2: int, midp: bool) -> float:
     return min(max(p, 0.0), 1.0)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def _hwe_exact_all(counts: np.ndarray, midp: bool) -> np.ndarray:
     m = counts.shape[0]
     out = np.empty(m)
