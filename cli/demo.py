@@ -21,9 +21,11 @@ def _runs(pcs: int):
     from cipherome.genomics.gwas.params import GwasParams
 
     qc = dict(geno=0.05, maf=0.01, hwe=1e-6)
-    # the PCs from 1,000 evenly thinned QC-passing variants (as --pca-thin-count 1000): the demo's two
-    # populations are as clear on them as on all 2,789, and the PCA stage is ~3x cheaper
-    thin = dict(pca=pcs, pca_variants=1000)
+    # the PCs from 700 evenly thinned QC-passing variants (as --pca-thin-count 700): the demo's two
+    # populations are as clear on them as on all 2,789 (lambda_GC 0.99), and the secure PCA, whose ring
+    # products grow with the variants, is ~4x cheaper. A site's PCA variants must outnumber its samples
+    # (500 here), or its own PC scores would reveal the loadings (docs/threat_model.md).
+    thin = dict(pca=pcs, pca_variants=700)
     return [
         ("quant_trait", "demo.nopca", GwasParams(pheno_name="quant_trait", **qc)),
         ("quant_trait", "demo", GwasParams(pheno_name="quant_trait", **thin, **qc)),
