@@ -114,6 +114,8 @@ def test_logistic_dosages_match_plink2(dstudy, kinds):
     assert np.max(np.abs(lnor[ok] - np.log(ref["OR"][j][ok]))) <= 1e-3
 
 
+@pytest.mark.slow
+@pytest.mark.long_e2e  # 16 s on a Zen 1 host; .ci/run runs it after the default run
 def test_daemons_mixed_bed_pgen_bgen(linear, tmp_path):
     """Three party daemons (gRPC, mutual TLS) whose configs name a .bed, a .pgen and a BGEN."""
     from cipherome.mpc.launcher import LocalCluster
