@@ -112,7 +112,10 @@ def test_daemon_pca_adjusted_gwas_matches_plink2(cluster_study, mode):
                      "--covar-variance-standardize", *QC, "--glm", "hide-covar"], d / "plink_glm")
     ref = read_glm(glm.path(".quant_trait.glm.linear"))
     lam_ours = lambda_gc(p=np.asarray(r["assoc"]["columns"]["P"], float))
-    assert abs(lam_ours - lambda_gc(p=ref["P"])) <= 0.005
+    # lambda_GC after adjustment moves from run to run with the secure PCs (random Krylov start, probabilistic
+    # truncation): 20 local runs (10 per mode, 2026-12-05) differed from plink2's by -0.0024 to +0.0034 (SD 0.0016),
+    # as wide with --pca-rtol 1e-4 (4 of them); one CI run of the shared mode by +0.0056. 0.008 is 5 SD.
+    assert abs(lam_ours - lambda_gc(p=ref["P"])) <= 0.008
     for name, rep in res.reports.items():
         if name == "dealer":
             continue
