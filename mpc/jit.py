@@ -5,8 +5,8 @@ argument types, unless its cache folder already holds the machine code. Parties
 that share a machine (the demo's three sites and dealer, ``LocalCluster`` in tests
 and benchmarks) start the same job together, so on a fresh install every one of
 them compiled the same kernels at the same moment: on a 2-core Zen 1 host the
-demo's first job took 34 s instead of 9 s, four processes compiling about 20 s of
-kernels each.
+demo's first job took 34 s instead of 9 s, four processes each compiling the kernels
+that one process alone compiles in about 20 s.
 
 Here a cache miss takes an exclusive lock on a file beside the kernel's cache index
 (``fcntl.flock``), looks in the cache again, and compiles only if the entry is still

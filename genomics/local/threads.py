@@ -25,7 +25,7 @@ core-seconds with spinning workers, 11.2-12.7 s and 21.3-24.1 passive.
 Small inputs take the single-threaded build on every thread: a call whose largest
 array argument is under :data:`SMALL_BYTES` (4 MiB) does microseconds to a few
 milliseconds of work, where starting the pool gains little, and a study made only
-of such calls (the demo's 1,500 x 3,000, the tests) never compiles the parallel
+of such calls (the demo's 1,500 x 3,000, most tests) never compiles the parallel
 builds. numba compiles a ``parallel=True`` kernel 2.6-4x slower than its serial
 twin (measured on a Zen 1 host, cold cache, one process: the weighted byte-table
 sums 8.2 s against 3.2 s, the counts 3.0 s against 1.0 s, the missing-call sums
