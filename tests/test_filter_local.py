@@ -7,7 +7,8 @@ import pytest
 
 from cipherome.genomics.errors import InputError
 from cipherome.genomics.filtering.features import cohort_counts, member_het
-from cipherome.genomics.filtering.keys import hash_keys, lane_table, overflow_probability, suggest_table
+from cipherome.genomics.filtering.keys import (_macs, cuckoo_table, hash_keys, lane_table, overflow_probability,
+                                               suggest_table)
 from cipherome.genomics.filtering.local import PreFilter, read_annotation_tsv, read_ped, read_site, variant_key
 from cipherome.genomics.io.ploidy import CHR_X
 from tests.filter_sim import simulate, site_variants, write_site_files
@@ -162,6 +163,31 @@ def test_hash_table_layout_overflow_and_sizing():
     assert np.array_equal(gs // 3, np.arange(50) % 10)
     T, L = suggest_table(10000)
     assert overflow_probability(10000, T, L) <= 1e-6
+
+
+def test_macs_are_rfc2104_hmac_sha256():
+    import hmac
+    keys = ["1:5:A:C", "X:99:AT:G", "", "22:16050075:A:G" * 10]
+    for job_key in (bytes(range(32)), b"x" * 100, b""):
+        want = np.frombuffer(b"".join(hmac.digest(job_key, k.encode(), "sha256") for k in keys), "<u8").reshape(-1, 4)
+        assert (_macs(job_key, keys) == want).all()
+
+
+def test_cuckoo_table_places_every_entry_in_one_of_its_bins():
+    rng = np.random.default_rng(3)
+    m, bins = 5000, 6350
+    cand = rng.integers(0, bins, size=(m, 3))
+    fps = rng.integers(1, 1 << 40, size=m).astype(np.uint64)
+    fp, row = cuckoo_table(cand, fps, bins, "site")
+    occ = row[:, 0]
+    assert sorted(occ[occ >= 0].tolist()) == list(range(m))  # each entry exactly once
+    where = np.flatnonzero(occ >= 0)
+    assert all(b in cand[occ[b]] for b in where)  # in one of its candidate bins
+    assert (fp[where, 0] == fps[occ[where]]).all() and (fp[occ < 0, 0] == 0).all()
+    again = cuckoo_table(cand, fps, bins, "site")  # deterministic
+    assert (again[1] == row).all()
+    with pytest.raises(InputError, match="could not place"):
+        cuckoo_table(np.zeros((5, 3), np.int64), fps[:5], bins, "site")  # five entries, one bin
 
 
 def test_site_config_without_ped_is_a_clear_error(tmp_path):

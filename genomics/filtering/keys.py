@@ -19,8 +19,8 @@ with more than L variants in one slot cannot be represented: it stops with an
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
+import random
 import secrets
 
 import numpy as np
@@ -49,9 +49,29 @@ def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
 
 
 def _macs(job_key: bytes, keys) -> np.ndarray:
-    """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key."""
-    raw = b"".join(hmac.digest(job_key, str(k).encode(), "sha256") for k in keys)
-    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(len(keys), 4)
+    """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key.
+
+    HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)) (RFC 2104), with the two keyed
+    SHA-256 states computed once and copied per key: about half the time of
+    ``hmac.digest`` per key, which sets the key up again on every call.
+    """
+    inner, outer = _keyed_states(job_key)
+    out = []
+    for k in keys:
+        i = inner.copy()
+        i.update(str(k).encode())
+        o = outer.copy()
+        o.update(i.digest())
+        out.append(o.digest())
+    return np.frombuffer(b"".join(out), dtype="<u8").astype(np.uint64).reshape(len(out), 4)
+
+
+def _keyed_states(key: bytes):
+    """SHA-256 states after absorbing K ^ ipad and K ^ opad (RFC 2104; keys longer than a block are hashed)."""
+    block = hashlib.sha256().block_size
+    k = hashlib.sha256(key).digest() if len(key) > block else key
+    k = k.ljust(block, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in k)), hashlib.sha256(bytes(b ^ 0x5C for b in k))
 
 
 def _fingerprints(w: np.ndarray, bits: int = FP_BITS) -> np.ndarray:
@@ -175,23 +195,30 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
         raise InputError(f"{owner}: {m} variants do not fit a cuckoo table of {bins} bins; rerun with more bins "
                          "(--table-size) or a larger public bound (--max-member-variants)",
                          kind='its variants do not fit the hashed variant table; rerun with a larger table')
-    occ = row_tab[:, 0]
-    rng = np.random.default_rng(0x5EED)
+    # The walk runs on Python lists: numpy scalar indexing and a numpy draw per kick cost
+    # ~0.4 s per 100,000 entries, lists ~0.1 s. The seeded walk keeps the table deterministic.
+    occ = [-1] * bins
+    rnd = random.Random(0x5EED)
     c = np.asarray(cand, np.int64).tolist()
     for e in range(m):
         cur = e
         for _ in range(_MAX_KICKS):
-            free = [b for b in c[cur] if occ[b] < 0]
-            if free:
-                occ[free[0]] = cur
-                cur = -1
+            choices = c[cur]
+            for b in choices:
+                if occ[b] < 0:
+                    occ[b] = cur
+                    cur = -1
+                    break
+            if cur < 0:
                 break
-            b = c[cur][int(rng.integers(HASHES))]
-            occ[b], cur = cur, int(occ[b])
+            b = choices[rnd.randrange(HASHES)]
+            occ[b], cur = cur, occ[b]
         if cur >= 0:
             raise InputError(f"{owner}: the cuckoo table of {bins} bins could not place every variant (a rare event "
                              "for a given job key); simply rerun the job (a new job key is drawn)",
                              kind='the cuckoo table could not place every variant (a rare event); simply rerun the job')
+    row_tab[:, 0] = occ
+    occ = row_tab[:, 0]
     fp_tab[occ >= 0, 0] = np.asarray(fps, np.uint64)[occ[occ >= 0]]
     return fp_tab, row_tab
 
