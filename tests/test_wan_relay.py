@@ -102,3 +102,69 @@ def test_bench_cli_wan_flag():
     assert bad.exit_code != 0 and "RTT[,BANDWIDTH]" in bad.output and "Traceback" not in bad.output
     inproc = runner.invoke(bench, ["--transport", "inproc", "--wan", "50ms,1gbit", "--op", "mul"])
     assert inproc.exit_code != 0 and "needs --transport grpc" in inproc.output
+
+
+def test_relay_back_pressure_order_and_end_of_stream():
+    """A receiver that does not read stops the sender (the relay holds a bounded amount);
+    once it reads, every byte arrives in order and the sender's close arrives as end of stream."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    relay = WanRelay(parse_wan("10ms,1gbit"))
+    try:
+        port = relay.add(srv.getsockname()[1])
+        snd = socket.create_connection(("127.0.0.1", port))
+        rcv, _ = srv.accept()
+        snd.setblocking(False)
+        pattern = bytes(range(256)) * 4096  # 1 MiB
+        sent = 0
+        stalled_since = None
+        while sent < (256 << 20):
+            try:
+                sent += snd.send(memoryview(pattern)[sent % len(pattern):])
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.perf_counter()
+                if time.perf_counter() - stalled_since > 1.0:
+                    break
+                time.sleep(0.01)
+        # held by the relay (bandwidth-delay product + 4 MiB queue) plus the kernel's socket buffers
+        assert sent < (64 << 20)
+        snd.setblocking(True)
+        got = bytearray()
+        done = threading.Event()
+
+        def finish_sending():
+            snd.sendall(b"end")
+            snd.shutdown(socket.SHUT_WR)
+            done.set()
+
+        threading.Thread(target=finish_sending, daemon=True).start()
+        while True:
+            data = rcv.recv(1 << 20)
+            if not data:
+                break
+            got += data
+        assert done.wait(5)
+        want = (pattern * (sent // len(pattern) + 1))[:sent] + b"end"
+        assert len(got) == len(want) and got == want
+        rcv.close()
+        snd.close()
+    finally:
+        relay.close()
+        srv.close()
+
+
+def test_relay_target_down_closes_the_client():
+    """A relay whose daemon is not listening closes the client's connection (no hang)."""
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port_down = free.getsockname()[1]
+    free.close()
+    relay = WanRelay(parse_wan("10ms"))
+    try:
+        with socket.create_connection(("127.0.0.1", relay.add(port_down))) as s:
+            s.settimeout(5)
+            assert s.recv(1) == b""
+    finally:
+        relay.close()
