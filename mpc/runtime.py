@@ -520,6 +520,7 @@ class _Stage:
     def __enter__(self):
         st = self.ctx.transport.stats
         self.t0, self.b0, self.r0 = time.perf_counter(), st.bytes_sent, self.ctx.rounds
+        self.c0 = time.process_time()
         self.w0 = dict(self.ctx.waited)
         self.ctx.progress = self.name
         log.info("stage %s started", self.name)
@@ -533,7 +534,10 @@ class _Stage:
             "bytes_sent": st.bytes_sent - self.b0,
             "rounds": self.ctx.rounds - self.r0,
             "waited_s": {k: round(v - self.w0[k], 3) for k, v in self.ctx.waited.items()},
+            # CPU time of the whole daemon process (all threads, and any other job it runs meanwhile)
+            "process_cpu_s": round(time.process_time() - self.c0, 3),
         }
         self.ctx._stages.append(rec)
-        log.info("stage %s done in %.3f s, %d bytes sent, %d rounds", self.name, rec["seconds"], rec["bytes_sent"], rec["rounds"])
+        log.info("stage %s done in %.3f s (process CPU %.2f s), %d bytes sent, %d rounds", self.name, rec["seconds"],
+                 rec["process_cpu_s"], rec["bytes_sent"], rec["rounds"])
         return False
