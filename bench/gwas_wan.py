@@ -61,7 +61,8 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
            "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
            "tested": len(res.results[0]["tested"]),
            "stages": [{"stage": s["stage"], "s": round(s["seconds"], 2), "mb": round(s["bytes_sent"] / 1e6, 2),
-                       "rounds": s["rounds"], "waited_s": s.get("waited_s")} for s in lead["stages"]],
+                       "rounds": s["rounds"], "waited_s": s.get("waited_s"), "lead_cpu_s": s.get("process_cpu_s")}
+                      for s in lead["stages"]],
            "load_avg": os.getloadavg()[0],
            # CPU of this process during the job: the emulated links' relay thread (and the submitter's polling),
            # which shares the machine's cores with the daemons (a real deployment has no relay)

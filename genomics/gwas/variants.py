@@ -66,11 +66,17 @@ MAX_BOUND_LOG2 = 40
 
 def orientation_free_keys(variants: VariantTable) -> tuple[np.ndarray, np.ndarray]:
     """(keys (m,) object array of 'chrom:pos:lo:hi', alt_is_larger (m,) bool), alleles upper-cased."""
-    chrom = normalize_chroms(variants.chrom)
-    ref = [str(r).upper() for r in variants.ref]
-    alt = [str(a).upper() for a in variants.alt]
-    keys = np.array([f"{c}:{int(p)}:{r}:{a}" if r <= a else f"{c}:{int(p)}:{a}:{r}"
-                     for c, p, r, a in zip(chrom, variants.pos, ref, alt)], dtype=object)
+    chrom = normalize_chroms(variants.chrom).tolist()
+    upper: dict = {}  # each distinct allele string upper-cased once
+
+    def alleles(col) -> list[str]:
+        vals = col.tolist() if isinstance(col, np.ndarray) else list(col)
+        return [upper[x] if x in upper else upper.setdefault(x, str(x).upper()) for x in vals]
+
+    ref, alt = alleles(variants.ref), alleles(variants.alt)
+    pos = np.asarray(variants.pos, dtype=np.int64).tolist()
+    keys = np.empty(len(pos), dtype=object)
+    keys[:] = [f"{c}:{p}:{r}:{a}" if r <= a else f"{c}:{p}:{a}:{r}" for c, p, r, a in zip(chrom, pos, ref, alt)]
     alt_larger = np.array([a > r for r, a in zip(ref, alt)], dtype=bool)
     return keys, alt_larger
 
