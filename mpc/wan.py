@@ -143,6 +143,7 @@ class _Direction:
         self.dst_ready = True
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.ended = loop.create_future()  # done once the end of the stream is forwarded or the destination left
 
     def push(self, data: bytes | None) -> None:
         if self.closed:
@@ -179,10 +180,12 @@ class _Direction:
         while self.chunks and self.dst_ready and self.chunks[0][0] <= now:
             _, data = self.chunks.popleft()
             if data is None:
-                if tr.can_write_eof():
-                    tr.write_eof()
-                self.closed = True
-                self.chunks.clear()
+                try:
+                    if tr.can_write_eof():
+                        tr.write_eof()
+                except OSError:  # the destination is gone already (its connection_lost is on its way)
+                    pass
+                self._end()
                 return
             tr.write(data)
             self.held -= len(data)
@@ -193,11 +196,16 @@ class _Direction:
 
     def writer_gone(self) -> None:
         """The destination socket closed: drop what is held and stop."""
+        self._end()
+
+    def _end(self) -> None:
         self.closed = True
         self.chunks.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
 class WanRelay:
@@ -249,11 +257,11 @@ class WanRelay:
         if client.gone.done():  # the client left while the daemon's side was connecting
             server.transport.close()
             return
-        client.out = server.into = _Direction(self.spec, self.loop, client, server)
-        server.out = client.into = _Direction(self.spec, self.loop, server, client)
+        up = client.out = server.into = _Direction(self.spec, self.loop, client, server)
+        down = server.out = client.into = _Direction(self.spec, self.loop, server, client)
         client.transport.resume_reading()
-        try:
-            await asyncio.gather(client.gone, server.gone)
+        try:  # until both directions have ended (each side's end of stream forwarded, or a side left)
+            await asyncio.gather(up.ended, down.ended)
         finally:
             for side in (client, server):
                 side.transport.close()
