@@ -51,3 +51,32 @@ def test_a_run_over_a_sites_budget_is_refused_and_one_within_runs():
         run(2 ** -10)
     res = run(2 ** -4)
     assert len(res.results[0]["tested"]) > 600
+
+
+def test_association_sums_wait_for_qc_when_every_common_variant_would_not_fit(caplog):
+    """The sums computed beside the QC rounds cover every common variant, not only the tested ones: a site
+    whose budget holds the tested variants but not all common ones computes them after QC, with the same
+    results (the case of a study of mostly rare variants)."""
+    study = simulate_study(demo_config().replace(n_samples=300, n_variants=800, n_sites=3, seed=5))
+    params = GwasParams(pheno_name="quant_trait", geno=0.1, maf=0.3, glm="linear")  # most variants fail --maf
+
+    def run(gb):
+        sites = sites_from_study(study, study.covariates, list(study.covariate_names), "quant")
+        sites[1].policy = {**(sites[1].policy or {}), "max_job_memory_gb": gb}
+        return run_local(lambda ctx: run_gwas(ctx, params, sites[ctx.index]), 3, frac=params.frac, timeout=300)
+
+    with caplog.at_level("INFO", logger="cipherome.gwas"):
+        big = run(1.0)
+    assert not [r for r in caplog.records if "association sums after QC" in r.getMessage()]
+    tested = len(big.results[0]["tested"])
+    k = 1 + study.covariates.shape[1]
+    assert tested < 500  # the budget below holds the tested variants and not the 800 common ones
+    gb = (association_memory(tested, k) + association_memory(800, k)) / 2 / 2**30
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cipherome.gwas"):
+        small = run(gb)
+    assert len([r for r in caplog.records if "association sums after QC" in r.getMessage()]) == 1  # site p1 only
+    np.testing.assert_array_equal(small.results[0]["tested"], big.results[0]["tested"])
+    p_small, p_big = (np.asarray(r.results[0]["assoc"]["columns"]["P"], float) for r in (small, big))
+    # the same statistics up to the secure arithmetic's randomness (probabilistic truncations)
+    np.testing.assert_allclose(-np.log10(p_small), -np.log10(p_big), rtol=0, atol=1e-3)

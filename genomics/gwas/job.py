@@ -60,7 +60,7 @@ from cipherome.genomics.site import SiteData, binary_trait
 from cipherome.genomics.gwas.variants import common_variants
 from cipherome.genomics.io.dosage import DOSAGE_UNIT
 
-__all__ = ["run_gwas", "gwas_job", "local_sample_qc", "association_memory"]
+__all__ = ["run_gwas", "gwas_job", "local_sample_qc", "association_memory", "prefetch_fits"]
 
 log = logging.getLogger("cipherome.gwas")
 
@@ -84,6 +84,13 @@ ASSOC_BYTES, ASSOC_TERM_BYTES = 1500, 55
 def association_memory(n_tested: int, k: int) -> int:
     """Estimated bytes of the association at each party (``ASSOC_BYTES``)."""
     return int(n_tested) * (ASSOC_BYTES + ASSOC_TERM_BYTES * k * (k + 1) // 2)
+
+
+def prefetch_fits(n_common: int, k: int, budget: int) -> bool:
+    """Whether the association's local sums of all ``n_common`` variants, computed during variant QC, fit
+    ``budget`` bytes: bounded by the association's own estimate for as many tested variants (an upper
+    bound of the sums alone, which are about a third of it)."""
+    return association_memory(n_common, k) <= budget
 
 
 def _statistics(ctx, pooled, terms: np.ndarray, obs_ct: np.ndarray, k: int, glm: str, n_total: int) -> dict:
@@ -292,7 +299,13 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             counts[idx] = genotype_counts(sv.read_calls(site, idx, keep))
             if dosage:
                 dcols[idx] = _dosage_qc_columns(site, sv, idx, keep, counts[idx])
-        if early:  # every common variant's sums, while the QC rounds wait for the peers
+        # every common variant's sums, while the QC rounds wait for the peers; they are held for every
+        # common variant, and the association's budget check below counts only the tested ones, so a
+        # study whose common variants would not fit this site's budget computes them after QC instead
+        early_sums = early and prefetch_fits(n_var, k, site_budget(site.policy, MEMORY_FRACTION))
+        if early and not early_sums:
+            log.info("association sums after QC: %d common variants exceed this site's memory budget", n_var)
+        if early_sums:
             design = SiteDesign(whiten(xs, ainv), ys)
             prefetch = Background(lambda stop: _association_inputs(ctx, site, sv, complete, design, n_assoc,
                                                                    params.block, stop))
