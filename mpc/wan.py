@@ -89,14 +89,18 @@ def parse_wan(text: str | WanSpec | None) -> WanSpec | None:
 class _Side(asyncio.Protocol):
     """One socket of a relayed connection. What it reads enters its ``out`` direction (towards the other side)."""
 
-    def __init__(self):
+    def __init__(self, on_made=None):
         self.transport: asyncio.Transport | None = None
         self.out: _Direction | None = None  # what this side reads goes there
         self.into: _Direction | None = None  # what this side writes comes from there
         self.gone = asyncio.get_running_loop().create_future()
+        self.on_made = on_made
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        transport.pause_reading()  # until both directions are wired (``WanRelay._connect``)
+        if self.on_made is not None:
+            self.on_made(self)
 
     def data_received(self, data: bytes) -> None:
         self.out.push(data)
@@ -234,19 +238,13 @@ class WanRelay:
         return asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
 
     def _accept(self, host: str, port: int) -> _Side:
-        """The client's side of a new connection; reading from it waits until the daemon's side is connected."""
-        client = _Side()
-        orig = client.connection_made
-
-        def made(transport):
-            orig(transport)
-            transport.pause_reading()
+        """The client's side of a new connection, and a task connecting the daemon's side."""
+        def made(client: _Side) -> None:
             task = self.loop.create_task(self._connect(client, host, port))
             self._conns.add(task)
             task.add_done_callback(self._conns.discard)
 
-        client.connection_made = made
-        return client
+        return _Side(on_made=made)
 
     async def _connect(self, client: _Side, host: str, port: int) -> None:
         try:
@@ -260,6 +258,7 @@ class WanRelay:
         up = client.out = server.into = _Direction(self.spec, self.loop, client, server)
         down = server.out = client.into = _Direction(self.spec, self.loop, server, client)
         client.transport.resume_reading()
+        server.transport.resume_reading()
         try:  # until both directions have ended (each side's end of stream forwarded, or a side left)
             await asyncio.gather(up.ended, down.ended)
         finally:
