@@ -93,7 +93,6 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.out: _Direction | None = None  # what this side reads goes there
         self.into: _Direction | None = None  # what this side writes comes from there
-        self.gone = asyncio.get_running_loop().create_future()
         self.on_made = on_made
 
     def connection_made(self, transport) -> None:
@@ -113,9 +112,7 @@ class _Side(asyncio.Protocol):
         if self.out is not None:
             self.out.push(None)
         if self.into is not None:
-            self.into.writer_gone()
-        if not self.gone.done():
-            self.gone.set_result(None)
+            self.into.end()
 
     def pause_writing(self) -> None:
         self.into.dst_ready = False
@@ -146,11 +143,10 @@ class _Direction:
         self.paused = False
         self.dst_ready = True
         self.timer: asyncio.TimerHandle | None = None
-        self.closed = False
         self.ended = loop.create_future()  # done once the end of the stream is forwarded or the destination left
 
     def push(self, data: bytes | None) -> None:
-        if self.closed:
+        if self.ended.done():
             return
         now = self.loop.time()
         if data is None:
@@ -177,7 +173,7 @@ class _Direction:
 
     def flush(self) -> None:
         """Hand every chunk that is due to the destination socket (while it accepts data)."""
-        if self.closed or self.timer is not None:
+        if self.ended.done() or self.timer is not None:
             return
         now = self.loop.time()
         tr = self.dst.transport
@@ -189,7 +185,7 @@ class _Direction:
                         tr.write_eof()
                 except OSError:  # the destination is gone already (its connection_lost is on its way)
                     pass
-                self._end()
+                self.end()
                 return
             tr.write(data)
             self.held -= len(data)
@@ -198,12 +194,8 @@ class _Direction:
             self.src.transport.resume_reading()
         self._arm()
 
-    def writer_gone(self) -> None:
-        """The destination socket closed: drop what is held and stop."""
-        self._end()
-
-    def _end(self) -> None:
-        self.closed = True
+    def end(self) -> None:
+        """Drop what is held and stop: the end of the stream was forwarded, or the destination left."""
         self.chunks.clear()
         if self.timer is not None:
             self.timer.cancel()
@@ -252,7 +244,7 @@ class WanRelay:
         except OSError:
             client.transport.close()
             return
-        if client.gone.done():  # the client left while the daemon's side was connecting
+        if client.transport.is_closing():  # the client left while the daemon's side was connecting
             server.transport.close()
             return
         up = client.out = server.into = _Direction(self.spec, self.loop, client, server)

@@ -49,7 +49,9 @@ def test_daemon_gwas_matches_plink2(study_cluster):
     # the dealer is never a recipient of anything the compute parties open
     for name, rep in res.reports.items():
         assert all("rounds" in s for s in rep["stages"])
-        if name != "dealer":
+        if name != "dealer":  # each stage carries the daemon's CPU time; the job's stages used some
+            assert all(s["process_cpu_s"] >= 0 for s in rep["stages"])
+            assert sum(s["process_cpu_s"] for s in rep["stages"]) > 0
             assert rep["ledger"] and all("dealer" not in e["recipients"] for e in rep["ledger"]), rep["ledger"]
 
 

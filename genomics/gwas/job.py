@@ -88,8 +88,8 @@ def association_memory(n_tested: int, k: int) -> int:
 
 def prefetch_fits(n_common: int, k: int, budget: int) -> bool:
     """Whether the association's local sums of all ``n_common`` variants, computed during variant QC, fit
-    ``budget`` bytes: bounded by the association's own estimate for as many tested variants (an upper
-    bound of the sums alone, which are about a third of it)."""
+    ``budget`` bytes, judged by the association's own estimate for as many tested variants (the sums
+    are part of what that estimate counts)."""
     return association_memory(n_common, k) <= budget
 
 
@@ -302,7 +302,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         # every common variant's sums, while the QC rounds wait for the peers; they are held for every
         # common variant, and the association's budget check below counts only the tested ones, so a
         # study whose common variants would not fit this site's budget computes them after QC instead
-        early_sums = early and prefetch_fits(n_var, k, site_budget(site.policy, MEMORY_FRACTION))
+        early_sums = early and prefetch_fits(n_var, k, int(metas[ctx.index][9]) << 20)  # the budget it sent
         if early and not early_sums:
             log.info("association sums after QC: %d common variants exceed this site's memory budget", n_var)
         if early_sums:

@@ -67,11 +67,11 @@ MAX_BOUND_LOG2 = 40
 def orientation_free_keys(variants: VariantTable) -> tuple[np.ndarray, np.ndarray]:
     """(keys (m,) object array of 'chrom:pos:lo:hi', alt_is_larger (m,) bool), alleles upper-cased."""
     chrom = normalize_chroms(variants.chrom).tolist()
-    upper: dict = {}  # each distinct allele string upper-cased once
 
-    def alleles(col) -> list[str]:
+    def alleles(col) -> list[str]:  # each distinct allele upper-cased once, as normalize_chroms does
         vals = col.tolist() if isinstance(col, np.ndarray) else list(col)
-        return [upper[x] if x in upper else upper.setdefault(x, str(x).upper()) for x in vals]
+        table = {a: str(a).upper() for a in set(vals)}
+        return [table[a] for a in vals]
 
     ref, alt = alleles(variants.ref), alleles(variants.alt)
     pos = np.asarray(variants.pos, dtype=np.int64).tolist()
