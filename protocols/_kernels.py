@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from cipherome.mpc.jit import njit
 
-__all__ = ["slice_bits", "unslice_bits", "lane_mask", "lut_onehot"]
+__all__ = ["slice_bits", "unslice_bits", "lane_mask", "lut_onehot", "lut_rotate"]
 
 
 def lane_mask(s: int) -> np.uint64:
@@ -107,4 +107,24 @@ def lut_onehot(O: np.ndarray, DO: np.ndarray, chi: np.ndarray, o: np.ndarray) ->
     out = np.empty_like(O)
     if O.size:
         _lut_onehot(O, DO, np.ascontiguousarray(chi, dtype=np.int64), np.ascontiguousarray(o, dtype=np.uint64), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _lut_rotate(O, chi, out):  # pragma: no cover - compiled
+    n, size = O.shape
+    m = size - 1
+    for e in range(n):
+        c = chi[e]
+        for k in range(size):
+            out[e, k] = O[e, (c - k) & m]
+
+
+def lut_rotate(O: np.ndarray, chi: np.ndarray) -> np.ndarray:
+    """Shares of V with V_k = O[(chi - k) mod S] (``functions.window_split``): O (n, S) shares, S a power
+    of two, chi public (n,). A rotation of each row, so V is the one-hot of (chi - rho) mod S if O is rho's."""
+    O = np.ascontiguousarray(O, dtype=np.uint64)
+    out = np.empty_like(O)
+    if O.size:
+        _lut_rotate(O, np.ascontiguousarray(chi, dtype=np.int64), out)
     return out

@@ -5,8 +5,11 @@ offset phi in [0, 1) inside the segment, exactly, by one masked opening and a
 short borrow circuit (``split``); the segment comes as an arithmetic one-hot, so
 that a table of per-segment polynomial coefficients is selected locally. The
 polynomial in phi is then evaluated with all powers of phi computed at once.
+``window_split`` skips the borrow circuit (one round instead of about six): its
+segment may be one too high, with phi in [-1, 0) then, so its polynomials are
+fitted on windows of two segments (``fit_windows``).
 exp uses the split of x log2(e) and a secret power of two; log uses the
-normalisation of ``protocols.normalize`` and a piecewise polynomial for ln z.
+normalisation of ``protocols.normalize`` and a windowed piecewise polynomial for ln z.
 """
 from __future__ import annotations
 
@@ -27,13 +30,16 @@ from .bits import low_mask, run_bitjobs
 from .compare import LtzJob, PrefixJob
 from cipherome.mpc.kernels import ring_matmul
 
-from ._kernels import lane_mask, lut_onehot, slice_bits, unslice_bits
+from ._kernels import lane_mask, lut_onehot, lut_rotate, slice_bits, unslice_bits
 from .normalize import WORK_FRAC, normalize, scale_pow2
 from .trunc import prefetch_pairs, truncate
 
 __all__ = [
     "OneHot",
     "split",
+    "window_split",
+    "window_material",
+    "fit_windows",
     "piecewise_poly",
     "fit_segments",
     "sigmoid",
@@ -154,6 +160,58 @@ def split(x: Shared, lo: float, seg_log2: int, beta: int):
     return OneHot(ctx, O), Shared(ctx, phi.reshape(x.shape), p)
 
 
+@recipe("lut_window", rotate=True)
+def _lut_window(gen, n, p, beta):
+    """r uniform, r mod 2^p (additive) and the one-hot O of rho = (r >> p) mod 2^beta (additive, n x 2^beta).
+
+    Cost (dealer -> one party): (1 + 2^beta) n ring elements.
+    """
+    size = 1 << beta
+    r = gen.random((n,))
+    rlo = gen.derived((n,), lambda: r & low_mask(p))
+    O = gen.derived((n, size), lambda: (((r >> U64(p)) & U64(size - 1))[:, None]
+                                        == np.arange(size, dtype=U64)[None, :]).astype(U64))
+    return r, rlo, O
+
+
+def window_material(ctx, n: int, p: int, beta: int):
+    """Request ``window_split``'s dealer material for n elements now (recipe ``lut_window``)."""
+    return ctx.provider.fetch("lut_window", n=int(n), p=int(p), beta=int(beta))
+
+
+def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, material=None):
+    """(OneHot of m', phi') with x = lo + 2^w (m' + phi') exactly, m' in [0, 2^beta), phi' in [-1, 1) at
+    frac p = f + w; ``label``: the ledger label of its one (masked) opening.
+
+    With T = X - lo 2^f (X: x's ring integer) and the dealer's uniform r, its low part r_lo = r mod 2^p
+    and the one-hot O of rho = (r >> p) mod 2^beta (recipe ``lut_window``), open c = T + r mod 2^(p + beta)
+    (uniform to every party). For chi = c >> p and the borrow b = [c mod 2^p < r_lo]:
+        (c mod 2^p) - r_lo = (T mod 2^p) - 2^p b   and   chi - rho = floor(T / 2^p) + b  (mod 2^beta),
+    so m' = floor(T / 2^p) + b and phi' = (T mod 2^p) / 2^p - b satisfy T = 2^p (m' + phi') without b
+    ever being computed: O read at chi - k (a local rotation) is the one-hot of m', and phi' is local.
+    ``split`` computes b instead (a borrow circuit, about 5 rounds more); here segment m' is evaluated
+    on phi' in [-1, 1), i.e. its polynomial must hold on [m' - 1, m' + 1) (``fit_windows``).
+    Valid for 0 <= T < 2^p (2^beta - 1) (then m' < 2^beta). Rounds: 1.
+    ``material``: ``window_material(ctx, x.size, p, beta)``, requested earlier by the caller.
+    """
+    ctx = x.ctx
+    p = x.frac + int(seg_log2)
+    if p < 1:
+        raise ValueError("window_split: segments finer than the fixed-point resolution")
+    size = 1 << int(beta)
+    flat = x.data.ravel()
+    r, rlo, O = material if material is not None else window_material(ctx, flat.size, p, beta)
+    t = flat + r
+    if ctx.is_lead:
+        t += U64(-int(round(lo * 2**x.frac)) % (1 << 64))
+    (c,) = ctx.open_masked([t], label, bits=p + int(beta))
+    chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
+    phi = U64(0) - rlo
+    if ctx.is_lead:
+        phi += c & low_mask(p)
+    return OneHot(ctx, lut_rotate(O, chi)), Shared(ctx, phi.reshape(x.shape), p)
+
+
 def _power_levels(d: int) -> list[tuple[int, list[int]]]:
     """The doubling schedule of phi^2..phi^d: levels (h, ks), phi^k = phi^h phi^(k - h) for k in ks."""
     levels, have = [], 1
@@ -223,17 +281,31 @@ def _to_frac(v: Shared, frac: int, pair=None) -> Shared:
     return truncate(v, v.frac - frac, pair=pair)
 
 
+def _cheb_fit(g, degree: int) -> np.ndarray:
+    """Power-basis coefficients (degree + 1, lowest first) in t of the least-squares fit of g(t) at
+    Chebyshev nodes of [-1, 1]."""
+    t = np.cos(np.pi * (np.arange(4 * degree + 8) + 0.5) / (4 * degree + 8))
+    out = np.zeros(degree + 1)
+    pt = _cheb.cheb2poly(_cheb.chebfit(t, g(t), degree))
+    out[: len(pt)] = pt
+    return out
+
+
+def fit_windows(f, lo: float, seg_log2: int, count: int, degree: int) -> np.ndarray:
+    """Fits of f for ``window_split``: segment k's polynomial in phi' in [-1, 1) approximates
+    f(lo + 2^w (k + phi')) on the window [lo + (k-1) 2^w, lo + (k+1) 2^w); (count, degree + 1), lowest first."""
+    width = 2.0**seg_log2
+    return np.stack([_cheb_fit(lambda t, k=k: f(lo + width * (k + t)), degree) for k in range(count)])
+
+
 def fit_segments(f, lo: float, seg_log2: int, count: int, degree: int) -> np.ndarray:
     """Chebyshev-node least-squares fits of f on each segment [lo + k 2^w, lo + (k+1) 2^w), as
     polynomials in phi in [0, 1): returns coefficients (count, degree + 1), lowest first."""
     width = 2.0**seg_log2
-    t = np.cos(np.pi * (np.arange(4 * degree + 8) + 0.5) / (4 * degree + 8))
-    phi = (t + 1) / 2
     out = np.zeros((count, degree + 1))
     for k in range(count):
         a = lo + k * width
-        c = _cheb.chebfit(t, f(a + width * phi), degree)
-        pt = _cheb.cheb2poly(c)  # polynomial in t = 2 phi - 1
+        pt = _cheb_fit(lambda t: f(a + width * (t + 1) / 2), degree)  # polynomial in t = 2 phi - 1
         acc = np.zeros(degree + 1)
         tp = np.array([1.0])
         for ck in pt:
@@ -382,31 +454,38 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     return out.reshape(x.shape)
 
 
+#: ln z's windows: 32 segments of 1/32 from 7/32 (z in [1/4, 1), less a unit after truncation, gives
+#: 0 < T < 25/32, so m' <= 25 < 31 as ``window_split`` needs)
+_LN_LO, _LN_SEG_LOG2, _LN_BETA = 0.21875, -5, 5
+
+
 @functools.lru_cache(maxsize=None)
 def _ln_coefs() -> np.ndarray:
-    """Degree-5 polynomials of ln z on the 1/16-segments of [3/16, 1) (fitted once)."""
-    c = np.zeros((16, 6))
-    c[3:] = fit_segments(np.log, 0.1875, -4, 13, 5)  # z may fall one unit below 1/4 after truncation
-    return c
+    """Degree-5 polynomials of ln z on the windows [7/32 + (k-1)/32, 7/32 + (k+1)/32), k < 32 (fitted once):
+    each window is 1/16 wide, as the segments of the split with a borrow were, so the fit's error is the
+    same (4.9e-8 at the lowest window, [3/16, 1/4))."""
+    return fit_windows(np.log, _LN_LO, _LN_SEG_LOG2, 1 << _LN_BETA, 5)
 
 
 def log(x: Shared, *, hi: int = 24, frac: int | None = None) -> Shared:
     """Natural logarithm for 2^-f <= x < 2^hi (f = x.frac).
 
     Steps: normalise x = z 4^(j*+1) 2^-f, z in [1/4, 1) (``normalize``, 15 rounds);
-    ln z by degree-5 polynomials on the twelve 1/16-segments of [1/4, 1) (``split`` of z:
-    6 rounds; powers: 6; products and truncation: 2); plus (2 j* + 2 - f) ln 2 from
+    ln z by degree-5 polynomials on windows of two 1/32-segments (``window_split`` of z:
+    1 round; powers: 6; products and truncation: 2); plus (2 j* + 2 - f) ln 2 from
     the thermometer (local). Error: absolute ~5e-8 plus half a unit of 2^-frac.
-    Rounds: 29.
+    Rounds: 24.
     """
     ctx = x.ctx
     f = x.frac
     fo = f if frac is None else int(frac)
     F = WORK_FRAC
-    nz = normalize(x, f + int(hi), F)
-    z = nz.z
-    ((O, phi),) = run_bitjobs(ctx, [SplitJob(z.data, F - 4, 4, 0)], "log")
-    val = _eval_selected(OneHot(ctx, O), _ln_coefs(), Shared(ctx, phi, F - 4), fo, F)
+    # the one-hot (32 ring elements per value, the largest material of the log) is made during the thermometer
+    pending = []
+    nz = normalize(x, f + int(hi), F, prefetch=lambda: pending.append(
+        window_material(ctx, x.size, F + _LN_SEG_LOG2, _LN_BETA)))
+    onehot, phi = window_split(nz.z, _LN_LO, _LN_SEG_LOG2, _LN_BETA, "log", material=pending[0])
+    val = _eval_selected(onehot, _ln_coefs(), phi, fo, F)
     g = [int(round((2 * j + 2 - f) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
     out = Shared(ctx, val.data + nz.table(g), fo)
     return out.reshape(x.shape)

@@ -9,6 +9,8 @@ normalisation at the end by a multiplication with a secret power of two.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from cipherome.mpc.shares import Shared
@@ -75,7 +77,8 @@ def _norm_circuit(G, P, crows, R, lead, K, J, carry_sched, or_sched):
     return V[[K - 1 - 2 * j for j in range(1, J + 1)]]
 
 
-def normalize(x: Shared, bits: int, frac: int = WORK_FRAC, method: str = "auto") -> Normalized:
+def normalize(x: Shared, bits: int, frac: int = WORK_FRAC, method: str = "auto",
+              prefetch: Callable[[], None] | None = None) -> Normalized:
     """z = X / 4^(j*+1) in [1/4, 1) at ``frac`` bits and the thermometer of j*, for X = x's ring integer.
 
     Valid for 1 <= X < 2^bits (x in [2^-f, 2^(bits-f)) for x.frac = f), bits in 4..61.
@@ -91,6 +94,8 @@ def normalize(x: Shared, bits: int, frac: int = WORK_FRAC, method: str = "auto")
     ``method="compare"`` replaces steps 1-4 by J comparisons X - 4^j < 0 in one batched
     ``ltz`` (7 rounds; about J times ltz's traffic): fewer rounds, more traffic, so
     ``"auto"`` uses it for small inputs (n J <= 4096) and the bit decomposition otherwise.
+    ``prefetch``: called once the thermometer's dealer requests have left (the caller's next
+    material is then made while the thermometer's rounds run, not ahead of them).
     """
     ctx = x.ctx
     K = int(bits)
@@ -100,9 +105,11 @@ def normalize(x: Shared, bits: int, frac: int = WORK_FRAC, method: str = "auto")
     flat = x.data.ravel()
     n = flat.size
     if method == "compare" or (method == "auto" and n * J <= 4096):
+        if prefetch is not None:
+            prefetch()
         H = thermometer_compare(x, K, J)
     else:
-        H = _thermometer_bits(x, K, J)
+        H = _thermometer_bits(x, K, J, prefetch)
     return _finish(x, H, J, K, frac)
 
 
@@ -122,7 +129,7 @@ def thermometer_compare(x: Shared, K: int, J: int) -> np.ndarray:
     return out
 
 
-def _thermometer_bits(x: Shared, K: int, J: int) -> np.ndarray:
+def _thermometer_bits(x: Shared, K: int, J: int, prefetch: Callable[[], None] | None = None) -> np.ndarray:
     """[X >= 4^j], j = 1..J, from the bit decomposition and a suffix OR (steps 1-4 above)."""
     ctx = x.ctx
     lz = lanes(ctx.n)
@@ -144,6 +151,8 @@ def _thermometer_bits(x: Shared, K: int, J: int) -> np.ndarray:
     plan = circuit_plan(("normalize", K), make)
     eda = ctx.provider.fetch("edabits", n=n, s=lz.s, width=K, rows=rows, pairs=True, nda=J)
     mat = fetch_and(ctx, w, plan)
+    if prefetch is not None:
+        prefetch()
     (c,) = ctx.open_masked([flat + eda[0]], "normalize", bits=K)  # the circuit reads c mod 2^K
     crows = lz.slice(c, K, rows=rows)
     cbar = ~crows & lz.mask

@@ -82,3 +82,45 @@ def test_split_and_piecewise_poly():
                         [np.r_[x, -9.0, 8.0]], 2)
     want = np.r_[np.floor(x + 8) + (x + 8 - np.floor(x + 8)) / 2, -1.0, 99.0]
     assert np.abs(got - want).max() <= 2 * ULP
+
+
+def test_window_split_is_exact_and_one_segment_at_most_too_high():
+    """x = lo + 2^w (m' + phi') exactly, m' one-hot, m' = floor((x - lo) / 2^w) or one more (then phi' < 0)."""
+    rng = np.random.default_rng(7)
+    x = np.r_[_enc(rng.uniform(-8.0, 6.99, 400)), -8.0, -7.0, -7.0 + ULP, -7.0 - ULP, 0.0, 6.5]
+
+    def fn(ctx, a):
+        oh, phi = FN.window_split(a, -8.0, 0, 4, "split")
+        return Shared(ctx, np.vstack([oh.O.T, phi.data[None, :]]), 0)
+
+    for n in (2, 3):
+        got, _ = run_shared(fn, [x], n)
+        seg, raw = got[:16], got[16]
+        np.testing.assert_array_equal(seg.sum(axis=0), 1)
+        np.testing.assert_array_equal(seg.max(axis=0), 1)
+        m = seg.argmax(axis=0)
+        phi = raw / 2.0**20
+        np.testing.assert_array_equal(-8.0 + m + phi, x)  # exact: both sides are multiples of 2^-20
+        fl = np.floor(x + 8.0)
+        assert np.all((m == fl) & (phi >= 0) | (m == fl + 1) & (phi < 0))
+        assert np.all((phi >= -1) & (phi < 1))
+
+
+def test_fit_windows_hold_on_both_segments():
+    """Window k's polynomial in phi' in [-1, 1) is f on [lo + (k-1) 2^w, lo + (k+1) 2^w)."""
+    c = FN.fit_windows(np.log, 0.21875, -5, 32, 5)
+    t = np.linspace(-1, 1, 2001)
+    err = max(np.abs(np.polynomial.polynomial.polyval(t, c[k]) - np.log(0.21875 + (k + t) / 32)).max()
+              for k in range(32))
+    assert err < 6e-8
+
+
+def test_log_of_counts_and_its_rounds():
+    """The HWE test's logarithms: ln of integer counts 1..2^15 - 1 within 2 ulp, in 19 rounds: normalise
+    15 bits (10, the bit decomposition), one opening for the windowed split (the split with a borrow
+    circuit took 6), powers 6, products and truncation 2."""
+    c = np.r_[np.arange(1, 900), np.geomspace(900, 2**15 - 1, 300).astype(np.int64)]
+    got, run = run_shared(lambda ctx, a: FN.log(a, hi=15, frac=20), [c], 3)
+    assert np.abs(got - np.log(c)).max() <= 2 * ULP
+    _, base = run_shared(lambda ctx, a: a + a, [c], 3)  # sharing and opening alone
+    assert run.rounds() - base.rounds() == 19
