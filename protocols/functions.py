@@ -45,6 +45,7 @@ __all__ = [
     "sigmoid",
     "exp",
     "log",
+    "log_int",
     "SIGMOID_RANGE",
 ]
 
@@ -161,25 +162,27 @@ def split(x: Shared, lo: float, seg_log2: int, beta: int):
 
 
 @recipe("lut_window", rotate=True)
-def _lut_window(gen, n, p, beta):
-    """r uniform, r mod 2^p (additive) and the one-hot O of rho = (r >> p) mod 2^beta (additive, n x 2^beta).
+def _lut_window(gen, n, p, beta, powers=1):
+    """r uniform, r_lo = r mod 2^p (additive), the one-hot O of rho = (r >> p) mod 2^beta (additive,
+    n x 2^beta) and, for ``powers`` = d > 1, r_lo^2 .. r_lo^d (additive ring values).
 
-    Cost (dealer -> one party): (1 + 2^beta) n ring elements.
+    Cost (dealer -> one party): (2^beta + d) n ring elements.
     """
     size = 1 << beta
     r = gen.random((n,))
     rlo = gen.derived((n,), lambda: r & low_mask(p))
     O = gen.derived((n, size), lambda: (((r >> U64(p)) & U64(size - 1))[:, None]
                                         == np.arange(size, dtype=U64)[None, :]).astype(U64))
-    return r, rlo, O
+    pw = [gen.derived((n,), lambda i=i: (r & low_mask(p)) ** U64(i)) for i in range(2, int(powers) + 1)]
+    return (r, rlo, O, *pw)
 
 
-def window_material(ctx, n: int, p: int, beta: int):
+def window_material(ctx, n: int, p: int, beta: int, powers: int = 1):
     """Request ``window_split``'s dealer material for n elements now (recipe ``lut_window``)."""
-    return ctx.provider.fetch("lut_window", n=int(n), p=int(p), beta=int(beta))
+    return ctx.provider.fetch("lut_window", n=int(n), p=int(p), beta=int(beta), powers=int(powers))
 
 
-def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, material=None):
+def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, material=None, powers: int = 1):
     """(OneHot of m', phi') with x = lo + 2^w (m' + phi') exactly, m' in [0, 2^beta), phi' in [-1, 1) at
     frac p = f + w; ``label``: the ledger label of its one (masked) opening.
 
@@ -192,7 +195,12 @@ def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, mat
     ``split`` computes b instead (a borrow circuit, about 5 rounds more); here segment m' is evaluated
     on phi' in [-1, 1), i.e. its polynomial must hold on [m' - 1, m' + 1) (``fit_windows``).
     Valid for 0 <= T < 2^p (2^beta - 1) (then m' < 2^beta). Rounds: 1.
-    ``material``: ``window_material(ctx, x.size, p, beta)``, requested earlier by the caller.
+    ``material``: ``window_material(ctx, x.size, p, beta, powers)``, requested earlier by the caller.
+
+    ``powers`` = d > 1 returns [phi', phi'^2, .., phi'^d] instead of phi', each exact at frac k p,
+    with no further round: phi' 2^p = c_lo - r_lo for the public c_lo = c mod 2^p, so
+        (phi' 2^p)^k = sum_i binom(k, i) c_lo^(k-i) (-1)^i r_lo^i   (mod 2^64, a local sum),
+    from the dealer's shares of r_lo^i; exact as ring integers while p d <= 62 (|phi'| <= 1).
     """
     ctx = x.ctx
     p = x.frac + int(seg_log2)
@@ -200,16 +208,36 @@ def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, mat
         raise ValueError("window_split: segments finer than the fixed-point resolution")
     size = 1 << int(beta)
     flat = x.data.ravel()
-    r, rlo, O = material if material is not None else window_material(ctx, flat.size, p, beta)
-    t = flat + r
+    d = int(powers)
+    if d > 1 and p * d > 62:
+        raise ValueError(f"window_split: phi'^{d} at {p} bits per power exceeds the ring")
+    mat = material if material is not None else window_material(ctx, flat.size, p, beta, d)
+    t = flat + mat[0]  # r is a PRG draw at every party: the dealer's reply is awaited only after the opening
     if ctx.is_lead:
         t += U64(-int(round(lo * 2**x.frac)) % (1 << 64))
     (c,) = ctx.open_masked([t], label, bits=p + int(beta))
     chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
-    phi = U64(0) - rlo
-    if ctx.is_lead:
-        phi += c & low_mask(p)
-    return OneHot(ctx, lut_rotate(O, chi)), Shared(ctx, phi.reshape(x.shape), p)
+    onehot = OneHot(ctx, lut_rotate(mat[2], chi))
+    clo = c & low_mask(p)
+    rlo = mat[1]
+    if d == 1:
+        phi = U64(0) - rlo
+        if ctx.is_lead:
+            phi += clo
+        return onehot, Shared(ctx, phi.reshape(x.shape), p)
+    neg = [None, U64(0) - rlo] + [U64(0) - mat[1 + i] if i % 2 else mat[1 + i] for i in range(2, d + 1)]  # (-r_lo)^i
+    out = []
+    for k in range(1, d + 1):
+        acc = np.zeros(flat.size, dtype=U64)
+        cp = np.ones(flat.size, dtype=U64)  # c_lo^(k - i), from i = k down
+        for i in range(k, -1, -1):
+            if i:
+                acc += U64(math.comb(k, i)) * cp * neg[i]
+            elif ctx.is_lead:
+                acc += cp
+            cp = cp * clo
+        out.append(Shared(ctx, acc.reshape(x.shape), k * p))
+    return onehot, out
 
 
 def _power_levels(d: int) -> list[tuple[int, list[int]]]:
@@ -454,6 +482,39 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     return out.reshape(x.shape)
 
 
+def _eval_exact_powers(onehot: OneHot, coefs: np.ndarray, pw: list[Shared], frac: int) -> Shared:
+    """sum_k coef_k[m'] phi'^k at scale ``frac`` from exact powers phi'^k (``window_split(powers=d)``, frac k p).
+
+    Each term needs coef_k to about 2^-28 and phi'^k to 2^-28 / |coef_k|; the terms are summed at one scale
+    S = 28 + s before a single truncation, so the powers above s bits are first truncated to s bits
+    (one truncation, every row shifted up to the same width first), s = 2p: the powers past the
+    second. Coefficients are encoded at S - (scale of their power): 28 bits or more.
+    Rounds: the powers' truncation, the products (1), the final truncation.
+    """
+    ctx = onehot.ctx
+    d = coefs.shape[1] - 1
+    p = pw[0].frac
+    s = 2 * p
+    S = WORK_FRAC + s
+    top = d * p
+    if d > 2:  # powers 3..d: shift each up to d p bits, then one truncation by d p - s
+        high = Shared(ctx, np.stack([q.data << U64(top - q.frac) for q in pw[2:]]), top)
+        high = truncate(high, top - s)
+        pw = pw[:2] + [high[i] for i in range(d - 2)]
+    scales = [q.frac for q in pw]
+    enc = np.zeros(coefs.shape, dtype=object)
+    enc[:, 0] = [int(round(v * 2.0**S)) for v in coefs[:, 0]]
+    for k in range(1, d + 1):
+        enc[:, k] = [int(round(v * 2.0 ** (S - scales[k - 1]))) for v in coefs[:, k]]
+    cs = onehot.tables(enc)  # (n, d + 1)
+    n = cs.shape[0]
+    cvec = Shared(ctx, np.ascontiguousarray(cs[:, 1:].T), 0)
+    pvec = Shared(ctx, np.stack([q.data.ravel() for q in pw]), 0)
+    prods = mul(cvec, pvec)  # raw ring products (frac 0 x frac 0), every term at scale S
+    acc = Shared(ctx, cs[:, 0] + prods.data.sum(axis=0), S)
+    return truncate(acc, S - frac) if n else acc
+
+
 #: ln z's windows: 32 segments of 1/32 from 7/32 (z in [1/4, 1), less a unit after truncation, gives
 #: 0 < T < 25/32, so m' <= 25 < 31 as ``window_split`` needs)
 _LN_LO, _LN_SEG_LOG2, _LN_BETA = 0.21875, -5, 5
@@ -489,3 +550,33 @@ def log(x: Shared, *, hi: int = 24, frac: int | None = None) -> Shared:
     g = [int(round((2 * j + 2 - f) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
     out = Shared(ctx, val.data + nz.table(g), fo)
     return out.reshape(x.shape)
+
+
+_INT_Z_FRAC = 16
+
+
+def log_int(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
+    """ln X for integers 1 <= X < 2^bits (x.frac = 0, bits <= 16), e.g. genotype counts; ``log`` otherwise.
+
+    The integer's normalised z = X 4^(J - j*) / 4^(J+1) has 2J + 2 <= 16 fractional bits, exactly
+    (``normalize`` with no truncation), so the windowed split's offset phi' has p = 16 - 5 = 11
+    bits (z taken at 16 bits) and its powers up to 5 are exact ring integers, local after the split's opening
+    (``window_split(powers=5)``) instead of 3 levels of products and truncations:
+    normalise (10 rounds at 15 bits), split (1), the powers' truncation, the products (1) and the
+    final truncation (1 round each, 2 in a ``Context.lean()`` stage). The same degree-5 windows as
+    ``log`` (error ~5e-8) plus about 1e-8 from the coefficients' and powers' encoding and one unit
+    of 2^-frac.
+    """
+    if x.frac != 0 or not 1 <= int(bits) <= 16:
+        raise ValueError("log_int: integers (frac 0) of at most 16 bits; use log")
+    ctx = x.ctx
+    fo = ctx.frac if frac is None else int(frac)
+    # z at 16 fractional bits: 4^(J+1) <= 2^16 for bits <= 16, so z = X 4^(J - j*) 2^(16 - 2J - 2) is exact
+    p = _INT_Z_FRAC + _LN_SEG_LOG2
+    pending = []
+    nz = normalize(x, max(4, int(bits)), _INT_Z_FRAC,
+                   prefetch=lambda: pending.append(window_material(ctx, x.size, p, _LN_BETA, 5)))
+    onehot, pw = window_split(nz.z, _LN_LO, _LN_SEG_LOG2, _LN_BETA, "log", material=pending[0], powers=5)
+    val = _eval_exact_powers(onehot, _ln_coefs(), pw, fo)
+    g = [int(round((2 * j + 2) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
+    return Shared(ctx, val.data + nz.table(g), fo).reshape(x.shape)

@@ -124,3 +124,36 @@ def test_log_of_counts_and_its_rounds():
     assert np.abs(got - np.log(c)).max() <= 2 * ULP
     _, base = run_shared(lambda ctx, a: a + a, [c], 3)  # sharing and opening alone
     assert run.rounds() - base.rounds() == 19
+
+
+def test_log_int_of_counts_exact_powers_and_rounds():
+    """log_int: ln of integer counts within 1 ulp (zero gives a finite value, so count * ln count = 0),
+    in 14 rounds (log: 19), and in a lean stage 16 (log: 23): the windowed split's offsets of an exact
+    16-bit z have exact powers, so no power levels."""
+    c = np.r_[np.arange(0, 1000), np.geomspace(1000, 2**15 - 1, 400).astype(np.int64)]
+
+    def lean(fn):
+        def run(ctx, a):
+            with ctx.lean():
+                return fn(ctx, a)
+        return run
+
+    got, run = run_shared(lambda ctx, a: FN.log_int(a, 15, frac=20), [c], 3)
+    got_lean, run_lean = run_shared(lean(lambda ctx, a: FN.log_int(a, 15, frac=20)), [c], 3)
+    _, base = run_shared(lambda ctx, a: a + a, [c], 3)
+    for g in (got, got_lean):
+        assert np.all(np.isfinite(g))
+        assert np.abs(g[1:] - np.log(c[1:])).max() <= ULP
+    assert run.rounds() - base.rounds() == 14
+    assert run_lean.rounds() - base.rounds() == 16
+    small, _ = run_shared(lambda ctx, a: FN.log_int(a, 4, frac=20), [np.arange(1, 16)], 3)
+    assert np.abs(small - np.log(np.arange(1, 16))).max() <= ULP
+
+
+def test_log_int_refuses_what_it_cannot_do_exactly():
+    import pytest
+
+    with pytest.raises(ValueError, match="at most 16 bits"):
+        run_shared(lambda ctx, a: FN.log_int(a, 17), [np.arange(1, 5)], 2)
+    with pytest.raises(ValueError, match="frac 0"):
+        run_shared(lambda ctx, a: FN.log_int(a, 15), [np.array([1.5, 2.0])], 2)
