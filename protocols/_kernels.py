@@ -120,11 +120,15 @@ def _lut_rotate(O, chi, out):  # pragma: no cover - compiled
             out[e, k] = O[e, (c - k) & m]
 
 
-def lut_rotate(O: np.ndarray, chi: np.ndarray) -> np.ndarray:
+def lut_rotate(O: np.ndarray, chi: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Shares of V with V_k = O[(chi - k) mod S] (``functions.window_split``): O (n, S) shares, S a power
-    of two, chi public (n,). A rotation of each row, so V is the one-hot of (chi - rho) mod S if O is rho's."""
+    of two, chi public (n,). A rotation of each row, so V is the one-hot of (chi - rho) mod S if O is rho's.
+    ``out``: a C-contiguous (n, S) uint64 array to write V into (e.g. rows of a larger one)."""
     O = np.ascontiguousarray(O, dtype=np.uint64)
-    out = np.empty_like(O)
+    if out is None:
+        out = np.empty_like(O)
+    elif out.shape != O.shape or out.dtype != np.uint64 or not out.flags.c_contiguous:
+        raise ValueError("lut_rotate: out must be a C-contiguous uint64 array of O's shape")
     if O.size:
         _lut_rotate(O, np.ascontiguousarray(chi, dtype=np.int64), out)
     return out

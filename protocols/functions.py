@@ -177,9 +177,20 @@ def _lut_window(gen, n, p, beta, powers=1):
     return (r, rlo, O, *pw)
 
 
-def window_material(ctx, n: int, p: int, beta: int, powers: int = 1):
-    """Request ``window_split``'s dealer material for n elements now (recipe ``lut_window``)."""
-    return ctx.provider.fetch("lut_window", n=int(n), p=int(p), beta=int(beta), powers=int(powers))
+#: elements from which ``window_material`` asks in one part per compute party
+_WINDOW_PARTS_FROM = 3 << 12
+
+
+def window_material(ctx, n: int, p: int, beta: int, powers: int = 1) -> list:
+    """Request ``window_split``'s dealer material for n elements now (recipe ``lut_window``): a list of
+    (start, stop, bundle). From 12,288 elements on, one request per compute party over consecutive ranges:
+    the recipe rotates, so each party's link carries a part of the one-hot (2^beta ring elements per
+    element, e.g. 130 MB for the HWE test's 510,000 logarithms) instead of one link all of it."""
+    n = int(n)
+    parts = ctx.n if n >= _WINDOW_PARTS_FROM else 1
+    cuts = [n * i // parts for i in range(parts + 1)]
+    return [(a, b, ctx.provider.fetch("lut_window", n=b - a, p=int(p), beta=int(beta), powers=int(powers)))
+            for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
 def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, material=None, powers: int = 1):
@@ -211,21 +222,28 @@ def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, mat
     d = int(powers)
     if d > 1 and p * d > 62:
         raise ValueError(f"window_split: phi'^{d} at {p} bits per power exceeds the ring")
-    mat = material if material is not None else window_material(ctx, flat.size, p, beta, d)
-    t = flat + mat[0]  # r is a PRG draw at every party: the dealer's reply is awaited only after the opening
+    parts = material if material is not None else window_material(ctx, flat.size, p, beta, d)
+    # r is a PRG draw at every party: the dealer's replies are awaited only after the opening
+    t = flat + np.concatenate([m[0] for _, _, m in parts])
     if ctx.is_lead:
         t += U64(-int(round(lo * 2**x.frac)) % (1 << 64))
     (c,) = ctx.open_masked([t], label, bits=p + int(beta))
     chi = ((c >> U64(p)) & U64(size - 1)).astype(np.int64)
-    onehot = OneHot(ctx, lut_rotate(mat[2], chi))
+    V = np.empty((flat.size, size), dtype=U64)
+    for a, b, m in parts:
+        lut_rotate(m[2], chi[a:b], out=V[a:b])
+    onehot = OneHot(ctx, V)
     clo = c & low_mask(p)
-    rlo = mat[1]
+    rlo = np.concatenate([m[1] for _, _, m in parts])
     if d == 1:
         phi = U64(0) - rlo
         if ctx.is_lead:
             phi += clo
         return onehot, Shared(ctx, phi.reshape(x.shape), p)
-    neg = [None, U64(0) - rlo] + [U64(0) - mat[1 + i] if i % 2 else mat[1 + i] for i in range(2, d + 1)]  # (-r_lo)^i
+    neg = {1: U64(0) - rlo}  # shares of (-r_lo)^i; the bundle's item 1 + i holds r_lo^i
+    for i in range(2, d + 1):
+        q = np.concatenate([m[1 + i] for _, _, m in parts])
+        neg[i] = U64(0) - q if i % 2 else q
     out = []
     for k in range(1, d + 1):
         acc = np.zeros(flat.size, dtype=U64)
@@ -565,7 +583,7 @@ def log_int(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
     normalise (10 rounds at 15 bits), split (1), the powers' truncation, the products (1) and the
     final truncation (1 round each, 2 in a ``Context.lean()`` stage). The same degree-5 windows as
     ``log`` (error ~5e-8) plus about 1e-8 from the coefficients' and powers' encoding and one unit
-    of 2^-frac.
+    of 2^-frac (measured at most 1.02 units of 2^-20 over 1..2^14).
     """
     if x.frac != 0 or not 1 <= int(bits) <= 16:
         raise ValueError("log_int: integers (frac 0) of at most 16 bits; use log")
