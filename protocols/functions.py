@@ -519,6 +519,8 @@ def _eval_exact_powers(onehot: OneHot, coefs: np.ndarray, pw: list[Shared], frac
         high = Shared(ctx, np.stack([q.data << U64(top - q.frac) for q in pw[2:]]), top)
         high = truncate(high, top - s)
         pw = pw[:2] + [high[i] for i in range(d - 2)]
+    if np.abs(coefs).max() * 2.0**S * (d + 1) >= 2.0**61:  # |term k| <= |coef_k| 2^S as |phi'| <= 1
+        raise ValueError("exact-power polynomial: coefficients too large for the working scale")
     scales = [q.frac for q in pw]
     enc = np.zeros(coefs.shape, dtype=object)
     enc[:, 0] = [int(round(v * 2.0**S)) for v in coefs[:, 0]]
