@@ -190,12 +190,13 @@ def window_material(ctx, n: int, p: int, beta: int, powers: int = 1) -> list:
     parts = ctx.n if n >= _WINDOW_PARTS_FROM else 1
     cuts = [n * i // parts for i in range(parts + 1)]
     return [(a, b, ctx.provider.fetch("lut_window", n=b - a, p=int(p), beta=int(beta), powers=int(powers)))
-            for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+            for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, material=None, powers: int = 1):
-    """(OneHot of m', phi') with x = lo + 2^w (m' + phi') exactly, m' in [0, 2^beta), phi' in [-1, 1) at
-    frac p = f + w; ``label``: the ledger label of its one (masked) opening.
+    """(OneHot of m', [phi', .., phi'^powers]) with x = lo + 2^w (m' + phi') exactly, m' in [0, 2^beta),
+    phi' in [-1, 1) at frac p = f + w (phi'^k at frac k p); ``label``: the ledger label of its one
+    (masked) opening.
 
     With T = X - lo 2^f (X: x's ring integer) and the dealer's uniform r, its low part r_lo = r mod 2^p
     and the one-hot O of rho = (r >> p) mod 2^beta (recipe ``lut_window``), open c = T + r mod 2^(p + beta)
@@ -208,10 +209,10 @@ def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, mat
     Valid for 0 <= T < 2^p (2^beta - 1) (then m' < 2^beta). Rounds: 1.
     ``material``: ``window_material(ctx, x.size, p, beta, powers)``, requested earlier by the caller.
 
-    ``powers`` = d > 1 returns [phi', phi'^2, .., phi'^d] instead of phi', each exact at frac k p,
-    with no further round: phi' 2^p = c_lo - r_lo for the public c_lo = c mod 2^p, so
+    The powers are exact, with no further round: phi' 2^p = c_lo - r_lo for the public c_lo = c mod 2^p, so
         (phi' 2^p)^k = sum_i binom(k, i) c_lo^(k-i) (-1)^i r_lo^i   (mod 2^64, a local sum),
-    from the dealer's shares of r_lo^i; exact as ring integers while p d <= 62 (|phi'| <= 1).
+    from the dealer's shares of r_lo^i (i >= 2: ``lut_window(powers=d)``); exact as ring integers
+    while p d <= 62 (|phi'| <= 1).
     """
     ctx = x.ctx
     p = x.frac + int(seg_log2)
@@ -234,26 +235,17 @@ def window_split(x: Shared, lo: float, seg_log2: int, beta: int, label: str, mat
         lut_rotate(m[2], chi[a:b], out=V[a:b])
     onehot = OneHot(ctx, V)
     clo = c & low_mask(p)
-    rlo = np.concatenate([m[1] for _, _, m in parts])
-    if d == 1:
-        phi = U64(0) - rlo
-        if ctx.is_lead:
-            phi += clo
-        return onehot, Shared(ctx, phi.reshape(x.shape), p)
-    neg = {1: U64(0) - rlo}  # shares of (-r_lo)^i; the bundle's item 1 + i holds r_lo^i
-    for i in range(2, d + 1):
-        q = np.concatenate([m[1 + i] for _, _, m in parts])
-        neg[i] = U64(0) - q if i % 2 else q
+    cpow = [np.ones(flat.size, dtype=U64)]  # c_lo^j
+    neg = [None]  # shares of (-r_lo)^i; the bundle's item 1 holds r_lo, item 1 + i r_lo^i for i >= 2
+    for i in range(1, d + 1):
+        cpow.append(cpow[-1] * clo)
+        q = np.concatenate([m[1 if i == 1 else 1 + i] for _, _, m in parts])
+        neg.append(U64(0) - q if i % 2 else q)
     out = []
     for k in range(1, d + 1):
-        acc = np.zeros(flat.size, dtype=U64)
-        cp = np.ones(flat.size, dtype=U64)  # c_lo^(k - i), from i = k down
-        for i in range(k, -1, -1):
-            if i:
-                acc += U64(math.comb(k, i)) * cp * neg[i]
-            elif ctx.is_lead:
-                acc += cp
-            cp = cp * clo
+        acc = cpow[k].copy() if ctx.is_lead else np.zeros(flat.size, dtype=U64)
+        for i in range(1, k + 1):
+            acc += U64(math.comb(k, i)) * cpow[k - i] * neg[i]
         out.append(Shared(ctx, acc.reshape(x.shape), k * p))
     return onehot, out
 
@@ -527,12 +519,11 @@ def _eval_exact_powers(onehot: OneHot, coefs: np.ndarray, pw: list[Shared], frac
     for k in range(1, d + 1):
         enc[:, k] = [int(round(v * 2.0 ** (S - scales[k - 1]))) for v in coefs[:, k]]
     cs = onehot.tables(enc)  # (n, d + 1)
-    n = cs.shape[0]
     cvec = Shared(ctx, np.ascontiguousarray(cs[:, 1:].T), 0)
     pvec = Shared(ctx, np.stack([q.data.ravel() for q in pw]), 0)
     prods = mul(cvec, pvec)  # raw ring products (frac 0 x frac 0), every term at scale S
     acc = Shared(ctx, cs[:, 0] + prods.data.sum(axis=0), S)
-    return truncate(acc, S - frac) if n else acc
+    return truncate(acc, S - frac)
 
 
 #: ln z's windows: 32 segments of 1/32 from 7/32 (z in [1/4, 1), less a unit after truncation, gives
@@ -557,46 +548,50 @@ def log(x: Shared, *, hi: int = 24, frac: int | None = None) -> Shared:
     the thermometer (local). Error: absolute ~5e-8 plus half a unit of 2^-frac.
     Rounds: 24.
     """
+    fo = x.frac if frac is None else int(frac)
+    nz, onehot, (phi,) = _ln_split(x, x.frac + int(hi), WORK_FRAC, 1)
+    return _ln_of(x, nz, _eval_selected(onehot, _ln_coefs(), phi, fo, WORK_FRAC), fo)
+
+
+def _ln_split(x: Shared, bits: int, zfrac: int, powers: int):
+    """(Normalized, OneHot, powers of phi'): ``normalize`` x to z at ``zfrac`` bits, then the windowed split of
+    z for ``_ln_coefs``; its one-hot (32 ring elements per value, the log's largest material) is requested
+    once the thermometer's material is, so it is made during the thermometer's rounds."""
     ctx = x.ctx
-    f = x.frac
-    fo = f if frac is None else int(frac)
-    F = WORK_FRAC
-    # the one-hot (32 ring elements per value, the largest material of the log) is made during the thermometer
     pending = []
-    nz = normalize(x, f + int(hi), F, prefetch=lambda: pending.append(
-        window_material(ctx, x.size, F + _LN_SEG_LOG2, _LN_BETA)))
-    onehot, phi = window_split(nz.z, _LN_LO, _LN_SEG_LOG2, _LN_BETA, "log", material=pending[0])
-    val = _eval_selected(onehot, _ln_coefs(), phi, fo, F)
-    g = [int(round((2 * j + 2 - f) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
-    out = Shared(ctx, val.data + nz.table(g), fo)
-    return out.reshape(x.shape)
+    nz = normalize(x, bits, zfrac, prefetch=lambda: pending.append(
+        window_material(ctx, x.size, zfrac + _LN_SEG_LOG2, _LN_BETA, powers)))
+    onehot, pw = window_split(nz.z, _LN_LO, _LN_SEG_LOG2, _LN_BETA, "log", material=pending[0], powers=powers)
+    return nz, onehot, pw
+
+
+def _ln_of(x: Shared, nz, val: Shared, fo: int) -> Shared:
+    """ln x = ln z + (2 j* + 2 - f) ln 2, the second term from the thermometer (local), at scale ``fo``."""
+    g = [int(round((2 * j + 2 - x.frac) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
+    return Shared(x.ctx, val.data + nz.table(g), fo).reshape(x.shape)
 
 
 _INT_Z_FRAC = 16
 
 
 def log_int(x: Shared, bits: int, *, frac: int | None = None) -> Shared:
-    """ln X for integers 1 <= X < 2^bits (x.frac = 0, bits <= 16), e.g. genotype counts; ``log`` otherwise.
+    """ln X for integers 1 <= X < 2^bits (x.frac = 0), e.g. genotype counts.
 
-    The integer's normalised z = X 4^(J - j*) / 4^(J+1) has 2J + 2 <= 16 fractional bits, exactly
-    (``normalize`` with no truncation), so the windowed split's offset phi' has p = 16 - 5 = 11
-    bits (z taken at 16 bits) and its powers up to 5 are exact ring integers, local after the split's opening
-    (``window_split(powers=5)``) instead of 3 levels of products and truncations:
+    Up to 16 bits the integer's normalised z = X 4^(J - j*) / 4^(J+1) has 2J + 2 <= 16 fractional bits,
+    exactly (``normalize`` with no truncation), so the windowed split's offset phi' has p = 16 - 5 = 11
+    bits (z taken at 16 bits) and its powers up to 5 are exact ring integers, local after the split's
+    opening (``window_split(powers=5)``) instead of 3 levels of products and truncations:
     normalise (10 rounds at 15 bits), split (1), the powers' truncation, the products (1) and the
     final truncation (1 round each, 2 in a ``Context.lean()`` stage). The same degree-5 windows as
     ``log`` (error ~5e-8) plus about 1e-8 from the coefficients' and powers' encoding and one unit
-    of 2^-frac (measured at most 1.02 units of 2^-20 over 1..2^14).
+    of 2^-frac (measured at most 1.02 units of 2^-20 over 1..2^14). Beyond 16 bits the fifth power
+    would not fit the ring: ``log``.
     """
-    if x.frac != 0 or not 1 <= int(bits) <= 16:
-        raise ValueError("log_int: integers (frac 0) of at most 16 bits; use log")
-    ctx = x.ctx
-    fo = ctx.frac if frac is None else int(frac)
+    if x.frac != 0:
+        raise ValueError("log_int: integers (frac 0); use log")
+    fo = x.ctx.frac if frac is None else int(frac)
+    if int(bits) > 16:
+        return log(x, hi=int(bits), frac=fo)
     # z at 16 fractional bits: 4^(J+1) <= 2^16 for bits <= 16, so z = X 4^(J - j*) 2^(16 - 2J - 2) is exact
-    p = _INT_Z_FRAC + _LN_SEG_LOG2
-    pending = []
-    nz = normalize(x, max(4, int(bits)), _INT_Z_FRAC,
-                   prefetch=lambda: pending.append(window_material(ctx, x.size, p, _LN_BETA, 5)))
-    onehot, pw = window_split(nz.z, _LN_LO, _LN_SEG_LOG2, _LN_BETA, "log", material=pending[0], powers=5)
-    val = _eval_exact_powers(onehot, _ln_coefs(), pw, fo)
-    g = [int(round((2 * j + 2) * math.log(2.0) * 2**fo)) for j in range(nz.J + 1)]
-    return Shared(ctx, val.data + nz.table(g), fo).reshape(x.shape)
+    nz, onehot, pw = _ln_split(x, max(4, int(bits)), _INT_Z_FRAC, 5)
+    return _ln_of(x, nz, _eval_exact_powers(onehot, _ln_coefs(), pw, fo), fo)

@@ -90,7 +90,7 @@ def test_window_split_is_exact_and_one_segment_at_most_too_high():
     x = np.r_[_enc(rng.uniform(-8.0, 6.99, 400)), -8.0, -7.0, -7.0 + ULP, -7.0 - ULP, 0.0, 6.5]
 
     def fn(ctx, a):
-        oh, phi = FN.window_split(a, -8.0, 0, 4, "split")
+        oh, (phi,) = FN.window_split(a, -8.0, 0, 4, "split")
         return Shared(ctx, np.vstack([oh.O.T, phi.data[None, :]]), 0)
 
     for n in (2, 3):
@@ -150,11 +150,16 @@ def test_log_int_of_counts_exact_powers_and_rounds():
     assert np.abs(small - np.log(np.arange(1, 16))).max() <= ULP + 1e-7
 
 
-def test_log_int_refuses_what_it_cannot_do_exactly():
+def test_log_int_beyond_16_bits_is_log_and_refuses_fractions():
+    """Above 16 bits the fifth power of an exact offset does not fit the ring: log_int is then log
+    (the same rounds and values); a fixed-point input is refused."""
     import pytest
 
-    with pytest.raises(ValueError, match="at most 16 bits"):
-        run_shared(lambda ctx, a: FN.log_int(a, 17), [np.arange(1, 5)], 2)
+    c = np.r_[np.arange(1, 700), np.geomspace(700, 2**17 - 1, 400).astype(np.int64)]
+    got, run = run_shared(lambda ctx, a: FN.log_int(a, 17, frac=20), [c], 3)
+    want, run_log = run_shared(lambda ctx, a: FN.log(a, hi=17, frac=20), [c], 3)
+    assert np.abs(got - np.log(c)).max() <= 2 * ULP
+    assert run.rounds() == run_log.rounds()
     with pytest.raises(ValueError, match="frac 0"):
         run_shared(lambda ctx, a: FN.log_int(a, 15), [np.array([1.5, 2.0])], 2)
 
@@ -171,3 +176,11 @@ def test_logs_of_many_values_ask_the_one_hot_in_one_part_per_party():
     # the dealer's corrections are spread over the three parties' links
     per_party = [run.reports["dealer"]["sent_to"][p] for p in ("p0", "p1", "p2")]
     assert min(per_party) > 0.25 * sum(per_party), per_party
+
+
+def test_logs_of_no_values():
+    """An empty input (e.g. no variant left for a filter) gives an empty result, not an error."""
+    got, _ = run_shared(lambda ctx, a: FN.log_int(a, 15, frac=20), [np.zeros(0, dtype=np.int64)], 3)
+    assert got.shape == (0,)
+    got, _ = run_shared(lambda ctx, a: FN.log(a), [np.zeros(0)], 3)
+    assert got.shape == (0,)

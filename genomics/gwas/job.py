@@ -247,6 +247,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         n_assoc = int(sum(int(m[1]) for m in metas))
         is_binary = all(int(m[2]) for m in metas)
         dosage = any(int(m[5]) for m in metas)  # imputed dosages at some site: plink2's dosage rules
+        budgets = [int(m[9]) << 20 for m in metas]  # each site's memory budget in bytes, as it sent it
         # the strictest site's policy applies to every released statistic
         params.min_cell_size = max(int(m[4]) for m in metas)
         empty = [ctx.parties[i] for i, m in enumerate(metas) if int(m[1]) == 0]
@@ -302,7 +303,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         # every common variant's sums, while the QC rounds wait for the peers; they are held for every
         # common variant, and the association's budget check below counts only the tested ones, so a
         # study whose common variants would not fit this site's budget computes them after QC instead
-        early_sums = early and prefetch_fits(n_var, k, int(metas[ctx.index][9]) << 20)  # the budget it sent
+        early_sums = early and prefetch_fits(n_var, k, budgets[ctx.index])
         if early and not early_sums:
             log.info("association sums after QC: %d common variants exceed this site's memory budget", n_var)
         if early_sums:
@@ -350,7 +351,7 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
     with ctx.stage("association"):
         try:  # before its arrays exist: every tested variant is held at once
             refuse_over_budget(list(ctx.parties), [association_memory(len(passed), k)] * ctx.n,
-                               [int(m[9]) << 20 for m in metas],
+                               budgets,
                                f"the association of {len(passed)} tested variants with {k} design columns needs about",
                                "test fewer variants in one run (--chr, --extract)", MEMORY_FRACTION)
         except BaseException:

@@ -100,7 +100,7 @@ def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, hwe: 
                 + n ln n + (2n - n_Aa) ln 2
     (sum O ln E = n_A ln n_A + n_a ln n_a - n ln 4n + n_Aa ln 2), with c ln c = 0 at c = 0.
     Steps: one ``log_int`` of the six integers (no reciprocal of n, no frequencies), on
-    bit_length(2 N) bits (every count is at most 2 N; ``log`` beyond 16 bits); the six products count * ln count
+    bit_length(2 N) bits (every count is at most 2 N; exact powers up to 32,767 samples); the six products count * ln count
     are exact (an integer times a fixed-point value needs no truncation), the ln 2 term is
     local. A count of 0 needs no test: ``log`` returns some finite ring value for it, and
     the exact product 0 * that value is 0, as c ln c is at c = 0. Error: ln has absolute
@@ -115,11 +115,7 @@ def _hwe_g_check(ctx, aa: Shared, het: Shared, bb: Shared, called: Shared, hwe: 
     n_a = aa * 2 + het
     n_b = bb * 2 + het
     width = max(1, (2 * int(n_samples)).bit_length())
-    counts = concat([aa, het, bb, n_a, n_b, called])
-    if width <= 16:  # up to 32,767 samples: exact powers of the integers' offsets (7 rounds fewer in a lean stage)
-        logs = functions.log_int(counts, width, frac=ctx.frac)
-    else:
-        logs = functions.log(counts, hi=width, frac=ctx.frac)
+    logs = functions.log_int(concat([aa, het, bb, n_a, n_b, called]), width, frac=ctx.frac)
     xl = arith.mul(concat([aa, het, bb, -n_a, -n_b, called]), logs).reshape(6, V).sum(axis=0)
     lin = Shared(ctx, (called * 2 - het).data * encode(float(np.log(2.0)), ctx.frac), ctx.frac)
     t_star = float(chi2_isf(hwe, 1))
