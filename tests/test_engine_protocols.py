@@ -246,6 +246,35 @@ def test_spd_inverse_newton_schulz(n):
     np.testing.assert_allclose(got, np.linalg.inv(a), atol=1e-5)
 
 
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_matmul_self_opens_x_once(n):
+    """X [X | Y] as ``matmul`` would give it, with X opened once (fewer bytes than matmul of [X | Y])."""
+    rng = np.random.default_rng(10 + n)
+    x, y = rng.normal(size=(4, 5, 5)), rng.normal(size=(4, 5, 2))
+    got, run = run_shared(lambda ctx, a, b: P.arith.matmul_self(a, b), [x, y], n)
+    np.testing.assert_allclose(got, x @ np.concatenate([x, y], axis=2), atol=1e-4)
+    _, ref = run_shared(lambda ctx, a, b: P.matmul(a, concat([a, b], axis=2)), [x, y], n)
+    assert run.rounds() == ref.rounds()
+    assert run.sent_per_party() < ref.sent_per_party() - 8 * (n - 1) * x.size * 0.9
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_neumann_doubling_sums_two_to_the_levels_terms(n):
+    """sum_(t < 2^L) B^t C in 2 rounds per level; it tends to (I - B)^-1 C for rho(B) < 1."""
+    from cipherome.protocols.spdinv import neumann_doubling
+
+    rng = np.random.default_rng(n)
+    m = rng.normal(size=(3, 6, 6))
+    b = 0.8 * m / np.abs(np.linalg.eigvals(m)).max(axis=1)[:, None, None]  # rho(B) = 0.8, not symmetric
+    c = rng.normal(size=(3, 6, 2))
+    want3 = sum(np.linalg.matrix_power(b, t) @ c for t in range(8))
+    got3, run3 = run_shared(lambda ctx, bb, cc: neumann_doubling(bb, cc, 3), [b, c], n, frac=24)
+    np.testing.assert_allclose(got3, want3, atol=1e-5)
+    got7, run7 = run_shared(lambda ctx, bb, cc: neumann_doubling(bb, cc, 7), [b, c], n, frac=24)
+    np.testing.assert_allclose(got7, np.linalg.solve(np.eye(6) - b, c), atol=1e-4)  # 0.8^128: 4e-13
+    assert run7.rounds() - run3.rounds() == 8  # 2 rounds per level
+
+
 @pytest.mark.parametrize("n", [2, 3])
 def test_dealer_random_bits_are_shared_bits(n):
     from cipherome.mpc.local import run_local

@@ -29,7 +29,7 @@ from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
-from cipherome.protocols.spdinv import newton_schulz
+from cipherome.protocols.spdinv import neumann_doubling, newton_schulz
 from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
@@ -79,8 +79,9 @@ class LogisticParams:
     exact up to the fixed-point noise, about 1e-6); null_iterations: the null model's fixed,
     public number of secret Newton steps, null_ns_steps: Newton-Schulz steps per Newton step
     for its inverse Hessian, tol_null: its last step must be below this (else it has not
-    converged: separation or collinear covariates); max_iter_wald; inner_steps:
-    preconditioned Richardson steps per Wald iteration; block: variants per score-test block; missing_bound: the largest missing
+    converged: separation or collinear covariates); max_iter_wald; wald_levels: each Wald
+    iteration sums 2^wald_levels terms of the preconditioned Neumann series (``neumann_doubling``,
+    2 rounds per level), the final one 2^(wald_levels + var_levels) for the variance; block: variants per score-test block; missing_bound: the largest missing
     fraction a variant may have (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this
     many top hits whose Wald fit fails (a public batch size: the dealer sees no count of failures);
     firth_iterations, firth_ns_steps: the Firth fits' fixed, public numbers of steps and of Newton-Schulz
@@ -92,7 +93,8 @@ class LogisticParams:
     null_iterations: int = 10
     null_ns_steps: int = 2
     max_iter_wald: int = 16
-    inner_steps: int = 12
+    wald_levels: int = 5
+    var_levels: int = 3
     block: int = 4096
     missing_bound: float = 0.1
     firth_slots: int = 8
@@ -508,17 +510,21 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     every information matrix below satisfies I_j <= M_j, so the eigenvalues of P_j I_j
     lie in (0, theta] and B = I - P_j I_j has spectral radius below 1 whatever beta_j is.
     Newton iterations from (null beta, 0): sites add I_j = 4 [x,g]'W[x,g] / N and
-    s_j = 4 [x,g]'(y - mu) / N at the public beta_j (free); B = I - P I (fixed-operand
-    product, 2 rounds, masked once: 1 round), c = P [s, sigma e_g] (2 rounds), then
-    ``inner_steps`` Richardson steps X <- B X + c (2 rounds each, O(T q) traffic): X
-    tends to I^-1 [s, sigma e_g] (the second column warm-started from the previous
-    iteration). The step (first column) is opened (``logistic.wald_step``, T q values)
-    and beta_j updated in plaintext, for a fixed ``max_iter_wald`` iterations (a fit has
-    converged when its last max |step| < tol); then the genotype entry of the
-    second column, sigma [I^-1]_gg, is opened (``logistic.wald_var``, T values):
-    SE = sqrt(4 [I^-1]_gg / N), Z = beta_g / SE, P = 2 Phi(-|Z|).
-    Rounds: about 40 + iterations (2 inner_steps + 6). Traffic per iteration: about
-    3 T q^2 ring elements to each other party (0.6 MB for T = 100, q = 16, 3 parties).
+    s_j = 4 [x,g]'(y - mu) / N at the public beta_j (free); one fixed-operand product
+    P [I, s] (2 rounds) gives B = I - P I and c = P s; then the Neumann series
+    sum_(t < 2^L) B^t c by squaring (``spdinv.neumann_doubling``, L = ``wald_levels``,
+    2 rounds per level) tends to (P I)^-1 P s = I^-1 s with residual B^(2^L) I^-1 s.
+    The step is opened (``logistic.wald_step``, T q values) and beta_j updated in
+    plaintext, for a fixed ``max_iter_wald`` iterations (a fit has converged when its last
+    max |step| < tol). The final iteration also carries c = P sigma e_g through
+    L + ``var_levels`` levels; the genotype entry of that column, sigma [I^-1]_gg, is
+    opened (``logistic.wald_var``, T values): SE = sqrt(4 [I^-1]_gg / N), Z = beta_g / SE,
+    P = 2 Phi(-|Z|). For the common variants of a GWAS rho(B) is about 0.3-0.5, so 32
+    terms leave the step exact to the fixed point; a near-monomorphic variant can have
+    rho(B) near 0.99 (32 terms then take 28% of the step: the outer iterations converge linearly).
+    Rounds: about 40 + max_iter_wald (2 L + 3) + 2 var_levels (13 per iteration at L = 5,
+    where 12 Richardson steps took 30). Traffic per level: about 3 T q^2 ring elements to
+    each other party (B_i once, B_i [B_i | Y_i] truncated).
     Variants whose coefficients leave |beta| < 20 or do not converge (separation; PLINK
     falls back to Firth there) get NaN and converged = False.
     """
@@ -552,7 +558,6 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     sigma = 1.0 / max(1.0, n_total / 256.0)  # keeps sigma I^-1 e_g (up to about N / (4 w)) in range
     eg = np.zeros((T, q, 1))
     eg[:, k, 0] = sigma
-    xvar = Shared.zeros(ctx, (T, q, 1), f)
     # unweighted sums, for variants whose fit failed (a harmless, well-conditioned system)
     gram_l = np.zeros((T, q, q))
     iu, ju = packed_upper(k)
@@ -564,19 +569,17 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     done = np.zeros(T, dtype=bool)
     eye = np.broadcast_to(np.eye(q), (T, q, q))
     for it in range(1, pp.max_iter_wald + 1):
+        last = it == pp.max_iter_wald
         info_l, score_l = _wald_site_sums(g, x, y, beta, n_total)
         info_l[~active] = gram_l[~active]
         score_l[~active] = 0.0
         info = ctx.inputs_sum(info_l, shape=(T, q, q), frac=f)
         score = ctx.inputs_sum(score_l[:, :, None], shape=(T, q, 1), frac=f)
-        b = fix(eye - fixed_p.left_mul(info, "logistic.wald_product"), "logistic.wald_iter_mask")
-        rhs = concat([score, Shared.public(ctx, eg, f)], axis=2)  # (T, q, 2)
-        c = fixed_p.left_mul(rhs, "logistic.wald_product")
-        sol = concat([Shared.zeros(ctx, (T, q, 1), f), xvar], axis=2)
-        for _ in range(pp.inner_steps):
-            sol = b.left_mul(sol, "logistic.wald_product") + c
+        # P [I | s (| sigma e_g)] in one product; the variance column only at the final beta
+        rhs = concat([info, score] + ([Shared.public(ctx, eg, f)] if last else []), axis=2)
+        pr = fixed_p.left_mul(rhs, "logistic.wald_product")
+        sol = neumann_doubling(eye - pr[:, :, :q], pr[:, :, q:], pp.wald_levels + (pp.var_levels if last else 0))
         st = ctx.open(sol[:, :, 0], "logistic.wald_step")
-        xvar = sol[:, :, 1:]
         upd = active & ~done
         beta[upd] += st[upd]
         out["iterations"][upd] += 1
@@ -584,9 +587,7 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
         active &= ~bad
         done |= active & (np.abs(st).max(axis=1) < pp.tol)
     # always max_iter_wald iterations: the dealer sees no data-dependent count
-    for _ in range(pp.inner_steps // 2):  # polish the variance column at the final beta
-        xvar = b.left_mul(xvar, "logistic.wald_product") + c[:, :, 1:]
-    var = ctx.open(xvar[:, k, 0], "logistic.wald_var") / sigma * 4.0 / n_total
+    var = ctx.open(sol[:, k, 1], "logistic.wald_var") / sigma * 4.0 / n_total
     ok = done & active & (var > 0)
     bg = beta[:, k].copy()
     se = np.sqrt(np.where(ok, var, np.nan))
