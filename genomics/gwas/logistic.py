@@ -29,7 +29,7 @@ from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
-from cipherome.protocols.spdinv import neumann_doubling, newton_schulz
+from cipherome.protocols.spdinv import neumann_doubling
 from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
@@ -85,7 +85,7 @@ class LogisticParams:
     fraction a variant may have (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this
     many top hits whose Wald fit fails (a public batch size: the dealer sees no count of failures);
     firth_iterations, firth_ns_steps: the Firth fits' fixed, public numbers of steps and of Newton-Schulz
-    steps per inverse."""
+    steps per inverse (each run as a level of ``neumann_doubling``: 2^firth_ns_steps terms)."""
 
     top: int = 100
     tol_null: float = 1e-4
@@ -158,15 +158,18 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     4. G ~ H^-1 by Newton-Schulz steps G <- G (2I - H G), warm-started from the previous G
        (first from 2^P (N A)^-1 with A = X'X / N: since 4 W <= I, H <= N A / 2^P and the
        spectral radius of I - G H is below 1); beta += G 4 S. G need not be exact: the fixed point
-       is S = 0, the MLE, and G only sets the speed (quadratic once G ~ H^-1).
+       is S = 0, the MLE, and G only sets the speed (quadratic once G ~ H^-1). The t steps and the
+       product with 4 S are one product G [H | 4 S] and ``neumann_doubling`` of E = I - G H on
+       [G | G 4 S] (t levels: t Newton-Schulz steps are (I + E^(2^(t-1))) ... (I + E) G), 2 + 2 t
+       rounds where the steps and the product took 4 t + 2.
 
     Opened: one bit, whether the last step is below ``tol_null`` (``logistic.null_converged``),
     then the final beta (``logistic.null_beta``: the covariates' coefficients in the null
     model, which PLINK prints without hide-covar) and, from the sites' own sums at that public
     beta, the covariate-only information 4 X'WX / N (``logistic.null_info``). No iterate,
     score or phenotype-covariate cross moment is opened.
-    Rounds per iteration: about 2 (eta) + 18 (mu, w) + 1 (sums) + 2 truncations + 4 per
-    Newton-Schulz step + 2 (step); traffic O(N + k^2) per iteration and party.
+    Rounds per iteration: about 2 (eta) + 18 (mu, w) + 1 (sums) + 2 truncations + 2 (G [H | 4 S])
+    + 2 per Newton-Schulz step; traffic O(N + k^2) per iteration and party.
     """
     pp = params or LogisticParams()
     x = np.asarray(x, dtype=np.float64)
@@ -186,7 +189,7 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     mats = mask_owned(ctx, _null_matrix(x), shapes, "logistic.null_mask")
     xty = ctx.inputs_sum(x.T @ y * scale, shape=(k,), frac=f)
     g = Shared.public(ctx, np.linalg.inv(xtx) / (n_total * scale), f)
-    eye2 = 2.0 * np.eye(k)
+    eye = np.eye(k)
     beta = Shared.zeros(ctx, (k,), f)
     step = beta
     bounds = np.cumsum([0] + list(site_counts))
@@ -205,9 +208,12 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
         tot = truncate(tot, _X_FRAC + p2, frac=f)  # (cols, 2): [X'mu, .], [., 4 X'WX packed] / 2^P
         score = (xty - tot[:k, 0]) * 4  # Newton: (X'WX)^-1 X'(y - mu) = H^-1 4 S
         h = _unpack_upper(tot[k:, 1], k)
-        for _ in range(pp.null_ns_steps if it else 2 * pp.null_ns_steps):
-            g = arith.matmul(g, (-arith.matmul(h, g)) + eye2)
-        step = arith.matmul(g, score)
+        # Newton-Schulz steps as a Neumann series: with E = I - G H, t steps G <- G (2I - H G) give
+        # (I + E^(2^(t-1))) ... (I + E) G, so [G | G 4S] -> [G' | G' 4S] in one product and t levels
+        gh = arith.matmul(g, concat([h, score.reshape(k, 1)], axis=1))
+        out = neumann_doubling(eye - gh[:, :k], concat([g, gh[:, k:]], axis=1),
+                               pp.null_ns_steps if it else 2 * pp.null_ns_steps)
+        g, step = out[:, :k], out[:, k]
         beta = beta + step
     small = ltz(secure_max(secure_abs(step), axis=0) - Shared.public(ctx, pp.tol_null, f))
     converged = bool(ctx.open(small, "logistic.null_converged"))
@@ -402,16 +408,22 @@ def _firth_inverse(info: Shared, x0: np.ndarray, steps: int, hi: int) -> Shared:
     """I^-1 (F, q, q) of a secret information matrix by its block inverse with the genotype's Schur complement.
 
     The covariate block A (k x k) is well conditioned (its public bound X'X / 4N gives the
-    start x0, with the eigenvalues of x0 A in (0, 2)), so ``steps`` Newton-Schulz steps invert it;
-    the ill-conditioning of a rare variant sits in the scalar s = d - c' A^-1 c, inverted by
-    ``reciprocal`` (s < 2^hi). With a = A^-1 c: I^-1 = [[A^-1 + a a'/s, -a/s], [-a'/s, 1/s]].
-    Rounds: 4 steps + 4 + about 30 (reciprocal).
+    start x0, with the eigenvalues of x0 A in (0, 2)), so the Neumann series of E = I - x0 A
+    inverts it: A^-1 [I | c] = sum_t E^t x0 [I | c], ``steps`` levels of ``neumann_doubling``
+    (2^steps terms, as many Newton-Schulz steps from x0 give); x0 [A | c] is a public product
+    (1 truncation). The ill-conditioning of a rare variant sits in the scalar s = d - c' A^-1 c,
+    inverted by ``reciprocal`` (s < 2^hi). With a = A^-1 c: I^-1 = [[A^-1 + a a'/s, -a/s], [-a'/s, 1/s]].
+    Rounds: 1 + 2 steps + 6 + about 30 (reciprocal).
     """
     ctx = info.ctx
     F, q, _ = info.shape
     k = q - 1
-    gc = newton_schulz(info[:, :k, :k], Shared.public(ctx, np.broadcast_to(x0, (F, k, k)), info.frac), steps)
-    a = arith.matmul(gc, info[:, :k, k:])  # (F, k, 1)
+    f = info.frac
+    x0s = np.broadcast_to(x0, (F, k, k))
+    xa = truncate(Shared(ctx, ring_matmul(encode(x0s, f), info.data[:, :k, :]), 2 * f), f)  # x0 [A | c]
+    ga = neumann_doubling(np.broadcast_to(np.eye(k), (F, k, k)) - xa[:, :, :k],
+                          concat([Shared.public(ctx, x0s, f), xa[:, :, k:]], axis=2), steps)
+    gc, a = ga[:, :, :k], ga[:, :, k:]  # A^-1, A^-1 c (F, k, 1)
     r = reciprocal(info[:, k, k] - arith.dot(info[:, :k, k], a[:, :, 0]), hi=hi)
     ar = arith.mul(a[:, :, 0], r.reshape(F, 1))
     outer = arith.mul(a.broadcast_to((F, k, k)), ar.reshape(F, 1, k).broadcast_to((F, k, k)))
@@ -439,19 +451,21 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
 
     Steps, for a fixed public ``firth_iterations`` from beta0 (the null coefficients, 0):
     1. sites add info, score and tensors at the public beta (free);
-    2. G = I^-1 (``_firth_inverse``: Newton-Schulz on the covariate block from the public
+    2. G = I^-1 (``_firth_inverse``: a Neumann series on the covariate block from the public
        theta (X'X / 4N)^-1, reciprocal of the genotype's Schur complement);
     3. one product [Q; T] vec(G) (2 rounds): I* = I + Q : G, U* = U + T : G;
-    4. G* = I*^-1 by ``firth_ns_steps`` Newton-Schulz steps from 2/3 G (I <= I* <= 2 I since
-       0 <= h <= 1, so the eigenvalues of 2/3 G I* lie in [2/3, 4/3]); the step G* U* (2 rounds);
+    4. the step I*^-1 U* = sum_t E^t X0 U* with X0 = 2/3 G and E = I - X0 I* (I <= I* <= 2 I since
+       0 <= h <= 1, so the eigenvalues of X0 I* lie in [2/3, 4/3] and those of E in [-1/3, 1/3]):
+       one product X0 [I* | U*] (2 rounds), then ``firth_ns_steps`` levels of ``neumann_doubling``;
     5. the step is opened (``logistic.firth_step``, F q values), scaled down to max |step| = 2
        when larger (plink2 caps at 5 and halves on a decrease of l*; a MAC-1 variant oscillates
        at 5 without halving), and beta updated in plaintext.
     After the last step, G at the final beta and its genotype entry opened (``logistic.firth_var``):
     SE = s_g sqrt(G_gg), as plink2 a3.5 reports it ([I^-1]_gg at the penalised fit), P = 2 Phi(-|b / SE|).
     A fit has converged when its last max |step| < ``tol``. Padding slots (live False) enter public dummies.
-    Rounds per step: about 4 (5 + firth_ns_steps) + 40; traffic per step about
-    F (P^2 + P + 8 q^2 (firth_ns_steps + 6)) ring elements to each other party, P = q (q + 1) / 2.
+    Rounds per step: about 4 firth_ns_steps + 37 (measured on the rare-variant test: 726 for the 12
+    steps and the final inverse, 989 with Newton-Schulz steps); traffic per step about F (P^2 + P + 3 q^2 (2 firth_ns_steps + 4)) ring elements to
+    each other party, P = q (q + 1) / 2.
     """
     pp = params or LogisticParams()
     f = ctx.frac
@@ -480,8 +494,11 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
         e[:, iu, ju] = r.data[:, :npair, 0]
         e[:, ju, iu] = r.data[:, :npair, 0]
         istar = info + Shared(ctx, e, r.frac)
-        gstar = newton_schulz(istar, arith.mul_public(ginv, 2.0 / 3.0), pp.firth_ns_steps)
-        st = ctx.open(arith.matmul(gstar, score + r[:, npair:, :])[:, :, 0], "logistic.firth_step") * scale
+        # I*^-1 U* = sum_t E^t X0 U* with X0 = 2/3 G and E = I - X0 I* (spectrum in [-1/3, 1/3])
+        xs = arith.matmul(arith.mul_public(ginv, 2.0 / 3.0), concat([istar, score + r[:, npair:, :]], axis=2))
+        gstep = neumann_doubling(np.broadcast_to(np.eye(q), (F, q, q)) - xs[:, :, :q], xs[:, :, q:],
+                                 pp.firth_ns_steps)
+        st = ctx.open(gstep[:, :, 0], "logistic.firth_step") * scale
         big = np.abs(st).max(axis=1)
         st *= np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))[:, None]
         beta[live] += st[live]
