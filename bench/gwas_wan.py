@@ -49,14 +49,14 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
         if warmup:  # fresh daemons load their numba kernels on the first job: a short job of the same kind
             extra = {**params.extra, "pca_passes": 2} if params.pca else {}
             cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2, hwe=1e-6, pca=params.pca,
-                                           extra=extra).to_dict(), timeout=3600)
+                                           logistic_top=params.logistic_top, extra=extra).to_dict(), timeout=3600)
         t0, c0 = time.perf_counter(), time.process_time()
         res = cluster.run("gwas", params.to_dict(), timeout=7200)
         wall, relay_cpu = time.perf_counter() - t0, time.process_time() - c0
     lead = res.reports["p0"]
     row = {"size": f"{n}x{m}", "link": link, "pca": params.pca, "pca_mode": params.extra.get("pca_mode", "shared"),
            "pca_rtol": params.extra.get("pca_rtol"), "pca_oversample": params.extra.get("pca_oversample"),
-           "glm": params.glm, "wall_s": wall,
+           "glm": params.glm, "pheno": params.pheno_name, "wall_s": wall,
            "mb_lead": lead["bytes_sent"] / 1e6, "rounds_lead": lead["rounds"],
            "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
            "tested": len(res.results[0]["tested"]),
@@ -76,7 +76,8 @@ def markdown(rows: list[dict]) -> str:
     out = ["| size | run | link | wall s | MB sent (lead) | rounds (lead) | floor s (R x RTT + B/bw) | wall / floor "
            "| strict floor s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        run = "QC + " + (f"PCA {r['pca']} ({r.get('pca_mode', 'shared')}) + " if r["pca"] else "") + r["glm"]
+        run = "QC + " + (f"PCA {r['pca']} ({r.get('pca_mode', 'shared')}) + " if r["pca"] else "") + r["glm"] + \
+            (f" ({r['pheno']})" if r.get("pheno", PARAMS.pheno_name) != PARAMS.pheno_name else "")
         ratio = f"{r['wall_s'] / r['floor_s']:.2f}" if r["floor_s"] else "-"
         out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {r['mb_lead']:.0f} | {r['rounds_lead']} | "
                    f"{r['floor_s']:.1f} | {ratio} | {r['strict_floor_s']:.1f} | {r['load_avg']:.1f} |")
@@ -87,6 +88,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2000x2000", help="SAMPLESxVARIANTS")
     ap.add_argument("--link", action="append", help="loopback or RTT,BW (repeatable; default: the issue's links)")
+    ap.add_argument("--pheno", default=PARAMS.pheno_name,
+                    help="quant_trait (linear regression) or disease (case/control: logistic, Wald fits for the top 100)")
     ap.add_argument("--pca", type=int, default=0)
     ap.add_argument("--pca-mode", choices=["shared", "pooled"], default="shared")
     ap.add_argument("--pca-rtol", type=float, default=None, help="the PCA's residual stop (default: the job's, 2e-3)")
@@ -96,7 +99,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-warmup", action="store_true", help="skip the warm-up job (numba caches already warm)")
     a = ap.parse_args(argv)
     n, m = (int(v) for v in a.size.lower().split("x"))
-    params = GwasParams(**{**PARAMS.to_dict(), "pca": a.pca})
+    params = GwasParams(**{**PARAMS.to_dict(), "pca": a.pca, "pheno_name": a.pheno})
     if a.pca:
         params.extra["pca_mode"] = a.pca_mode
         if a.pca_rtol is not None:

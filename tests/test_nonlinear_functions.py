@@ -39,6 +39,16 @@ def test_sigmoid(n, x):
     assert np.all(np.abs(got - _sig(xq)) <= 1.5e-6)
 
 
+def test_sigmoid_in_ten_rounds():
+    """The window split and the polynomial share their rounds with the two range checks: 10 rounds
+    (16 with the borrow circuit of ``split`` before the polynomial)."""
+    x = np.linspace(-20, 20, 501)
+    got, run = run_shared(lambda ctx, a: FN.sigmoid(a), [x], 3)
+    _, base = run_shared(lambda ctx, a: a + a, [x], 3)
+    assert run.rounds() - base.rounds() == 10
+    assert np.abs(got - np.where(x < -16, 0.0, np.where(x >= 16, 1.0, _sig(_enc(x))))).max() <= 1.5e-6
+
+
 def test_sigmoid_dense_grid():
     """Every 1/64 on [-16.5, 16.5]: error <= 1.5e-6, and monotone up to one ulp."""
     x = np.arange(-16.5, 16.5, 1 / 64)

@@ -149,15 +149,17 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     site_counts: every site's n_s in party order (public study metadata; if None they are
     exchanged as ``logistic.site_counts``); xtx: the public X'X / N (else opened as
     ``logistic.covariate_gram``). With P = round(log2 N), from beta = 0, for a fixed public
-    number of iterations (``null_iterations``, so nothing about the data shows in the count):
+    number of iterations (``null_iterations``, so nothing about the data shows in the count; the
+    first, from beta = 0 where mu = 1/2 and H^-1 = 4 (X'X)^-1 are public, is each site's plaintext
+    part 4 (X'X)^-1 X_s'(y_s - 1/2), input for free), then in each further iteration:
 
     1. eta = X_s beta for every site's samples: each site's matrix M_s = [X_s, 4 x (x) x] is
        masked once (``protocols.owned``) and every product with it costs O(n_s + k^2);
-    2. mu = sigmoid(eta), w = mu - mu^2 (all samples at once, 16 + 2 rounds);
+    2. mu = sigmoid(eta), w = mu - mu^2 (all samples at once, 10 + 2 rounds);
     3. H = 4 X'WX / 2^P = sum_s M_s' w (packed) and S = (X'y - X'mu) / 2^P, X_s'y_s local (free);
     4. G ~ H^-1 by Newton-Schulz steps G <- G (2I - H G), warm-started from the previous G
-       (first from 2^P (N A)^-1 with A = X'X / N: since 4 W <= I, H <= N A / 2^P and the
-       spectral radius of I - G H is below 1); beta += G 4 S. G need not be exact: the fixed point
+       (first from 2^P (N A)^-1 with A = X'X / N, the exact H^-1 at beta = 0: since 4 W <= I,
+       H <= N A / 2^P and the spectral radius of I - G H is below 1); beta += G 4 S. G need not be exact: the fixed point
        is S = 0, the MLE, and G only sets the speed (quadratic once G ~ H^-1). The t steps and the
        product with 4 S are one product G [H | 4 S] and ``neumann_doubling`` of E = I - G H on
        [G | G 4 S] (t levels: t Newton-Schulz steps are (I + E^(2^(t-1))) ... (I + E) G), 2 + 2 t
@@ -168,7 +170,7 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     model, which PLINK prints without hide-covar) and, from the sites' own sums at that public
     beta, the covariate-only information 4 X'WX / N (``logistic.null_info``). No iterate,
     score or phenotype-covariate cross moment is opened.
-    Rounds per iteration: about 2 (eta) + 18 (mu, w) + 1 (sums) + 2 truncations + 2 (G [H | 4 S])
+    Rounds per iteration: about 2 (eta) + 12 (mu, w) + 1 (sums) + 2 truncations + 2 (G [H | 4 S])
     + 2 per Newton-Schulz step; traffic O(N + k^2) per iteration and party.
     """
     pp = params or LogisticParams()
@@ -188,12 +190,14 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     shapes = {p: (int(c), cols) for p, c in zip(ctx.parties, site_counts)}
     mats = mask_owned(ctx, _null_matrix(x), shapes, "logistic.null_mask")
     xty = ctx.inputs_sum(x.T @ y * scale, shape=(k,), frac=f)
-    g = Shared.public(ctx, np.linalg.inv(xtx) / (n_total * scale), f)
+    g = Shared.public(ctx, np.linalg.inv(xtx) / (n_total * scale), f)  # H^-1 at beta = 0 (4 W = I)
     eye = np.eye(k)
-    beta = Shared.zeros(ctx, (k,), f)
+    # the first Newton step from beta = 0 (mu = 1/2, H^-1 = g exactly) is linear in the data: every
+    # site inputs its part 4 (X'X)^-1 X_s'(y_s - 1/2) of it, no round
+    beta = ctx.inputs_sum(4.0 * np.linalg.inv(xtx) @ (x.T @ (y - 0.5)) / n_total, shape=(k,), frac=f)
     step = beta
     bounds = np.cumsum([0] + list(site_counts))
-    for it in range(pp.null_iterations):
+    for it in range(1, pp.null_iterations):
         b = concat([beta, Shared.zeros(ctx, (kk,), f)]).reshape(cols, 1)
         etas = owned_products([(mats[p], b) for p in ctx.parties], False, "logistic.null_product")
         eta = truncate(concat([e.reshape(-1) for e in etas]), _X_FRAC, frac=f)
@@ -211,8 +215,7 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
         # Newton-Schulz steps as a Neumann series: with E = I - G H, t steps G <- G (2I - H G) give
         # (I + E^(2^(t-1))) ... (I + E) G, so [G | G 4S] -> [G' | G' 4S] in one product and t levels
         gh = arith.matmul(g, concat([h, score.reshape(k, 1)], axis=1))
-        out = neumann_doubling(eye - gh[:, :k], concat([g, gh[:, k:]], axis=1),
-                               pp.null_ns_steps if it else 2 * pp.null_ns_steps)
+        out = neumann_doubling(eye - gh[:, :k], concat([g, gh[:, k:]], axis=1), pp.null_ns_steps)
         g, step = out[:, :k], out[:, k]
         beta = beta + step
     small = ltz(secure_max(secure_abs(step), axis=0) - Shared.public(ctx, pp.tol_null, f))
