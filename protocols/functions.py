@@ -428,40 +428,45 @@ def piecewise_poly(x: Shared, lo: float, seg_log2: int, coefs: np.ndarray, *, be
     return out.reshape(x.shape)
 
 
+#: sigmoid's polynomial range [-_SIG_EDGE, _SIG_EDGE): 63 usable half-unit segments (``window_split``)
+_SIG_EDGE = 15.75
+
+
 @functools.lru_cache(maxsize=None)
 def _sigmoid_windows() -> np.ndarray:
-    """Degree-8 polynomials of the logistic function on the windows of the 64 unit segments from -16
-    (``fit_windows``: segment k on [k - 17, k - 15); fit error 6.5e-8; fitted once)."""
-    return fit_windows(lambda t: 1.0 / (1.0 + np.exp(-t)), -16.0, 0, 64, 8)
+    """Degree-6 polynomials of the logistic function on the windows of the 64 half-unit segments
+    from -15.75 (``fit_windows``: segment k on [-15.75 + (k - 1) / 2, -15.75 + (k + 1) / 2);
+    fit error 2.0e-8; fitted once)."""
+    return fit_windows(lambda t: 1.0 / (1.0 + np.exp(-t)), -_SIG_EDGE, -1, 64, 6)
 
 
 def sigmoid(x: Shared, *, frac: int | None = None, bits: int = 64) -> Shared:
     """The logistic function 1 / (1 + e^-x), elementwise, for any x.
 
     Two tasks whose openings share rounds (``mpc.pipeline``):
-      (a) ``window_split`` of x on the 64 unit segments from -16 (1 round: x = -16 + m' + phi' with
-          phi' in [-1, 1)), then segment m''s degree-8 polynomial in phi' (``_eval_selected``:
-          powers, the selected coefficients' products, one truncation);
-      (b) ltz(x - 16) and ltz(x + 16) (``run_bitjobs``), which take as many rounds as (a);
-    then result * [-16 <= x < 16] + [x >= 16] (1 round). Below -16 the result is 0, from 16 on 1
-    (where the split's segment index wraps around, the product discards it).
-    Error: absolute <= 1.2e-7 on [-16, 16) (fit 6.5e-8, arithmetic at 28 working bits; measured
-    1.15e-7 at frac 24, largest near 0), plus half a unit of 2^-frac for the output rounding;
-    outside, < 1.2e-7 (the saturation).
+      (a) ``window_split`` of x on the 64 half-unit segments from -15.75 (1 round: x = -15.75 +
+          (m' + phi') / 2 with phi' in [-1, 1)), then segment m''s degree-6 polynomial in phi'
+          (``_eval_selected``: powers, the selected coefficients' products, one truncation);
+      (b) ltz(x - 15.75) and ltz(x + 15.75) (``run_bitjobs``), which take as many rounds as (a);
+    then result * [-15.75 <= x < 15.75] + [x >= 15.75] (1 round). Below -15.75 the result is 0,
+    from 15.75 on 1 (the split's top segment, whose index can wrap around, is never used inside).
+    Error: absolute <= 1e-7 inside (fit 2.0e-8 and the arithmetic at 28 working bits), plus up to one
+    unit of 2^-frac from the output's truncation (measured on a grid of 1/256: 7.8e-8 at frac 24,
+    9.4e-7 at frac 20); outside, < 1.5e-7 (the saturation: s(-15.75) = 1.44e-7).
     Rounds: 10, where ``split``'s borrow circuit before the polynomial took 16. Traffic per element
-    and peer: about 0.25 kB; dealer about 0.9 kB (the one-hot of 64).
+    and peer: about 0.2 kB; dealer about 0.9 kB (the one-hot of 64).
     """
     ctx = x.ctx
     fo = x.frac if frac is None else int(frac)
     flat = x.reshape(-1)
-    coefs = _sigmoid_windows()
 
     def poly():
-        onehot, (phi,) = window_split(flat, -16.0, 0, 6, "sigmoid")
-        return _eval_selected(onehot, coefs, phi, fo, WORK_FRAC)
+        onehot, (phi,) = window_split(flat, -_SIG_EDGE, -1, 6, "sigmoid")
+        return _eval_selected(onehot, _sigmoid_windows(), phi, fo, WORK_FRAC)
 
     def ranges():
-        return run_bitjobs(ctx, [LtzJob((flat - 16.0).data, bits), LtzJob((flat + 16.0).data, bits)], "sigmoid")
+        return run_bitjobs(ctx, [LtzJob((flat - _SIG_EDGE).data, bits), LtzJob((flat + _SIG_EDGE).data, bits)],
+                           "sigmoid")
 
     val, (lt_hi, lt_lo) = pipeline(ctx, [poly, ranges], window=2)
     out = mul(val, Shared(ctx, lt_hi - lt_lo, 0))

@@ -1,8 +1,8 @@
 """sigmoid, exp, log and piecewise polynomials against numpy, with 2 and 3 parties.
 
 Stated accuracy (f = 20, on the encoded inputs):
-  sigmoid: |err| <= 1.5e-6 everywhere (fit 2.5e-8, arithmetic ~1e-8, output rounding 1 ulp);
-           0 below -16 and 1 from 16 on (true values within 1.2e-7 there);
+  sigmoid: |err| <= 1.5e-6 everywhere (fit 2.0e-8, arithmetic ~1e-8, output rounding 1 ulp);
+           0 below -15.75 and 1 from 15.75 on (true values within 1.5e-7 there);
   exp on [-16, 16): |err| <= 2 ulp + 1e-6 e^x; 0 below -16, e^16 from 16 on;
   log on [2^-20, 2^24): |err| <= 2 ulp.
 """
@@ -41,12 +41,13 @@ def test_sigmoid(n, x):
 
 def test_sigmoid_in_ten_rounds():
     """The window split and the polynomial share their rounds with the two range checks: 10 rounds
-    (16 with the borrow circuit of ``split`` before the polynomial)."""
+    (16 with the borrow circuit of ``split`` before the polynomial), and fewer bytes than that version."""
     x = np.linspace(-20, 20, 501)
     got, run = run_shared(lambda ctx, a: FN.sigmoid(a), [x], 3)
     _, base = run_shared(lambda ctx, a: a + a, [x], 3)
     assert run.rounds() - base.rounds() == 10
-    assert np.abs(got - np.where(x < -16, 0.0, np.where(x >= 16, 1.0, _sig(_enc(x))))).max() <= 1.5e-6
+    assert (run.sent_per_party() - base.sent_per_party()) / x.size < 410  # 419 with split (3 parties)
+    assert np.abs(got - _sig(_enc(x))).max() <= 1.5e-6
 
 
 def test_sigmoid_dense_grid():
