@@ -213,3 +213,25 @@ def test_firth_fallback_rare_variants_match_plink2_firth():
         if name != "dealer":
             assert led == {"logistic.firth_step": pp.firth_iterations * pp.firth_slots * (x.shape[1] + 1),
                            "logistic.firth_var": pp.firth_slots}
+
+
+def test_null_model_convergence_bit():
+    """The opened bit says whether the last secret Newton step is below tol_null in every coefficient: after
+    2 steps it is not (the fit stops with an error naming the cause), after the default 10 it is."""
+    from cipherome.genomics.gwas.logistic import fit_null
+
+    d, s, cov, n, x, y, site, g = _rare_study()
+
+    def job(ctx, iterations):
+        sel = site == ctx.index
+        try:
+            return fit_null(ctx, x[sel], y[sel], n, LogisticParams(null_iterations=iterations)).beta
+        except ValueError as exc:
+            return str(exc)
+
+    short = run_local(lambda ctx: job(ctx, 2), 3, frac=24, timeout=600)
+    assert all("does not converge" in r for r in short.results)
+    full = run_local(lambda ctx: job(ctx, 10), 3, frac=24, timeout=600)
+    np.testing.assert_allclose(full.results[0], lg.fit_null_logistic(y, x).coef, atol=1e-6)
+    for rep in short.reports.values():
+        assert [e["elements"] for e in rep["ledger"] if e["label"] == "logistic.null_converged"] in ([1], [])
