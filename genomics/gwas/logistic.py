@@ -79,9 +79,10 @@ class LogisticParams:
     for its inverse Hessian, tol_null: its last step must be below this (else it has not
     converged: separation or collinear covariates); max_iter_wald; wald_levels: each Wald
     iteration sums 2^wald_levels terms of the preconditioned Neumann series (``neumann_doubling``,
-    2 rounds per level), the final one 2^(wald_levels + var_levels) for the variance; block: variants per score-test block; missing_bound: the largest missing
-    fraction a variant may have (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this
-    many top hits whose Wald fit fails (a public batch size: the dealer sees no count of failures);
+    2 rounds per level), the final one 2^(wald_levels + var_levels) for the variance; block:
+    variants per score-test block; missing_bound: the largest missing fraction a variant may have
+    (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this many top hits
+    whose Wald fit fails (a public batch size: the dealer sees no count of failures);
     firth_iterations, firth_ns_steps: the Firth fits' fixed, public numbers of steps and of Newton-Schulz
     steps per inverse (each run as a level of ``neumann_doubling``: 2^firth_ns_steps terms)."""
 
@@ -157,8 +158,9 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     3. H = 4 X'WX / 2^P = sum_s M_s' w (packed) and S = (X'y - X'mu) / 2^P, X_s'y_s local (free);
     4. G ~ H^-1 by Newton-Schulz steps G <- G (2I - H G), warm-started from the previous G
        (first from 2^P (N A)^-1 with A = X'X / N, the exact H^-1 at beta = 0: since 4 W <= I,
-       H <= N A / 2^P and the spectral radius of I - G H is below 1); beta += G 4 S. G need not be exact: the fixed point
-       is S = 0, the MLE, and G only sets the speed (quadratic once G ~ H^-1). The t steps and the
+       H <= N A / 2^P and the spectral radius of I - G H is below 1); beta += G 4 S. G need not
+       be exact: the fixed point is S = 0, the MLE, and G only sets the speed (quadratic once
+       G ~ H^-1). The t steps and the
        product with 4 S are one product G [H | 4 S] and ``neumann_doubling`` of E = I - G H on
        [G | G 4 S] (t levels: t Newton-Schulz steps are (I + E^(2^(t-1))) ... (I + E) G), 2 + 2 t
        rounds where the steps and the product took 4 t + 2.
@@ -196,7 +198,7 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     beta = ctx.inputs_sum(4.0 * np.linalg.inv(xtx) @ (x.T @ (y - 0.5)) / n_total, shape=(k,), frac=f)
     step = beta
     bounds = np.cumsum([0] + list(site_counts))
-    for it in range(1, pp.null_iterations):
+    for _ in range(1, pp.null_iterations):  # the first step is the inputs above
         b = concat([beta, Shared.zeros(ctx, (kk,), f)]).reshape(cols, 1)
         etas = owned_products([(mats[p], b) for p in ctx.parties], False, "logistic.null_product")
         eta = truncate(concat([e.reshape(-1) for e in etas]), _X_FRAC, frac=f)
@@ -470,8 +472,9 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
     SE = s_g sqrt(G_gg), as plink2 a3.5 reports it ([I^-1]_gg at the penalised fit), P = 2 Phi(-|b / SE|).
     A fit has converged when its last max |step| < ``tol``. Padding slots (live False) enter public dummies.
     Rounds per step: about 4 firth_ns_steps + 37 (measured on the rare-variant test: 726 for the 12
-    steps and the final inverse, 989 with Newton-Schulz steps); traffic per step about F (P^2 + P + 3 q^2 (2 firth_ns_steps + 4)) ring elements to
-    each other party, P = q (q + 1) / 2.
+    steps and the final inverse, 989 with Newton-Schulz steps). Traffic per step and slot: about
+    P^2 + P + 37 q^2 ring elements to each other party, P = q (q + 1) / 2 (measured: 61 MB per party
+    for 16 slots at q = 14, 78 MB with Newton-Schulz steps).
     """
     pp = params or LogisticParams()
     f = ctx.frac
