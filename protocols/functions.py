@@ -415,17 +415,22 @@ def piecewise_poly(x: Shared, lo: float, seg_log2: int, coefs: np.ndarray, *, be
     val = _eval_selected(onehot, coefs, Shared(ctx, phi, p), fo, F)
     if not clamp:
         return Shared(ctx, val.data.reshape(x.shape), fo)
-    lt_hi, lt_lo = res[1], res[2]
-    inside = Shared(ctx, lt_hi - lt_lo, 0)
-    out = mul(val, inside)
-    extra = np.zeros(x.size, dtype=U64)
+    return _saturate(val, res[1], res[2], above, below, fo).reshape(x.shape)
+
+
+def _saturate(val: Shared, lt_hi: np.ndarray, lt_lo: np.ndarray, above: float | None, below: float | None,
+              frac: int) -> Shared:
+    """val [lo <= x < hi] + above [x >= hi] + below [x < lo] at scale ``frac`` (1 product round), from the
+    shares of [x < hi] and [x < lo] (0/1, frac 0); None adds nothing on that side."""
+    ctx = val.ctx
+    out = mul(val, Shared(ctx, lt_hi - lt_lo, 0))
+    extra = np.zeros(out.data.shape, dtype=U64)
     if above is not None:
         ge_hi = (U64(0) - lt_hi) + (U64(1) if ctx.is_lead else U64(0))
-        extra += ge_hi * encode(above, fo)
+        extra += ge_hi * encode(above, frac)
     if below is not None:
-        extra += lt_lo * encode(below, fo)
-    out = Shared(ctx, out.data + extra, fo)
-    return out.reshape(x.shape)
+        extra += lt_lo * encode(below, frac)
+    return Shared(ctx, out.data + extra, frac)
 
 
 #: sigmoid's polynomial range [-_SIG_EDGE, _SIG_EDGE): 63 usable half-unit segments (``window_split``)
@@ -469,9 +474,7 @@ def sigmoid(x: Shared, *, frac: int | None = None, bits: int = 64) -> Shared:
                            "sigmoid")
 
     val, (lt_hi, lt_lo) = pipeline(ctx, [poly, ranges], window=2)
-    out = mul(val, Shared(ctx, lt_hi - lt_lo, 0))
-    ge_hi = (U64(0) - lt_hi) + (U64(1) if ctx.is_lead else U64(0))
-    return Shared(ctx, out.data + ge_hi * encode(1.0, fo), fo).reshape(x.shape)
+    return _saturate(val, lt_hi, lt_lo, 1.0, None, fo).reshape(x.shape)
 
 
 @functools.lru_cache(maxsize=None)
@@ -514,11 +517,7 @@ def exp(x: Shared, *, lo: float = -16.0, hi: float = 16.0, frac: int | None = No
     e = [min(k, span - 1) + t_lo + fo - F for k in range(1 << beta)]  # segments >= span never occur
     out_bits = int(math.ceil(hi * l2e)) + fo + 2
     val = scale_pow2(p2, onehot, e, a_bits=F + 2, out_bits=out_bits, frac=fo)
-    inside = Shared(ctx, lt_hi - lt_lo, 0)
-    out = mul(val, inside)
-    ge_hi = (U64(0) - lt_hi) + (U64(1) if ctx.is_lead else U64(0))
-    out = Shared(ctx, out.data + ge_hi * encode(math.exp(hi), fo), fo)
-    return out.reshape(x.shape)
+    return _saturate(val, lt_hi, lt_lo, math.exp(hi), None, fo).reshape(x.shape)
 
 
 def _eval_exact_powers(onehot: OneHot, coefs: np.ndarray, pw: list[Shared], frac: int) -> Shared:

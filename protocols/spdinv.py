@@ -8,6 +8,11 @@ Neumann series by squaring (``neumann_doubling``): for rho(B) < 1,
 (I - B)^-1 C = sum_t B^t C, and its first 2^L terms are the product
 (I + B^(2^(L-1))) ... (I + B^2)(I + B) C, so L levels of one product each
 (2 rounds) give 2^L terms, where L steps X <- B X + C give L terms.
+``neumann_inverse`` runs t Newton-Schulz steps from X as t such levels on E = I - X A
+(the same X_t in exact arithmetic, 2 + 2t rounds instead of 4t), optionally with X_t times
+a right-hand side. Newton-Schulz steps correct their own rounding and the series does not:
+an error in B^(2^i) doubles with each later level, so the series suits a few levels from a
+good start (a warm start, a bounded spectrum), and ``spd_inverse`` keeps the steps.
 """
 from __future__ import annotations
 
@@ -15,11 +20,14 @@ import math
 
 import numpy as np
 
-from cipherome.mpc.shares import Shared
+from cipherome.mpc.kernels import ring_matmul
+from cipherome.mpc.ring import encode
+from cipherome.mpc.shares import Shared, concat
 
 from . import arith
+from .trunc import truncate
 
-__all__ = ["spd_inverse", "newton_schulz", "newton_schulz_steps", "neumann_doubling"]
+__all__ = ["spd_inverse", "newton_schulz", "newton_schulz_steps", "neumann_doubling", "neumann_inverse"]
 
 
 def newton_schulz_steps(cond_bound: float, tol: float = 1e-9) -> int:
@@ -64,9 +72,9 @@ def neumann_doubling(b: Shared, c: Shared, levels: int) -> Shared:
     Then Y_L = prod_i (I + B^(2^i)) C = sum_(t < 2^L) B^t C, which tends to
     (I - B)^-1 C with residual B^(2^L) (I - B)^-1 C when rho(B) < 1.
     Rounds: 2 per level. Traffic per level and party: (n-1) 8 (q^2 + q m) bytes per
-    matrix (``arith.matmul_self`` opens B_i once), plus the truncation of q (q + m). Fixed-point error: each level adds
-    about one truncation ulp times the size of B_i and Y_i (entries of B^(2^i) stay
-    below max |B| when B is close to normal).
+    matrix (``arith.matmul_self`` opens B_i once), plus the truncation of q (q + m).
+    Fixed-point error: each level adds about one truncation ulp times the size of B_i and
+    Y_i, and an error in B_i doubles in B_(i+1) (module docstring).
     """
     if levels < 1:
         raise ValueError("neumann_doubling needs at least one level")
@@ -76,3 +84,30 @@ def neumann_doubling(b: Shared, c: Shared, levels: int) -> Shared:
         prod = arith.matmul_self(b, y)
         b, y = prod[..., :q], y + prod[..., q:]
     return y + arith.matmul(b, y)
+
+
+def neumann_inverse(a: Shared, x, steps: int, rhs: Shared | None = None, inverse: bool = True):
+    """X_t of ``steps`` Newton-Schulz steps X <- X (2I - A X) from X_0 = x, as a Neumann series.
+
+    With E = I - X_0 A, t steps give X_t = (I + E^(2^(t-1))) ... (I + E) X_0 = sum_(s < 2^t) E^s X_0:
+    one product X_0 [A | rhs] (x shared: 2 rounds; x a public array: local, 1 truncation), then t
+    levels of ``neumann_doubling`` on [X_0 | X_0 rhs]; 2 + 2t rounds where the steps take 4t.
+    Returns X_t; with ``rhs`` (.., q, m) the pair (X_t, X_t rhs), or only X_t rhs if ``inverse`` is
+    False (the levels then carry m columns instead of q + m). Converges to A^-1 when rho(E) < 1.
+    """
+    ctx = a.ctx
+    q, f = a.shape[-1], a.frac
+    right = a if rhs is None else concat([a, rhs], axis=a.ndim - 1)
+    if isinstance(x, Shared):
+        xr = arith.matmul(x, right)
+    else:
+        xs = np.broadcast_to(np.asarray(x, dtype=np.float64), a.shape)
+        xr = truncate(Shared(ctx, ring_matmul(encode(xs, f), right.data), 2 * f), f)  # every party's share times x
+        x = Shared.public(ctx, xs, f)
+    e = np.broadcast_to(np.eye(q), a.shape) - xr[..., :q]
+    if rhs is None:
+        return neumann_doubling(e, x, steps)
+    if not inverse:
+        return neumann_doubling(e, xr[..., q:], steps)
+    out = neumann_doubling(e, concat([x, xr[..., q:]], axis=a.ndim - 1), steps)
+    return out[..., :q], out[..., q:]

@@ -276,6 +276,36 @@ def test_neumann_doubling_sums_two_to_the_levels_terms(n):
 
 
 @pytest.mark.parametrize("n", [2, 3])
+def test_neumann_inverse_is_newton_schulz_in_fewer_rounds(n):
+    """t Newton-Schulz steps from X_0 (shared, or a public array) and X_t v, as t Neumann levels: the same
+    values in 2 + 2t rounds where the steps take 4t."""
+    from cipherome.mpc.shares import Shared
+    from cipherome.protocols.spdinv import neumann_inverse, newton_schulz
+
+    rng = np.random.default_rng(20 + n)
+    m = rng.normal(size=(2, 5, 5))
+    a = m @ m.transpose(0, 2, 1) / 5 + np.eye(5)
+    v = rng.normal(size=(2, 5, 1))
+    x0 = np.broadcast_to(np.eye(5) / 12.0, a.shape)  # rho(I - x0 a) < 1 for lambda_max(a) < 24
+    want = x0.copy()
+    for _ in range(3):
+        want = want @ (2 * np.eye(5) - a @ want)
+    ns, run_ns = run_shared(lambda ctx, aa: newton_schulz(aa, Shared.public(ctx, x0, 24), 3), [a], n, frac=24)
+    shared, run_sh = run_shared(lambda ctx, aa, vv: concat(list(neumann_inverse(aa, Shared.public(ctx, x0, 24), 3,
+                                                                                 rhs=vv)), axis=2), [a, v], n, frac=24)
+    public, run_pu = run_shared(lambda ctx, aa: neumann_inverse(aa, x0, 3), [a], n, frac=24)
+    only, _ = run_shared(lambda ctx, aa, vv: neumann_inverse(aa, x0, 3, rhs=vv, inverse=False), [a, v], n, frac=24)
+    for got in (ns, shared[:, :, :5], public):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(shared[:, :, 5:], want @ v, atol=1e-5)
+    np.testing.assert_allclose(only, want @ v, atol=1e-5)
+    _, base = run_shared(lambda ctx, aa: aa + aa, [a], n, frac=24)
+    assert run_ns.rounds() - base.rounds() == 12
+    assert run_sh.rounds() - base.rounds() == 8
+    assert run_pu.rounds() - base.rounds() == 7  # the public start's product needs only its truncation
+
+
+@pytest.mark.parametrize("n", [2, 3])
 def test_dealer_random_bits_are_shared_bits(n):
     from cipherome.mpc.local import run_local
     from cipherome.mpc.shares import Shared

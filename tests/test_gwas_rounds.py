@@ -71,7 +71,7 @@ def test_rounds_do_not_grow_with_variants(glm):
     one, ten = _rounds(run_one), _rounds(run_ten)
     # 2,000 variants in blocks of 64: 32 blocks; 5,000 variants: 79 blocks; the schedule is the same
     assert one == ten
-    # logistic: the secret null model (10 fixed Newton steps, the first free, about 27 rounds each, and a
+    # logistic: the secret null model (10 fixed Newton steps, the first free, about 22 rounds each, and a
     # 15-round convergence bit) and the Wald fits' fixed 16 Newton steps (no data-dependent count for the
     # dealer), each a Neumann series of 32 terms by squaring (13 rounds; 12 Richardson steps took 30), take
     # 511 rounds (947 with Richardson steps, the null model's Newton-Schulz steps, a 16-round sigmoid and a

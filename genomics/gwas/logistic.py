@@ -27,7 +27,7 @@ from cipherome.protocols.owned import mask_owned, owned_products
 from cipherome.protocols.division import reciprocal
 from cipherome.protocols.reuse import fix
 from cipherome.protocols.roots import invsqrt
-from cipherome.protocols.spdinv import neumann_doubling
+from cipherome.protocols.spdinv import neumann_doubling, neumann_inverse
 from cipherome.protocols.trunc import truncate
 
 from cipherome.genomics.gwas.assoc import pool_terms, project_off_covariates, site_terms, study_series_terms
@@ -84,7 +84,7 @@ class LogisticParams:
     (``--geno``), which sets the Neumann terms; firth_slots: Firth fits run for this many top hits
     whose Wald fit fails (a public batch size: the dealer sees no count of failures);
     firth_iterations, firth_ns_steps: the Firth fits' fixed, public numbers of steps and of Newton-Schulz
-    steps per inverse (each run as a level of ``neumann_doubling``: 2^firth_ns_steps terms)."""
+    steps per inverse (each run as a level of ``spdinv.neumann_inverse``: 2^firth_ns_steps terms)."""
 
     top: int = 100
     tol_null: float = 1e-4
@@ -160,10 +160,9 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
        (first from 2^P (N A)^-1 with A = X'X / N, the exact H^-1 at beta = 0: since 4 W <= I,
        H <= N A / 2^P and the spectral radius of I - G H is below 1); beta += G 4 S. G need not
        be exact: the fixed point is S = 0, the MLE, and G only sets the speed (quadratic once
-       G ~ H^-1). The t steps and the
-       product with 4 S are one product G [H | 4 S] and ``neumann_doubling`` of E = I - G H on
-       [G | G 4 S] (t levels: t Newton-Schulz steps are (I + E^(2^(t-1))) ... (I + E) G), 2 + 2 t
-       rounds where the steps and the product took 4 t + 2.
+       G ~ H^-1). The t steps and the product with 4 S are ``spdinv.neumann_inverse`` of H from G
+       with right-hand side 4 S (one product G [H | 4 S], then t levels of the Neumann series of
+       I - G H on [G | G 4 S]): 2 + 2 t rounds where the steps and the product took 4 t + 2.
 
     Opened: one bit, whether the last step is below ``tol_null`` (``logistic.null_converged``),
     then the final beta (``logistic.null_beta``: the covariates' coefficients in the null
@@ -192,7 +191,6 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
     mats = mask_owned(ctx, _null_matrix(x), shapes, "logistic.null_mask")
     xty = ctx.inputs_sum(x.T @ y * scale, shape=(k,), frac=f)
     g = Shared.public(ctx, np.linalg.inv(xtx) / (n_total * scale), f)  # H^-1 at beta = 0 (4 W = I)
-    eye = np.eye(k)
     # the first Newton step from beta = 0 (mu = 1/2, H^-1 = g exactly) is linear in the data: every
     # site inputs its part 4 (X'X)^-1 X_s'(y_s - 1/2) of it, no round
     beta = ctx.inputs_sum(4.0 * np.linalg.inv(xtx) @ (x.T @ (y - 0.5)) / n_total, shape=(k,), frac=f)
@@ -213,11 +211,8 @@ def fit_null(ctx, x: np.ndarray, y: np.ndarray, n_total: int, params: LogisticPa
         tot = truncate(tot, _X_FRAC + p2, frac=f)  # (cols, 2): [X'mu, .], [., 4 X'WX packed] / 2^P
         score = (xty - tot[:k, 0]) * 4  # Newton: (X'WX)^-1 X'(y - mu) = H^-1 4 S
         h = _unpack_upper(tot[k:, 1], k)
-        # Newton-Schulz steps as a Neumann series: with E = I - G H, t steps G <- G (2I - H G) give
-        # (I + E^(2^(t-1))) ... (I + E) G, so [G | G 4S] -> [G' | G' 4S] in one product and t levels
-        gh = arith.matmul(g, concat([h, score.reshape(k, 1)], axis=1))
-        out = neumann_doubling(eye - gh[:, :k], concat([g, gh[:, k:]], axis=1), pp.null_ns_steps)
-        g, step = out[:, :k], out[:, k]
+        g, step = neumann_inverse(h, g, pp.null_ns_steps, rhs=score.reshape(k, 1))  # G' and the step G' 4S
+        step = step[:, 0]
         beta = beta + step
     # max_i |step_i| < tol iff all 2k comparisons [step_i - tol < 0], [-step_i - tol < 0] hold: one
     # batch of comparisons and one equality test on their count (15 rounds; max(abs(.)) took 47)
@@ -417,21 +412,15 @@ def _firth_inverse(info: Shared, x0: np.ndarray, steps: int, hi: int) -> Shared:
 
     The covariate block A (k x k) is well conditioned (its public bound X'X / 4N gives the
     start x0, with the eigenvalues of x0 A in (0, 2)), so the Neumann series of E = I - x0 A
-    inverts it: A^-1 [I | c] = sum_t E^t x0 [I | c], ``steps`` levels of ``neumann_doubling``
-    (2^steps terms, as many Newton-Schulz steps from x0 give); x0 [A | c] is a public product
-    (1 truncation). The ill-conditioning of a rare variant sits in the scalar s = d - c' A^-1 c,
+    inverts it: A^-1 [I | c] = sum_t E^t x0 [I | c] (``spdinv.neumann_inverse``: ``steps`` levels,
+    as many Newton-Schulz steps from x0 give; x0 [A | c] is a public product, 1 truncation). The ill-conditioning of a rare variant sits in the scalar s = d - c' A^-1 c,
     inverted by ``reciprocal`` (s < 2^hi). With a = A^-1 c: I^-1 = [[A^-1 + a a'/s, -a/s], [-a'/s, 1/s]].
     Rounds: 1 + 2 steps + 6 + about 30 (reciprocal).
     """
     ctx = info.ctx
     F, q, _ = info.shape
     k = q - 1
-    f = info.frac
-    x0s = np.broadcast_to(x0, (F, k, k))
-    xa = truncate(Shared(ctx, ring_matmul(encode(x0s, f), info.data[:, :k, :]), 2 * f), f)  # x0 [A | c]
-    ga = neumann_doubling(np.broadcast_to(np.eye(k), (F, k, k)) - xa[:, :, :k],
-                          concat([Shared.public(ctx, x0s, f), xa[:, :, k:]], axis=2), steps)
-    gc, a = ga[:, :, :k], ga[:, :, k:]  # A^-1, A^-1 c (F, k, 1)
+    gc, a = neumann_inverse(info[:, :k, :k], x0, steps, rhs=info[:, :k, k:])  # A^-1, A^-1 c (F, k, 1)
     r = reciprocal(info[:, k, k] - arith.dot(info[:, :k, k], a[:, :, 0]), hi=hi)
     ar = arith.mul(a[:, :, 0], r.reshape(F, 1))
     outer = arith.mul(a.broadcast_to((F, k, k)), ar.reshape(F, 1, k).broadcast_to((F, k, k)))
@@ -464,7 +453,7 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
     3. one product [Q; T] vec(G) (2 rounds): I* = I + Q : G, U* = U + T : G;
     4. the step I*^-1 U* = sum_t E^t X0 U* with X0 = 2/3 G and E = I - X0 I* (I <= I* <= 2 I since
        0 <= h <= 1, so the eigenvalues of X0 I* lie in [2/3, 4/3] and those of E in [-1/3, 1/3]):
-       one product X0 [I* | U*] (2 rounds), then ``firth_ns_steps`` levels of ``neumann_doubling``;
+       one product X0 [I* | U*] (2 rounds), then ``firth_ns_steps`` levels (``spdinv.neumann_inverse``);
     5. the step is opened (``logistic.firth_step``, F q values), scaled down to max |step| = 2
        when larger (plink2 caps at 5 and halves on a decrease of l*; a MAC-1 variant oscillates
        at 5 without halving), and beta updated in plaintext.
@@ -503,10 +492,9 @@ def firth_fits(ctx, x: np.ndarray, y: np.ndarray, g: np.ndarray, beta0: np.ndarr
         e[:, iu, ju] = r.data[:, :npair, 0]
         e[:, ju, iu] = r.data[:, :npair, 0]
         istar = info + Shared(ctx, e, r.frac)
-        # I*^-1 U* = sum_t E^t X0 U* with X0 = 2/3 G and E = I - X0 I* (spectrum in [-1/3, 1/3])
-        xs = arith.matmul(arith.mul_public(ginv, 2.0 / 3.0), concat([istar, score + r[:, npair:, :]], axis=2))
-        gstep = neumann_doubling(np.broadcast_to(np.eye(q), (F, q, q)) - xs[:, :, :q], xs[:, :, q:],
-                                 pp.firth_ns_steps)
+        # I*^-1 U* from X0 = 2/3 G: E = I - X0 I* has its spectrum in [-1/3, 1/3]
+        gstep = neumann_inverse(istar, arith.mul_public(ginv, 2.0 / 3.0), pp.firth_ns_steps,
+                                rhs=score + r[:, npair:, :], inverse=False)
         st = ctx.open(gstep[:, :, 0], "logistic.firth_step") * scale
         big = np.abs(st).max(axis=1)
         st *= np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))[:, None]
@@ -549,8 +537,8 @@ def wald_fits(ctx, null: NullModel, x: np.ndarray, y: np.ndarray, g: np.ndarray,
     terms leave the step exact to the fixed point; a near-monomorphic variant can have
     rho(B) near 0.99 (32 terms then take 28% of the step: the outer iterations converge linearly).
     Rounds: about 40 + max_iter_wald (2 L + 3) + 2 var_levels (13 per iteration at L = 5,
-    where 12 Richardson steps took 30). Traffic per level: about 3 T q^2 ring elements to
-    each other party (B_i once, B_i [B_i | Y_i] truncated).
+    where 12 Richardson steps took 30). Traffic per level: 2 T q (q + 1) ring elements to each
+    other party (B_i and Y_i opened, B_i [B_i | Y_i] truncated).
     Variants whose coefficients leave |beta| < 20 or do not converge (separation; PLINK
     falls back to Firth there) get NaN and converged = False.
     """
