@@ -87,3 +87,14 @@ def test_matching_fid_iid_and_unknown_samples(tmp_path, caplog):
     assert list(match_samples(zero, t)) == [0, 1, -1, 2]
     only = _write(tmp_path, "#IID x\na 1\nb 2\nc 3\nd 4\n", "iid.txt")
     assert list(match_samples(GENO, read_pheno(only), strict=True)) == [0, 1, 2, 3]
+
+
+def test_cells_missing_tokens_and_non_finite_values(tmp_path):
+    """Every missing spelling becomes NaN, numbers keep their value, and a non-finite cell is named."""
+    p = _write(tmp_path, "#FID IID x y\nf1 a NA -9\nf1 b . -9.0\nf2 c nan 1e3\nf3 d 2.5 -8.5\n")
+    t = read_covar(p)
+    np.testing.assert_array_equal(t.values, [[np.nan, np.nan], [np.nan, np.nan], [np.nan, 1e3], [2.5, -8.5]])
+    for tok in ("inf", "-nan", "1e999"):
+        bad = _write(tmp_path, f"#FID IID x y\nf1 a 1 2\nf1 b 3 {tok}\n", "inf.txt")
+        with pytest.raises(InputError, match=rf"inf.txt, line 3, column 'y': '{tok}' is not finite"):
+            read_covar(bad)
