@@ -8,12 +8,14 @@ departure time paces the connection's direction to ``bandwidth`` bytes per
 second (a chunk leaves when the previous one has been "serialised" onto the
 link); the relay buffers at most the link's bandwidth-delay product plus a
 router queue before it stops reading, so the sender's TCP sees back-pressure.
-The relay is asyncio protocol callbacks, not stream coroutines: a read (up to asyncio's
-256 KiB) is one ``data_received`` holding the received bytes as they are, and every
-chunk that is due is handed to the socket by one timer callback. That keeps the
-relay's own CPU time low (it shares the cores with the daemons it connects): 256 MB
-sent in 2 MB writes through a 20 ms / 1 Gbit/s relay took 1.6-1.7 s of its CPU per GB,
-against 2.8 s with asyncio streams (the StreamReader copied every read twice).
+The relay is callbacks on one asyncio loop, and the bytes never enter user space:
+``splice(2)`` moves each read from the socket into a kernel pipe and, when it is due,
+from the pipe to the other socket (Linux only). That keeps the relay's own CPU time
+low (it shares the cores with the daemons it connects): 512 MiB sent in 2 MiB writes
+through a 20 ms / 1 Gbit/s relay took 0.67-0.80 s of its CPU per GB, against
+0.94-1.21 s with asyncio protocols reading into bytes objects (and 2.8 s with
+asyncio streams, which copied every read twice); a QC + linear benchmark job at
+50 ms / 1 Gbit/s (about 1.9 GB through the relays) 1.55 core-seconds against 2.15.
 Everything above TCP (TLS, HTTP/2 windows, gRPC flow control, keepalive pings)
 travels through the relay and therefore sees the real delay.
 
@@ -28,7 +30,10 @@ so ``rounds x RTT / 2 + bytes / bandwidth`` is the strict lower bound.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import re
+import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -39,6 +44,10 @@ _UNITS_T = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _UNITS_B = {"kbit": 1e3 / 8, "mbit": 1e6 / 8, "gbit": 1e9 / 8, "kbps": 1e3 / 8, "mbps": 1e6 / 8, "gbps": 1e9 / 8}
 #: router queue beyond the bandwidth-delay product before the relay stops reading
 QUEUE_BYTES = 4 << 20
+#: bytes moved per splice(2) from a socket, and each pipe's size (fcntl F_SETPIPE_SZ)
+READ_BYTES = PIPE_BYTES = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
 @dataclass(frozen=True)
@@ -86,136 +95,175 @@ def parse_wan(text: str | WanSpec | None) -> WanSpec | None:
     return WanSpec(rtt, bw)
 
 
-class _Side(asyncio.Protocol):
-    """One socket of a relayed connection. What it reads enters its ``out`` direction (towards the other side)."""
+class _Pipe:
+    """A kernel pipe holding some of a direction's bytes in flight; ``count``: bytes in it now."""
 
-    def __init__(self, on_made=None):
-        self.transport: asyncio.Transport | None = None
-        self.out: _Direction | None = None  # what this side reads goes there
-        self.into: _Direction | None = None  # what this side writes comes from there
-        self.on_made = on_made
+    __slots__ = ("r", "w", "count")
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.pause_reading()  # until both directions are wired (``WanRelay._connect``)
-        if self.on_made is not None:
-            self.on_made(self)
+    def __init__(self):
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:  # 1 MiB (the unprivileged maximum) instead of 64 KiB: fewer pipes and reads per chunk
+            fcntl.fcntl(self.w, F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass
+        self.count = 0
 
-    def data_received(self, data: bytes) -> None:
-        self.out.push(data)
-
-    def eof_received(self) -> bool:
-        self.out.push(None)
-        return True  # keep the socket open for the other direction (half-close)
-
-    def connection_lost(self, exc) -> None:
-        if self.out is not None:
-            self.out.push(None)
-        if self.into is not None:
-            self.into.end()
-
-    def pause_writing(self) -> None:
-        self.into.dst_ready = False
-
-    def resume_writing(self) -> None:
-        self.into.dst_ready = True
-        self.into.flush()
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
 
 
 class _Direction:
-    """One direction of one relayed connection: paced and delayed chunks from ``src`` to ``dst``.
+    """One direction of one relayed connection: paced and delayed chunks from socket ``src`` to ``dst``.
 
     A chunk read at time t leaves the emulated link at d = max(t, d_prev) + len / bandwidth and is
-    delivered at d + one-way delay (store and forward). At most ``limit`` bytes (the bandwidth-delay
-    product plus a router queue) are held before reading from ``src`` pauses, so the sender's TCP
-    sees back-pressure; a destination that stops reading stops the flushes the same way.
-    Callbacks, not coroutines: one read costs one ``data_received`` and one timer, which keeps the
-    relay's own CPU time low (it shares the cores with the daemons it connects).
+    delivered at d + one-way delay (store and forward). The bytes never enter user space: ``splice(2)``
+    moves each read from ``src`` into a kernel pipe and, when due, from the pipe to ``dst`` (chunks
+    queue in a FIFO of pipes). At most ``limit`` bytes (the bandwidth-delay product plus a router
+    queue) are held before reading from ``src`` stops, so the sender's TCP sees back-pressure; a
+    destination that stops reading stops the flushes the same way.
     """
 
-    def __init__(self, spec: WanSpec, loop: asyncio.AbstractEventLoop, src: _Side, dst: _Side):
+    def __init__(self, spec: WanSpec, loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket):
         self.spec, self.loop, self.src, self.dst = spec, loop, src, dst
-        self.chunks: deque = deque()  # (due time, bytes or None for the end of the stream)
+        self.chunks: deque = deque()  # [due time, pipe, bytes left] ([due, None, 0]: the end of the stream)
         self.free_at = 0.0  # when the link finishes serialising what was read so far
         bdp = spec.bandwidth * spec.one_way if spec.bandwidth != float("inf") else 64 << 20
         self.limit = int(min(bdp, 1 << 30)) + QUEUE_BYTES
         self.held = 0
-        self.paused = False
-        self.dst_ready = True
+        self.tail: _Pipe | None = None  # the pipe reads go into
+        self.spare: list[_Pipe] = []
+        self.reading = self.waiting_dst = self.eof = False  # eof: the source's end of stream was read
         self.timer: asyncio.TimerHandle | None = None
-        self.ended = loop.create_future()  # done once the end of the stream is forwarded or the destination left
+        self.ended = loop.create_future()  # done once the end of the stream is forwarded or a side failed
 
-    def push(self, data: bytes | None) -> None:
-        if self.ended.done():
-            return
-        now = self.loop.time()
-        if data is None:
-            if self.chunks and self.chunks[-1][1] is None:
+    def start(self) -> None:
+        self._read(True)
+
+    def _read(self, on: bool) -> None:
+        if on != self.reading and not self.ended.done():
+            self.reading = on
+            if on:
+                self.loop.add_reader(self.src.fileno(), self._readable)
+            else:
+                self.loop.remove_reader(self.src.fileno())
+
+    def _pipe(self) -> _Pipe:
+        return self.spare.pop() if self.spare else _Pipe()
+
+    def _readable(self) -> None:
+        if self.tail is None:
+            self.tail = self._pipe()
+        try:
+            n = os.splice(self.src.fileno(), self.tail.w, READ_BYTES, flags=SPLICE_FLAGS)
+        except BlockingIOError:
+            if not self.tail.count:  # an empty pipe: the socket has nothing yet
                 return
-            self.chunks.append((max(now, self.free_at) + self.spec.one_way, None))
+            self.tail = None  # the pipe is full: the next call reads into a fresh one
+            return self._readable()
+        except OSError:  # the source reset the connection: forward what was read, then the end
+            n = 0
+        if n == 0:
+            self._read(False)
+            self.eof = True
+            self.chunks.append([max(self.loop.time(), self.free_at) + self.spec.one_way, None, 0])
         else:
-            self.free_at = max(now, self.free_at) + len(data) / self.spec.bandwidth
-            self.chunks.append((self.free_at + self.spec.one_way, data))
-            self.held += len(data)
-            if self.held > self.limit and not self.paused:
-                self.paused = True
-                self.src.transport.pause_reading()
-        if self.timer is None:
+            self.free_at = max(self.loop.time(), self.free_at) + n / self.spec.bandwidth
+            self.tail.count += n
+            self.chunks.append([self.free_at + self.spec.one_way, self.tail, n])
+            self.held += n
+            if self.held > self.limit:
+                self._read(False)
+        if self.timer is None and not self.waiting_dst:
             self._arm()
 
     def _arm(self) -> None:
-        if self.chunks and self.dst_ready and self.timer is None:
+        if self.chunks:
             self.timer = self.loop.call_at(self.chunks[0][0], self._due)
 
     def _due(self) -> None:
         self.timer = None
         self.flush()
 
+    def _writable(self) -> None:
+        self.loop.remove_writer(self.dst.fileno())
+        self.waiting_dst = False
+        self.flush()
+
     def flush(self) -> None:
-        """Hand every chunk that is due to the destination socket (while it accepts data)."""
-        if self.ended.done() or self.timer is not None:
+        """Move every chunk that is due to the destination socket (while it accepts data)."""
+        if self.ended.done():
             return
         now = self.loop.time()
-        tr = self.dst.transport
-        while self.chunks and self.dst_ready and self.chunks[0][0] <= now:
-            _, data = self.chunks.popleft()
-            if data is None:
+        while self.chunks and self.chunks[0][0] <= now:
+            chunk = self.chunks[0]
+            pipe = chunk[1]
+            if pipe is None:
                 try:
-                    if tr.can_write_eof():
-                        tr.write_eof()
-                except OSError:  # the destination is gone already (its connection_lost is on its way)
+                    self.dst.shutdown(socket.SHUT_WR)
+                except OSError:  # the destination is gone already
                     pass
-                self.end()
-                return
-            tr.write(data)
-            self.held -= len(data)
-        if self.paused and self.held <= self.limit:
-            self.paused = False
-            self.src.transport.resume_reading()
-        self._arm()
+                return self.end()
+            try:
+                k = os.splice(pipe.r, self.dst.fileno(), chunk[2], flags=SPLICE_FLAGS)
+            except BlockingIOError:
+                k = 0
+            except OSError:  # the destination left: drop what is held
+                return self.end()
+            chunk[2] -= k
+            pipe.count -= k
+            self.held -= k
+            if chunk[2]:  # the destination's socket buffer is full: go on when it drains
+                self.waiting_dst = True
+                self.loop.add_writer(self.dst.fileno(), self._writable)
+                break
+            self.chunks.popleft()
+            if not pipe.count and pipe is not self.tail:
+                self.spare.append(pipe)
+        if not self.reading and self.held <= self.limit - READ_BYTES and not self.eof:  # large reads resume
+            self._read(True)
+        if not self.waiting_dst and self.timer is None:
+            self._arm()
 
     def end(self) -> None:
-        """Drop what is held and stop: the end of the stream was forwarded, or the destination left."""
-        self.chunks.clear()
+        """Drop what is held and stop: the end of the stream was forwarded, or a side left."""
+        self._read(False)
+        if self.waiting_dst:
+            self.loop.remove_writer(self.dst.fileno())
+            self.waiting_dst = False
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        pipes = {id(p): p for p in [*self.spare, *(c[1] for c in self.chunks if c[1] is not None), self.tail] if p}
+        for p in pipes.values():
+            p.close()
+        self.chunks.clear()
+        self.spare, self.tail = [], None
         if not self.ended.done():
             self.ended.set_result(None)
+
+
+def _stream_socket(sock: socket.socket) -> socket.socket:
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports: no Nagle delay
+    return sock
 
 
 class WanRelay:
     """Relays on 127.0.0.1 emulating ``spec`` in front of local ports, served by one background thread.
 
-    ``add(target_port) -> relay_port``; ``close()`` stops every relay and connection.
+    ``add(target_port) -> relay_port``; ``close()`` stops every relay and connection. Linux only
+    (``splice(2)``).
     """
 
     def __init__(self, spec: WanSpec | str):
         self.spec = parse_wan(spec)
         if self.spec is None:
             raise ValueError("a WAN relay needs a link, e.g. 50ms,1gbit")
+        if not hasattr(os, "splice"):
+            raise RuntimeError("the emulated WAN relay needs Linux (splice(2))")
         self.loop = asyncio.new_event_loop()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._listeners: list[socket.socket] = []
         self._conns: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self.loop.run_forever, name="wan-relay", daemon=True)
         self._thread.start()
@@ -223,39 +271,44 @@ class WanRelay:
     def add(self, target_port: int, host: str = "127.0.0.1") -> int:
         """Start a relay in front of ``host:target_port``; returns the relay's port on 127.0.0.1."""
         async def start():
-            server = await self.loop.create_server(lambda: self._accept(host, target_port), "127.0.0.1", 0)
-            self._servers.append(server)
-            return server.sockets[0].getsockname()[1]
+            lsock = socket.socket()
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen(128)
+            lsock.setblocking(False)
+            self._listeners.append(lsock)
+            self.loop.add_reader(lsock.fileno(), self._accept, lsock, host, target_port)
+            return lsock.getsockname()[1]
 
         return asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
 
-    def _accept(self, host: str, port: int) -> _Side:
-        """The client's side of a new connection, and a task connecting the daemon's side."""
-        def made(client: _Side) -> None:
-            task = self.loop.create_task(self._connect(client, host, port))
-            self._conns.add(task)
-            task.add_done_callback(self._conns.discard)
-
-        return _Side(on_made=made)
-
-    async def _connect(self, client: _Side, host: str, port: int) -> None:
+    def _accept(self, lsock: socket.socket, host: str, port: int) -> None:
         try:
-            _, server = await self.loop.create_connection(_Side, host, port)
-        except OSError:
-            client.transport.close()
+            client, _ = lsock.accept()
+        except (BlockingIOError, InterruptedError):
             return
-        if client.transport.is_closing():  # the client left while the daemon's side was connecting
-            server.transport.close()
-            return
-        up = client.out = server.into = _Direction(self.spec, self.loop, client, server)
-        down = server.out = client.into = _Direction(self.spec, self.loop, server, client)
-        client.transport.resume_reading()
-        server.transport.resume_reading()
-        try:  # until both directions have ended (each side's end of stream forwarded, or a side left)
-            await asyncio.gather(up.ended, down.ended)
+        task = self.loop.create_task(self._relay(_stream_socket(client), host, port))
+        self._conns.add(task)
+        task.add_done_callback(self._conns.discard)
+
+    async def _relay(self, client: socket.socket, host: str, port: int) -> None:
+        server = _stream_socket(socket.socket())
+        try:
+            try:
+                await self.loop.sock_connect(server, (host, port))
+            except OSError:
+                return
+            up = _Direction(self.spec, self.loop, client, server)
+            down = _Direction(self.spec, self.loop, server, client)
+            up.start()
+            down.start()
+            try:  # until both directions have ended (each side's end of stream forwarded, or a side left)
+                await asyncio.gather(up.ended, down.ended)
+            finally:
+                up.end()
+                down.end()
         finally:
-            for side in (client, server):
-                side.transport.close()
+            client.close()
+            server.close()
 
     def close(self) -> None:
         """Stop accepting, drop every relayed connection and end the thread."""
@@ -263,7 +316,8 @@ class WanRelay:
             return
 
         async def stop():
-            for s in self._servers:
+            for s in self._listeners:
+                self.loop.remove_reader(s.fileno())
                 s.close()
             for t in list(self._conns):
                 t.cancel()

@@ -100,6 +100,7 @@ def _read_table(path: str | os.PathLike[str], names: Sequence[str] | None, what:
     nid = 2 if has_fid else 1
     width = nid + len(cols)
     fid, iid, raw = [], [], []
+    every = sel == list(range(len(cols)))
     for i, f in body:
         if len(f) != width:
             raise InputError(f"{path}, line {i}: {len(f)} columns, the header has {width}",
@@ -107,7 +108,7 @@ def _read_table(path: str | os.PathLike[str], names: Sequence[str] | None, what:
         if has_fid:
             fid.append(f[0])
         iid.append(f[nid - 1])
-        raw.append([f[nid + j] for j in sel])
+        raw.append(f[nid:] if every else [f[nid + j] for j in sel])
     seen: dict[tuple, int] = {}
     for r, key in enumerate(zip(fid if has_fid else iid, iid)):
         if key in seen:
@@ -125,15 +126,14 @@ def _numbers(path: Path, raw: list[list[str]], linenos: list[int], names: list[s
     scalar checks); a table with a bad cell goes through ``_first_bad_number``, which names it.
     """
     r, p = len(raw), len(names)
-    flat = [tok for row in raw for tok in row]
-    miss = np.fromiter((tok in MISSING_TOKENS for tok in flat), dtype=bool, count=len(flat))
-    try:
-        vals = np.array([0.0 if tok in MISSING_TOKENS else float(tok) for tok in flat], dtype=np.float64)
+    try:  # a missing token reads as -9, which is missing too
+        vals = np.array([-9.0 if tok in MISSING_TOKENS else float(tok) for row in raw for tok in row],
+                        dtype=np.float64)
     except ValueError:
         vals = None
     if vals is None or not np.isfinite(vals).all():
         _first_bad_number(path, raw, linenos, names, what)
-    vals[miss | (vals == -9.0)] = np.nan
+    vals[vals == -9.0] = np.nan
     return vals.reshape(r, p)
 
 
