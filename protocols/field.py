@@ -72,13 +72,16 @@ def powers(a: np.ndarray, k: int) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _poly(roots, scale, out):  # pragma: no cover - compiled
-    L = roots.shape[1]
     for i in range(roots.shape[0]):
         out[i, :] = 0
         out[i, 0] = scale[i]  # c(X) = scale; then c(X) <- c(X) (X - r) for each root r
-        for j in range(L):
-            neg = P - roots[i, j] if roots[i, j] else np.uint64(0)
-            for k in range(j + 1, 0, -1):
+        deg = 0
+        for j in range(roots.shape[1]):
+            if roots[i, j] == 0:  # an empty place: no factor
+                continue
+            neg = P - roots[i, j]
+            deg += 1
+            for k in range(deg, 0, -1):
                 out[i, k] = _mulmod(out[i, k], neg) + out[i, k - 1]
                 if out[i, k] >= P:
                     out[i, k] -= P
@@ -86,9 +89,11 @@ def _poly(roots, scale, out):  # pragma: no cover - compiled
 
 
 def poly_from_roots(roots: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """(m, L+1) coefficients c_0..c_L of scale_i prod_j (X - roots[i, j]) per row of roots (m, L).
+    """(m, L+1) coefficients c_0..c_L of scale_i prod_j (X - roots[i, j]) per row of roots (m, L),
+    over the row's non-zero roots only (0 marks an empty place; its coefficients above the row's
+    degree are 0).
 
-    Each row is updated by one root at a time (L^2 / 2 products per row)."""
+    Each row is updated by one root at a time (d^2 / 2 products for d roots)."""
     roots = np.ascontiguousarray(roots, np.uint64)
     out = np.empty((roots.shape[0], roots.shape[1] + 1), np.uint64)
     _poly(roots, np.ascontiguousarray(scale, np.uint64), out)

@@ -11,9 +11,12 @@ Protocol (oblivious polynomial evaluation, with the dealer's correlations instea
 homomorphic encryption; Freedman, Nissim and Pinkas 2004; the zero test of a random
 combination as in Kissner and Song 2005):
 
-1. Site j pads each bin with random dummy roots (outside the tag range) and forms
-   Q_js(X) = rho_js prod_l (X - b_jsl) = sum_{k=0..L} q_jsk X^k, rho_js uniform
-   non-zero and known to j only: Q_js(a) = 0 iff a is in j's bin, else uniform.
+1. Site j forms Q_js(X) = rho_js prod_l (X - b_jsl) = sum_{k=0..L} q_jsk X^k over the
+   d_js <= L elements of its bin s (q_jsk = 0 for k > d_js), rho_js uniform non-zero and
+   known to j only: Q_js(a) = 0 iff a is in j's bin, else uniform non-zero. The degree
+   stays private: q leaves j only masked (step 3), and Q_js(a_s) is rho_js times a
+   non-zero value, so padding the bin with dummy roots would change nothing the others
+   see (and cost L^2 / 2 products per bin instead of d_js^2 / 2).
 2. The dealer gives the lead u_js in F_p^L, site j v_js in F_p^L and zeta_js, and the
    lead zeta'_js = u_js . v_js - zeta_js (recipe ``psi_pair``; uniform to the lead).
 3. One round (``{label}.operands``, masked): the lead sends j e_js = pi_s - u_js with
@@ -27,7 +30,8 @@ combination as in Kissner and Song 2005):
    S_s = sum_j (alpha_js + beta_js) = sum_j Q_js(a_s): zero iff a_s is in every
    site's bin s (else uniform non-zero, up to probability (n-1)/p).
 Cost: 2 rounds; per other site 8 T L bytes each way; the dealer sends the lead
-8 T (n - 1) bytes. Local work: T L^2 / 2 field products per site, T L (n - 1) at the lead.
+8 T (n - 1) bytes. Local work: about sum_s d_js^2 / 2 field products per site (about 8 T when
+every site holds B elements: bin loads of mean 3 B / T), T L (n - 1) at the lead.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ from . import field
 
 __all__ = ["TAG_BITS", "common_bins"]
 
-#: tags are below 2^TAG_BITS; dummies (empty places) are drawn from [2^TAG_BITS, p)
+#: tags are below 2^TAG_BITS; the lead's empty bins hold dummies drawn from [2^TAG_BITS, p)
 TAG_BITS = 60
 _DUMMY_SPAN = int(field.P) - (1 << TAG_BITS)
 
@@ -92,9 +96,8 @@ def common_bins(ctx, table: np.ndarray, lanes: int, label: str) -> np.ndarray | 
         return (total == 0) & (table > 0)
     mine = bundles[ctx.index - 1]
     v, z = field.to_field(mine[1]), field.to_field(mine[2])
-    roots = np.where(table > 0, table, _dummies(ctx, (T, L)))
     rho = np.uint64(1) + ctx.private_random((T,)) % (field.P - np.uint64(1))
-    q = field.poly_from_roots(roots, rho)
+    q = field.poly_from_roots(table, rho)  # over the bin's elements: 0 marks an empty place
     got = ctx.exchange({ctx.lead: field.sub(q[:, 1:], v)}, {ctx.lead: (T, L)}, f"{label}.operands", kind=MASKED)
     beta = field.add(field.add(field.row_dot(got[ctx.lead] % field.P, v), z), q[:, 0])
     for p in sites:  # z_j: a sharing of zero among the sites, from their pairwise seeds

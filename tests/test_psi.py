@@ -111,3 +111,21 @@ def test_the_lead_cannot_evaluate_one_site_s_polynomial(monkeypatch):
     assert np.all(total != 0)  # S = Q_1(a) + Q_2(a) != 0: the protocol's sum, recomputed
     assert np.count_nonzero(whole["p1"] == 0) == 0  # Q_1(a) = 0 everywhere, yet hidden by z_1
     assert 0.45 < float(np.mean(whole["p1"] >> np.uint64(60) & np.uint64(1))) < 0.55
+
+
+def test_polynomial_over_a_rows_non_zero_roots_only():
+    """0 marks an empty place: the row's polynomial is scale times the product over its other roots."""
+    rng = np.random.default_rng(3)
+    roots = rng.integers(1, P, (4, 6), dtype=np.uint64)
+    roots[0] = 0
+    roots[1, [0, 3, 5]] = 0
+    roots[2, 1:] = 0
+    scale = rng.integers(1, P, 4, dtype=np.uint64)
+    c = field.poly_from_roots(roots, scale)
+    for i in range(4):
+        nz = [int(r) for r in roots[i] if r]
+        assert all(int(v) == 0 for v in c[i, len(nz) + 1:])  # degree = number of roots
+        want = [int(scale[i])]  # scale * prod (X - r), coefficients from the constant up
+        for r in nz:
+            want = [(-r * want[0]) % P] + [(want[k - 1] - r * want[k]) % P for k in range(1, len(want))] + [want[-1]]
+        assert [int(v) for v in c[i, :len(nz) + 1]] == want
