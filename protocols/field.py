@@ -27,19 +27,60 @@ _S29 = np.uint64(29)
 _S3 = np.uint64(3)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _reduce(x):  # pragma: no cover - compiled
+    r = (x & P) + (x >> _S61)  # x mod p up to one more subtraction (2^61 = 1 mod p)
+    return r - P if r >= P else r
+
+
+@njit(cache=True, nogil=True)
+def _to_field(x, out):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _reduce(x[i])
+
+
+@njit(cache=True, nogil=True)
+def _add(x, y, out):  # pragma: no cover - compiled
+    for i in range(x.size):
+        r = x[i] + y[i]
+        out[i] = r - P if r >= P else r
+
+
+@njit(cache=True, nogil=True)
+def _sub(x, y, out):  # pragma: no cover - compiled
+    for i in range(x.size):
+        r = x[i] + (P - y[i])
+        out[i] = r - P if r >= P else r
+
+
+def _flat(*arrays):
+    """The operands as C-contiguous flat uint64 arrays of one (broadcast) shape, and that shape."""
+    arrs = np.broadcast_arrays(*[np.asarray(a, np.uint64) for a in arrays])
+    return [np.ascontiguousarray(a).reshape(-1) for a in arrs], arrs[0].shape
+
+
 def to_field(x: np.ndarray) -> np.ndarray:
     """Uniform ring elements to (almost, 2^-61 apart from) uniform field elements: x mod p."""
-    return np.asarray(x, dtype=np.uint64) % P
+    (x,), shape = _flat(x)
+    out = np.empty(x.size, np.uint64)
+    _to_field(x, out)
+    return out.reshape(shape)
 
 
 def add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(x + y) mod p for field elements."""
-    return (np.asarray(x, np.uint64) + np.asarray(y, np.uint64)) % P
+    (x, y), shape = _flat(x, y)
+    out = np.empty(x.size, np.uint64)
+    _add(x, y, out)
+    return out.reshape(shape)
 
 
 def sub(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(x - y) mod p for field elements."""
-    return (np.asarray(x, np.uint64) + (P - np.asarray(y, np.uint64))) % P
+    (x, y), shape = _flat(x, y)
+    out = np.empty(x.size, np.uint64)
+    _sub(x, y, out)
+    return out.reshape(shape)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -88,18 +88,18 @@ def common_bins(ctx, table: np.ndarray, lanes: int, label: str) -> np.ndarray | 
         got = ctx.exchange(out, {p: (T, L) for p in sites}, f"{label}.operands", kind=MASKED)
         alpha = np.zeros(T, np.uint64)
         for p, b in zip(sites, bundles):
-            alpha = field.add(alpha, field.add(field.row_dot(pw, got[p] % field.P), b[3]))
+            alpha = field.add(alpha, field.add(field.row_dot(pw, field.to_field(got[p])), b[3]))
         got = ctx.exchange({}, {p: (T,) for p in sites}, label, kind=DISCLOSED)
         total = alpha
         for p in sites:
-            total = field.add(total, got[p] % field.P)
+            total = field.add(total, field.to_field(got[p]))
         return (total == 0) & (table > 0)
     mine = bundles[ctx.index - 1]
     v, z = field.to_field(mine[1]), field.to_field(mine[2])
     rho = np.uint64(1) + ctx.private_random((T,)) % (field.P - np.uint64(1))
     q = field.poly_from_roots(table, rho)  # over the bin's elements: 0 marks an empty place
     got = ctx.exchange({ctx.lead: field.sub(q[:, 1:], v)}, {ctx.lead: (T, L)}, f"{label}.operands", kind=MASKED)
-    beta = field.add(field.add(field.row_dot(got[ctx.lead] % field.P, v), z), q[:, 0])
+    beta = field.add(field.add(field.row_dot(field.to_field(got[ctx.lead]), v), z), q[:, 0])
     for p in sites:  # z_j: a sharing of zero among the sites, from their pairwise seeds
         if p != ctx.me:
             r = field.to_field(ctx.common_random(p, (T,)))

@@ -16,6 +16,10 @@ def test_field_kernels_match_python_integers():
     x[:3], y[:3] = [0, P - 1, P - 1], [P - 1, P - 1, 1]
     assert [int(v) for v in field.row_dot(x[:, None], y[:, None])] == [int(a) * int(b) % P for a, b in zip(x, y)]
     assert [int(v) for v in field.sub(x, y)] == [(int(a) - int(b)) % P for a, b in zip(x, y)]
+    assert [int(v) for v in field.add(x, y)] == [(int(a) + int(b)) % P for a, b in zip(x, y)]
+    ring = np.concatenate([rng.integers(0, 1 << 64, 500, dtype=np.uint64, endpoint=False),
+                           np.array([0, P - 1, P, P + 1, 2 * P, 2 * P + 1, (1 << 64) - 1], dtype=np.uint64)])
+    assert [int(v) for v in field.to_field(ring.reshape(-1, 1))[:, 0]] == [int(a) % P for a in ring]
     pw = field.powers(x[:40], 6)
     assert all(int(pw[i, k]) == pow(int(x[i]), k + 1, P) for i in range(40) for k in range(6))
     d = field.row_dot(pw, pw[::-1])

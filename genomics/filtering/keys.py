@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import secrets
 
 import numpy as np
+from cipherome.mpc.jit import njit
 from cipherome.mpc.ledger import PUBLIC
 
 from cipherome.genomics.errors import InputError
@@ -184,6 +184,35 @@ def cuckoo_hashes(job_key: bytes, keys, bins: int, bits: int = FP_BITS) -> tuple
     return cand, _fingerprints(w, bits)
 
 
+@njit(cache=True, nogil=True)
+def _cuckoo_walk(cand, occ, max_kicks):  # pragma: no cover - compiled
+    """Random-walk insertion of entries 0..m-1 into ``occ`` (bins,), -1 = empty: an entry takes a free
+    candidate bin, else evicts the occupant of a random one, which is placed next. Returns -1, or the
+    entry left without a bin after ``max_kicks`` evictions. The walk's generator (xorshift64*) has a
+    fixed seed, so the table is a function of the candidates only (100,000 entries: 8 ms, against
+    0.20 s for the same walk on Python lists)."""
+    state = np.uint64(0x5EED5EED5EED5EED)
+    for e in range(cand.shape[0]):
+        cur = e
+        for _ in range(max_kicks):
+            for h in range(cand.shape[1]):
+                b = cand[cur, h]
+                if occ[b] < 0:
+                    occ[b] = cur
+                    cur = -1
+                    break
+            if cur < 0:
+                break
+            state ^= state >> np.uint64(12)
+            state ^= state << np.uint64(25)
+            state ^= state >> np.uint64(27)
+            b = cand[cur, ((state * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(33)) % np.uint64(cand.shape[1])]
+            occ[b], cur = cur, occ[b]
+        if cur >= 0:
+            return cur
+    return -1
+
+
 def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
     """Each entry in one of its candidate bins, one per bin: ``fp`` (bins, 1) uint64 (0 empty), ``row`` (bins, 1)
     int64 (entry index, -1 empty). Random-walk insertion; raises :class:`InputError` if an entry finds no bin:
@@ -193,30 +222,12 @@ def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tu
         raise InputError(f"{owner}: {m} variants do not fit a cuckoo table of {bins} bins; rerun with more bins "
                          "(--table-size) or a larger public bound (--max-member-variants)",
                          kind='its variants do not fit the hashed variant table; rerun with a larger table')
-    # The walk runs on Python lists (100,000 entries: 0.20 s, against 0.39 s with numpy scalar
-    # indexing and a numpy draw per kick). The seeded walk keeps the table deterministic.
-    occ = [-1] * bins
-    rnd = random.Random(0x5EED)
-    c = np.asarray(cand, np.int64).tolist()
-    for e in range(m):
-        cur = e
-        for _ in range(_MAX_KICKS):
-            choices = c[cur]
-            for b in choices:
-                if occ[b] < 0:
-                    occ[b] = cur
-                    cur = -1
-                    break
-            if cur < 0:
-                break
-            b = choices[rnd.randrange(HASHES)]
-            occ[b], cur = cur, occ[b]
-        if cur >= 0:
-            raise InputError(f"{owner}: the cuckoo table of {bins} bins could not place every variant (a rare event "
-                             "for a given job key); simply rerun the job (a new job key is drawn)",
-                             kind='the cuckoo table could not place every variant (a rare event); simply rerun the job')
-    row_tab = np.array(occ, dtype=np.int64).reshape(bins, 1)
-    occ = row_tab[:, 0]
+    occ = np.full(bins, -1, np.int64)
+    if _cuckoo_walk(np.ascontiguousarray(cand, np.int64), occ, _MAX_KICKS) >= 0:
+        raise InputError(f"{owner}: the cuckoo table of {bins} bins could not place every variant (a rare event "
+                         "for a given job key); simply rerun the job (a new job key is drawn)",
+                         kind='the cuckoo table could not place every variant (a rare event); simply rerun the job')
+    row_tab = occ.reshape(bins, 1)
     fp_tab = np.zeros((bins, 1), np.uint64)
     fp_tab[occ >= 0, 0] = np.asarray(fps, np.uint64)[occ[occ >= 0]]
     return fp_tab, row_tab
