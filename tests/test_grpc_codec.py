@@ -119,3 +119,19 @@ def test_control_chunks_have_no_payload():
     raw = encode_chunk(pb.Chunk(kind=pb.Chunk.ABORT, reason="x"))
     hdr, data = decode_chunk(raw)
     assert hdr.kind == pb.Chunk.ABORT and hdr.reason == "x" and len(data) == 0
+
+
+def test_job_results_codec_keeps_arrays_and_string_lists():
+    """Numeric arrays come back with dtype and shape; string arrays as lists (marked, not visited per string)."""
+    from cipherome.mpc import results as rc
+
+    doc = {"p": np.array([0.5, np.nan, 1e-300]), "n": np.arange(6, dtype=np.int32).reshape(2, 3),
+           "ids": np.array(["rs1", "1:5:A:C", ""], dtype=object), "mixed": np.array(["a", 1], dtype=object),
+           "x": [np.float32(1.5), {"k": np.array(["A", "B"])}]}
+    raw = rc.encode(doc)
+    assert b'"__strings__": ["rs1", "1:5:A:C", ""]' in raw
+    back = rc.decode(raw)
+    np.testing.assert_array_equal(back["p"], doc["p"])
+    assert back["n"].dtype == np.int32 and back["n"].shape == (2, 3)
+    assert back["ids"] == ["rs1", "1:5:A:C", ""] and back["mixed"] == ["a", 1]
+    assert back["x"] == [1.5, {"k": ["A", "B"]}]
