@@ -38,6 +38,18 @@ def floor_row(link: str, rounds: int, nbytes: float) -> dict:
     return {"floor_s": spec.floor(rounds, nbytes), "strict_floor_s": spec.strict_floor(rounds, nbytes)}
 
 
+def host_cpu_seconds() -> dict:
+    """The machine's CPU time so far by kind (/proc/stat: busy, idle, and steal, the time a virtual
+    machine's host gave to others), in seconds summed over cores; {} where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return {}
+    tck = os.sysconf("SC_CLK_TCK")
+    return {"busy": (v[0] + v[1] + v[2] + v[5] + v[6]) / tck, "idle": (v[3] + v[4]) / tck, "steal": v[7] / tck}
+
+
 def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=None, warmup: bool = True) -> dict:
     """One timed GWAS job on a fresh cluster behind ``link``; a row of the side-by-side table."""
     data = gwas_site_tables(n, m)
@@ -50,9 +62,9 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
             extra = {**params.extra, "pca_passes": 2} if params.pca else {}
             cluster.run("gwas", GwasParams(pheno_name=params.pheno_name, geno=0.1, maf=0.2, hwe=1e-6, pca=params.pca,
                                            logistic_top=params.logistic_top, extra=extra).to_dict(), timeout=3600)
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, h0 = time.perf_counter(), time.process_time(), host_cpu_seconds()
         res = cluster.run("gwas", params.to_dict(), timeout=7200)
-        wall, relay_cpu = time.perf_counter() - t0, time.process_time() - c0
+        wall, relay_cpu, h1 = time.perf_counter() - t0, time.process_time() - c0, host_cpu_seconds()
     lead = res.reports["p0"]
     row = {"size": f"{n}x{m}", "link": link, "pca": params.pca, "pca_mode": params.extra.get("pca_mode", "shared"),
            "pca_rtol": params.extra.get("pca_rtol"), "pca_oversample": params.extra.get("pca_oversample"),
@@ -66,7 +78,9 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
            "load_avg": os.getloadavg()[0],
            # CPU of this process during the job: the emulated links' relay thread (and the submitter's polling),
            # which shares the machine's cores with the daemons (a real deployment has no relay)
-           "relay_cpu_s": relay_cpu}
+           "relay_cpu_s": relay_cpu,
+           # the machine's CPU during the job (every process, all cores): busy, idle, and stolen by a VM's host
+           "host_cpu_s": {k: round(h1[k] - h0[k], 2) for k in h0}}
     row.update(floor_row(link, lead["rounds"], lead["bytes_sent"]))
     return row
 
@@ -74,13 +88,15 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
 def markdown(rows: list[dict]) -> str:
     """The side-by-side table (one line per run)."""
     out = ["| size | run | link | wall s | MB sent (lead) | rounds (lead) | floor s (R x RTT + B/bw) | wall / floor "
-           "| strict floor s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "| strict floor s | load | host busy / steal s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         run = "QC + " + (f"PCA {r['pca']} ({r.get('pca_mode', 'shared')}) + " if r["pca"] else "") + r["glm"] + \
             (f" ({r['pheno']})" if r.get("pheno", PARAMS.pheno_name) != PARAMS.pheno_name else "")
         ratio = f"{r['wall_s'] / r['floor_s']:.2f}" if r["floor_s"] else "-"
+        h = r.get("host_cpu_s") or {}
+        host = f"{h['busy']:.1f} / {h['steal']:.1f}" if h else "-"
         out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {r['mb_lead']:.0f} | {r['rounds_lead']} | "
-                   f"{r['floor_s']:.1f} | {ratio} | {r['strict_floor_s']:.1f} | {r['load_avg']:.1f} |")
+                   f"{r['floor_s']:.1f} | {ratio} | {r['strict_floor_s']:.1f} | {r['load_avg']:.1f} | {host} |")
     return "\n".join(out)
 
 
