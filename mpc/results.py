@@ -17,7 +17,8 @@ import numpy as np
 __all__ = ["encode", "decode", "to_jsonable", "from_jsonable"]
 
 _KEY = "__ndarray__"
-#: an array of strings: its list, which decoding returns as it is (500,000 variant fields: 0.15 s less)
+#: an array of strings: its list, which decoding returns as it is (the submitter's fetch of a
+#: 100,000-variant GWAS, whose lead returns 500,000 variant fields: 0.36 -> 0.19 s)
 _STRS = "__strings__"
 
 

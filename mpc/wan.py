@@ -12,10 +12,11 @@ The relay is callbacks on one asyncio loop, and the bytes never enter user space
 ``splice(2)`` moves each read from the socket into a kernel pipe and, when it is due,
 from the pipe to the other socket (Linux only). That keeps the relay's own CPU time
 low (it shares the cores with the daemons it connects): 512 MiB sent in 2 MiB writes
-through a 20 ms / 1 Gbit/s relay took 0.67-0.80 s of its CPU per GB, against
+through a 20 ms / 1 Gbit/s relay took 0.67-0.81 s of its CPU per GB, against
 0.94-1.21 s with asyncio protocols reading into bytes objects (and 2.8 s with
 asyncio streams, which copied every read twice); a QC + linear benchmark job at
-50 ms / 1 Gbit/s (about 1.9 GB through the relays) 1.55 core-seconds against 2.15.
+50 ms / 1 Gbit/s (about 1.9 GB through the relays) 1.34-1.61 core-seconds against
+2.15-2.31.
 Everything above TCP (TLS, HTTP/2 windows, gRPC flow control, keepalive pings)
 travels through the relay and therefore sees the real delay.
 

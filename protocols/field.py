@@ -28,59 +28,49 @@ _S3 = np.uint64(3)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _reduce(x):  # pragma: no cover - compiled
-    r = (x & P) + (x >> _S61)  # x mod p up to one more subtraction (2^61 = 1 mod p)
-    return r - P if r >= P else r
+def _fold(r):  # pragma: no cover - compiled
+    return r - P if r >= P else r  # r < 2p -> r mod p
 
 
 @njit(cache=True, nogil=True)
 def _to_field(x, out):  # pragma: no cover - compiled
     for i in range(x.size):
-        out[i] = _reduce(x[i])
+        out[i] = _fold((x[i] & P) + (x[i] >> _S61))  # 2^61 = 1 (mod p)
 
 
 @njit(cache=True, nogil=True)
 def _add(x, y, out):  # pragma: no cover - compiled
     for i in range(x.size):
-        r = x[i] + y[i]
-        out[i] = r - P if r >= P else r
+        out[i] = _fold(x[i] + y[i])
 
 
 @njit(cache=True, nogil=True)
 def _sub(x, y, out):  # pragma: no cover - compiled
     for i in range(x.size):
-        r = x[i] + (P - y[i])
-        out[i] = r - P if r >= P else r
+        out[i] = _fold(x[i] + (P - y[i]))
 
 
-def _flat(*arrays):
-    """The operands as C-contiguous flat uint64 arrays of one (broadcast) shape, and that shape."""
-    arrs = np.broadcast_arrays(*[np.asarray(a, np.uint64) for a in arrays])
-    return [np.ascontiguousarray(a).reshape(-1) for a in arrs], arrs[0].shape
+def _elementwise(kernel, *operands) -> np.ndarray:
+    """Run a compiled elementwise kernel on uint64 operands broadcast to one shape."""
+    ops = np.broadcast_arrays(*[np.asarray(a, np.uint64) for a in operands])
+    out = np.empty(ops[0].shape, np.uint64)
+    kernel(*[np.ascontiguousarray(a).reshape(-1) for a in ops], out.reshape(-1))
+    return out
 
 
 def to_field(x: np.ndarray) -> np.ndarray:
     """Uniform ring elements to (almost, 2^-61 apart from) uniform field elements: x mod p."""
-    (x,), shape = _flat(x)
-    out = np.empty(x.size, np.uint64)
-    _to_field(x, out)
-    return out.reshape(shape)
+    return _elementwise(_to_field, x)
 
 
 def add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(x + y) mod p for field elements."""
-    (x, y), shape = _flat(x, y)
-    out = np.empty(x.size, np.uint64)
-    _add(x, y, out)
-    return out.reshape(shape)
+    return _elementwise(_add, x, y)
 
 
 def sub(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(x - y) mod p for field elements."""
-    (x, y), shape = _flat(x, y)
-    out = np.empty(x.size, np.uint64)
-    _sub(x, y, out)
-    return out.reshape(shape)
+    return _elementwise(_sub, x, y)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -90,8 +80,7 @@ def _mulmod(a, b):  # pragma: no cover - compiled
     mid = a1 * b0 + a0 * b1
     low = a0 * b0
     r = (a1 * b1 << _S3) + (mid >> _S29) + ((mid & _M29) << _S32) + (low & P) + (low >> _S61)
-    r = (r & P) + (r >> _S61)
-    return r - P if r >= P else r
+    return _fold((r & P) + (r >> _S61))
 
 
 @njit(cache=True, nogil=True)

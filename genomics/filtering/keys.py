@@ -189,8 +189,8 @@ def _cuckoo_walk(cand, occ, max_kicks):  # pragma: no cover - compiled
     """Random-walk insertion of entries 0..m-1 into ``occ`` (bins,), -1 = empty: an entry takes a free
     candidate bin, else evicts the occupant of a random one, which is placed next. Returns -1, or the
     entry left without a bin after ``max_kicks`` evictions. The walk's generator (xorshift64*) has a
-    fixed seed, so the table is a function of the candidates only (100,000 entries: 8 ms, against
-    0.20 s for the same walk on Python lists)."""
+    fixed seed, so the table is a function of the candidates only (100,000 entries into 127,000 bins:
+    6.5 ms; the same walk on Python lists took 0.20 s)."""
     state = np.uint64(0x5EED5EED5EED5EED)
     for e in range(cand.shape[0]):
         cur = e
@@ -216,7 +216,8 @@ def _cuckoo_walk(cand, occ, max_kicks):  # pragma: no cover - compiled
 def cuckoo_table(cand: np.ndarray, fps: np.ndarray, bins: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
     """Each entry in one of its candidate bins, one per bin: ``fp`` (bins, 1) uint64 (0 empty), ``row`` (bins, 1)
     int64 (entry index, -1 empty). Random-walk insertion; raises :class:`InputError` if an entry finds no bin:
-    below 2^-40 at 1.27 bins per entry and >= 2^12 entries (PSWW18); measured 0 of 1,000 at 600 entries."""
+    below 2^-40 at 1.27 bins per entry and >= 2^12 entries (PSWW18); measured 0 of 1,000 at 600 entries
+    (random candidates, with the walk's present generator)."""
     m = len(fps)
     if m > bins:
         raise InputError(f"{owner}: {m} variants do not fit a cuckoo table of {bins} bins; rerun with more bins "

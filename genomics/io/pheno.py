@@ -122,7 +122,7 @@ def _read_table(path: str | os.PathLike[str], names: Sequence[str] | None, what:
 def _numbers(path: Path, raw: list[list[str]], linenos: list[int], names: list[str], what: str) -> np.ndarray:
     """(r, p) float64 values of the table's cells, NaN where missing (a missing token or -9).
 
-    One C-level ``float`` per cell (40,000 cells: 6 ms, against 185 ms cell by cell with numpy
+    One C-level ``float`` per cell (3,334 x 12 cells: 22 ms, against 139 ms cell by cell with numpy
     scalar checks); a table with a bad cell goes through ``_first_bad_number``, which names it.
     """
     r, p = len(raw), len(names)
