@@ -14,7 +14,7 @@ from cipherome.mpc.launcher import LocalCluster
 from tests.gwas_sites import site_data_tables
 from tests.plink_runner import PLINK2, have_plink, read_glm, run_plink
 
-pytestmark = [pytest.mark.slow, pytest.mark.long_e2e]  # about 40 s with its cluster on a 2-core host: .ci/run runs it
+pytestmark = [pytest.mark.slow, pytest.mark.long_e2e]  # 30 s with its cluster on a 2-core host: .ci/run runs it
 
 SITES = 5
 
