@@ -234,32 +234,43 @@ class DealerGen:
         self._prgs, self._lead, self._own = prgs, lead, own
         self.state = {} if state is None else state
         self._out: list[np.ndarray] = []
+        self._scratch = np.empty(0, dtype=np.uint8)
 
     @property
     def n(self) -> int:
         return len(self._prgs)
+
+    def _draw(self, i: int, shape: tuple) -> np.ndarray:
+        """Party i's next draw, in a scratch buffer reused within this request (valid until the next draw)."""
+        need = 8 * int(np.prod(shape, dtype=np.int64)) + 15
+        if self._scratch.size < need:
+            self._scratch = np.empty(need, dtype=np.uint8)
+        return self._prgs[i].ring_into(self._scratch, shape)
 
     def random(self, shape) -> np.ndarray:
         return self.random_among(shape, range(len(self._prgs)))
 
     def random_among(self, shape, parties) -> np.ndarray:
         """The sum of the draws of compute parties ``parties`` (indices): a value only they share."""
-        parties = list(parties)
+        parties = [int(i) for i in parties]
         if len(parties) < self.n and self._lead != 0:
             raise ValueError("random_among in a rotating recipe (its corrections must go to the lead)")
         shape = _shape(shape)
-        total = np.zeros(shape, dtype=U64)
-        for i in parties:
-            total += self._prgs[int(i)].ring(shape)
+        if not parties:
+            return np.zeros(shape, dtype=U64)
+        total = self._prgs[parties[0]].ring(shape)
+        for i in parties[1:]:
+            total += self._draw(i, shape)
         return total
 
     def xor_random(self, shape, mask) -> np.ndarray:
         """Uniform bits under ``mask``, XOR-shared: the XOR of every party's draw, masked."""
         shape = _shape(shape)
-        acc = np.zeros(shape, dtype=U64)
-        for prg in self._prgs:
-            acc ^= prg.ring(shape)
-        return acc & U64(mask)
+        acc = self._prgs[0].ring(shape)
+        for i in range(1, self.n):
+            acc ^= self._draw(i, shape)
+        acc &= U64(mask)
+        return acc
 
     def private(self, shape, bits: bool = False) -> np.ndarray:
         """Randomness only the dealer knows (it is then shared with ``derived``)."""
@@ -267,12 +278,14 @@ class DealerGen:
 
     def _correct(self, v: np.ndarray, combine, mask=None) -> np.ndarray:
         """Queue the lead's correction: v minus (or XOR) every other party's PRG draw."""
-        corr = v.copy()
-        for i, prg in enumerate(self._prgs):
+        corr = None
+        for i in range(self.n):
             if i != self._lead:
-                d = prg.ring(v.shape)
-                combine(corr, d if mask is None else d & mask, out=corr)
-        self._out.append(corr.ravel())
+                d = self._draw(i, v.shape)
+                if mask is not None:
+                    d &= mask
+                corr = combine(v if corr is None else corr, d, out=corr)
+        self._out.append((v.copy() if corr is None else corr).ravel())
         return v
 
     def _value(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:
@@ -298,6 +311,8 @@ class DealerGen:
         return v
 
     def corrections(self) -> np.ndarray:
+        if len(self._out) == 1:
+            return self._out[0]
         return np.concatenate(self._out) if self._out else np.zeros(0, dtype=U64)
 
 
@@ -371,7 +386,16 @@ class Provider:
     """
 
     def __init__(self, fetch: Callable[..., tuple]):
-        self.fetch = fetch
+        self._fetch = fetch  # fetch(kind, args, ahead)
+
+    def fetch(self, kind: str, **args):
+        """This party's shares of recipe ``kind`` (a ``Bundle``); the dealer answers requests in order."""
+        return self._fetch(kind, args, False)
+
+    def fetch_ahead(self, kind: str, **args):
+        """``fetch`` for material needed well after requests made later: the dealer may answer those first,
+        when it has them pending (``Context.serve_dealer``). The recipe must not use the dealer's ``state``."""
+        return self._fetch(kind, args, True)
 
     def triple(self, shape):
         return self.fetch("triple", shape=_shape(shape))

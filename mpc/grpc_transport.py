@@ -512,6 +512,10 @@ class GrpcTransport(Transport):
         self.stats.count_send(to, data.nbytes)
         out.put((tag, data))
 
+    def ready(self, frm: str, tag: str) -> bool:
+        with self._cond:
+            return (frm, tag) in self._box
+
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> np.ndarray:
         """The message (frm, tag). After ``timeout`` s without it, every peer is probed (``probe``: a
         health check and a TLS handshake): a peer that answers neither fails the job (named); else the

@@ -83,5 +83,9 @@ class InProcTransport(Transport):
         self.stats.count_recv(frm, data.nbytes)
         return data
 
+    def ready(self, frm: str, tag: str) -> bool:
+        with self.net._conds[self.me]:
+            return (frm, tag) in self.net._boxes[self.me]
+
     def abort(self, reason: str) -> None:
         self.net.abort(reason)

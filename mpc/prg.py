@@ -44,13 +44,24 @@ class PRG:
     output array with ``update_into``.
     """
 
-    __slots__ = ("_enc", "drawn")
+    __slots__ = ("_seed", "_enc", "drawn")
 
-    def __init__(self, seed: bytes):
+    def __init__(self, seed: bytes, nonce: int = 0):
         if len(seed) != SEED_BYTES:
             raise ValueError(f"PRG seed must be {SEED_BYTES} bytes")
-        self._enc = Cipher(algorithms.AES(seed), modes.CTR(b"\x00" * 16)).encryptor()
+        self._seed = bytes(seed)
+        # the 128-bit counter block starts at nonce * 2^64: a stream of fewer than 2^64 blocks never
+        # reaches another nonce's blocks
+        self._enc = Cipher(algorithms.AES(self._seed), modes.CTR((int(nonce) << 64).to_bytes(16, "big"))).encryptor()
         self.drawn = 0
+
+    def stream(self, index: int) -> "PRG":
+        """Keystream number ``index`` (>= 0) under this PRG's seed: counter blocks from (index + 1) 2^64 on,
+        so it is independent of this PRG's own stream (nonce 0) and of every other index. Both holders of
+        a seed can so draw the material of request ``index`` in any order (the dealer's requests)."""
+        if not 0 <= int(index) < (1 << 63):
+            raise ValueError("stream index out of range")
+        return PRG(self._seed, int(index) + 1)
 
     def bytes_into(self, buf: np.ndarray, n: int) -> np.ndarray:
         """The next n keystream bytes written into ``buf`` (contiguous uint8 of at least n + 15 bytes:

@@ -420,23 +420,24 @@ class Context:
         return None if got is None else decode(got[0], x.frac)
 
     # -- correlated randomness -------------------------------------------------------
-    def _fetch(self, kind: str, **args) -> Bundle:
+    def _fetch(self, kind: str, args: dict, ahead: bool = False) -> Bundle:
         """Run recipe ``kind`` for this party; the lead asks the dealer, one party gets the corrections.
 
         The request leaves at once and the reply is awaited only when a derived
         share is first used (see ``Bundle``), so dealer work overlaps protocol work.
         The corrections go to the lead, or for a rotating recipe to compute party
         seq mod n (``correlated.corrected_party``): the dealer's traffic is spread over
-        every party's link.
+        every party's link. Request seq draws from keystream seq of the pairwise seed with
+        the dealer (``PRG.stream``), so the dealer may answer it out of order (``ahead``).
         """
         self.dealer_requests += 1
         seq = self._dealer_seq
         self._dealer_seq += 1
         corrected = self.parties[corrected_party(kind, seq, self.n)]
-        gen = PartyGen(self._prg[self.dealer], lead=self.me == corrected, index=self.index, n=self.n)
+        gen = PartyGen(self._prg[self.dealer].stream(seq), lead=self.me == corrected, index=self.index, n=self.n)
         items = RECIPES[kind](gen, **args)
         if self.is_lead:
-            req = json.dumps({"kind": kind, "args": args}).encode()
+            req = json.dumps({"kind": kind, "args": args, "ahead": bool(ahead)}).encode()
             self.transport.send(self.dealer, f"dealer/{seq}", np.frombuffer(req, dtype=np.uint8))
         if self.me != corrected:
             return Bundle(items, derived_ids=gen.derived_ids, wait=self.wait_point)
@@ -460,33 +461,56 @@ class Context:
         return None if fn is None else fn()
 
     def serve_dealer(self) -> None:
-        """The dealer's loop: answer the lead's requests in order until it says stop."""
+        """The dealer's loop: answer the lead's requests until it says stop.
+
+        Requests are answered in order, except that one made ahead (``Provider.fetch_ahead``: material
+        needed well after the requests that follow it) waits while a later ordinary request is pending:
+        a large prefetch does not hold up the small request the parties need next. Ordinary requests
+        keep their order among themselves (the ``state`` they build over several requests); a request
+        made ahead sees none of it.
+        """
         if not self.is_dealer:
             raise RuntimeError("serve_dealer runs on the dealer only")
         load_recipes()  # the protocols register their recipes on import
         own = PRG(new_seed())
         prgs = [self._prg[p] for p in self.parties]
         state: dict = {}
-        seq = 0
+        pending: list[tuple[int, str, dict, bool]] = []  # (seq, kind, args, ahead), received, not answered
+        seq, stop = 0, False
         while True:
-            t0 = time.perf_counter()
-            raw = self.transport.recv(self.lead, f"dealer/{seq}", self.timeout)
-            self.waited["requests"] += time.perf_counter() - t0
-            try:
-                req = json.loads(raw.tobytes().decode())
-                kind, args = req["kind"], req["args"]
-            except (ValueError, KeyError, UnicodeDecodeError) as exc:
-                raise PeerError(self.lead, "dealer request", f"malformed request ({exc})") from None
-            if kind == _STOP:
+            while not stop and (not pending or self.transport.ready(self.lead, f"dealer/{seq}")):
+                req = self._dealer_request(seq)
+                if req is None:
+                    stop = True
+                else:
+                    pending.append(req)
+                    seq += 1
+            if not pending:
                 return
-            if kind not in RECIPES:
-                raise PeerError(self.lead, "dealer request", f"unknown correlated object {kind!r}")
-            corrected = corrected_party(kind, seq, len(prgs))
-            gen = DealerGen(prgs, corrected, own, state)
+            at, kind, args, ahead = pending.pop(next_request(pending))
+            corrected = corrected_party(kind, at, len(prgs))
+            gen = DealerGen([p.stream(at) for p in prgs], corrected, own, {} if ahead else state)
             RECIPES[kind](gen, **args)
-            self.transport.send(self.parties[corrected], f"dealer/{seq}", gen.corrections())
-            seq += 1
+            self.transport.send(self.parties[corrected], f"dealer/{at}", gen.corrections())
             self.dealer_requests += 1
+
+    def _dealer_request(self, seq: int) -> tuple[int, str, dict, bool] | None:
+        """The lead's request number ``seq`` (waiting for it), checked; ``None`` for the lead's stop."""
+        t0 = time.perf_counter()
+        raw = self.transport.recv(self.lead, f"dealer/{seq}", self.timeout)
+        self.waited["requests"] += time.perf_counter() - t0
+        try:
+            req = json.loads(raw.tobytes().decode())
+            kind, args, ahead = req["kind"], req["args"], req.get("ahead", False)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise PeerError(self.lead, "dealer request", f"malformed request ({exc})") from None
+        if kind == _STOP:
+            return None
+        if kind not in RECIPES:
+            raise PeerError(self.lead, "dealer request", f"unknown correlated object {kind!r}")
+        if not isinstance(args, dict) or not isinstance(ahead, bool):
+            raise PeerError(self.lead, "dealer request", "malformed request (arguments)")
+        return seq, kind, args, ahead
 
     def finish(self) -> None:
         """End the job for the dealer (the lead tells it to stop)."""
@@ -511,6 +535,12 @@ class Context:
             "stages": list(self._stages),
             "ledger": self.ledger.as_list(),
         }
+
+
+def next_request(pending: list) -> int:
+    """Index in ``pending`` (the dealer's received requests (seq, kind, args, ahead), in order) of the one to
+    answer next: the first ordinary request, else the first made ahead."""
+    return next((i for i, r in enumerate(pending) if not r[3]), 0)
 
 
 class _Stage:

@@ -89,6 +89,11 @@ class Transport(ABC):
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> np.ndarray:
         """Wait for the array that party ``frm`` sent under ``tag``."""
 
+    def ready(self, frm: str, tag: str) -> bool:
+        """Whether the message (frm, tag) has arrived, so that ``recv`` returns it at once (optional:
+        a transport that cannot tell answers False, and its caller waits for messages in order)."""
+        return False
+
     def abort(self, reason: str) -> None:
         """Wake every waiting ``recv`` of this job with ``JobAborted`` (optional)."""
 

@@ -182,15 +182,17 @@ def _lut_window(gen, n, p, beta, powers=1):
 _WINDOW_PARTS_FROM = 3 << 12
 
 
-def window_material(ctx, n: int, p: int, beta: int, powers: int = 1) -> list:
+def window_material(ctx, n: int, p: int, beta: int, powers: int = 1, ahead: bool = False) -> list:
     """Request ``window_split``'s dealer material for n elements now (recipe ``lut_window``): a list of
     (start, stop, bundle). From 12,288 elements on, one request per compute party over consecutive ranges:
     the recipe rotates, so the one-hot (2^beta ring elements per element, e.g. 148 MB for the HWE test's
-    576,240 logarithms at 10,000 x 100,000) travels over every party's link instead of one."""
+    576,240 logarithms at 10,000 x 100,000) travels over every party's link instead of one. ``ahead``: the
+    split comes well after the requests that follow (``Provider.fetch_ahead``)."""
     n = int(n)
     parts = ctx.n if n >= _WINDOW_PARTS_FROM else 1
     cuts = [n * i // parts for i in range(parts + 1)]
-    return [(a, b, ctx.provider.fetch("lut_window", n=b - a, p=int(p), beta=int(beta), powers=int(powers)))
+    fetch = ctx.provider.fetch_ahead if ahead else ctx.provider.fetch
+    return [(a, b, fetch("lut_window", n=b - a, p=int(p), beta=int(beta), powers=int(powers)))
             for a, b in zip(cuts[:-1], cuts[1:])]
 
 
@@ -588,7 +590,7 @@ def _ln_split(x: Shared, bits: int, zfrac: int, powers: int):
     ctx = x.ctx
     pending = []
     nz = normalize(x, bits, zfrac, prefetch=lambda: pending.append(
-        window_material(ctx, x.size, zfrac + _LN_SEG_LOG2, _LN_BETA, powers)))
+        window_material(ctx, x.size, zfrac + _LN_SEG_LOG2, _LN_BETA, powers, ahead=True)))
     onehot, pw = window_split(nz.z, _LN_LO, _LN_SEG_LOG2, _LN_BETA, "log", material=pending[0], powers=powers)
     return nz, onehot, pw
 

@@ -167,10 +167,13 @@ def test_hash_table_layout_overflow_and_sizing():
 
 def test_macs_are_rfc2104_hmac_sha256():
     import hmac
-    keys = ["1:5:A:C", "X:99:AT:G", "", "22:16050075:A:G" * 10]
-    for job_key in (bytes(range(32)), b"x" * 100, b""):
+    keys = ["1:5:A:C", "X:99:AT:G", "", "22:16050075:A:G" * 10, "7:1:\u00e9:T"]
+    # every padding case of the compiled SHA-256: 55, 56, 63, 64 and 119-120 bytes need one or two more blocks
+    keys += ["A" * n for n in (55, 56, 57, 63, 64, 65, 119, 120, 128, 1000)]
+    for job_key in (bytes(range(32)), b"x" * 100, b"y" * 64, b"z" * 65, b""):
         want = np.frombuffer(b"".join(hmac.digest(job_key, k.encode(), "sha256") for k in keys), "<u8").reshape(-1, 4)
         assert (_macs(job_key, keys) == want).all()
+    assert _macs(b"k", []).shape == (0, 4)
 
 
 def test_cuckoo_table_places_every_entry_in_one_of_its_bins():

@@ -27,6 +27,7 @@ from cipherome.mpc.jit import njit
 from cipherome.mpc.ledger import PUBLIC
 
 from cipherome.genomics.errors import InputError
+from cipherome.genomics.filtering.macs import hmac_sha256_words
 
 __all__ = ["FP_BITS", "HASHES", "agree_job_key", "hash_keys", "lane_table", "suggest_table", "overflow_probability",
            "cuckoo_hashes", "cuckoo_table", "simple_table", "cuckoo_geometry"]
@@ -49,29 +50,9 @@ def agree_job_key(ctx, label: str = "filter.job_key_contribution") -> bytes:
 
 
 def _macs(job_key: bytes, keys) -> np.ndarray:
-    """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key.
-
-    HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)) (RFC 2104), with the two keyed
-    SHA-256 states computed once and copied per key: about half the time of
-    ``hmac.digest`` per key, which sets the key up again on every call.
-    """
-    inner, outer = _keyed_states(job_key)
-    out = []
-    for k in keys:
-        i = inner.copy()
-        i.update(str(k).encode())
-        o = outer.copy()
-        o.update(i.digest())
-        out.append(o.digest())
-    return np.frombuffer(b"".join(out), dtype="<u8").astype(np.uint64).reshape(len(out), 4)
-
-
-def _keyed_states(key: bytes):
-    """SHA-256 states after absorbing K ^ ipad and K ^ opad (RFC 2104; keys longer than a block are hashed)."""
-    block = hashlib.sha256().block_size
-    k = hashlib.sha256(key).digest() if len(key) > block else key
-    k = k.ljust(block, b"\0")
-    return hashlib.sha256(bytes(b ^ 0x36 for b in k)), hashlib.sha256(bytes(b ^ 0x5C for b in k))
+    """(m, 4) uint64: the four little-endian words of HMAC-SHA256(job key, key) per key (compiled:
+    ``genomics.filtering.macs``)."""
+    return hmac_sha256_words(job_key, keys)
 
 
 def _fingerprints(w: np.ndarray, bits: int = FP_BITS) -> np.ndarray:
