@@ -492,6 +492,7 @@ class Context:
             gen = DealerGen([p.stream(at) for p in prgs], corrected, own, {} if ahead else state)
             RECIPES[kind](gen, **args)
             self.transport.send(self.parties[corrected], f"dealer/{at}", gen.corrections())
+            del gen  # its values and scratch are not held while the dealer waits for the next request
             self.dealer_requests += 1
 
     def _dealer_request(self, seq: int) -> tuple[int, str, dict, bool] | None:
