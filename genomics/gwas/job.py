@@ -195,13 +195,17 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums, stop=No
     """This site's ``VariantSums`` of variants 0..total-1, read ``block`` at a time (local, no traffic).
 
     ``stop``: a ``threading.Event``; once set, the loop ends between blocks and returns None."""
-    parts = []
+    out = None  # filled block by block: no list of parts beside a concatenated copy (2 x 100 MB at 100,000 x 13)
     for start in range(0, total, block):
         if stop is not None and stop.is_set():
             return None
-        parts.append(sums(np.arange(start, min(start + block, total))))
+        part = sums(np.arange(start, min(start + block, total)))
+        if out is None:
+            out = VariantSums(*(np.empty((total,) + a.shape[1:], a.dtype) for a in part))
+        for whole, a in zip(out, part):
+            whole[start:start + len(a)] = a
         _progress(ctx, f"{stage} (local sums)", min(start + block, total), total, t0)
-    return concat_variant_sums(parts)
+    return concat_variant_sums([]) if out is None else out
 
 
 def _association_inputs(ctx, site, sv, mask, design: SiteDesign, n_assoc: int, block: int, stop=None):
