@@ -150,11 +150,11 @@ def test_no_orphans_when_the_parent_dies(tmp_path):
     import sys
     import time
 
-    script = tmp_path / "launch.py"
+    script = tmp_path / "launch.py"  # the cluster's folder (its keys) under tmp_path: SIGKILL leaves no cleanup
     script.write_text(
         "import sys, time\n"
         "from cipherome.mpc.launcher import LocalCluster\n"
-        "c = LocalCluster(2, log_level='WARNING').start()\n"
+        f"c = LocalCluster(2, log_level='WARNING', workdir={str(tmp_path / 'cluster')!r}).start()\n"
         "print(' '.join(str(p.pid) for p in c.procs.values()), flush=True)\n"
         "time.sleep(600)\n"
     )
