@@ -256,8 +256,6 @@ class DealerGen:
         if len(parties) < self.n and self._lead != 0:
             raise ValueError("random_among in a rotating recipe (its corrections must go to the lead)")
         shape = _shape(shape)
-        if not parties:
-            return np.zeros(shape, dtype=U64)
         total = self._prgs[parties[0]].ring(shape)
         for i in parties[1:]:
             total += self._draw(i, shape)
@@ -277,7 +275,7 @@ class DealerGen:
         return self._own.bits(_shape(shape)) if bits else self._own.ring(_shape(shape))
 
     def _correct(self, v: np.ndarray, combine, mask=None) -> np.ndarray:
-        """Queue the lead's correction: v minus (or XOR) every other party's PRG draw."""
+        """Queue the lead's correction: v minus (or XOR) every other party's PRG draw (n >= 2: at least one)."""
         corr = None
         for i in range(self.n):
             if i != self._lead:
@@ -285,7 +283,7 @@ class DealerGen:
                 if mask is not None:
                     d &= mask
                 corr = combine(v if corr is None else corr, d, out=corr)
-        self._out.append((v.copy() if corr is None else corr).ravel())
+        self._out.append(corr.ravel())
         return v
 
     def _value(self, shape, value: Callable[[], np.ndarray]) -> np.ndarray:

@@ -45,7 +45,7 @@ from cipherome.genomics.gwas import stats as gwas_stats
 from cipherome.genomics.gwas.assoc import (SiteTerms, pool_terms, project_off_covariates, site_terms, whiten,
                                            study_series_terms)
 from cipherome.genomics.local.background import Background
-from cipherome.genomics.local.stats import SiteDesign, VariantSums, concat_variant_sums, genotype_counts, variant_sums
+from cipherome.genomics.local.stats import SiteDesign, VariantSums, genotype_counts, variant_sums
 from cipherome.genomics.gwas.params import MAX_CORR, MAX_VIF, GwasParams
 from cipherome.genomics.gwas.select import select_variants
 from cipherome.genomics.gwas.logistic import logistic_association
@@ -195,6 +195,8 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums, stop=No
     """This site's ``VariantSums`` of variants 0..total-1, read ``block`` at a time (local, no traffic).
 
     ``stop``: a ``threading.Event``; once set, the loop ends between blocks and returns None."""
+    if total < 1:  # the callers stop earlier (no common variant, no tested variant)
+        raise ValueError("no variants to sum")
     out = None  # filled block by block: no list of parts beside a concatenated copy (2 x 100 MB at 100,000 x 13)
     for start in range(0, total, block):
         if stop is not None and stop.is_set():
@@ -205,7 +207,7 @@ def _site_sums(ctx, stage: str, total: int, block: int, t0: float, sums, stop=No
         for whole, a in zip(out, part):
             whole[start:start + len(a)] = a
         _progress(ctx, f"{stage} (local sums)", min(start + block, total), total, t0)
-    return concat_variant_sums([]) if out is None else out
+    return out
 
 
 def _association_inputs(ctx, site, sv, mask, design: SiteDesign, n_assoc: int, block: int, stop=None):
@@ -408,7 +410,9 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
             log.info("association: %d variants, %.2f series terms on average (at most %d), %.1f s", len(passed),
                      terms.mean(), terms.max(), time.perf_counter() - t0)
 
-            table = gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
+            # the statistic columns go to the submitter from the lead only (``result`` below)
+            table = (gwas_stats.output_columns(out, obs_ct, const, k, glm, sd_y, params.ci, qc.a1_is_alt[passed])
+                     if ctx.is_lead else {"obs_ct": obs_ct})
         if cols is not None:
             table["optional"] = release_columns(ctx, cols, params.glm_cols, np.asarray(table["obs_ct"]),
                                                 qc.a1_is_alt[passed], params.min_cell_size)
@@ -423,10 +427,6 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         "n_variants": n_var,
         "qc": qc.summary(),
         "min_cell_size": params.min_cell_size,  # public (gwas.site_counts): the strictest site's policy
-        "qc_pass": qc.passed,
-        "tested": passed,
-        "a1_is_alt": qc.a1_is_alt[passed],
-        "assoc": table,
         "glm_drop": list(params.glm_drop),
         "glm_cols": list(params.glm_cols),
         "seconds": time.perf_counter() - t_start,
@@ -435,10 +435,8 @@ def run_gwas(ctx, params: GwasParams, site: SiteData) -> dict:
         result["pca"] = {"eigenvalues": pca.eigenvalues, "variants": pca.variants, "names": cov_names[-params.pca:],
                          "passes": pca.passes, "bound": pca.bound,
                          "rel_residual": pca.history[-1].get("rel_residual") if pca.history else None}
-    if not ctx.is_lead:  # the per-variant arrays reach the submitter once, from the lead (5.8 MB per site at 100,000)
-        for key in ("qc_pass", "tested", "a1_is_alt", "assoc"):
-            del result[key]
-    if ctx.is_lead:
+    if ctx.is_lead:  # the per-variant results reach the submitter once, from the lead (5.8 MB per site at 100,000)
+        result.update(qc_pass=qc.passed, tested=passed, a1_is_alt=qc.a1_is_alt[passed], assoc=table)
         v = site.variants
         li = sv.lead_index
         result["variants"] = {"chrom": v.chrom[li], "pos": v.pos[li], "id": v.id[li], "ref": v.ref[li], "alt": v.alt[li]}
