@@ -52,3 +52,40 @@ def test_prefaulted_pages_are_kept_and_reused_by_the_next_arrays():
     assert 280 <= after - base < 1000, (base, after)  # 300 MB faulted in and kept, not the 2 GiB block
     assert used - after < 30, (after, used)  # the next 300 MB of arrays reuse them
     assert faults < 2000, faults  # a fresh 300 MB is 76,800 small pages (or 150 huge ones, see the RSS)
+
+
+def test_hugepage_env_adds_the_tunable_only_where_it_changes_something():
+    """``hugepage_env``: glibc >= 2.35 under the kernel's THP mode ``madvise`` gets glibc's huge-page
+    tunable, merged with tunables already set; anything else (already chosen, tuning off, another C
+    library or THP mode) is left alone."""
+    from cipherome.mpc.memory import HUGEPAGE_TUNABLE, hugepage_env
+
+    glibc = ("glibc", "2.36")
+    assert hugepage_env({"A": "1"}, "madvise", glibc) == {"A": "1", "GLIBC_TUNABLES": HUGEPAGE_TUNABLE}
+    merged = hugepage_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "madvise", glibc)
+    assert merged["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + HUGEPAGE_TUNABLE
+    assert hugepage_env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "madvise", glibc) is None  # the site's choice
+    assert hugepage_env({"CIPHEROME_NO_MALLOC_TUNING": "1"}, "madvise", glibc) is None
+    assert hugepage_env({}, "madvise", ("glibc", "2.31")) is None  # no such tunable before 2.35
+    assert hugepage_env({}, "madvise", ("", "")) is None  # musl, or unknown
+    assert hugepage_env({}, "always", glibc) is None
+    assert hugepage_env({}, "never", glibc) is None
+    assert hugepage_env({}, "", glibc) is None  # no THP at all
+
+
+def test_a_daemon_restarts_itself_once_with_the_tunable(tmp_path):
+    """``cipherome party serve`` (through ``LocalCluster``) runs with glibc's huge-page tunable, in the
+    process the launcher started (same PID), where this machine's glibc and kernel make it count."""
+    import os
+
+    from cipherome.mpc.launcher import LocalCluster
+    from cipherome.mpc.memory import HUGEPAGE_TUNABLE, hugepage_env
+
+    expected = hugepage_env({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}) is not None
+    with LocalCluster(2, workdir=tmp_path, log_level="WARNING") as cluster:
+        for name, proc in cluster.procs.items():
+            env = open(f"/proc/{proc.pid}/environ", "rb").read().split(b"\0")
+            tunables = [e for e in env if e.startswith(b"GLIBC_TUNABLES=")]
+            assert (tunables == [b"GLIBC_TUNABLES=" + HUGEPAGE_TUNABLE.encode()]) == expected, (name, tunables)
+        health = cluster.client.health()
+        assert all("error" not in h for h in health.values()), health  # the restarted daemons serve
