@@ -46,6 +46,7 @@ from .blas import limit_blas_threads
 from .grpc_transport import (
     ChannelPool,
     GrpcTransport,
+    Header,
     PeerLink,
     Refused,
     exchange_handler,
@@ -296,7 +297,7 @@ class Daemon:
         return {p.name: PeerLink(p.name, p.address, p.cert_pem) for p in study.parties if p.name != self.me}
 
     # -- Peer.Exchange -----------------------------------------------------------------
-    def _resolve(self, hello: pb.Chunk, fp: str | None) -> GrpcTransport:
+    def _resolve(self, hello: Header, fp: str | None) -> GrpcTransport:
         study = self.studies.get(hello.study)
         if study is None:
             log.warning("refused exchange stream: study %r is not approved here", hello.study)

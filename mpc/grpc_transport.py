@@ -16,8 +16,13 @@ sender knows (JSON ``{party: digest}``) when they disagree, so that every party
 of a job that was submitted with different parameters can name the odd party,
 even one that never saw the odd party's own HELLO. The payload field ``data`` (field 15) is written last by our encoder, so the
 receiver slices it out of the received bytes without copying; any standard
-protobuf encoder produces bytes this decoder reads too. The receiving side
-trusts the peer's TLS certificate, never the ``sender`` field.
+protobuf encoder produces bytes this decoder reads too. The data path builds no
+protobuf message: a DATA chunk's header is serialised by ``data_header`` and every
+chunk is read by ``decode_chunk``, byte for byte the format protobuf writes and reads
+(the tests compare them), because protobuf's upb runtime calls ``malloc_trim(0)``
+every 10,000 freed messages, handing the daemon's free heap back to the kernel
+(``mpc.memory``); control chunks (HELLO, DONE, ABORT) still use ``pb.Chunk``. The
+receiving side trusts the peer's TLS certificate, never the ``sender`` field.
 """
 from __future__ import annotations
 
@@ -47,7 +52,9 @@ __all__ = [
     "ChannelPool",
     "GrpcTransport",
     "encode_chunk",
+    "data_header",
     "decode_chunk",
+    "Header",
     "message_chunks",
     "Assembler",
     "MalformedMessage",
@@ -140,6 +147,16 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _frame(head: bytes, payload) -> bytes:
+    """A serialised ``Chunk``: its header fields ``head``, then padding and field 15 (``data``) = ``payload``."""
+    n = len(payload)
+    if not n:
+        return head
+    lead = len(head) + 1 + len(_varint(n))
+    pad = (-(lead + 2)) % _ALIGN  # field 14: key (1 byte) + length (1 byte, pad < 128) + pad bytes
+    return b"".join((head, _PAD_KEY, bytes((pad,)), bytes(pad), _DATA_KEY, _varint(n), payload))
+
+
 def encode_chunk(header: pb.Chunk, payload=b"") -> bytes:
     """Serialised ``Chunk``: the header fields, then field 15 (``data``) = ``payload``, in one copy.
 
@@ -147,13 +164,46 @@ def encode_chunk(header: pb.Chunk, payload=b"") -> bytes:
     ``_ALIGN`` bytes into the message: the receiver can then use it in place
     (CPython's bytes buffers are 16-byte aligned) instead of copying it.
     """
-    n = len(payload)
-    if not n:
-        return header.SerializeToString()
-    head = header.SerializeToString()
-    lead = len(head) + 1 + len(_varint(n))
-    pad = (-(lead + 2)) % _ALIGN  # field 14: key (1 byte) + length (1 byte, pad < 128) + pad bytes
-    return b"".join((head, _PAD_KEY, bytes((pad,)), bytes(pad), _DATA_KEY, _varint(n), payload))
+    return _frame(header.SerializeToString(), payload)
+
+
+def _len_field(field: int, raw: bytes) -> bytes:
+    return bytes(((field << 3) | 2,)) + _varint(len(raw)) + raw if raw else b""
+
+
+def _int_field(field: int, v: int) -> bytes:
+    return bytes((field << 3,)) + _varint(v) if v else b""
+
+
+def data_header(tag: str, index: int, total: int, dtype: str = "", shape=(), nbytes: int = 0) -> bytes:
+    """The header fields of a DATA chunk, serialised as protobuf serialises them (field order, proto3
+    defaults omitted, ``shape`` packed), without a protobuf message (module doc: no upb arena per chunk)."""
+    packed = b"".join(_varint(int(d) & _U64) for d in shape)
+    return b"".join((_len_field(5, tag.encode()), _len_field(6, dtype.encode()), _len_field(7, packed),
+                     _int_field(8, int(nbytes)), _int_field(9, int(index)), _int_field(10, int(total))))
+
+
+@dataclass
+class Header:
+    """A ``Chunk``'s fields other than ``pad`` and ``data``, with protobuf's defaults (proto/cipherome.proto)."""
+
+    kind: int = 0
+    job_id: str = ""
+    sender: str = ""
+    study: str = ""
+    tag: str = ""
+    dtype: str = ""
+    shape: tuple = ()
+    nbytes: int = 0
+    index: int = 0
+    total: int = 0
+    reason: str = ""
+
+
+_U64 = (1 << 64) - 1
+#: Chunk's length-delimited string fields and its varint fields (name, bits kept: proto3's int32/uint32 truncation)
+_STRINGS = {2: "job_id", 3: "sender", 4: "study", 5: "tag", 6: "dtype", 11: "reason"}
+_VARINTS = {1: ("kind", 32), 8: ("nbytes", 64), 9: ("index", 32), 10: ("total", 32)}
 
 
 @dataclass
@@ -164,13 +214,18 @@ class _Bad:
 
 
 def decode_chunk(raw: bytes):
-    """``(Chunk header without data, memoryview of data)`` from wire bytes, or ``_Bad`` if undecodable.
+    """``(Header, memoryview of data)`` from wire bytes, or ``_Bad`` if undecodable.
 
-    Walks the top-level fields; the ``data`` field is sliced, not copied, and the
-    header is parsed from the remaining (small) bytes.
+    One walk over the top-level fields, as protobuf parses them: the ``data`` field is sliced, not
+    copied; strings must be UTF-8; ``shape`` may come packed or not; a later value of a field
+    replaces an earlier one; unknown fields are skipped. No protobuf message is built: upb frees
+    an arena per message and calls glibc's ``malloc_trim(0)`` every 10,000 frees, which hands the
+    daemon's free heap back to the kernel (``mpc.memory``), and a job sends thousands of chunks.
     """
     try:
         pos, n, span = 0, len(raw), None
+        fields: dict = {}
+        shape: list[int] = []
         while pos < n:
             key_at = pos
             key, pos = _read_varint(raw, pos)
@@ -178,12 +233,30 @@ def decode_chunk(raw: bytes):
             if field == 0:
                 raise ValueError("field number 0")
             if wt == 0:
-                _, pos = _read_varint(raw, pos)
+                v, pos = _read_varint(raw, pos)
+                if field in _VARINTS:
+                    name, bits = _VARINTS[field]
+                    v &= (1 << bits) - 1
+                    fields[name] = v - (1 << 32) if name == "kind" and v >= 1 << 31 else v
+                elif field == 7:
+                    shape.append(v - (1 << 64) if v >= 1 << 63 else v)
             elif wt == 2:
                 ln, pos = _read_varint(raw, pos)
+                end = pos + ln
+                if end > n:
+                    raise ValueError("truncated field")
                 if field == 15:
-                    span = (key_at, pos, pos + ln)
-                pos += ln
+                    span = (key_at, pos, end)
+                elif field in _STRINGS:
+                    fields[_STRINGS[field]] = raw[pos:end].decode("utf-8")
+                elif field == 7:
+                    p = pos
+                    while p < end:
+                        v, p = _read_varint(raw, p)
+                        shape.append(v - (1 << 64) if v >= 1 << 63 else v)
+                    if p != end:
+                        raise ValueError("truncated packed field")
+                pos = end
             elif wt == 1:
                 pos += 8
             elif wt == 5:
@@ -192,11 +265,10 @@ def decode_chunk(raw: bytes):
                 raise ValueError(f"unsupported wire type {wt}")
             if pos > n:
                 raise ValueError("truncated field")
+        hdr = Header(shape=tuple(shape), **fields)
         if span is None:
-            return pb.Chunk.FromString(raw), memoryview(b"")
-        k, s, e = span
-        head = raw[:k] + raw[e:] if e < n else raw[:k]
-        return pb.Chunk.FromString(head), memoryview(raw)[s:e]
+            return hdr, memoryview(b"")
+        return hdr, memoryview(raw)[span[1]:span[2]]
     except Exception as exc:  # noqa: BLE001 - any decoding failure is "malformed"
         return _Bad(f"undecodable chunk ({type(exc).__name__}: {exc})")
 
@@ -206,12 +278,9 @@ def message_chunks(tag: str, array: np.ndarray, chunk_bytes: int = CHUNK_BYTES):
     flat = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     nbytes = len(flat)
     total = max(1, math.ceil(nbytes / chunk_bytes))
-    first = pb.Chunk(kind=pb.Chunk.DATA, tag=tag, dtype=array.dtype.str, shape=list(array.shape),
-                     nbytes=nbytes, index=0, total=total)
-    yield encode_chunk(first, flat[:chunk_bytes])
+    yield _frame(data_header(tag, 0, total, array.dtype.str, array.shape, nbytes), flat[:chunk_bytes])
     for i in range(1, total):
-        hdr = pb.Chunk(kind=pb.Chunk.DATA, tag=tag, index=i, total=total)
-        yield encode_chunk(hdr, flat[i * chunk_bytes:(i + 1) * chunk_bytes])
+        yield _frame(data_header(tag, i, total), flat[i * chunk_bytes:(i + 1) * chunk_bytes])
 
 
 class MalformedMessage(ValueError):

@@ -8,6 +8,7 @@ from cipherome.mpc.grpc_transport import (
     Assembler,
     MalformedMessage,
     _Bad,
+    data_header,
     decode_chunk,
     encode_chunk,
     message_chunks,
@@ -135,3 +136,85 @@ def test_job_results_codec_keeps_arrays_and_string_lists():
     assert back["n"].dtype == np.int32 and back["n"].shape == (2, 3)
     assert back["ids"] == ["rs1", "1:5:A:C", ""] and back["mixed"] == ["a", 1]
     assert back["x"] == [1.5, {"k": ["A", "B"]}]
+
+
+_HEADERS = [
+    dict(kind=pb.Chunk.DATA, tag="t", dtype="<u8", shape=[100], nbytes=800, index=0, total=1),
+    dict(kind=pb.Chunk.DATA, tag="assoc/open/3.relay", index=7, total=9),
+    dict(kind=pb.Chunk.DATA, tag="é/ü", dtype="|u1", shape=[0, 3, 1 << 40], nbytes=0, index=0, total=1),
+    dict(kind=pb.Chunk.DATA, tag="neg", dtype="<i8", shape=[-2, 5], nbytes=(1 << 64) - 1, index=(1 << 32) - 1,
+         total=(1 << 32) - 1),
+    dict(kind=pb.Chunk.HELLO, job_id="j" * 40, sender="p1", study="s", tag="digest"),
+    dict(kind=pb.Chunk.ABORT, reason="x" * 300, tag='{"p0": "d"}'),
+    dict(kind=pb.Chunk.DONE),
+    dict(kind=7),  # an unknown kind survives decoding (the handler refuses it)
+]
+
+
+@pytest.mark.parametrize("fields", _HEADERS)
+def test_hand_codec_is_protobuf_byte_for_byte(fields):
+    """``data_header`` writes what protobuf writes, and ``decode_chunk`` reads every field as protobuf
+    reads it, from our frames and from a standard encoder's (data not last, no padding)."""
+    msg = pb.Chunk(**fields)
+    names = ("kind", "job_id", "sender", "study", "tag", "dtype", "shape", "nbytes", "index", "total", "reason")
+    if fields.get("kind", 0) == pb.Chunk.DATA:
+        keys = {k: fields[k] for k in ("tag", "index", "total", "dtype", "shape", "nbytes") if k in fields}
+        assert data_header(**keys) == msg.SerializeToString()
+    payload = bytes(range(37))
+    for raw in (encode_chunk(msg, payload), pb.Chunk(**fields, data=payload).SerializeToString()):
+        hdr, data = decode_chunk(raw)
+        assert bytes(data) == payload
+        parsed = pb.Chunk.FromString(raw)
+        for name in names:
+            want = getattr(parsed, name)
+            assert getattr(hdr, name) == (tuple(want) if name == "shape" else want), name
+
+
+def test_hand_decoder_reads_unpacked_repeats_and_unknown_fields():
+    """protobuf accepts ``shape`` unpacked too, lets a later scalar replace an earlier one and skips unknown
+    fields of every wire type; so does ``decode_chunk``."""
+    raw = (b"\x38\x03" b"\x38\x04"  # shape 3, 4 unpacked (field 7, varint)
+           b"\x48\x01" b"\x48\x02"  # index 1, then 2
+           b"\xa0\x01\x05" b"\xa9\x01" + bytes(8) + b"\xb2\x01\x02ab" + b"\xbd\x01" + bytes(4)  # fields 20-23
+           + b"\x2a\x01t")  # tag "t"
+    hdr, data = decode_chunk(raw)
+    parsed = pb.Chunk.FromString(raw)
+    assert hdr.shape == tuple(parsed.shape) == (3, 4) and hdr.index == parsed.index == 2 and hdr.tag == "t"
+    assert len(data) == 0
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x2a\x02\xff\xfe",  # a tag that is not UTF-8
+    b"\x3a\x03\x80\x80\x80",  # a packed shape whose last varint is cut
+    b"\x2a\x05ab",  # a string longer than the message
+    b"\x0b",  # wire type 3 (groups)
+])
+def test_hand_decoder_refuses_what_protobuf_refuses(raw):
+    with pytest.raises(Exception):
+        pb.Chunk.FromString(raw)
+    assert isinstance(decode_chunk(raw), _Bad)
+
+
+def test_the_data_path_builds_no_protobuf_message(monkeypatch):
+    """Encoding a multi-chunk message and decoding its chunks never constructs or parses a ``pb.Chunk``."""
+    calls = []
+
+    class Spy:
+        DATA, HELLO, DONE, ABORT = pb.Chunk.DATA, pb.Chunk.HELLO, pb.Chunk.DONE, pb.Chunk.ABORT
+
+        def __init__(self, *a, **k):
+            calls.append("new")
+
+        @staticmethod
+        def FromString(raw):
+            calls.append("parse")
+
+    import cipherome.mpc.grpc_transport as gt
+
+    monkeypatch.setattr(gt.pb, "Chunk", Spy)
+    arr = np.arange(1000, dtype=np.uint64)
+    asm, got = Assembler(1 << 30), None
+    for raw in message_chunks("m", arr, 1024):
+        got = asm.feed(*decode_chunk(raw)) or got
+    assert calls == [] and got[0] == "m"
+    np.testing.assert_array_equal(got[1], arr)
