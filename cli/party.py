@@ -53,9 +53,6 @@ def _watch_parent(pid: int, stop) -> None:
               help="Site config (TOML), read once at start: restart the daemon to apply changes.")
 def serve(config_path: str) -> None:
     """Run the party daemon of the site described by --config until stopped (SIGTERM or Ctrl-C)."""
-    from cipherome.mpc.memory import reexec_with_hugepages
-
-    reexec_with_hugepages()  # once, with glibc's huge-page tunable (mpc.memory)
     from cipherome.mpc.daemon import Daemon
     from cipherome.mpc.launcher import PARENT_ENV
     from cipherome.mpc.study import ConfigError

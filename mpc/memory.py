@@ -19,29 +19,18 @@ A page touched for the first time costs the kernel a zeroed page (measured on th
 study are 640 MB per site: faulted in when the PCA builds them, 0.8-1.1 s of system time
 per site while the three sites compete for two cores, or ahead, while variant QC waits
 on its rounds (``genomics.gwas.pca.prefault_operator``).
-
-``reexec_with_hugepages``: a party daemon restarts itself once, at its start, with glibc's
-tunable ``glibc.malloc.hugetlb=1``, so that malloc advises transparent huge pages for its heap
-(where the kernel's THP mode is ``madvise``, as on Debian's default): a fresh 2 MB page is one
-fault instead of 512. Measured here (147 MB of fresh memory written once, the windowed split's
-one-hot of 576,240 logarithms): 0.43 s with 4 kB pages, 0.24 s with huge pages; in the 10,000 x
-100,000 benchmark job at 50 ms / 1 Gbit/s (QC + linear, five interleaved pairs) the sites took
-about 4,200-5,000 page faults each instead of 15,600-29,800, and the job 11.5-13.4 s instead of
-11.9-15.1 s (docs/wan.md, twentieth pass). glibc reads its tunables only when a process starts,
-hence the restart (same PID, same arguments).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
-import platform
 import sys
 import threading
 
 import numpy as np
 
-__all__ = ["tune_malloc", "Prefault", "hugepage_env", "reexec_with_hugepages"]
+__all__ = ["tune_malloc", "Prefault"]
 
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -72,55 +61,6 @@ def tune_malloc() -> bool:
     )
     _done = ok
     return ok
-
-
-#: glibc's tunable that makes malloc advise transparent huge pages for its heap (glibc >= 2.35)
-HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
-_THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
-
-
-def _thp_mode() -> str:
-    """The kernel's THP mode (the bracketed word of ``_THP_MODE``), or "" where there is none."""
-    try:
-        with open(_THP_MODE) as f:
-            text = f.read()
-    except OSError:
-        return ""
-    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else ""
-
-
-def hugepage_env(env: dict, thp_mode: str | None = None, libc: tuple[str, str] | None = None) -> dict | None:
-    """``env`` with ``HUGEPAGE_TUNABLE`` added to GLIBC_TUNABLES, or None where that would change nothing:
-    the tuning is off (CIPHEROME_NO_MALLOC_TUNING), the environment already sets ``glibc.malloc.hugetlb``,
-    the C library is not glibc 2.35 or newer, or the kernel's THP mode is not ``madvise`` (with
-    ``always`` the heap gets huge pages anyway, with ``never`` it cannot)."""
-    if env.get("CIPHEROME_NO_MALLOC_TUNING") or "glibc.malloc.hugetlb" in env.get("GLIBC_TUNABLES", ""):
-        return None
-    name, version = libc if libc is not None else platform.libc_ver()
-    try:
-        if name != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
-            return None
-    except ValueError:
-        return None
-    if (thp_mode if thp_mode is not None else _thp_mode()) != "madvise":
-        return None
-    old = env.get("GLIBC_TUNABLES")
-    return {**env, "GLIBC_TUNABLES": f"{old}:{HUGEPAGE_TUNABLE}" if old else HUGEPAGE_TUNABLE}
-
-
-def reexec_with_hugepages() -> None:
-    """Restart this process with ``hugepage_env`` (module doc) where it changes anything; else return.
-
-    Call it first thing in a long-lived process (the party daemon), before it opens files or
-    sockets: ``os.execve`` keeps the PID and the open descriptors and replaces everything else.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    env = hugepage_env(dict(os.environ))
-    if env is not None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(sys.executable, sys.orig_argv, env)
 
 
 class Prefault:
