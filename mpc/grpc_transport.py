@@ -167,6 +167,9 @@ def encode_chunk(header: pb.Chunk, payload=b"") -> bytes:
     return _frame(header.SerializeToString(), payload)
 
 
+_U64 = (1 << 64) - 1
+
+
 def _len_field(field: int, raw: bytes) -> bytes:
     return bytes(((field << 3) | 2,)) + _varint(len(raw)) + raw if raw else b""
 
@@ -200,10 +203,20 @@ class Header:
     reason: str = ""
 
 
-_U64 = (1 << 64) - 1
-#: Chunk's length-delimited string fields and its varint fields (name, bits kept: proto3's int32/uint32 truncation)
+def _int32(v: int) -> int:
+    v &= 0xFFFF_FFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def _int64(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
+#: Chunk's length-delimited string fields, and its varint fields with protobuf's conversion of the value read
+#: (an enum is an int32; a uint32 keeps the low 32 bits; ``shape``, field 7, holds int64 values)
 _STRINGS = {2: "job_id", 3: "sender", 4: "study", 5: "tag", 6: "dtype", 11: "reason"}
-_VARINTS = {1: ("kind", 32), 8: ("nbytes", 64), 9: ("index", 32), 10: ("total", 32)}
+_VARINTS = {1: ("kind", _int32), 8: ("nbytes", lambda v: v & _U64), 9: ("index", lambda v: v & 0xFFFF_FFFF),
+            10: ("total", lambda v: v & 0xFFFF_FFFF)}
 
 
 @dataclass
@@ -218,9 +231,7 @@ def decode_chunk(raw: bytes):
 
     One walk over the top-level fields, as protobuf parses them: the ``data`` field is sliced, not
     copied; strings must be UTF-8; ``shape`` may come packed or not; a later value of a field
-    replaces an earlier one; unknown fields are skipped. No protobuf message is built: upb frees
-    an arena per message and calls glibc's ``malloc_trim(0)`` every 10,000 frees, which hands the
-    daemon's free heap back to the kernel (``mpc.memory``), and a job sends thousands of chunks.
+    replaces an earlier one; unknown fields are skipped. No protobuf message is built (module doc).
     """
     try:
         pos, n, span = 0, len(raw), None
@@ -235,11 +246,10 @@ def decode_chunk(raw: bytes):
             if wt == 0:
                 v, pos = _read_varint(raw, pos)
                 if field in _VARINTS:
-                    name, bits = _VARINTS[field]
-                    v &= (1 << bits) - 1
-                    fields[name] = v - (1 << 32) if name == "kind" and v >= 1 << 31 else v
+                    name, convert = _VARINTS[field]
+                    fields[name] = convert(v)
                 elif field == 7:
-                    shape.append(v - (1 << 64) if v >= 1 << 63 else v)
+                    shape.append(_int64(v))
             elif wt == 2:
                 ln, pos = _read_varint(raw, pos)
                 end = pos + ln
@@ -253,7 +263,7 @@ def decode_chunk(raw: bytes):
                     p = pos
                     while p < end:
                         v, p = _read_varint(raw, p)
-                        shape.append(v - (1 << 64) if v >= 1 << 63 else v)
+                        shape.append(_int64(v))
                     if p != end:
                         raise ValueError("truncated packed field")
                 pos = end

@@ -148,6 +148,7 @@ _HEADERS = [
     dict(kind=pb.Chunk.ABORT, reason="x" * 300, tag='{"p0": "d"}'),
     dict(kind=pb.Chunk.DONE),
     dict(kind=7),  # an unknown kind survives decoding (the handler refuses it)
+    dict(kind=-1),  # an enum is an int32: ten bytes on the wire, read back negative
 ]
 
 
