@@ -42,6 +42,11 @@ def floor_row(link: str, rounds: int, nbytes: float) -> dict:
     return {"floor_s": spec.floor(rounds, nbytes), "strict_floor_s": spec.strict_floor(rounds, nbytes)}
 
 
+def qc_assoc_bytes(report: dict) -> int:
+    """Bytes a party sent in the variant QC and association stages (the issue's "QC + association" traffic)."""
+    return sum(s["bytes_sent"] for s in report.get("stages", []) if s["stage"] in ("variant_qc", "association"))
+
+
 def host_cpu_seconds() -> dict:
     """The machine's CPU time so far by kind (/proc/stat: busy, idle, and steal, the time a virtual
     machine's host gave to others), in seconds summed over cores; {} where there is no /proc/stat."""
@@ -79,6 +84,9 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
            "mb_lead": lead["bytes_sent"] / 1e6, "rounds_lead": lead["rounds"],
            "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
            "tested": len(res.results[0]["tested"]),
+           # the issue's traffic target is per party: every site's MB, and its QC + association bytes per variant
+           "mb_parties": {name: r.get("bytes_sent", 0) / 1e6 for name, r in sorted(res.reports.items())},
+           "qc_assoc_kb_per_variant": {name: qc_assoc_bytes(r) / m / 1e3 for name, r in sorted(res.reports.items())},
            "stages": [{"stage": s["stage"], "s": round(s["seconds"], 2), "mb": round(s["bytes_sent"] / 1e6, 2),
                        "rounds": s["rounds"], "waited_s": s.get("waited_s"), "lead_cpu_s": s.get("process_cpu_s")}
                       for s in lead["stages"]],
@@ -94,8 +102,9 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
 
 def markdown(rows: list[dict]) -> str:
     """The side-by-side table (one line per run)."""
-    out = ["| size | run | link | wall s | first job s | MB sent (lead) | rounds (lead) | floor s (R x RTT + B/bw) "
-           "| wall / floor | strict floor s | load | host busy / steal s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| size | run | link | wall s | first job s | MB sent (lead) | QC + assoc. KB/variant (most of a site) "
+           "| rounds (lead) | floor s (R x RTT + B/bw) | wall / floor | strict floor s | load | host busy / steal s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         run = "QC + " + (f"PCA {r['pca']} ({r.get('pca_mode', 'shared')}) + " if r["pca"] else "") + r["glm"] + \
             (f" ({r['pheno']})" if r.get("pheno", PARAMS.pheno_name) != PARAMS.pheno_name else "")
@@ -103,7 +112,10 @@ def markdown(rows: list[dict]) -> str:
         h = r.get("host_cpu_s") or {}
         host = f"{h['busy']:.1f} / {h['steal']:.1f}" if h else "-"
         first = f"{r['first_job_s']:.1f}" if r.get("first_job_s") else "-"
-        out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {first} | {r['mb_lead']:.0f} | {r['rounds_lead']} | "
+        sites = [v for name, v in (r.get("qc_assoc_kb_per_variant") or {}).items() if name != "dealer"]
+        per_site = f"{max(sites):.2f}" if sites else "-"
+        out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {first} | {r['mb_lead']:.0f} | {per_site} | "
+                   f"{r['rounds_lead']} | "
                    f"{r['floor_s']:.1f} | {ratio} | {r['strict_floor_s']:.1f} | {r['load_avg']:.1f} | {host} |")
     return "\n".join(out)
 
