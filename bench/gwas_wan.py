@@ -43,8 +43,8 @@ def floor_row(link: str, rounds: int, nbytes: float) -> dict:
 
 
 def qc_assoc_bytes(report: dict) -> int:
-    """Bytes a party sent in the variant QC and association stages (the issue's "QC + association" traffic)."""
-    return sum(s["bytes_sent"] for s in report.get("stages", []) if s["stage"] in ("variant_qc", "association"))
+    """Bytes a compute party sent in the variant QC and association stages (the issue's "QC + association" traffic)."""
+    return sum(s["bytes_sent"] for s in report["stages"] if s["stage"] in ("variant_qc", "association"))
 
 
 def host_cpu_seconds() -> dict:
@@ -85,8 +85,9 @@ def run_link(n: int, m: int, link: str, params: GwasParams = PARAMS, workdir=Non
            "kb_per_variant_lead": lead["bytes_sent"] / m / 1e3,
            "tested": len(res.results[0]["tested"]),
            # the issue's traffic target is per party: every site's MB, and its QC + association bytes per variant
-           "mb_parties": {name: r.get("bytes_sent", 0) / 1e6 for name, r in sorted(res.reports.items())},
-           "qc_assoc_kb_per_variant": {name: qc_assoc_bytes(r) / m / 1e3 for name, r in sorted(res.reports.items())},
+           "mb_parties": {name: r["bytes_sent"] / 1e6 for name, r in sorted(res.reports.items())},
+           "qc_assoc_kb_per_variant": {name: qc_assoc_bytes(r) / m / 1e3 for name, r in sorted(res.reports.items())
+                                       if r.get("role") in ("lead", "party")},  # the sites, not the dealer
            "stages": [{"stage": s["stage"], "s": round(s["seconds"], 2), "mb": round(s["bytes_sent"] / 1e6, 2),
                        "rounds": s["rounds"], "waited_s": s.get("waited_s"), "lead_cpu_s": s.get("process_cpu_s")}
                       for s in lead["stages"]],
@@ -112,7 +113,7 @@ def markdown(rows: list[dict]) -> str:
         h = r.get("host_cpu_s") or {}
         host = f"{h['busy']:.1f} / {h['steal']:.1f}" if h else "-"
         first = f"{r['first_job_s']:.1f}" if r.get("first_job_s") else "-"
-        sites = [v for name, v in (r.get("qc_assoc_kb_per_variant") or {}).items() if name != "dealer"]
+        sites = (r.get("qc_assoc_kb_per_variant") or {}).values()
         per_site = f"{max(sites):.2f}" if sites else "-"
         out.append(f"| {r['size']} | {run} | {r['link']} | {r['wall_s']:.1f} | {first} | {r['mb_lead']:.0f} | {per_site} | "
                    f"{r['rounds_lead']} | "
