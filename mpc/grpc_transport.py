@@ -238,7 +238,6 @@ def decode_chunk(raw: bytes):
         fields: dict = {}
         shape: list[int] = []
         while pos < n:
-            key_at = pos
             key, pos = _read_varint(raw, pos)
             field, wt = key >> 3, key & 7
             if field == 0:
@@ -256,7 +255,7 @@ def decode_chunk(raw: bytes):
                 if end > n:
                     raise ValueError("truncated field")
                 if field == 15:
-                    span = (key_at, pos, end)
+                    span = (pos, end)
                 elif field in _STRINGS:
                     fields[_STRINGS[field]] = raw[pos:end].decode("utf-8")
                 elif field == 7:
@@ -278,7 +277,7 @@ def decode_chunk(raw: bytes):
         hdr = Header(shape=tuple(shape), **fields)
         if span is None:
             return hdr, memoryview(b"")
-        return hdr, memoryview(raw)[span[1]:span[2]]
+        return hdr, memoryview(raw)[span[0]:span[1]]
     except Exception as exc:  # noqa: BLE001 - any decoding failure is "malformed"
         return _Bad(f"undecodable chunk ({type(exc).__name__}: {exc})")
 
